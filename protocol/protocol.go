@@ -1,0 +1,409 @@
+// Package protocol holds everything that crosses the wire between the control
+// plane and the agent: the MQTT topic layout and the JSON documents published on
+// it. Nothing else lives here, so both sides can import it without pulling in
+// the other's dependencies.
+//
+// # Versioning
+//
+// Every document carries Schema. Fields may be added in a compatible way; a
+// field is never renamed or given a new meaning. A change that old readers
+// would misread bumps SchemaVersion, and readers refuse documents with a schema
+// they do not know rather than guess.
+//
+// # Topics
+//
+// For organisation O and site S under the topic root (DefaultTopicRoot unless
+// configured):
+//
+//	<root>/O/S/desired   control plane → agent, retained, QoS 1, DesiredState
+//	<root>/O/S/status    agent → control plane, retained, QoS 1, SiteStatus
+//	<root>/O/S/presence  agent → control plane, retained, QoS 1, Presence
+//
+// Organisation and site ids are checked with ValidOrgID and ValidSiteID before
+// they are put into a topic, so an id can never contain MQTT wildcards or
+// separators.
+package protocol
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/netip"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// SchemaVersion is the version of every document this package defines.
+const SchemaVersion = 1
+
+// DefaultTopicRoot is the topic prefix used unless configured otherwise.
+const DefaultTopicRoot = "rampart/v1"
+
+// Directions of a rule.
+const (
+	Inbound  = "inbound"
+	Outbound = "outbound"
+)
+
+// States an agent reports in SiteStatus.State.
+const (
+	StateApplying = "applying"
+	StateApplied  = "applied"
+	StateFailed   = "failed"
+)
+
+// Presence states.
+const (
+	PresenceOnline  = "online"
+	PresenceOffline = "offline"
+)
+
+// PrefixListPrefix starts every prefix list id; a rule address with this
+// prefix refers to a prefix list instead of a CIDR.
+const PrefixListPrefix = "prfx_lst_"
+
+// DesiredState is a site's whole policy. It is never a delta: an agent that
+// sees only the latest document knows everything it must enforce.
+type DesiredState struct {
+	Schema   int    `json:"schema"`
+	OrgID    string `json:"org_id"`
+	SiteID   string `json:"site_id"`
+	Epoch    string `json:"epoch"`
+	Revision uint64 `json:"revision"`
+	// Hash is "sha256:" followed by the hex digest of the canonical content
+	// (see ContentHash). It lets both sides compare policies without
+	// comparing documents field by field.
+	Hash           string          `json:"hash"`
+	SecurityGroups []SecurityGroup `json:"security_groups"`
+	PrefixLists    []PrefixList    `json:"prefix_lists"`
+}
+
+// SecurityGroup is a group as the agent needs it: its rules, nothing about
+// which other sites use it.
+type SecurityGroup struct {
+	ID    string `json:"id"`
+	Name  string `json:"name"`
+	Rules []Rule `json:"rules"`
+}
+
+// Rule is one allow rule of a group.
+type Rule struct {
+	ID        string `json:"id"`
+	Direction string `json:"direction"`
+	Order     int    `json:"order"`
+	// Protocol is the IANA protocol number; 0 means every protocol.
+	Protocol int `json:"protocol"`
+	// Port is "", "N", "N-M" or a comma list of those.
+	Port string `json:"port"`
+	// Address is an IPv4 CIDR, or the id of a prefix list in the same
+	// document.
+	Address     string `json:"address"`
+	Description string `json:"description"`
+}
+
+// PrefixList is a named set of CIDRs.
+type PrefixList struct {
+	ID    string   `json:"id"`
+	Name  string   `json:"name"`
+	CIDRs []string `json:"cidrs"`
+}
+
+// SiteStatus is what an agent reports after each attempt to apply a
+// DesiredState, and while it applies one.
+type SiteStatus struct {
+	Schema   int    `json:"schema"`
+	OrgID    string `json:"org_id"`
+	SiteID   string `json:"site_id"`
+	Epoch    string `json:"epoch"`
+	Revision uint64 `json:"revision"`
+	State    string `json:"state"`
+	// Error is a sentence a person can act on; empty unless State is failed.
+	Error          string    `json:"error"`
+	AppliedAt      time.Time `json:"applied_at"`
+	DurationMS     int64     `json:"duration_ms"`
+	Rules          int       `json:"rules"`
+	AddressEntries int       `json:"address_entries"`
+	// Operations counts writes sent to the router in this apply (add, set,
+	// remove, move).
+	Operations      int    `json:"operations"`
+	DriftRepairs    int    `json:"drift_repairs"`
+	AgentVersion    string `json:"agent_version"`
+	RouterOSVersion string `json:"routeros_version"`
+	Board           string `json:"board"`
+}
+
+// Presence is the agent's liveness. The agent publishes it online when it
+// connects; its MQTT last will publishes OfflinePayload.
+type Presence struct {
+	State string    `json:"state"`
+	At    time.Time `json:"at,omitzero"`
+}
+
+// OfflinePayload is the presence payload an agent leaves as its last will:
+// the JSON string "offline".
+var OfflinePayload = []byte(`"offline"`)
+
+// ParsePresence accepts every presence payload form: the object, the JSON
+// string "offline" and, leniently, the bare word offline.
+func ParsePresence(b []byte) (Presence, error) {
+	s := strings.TrimSpace(string(b))
+	switch s {
+	case `"offline"`, "offline":
+		return Presence{State: PresenceOffline}, nil
+	}
+	var p Presence
+	if err := json.Unmarshal(b, &p); err != nil {
+		return Presence{}, fmt.Errorf("parse presence: %w", err)
+	}
+	if p.State != PresenceOnline && p.State != PresenceOffline {
+		return Presence{}, fmt.Errorf("parse presence: state %q is neither %q nor %q", p.State, PresenceOnline, PresenceOffline)
+	}
+	return p, nil
+}
+
+// Topic kinds, the last level of every topic.
+const (
+	KindDesired  = "desired"
+	KindStatus   = "status"
+	KindPresence = "presence"
+)
+
+// Topic returns root/org/site/kind. The caller must have validated org and
+// site.
+func Topic(root, org, site, kind string) string {
+	return root + "/" + org + "/" + site + "/" + kind
+}
+
+// DesiredTopic is where the control plane publishes a site's DesiredState.
+func DesiredTopic(root, org, site string) string { return Topic(root, org, site, KindDesired) }
+
+// StatusTopic is where an agent publishes its SiteStatus.
+func StatusTopic(root, org, site string) string { return Topic(root, org, site, KindStatus) }
+
+// PresenceTopic is where an agent publishes its Presence.
+func PresenceTopic(root, org, site string) string { return Topic(root, org, site, KindPresence) }
+
+// ParseTopic splits a topic under root into its organisation, site and kind.
+// It reports false for anything that is not exactly root/org/site/kind with
+// valid ids and a known kind.
+func ParseTopic(root, topic string) (org, site, kind string, ok bool) {
+	rest, found := strings.CutPrefix(topic, root+"/")
+	if !found {
+		return "", "", "", false
+	}
+	parts := strings.Split(rest, "/")
+	if len(parts) != 3 || !ValidOrgID(parts[0]) || !ValidSiteID(parts[1]) {
+		return "", "", "", false
+	}
+	switch parts[2] {
+	case KindDesired, KindStatus, KindPresence:
+		return parts[0], parts[1], parts[2], true
+	}
+	return "", "", "", false
+}
+
+var (
+	orgIDRe  = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$`)
+	siteIDRe = regexp.MustCompile(`^site_[0-9A-Za-z]{1,64}$`)
+)
+
+// ValidOrgID reports whether id is safe as one MQTT topic level and as a
+// broker username component: 1–128 of [A-Za-z0-9_.-], starting with a letter
+// or digit. That excludes the wildcards + and #, the separator / and NUL.
+func ValidOrgID(id string) bool { return orgIDRe.MatchString(id) }
+
+// ValidSiteID reports whether id is "site_" followed by 1–64 of [0-9A-Za-z].
+func ValidSiteID(id string) bool { return siteIDRe.MatchString(id) }
+
+// PortProtocols are the protocols RouterOS accepts a port with, by number.
+// RouterOS refuses any other with "failure: ports can be specified if proto
+// is tcp,udp,udp-lite,dccp,sctp".
+var PortProtocols = map[int]string{6: "tcp", 17: "udp", 33: "dccp", 132: "sctp", 136: "udp-lite"}
+
+// ParsePort checks a port expression: "", "N", "N-M" or a comma list of
+// those, 1 ≤ N ≤ M ≤ 65535. The error says what was wrong and what is valid.
+func ParsePort(port string) error {
+	if port == "" {
+		return nil
+	}
+	for _, part := range strings.Split(port, ",") {
+		lo, hi, isRange := strings.Cut(part, "-")
+		a, err := parsePortNumber(lo)
+		if err != nil {
+			return fmt.Errorf("%q is not a port: %w", part, err)
+		}
+		if !isRange {
+			continue
+		}
+		b, err := parsePortNumber(hi)
+		if err != nil {
+			return fmt.Errorf("%q is not a port range: %w", part, err)
+		}
+		if a > b {
+			return fmt.Errorf("range %q starts above its end; write it as %d-%d", part, b, a)
+		}
+	}
+	return nil
+}
+
+func parsePortNumber(s string) (int, error) {
+	if s == "" || len(s) > 5 || strings.TrimLeft(s, "0123456789") != "" {
+		return 0, errors.New(`ports are "N", "N-M" or a comma list of those, with N from 1 to 65535`)
+	}
+	n, _ := strconv.Atoi(s)
+	if n < 1 || n > 65535 {
+		return 0, fmt.Errorf("%d is outside 1-65535", n)
+	}
+	return n, nil
+}
+
+// ParseCIDR parses an IPv4 prefix with no host bits set. A prefix with host
+// bits gets an error that names the network that was probably meant.
+func ParseCIDR(s string) (netip.Prefix, error) {
+	p, err := netip.ParsePrefix(s)
+	if err != nil || !p.Addr().Is4() {
+		return netip.Prefix{}, fmt.Errorf("%q is not an IPv4 CIDR such as 192.0.2.0/24", s)
+	}
+	if m := p.Masked(); m != p {
+		return netip.Prefix{}, fmt.Errorf("%q has host bits set; did you mean %q?", s, m.String())
+	}
+	return p, nil
+}
+
+// Validate checks a document as the agent receives it: the schema is known, it
+// is addressed to org and site, and every rule is one RouterOS can enforce.
+// A document that fails is ignored whole: nothing of it reaches a router.
+func (d *DesiredState) Validate(org, site string) error {
+	switch {
+	case d.Schema != SchemaVersion:
+		return fmt.Errorf("schema %d is not supported (want %d)", d.Schema, SchemaVersion)
+	case d.OrgID != org || d.SiteID != site:
+		return fmt.Errorf("document is for %s/%s, not %s/%s", d.OrgID, d.SiteID, org, site)
+	case d.Epoch == "":
+		return errors.New("epoch is empty")
+	case d.Revision == 0:
+		return errors.New("revision is 0; revisions start at 1")
+	}
+	lists := make(map[string]bool, len(d.PrefixLists))
+	for i, pl := range d.PrefixLists {
+		if !strings.HasPrefix(pl.ID, PrefixListPrefix) || !ValidOrgID(pl.ID) {
+			return fmt.Errorf("prefix_lists[%d].id %q is not a prefix list id", i, pl.ID)
+		}
+		if lists[pl.ID] {
+			return fmt.Errorf("prefix_lists[%d].id %q appears twice", i, pl.ID)
+		}
+		lists[pl.ID] = true
+		for j, c := range pl.CIDRs {
+			if _, err := ParseCIDR(c); err != nil {
+				return fmt.Errorf("prefix_lists[%d].cidrs[%d]: %w", i, j, err)
+			}
+		}
+	}
+	for i, g := range d.SecurityGroups {
+		for j, r := range g.Rules {
+			if err := r.validate(lists); err != nil {
+				return fmt.Errorf("security_groups[%d].rules[%d]: %w", i, j, err)
+			}
+		}
+	}
+	if want := d.ContentHash(); d.Hash != want {
+		return fmt.Errorf("hash %q does not match the content (%q)", d.Hash, want)
+	}
+	return nil
+}
+
+func (r Rule) validate(lists map[string]bool) error {
+	if r.Direction != Inbound && r.Direction != Outbound {
+		return fmt.Errorf("direction %q is neither %q nor %q", r.Direction, Inbound, Outbound)
+	}
+	if r.Protocol < 0 || r.Protocol > 255 {
+		return fmt.Errorf("protocol %d is outside 0-255", r.Protocol)
+	}
+	if err := ParsePort(r.Port); err != nil {
+		return fmt.Errorf("port: %w", err)
+	}
+	if _, ok := PortProtocols[r.Protocol]; r.Port != "" && !ok {
+		return fmt.Errorf("port %q needs protocol tcp, udp, udp-lite, dccp or sctp, not %d", r.Port, r.Protocol)
+	}
+	if strings.HasPrefix(r.Address, PrefixListPrefix) {
+		if !lists[r.Address] {
+			return fmt.Errorf("address %q names a prefix list the document does not carry", r.Address)
+		}
+		return nil
+	}
+	if _, err := ParseCIDR(r.Address); err != nil {
+		return fmt.Errorf("address: %w", err)
+	}
+	return nil
+}
+
+// Canonicalize puts the content in its one canonical order: groups and prefix
+// lists by id, rules by order then id, CIDRs sorted and deduplicated. Two
+// documents with the same policy are then equal byte for byte.
+func (d *DesiredState) Canonicalize() {
+	slices.SortFunc(d.SecurityGroups, func(a, b SecurityGroup) int { return strings.Compare(a.ID, b.ID) })
+	for i := range d.SecurityGroups {
+		slices.SortFunc(d.SecurityGroups[i].Rules, func(a, b Rule) int {
+			if a.Order != b.Order {
+				return a.Order - b.Order
+			}
+			return strings.Compare(a.ID, b.ID)
+		})
+	}
+	slices.SortFunc(d.PrefixLists, func(a, b PrefixList) int { return strings.Compare(a.ID, b.ID) })
+	for i := range d.PrefixLists {
+		slices.Sort(d.PrefixLists[i].CIDRs)
+		d.PrefixLists[i].CIDRs = slices.Compact(d.PrefixLists[i].CIDRs)
+	}
+	if d.SecurityGroups == nil {
+		d.SecurityGroups = []SecurityGroup{}
+	}
+	if d.PrefixLists == nil {
+		d.PrefixLists = []PrefixList{}
+	}
+}
+
+// ContentHash returns "sha256:<hex>" over the canonical JSON of the policy
+// content (security_groups and prefix_lists, in canonical order). Envelope
+// fields (ids, epoch, revision) are left out so the hash names the policy
+// alone. It does not modify d.
+func (d *DesiredState) ContentHash() string {
+	c := DesiredState{SecurityGroups: d.SecurityGroups, PrefixLists: d.PrefixLists}
+	c.SecurityGroups = slices.Clone(c.SecurityGroups)
+	for i := range c.SecurityGroups {
+		c.SecurityGroups[i].Rules = slices.Clone(c.SecurityGroups[i].Rules)
+	}
+	c.PrefixLists = slices.Clone(c.PrefixLists)
+	for i := range c.PrefixLists {
+		c.PrefixLists[i].CIDRs = slices.Clone(c.PrefixLists[i].CIDRs)
+	}
+	c.Canonicalize()
+	b, err := json.Marshal(struct {
+		SecurityGroups []SecurityGroup `json:"security_groups"`
+		PrefixLists    []PrefixList    `json:"prefix_lists"`
+	}{c.SecurityGroups, c.PrefixLists})
+	if err != nil {
+		panic("protocol: marshal canonical content: " + err.Error()) // plain structs of strings and ints cannot fail
+	}
+	sum := sha256.Sum256(b)
+	return "sha256:" + hex.EncodeToString(sum[:])
+}
+
+// Seal canonicalizes d and sets Schema and Hash, ready to publish.
+func (d *DesiredState) Seal() {
+	d.Schema = SchemaVersion
+	d.Canonicalize()
+	d.Hash = d.ContentHash()
+}
+
+// Newer reports whether an agent that last accepted (epoch, revision) must
+// apply d: a different epoch means the control plane's store was replaced, so
+// its revisions start over; otherwise only a higher revision is news.
+func (d *DesiredState) Newer(epoch string, revision uint64) bool {
+	return d.Epoch != epoch || d.Revision > revision
+}

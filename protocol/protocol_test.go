@@ -1,0 +1,165 @@
+package protocol_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/rampart-fw/rampart/protocol"
+)
+
+func sample() protocol.DesiredState {
+	d := protocol.DesiredState{
+		OrgID: "org_demo", SiteID: "site_hq", Epoch: "7d0c2c9e5b1a4f3e", Revision: 3,
+		SecurityGroups: []protocol.SecurityGroup{{ID: "sec_grp_1", Name: "Web", Rules: []protocol.Rule{
+			{ID: "fltr_b", Direction: protocol.Inbound, Order: 30, Protocol: 6, Port: "22", Address: "prfx_lst_office", Description: "SSH from office"},
+			{ID: "fltr_a", Direction: protocol.Inbound, Order: 10, Protocol: 6, Port: "443", Address: "0.0.0.0/0", Description: "Allow HTTPS"},
+		}}},
+		PrefixLists: []protocol.PrefixList{{ID: "prfx_lst_office", Name: "Office", CIDRs: []string{"203.0.113.0/24"}}},
+	}
+	d.Seal()
+	return d
+}
+
+func ExampleDesiredState_Seal() {
+	d := protocol.DesiredState{OrgID: "org_demo", SiteID: "site_hq", Epoch: "e1", Revision: 1,
+		PrefixLists: []protocol.PrefixList{{ID: "prfx_lst_x", Name: "X", CIDRs: []string{"198.51.100.0/24", "192.0.2.0/24"}}}}
+	d.Seal()
+	fmt.Println(d.PrefixLists[0].CIDRs, strings.HasPrefix(d.Hash, "sha256:"), d.Validate("org_demo", "site_hq"))
+	// Output: [192.0.2.0/24 198.51.100.0/24] true <nil>
+}
+
+func ExampleDesiredTopic() {
+	fmt.Println(protocol.DesiredTopic(protocol.DefaultTopicRoot, "org_demo", "site_hq"))
+	fmt.Println(protocol.ParseTopic(protocol.DefaultTopicRoot, "rampart/v1/org_demo/site_hq/status"))
+	// Output:
+	// rampart/v1/org_demo/site_hq/desired
+	// org_demo site_hq status true
+}
+
+func TestHashIgnoresOrderAndEnvelope(t *testing.T) {
+	a := sample()
+	b := sample()
+	b.Revision, b.Epoch = 99, "other"
+	b.SecurityGroups[0].Rules[0], b.SecurityGroups[0].Rules[1] = b.SecurityGroups[0].Rules[1], b.SecurityGroups[0].Rules[0]
+	if a.ContentHash() != b.ContentHash() {
+		t.Fatalf("hash depends on rule order or envelope")
+	}
+	b.SecurityGroups[0].Rules[0].Port = "8443"
+	if a.ContentHash() == b.ContentHash() {
+		t.Fatalf("hash did not change with content")
+	}
+}
+
+func TestJSONRoundTripMatchesDesign(t *testing.T) {
+	d := sample()
+	raw, err := json.Marshal(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(raw, &m); err != nil {
+		t.Fatal(err)
+	}
+	var keys []string
+	for k := range m {
+		keys = append(keys, k)
+	}
+	want := []string{"epoch", "hash", "org_id", "prefix_lists", "revision", "schema", "security_groups", "site_id"}
+	if diff := cmp.Diff(want, sorted(keys)); diff != "" {
+		t.Errorf("top-level fields (-want +got):\n%s", diff)
+	}
+	var back protocol.DesiredState
+	if err := json.Unmarshal(raw, &back); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(d, back); diff != "" {
+		t.Errorf("round trip (-want +got):\n%s", diff)
+	}
+}
+
+func sorted(s []string) []string {
+	for i := range s {
+		for j := i + 1; j < len(s); j++ {
+			if s[j] < s[i] {
+				s[i], s[j] = s[j], s[i]
+			}
+		}
+	}
+	return s
+}
+
+func TestValidate(t *testing.T) {
+	tests := []struct {
+		name    string
+		mutate  func(*protocol.DesiredState)
+		wantErr string
+	}{
+		{"ok", func(*protocol.DesiredState) {}, ""},
+		{"schema", func(d *protocol.DesiredState) { d.Schema = 2 }, "schema 2"},
+		{"wrong site", func(d *protocol.DesiredState) { d.SiteID = "site_other" }, "not org_demo/site_hq"},
+		{"zero revision", func(d *protocol.DesiredState) { d.Revision = 0 }, "revision is 0"},
+		{"port without tcp", func(d *protocol.DesiredState) { d.SecurityGroups[0].Rules[0].Protocol = 1; d.Seal() }, "needs protocol tcp"},
+		{"host bits", func(d *protocol.DesiredState) { d.SecurityGroups[0].Rules[0].Address = "10.0.0.1/24"; d.Seal() }, `did you mean "10.0.0.0/24"`},
+		{"missing list", func(d *protocol.DesiredState) { d.PrefixLists = nil; d.Seal() }, "does not carry"},
+		{"bad port", func(d *protocol.DesiredState) { d.SecurityGroups[0].Rules[1].Port = "70000"; d.Seal() }, "outside 1-65535"},
+		{"tampered", func(d *protocol.DesiredState) { d.SecurityGroups[0].Rules[0].Port = "1" }, "does not match"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d := sample()
+			tt.mutate(&d)
+			err := d.Validate("org_demo", "site_hq")
+			if tt.wantErr == "" {
+				if err != nil {
+					t.Fatalf("Validate: %v", err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Fatalf("Validate = %v, want error containing %q", err, tt.wantErr)
+			}
+		})
+	}
+}
+
+func TestParsePort(t *testing.T) {
+	for _, ok := range []string{"", "1", "65535", "80,443", "1000-2000", "22,8000-8080"} {
+		if err := protocol.ParsePort(ok); err != nil {
+			t.Errorf("ParsePort(%q) = %v", ok, err)
+		}
+	}
+	for _, bad := range []string{"0", "65536", "a", "1-", "-1", "2-1", "1,,2", " 1", "80 ", "+1"} {
+		if err := protocol.ParsePort(bad); err == nil {
+			t.Errorf("ParsePort(%q) accepted", bad)
+		}
+	}
+}
+
+func TestPresence(t *testing.T) {
+	for in, want := range map[string]string{`"offline"`: "offline", "offline": "offline", `{"state":"online","at":"2026-11-21T10:00:00Z"}`: "online"} {
+		p, err := protocol.ParsePresence([]byte(in))
+		if err != nil || p.State != want {
+			t.Errorf("ParsePresence(%s) = %+v, %v; want %s", in, p, err, want)
+		}
+	}
+	if _, err := protocol.ParsePresence([]byte(`{"state":"maybe"}`)); err == nil {
+		t.Error("accepted an unknown presence state")
+	}
+}
+
+func TestIDs(t *testing.T) {
+	for id, want := range map[string]bool{"org_demo": true, "org/x": false, "org+": false, "#": false, "": false} {
+		if got := protocol.ValidOrgID(id); got != want {
+			t.Errorf("ValidOrgID(%q) = %v", id, got)
+		}
+	}
+	for id, want := range map[string]bool{"site_hq": true, "site_": false, "site_a-b": false, "hq": false, "site_" + strings.Repeat("a", 65): false} {
+		if got := protocol.ValidSiteID(id); got != want {
+			t.Errorf("ValidSiteID(%q) = %v", id, got)
+		}
+	}
+}
