@@ -1,0 +1,254 @@
+// Package compile turns an organisation's policy (security groups and prefix
+// lists, each attached to sites) into the DesiredState document of every
+// site. It is pure: no storage, no network, no clock, so the control plane can
+// recompile on every write and compare hashes to decide what to publish.
+//
+// # What a site gets
+//
+// A site's document carries the groups attached to it, every prefix list
+// those groups' rules reference, and every prefix list attached to it
+// directly (DESIGN.md section 4). A site that has nothing left still gets a
+// document, with empty groups and lists, so its agent removes what it
+// enforced: an empty MQTT payload is never used to mean "no policy".
+//
+// # Revisions
+//
+// Compile leaves Epoch and Revision empty. AssignRevision fills them in from
+// the site's previous (revision, hash): the revision grows by one only when
+// the content hash changes, so recompiling unchanged policy publishes nothing
+// new and agents see no spurious revisions.
+//
+// # Affected sites
+//
+// Affected compares two versions of a policy and names the sites whose
+// documents may differ: sites that gained or lost a group or list, and every
+// site of a group or list whose content changed. A prefix list change thus
+// reaches every site of every group that references it.
+package compile
+
+import (
+	"slices"
+	"strings"
+
+	"github.com/rampart-fw/rampart/protocol"
+)
+
+// Group is a security group as the compiler needs it.
+type Group struct {
+	ID    string
+	Name  string
+	Sites []string
+	// Rules in any order; Address is a CIDR or a prefix list id.
+	Rules []protocol.Rule
+}
+
+// PrefixList is a prefix list as the compiler needs it.
+type PrefixList struct {
+	ID    string
+	Name  string
+	Sites []string
+	CIDRs []string
+}
+
+// Policy is one organisation's whole policy.
+type Policy struct {
+	Groups      []Group
+	PrefixLists []PrefixList
+}
+
+// Sites returns every site the policy attaches something to, sorted.
+func (p Policy) Sites() []string {
+	var out []string
+	for _, g := range p.Groups {
+		out = append(out, g.Sites...)
+	}
+	for _, l := range p.PrefixLists {
+		out = append(out, l.Sites...)
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+// index is the policy arranged for per-site lookups.
+type index struct {
+	groups     map[string]*protocol.SecurityGroup // canonical, shared read-only
+	lists      map[string]*protocol.PrefixList    // canonical, shared read-only
+	listsOf    map[string][]string                // group id -> referenced list ids
+	siteGroups map[string][]string
+	siteLists  map[string][]string // directly attached
+}
+
+func newIndex(p Policy) *index {
+	ix := &index{
+		groups:     make(map[string]*protocol.SecurityGroup, len(p.Groups)),
+		lists:      make(map[string]*protocol.PrefixList, len(p.PrefixLists)),
+		listsOf:    make(map[string][]string, len(p.Groups)),
+		siteGroups: make(map[string][]string),
+		siteLists:  make(map[string][]string),
+	}
+	for _, l := range p.PrefixLists {
+		pl := &protocol.PrefixList{ID: l.ID, Name: l.Name, CIDRs: slices.Clone(l.CIDRs)}
+		slices.Sort(pl.CIDRs)
+		pl.CIDRs = slices.Compact(pl.CIDRs)
+		if pl.CIDRs == nil {
+			pl.CIDRs = []string{}
+		}
+		ix.lists[l.ID] = pl
+		for _, s := range l.Sites {
+			ix.siteLists[s] = append(ix.siteLists[s], l.ID)
+		}
+	}
+	for _, g := range p.Groups {
+		sg := &protocol.SecurityGroup{ID: g.ID, Name: g.Name, Rules: slices.Clone(g.Rules)}
+		slices.SortFunc(sg.Rules, func(a, b protocol.Rule) int {
+			if a.Order != b.Order {
+				return a.Order - b.Order
+			}
+			return strings.Compare(a.ID, b.ID)
+		})
+		if sg.Rules == nil {
+			sg.Rules = []protocol.Rule{}
+		}
+		ix.groups[g.ID] = sg
+		var refs []string
+		for _, r := range g.Rules {
+			if strings.HasPrefix(r.Address, protocol.PrefixListPrefix) {
+				refs = append(refs, r.Address)
+			}
+		}
+		slices.Sort(refs)
+		ix.listsOf[g.ID] = slices.Compact(refs)
+		for _, s := range g.Sites {
+			ix.siteGroups[s] = append(ix.siteGroups[s], g.ID)
+		}
+	}
+	return ix
+}
+
+// members returns the sorted, deduplicated group and list ids a site gets.
+// A referenced list that does not exist is left out; the API refuses such
+// references, and the agent would refuse the document (Validate) if it were
+// carried as a dangling reference, so the document stays self-consistent.
+func (ix *index) members(site string) (groups, lists []string) {
+	groups = slices.Clone(ix.siteGroups[site])
+	slices.Sort(groups)
+	groups = slices.Compact(groups)
+	lists = slices.Clone(ix.siteLists[site])
+	for _, g := range groups {
+		lists = append(lists, ix.listsOf[g]...)
+	}
+	slices.Sort(lists)
+	lists = slices.Compact(lists)
+	lists = slices.DeleteFunc(lists, func(id string) bool { return ix.lists[id] == nil })
+	return groups, lists
+}
+
+// content is one distinct set of groups and lists, compiled once and shared
+// by every site that has exactly that set.
+type content struct {
+	groups []protocol.SecurityGroup
+	lists  []protocol.PrefixList
+	hash   string
+}
+
+func (ix *index) content(groups, lists []string, memo map[string]*content) *content {
+	key := strings.Join(groups, ",") + "|" + strings.Join(lists, ",")
+	if c, ok := memo[key]; ok {
+		return c
+	}
+	c := &content{
+		groups: make([]protocol.SecurityGroup, 0, len(groups)),
+		lists:  make([]protocol.PrefixList, 0, len(lists)),
+	}
+	for _, id := range groups {
+		c.groups = append(c.groups, *ix.groups[id])
+	}
+	for _, id := range lists {
+		c.lists = append(c.lists, *ix.lists[id])
+	}
+	d := protocol.DesiredState{SecurityGroups: c.groups, PrefixLists: c.lists}
+	c.hash = d.ContentHash()
+	memo[key] = c
+	return c
+}
+
+// Compile returns the document of every site the policy attaches something
+// to, keyed by site id. Documents are sealed (Schema, canonical order, Hash)
+// but carry no Epoch or Revision: see AssignRevision. Documents share their
+// group, rule and list slices with each other; treat them as read-only.
+func Compile(org string, p Policy) map[string]protocol.DesiredState {
+	return CompileSites(org, p, p.Sites())
+}
+
+// CompileSites returns the documents of the given sites only, including
+// sites the policy no longer attaches anything to: those get an empty
+// document, which tells their agent to remove everything it manages.
+func CompileSites(org string, p Policy, sites []string) map[string]protocol.DesiredState {
+	ix := newIndex(p)
+	memo := make(map[string]*content)
+	out := make(map[string]protocol.DesiredState, len(sites))
+	for _, site := range sites {
+		g, l := ix.members(site)
+		c := ix.content(g, l, memo)
+		out[site] = protocol.DesiredState{
+			Schema:         protocol.SchemaVersion,
+			OrgID:          org,
+			SiteID:         site,
+			Hash:           c.hash,
+			SecurityGroups: c.groups,
+			PrefixLists:    c.lists,
+		}
+	}
+	return out
+}
+
+// Revision is what the control plane remembers of the last document it
+// assigned to a site.
+type Revision struct {
+	Revision uint64
+	Hash     string
+}
+
+// AssignRevision sets d's Epoch and Revision given the site's previous
+// revision (zero if it never had one) and reports whether the content is new.
+// The revision grows by one only when the content hash differs from prev's;
+// otherwise d keeps prev's revision and republishing it is harmless.
+func AssignRevision(prev Revision, d *protocol.DesiredState, epoch string) (changed bool) {
+	d.Epoch = epoch
+	if prev.Revision > 0 && prev.Hash == d.Hash {
+		d.Revision = prev.Revision
+		return false
+	}
+	d.Revision = prev.Revision + 1
+	return true
+}
+
+// Affected returns, sorted, the sites whose documents may differ between
+// before and after: a site whose set of groups or lists changed, or one that
+// carries a group or list whose content (name, rules, CIDRs) changed. Pass the
+// result to CompileSites with after to get the documents to publish; sites
+// that lost everything are included, so they receive an empty document.
+func Affected(before, after Policy) []string {
+	bi, ai := newIndex(before), newIndex(after)
+	changedGroup := func(id string) bool {
+		b, a := bi.groups[id], ai.groups[id]
+		return b == nil || a == nil || b.Name != a.Name || !slices.Equal(b.Rules, a.Rules)
+	}
+	changedList := func(id string) bool {
+		b, a := bi.lists[id], ai.lists[id]
+		return b == nil || a == nil || b.Name != a.Name || !slices.Equal(b.CIDRs, a.CIDRs)
+	}
+	sites := append(before.Sites(), after.Sites()...)
+	slices.Sort(sites)
+	sites = slices.Compact(sites)
+	var out []string
+	for _, s := range sites {
+		bg, bl := bi.members(s)
+		ag, al := ai.members(s)
+		if !slices.Equal(bg, ag) || !slices.Equal(bl, al) ||
+			slices.ContainsFunc(ag, changedGroup) || slices.ContainsFunc(al, changedList) {
+			out = append(out, s)
+		}
+	}
+	return out
+}

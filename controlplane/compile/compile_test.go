@@ -1,0 +1,262 @@
+package compile
+
+import (
+	"fmt"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/rampart-fw/rampart/protocol"
+)
+
+const (
+	office = "prfx_lst_office"
+	vpn    = "prfx_lst_vpn"
+	lan    = "prfx_lst_lan"
+)
+
+var (
+	httpsRule = protocol.Rule{ID: "fltr_a", Direction: protocol.Inbound, Order: 10, Protocol: 6, Port: "443", Address: "0.0.0.0/0", Description: "https"}
+	sshRule   = protocol.Rule{ID: "fltr_b", Direction: protocol.Inbound, Order: 30, Protocol: 6, Port: "22", Address: office, Description: "ssh"}
+	dnsRule   = protocol.Rule{ID: "fltr_c", Direction: protocol.Outbound, Order: 5, Protocol: 17, Port: "53", Address: vpn, Description: "dns"}
+)
+
+func basePolicy() Policy {
+	return Policy{
+		Groups: []Group{
+			{ID: "sec_grp_web", Name: "Web", Sites: []string{"site_b", "site_a"}, Rules: []protocol.Rule{sshRule, httpsRule}},
+			{ID: "sec_grp_dns", Name: "DNS", Sites: []string{"site_b", "site_b"}, Rules: []protocol.Rule{dnsRule}},
+		},
+		PrefixLists: []PrefixList{
+			{ID: office, Name: "Office", CIDRs: []string{"203.0.113.0/24", "198.51.100.0/24", "203.0.113.0/24"}},
+			{ID: vpn, Name: "VPN", CIDRs: []string{"10.8.0.0/16"}},
+			{ID: lan, Name: "LAN", Sites: []string{"site_c"}, CIDRs: []string{"192.168.0.0/16"}},
+		},
+	}
+}
+
+func TestCompile(t *testing.T) {
+	web := protocol.SecurityGroup{ID: "sec_grp_web", Name: "Web", Rules: []protocol.Rule{httpsRule, sshRule}}
+	dns := protocol.SecurityGroup{ID: "sec_grp_dns", Name: "DNS", Rules: []protocol.Rule{dnsRule}}
+	officeL := protocol.PrefixList{ID: office, Name: "Office", CIDRs: []string{"198.51.100.0/24", "203.0.113.0/24"}}
+	vpnL := protocol.PrefixList{ID: vpn, Name: "VPN", CIDRs: []string{"10.8.0.0/16"}}
+	lanL := protocol.PrefixList{ID: lan, Name: "LAN", CIDRs: []string{"192.168.0.0/16"}}
+	doc := func(site string, gs []protocol.SecurityGroup, ls []protocol.PrefixList) protocol.DesiredState {
+		d := protocol.DesiredState{OrgID: "org_x", SiteID: site, SecurityGroups: gs, PrefixLists: ls}
+		d.Seal()
+		return d
+	}
+	tests := []struct {
+		name   string
+		policy Policy
+		sites  []string // nil: Compile
+		want   map[string]protocol.DesiredState
+	}{
+		{
+			name:   "groups, referenced lists and directly attached lists",
+			policy: basePolicy(),
+			want: map[string]protocol.DesiredState{
+				"site_a": doc("site_a", []protocol.SecurityGroup{web}, []protocol.PrefixList{officeL}),
+				"site_b": doc("site_b", []protocol.SecurityGroup{dns, web}, []protocol.PrefixList{officeL, vpnL}),
+				"site_c": doc("site_c", nil, []protocol.PrefixList{lanL}),
+			},
+		},
+		{
+			name:   "a site with nothing left gets an empty document",
+			policy: basePolicy(),
+			sites:  []string{"site_gone", "site_a"},
+			want: map[string]protocol.DesiredState{
+				"site_a":    doc("site_a", []protocol.SecurityGroup{web}, []protocol.PrefixList{officeL}),
+				"site_gone": doc("site_gone", nil, nil),
+			},
+		},
+		{
+			name: "list both referenced and attached appears once",
+			policy: Policy{
+				Groups:      []Group{{ID: "sec_grp_web", Name: "Web", Sites: []string{"site_a"}, Rules: []protocol.Rule{httpsRule, sshRule}}},
+				PrefixLists: []PrefixList{{ID: office, Name: "Office", Sites: []string{"site_a"}, CIDRs: []string{"198.51.100.0/24", "203.0.113.0/24"}}},
+			},
+			want: map[string]protocol.DesiredState{
+				"site_a": doc("site_a", []protocol.SecurityGroup{web}, []protocol.PrefixList{officeL}),
+			},
+		},
+		{
+			name:   "empty policy",
+			policy: Policy{},
+			want:   map[string]protocol.DesiredState{},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var got map[string]protocol.DesiredState
+			if tt.sites == nil {
+				got = Compile("org_x", tt.policy)
+			} else {
+				got = CompileSites("org_x", tt.policy, tt.sites)
+			}
+			if diff := cmp.Diff(tt.want, got); diff != "" {
+				t.Errorf("compiled documents (-want +got):\n%s", diff)
+			}
+			for site, d := range got {
+				AssignRevision(Revision{}, &d, "epoch1")
+				if err := d.Validate("org_x", site); err != nil {
+					t.Errorf("%s: compiled document does not validate: %v", site, err)
+				}
+			}
+		})
+	}
+}
+
+func TestAssignRevision(t *testing.T) {
+	tests := []struct {
+		name        string
+		prev        Revision
+		hash        string
+		wantRev     uint64
+		wantChanged bool
+	}{
+		{"first document", Revision{}, "sha256:a", 1, true},
+		{"same content keeps revision", Revision{Revision: 4, Hash: "sha256:a"}, "sha256:a", 4, false},
+		{"new content bumps by one", Revision{Revision: 4, Hash: "sha256:a"}, "sha256:b", 5, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d := protocol.DesiredState{Hash: tt.hash}
+			changed := AssignRevision(tt.prev, &d, "ep")
+			if changed != tt.wantChanged || d.Revision != tt.wantRev || d.Epoch != "ep" {
+				t.Errorf("AssignRevision(%+v) = changed %v, revision %d, epoch %q; want %v, %d, %q",
+					tt.prev, changed, d.Revision, d.Epoch, tt.wantChanged, tt.wantRev, "ep")
+			}
+		})
+	}
+}
+
+// TestRecompileUnchanged checks the property revisions depend on: compiling
+// the same policy twice, with its inputs in another order, gives the same
+// hashes, so AssignRevision publishes nothing new.
+func TestRecompileUnchanged(t *testing.T) {
+	p := basePolicy()
+	q := basePolicy()
+	q.Groups[0], q.Groups[1] = q.Groups[1], q.Groups[0]
+	q.PrefixLists[0].CIDRs = []string{"198.51.100.0/24", "203.0.113.0/24"}
+	a, b := Compile("org_x", p), Compile("org_x", q)
+	for site := range a {
+		prev := Revision{Revision: 7, Hash: a[site].Hash}
+		d := b[site]
+		if AssignRevision(prev, &d, "ep") {
+			t.Errorf("%s: reordered but equal policy got a new revision (%s vs %s)", site, a[site].Hash, d.Hash)
+		}
+	}
+}
+
+func TestAffected(t *testing.T) {
+	tests := []struct {
+		name   string
+		change func(p *Policy)
+		want   []string
+	}{
+		{"nothing changed", func(p *Policy) {}, nil},
+		{"prefix list referenced by two groups", func(p *Policy) {
+			p.PrefixLists[1].CIDRs = []string{"10.9.0.0/16"} // vpn, used by dns on site_b
+		}, []string{"site_b"}},
+		{"prefix list referenced by web reaches every web site", func(p *Policy) {
+			p.PrefixLists[0].CIDRs = append(p.PrefixLists[0].CIDRs, "192.0.2.0/24")
+		}, []string{"site_a", "site_b"}},
+		{"CIDR order alone is no change", func(p *Policy) {
+			p.PrefixLists[0].CIDRs = []string{"203.0.113.0/24", "198.51.100.0/24"}
+		}, nil},
+		{"group moves from site_a to site_d", func(p *Policy) {
+			p.Groups[0].Sites = []string{"site_b", "site_d"}
+		}, []string{"site_a", "site_d"}},
+		{"group deleted", func(p *Policy) {
+			p.Groups = p.Groups[1:]
+		}, []string{"site_a", "site_b"}},
+		{"rule edited in dns", func(p *Policy) {
+			p.Groups[1].Rules = []protocol.Rule{{ID: "fltr_c", Direction: protocol.Outbound, Order: 5, Protocol: 17, Port: "5353", Address: vpn, Description: "dns"}}
+		}, []string{"site_b"}},
+		{"directly attached list gains a site", func(p *Policy) {
+			p.PrefixLists[2].Sites = append(p.PrefixLists[2].Sites, "site_a")
+		}, []string{"site_a"}},
+		{"unreferenced, unattached list edited", func(p *Policy) {
+			p.PrefixLists = append(p.PrefixLists, PrefixList{ID: "prfx_lst_new", Name: "New"})
+		}, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			before, after := basePolicy(), basePolicy()
+			tt.change(&after)
+			got := Affected(before, after)
+			if diff := cmp.Diff(tt.want, got); diff != "" {
+				t.Errorf("Affected (-want +got):\n%s", diff)
+			}
+			// Every site whose compiled hash differs must be named.
+			all := append(before.Sites(), after.Sites()...)
+			b, a := CompileSites("org_x", before, all), CompileSites("org_x", after, all)
+			for _, s := range all {
+				if b[s].Hash != a[s].Hash && !containsString(got, s) {
+					t.Errorf("site %s changed content but is not in Affected %v", s, got)
+				}
+			}
+		})
+	}
+}
+
+func containsString(ss []string, s string) bool {
+	for _, x := range ss {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// benchPolicy is 10,000 sites, 50 groups of 20 rules and 20 prefix lists of
+// 50 CIDRs; each site carries 3 groups, so there are many distinct contents.
+func benchPolicy(sites int) Policy {
+	var p Policy
+	for l := range 20 {
+		pl := PrefixList{ID: fmt.Sprintf("prfx_lst_%02d", l), Name: fmt.Sprintf("L%d", l)}
+		for c := range 50 {
+			pl.CIDRs = append(pl.CIDRs, fmt.Sprintf("10.%d.%d.0/24", l, c))
+		}
+		p.PrefixLists = append(p.PrefixLists, pl)
+	}
+	for g := range 50 {
+		gr := Group{ID: fmt.Sprintf("sec_grp_%02d", g), Name: fmt.Sprintf("G%d", g)}
+		for r := range 20 {
+			addr := "0.0.0.0/0"
+			if r%4 == 0 {
+				addr = p.PrefixLists[(g+r)%20].ID
+			}
+			gr.Rules = append(gr.Rules, protocol.Rule{ID: fmt.Sprintf("fltr_%d_%d", g, r), Direction: protocol.Inbound, Order: r + 1, Protocol: 6, Port: fmt.Sprint(1000 + r), Address: addr, Description: "r"})
+		}
+		p.Groups = append(p.Groups, gr)
+	}
+	for s := range sites {
+		id := fmt.Sprintf("site_%d", s)
+		for k := range 3 {
+			g := &p.Groups[(s*7+k*13)%50]
+			g.Sites = append(g.Sites, id)
+		}
+	}
+	return p
+}
+
+func BenchmarkCompile10000Sites(b *testing.B) {
+	p := benchPolicy(10000)
+	b.ReportAllocs()
+	for b.Loop() {
+		if got := Compile("org_bench", p); len(got) != 10000 {
+			b.Fatalf("compiled %d sites", len(got))
+		}
+	}
+}
+
+func BenchmarkAffected10000Sites(b *testing.B) {
+	before := benchPolicy(10000)
+	after := benchPolicy(10000)
+	after.PrefixLists[3].CIDRs = append(after.PrefixLists[3].CIDRs, "192.0.2.0/24")
+	b.ReportAllocs()
+	for b.Loop() {
+		Affected(before, after)
+	}
+}
