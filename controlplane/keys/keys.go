@@ -116,3 +116,12 @@ func (k Key) SiteSecret(org, site string) string {
 func (k Key) ControlPlaneMQTTPassword() string {
 	return base64.RawURLEncoding.EncodeToString(k.derive("rampart/mqtt-controlplane"))
 }
+
+// RouterOSPassword is the password of the dedicated RouterOS user that a
+// site's agent logs in as (created by the `enroll` script): 43 URL-safe
+// characters. It is derived, not stored, so running enroll again prints the
+// same script, and a label distinct from SiteSecret's keeps the router
+// password useless as an MQTT credential and the other way round.
+func (k Key) RouterOSPassword(org, site string) string {
+	return base64.RawURLEncoding.EncodeToString(k.derive("rampart/routeros-user", org, site))
+}

@@ -3,6 +3,7 @@ package keys_test
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 
@@ -51,6 +52,7 @@ func TestDerivationsDiffer(t *testing.T) {
 		"ab/": k.SiteSecret("org_ab", "site_"),
 		"b/a": k.SiteSecret("org_b", "site_a"),
 		"cp":  k.ControlPlaneMQTTPassword(),
+		"ros": k.RouterOSPassword("org_a", "site_b"),
 		"jwt": string(k.JWTSigningKey()),
 	} {
 		if prev, dup := seen[v]; dup {
@@ -63,5 +65,25 @@ func TestDerivationsDiffer(t *testing.T) {
 func TestLoadMissing(t *testing.T) {
 	if _, err := keys.Load(t.TempDir()); err == nil {
 		t.Fatal("Load of an empty directory succeeded")
+	}
+}
+
+func TestRouterOSPassword(t *testing.T) {
+	k := keys.FromBytes(make([]byte, 32))
+	p := k.RouterOSPassword("org_a", "site_a")
+	if p != k.RouterOSPassword("org_a", "site_a") {
+		t.Fatal("RouterOSPassword is not deterministic")
+	}
+	if p == k.RouterOSPassword("org_a", "site_b") || p == k.RouterOSPassword("org_b", "site_a") {
+		t.Error("RouterOSPassword is the same for different sites")
+	}
+	if p == k.SiteSecret("org_a", "site_a") {
+		t.Error("RouterOSPassword equals the site's MQTT secret")
+	}
+	if other := keys.FromBytes(append(make([]byte, 31), 1)); other.RouterOSPassword("org_a", "site_a") == p {
+		t.Error("RouterOSPassword does not depend on the key")
+	}
+	if len(p) != 43 || strings.Trim(p, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_") != "" {
+		t.Errorf("RouterOSPassword %q: want 43 characters of [A-Za-z0-9_-]", p)
 	}
 }
