@@ -1,0 +1,138 @@
+// Command rampart-controlplane serves the Security Groups REST API, stores
+// policy in bbolt and (with issue #5) publishes each site's desired state
+// over MQTT.
+//
+// Usage:
+//
+//	rampart-controlplane [flags]                         serve (the default)
+//	rampart-controlplane token --data-dir D --org ORG    print a bearer token
+//	rampart-controlplane <subcommand> -h                 help of a subcommand
+//
+// Every flag can also be set in the environment as RAMPART_<FLAG_IN_CAPS>
+// (RAMPART_HTTP_ADDR for --http-addr); a flag on the command line wins. Flags
+// and the environment are read only in this package.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// subcommands maps the first argument to a subcommand. Other files register
+// theirs in init (enroll.go adds "enroll"). No argument, or a first argument
+// that starts with "-", serves.
+var subcommands = map[string]func(ctx context.Context, args []string, stdout, stderr io.Writer) error{
+	"token": runToken,
+	"serve": runServe,
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		os.Exit(2)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "rampart-controlplane:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		cmd, ok := subcommands[args[0]]
+		if !ok {
+			return fmt.Errorf("unknown subcommand %q (known: %s)", args[0], strings.Join(subcommandNames(), ", "))
+		}
+		return cmd(ctx, args[1:], stdout, stderr)
+	}
+	return runServe(ctx, args, stdout, stderr)
+}
+
+func subcommandNames() []string {
+	var names []string
+	for n := range subcommands {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	return names
+}
+
+// Config is everything the serve path is configured with; the flags of
+// DESIGN.md section 9 fill it.
+type Config struct {
+	HTTPAddr    string
+	DataDir     string
+	MQTTURL     string // external broker; empty means embedded (issue #5)
+	MQTTListen  string // embedded broker's listen address (issue #5)
+	JWKSURL     string
+	JWTIssuer   string
+	JWTAudience string
+	JWTOrgClaim string
+	SyncTimeout time.Duration
+	Demo        int // simulated routers to start in-process (issue #5)
+	LogLevel    string
+}
+
+// DefaultDataDir is where data lives unless --data-dir says otherwise.
+const DefaultDataDir = "./rampart-data"
+
+// bindConfig registers the serve flags on fs.
+func bindConfig(fs *flag.FlagSet, c *Config) {
+	fs.StringVar(&c.HTTPAddr, "http-addr", ":8080", "address of the REST API, /metrics and health checks")
+	fs.StringVar(&c.DataDir, "data-dir", DefaultDataDir, "directory of the bbolt database and the key file rampart.key")
+	fs.StringVar(&c.MQTTURL, "mqtt-url", "", "external MQTT broker (tcp://host:1883); empty starts the embedded broker")
+	fs.StringVar(&c.MQTTListen, "mqtt-listen", ":1883", "listen address of the embedded MQTT broker")
+	fs.StringVar(&c.JWKSURL, "jwks-url", "", "JWKS URL of an Auth0-style issuer; set to accept only its RS256 tokens instead of embedded tokens")
+	fs.StringVar(&c.JWTIssuer, "jwt-issuer", "", "required iss claim (with --jwks-url)")
+	fs.StringVar(&c.JWTAudience, "jwt-audience", "", "required aud claim (with --jwks-url)")
+	fs.StringVar(&c.JWTOrgClaim, "jwt-org-claim", "org_id", "claim that names the organisation")
+	fs.DurationVar(&c.SyncTimeout, "sync-timeout", 2*time.Minute, "how long a group or prefix list may stay syncing before it is failed")
+	fs.IntVar(&c.Demo, "demo", 0, "also start N simulated routers with their agents in-process")
+	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
+}
+
+// parseFlags parses args, then fills every flag not given on the command
+// line from RAMPART_<FLAG_IN_CAPS>.
+func parseFlags(fs *flag.FlagSet, args []string, getenv func(string) string) error {
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	var err error
+	fs.VisitAll(func(f *flag.Flag) {
+		if set[f.Name] || err != nil {
+			return
+		}
+		name := "RAMPART_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		if v := getenv(name); v != "" {
+			if e := f.Value.Set(v); e != nil {
+				err = fmt.Errorf("environment %s=%q: %w", name, v, e)
+			}
+		}
+	})
+	return err
+}
+
+func newLogger(w io.Writer, level string) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("parse log level: %w", err)
+	}
+	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l})), nil
+}

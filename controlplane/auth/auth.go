@@ -1,0 +1,208 @@
+// Package auth verifies the bearer tokens of the REST API and mints the
+// embedded mode's tokens.
+//
+// # Modes
+//
+// Embedded (the default): HS256 tokens signed with keys.Key.JWTSigningKey, a
+// key derived from the rampart.key file beside the database, minted by the
+// `token` subcommand (Mint). Production: RS256 (or other asymmetric) tokens
+// from an Auth0-style issuer, verified against its JWKS URL with the issuer
+// and audience given by flags; embedded tokens are then refused.
+//
+// Either way the organisation is a claim (org_id unless configured), checked
+// with protocol.ValidOrgID so that it is safe in MQTT topics. Every failure is
+// ErrUnauthenticated wrapped with a reason a person can act on; the reason
+// never includes the token.
+package auth
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/MicahParks/keyfunc/v3"
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/rampart-fw/rampart/protocol"
+)
+
+// ErrUnauthenticated wraps every verification failure.
+var ErrUnauthenticated = errors.New("unauthenticated")
+
+// Defaults of the embedded mode's tokens.
+const (
+	DefaultOrgClaim = "org_id"
+	// DefaultIssuer and DefaultAudience are used by embedded tokens when no
+	// --jwt-issuer / --jwt-audience is given.
+	DefaultIssuer   = "rampart-controlplane"
+	DefaultAudience = "rampart"
+)
+
+// Options configures a Verifier. The zero value plus HMACKey is the embedded
+// mode.
+type Options struct {
+	// HMACKey verifies HS256 tokens (embedded mode). Ignored when JWKSURL
+	// is set.
+	HMACKey []byte
+	// JWKSURL, when set, selects production mode: tokens are verified with
+	// the keys published there (refreshed in the background until the
+	// context given to New ends).
+	JWKSURL string
+	// Issuer and Audience are required claims; empty means DefaultIssuer and
+	// DefaultAudience in embedded mode, and no check in production mode
+	// (where the flags should always be set).
+	Issuer   string
+	Audience string
+	// OrgClaim names the organisation claim; empty means DefaultOrgClaim.
+	OrgClaim string
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+	// HTTPClient fetches the JWKS; nil means a client with a 10 s timeout.
+	HTTPClient *http.Client
+}
+
+// Verifier checks bearer tokens.
+type Verifier struct {
+	opts    Options
+	keyfunc jwt.Keyfunc
+	parser  *jwt.Parser
+}
+
+// New returns a Verifier. In production mode it fetches the JWKS once and
+// keeps refreshing it until ctx ends.
+func New(ctx context.Context, opts Options) (*Verifier, error) {
+	if opts.OrgClaim == "" {
+		opts.OrgClaim = DefaultOrgClaim
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	v := &Verifier{opts: opts}
+	popts := []jwt.ParserOption{jwt.WithTimeFunc(opts.Now), jwt.WithExpirationRequired(), jwt.WithLeeway(30 * time.Second)}
+	if opts.JWKSURL != "" {
+		client := opts.HTTPClient
+		if client == nil {
+			client = &http.Client{Timeout: 10 * time.Second}
+		}
+		kf, err := keyfunc.NewDefaultOverrideCtx(ctx, []string{opts.JWKSURL}, keyfunc.Override{Client: client})
+		if err != nil {
+			return nil, fmt.Errorf("load jwks %s: %w", opts.JWKSURL, err)
+		}
+		v.keyfunc = kf.Keyfunc
+		popts = append(popts, jwt.WithValidMethods([]string{"RS256", "RS384", "RS512", "ES256", "ES384", "PS256"}))
+		if opts.Issuer != "" {
+			popts = append(popts, jwt.WithIssuer(opts.Issuer))
+		}
+		if opts.Audience != "" {
+			popts = append(popts, jwt.WithAudience(opts.Audience))
+		}
+	} else {
+		if len(opts.HMACKey) < 32 {
+			return nil, errors.New("create verifier: HMAC key shorter than 32 bytes")
+		}
+		key := opts.HMACKey
+		v.keyfunc = func(*jwt.Token) (any, error) { return key, nil }
+		popts = append(popts, jwt.WithValidMethods([]string{"HS256"}),
+			jwt.WithIssuer(or(opts.Issuer, DefaultIssuer)), jwt.WithAudience(or(opts.Audience, DefaultAudience)))
+	}
+	v.parser = jwt.NewParser(popts...)
+	return v, nil
+}
+
+func or(s, def string) string {
+	if s != "" {
+		return s
+	}
+	return def
+}
+
+// Verify checks a raw token and returns its organisation.
+func (v *Verifier) Verify(raw string) (org string, err error) {
+	claims := jwt.MapClaims{}
+	if _, err := v.parser.ParseWithClaims(raw, claims, v.keyfunc); err != nil {
+		return "", fmt.Errorf("%w: %s", ErrUnauthenticated, reason(err))
+	}
+	org, _ = claims[v.opts.OrgClaim].(string)
+	if org == "" {
+		return "", fmt.Errorf("%w: the token has no %q claim naming the organisation", ErrUnauthenticated, v.opts.OrgClaim)
+	}
+	if !protocol.ValidOrgID(org) {
+		return "", fmt.Errorf("%w: the %q claim is not a valid organisation id (1-128 of A-Z a-z 0-9 _ . -, starting with a letter or digit)", ErrUnauthenticated, v.opts.OrgClaim)
+	}
+	return org, nil
+}
+
+// reason turns a jwt error into a sentence without the token's content.
+func reason(err error) string {
+	switch {
+	case errors.Is(err, jwt.ErrTokenMalformed):
+		return "the bearer token is not a well-formed JWT"
+	case errors.Is(err, jwt.ErrTokenExpired):
+		return "the token has expired; get a new one"
+	case errors.Is(err, jwt.ErrTokenNotValidYet), errors.Is(err, jwt.ErrTokenUsedBeforeIssued):
+		return "the token is not valid yet"
+	case errors.Is(err, jwt.ErrTokenInvalidAudience):
+		return "the token is for another audience"
+	case errors.Is(err, jwt.ErrTokenInvalidIssuer):
+		return "the token is from another issuer"
+	case errors.Is(err, jwt.ErrTokenRequiredClaimMissing):
+		return "the token lacks a required claim (exp, iss or aud)"
+	case errors.Is(err, jwt.ErrTokenSignatureInvalid), errors.Is(err, jwt.ErrTokenUnverifiable):
+		return "the token's signature does not verify (wrong key or algorithm)"
+	}
+	return "the token is not valid"
+}
+
+// BearerToken extracts the token of an "Authorization: Bearer" header.
+func BearerToken(r *http.Request) (string, error) {
+	h := r.Header.Get("Authorization")
+	if h == "" {
+		return "", fmt.Errorf("%w: send the header Authorization: Bearer <token> (mint one with `rampart-controlplane token`)", ErrUnauthenticated)
+	}
+	scheme, tok, ok := strings.Cut(h, " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(tok) == "" {
+		return "", fmt.Errorf("%w: the Authorization header must be \"Bearer <token>\"", ErrUnauthenticated)
+	}
+	return strings.TrimSpace(tok), nil
+}
+
+// MintOptions configures Mint.
+type MintOptions struct {
+	Key      []byte
+	Org      string
+	OrgClaim string // empty means DefaultOrgClaim
+	Issuer   string // empty means DefaultIssuer
+	Audience string // empty means DefaultAudience
+	TTL      time.Duration
+	Now      time.Time
+}
+
+// Mint returns an embedded-mode HS256 token for an organisation.
+func Mint(o MintOptions) (string, error) {
+	if !protocol.ValidOrgID(o.Org) {
+		return "", fmt.Errorf("mint token: %q is not a valid organisation id (1-128 of A-Z a-z 0-9 _ . -, starting with a letter or digit)", o.Org)
+	}
+	if o.TTL <= 0 {
+		return "", errors.New("mint token: the lifetime must be positive")
+	}
+	now := o.Now
+	if now.IsZero() {
+		now = time.Now()
+	}
+	claims := jwt.MapClaims{
+		"iss":                           or(o.Issuer, DefaultIssuer),
+		"aud":                           or(o.Audience, DefaultAudience),
+		"sub":                           "rampart-token:" + o.Org,
+		"iat":                           now.Unix(),
+		"exp":                           now.Add(o.TTL).Unix(),
+		or(o.OrgClaim, DefaultOrgClaim): o.Org,
+	}
+	s, err := jwt.NewWithClaims(jwt.SigningMethodHS256, claims).SignedString(o.Key)
+	if err != nil {
+		return "", fmt.Errorf("mint token: %w", err)
+	}
+	return s, nil
+}

@@ -1,0 +1,266 @@
+// Package controlplane holds the control plane's domain: security groups,
+// their filter rules, prefix lists, sites, the sync status of each resource,
+// the domain errors, and the seams through which the MQTT side (compiler,
+// publisher, status ingestion) joins the REST side. It imports no technology:
+// HTTP lives in api/, storage in store/ (store/bolt), authentication in auth/.
+//
+// # Resources
+//
+// SecurityGroup and PrefixList are what the REST API reads and writes; their
+// JSON tags are exactly the field names of the public Security Groups API.
+// The write forms (SecurityGroupWrite, PrefixListWrite) carry what a client
+// may send; Validate checks everything the OpenAPI document cannot express
+// (ports only with port protocols, CIDRs without host bits, unique orders,
+// site ids) and answers with an *Error naming the field by path.
+//
+// # Status
+//
+// Every write to a group or prefix list produces, for each affected site, a
+// site revision that the site must confirm (see Revisioner). SyncState holds
+// that bookkeeping and is the one place where the status rules of DESIGN.md
+// section 5 live: NewSyncState starts a sync, SyncState.Confirm folds in a
+// site's report, SyncState.Expire applies the deadline. Stores persist
+// SyncState beside the resource and call these methods; they never decide a
+// status themselves.
+//
+// # Seams for the MQTT side
+//
+//   - Revisioner: called inside the store's write transaction with the
+//     organisation's policy as it will be committed and the affected sites; it
+//     returns the revision each site must confirm (and may persist its own
+//     per-site data in the same transaction through PolicyTx). Without one,
+//     revisions are UnknownRevision and any "applied" report confirms.
+//   - ChangeFunc: called after every committed write with the organisation and
+//     every site whose compiled policy may have changed (old and new sites of a
+//     group, sites of groups that reference a changed prefix list, sites of a
+//     deleted resource).
+//   - The store's Confirm(ctx, org, site, revision, applied, errMsg) and
+//     UpdateSite(ctx, org, site, func(*Site)) feed status reports and presence
+//     back; GET /vpc/sites reads the same Site records.
+package controlplane
+
+import (
+	"time"
+
+	"github.com/segmentio/ksuid"
+
+	"github.com/rampart-fw/rampart/protocol"
+)
+
+// Id prefixes, as in the public API.
+const (
+	SecurityGroupIDPrefix = "sec_grp_"
+	FilterRuleIDPrefix    = "fltr_"
+	PrefixListIDPrefix    = protocol.PrefixListPrefix // "prfx_lst_"
+	PrefixIDPrefix        = "prfx_"
+)
+
+// Limits of the public API.
+const (
+	MaxRules       = 250
+	MaxPrefixes    = 500
+	MinOrder       = 1
+	MaxOrder       = 250
+	DefaultTimeout = 2 * time.Minute // default sync deadline
+)
+
+// NewID returns prefix followed by a new KSUID (27 base62 characters), so ids
+// sort by creation time.
+func NewID(prefix string) string { return prefix + ksuid.New().String() }
+
+// ValidID reports whether id is prefix followed by a well-formed KSUID.
+func ValidID(prefix, id string) bool {
+	if len(id) != len(prefix)+27 || id[:len(prefix)] != prefix {
+		return false
+	}
+	_, err := ksuid.Parse(id[len(prefix):])
+	return err == nil
+}
+
+// Status is the sync status of a group or prefix list.
+type Status string
+
+// Statuses of a group or prefix list.
+const (
+	// StatusActive: every affected site confirmed the policy (or there is none).
+	StatusActive Status = "active"
+	// StatusSyncing: some site has not confirmed yet; writes are refused.
+	StatusSyncing Status = "syncing"
+	// StatusFailed: a site reported failure or the deadline passed. Not
+	// terminal: the next write starts a new sync, and late confirmations from
+	// every site still turn it active.
+	StatusFailed Status = "failed"
+)
+
+// Statuses lists every Status, for metrics.
+var Statuses = []Status{StatusActive, StatusSyncing, StatusFailed}
+
+// SecurityGroup is a container of ordered allow rules applied to sites.
+type SecurityGroup struct {
+	ID string `json:"id"`
+	// OrgID is the owning organisation; never serialised to clients.
+	OrgID       string       `json:"-"`
+	Name        string       `json:"name"`
+	Description string       `json:"description"`
+	Status      Status       `json:"status"`
+	Sites       []string     `json:"sites"`
+	Rules       []FilterRule `json:"rules"`
+	// Sync is the stored bookkeeping behind Status.
+	Sync SyncState `json:"-"`
+}
+
+// FilterRule is one allow rule of a group.
+type FilterRule struct {
+	ID        string `json:"id"`
+	Direction string `json:"direction"` // protocol.Inbound or protocol.Outbound
+	Order     int    `json:"order"`
+	// Protocol is the IANA number; 0 means every protocol.
+	Protocol int `json:"protocol"`
+	// Port is "", "N", "N-M" or a comma list of those.
+	Port string `json:"port"`
+	// Address is an IPv4 CIDR or a prefix list id of the same organisation.
+	Address     string `json:"address"`
+	Description string `json:"description"`
+}
+
+// SameMatch reports whether two rules match the same traffic: a PUT keeps the
+// id of a rule whose direction, protocol, port and address are unchanged.
+func (r FilterRule) SameMatch(o FilterRule) bool {
+	return r.Direction == o.Direction && r.Protocol == o.Protocol && r.Port == o.Port && r.Address == o.Address
+}
+
+// PrefixList is a named, reusable set of CIDRs.
+type PrefixList struct {
+	ID          string    `json:"id"`
+	OrgID       string    `json:"-"`
+	Name        string    `json:"name"`
+	Description string    `json:"description"`
+	Status      Status    `json:"status"`
+	Sites       []string  `json:"sites"` // sites it is applied to directly
+	Prefixes    []Prefix  `json:"prefixes"`
+	Sync        SyncState `json:"-"`
+}
+
+// Prefix is one CIDR of a prefix list.
+type Prefix struct {
+	ID          string `json:"id"`
+	CIDR        string `json:"cidr"`
+	Description string `json:"description"`
+}
+
+// SecurityGroupWrite is the body of POST and PUT of a security group.
+type SecurityGroupWrite struct {
+	Name        string            `json:"name"`
+	Description *string           `json:"description"` // null and absent mean ""
+	Rules       []FilterRuleWrite `json:"rules"`
+	Sites       []string          `json:"sites"`
+}
+
+// FilterRuleWrite is a rule as a client writes it.
+type FilterRuleWrite struct {
+	Direction   string `json:"direction"`
+	Order       int    `json:"order"`
+	Protocol    int    `json:"protocol"`
+	Port        string `json:"port"`
+	Address     string `json:"address"`
+	Description string `json:"description"`
+}
+
+// PrefixListWrite is the body of POST and PUT of a prefix list.
+type PrefixListWrite struct {
+	Name        string        `json:"name"`
+	Description *string       `json:"description"`
+	Prefixes    []PrefixWrite `json:"prefixes"`
+	Sites       []string      `json:"sites"`
+}
+
+// PrefixWrite is a prefix as a client writes it.
+type PrefixWrite struct {
+	CIDR        string `json:"cidr"`
+	Description string `json:"description"`
+}
+
+// SiteState is a site's state as GET /vpc/sites shows it.
+type SiteState string
+
+// Site states (DESIGN.md section 6).
+const (
+	SiteInSync  SiteState = "in_sync"
+	SiteSyncing SiteState = "syncing"
+	SiteFailed  SiteState = "failed"
+	SiteOffline SiteState = "offline"
+	SiteUnknown SiteState = "unknown"
+)
+
+// Site is what the control plane knows of one site. The store creates the
+// record when a group or prefix list first names the site; the MQTT side
+// updates it from the agent's status and presence (store.UpdateSite and
+// store.Confirm).
+type Site struct {
+	ID    string `json:"id"`
+	OrgID string `json:"-"`
+	// Online is the agent's last presence.
+	Online   bool       `json:"online"`
+	LastSeen *time.Time `json:"last_seen"`
+	// DesiredRevision is the latest revision assigned to the site (0 while
+	// no compiler assigns revisions); AppliedRevision the latest it confirmed.
+	DesiredRevision uint64    `json:"desired_revision"`
+	AppliedRevision uint64    `json:"applied_revision"`
+	State           SiteState `json:"state"`
+	LastError       string    `json:"last_error"`
+	AgentVersion    string    `json:"agent_version"`
+	RouterOSVersion string    `json:"routeros_version"`
+	Board           string    `json:"board"`
+	// SyncDeadline is when a pending sync of this site stops counting as
+	// syncing; internal.
+	SyncDeadline time.Time `json:"-"`
+}
+
+// UnknownRevision is the revision recorded for a site when no Revisioner
+// assigns one: any "applied" report from the site confirms it.
+const UnknownRevision uint64 = 0
+
+// PolicyTx is the view a Revisioner gets inside the store's write
+// transaction: the organisation's policy as it will be once the write
+// commits, and a small per-site byte store that commits (or rolls back) with
+// the write, for the compiler's own per-site revision and hash.
+type PolicyTx interface {
+	SecurityGroups() ([]SecurityGroup, error)
+	PrefixLists() ([]PrefixList, error)
+	SiteData(site string) ([]byte, error)
+	SetSiteData(site string, data []byte) error
+}
+
+// Revisioner assigns, inside a write transaction, the revision each affected
+// site must confirm. It must be deterministic given tx (a batched write may
+// run it more than once) and must not publish anything: publishing happens
+// after commit, from a ChangeFunc. Sites missing from the result get
+// UnknownRevision.
+type Revisioner interface {
+	Revise(tx PolicyTx, org string, sites []string) (map[string]uint64, error)
+}
+
+// Change tells the MQTT side, after a write has committed, which sites of an
+// organisation need recompiling.
+type Change struct {
+	OrgID string
+	// Sites is sorted and unique: old and new sites of the written resource
+	// plus sites reached through references.
+	Sites []string
+	// Kind is "security_group" or "prefix_list"; ID the resource written.
+	Kind    string
+	ID      string
+	Deleted bool
+	// Revisions is what the Revisioner returned (nil without one).
+	Revisions map[string]uint64
+}
+
+// Resource kinds, as used in Change.Kind and metrics.
+const (
+	KindSecurityGroup = "security_group"
+	KindPrefixList    = "prefix_list"
+)
+
+// ChangeFunc receives a Change after every committed write. It is called
+// synchronously after commit, so it must not block for long.
+type ChangeFunc func(Change)

@@ -1,0 +1,95 @@
+package controlplane
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Error codes. Each has one HTTP status and error type, in the api package's
+// table; the domain only names them.
+const (
+	// 400: the body is not JSON, or a value has the wrong JSON type.
+	CodeInvalidJSON = "invalid_json"
+	CodeInvalidType = "invalid_type"
+	// 401.
+	CodeUnauthenticated = "unauthenticated"
+	// 404.
+	CodeNotFound      = "resource_missing"
+	CodeRouteNotFound = "route_not_found"
+	// 405.
+	CodeMethodNotAllowed = "method_not_allowed"
+	// 409.
+	CodePrefixListInUse = "prefix_list_in_use"
+	CodeResourceLocked  = "resource_locked"
+	// 413.
+	CodeBodyTooLarge = "body_too_large"
+	// 415.
+	CodeUnsupportedMediaType = "unsupported_media_type"
+	// 422: validation.
+	CodeParameterMissing   = "parameter_missing"
+	CodeUnknownField       = "unknown_field"
+	CodeInvalidValue       = "invalid_value"
+	CodeInvalidPort        = "invalid_port"
+	CodeInvalidAddress     = "invalid_address"
+	CodePrefixListNotFound = "prefix_list_not_found"
+	CodeInvalidSite        = "invalid_site"
+	CodeDuplicateSite      = "duplicate_site"
+	CodeDuplicateOrder     = "duplicate_order"
+	CodeDuplicatePrefix    = "duplicate_prefix"
+	CodeTooManyRules       = "too_many_rules"
+	CodeTooManyPrefixes    = "too_many_prefixes"
+	// 500.
+	CodeInternal = "internal_error"
+)
+
+// Error is a domain error a client can act on. Message is a complete
+// sentence that names the field by path (Field, such as "rules[2].port") and
+// says what would be valid. Any error that is not an *Error is internal and
+// never shown to a client.
+type Error struct {
+	Code    string
+	Field   string
+	Message string
+	// RetryAfter is set with CodeResourceLocked.
+	RetryAfter time.Duration
+}
+
+func (e *Error) Error() string { return e.Code + ": " + e.Message }
+
+// Errorf returns an *Error with a formatted message.
+func Errorf(code, field, format string, args ...any) *Error {
+	return &Error{Code: code, Field: field, Message: fmt.Sprintf(format, args...)}
+}
+
+// ErrorCode returns the code of err's *Error, or CodeInternal.
+func ErrorCode(err error) string {
+	if e, ok := errors.AsType[*Error](err); ok {
+		return e.Code
+	}
+	return CodeInternal
+}
+
+// NotFound is the error for a resource that does not exist in the caller's
+// organisation (including one that exists in another: ids never leak).
+func NotFound(kind, id string) *Error {
+	return Errorf(CodeNotFound, "", "No %s with id %q exists.", kindName(kind), id)
+}
+
+// Locked is the error for a write to a resource that is still syncing.
+func Locked(kind, id string, retry time.Duration) *Error {
+	e := Errorf(CodeResourceLocked, "", "The %s %q is being deployed to its sites and cannot be changed until that finishes; retry in %d seconds.",
+		kindName(kind), id, int((retry+time.Second-1)/time.Second))
+	e.RetryAfter = retry
+	return e
+}
+
+func kindName(kind string) string {
+	switch kind {
+	case KindSecurityGroup:
+		return "security group"
+	case KindPrefixList:
+		return "prefix list"
+	}
+	return kind
+}
