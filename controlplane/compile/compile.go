@@ -16,7 +16,10 @@
 // Compile leaves Epoch and Revision empty. AssignRevision fills them in from
 // the site's previous (revision, hash): the revision grows by one only when
 // the content hash changes, so recompiling unchanged policy publishes nothing
-// new and agents see no spurious revisions.
+// new and agents see no spurious revisions. Revisioner is the
+// controlplane.Revisioner that does this inside the store's write
+// transaction and keeps (revision, hash) per site there; Stamp gives a
+// compiled document the stored revision when it is published.
 //
 // # Affected sites
 //
@@ -30,30 +33,17 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/rampart-fw/rampart/controlplane"
 	"github.com/rampart-fw/rampart/protocol"
 )
 
-// Group is a security group as the compiler needs it.
-type Group struct {
-	ID    string
-	Name  string
-	Sites []string
-	// Rules in any order; Address is a CIDR or a prefix list id.
-	Rules []protocol.Rule
-}
-
-// PrefixList is a prefix list as the compiler needs it.
-type PrefixList struct {
-	ID    string
-	Name  string
-	Sites []string
-	CIDRs []string
-}
-
-// Policy is one organisation's whole policy.
+// Policy is one organisation's whole policy, as the store holds it (the
+// domain types of package controlplane). The
+// compiler reads only ids, names, sites, rules and CIDRs; descriptions and
+// sync bookkeeping never reach a router.
 type Policy struct {
-	Groups      []Group
-	PrefixLists []PrefixList
+	Groups      []controlplane.SecurityGroup
+	PrefixLists []controlplane.PrefixList
 }
 
 // Sites returns every site the policy attaches something to, sorted.
@@ -87,37 +77,33 @@ func newIndex(p Policy) *index {
 		siteLists:  make(map[string][]string),
 	}
 	for _, l := range p.PrefixLists {
-		pl := &protocol.PrefixList{ID: l.ID, Name: l.Name, CIDRs: slices.Clone(l.CIDRs)}
+		pl := &protocol.PrefixList{ID: l.ID, Name: l.Name, CIDRs: make([]string, 0, len(l.Prefixes))}
+		for _, px := range l.Prefixes {
+			pl.CIDRs = append(pl.CIDRs, px.CIDR)
+		}
 		slices.Sort(pl.CIDRs)
 		pl.CIDRs = slices.Compact(pl.CIDRs)
-		if pl.CIDRs == nil {
-			pl.CIDRs = []string{}
-		}
 		ix.lists[l.ID] = pl
 		for _, s := range l.Sites {
 			ix.siteLists[s] = append(ix.siteLists[s], l.ID)
 		}
 	}
 	for _, g := range p.Groups {
-		sg := &protocol.SecurityGroup{ID: g.ID, Name: g.Name, Rules: slices.Clone(g.Rules)}
+		sg := &protocol.SecurityGroup{ID: g.ID, Name: g.Name, Rules: make([]protocol.Rule, 0, len(g.Rules))}
+		for _, r := range g.Rules {
+			sg.Rules = append(sg.Rules, protocol.Rule{
+				ID: r.ID, Direction: r.Direction, Order: r.Order, Protocol: r.Protocol,
+				Port: r.Port, Address: r.Address, Description: r.Description,
+			})
+		}
 		slices.SortFunc(sg.Rules, func(a, b protocol.Rule) int {
 			if a.Order != b.Order {
 				return a.Order - b.Order
 			}
 			return strings.Compare(a.ID, b.ID)
 		})
-		if sg.Rules == nil {
-			sg.Rules = []protocol.Rule{}
-		}
 		ix.groups[g.ID] = sg
-		var refs []string
-		for _, r := range g.Rules {
-			if strings.HasPrefix(r.Address, protocol.PrefixListPrefix) {
-				refs = append(refs, r.Address)
-			}
-		}
-		slices.Sort(refs)
-		ix.listsOf[g.ID] = slices.Compact(refs)
+		ix.listsOf[g.ID] = g.ReferencedPrefixLists()
 		for _, s := range g.Sites {
 			ix.siteGroups[s] = append(ix.siteGroups[s], g.ID)
 		}

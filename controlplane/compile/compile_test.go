@@ -5,6 +5,8 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/rampart-fw/rampart/controlplane"
 	"github.com/rampart-fw/rampart/protocol"
 )
 
@@ -20,16 +22,38 @@ var (
 	dnsRule   = protocol.Rule{ID: "fltr_c", Direction: protocol.Outbound, Order: 5, Protocol: 17, Port: "53", Address: vpn, Description: "dns"}
 )
 
+// group and list build domain objects; the compiler must ignore
+// descriptions, statuses and sync state.
+func group(id, name string, sites []string, rules ...protocol.Rule) controlplane.SecurityGroup {
+	g := controlplane.SecurityGroup{ID: id, OrgID: "org_x", Name: name, Description: "ignored", Status: controlplane.StatusSyncing, Sites: sites}
+	for _, r := range rules {
+		g.Rules = append(g.Rules, controlplane.FilterRule{ID: r.ID, Direction: r.Direction, Order: r.Order, Protocol: r.Protocol, Port: r.Port, Address: r.Address, Description: r.Description})
+	}
+	return g
+}
+
+func list(id, name string, sites []string, cidrs ...string) controlplane.PrefixList {
+	l := controlplane.PrefixList{ID: id, OrgID: "org_x", Name: name, Description: "ignored", Sites: sites}
+	for i, c := range cidrs {
+		l.Prefixes = append(l.Prefixes, controlplane.Prefix{ID: fmt.Sprintf("prfx_%d", i), CIDR: c, Description: "ignored"})
+	}
+	return l
+}
+
+func setCIDRs(l *controlplane.PrefixList, cidrs ...string) {
+	l.Prefixes = list(l.ID, l.Name, nil, cidrs...).Prefixes
+}
+
 func basePolicy() Policy {
 	return Policy{
-		Groups: []Group{
-			{ID: "sec_grp_web", Name: "Web", Sites: []string{"site_b", "site_a"}, Rules: []protocol.Rule{sshRule, httpsRule}},
-			{ID: "sec_grp_dns", Name: "DNS", Sites: []string{"site_b", "site_b"}, Rules: []protocol.Rule{dnsRule}},
+		Groups: []controlplane.SecurityGroup{
+			group("sec_grp_web", "Web", []string{"site_b", "site_a"}, sshRule, httpsRule),
+			group("sec_grp_dns", "DNS", []string{"site_b", "site_b"}, dnsRule),
 		},
-		PrefixLists: []PrefixList{
-			{ID: office, Name: "Office", CIDRs: []string{"203.0.113.0/24", "198.51.100.0/24", "203.0.113.0/24"}},
-			{ID: vpn, Name: "VPN", CIDRs: []string{"10.8.0.0/16"}},
-			{ID: lan, Name: "LAN", Sites: []string{"site_c"}, CIDRs: []string{"192.168.0.0/16"}},
+		PrefixLists: []controlplane.PrefixList{
+			list(office, "Office", nil, "203.0.113.0/24", "198.51.100.0/24", "203.0.113.0/24"),
+			list(vpn, "VPN", nil, "10.8.0.0/16"),
+			list(lan, "LAN", []string{"site_c"}, "192.168.0.0/16"),
 		},
 	}
 }
@@ -72,8 +96,8 @@ func TestCompile(t *testing.T) {
 		{
 			name: "list both referenced and attached appears once",
 			policy: Policy{
-				Groups:      []Group{{ID: "sec_grp_web", Name: "Web", Sites: []string{"site_a"}, Rules: []protocol.Rule{httpsRule, sshRule}}},
-				PrefixLists: []PrefixList{{ID: office, Name: "Office", Sites: []string{"site_a"}, CIDRs: []string{"198.51.100.0/24", "203.0.113.0/24"}}},
+				Groups:      []controlplane.SecurityGroup{group("sec_grp_web", "Web", []string{"site_a"}, httpsRule, sshRule)},
+				PrefixLists: []controlplane.PrefixList{list(office, "Office", []string{"site_a"}, "198.51.100.0/24", "203.0.113.0/24")},
 			},
 			want: map[string]protocol.DesiredState{
 				"site_a": doc("site_a", []protocol.SecurityGroup{web}, []protocol.PrefixList{officeL}),
@@ -137,7 +161,7 @@ func TestRecompileUnchanged(t *testing.T) {
 	p := basePolicy()
 	q := basePolicy()
 	q.Groups[0], q.Groups[1] = q.Groups[1], q.Groups[0]
-	q.PrefixLists[0].CIDRs = []string{"198.51.100.0/24", "203.0.113.0/24"}
+	setCIDRs(&q.PrefixLists[0], "198.51.100.0/24", "203.0.113.0/24")
 	a, b := Compile("org_x", p), Compile("org_x", q)
 	for site := range a {
 		prev := Revision{Revision: 7, Hash: a[site].Hash}
@@ -156,13 +180,13 @@ func TestAffected(t *testing.T) {
 	}{
 		{"nothing changed", func(p *Policy) {}, nil},
 		{"prefix list referenced by two groups", func(p *Policy) {
-			p.PrefixLists[1].CIDRs = []string{"10.9.0.0/16"} // vpn, used by dns on site_b
+			setCIDRs(&p.PrefixLists[1], "10.9.0.0/16") // vpn, used by dns on site_b
 		}, []string{"site_b"}},
 		{"prefix list referenced by web reaches every web site", func(p *Policy) {
-			p.PrefixLists[0].CIDRs = append(p.PrefixLists[0].CIDRs, "192.0.2.0/24")
+			setCIDRs(&p.PrefixLists[0], "203.0.113.0/24", "198.51.100.0/24", "192.0.2.0/24")
 		}, []string{"site_a", "site_b"}},
 		{"CIDR order alone is no change", func(p *Policy) {
-			p.PrefixLists[0].CIDRs = []string{"203.0.113.0/24", "198.51.100.0/24"}
+			setCIDRs(&p.PrefixLists[0], "198.51.100.0/24", "203.0.113.0/24")
 		}, nil},
 		{"group moves from site_a to site_d", func(p *Policy) {
 			p.Groups[0].Sites = []string{"site_b", "site_d"}
@@ -171,13 +195,17 @@ func TestAffected(t *testing.T) {
 			p.Groups = p.Groups[1:]
 		}, []string{"site_a", "site_b"}},
 		{"rule edited in dns", func(p *Policy) {
-			p.Groups[1].Rules = []protocol.Rule{{ID: "fltr_c", Direction: protocol.Outbound, Order: 5, Protocol: 17, Port: "5353", Address: vpn, Description: "dns"}}
+			p.Groups[1].Rules[0].Port = "5353"
 		}, []string{"site_b"}},
 		{"directly attached list gains a site", func(p *Policy) {
 			p.PrefixLists[2].Sites = append(p.PrefixLists[2].Sites, "site_a")
 		}, []string{"site_a"}},
-		{"unreferenced, unattached list edited", func(p *Policy) {
-			p.PrefixLists = append(p.PrefixLists, PrefixList{ID: "prfx_lst_new", Name: "New"})
+		{"description edited", func(p *Policy) {
+			p.Groups[0].Description = "new"
+			p.PrefixLists[0].Prefixes[0].Description = "new"
+		}, nil},
+		{"unreferenced, unattached list created", func(p *Policy) {
+			p.PrefixLists = append(p.PrefixLists, list("prfx_lst_new", "New", nil, "192.0.2.0/24"))
 		}, nil},
 	}
 	for _, tt := range tests {
@@ -209,27 +237,27 @@ func containsString(ss []string, s string) bool {
 	return false
 }
 
-// benchPolicy is 10,000 sites, 50 groups of 20 rules and 20 prefix lists of
-// 50 CIDRs; each site carries 3 groups, so there are many distinct contents.
+// benchPolicy is sites sites, 50 groups of 20 rules and 20 prefix lists of
+// 50 CIDRs; each site carries 3 groups.
 func benchPolicy(sites int) Policy {
 	var p Policy
 	for l := range 20 {
-		pl := PrefixList{ID: fmt.Sprintf("prfx_lst_%02d", l), Name: fmt.Sprintf("L%d", l)}
+		var cidrs []string
 		for c := range 50 {
-			pl.CIDRs = append(pl.CIDRs, fmt.Sprintf("10.%d.%d.0/24", l, c))
+			cidrs = append(cidrs, fmt.Sprintf("10.%d.%d.0/24", l, c))
 		}
-		p.PrefixLists = append(p.PrefixLists, pl)
+		p.PrefixLists = append(p.PrefixLists, list(fmt.Sprintf("prfx_lst_%02d", l), fmt.Sprintf("L%d", l), nil, cidrs...))
 	}
 	for g := range 50 {
-		gr := Group{ID: fmt.Sprintf("sec_grp_%02d", g), Name: fmt.Sprintf("G%d", g)}
+		var rules []protocol.Rule
 		for r := range 20 {
 			addr := "0.0.0.0/0"
 			if r%4 == 0 {
 				addr = p.PrefixLists[(g+r)%20].ID
 			}
-			gr.Rules = append(gr.Rules, protocol.Rule{ID: fmt.Sprintf("fltr_%d_%d", g, r), Direction: protocol.Inbound, Order: r + 1, Protocol: 6, Port: fmt.Sprint(1000 + r), Address: addr, Description: "r"})
+			rules = append(rules, protocol.Rule{ID: fmt.Sprintf("fltr_%d_%d", g, r), Direction: protocol.Inbound, Order: r + 1, Protocol: 6, Port: fmt.Sprint(1000 + r), Address: addr, Description: "r"})
 		}
-		p.Groups = append(p.Groups, gr)
+		p.Groups = append(p.Groups, group(fmt.Sprintf("sec_grp_%02d", g), fmt.Sprintf("G%d", g), nil, rules...))
 	}
 	for s := range sites {
 		id := fmt.Sprintf("site_%d", s)
@@ -254,7 +282,7 @@ func BenchmarkCompile10000Sites(b *testing.B) {
 func BenchmarkAffected10000Sites(b *testing.B) {
 	before := benchPolicy(10000)
 	after := benchPolicy(10000)
-	after.PrefixLists[3].CIDRs = append(after.PrefixLists[3].CIDRs, "192.0.2.0/24")
+	setCIDRs(&after.PrefixLists[3], "192.0.2.0/24")
 	b.ReportAllocs()
 	for b.Loop() {
 		Affected(before, after)
