@@ -1,0 +1,366 @@
+package rossim
+
+import (
+	"sort"
+	"strings"
+	"time"
+)
+
+type tableID int
+
+const (
+	tFilter tableID = iota
+	tAddr
+	tIfList
+	tIfMember
+	tInterface
+	nTables
+)
+
+// row is one item. Rows are immutable once stored: a change stores a new row,
+// so history snapshots can share them (copy on write).
+type row struct {
+	id      uint64
+	props   map[string]string
+	dynamic bool
+	builtin bool
+	created string // address-list creation-time
+}
+
+func (r *row) clone() *row {
+	c := *r
+	c.props = make(map[string]string, len(r.props)+2)
+	for k, v := range r.props {
+		c.props[k] = v
+	}
+	return &c
+}
+
+type table struct {
+	rows []*row
+	byID map[uint64]*row
+	next uint64
+}
+
+type changeOp uint8
+
+const (
+	opInsert changeOp = iota
+	opDelete
+	opReplace
+)
+
+// change is one step of a write, recorded so History can replay states
+// without storing a full copy per write.
+type change struct {
+	tab tableID
+	op  changeOp
+	idx int
+	row *row
+}
+
+type db struct {
+	t       [nTables]*table
+	rec     []change
+	addrKey map[string]uint64 // list \x00 address -> id: duplicate check
+}
+
+func newDB() *db {
+	d := &db{addrKey: map[string]uint64{}}
+	for i := range d.t {
+		d.t[i] = &table{byID: map[uint64]*row{}, next: 1}
+	}
+	return d
+}
+
+func addrKeyOf(r *row) string { return r.props["list"] + "\x00" + r.props["address"] }
+
+func (d *db) pos(t tableID, id uint64) int {
+	for i, r := range d.t[t].rows {
+		if r.id == id {
+			return i
+		}
+	}
+	return -1
+}
+
+func (d *db) insert(t tableID, idx int, r *row) {
+	tb := d.t[t]
+	tb.rows = append(tb.rows, nil)
+	copy(tb.rows[idx+1:], tb.rows[idx:])
+	tb.rows[idx] = r
+	tb.byID[r.id] = r
+	if t == tAddr {
+		d.addrKey[addrKeyOf(r)] = r.id
+	}
+	d.rec = append(d.rec, change{t, opInsert, idx, r})
+}
+
+func (d *db) delete(t tableID, idx int) *row {
+	tb := d.t[t]
+	r := tb.rows[idx]
+	tb.rows = append(tb.rows[:idx], tb.rows[idx+1:]...)
+	delete(tb.byID, r.id)
+	if t == tAddr && d.addrKey[addrKeyOf(r)] == r.id {
+		delete(d.addrKey, addrKeyOf(r))
+	}
+	d.rec = append(d.rec, change{t, opDelete, idx, r})
+	return r
+}
+
+func (d *db) replace(t tableID, idx int, r *row) {
+	tb := d.t[t]
+	old := tb.rows[idx]
+	if t == tAddr && d.addrKey[addrKeyOf(old)] == old.id {
+		delete(d.addrKey, addrKeyOf(old))
+	}
+	tb.rows[idx] = r
+	tb.byID[r.id] = r
+	if t == tAddr {
+		d.addrKey[addrKeyOf(r)] = r.id
+	}
+	d.rec = append(d.rec, change{t, opReplace, idx, r})
+}
+
+func (d *db) newID(t tableID) uint64 {
+	tb := d.t[t]
+	id := tb.next
+	tb.next++
+	return id
+}
+
+// dummyID is the id of the dynamic fasttrack dummy rule. Its real value is not
+// documented [I]; it sits outside the range of ids that add hands out so it
+// can never collide with one.
+const dummyID = 0xFFFFFFFE
+
+const dummyComment = "special dummy rule to show fasttrack counters"
+
+// syncDummy keeps the dynamic dummy rule present exactly while a
+// fasttrack-connection rule exists, at the top of the list [3P: several real
+// 7.x routers, reference 2.2; the manual's statistics sample, C].
+func (d *db) syncDummy() {
+	want := false
+	for _, r := range d.t[tFilter].rows {
+		if r.props["action"] == "fasttrack-connection" {
+			want = true
+			break
+		}
+	}
+	i := d.pos(tFilter, dummyID)
+	switch {
+	case want && i < 0:
+		d.insert(tFilter, 0, &row{id: dummyID, dynamic: true, builtin: true, props: map[string]string{
+			"chain": "forward", "action": "passthrough", "comment": dummyComment}})
+	case !want && i >= 0:
+		d.delete(tFilter, i)
+	}
+}
+
+// kv is one printed property.
+type kv struct{ k, v string }
+
+// printer formats rows as the API prints them. It caches what a whole-table
+// property needs (which chains have rules, for `invalid`).
+type printer struct {
+	filter []*row
+	chains map[string]bool
+}
+
+func newPrinter(d *db) *printer { return &printer{filter: d.t[tFilter].rows} }
+
+var builtinChains = map[string]bool{"input": true, "forward": true, "output": true}
+
+// jumpInvalid: a jump to a chain that has no rule is accepted but flagged
+// invalid (I), as a real router prints `0 I chain=forward action=jump
+// jump-target=probe-chain` [3P: jeff-nasseri/mikrotik-mcp#137, live router].
+// A chain exists as long as one rule names it [same source: "RouterOS accepts
+// them freely and creates them implicitly"].
+func (p *printer) jumpInvalid(r *row) bool {
+	if r.props["action"] != "jump" {
+		return false
+	}
+	if p.chains == nil {
+		p.chains = map[string]bool{}
+		for _, x := range p.filter {
+			p.chains[x.props["chain"]] = true
+		}
+	}
+	t := r.props["jump-target"]
+	return !p.chains[t] && !builtinChains[t]
+}
+
+func (p *printer) print(t tableID, r *row) []kv {
+	switch t {
+	case tFilter:
+		return p.printFilter(r)
+	case tAddr:
+		return printAddr(r)
+	case tIfList:
+		return printGeneric(r, []string{"name"}, []kv{{"builtin", boolStr(r.builtin)}, {"dynamic", boolStr(r.dynamic)}}, "include", "exclude")
+	case tIfMember:
+		return printGeneric(r, []string{"list", "interface"}, []kv{{"dynamic", boolStr(r.dynamic)}, {"disabled", or(r.props["disabled"], "false")}})
+	case tInterface:
+		return printGeneric(r, interfaceOrder, nil)
+	}
+	return nil
+}
+
+func boolStr(b bool) string {
+	if b {
+		return "true"
+	}
+	return "false"
+}
+
+func or(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
+
+func printGeneric(r *row, order []string, tail []kv, optional ...string) []kv {
+	out := []kv{{".id", idString(r.id)}}
+	for _, k := range order {
+		if v, ok := r.props[k]; ok {
+			out = append(out, kv{k, v})
+		}
+	}
+	for _, k := range optional {
+		if v, ok := r.props[k]; ok {
+			out = append(out, kv{k, v})
+		}
+	}
+	out = append(out, tail...)
+	if c, ok := r.props["comment"]; ok {
+		out = append(out, kv{"comment", c})
+	}
+	return out
+}
+
+var interfaceOrder = []string{"name", "default-name", "type", "mtu", "actual-mtu", "l2mtu", "max-l2mtu", "mac-address", "last-link-up-time", "link-downs", "running", "slave", "disabled"}
+
+// printFilter: the printed row carries .id, chain, action, the matchers that
+// are set, log, log-prefix, bytes, packets, invalid, dynamic, disabled and the
+// comment if set; unset properties are absent [I: reference 2.1, consistent
+// with the librouteros and REST captures].
+func (p *printer) printFilter(r *row) []kv {
+	out := make([]kv, 0, len(r.props)+8)
+	out = append(out, kv{".id", idString(r.id)})
+	for _, s := range filterProps {
+		if s.name == "disabled" || s.name == "log" || s.name == "log-prefix" || s.name == "comment" {
+			continue
+		}
+		if v, ok := r.props[s.name]; ok {
+			out = append(out, kv{s.name, v})
+		}
+	}
+	if !r.builtin {
+		out = append(out, kv{"log", or(r.props["log"], "false")}, kv{"log-prefix", r.props["log-prefix"]})
+	}
+	out = append(out,
+		kv{"bytes", "0"}, kv{"packets", "0"},
+		kv{"invalid", boolStr(p.jumpInvalid(r))},
+		kv{"dynamic", boolStr(r.dynamic)},
+		kv{"disabled", or(r.props["disabled"], "false")})
+	if c, ok := r.props["comment"]; ok {
+		out = append(out, kv{"comment", c})
+	}
+	return out
+}
+
+func printAddr(r *row) []kv {
+	out := []kv{{".id", idString(r.id)}, {"list", r.props["list"]}, {"address", r.props["address"]}, {"creation-time", r.created}}
+	if v, ok := r.props["timeout"]; ok {
+		out = append(out, kv{"timeout", v})
+	}
+	out = append(out, kv{"dynamic", or(r.props["dynamic"], "false")}, kv{"disabled", or(r.props["disabled"], "false")})
+	if c, ok := r.props["comment"]; ok {
+		out = append(out, kv{"comment", c})
+	}
+	return out
+}
+
+func toItem(kvs []kv) Item {
+	it := make(Item, len(kvs))
+	for _, p := range kvs {
+		it[p.k] = p.v
+	}
+	return it
+}
+
+// creationTime uses the v7.10+ format "YYYY-MM-DD HH:MM:SS" [3P:
+// socialwifi/RouterOS-api#62; C: REST-doc sample].
+func creationTime(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05") }
+
+// defconf loads RouterOS 7's default configuration for a router with one WAN
+// port (ether1) and a LAN bridge [3P: many mutually consistent defconf
+// exports, reference 2.5; pastebin 4r5VMWTC shows the same rule set].
+func (d *db) defconf(board string, now time.Time) {
+	ports := []string{"ether1", "ether2", "ether3", "ether4", "ether5", "ether6", "ether7", "ether8", "sfp-sfp-plus1"}
+	if !strings.HasPrefix(board, "RB5009") {
+		ports = ports[:5]
+	}
+	for i, name := range ports {
+		d.insert(tInterface, len(d.t[tInterface].rows), &row{id: d.newID(tInterface), props: map[string]string{
+			"name": name, "default-name": name, "type": "ether", "mtu": "1500", "actual-mtu": "1500",
+			"l2mtu": "1514", "max-l2mtu": "9796", "mac-address": macFor(i),
+			"link-downs": "0", "running": boolStr(i < 2), "slave": boolStr(i > 0), "disabled": "false",
+		}})
+	}
+	d.insert(tInterface, len(d.t[tInterface].rows), &row{id: d.newID(tInterface), props: map[string]string{
+		"name": "bridge", "type": "bridge", "mtu": "auto", "actual-mtu": "1500", "l2mtu": "1514",
+		"mac-address": macFor(1), "link-downs": "0", "running": "true", "slave": "false", "disabled": "false",
+		"comment": "defconf",
+	}})
+	// Builtin lists all, none, dynamic, static; their ids are not documented
+	// [I] and only need to be stable and distinct.
+	for i, name := range []string{"all", "none", "dynamic", "static"} {
+		d.insert(tIfList, len(d.t[tIfList].rows), &row{id: 0x2000000 + uint64(i), builtin: true, props: map[string]string{"name": name}})
+	}
+	for _, name := range []string{"WAN", "LAN"} {
+		d.insert(tIfList, len(d.t[tIfList].rows), &row{id: d.newID(tIfList), props: map[string]string{"name": name, "comment": "defconf"}})
+	}
+	for _, m := range [][2]string{{"LAN", "bridge"}, {"WAN", "ether1"}} {
+		d.insert(tIfMember, len(d.t[tIfMember].rows), &row{id: d.newID(tIfMember), props: map[string]string{"list": m[0], "interface": m[1], "comment": "defconf"}})
+	}
+	rules := []map[string]string{
+		{"chain": "input", "action": "accept", "connection-state": "established,related,untracked", "comment": "defconf: accept established,related,untracked"},
+		{"chain": "input", "action": "drop", "connection-state": "invalid", "comment": "defconf: drop invalid"},
+		{"chain": "input", "action": "accept", "protocol": "icmp", "comment": "defconf: accept ICMP"},
+		{"chain": "input", "action": "accept", "dst-address": "127.0.0.1", "comment": "defconf: accept to local loopback (for CAPsMAN)"},
+		{"chain": "input", "action": "drop", "in-interface-list": "!LAN", "comment": "defconf: drop all not coming from LAN"},
+		{"chain": "forward", "action": "accept", "ipsec-policy": "in,ipsec", "comment": "defconf: accept in ipsec policy"},
+		{"chain": "forward", "action": "accept", "ipsec-policy": "out,ipsec", "comment": "defconf: accept out ipsec policy"},
+		{"chain": "forward", "action": "fasttrack-connection", "connection-state": "established,related", "hw-offload": "true", "comment": "defconf: fasttrack"},
+		{"chain": "forward", "action": "accept", "connection-state": "established,related,untracked", "comment": "defconf: accept established,related, untracked"},
+		{"chain": "forward", "action": "drop", "connection-state": "invalid", "comment": "defconf: drop invalid"},
+		{"chain": "forward", "action": "drop", "connection-state": "new", "connection-nat-state": "!dstnat", "in-interface-list": "WAN", "comment": "defconf: drop all from WAN not DSTNATed"},
+	}
+	for _, p := range rules {
+		d.insert(tFilter, len(d.t[tFilter].rows), &row{id: d.newID(tFilter), props: p})
+	}
+	d.syncDummy()
+	_ = now
+}
+
+func macFor(i int) string {
+	const hex = "0123456789ABCDEF"
+	return "48:A9:8A:0B:1C:" + string([]byte{hex[(i+0x20)>>4], hex[(i+0x20)&15]})
+}
+
+// membership maps interface list name to its enabled member interfaces.
+func membership(rows []*row) map[string][]string {
+	m := map[string][]string{}
+	for _, r := range rows {
+		if r.props["disabled"] == "true" {
+			continue
+		}
+		m[r.props["list"]] = append(m[r.props["list"]], r.props["interface"])
+	}
+	for k := range m {
+		sort.Strings(m[k])
+	}
+	return m
+}
