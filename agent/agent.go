@@ -1,0 +1,423 @@
+// Package agent keeps one router's firewall equal to its site's desired
+// state. It runs in a RouterOS container: it receives the site's DesiredState
+// over MQTT, caches it in bbolt, renders it to RouterOS rows and reconciles
+// the router's firewall through the RouterOS API, then reports a SiteStatus.
+//
+// # Loop
+//
+// Events only mark state dirty: a new document, the resync timer, a retry
+// timer. One goroutine applies: it reads the router, plans the fewest writes
+// (package reconcile), executes them in gap-free order, reads back and
+// reports. Failures back off exponentially with jitter. See DESIGN.md beside
+// this file.
+//
+// # Configuration
+//
+// Only the environment, read by LoadConfig (section 9 of the design):
+// RAMPART_MQTT_URL, RAMPART_ORG_ID, RAMPART_SITE_ID, RAMPART_SITE_SECRET,
+// RAMPART_ROUTEROS_ADDR, RAMPART_ROUTEROS_USER, RAMPART_ROUTEROS_PASSWORD,
+// RAMPART_ROUTEROS_TLS, RAMPART_STATE_DIR, RAMPART_METRICS_ADDR,
+// RAMPART_RESYNC_INTERVAL, RAMPART_WAN_LIST.
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/netip"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/rampart-fw/rampart/agent/cache"
+	"github.com/rampart-fw/rampart/agent/mqtt"
+	"github.com/rampart-fw/rampart/agent/reconcile"
+	"github.com/rampart-fw/rampart/agent/render"
+	"github.com/rampart-fw/rampart/agent/routeros"
+	"github.com/rampart-fw/rampart/protocol"
+)
+
+// Version is the agent's version, reported in SiteStatus; set at link time
+// with -ldflags "-X github.com/rampart-fw/rampart/agent.Version=...".
+var Version = "dev"
+
+// Options are the agent's non-environment knobs, for tests and embedding.
+// The zero value is usable.
+type Options struct {
+	Logger *slog.Logger
+	// Registry receives the agent's metrics and serves /metrics; nil means
+	// a new registry.
+	Registry *prometheus.Registry
+	// RetryBase and RetryMax bound the backoff after a failed apply; zero
+	// means 1 s and 60 s.
+	RetryBase, RetryMax time.Duration
+	// Throttle is the least time between two applies, so a burst of
+	// documents costs one apply; zero means 100 ms.
+	Throttle time.Duration
+	// RouterSessions is the RouterOS session pool size; zero means 4.
+	RouterSessions int
+	// RouterTimeout bounds each RouterOS command; zero means 15 s.
+	RouterTimeout time.Duration
+}
+
+// Agent is one running agent.
+type Agent struct {
+	cfg    Config
+	opts   Options
+	log    *slog.Logger
+	reg    *prometheus.Registry
+	m      *metrics
+	router *routeros.Client
+
+	notify chan struct{}
+
+	mu          sync.Mutex
+	inbox       [][]byte // desired payloads not yet looked at
+	connChanged bool
+	metricsAddr string
+	healthy     bool
+
+	// Loop state, owned by the Run goroutine.
+	mq             *mqtt.Client
+	cache          *cache.Cache
+	desired        *protocol.DesiredState
+	appliedEpoch   string
+	appliedRev     uint64
+	published      bool // status for the current state was published
+	status         protocol.SiteStatus
+	driftRepairs   int
+	failures       int
+	lastGuard      netip.Addr
+	routerVersion  string
+	routerBoard    string
+	pendingApplied bool // a new revision still to be announced as applying
+}
+
+// New makes an agent from cfg; Run starts it.
+func New(cfg Config, opts Options) (*Agent, error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.NewJSONHandler(io.Discard, nil))
+	}
+	if opts.Registry == nil {
+		opts.Registry = prometheus.NewRegistry()
+	}
+	if opts.RetryBase == 0 {
+		opts.RetryBase = time.Second
+	}
+	if opts.RetryMax == 0 {
+		opts.RetryMax = 60 * time.Second
+	}
+	if opts.Throttle == 0 {
+		opts.Throttle = 100 * time.Millisecond
+	}
+	a := &Agent{
+		cfg:    cfg,
+		opts:   opts,
+		log:    opts.Logger.With("org", cfg.OrgID, "site", cfg.SiteID),
+		reg:    opts.Registry,
+		m:      newMetrics(opts.Registry),
+		notify: make(chan struct{}, 1),
+	}
+	a.router = routeros.New(routeros.Options{
+		Addr: cfg.RouterOSAddr, User: cfg.RouterOSUser, Password: cfg.RouterOSPassword,
+		TLS: cfg.RouterOSTLS, Sessions: opts.RouterSessions, Timeout: opts.RouterTimeout,
+	})
+	return a, nil
+}
+
+// MetricsAddr is the address the metrics listener bound, once Run started it.
+func (a *Agent) MetricsAddr() string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.metricsAddr
+}
+
+func (a *Agent) wake() {
+	select {
+	case a.notify <- struct{}{}:
+	default:
+	}
+}
+
+// Run runs the agent until ctx ends. It returns an error only when it cannot
+// start (the cache cannot be opened, the metrics address cannot be bound).
+func (a *Agent) Run(ctx context.Context) error {
+	c, err := cache.Open(a.cfg.StateDir, cache.Options{})
+	if err != nil {
+		return err
+	}
+	a.cache = c
+	defer c.Close()
+	defer a.router.Close()
+
+	if d, err := c.Get(); err == nil {
+		if err := d.Validate(a.cfg.OrgID, a.cfg.SiteID); err != nil {
+			a.log.Warn("ignoring cached desired state", "err", err)
+		} else {
+			a.desired = &d
+			a.pendingApplied = true
+			a.m.desiredRevision.Set(float64(d.Revision))
+			a.log.Info("enforcing cached desired state", "epoch", d.Epoch, "revision", d.Revision)
+		}
+	} else if !errors.Is(err, cache.ErrNotFound) {
+		a.log.Warn("cache unreadable; waiting for the broker", "err", err)
+	}
+
+	if a.cfg.MetricsAddr != "" {
+		stop, err := a.serveMetrics()
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
+
+	mq, err := mqtt.Start(mqtt.Options{
+		URL: a.cfg.MQTTURL, ClientID: "rampart-agent-" + a.cfg.OrgID + "-" + a.cfg.SiteID,
+		Username: a.cfg.MQTTUser(), Password: a.cfg.SiteSecret,
+		TopicRoot: a.cfg.TopicRoot, OrgID: a.cfg.OrgID, SiteID: a.cfg.SiteID,
+		OnDesired: func(b []byte) {
+			a.mu.Lock()
+			a.inbox = append(a.inbox, b)
+			a.mu.Unlock()
+			a.wake()
+		},
+		OnConnection: func(up bool) {
+			a.mu.Lock()
+			a.connChanged = true
+			a.mu.Unlock()
+			if up {
+				a.m.mqttConnected.Set(1)
+			} else {
+				a.m.mqttConnected.Set(0)
+			}
+			a.wake()
+		},
+		Logger: a.log,
+	})
+	if err != nil {
+		return err
+	}
+	a.mq = mq
+	defer mq.Close()
+	a.setHealthy(true)
+	defer a.setHealthy(false)
+
+	resync := time.NewTicker(a.cfg.ResyncInterval)
+	defer resync.Stop()
+	retry := time.NewTimer(0)
+	defer retry.Stop()
+	<-retry.C
+	dirty := a.desired != nil
+	var lastApply time.Time
+	retryPending := false
+	for {
+		if dirty && !retryPending {
+			if wait := a.opts.Throttle - time.Since(lastApply); wait > 0 {
+				retry.Reset(wait)
+				retryPending = true
+			} else {
+				dirty = false
+				lastApply = time.Now()
+				if err := a.sync(ctx); err != nil {
+					if ctx.Err() != nil {
+						return nil
+					}
+					dirty = true
+					retry.Reset(a.backoff())
+					retryPending = true
+				}
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-a.notify:
+			if a.takeEvents(ctx) {
+				dirty = true
+			}
+		case <-resync.C:
+			if a.desired != nil {
+				dirty = true
+			}
+		case <-retry.C:
+			retryPending = false
+		}
+	}
+}
+
+// takeEvents handles what the MQTT goroutines queued; it reports whether an
+// apply is needed.
+func (a *Agent) takeEvents(ctx context.Context) bool {
+	a.mu.Lock()
+	inbox, conn := a.inbox, a.connChanged
+	a.inbox, a.connChanged = nil, false
+	a.mu.Unlock()
+	dirty := false
+	for _, b := range inbox {
+		if a.accept(b) {
+			dirty = true
+		}
+	}
+	if conn && !a.published && a.status.State != "" {
+		a.publish(ctx)
+	}
+	return dirty
+}
+
+// accept checks one desired payload and makes it current when it is valid
+// and newer than the one held.
+func (a *Agent) accept(b []byte) bool {
+	if len(strings.TrimSpace(string(b))) == 0 {
+		a.log.Warn("ignoring empty desired-state payload")
+		a.m.documents.WithLabelValues("invalid").Inc()
+		return false
+	}
+	var d protocol.DesiredState
+	if err := json.Unmarshal(b, &d); err != nil {
+		a.log.Warn("ignoring malformed desired state", "err", err)
+		a.m.documents.WithLabelValues("invalid").Inc()
+		return false
+	}
+	if err := d.Validate(a.cfg.OrgID, a.cfg.SiteID); err != nil {
+		a.log.Warn("ignoring invalid desired state", "revision", d.Revision, "err", err)
+		a.m.documents.WithLabelValues("invalid").Inc()
+		return false
+	}
+	if a.desired != nil && !d.Newer(a.desired.Epoch, a.desired.Revision) {
+		a.log.Debug("ignoring stale or duplicate desired state", "epoch", d.Epoch, "revision", d.Revision)
+		a.m.documents.WithLabelValues("stale").Inc()
+		return false
+	}
+	a.desired = &d
+	a.pendingApplied = true
+	a.published = false
+	a.driftRepairs = 0
+	a.failures = 0
+	a.m.documents.WithLabelValues("accepted").Inc()
+	a.m.desiredRevision.Set(float64(d.Revision))
+	if wrote, err := a.cache.Put(d); err != nil {
+		a.log.Error("cache desired state", "err", err)
+	} else if wrote {
+		a.log.Info("accepted desired state", "epoch", d.Epoch, "revision", d.Revision)
+	}
+	return true
+}
+
+func (a *Agent) backoff() time.Duration {
+	a.failures++
+	d := a.opts.RetryBase
+	for i := 1; i < a.failures && d < a.opts.RetryMax; i++ {
+		d *= 2
+	}
+	d = min(d, a.opts.RetryMax)
+	// Full jitter on the upper half: routers that failed together (a broker
+	// or control plane hiccup) do not retry in lockstep.
+	return d/2 + rand.N(d/2+1)
+}
+
+func (a *Agent) setHealthy(ok bool) {
+	a.mu.Lock()
+	a.healthy = ok
+	a.mu.Unlock()
+}
+
+func (a *Agent) serveMetrics() (func(), error) {
+	ln, err := net.Listen("tcp", a.cfg.MetricsAddr)
+	if err != nil {
+		return nil, fmt.Errorf("listen for metrics on %s (%s): %w", a.cfg.MetricsAddr, EnvMetricsAddr, err)
+	}
+	a.mu.Lock()
+	a.metricsAddr = ln.Addr().String()
+	a.mu.Unlock()
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(a.reg, promhttp.HandlerOpts{Registry: a.reg}))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		a.mu.Lock()
+		ok := a.healthy
+		a.mu.Unlock()
+		if !ok {
+			http.Error(w, "agent loop not running", http.StatusServiceUnavailable)
+			return
+		}
+		io.WriteString(w, "ok\n")
+	})
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			a.log.Error("metrics server", "err", err)
+		}
+	}()
+	return func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		srv.Shutdown(ctx)
+		<-done
+	}, nil
+}
+
+// routerState is what the agent read from the router.
+type routerState struct {
+	filter, addrs []reconcile.Item
+}
+
+func (a *Agent) read(ctx context.Context) (routerState, error) {
+	var st routerState
+	rows, _, err := a.router.Run(ctx, reconcile.FilterPath+"/print")
+	if err != nil {
+		return st, fmt.Errorf("read firewall filter: %w", err)
+	}
+	st.filter = toItems(rows)
+	rows, _, err = a.router.Run(ctx, reconcile.AddressListPath+"/print", "=.proplist=.id,list,address,comment,dynamic,disabled")
+	if err != nil {
+		return st, fmt.Errorf("read address lists: %w", err)
+	}
+	st.addrs = toItems(rows)
+	return st, nil
+}
+
+func toItems(rows []routeros.Item) []reconcile.Item {
+	out := make([]reconcile.Item, len(rows))
+	for i, r := range rows {
+		out[i] = reconcile.Item(r)
+	}
+	return out
+}
+
+// guard finds the agent's own source address towards its broker: the local
+// address of the MQTT connection, else the address the kernel would use to
+// reach the broker (a UDP "connect" sends nothing), else the one already on
+// the router, else the last one known.
+func (a *Agent) guard(st routerState) netip.Addr {
+	if ip := a.mq.LocalAddr(); ip.Is4() {
+		a.lastGuard = ip
+		return ip
+	}
+	host := a.cfg.MQTTURL.Hostname()
+	if c, err := net.Dial("udp4", net.JoinHostPort(host, "9")); err == nil {
+		ap, perr := netip.ParseAddrPort(c.LocalAddr().String())
+		c.Close()
+		if perr == nil && ap.Addr().Unmap().Is4() {
+			a.lastGuard = ap.Addr().Unmap()
+			return a.lastGuard
+		}
+	}
+	for _, it := range st.filter {
+		if key, _, ok := render.ParseComment(it["comment"]); ok && key == render.KeyOutGuard && it["chain"] == render.ChainOut {
+			if ip, err := netip.ParseAddr(it["src-address"]); err == nil {
+				return ip
+			}
+		}
+	}
+	return a.lastGuard
+}

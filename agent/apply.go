@@ -1,0 +1,302 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rampart-fw/rampart/agent/reconcile"
+	"github.com/rampart-fw/rampart/agent/render"
+	"github.com/rampart-fw/rampart/agent/routeros"
+	"github.com/rampart-fw/rampart/protocol"
+)
+
+// sync makes the router match the current desired state and reports.
+func (a *Agent) sync(ctx context.Context) error {
+	d := a.desired
+	if d == nil {
+		return nil
+	}
+	start := time.Now()
+	isNew := a.appliedEpoch != d.Epoch || a.appliedRev != d.Revision
+	if a.routerVersion == "" {
+		if err := a.identify(ctx); err != nil {
+			return a.fail(ctx, d, start, 0, err)
+		}
+	}
+	st, err := a.read(ctx)
+	if err != nil {
+		return a.fail(ctx, d, start, 0, err)
+	}
+	a.m.routerConnected.Set(1)
+	w := render.Render(d, render.Options{WANList: a.cfg.WANList, Guard: a.guard(st)})
+	ops := reconcile.Plan(st.filter, st.addrs, w)
+	if len(ops) == 0 && !isNew && a.published {
+		return nil // steady state: nothing to write, nothing new to say
+	}
+	if len(ops) > 0 {
+		if len(w.Jumps) > 0 {
+			if err := a.checkWAN(ctx); err != nil {
+				return a.fail(ctx, d, start, 0, err)
+			}
+		}
+		if isNew && a.pendingApplied {
+			a.pendingApplied = false
+			a.status = a.newStatus(d, protocol.StateApplying)
+			a.publish(ctx)
+		}
+		a.log.Info("applying", "revision", d.Revision, "writes", len(ops), "drift", !isNew)
+	}
+	writes, err := a.execute(ctx, ops)
+	if err != nil {
+		return a.fail(ctx, d, start, writes, err)
+	}
+	// Read back and compare: the plan against what the router now holds
+	// must be empty.
+	st, err = a.read(ctx)
+	if err != nil {
+		return a.fail(ctx, d, start, writes, err)
+	}
+	if rest := reconcile.Plan(st.filter, st.addrs, w); len(rest) > 0 {
+		return a.fail(ctx, d, start, writes, fmt.Errorf("the router does not match the policy after applying it: %d writes still needed (first: %s); someone may be editing the firewall at the same time", len(rest), rest[0]))
+	}
+	if !isNew && writes > 0 {
+		a.driftRepairs += writes
+		a.m.driftRepairs.Add(float64(writes))
+		a.log.Warn("repaired drift", "writes", writes, "revision", d.Revision)
+	}
+	a.appliedEpoch, a.appliedRev = d.Epoch, d.Revision
+	a.failures = 0
+	dur := time.Since(start)
+	a.m.applyDuration.Observe(dur.Seconds())
+	a.m.applies.WithLabelValues("applied").Inc()
+	a.m.appliedRevision.Set(float64(d.Revision))
+	a.m.lastApplied.Set(float64(time.Now().Unix()))
+	a.m.managedRules.Set(float64(len(w.Rules())))
+	a.m.managedEntries.Set(float64(len(w.Entries)))
+	st2 := a.newStatus(d, protocol.StateApplied)
+	st2.DurationMS = dur.Milliseconds()
+	st2.Rules = len(w.Rules())
+	st2.AddressEntries = len(w.Entries)
+	st2.Operations = writes
+	if !isNew && writes == 0 && a.status.State == protocol.StateApplied {
+		// Nothing happened (e.g. a reconnect): keep the last apply's figures.
+		st2.Operations, st2.DurationMS, st2.AppliedAt = a.status.Operations, a.status.DurationMS, a.status.AppliedAt
+	}
+	a.status = st2
+	a.log.Info("applied", "revision", d.Revision, "writes", writes, "duration_ms", st2.DurationMS)
+	a.publish(ctx)
+	return nil
+}
+
+func (a *Agent) newStatus(d *protocol.DesiredState, state string) protocol.SiteStatus {
+	return protocol.SiteStatus{
+		Schema: protocol.SchemaVersion, OrgID: a.cfg.OrgID, SiteID: a.cfg.SiteID,
+		Epoch: d.Epoch, Revision: d.Revision, State: state,
+		AppliedAt: time.Now().UTC(), DriftRepairs: a.driftRepairs,
+		AgentVersion: Version, RouterOSVersion: a.routerVersion, Board: a.routerBoard,
+	}
+}
+
+func (a *Agent) fail(ctx context.Context, d *protocol.DesiredState, start time.Time, writes int, err error) error {
+	msg := a.explain(err)
+	a.log.Error("apply failed", "revision", d.Revision, "err", err, "writes", writes)
+	a.m.applies.WithLabelValues("failed").Inc()
+	var trap *routeros.Trap
+	if !errors.As(err, &trap) {
+		a.m.routerConnected.Set(0)
+		a.m.routerReconnects.Inc()
+	}
+	st := a.newStatus(d, protocol.StateFailed)
+	st.Error = msg
+	st.Operations = writes
+	st.DurationMS = time.Since(start).Milliseconds()
+	if a.status.State == protocol.StateApplied && a.appliedEpoch == d.Epoch && a.appliedRev == d.Revision {
+		// The revision was applied; a failed drift repair is reported as
+		// failed too, so an operator sees the router no longer matches.
+		st.AppliedAt = a.status.AppliedAt
+	}
+	a.status = st
+	a.publish(ctx)
+	return err
+}
+
+// explain turns an apply error into a sentence a person can act on.
+func (a *Agent) explain(err error) string {
+	s := err.Error()
+	switch {
+	case strings.Contains(s, "interface-list") && strings.Contains(s, "does not match"),
+		strings.Contains(s, "interface list "+fmt.Sprintf("%q", a.cfg.WANList)):
+		return fmt.Sprintf("interface list %q does not exist on the router: create it (/interface/list/add name=%s) and add the Internet-facing interfaces, or set %s to the list that holds them", a.cfg.WANList, a.cfg.WANList, EnvWANList)
+	case strings.Contains(s, "invalid user name or password"), strings.Contains(s, "cannot log in"):
+		return fmt.Sprintf("RouterOS refused the login of user %q: check %s and %s", a.cfg.RouterOSUser, EnvRouterOSUser, EnvRouterOSPassword)
+	case strings.Contains(s, "not enough permissions"):
+		return fmt.Sprintf("RouterOS user %q lacks permissions (%s): give its group the api, read and write policies", a.cfg.RouterOSUser, s)
+	}
+	var ne net.Error
+	var oe *net.OpError
+	if errors.As(err, &oe) || errors.As(err, &ne) {
+		return fmt.Sprintf("cannot talk to the RouterOS API at %s (%s): check that the api service is enabled, reachable from the container and allows its address", a.cfg.RouterOSAddr, s)
+	}
+	return s
+}
+
+func (a *Agent) publish(ctx context.Context) {
+	if a.mq == nil || a.status.State == "" {
+		return
+	}
+	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := a.mq.PublishStatus(pctx, a.status); err != nil {
+		a.published = false
+		a.log.Debug("status not published yet", "err", err)
+		return
+	}
+	a.published = a.status.State != protocol.StateApplying
+}
+
+func (a *Agent) identify(ctx context.Context) error {
+	rows, _, err := a.router.Run(ctx, "/system/resource/print")
+	if err != nil {
+		return fmt.Errorf("read system resource: %w", err)
+	}
+	if len(rows) > 0 {
+		v, _, _ := strings.Cut(rows[0]["version"], " ")
+		a.routerVersion, a.routerBoard = v, rows[0]["board-name"]
+	}
+	return nil
+}
+
+// checkWAN fails early, before any write, when the WAN interface list the
+// jumps need does not exist: RouterOS would refuse the jump half-way through
+// an apply with a message that does not say what to do.
+func (a *Agent) checkWAN(ctx context.Context) error {
+	rows, _, err := a.router.Run(ctx, "/interface/list/print", "=.proplist=name")
+	if err != nil {
+		var trap *routeros.Trap
+		if errors.As(err, &trap) {
+			return nil // cannot tell; let the writes speak
+		}
+		return fmt.Errorf("read interface lists: %w", err)
+	}
+	for _, r := range rows {
+		if r["name"] == a.cfg.WANList {
+			return nil
+		}
+	}
+	return fmt.Errorf("interface list %q does not exist", a.cfg.WANList)
+}
+
+// execute runs a plan and returns the number of writes the router accepted.
+// Phases run one after the other; the writes of a concurrent phase are spread
+// over the session pool.
+func (a *Agent) execute(ctx context.Context, ops []reconcile.Op) (int, error) {
+	if len(ops) == 0 {
+		return 0, nil
+	}
+	ids := make([]string, len(ops))
+	var writes atomic.Int64
+	resolve := func(id string) string {
+		if n, ok := reconcile.IsRef(id); ok {
+			return ids[n]
+		}
+		return id
+	}
+	run := func(s *routeros.Session, i int) error {
+		op := ops[i]
+		_, ret, err := s.Run(op.Words(resolve)...)
+		if err != nil {
+			if op.Kind == reconcile.Add && op.Path == reconcile.AddressListPath && routeros.IsTrap(err, "already have such entry") {
+				// Someone (or an earlier, interrupted apply) added it; the
+				// read-back repairs its comment if needed.
+				return nil
+			}
+			return fmt.Errorf("%s: %w", op, err)
+		}
+		writes.Add(1)
+		a.m.operations.WithLabelValues(string(op.Kind)).Inc()
+		ids[i] = ret
+		return nil
+	}
+	for start := 0; start < len(ops); {
+		end := start + 1
+		for end < len(ops) && ops[end].Phase == ops[start].Phase {
+			end++
+		}
+		var err error
+		if ops[start].Phase.Concurrent() && end-start > 1 {
+			err = a.parallel(ctx, start, end, run)
+		} else {
+			err = a.sequential(ctx, start, end, run)
+		}
+		if err != nil {
+			return int(writes.Load()), err
+		}
+		start = end
+	}
+	return int(writes.Load()), nil
+}
+
+func (a *Agent) sequential(ctx context.Context, start, end int, run func(*routeros.Session, int) error) error {
+	s, err := a.router.Acquire(ctx)
+	if err != nil {
+		return err
+	}
+	defer a.router.Release(s)
+	for i := start; i < end; i++ {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if err := run(s, i); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (a *Agent) parallel(ctx context.Context, start, end int, run func(*routeros.Session, int) error) error {
+	work := make(chan int)
+	workers := min(a.router.Size(), end-start)
+	var wg sync.WaitGroup
+	var once sync.Once
+	var first error
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s, err := a.router.Acquire(ctx)
+			if err != nil {
+				once.Do(func() { first = err; cancel() })
+				return
+			}
+			defer a.router.Release(s)
+			for i := range work {
+				if err := run(s, i); err != nil {
+					once.Do(func() { first = err; cancel() })
+					return
+				}
+			}
+		}()
+	}
+feed:
+	for i := start; i < end; i++ {
+		select {
+		case work <- i:
+		case <-ctx.Done():
+			break feed
+		}
+	}
+	close(work)
+	wg.Wait()
+	if first == nil && ctx.Err() != nil {
+		first = ctx.Err()
+	}
+	return first
+}

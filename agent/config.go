@@ -1,0 +1,229 @@
+package agent
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/rampart-fw/rampart/controlplane/keys"
+	"github.com/rampart-fw/rampart/protocol"
+)
+
+// Environment variables the agent reads. They are the agent's whole
+// configuration (DESIGN.md section 9): the binary takes no flags, because a
+// RouterOS container is configured through its environment list.
+const (
+	EnvMQTTURL          = "RAMPART_MQTT_URL"
+	EnvOrgID            = "RAMPART_ORG_ID"
+	EnvSiteID           = "RAMPART_SITE_ID"
+	EnvSiteSecret       = "RAMPART_SITE_SECRET"
+	EnvRouterOSAddr     = "RAMPART_ROUTEROS_ADDR"
+	EnvRouterOSUser     = "RAMPART_ROUTEROS_USER"
+	EnvRouterOSPassword = "RAMPART_ROUTEROS_PASSWORD"
+	EnvRouterOSTLS      = "RAMPART_ROUTEROS_TLS"
+	EnvStateDir         = "RAMPART_STATE_DIR"
+	EnvMetricsAddr      = "RAMPART_METRICS_ADDR"
+	EnvResyncInterval   = "RAMPART_RESYNC_INTERVAL"
+	EnvWANList          = "RAMPART_WAN_LIST"
+	// EnvTopicRoot is optional and not part of the section 9 contract; it
+	// exists for control planes configured with another topic root.
+	EnvTopicRoot = "RAMPART_TOPIC_ROOT"
+)
+
+// Defaults for optional settings.
+const (
+	DefaultRouterOSAddr    = "172.17.0.1:8728"
+	DefaultRouterOSTLSAddr = "172.17.0.1:8729"
+	DefaultStateDir        = "/var/lib/rampart-agent"
+	DefaultMetricsAddr     = ":9273"
+	DefaultResyncInterval  = 60 * time.Second
+	DefaultWANList         = "WAN"
+)
+
+// Config is everything the agent needs to run. LoadConfig is the only place
+// that builds one from the environment; tests build it directly.
+type Config struct {
+	MQTTURL    *url.URL
+	OrgID      string
+	SiteID     string
+	SiteSecret string
+	TopicRoot  string
+
+	RouterOSAddr     string
+	RouterOSUser     string
+	RouterOSPassword string
+	RouterOSTLS      bool
+
+	StateDir string
+	// MetricsAddr is where /metrics and /healthz are served; empty disables
+	// the listener.
+	MetricsAddr    string
+	ResyncInterval time.Duration
+	WANList        string
+}
+
+// MQTTUser is the broker username of this site, "org/site".
+func (c Config) MQTTUser() string { return keys.SiteMQTTUser(c.OrgID, c.SiteID) }
+
+// ConfigError lists every problem found in the environment, so an operator
+// fixes them all in one round.
+type ConfigError struct{ Problems []string }
+
+func (e *ConfigError) Error() string {
+	return "invalid agent configuration:\n  " + strings.Join(e.Problems, "\n  ")
+}
+
+// LoadConfig reads the agent's configuration through lookup (os.LookupEnv in
+// production). A missing or malformed setting is reported by variable name
+// with what it expects; all problems are reported at once in a *ConfigError.
+func LoadConfig(lookup func(string) (string, bool)) (Config, error) {
+	var c Config
+	var problems []string
+	bad := func(name, format string, args ...any) {
+		problems = append(problems, name+": "+fmt.Sprintf(format, args...))
+	}
+	get := func(name string) string {
+		v, _ := lookup(name)
+		return strings.TrimSpace(v)
+	}
+	required := func(name, what string) string {
+		v := get(name)
+		if v == "" {
+			bad(name, "is not set; want %s", what)
+		}
+		return v
+	}
+
+	if raw := required(EnvMQTTURL, "the broker URL, e.g. tcp://broker.example.net:1883 or ssl://broker.example.net:8883"); raw != "" {
+		u, err := url.Parse(raw)
+		switch {
+		case err != nil:
+			bad(EnvMQTTURL, "%q is not a URL; want e.g. tcp://broker.example.net:1883", raw)
+		case !validMQTTScheme(u.Scheme):
+			bad(EnvMQTTURL, "scheme %q is not supported; want tcp, mqtt, ssl, tls or mqtts", u.Scheme)
+		case u.Hostname() == "":
+			bad(EnvMQTTURL, "%q has no host; want e.g. tcp://broker.example.net:1883", raw)
+		default:
+			if u.Port() != "" {
+				if _, err := parsePort(u.Port()); err != nil {
+					bad(EnvMQTTURL, "port %q is not a TCP port (1-65535)", u.Port())
+				}
+			}
+			c.MQTTURL = u
+		}
+	}
+	if c.OrgID = required(EnvOrgID, "the organisation id the control plane enrolled this site in"); c.OrgID != "" && !protocol.ValidOrgID(c.OrgID) {
+		bad(EnvOrgID, "%q is not an organisation id; want 1-128 of [A-Za-z0-9_.-] starting with a letter or digit", c.OrgID)
+	}
+	if c.SiteID = required(EnvSiteID, "the site id, e.g. site_hq"); c.SiteID != "" && !protocol.ValidSiteID(c.SiteID) {
+		bad(EnvSiteID, "%q is not a site id; want site_ followed by 1-64 letters or digits", c.SiteID)
+	}
+	c.SiteSecret = required(EnvSiteSecret, "the site's MQTT secret printed by `rampart-controlplane enroll`")
+
+	c.TopicRoot = protocol.DefaultTopicRoot
+	if v := get(EnvTopicRoot); v != "" {
+		if strings.ContainsAny(v, "+#") || strings.HasPrefix(v, "/") || strings.HasSuffix(v, "/") {
+			bad(EnvTopicRoot, "%q is not a topic root; want levels without wildcards, e.g. rampart/v1", v)
+		}
+		c.TopicRoot = v
+	}
+
+	if v := get(EnvRouterOSTLS); v != "" {
+		b, err := parseBool(v)
+		if err != nil {
+			bad(EnvRouterOSTLS, "%q is not a boolean; want true or false", v)
+		}
+		c.RouterOSTLS = b
+	}
+	c.RouterOSAddr = DefaultRouterOSAddr
+	if c.RouterOSTLS {
+		c.RouterOSAddr = DefaultRouterOSTLSAddr
+	}
+	if v := get(EnvRouterOSAddr); v != "" {
+		host, port, err := net.SplitHostPort(v)
+		if err != nil || host == "" {
+			bad(EnvRouterOSAddr, "%q is not host:port; want e.g. %s", v, DefaultRouterOSAddr)
+		} else if _, err := parsePort(port); err != nil {
+			bad(EnvRouterOSAddr, "port %q is not a TCP port (1-65535)", port)
+		}
+		c.RouterOSAddr = v
+	}
+	c.RouterOSUser = required(EnvRouterOSUser, "the RouterOS user the agent logs in as (a group with the api, read and write policies)")
+	// The password may legitimately be empty (a lab router's admin).
+	c.RouterOSPassword, _ = lookup(EnvRouterOSPassword)
+
+	c.StateDir = DefaultStateDir
+	if v, ok := lookup(EnvStateDir); ok {
+		if strings.TrimSpace(v) == "" {
+			bad(EnvStateDir, "is empty; want a writable directory for the agent's cache, e.g. %s", DefaultStateDir)
+		}
+		c.StateDir = v
+	}
+	c.MetricsAddr = DefaultMetricsAddr
+	if v, ok := lookup(EnvMetricsAddr); ok {
+		v = strings.TrimSpace(v)
+		if v != "" {
+			if _, port, err := net.SplitHostPort(v); err != nil {
+				bad(EnvMetricsAddr, "%q is not [host]:port; want e.g. %s, or empty to disable metrics", v, DefaultMetricsAddr)
+			} else if _, err := parsePort(port); err != nil && port != "0" {
+				bad(EnvMetricsAddr, "port %q is not a TCP port (0-65535)", port)
+			}
+		}
+		c.MetricsAddr = v
+	}
+	c.ResyncInterval = DefaultResyncInterval
+	if v := get(EnvResyncInterval); v != "" {
+		d, err := time.ParseDuration(v)
+		switch {
+		case err != nil:
+			bad(EnvResyncInterval, "%q is not a duration; want e.g. 60s or 5m", v)
+		case d < time.Second:
+			bad(EnvResyncInterval, "%s is too short; want at least 1s", d)
+		default:
+			c.ResyncInterval = d
+		}
+	}
+	c.WANList = DefaultWANList
+	if v, ok := lookup(EnvWANList); ok {
+		v = strings.TrimSpace(v)
+		if v == "" || strings.ContainsAny(v, ", \t=!") {
+			bad(EnvWANList, "%q is not an interface list name; want one name such as WAN", v)
+		}
+		c.WANList = v
+	}
+
+	if len(problems) > 0 {
+		return Config{}, &ConfigError{Problems: problems}
+	}
+	return c, nil
+}
+
+func validMQTTScheme(s string) bool {
+	switch s {
+	case "tcp", "mqtt", "ssl", "tls", "mqtts":
+		return true
+	}
+	return false
+}
+
+func parsePort(s string) (int, error) {
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 1 || n > 65535 {
+		return 0, errors.New("not a port")
+	}
+	return n, nil
+}
+
+func parseBool(s string) (bool, error) {
+	switch strings.ToLower(s) {
+	case "1", "true", "yes", "on":
+		return true, nil
+	case "0", "false", "no", "off":
+		return false, nil
+	}
+	return false, errors.New("not a boolean")
+}

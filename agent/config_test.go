@@ -1,0 +1,103 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+func env(m map[string]string) func(string) (string, bool) {
+	return func(k string) (string, bool) { v, ok := m[k]; return v, ok }
+}
+
+func validEnv() map[string]string {
+	return map[string]string{
+		EnvMQTTURL: "tcp://127.0.0.1:1883", EnvOrgID: "org_demo", EnvSiteID: "site_hq",
+		EnvSiteSecret: "s3cret", EnvRouterOSUser: "rampart",
+	}
+}
+
+func TestLoadConfigDefaults(t *testing.T) {
+	c, err := LoadConfig(env(validEnv()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := []any{c.MQTTURL.String(), c.MQTTUser(), c.RouterOSAddr, c.RouterOSTLS, c.StateDir, c.MetricsAddr, c.ResyncInterval, c.WANList, c.TopicRoot}
+	want := []any{"tcp://127.0.0.1:1883", "org_demo/site_hq", "172.17.0.1:8728", false, DefaultStateDir, DefaultMetricsAddr, 60 * time.Second, "WAN", "rampart/v1"}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("defaults (-want +got):\n%s", diff)
+	}
+}
+
+func TestLoadConfigTLSDefaultPort(t *testing.T) {
+	e := validEnv()
+	e[EnvRouterOSTLS] = "true"
+	c, err := LoadConfig(env(e))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.RouterOSAddr != "172.17.0.1:8729" || !c.RouterOSTLS {
+		t.Errorf("TLS: addr %q tls %v", c.RouterOSAddr, c.RouterOSTLS)
+	}
+}
+
+func TestLoadConfigReportsEveryProblem(t *testing.T) {
+	tests := []struct {
+		name string
+		env  map[string]string
+		want []string // each must appear in the error
+	}{
+		{"empty", map[string]string{}, []string{EnvMQTTURL + ": is not set", EnvOrgID + ": is not set", EnvSiteID + ": is not set", EnvSiteSecret + ": is not set", EnvRouterOSUser + ": is not set"}},
+		{"malformed", map[string]string{
+			EnvMQTTURL: "http://x", EnvOrgID: "org/x", EnvSiteID: "hq", EnvSiteSecret: "s", EnvRouterOSUser: "u",
+			EnvRouterOSAddr: "nohost", EnvRouterOSTLS: "maybe", EnvResyncInterval: "soon", EnvWANList: "a,b", EnvMetricsAddr: "x",
+		}, []string{
+			EnvMQTTURL + `: scheme "http"`, EnvOrgID + `: "org/x"`, EnvSiteID + `: "hq"`, EnvRouterOSAddr + `: "nohost"`,
+			EnvRouterOSTLS + `: "maybe"`, EnvResyncInterval + `: "soon"`, EnvWANList + `: "a,b"`, EnvMetricsAddr + `: "x"`,
+		}},
+		{"short resync", func() map[string]string { e := validEnv(); e[EnvResyncInterval] = "10ms"; return e }(), []string{EnvResyncInterval + ": 10ms is too short"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := LoadConfig(env(tt.env))
+			if err == nil {
+				t.Fatal("no error")
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error lacks %q:\n%v", w, err)
+				}
+			}
+			if ce, ok := err.(*ConfigError); !ok || len(ce.Problems) != len(tt.want) {
+				t.Errorf("want %d problems, got %v", len(tt.want), err)
+			}
+		})
+	}
+}
+
+func TestMainWithoutConfigurationExits2NamingVariables(t *testing.T) {
+	var out, errb bytes.Buffer
+	code := Main(context.Background(), nil, env(nil), &out, &errb)
+	if code != 2 {
+		t.Fatalf("exit code %d, want 2", code)
+	}
+	for _, v := range []string{EnvMQTTURL, EnvOrgID, EnvSiteID, EnvSiteSecret, EnvRouterOSUser} {
+		if !strings.Contains(errb.String(), v+": is not set") {
+			t.Errorf("stderr does not name %s:\n%s", v, errb.String())
+		}
+	}
+}
+
+func TestMainRejectsArguments(t *testing.T) {
+	var out, errb bytes.Buffer
+	if code := Main(context.Background(), []string{"--help"}, env(validEnv()), &out, &errb); code != 2 {
+		t.Fatalf("exit code %d, want 2", code)
+	}
+	if !strings.Contains(errb.String(), "takes no arguments") {
+		t.Errorf("stderr: %s", errb.String())
+	}
+}

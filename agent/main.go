@@ -1,0 +1,52 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+)
+
+// envHelp is printed when the agent cannot start for want of configuration.
+var envHelp = strings.TrimSpace(`
+rampart-agent is configured only through its environment:
+  RAMPART_MQTT_URL           broker URL, e.g. tcp://broker:1883 (required)
+  RAMPART_ORG_ID             organisation id (required)
+  RAMPART_SITE_ID            site id, e.g. site_hq (required)
+  RAMPART_SITE_SECRET        the site's MQTT secret (required)
+  RAMPART_ROUTEROS_USER      RouterOS API user (required)
+  RAMPART_ROUTEROS_PASSWORD  its password (may be empty)
+  RAMPART_ROUTEROS_ADDR      RouterOS API address (default 172.17.0.1:8728, 172.17.0.1:8729 with TLS)
+  RAMPART_ROUTEROS_TLS       true to use api-ssl (default false)
+  RAMPART_STATE_DIR          directory of the agent's cache (default /var/lib/rampart-agent)
+  RAMPART_METRICS_ADDR       /metrics and /healthz listener (default :9273; empty disables)
+  RAMPART_RESYNC_INTERVAL    how often the firewall is re-read to repair drift (default 60s)
+  RAMPART_WAN_LIST           interface list that faces the Internet (default WAN)`)
+
+// Main is the whole program behind cmd/rampart-agent, testable: it reads the
+// configuration through lookup, runs the agent until ctx ends and returns the
+// process exit code (0 on a clean stop, 1 on a runtime failure, 2 on bad
+// configuration or arguments).
+func Main(ctx context.Context, args []string, lookup func(string) (string, bool), stdout, stderr io.Writer) int {
+	if len(args) > 0 {
+		fmt.Fprintf(stderr, "rampart-agent takes no arguments (got %q).\n%s\n", args, envHelp)
+		return 2
+	}
+	cfg, err := LoadConfig(lookup)
+	if err != nil {
+		fmt.Fprintf(stderr, "rampart-agent: %v\n\n%s\n", err, envHelp)
+		return 2
+	}
+	logger := slog.New(slog.NewJSONHandler(stdout, nil))
+	a, err := New(cfg, Options{Logger: logger})
+	if err != nil {
+		logger.Error("start agent", "err", err)
+		return 1
+	}
+	if err := a.Run(ctx); err != nil {
+		logger.Error("agent stopped", "err", err)
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,217 @@
+// Package mqtt is the agent's adapter to its broker, built on
+// github.com/eclipse/paho.mqtt.golang.
+//
+// The connection is kept up in the background: paho retries the first
+// connect and reconnects with exponential backoff; every (re)connect
+// subscribes to the site's desired topic again (QoS 1, so the retained
+// document is delivered at once) and publishes presence online, retained.
+// The last will publishes protocol.OfflinePayload, retained, so the control
+// plane sees an agent that vanished as offline.
+//
+// The adapter also remembers the local address of its broker connection:
+// the agent's own source address as the router's firewall sees it, which the
+// lock-out guard in rampart-out accepts.
+package mqtt
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"net/url"
+	"sync"
+	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/rampart-fw/rampart/protocol"
+)
+
+// Options configure a Client.
+type Options struct {
+	URL                *url.URL
+	ClientID           string
+	Username, Password string
+	TopicRoot          string
+	OrgID, SiteID      string
+	// TLSConfig is used for ssl/tls/mqtts URLs; nil means the system roots.
+	TLSConfig *tls.Config
+	// OnDesired receives every payload on the desired topic. It must not
+	// block: paho calls it from its delivery goroutine.
+	OnDesired func(payload []byte)
+	// OnConnection is told when the connection goes up or down.
+	OnConnection func(up bool)
+	// MaxReconnectInterval caps the reconnect backoff; zero means 30 s.
+	MaxReconnectInterval time.Duration
+	Logger               *slog.Logger
+}
+
+// Client is a running broker connection.
+type Client struct {
+	opts Options
+	c    paho.Client
+
+	mu    sync.Mutex
+	local netip.Addr
+}
+
+// Start begins connecting in the background and returns at once; the broker
+// may be unreachable for as long as it likes.
+func Start(o Options) (*Client, error) {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if o.MaxReconnectInterval == 0 {
+		o.MaxReconnectInterval = 30 * time.Second
+	}
+	u := *o.URL
+	if u.Port() == "" {
+		port := "1883"
+		if u.Scheme != "tcp" && u.Scheme != "mqtt" {
+			port = "8883"
+		}
+		u.Host = net.JoinHostPort(u.Hostname(), port)
+	}
+	cl := &Client{opts: o}
+	desired := protocol.DesiredTopic(o.TopicRoot, o.OrgID, o.SiteID)
+	presence := protocol.PresenceTopic(o.TopicRoot, o.OrgID, o.SiteID)
+
+	po := paho.NewClientOptions().
+		AddBroker(u.String()).
+		SetClientID(o.ClientID).
+		SetUsername(o.Username).
+		SetPassword(o.Password).
+		SetCleanSession(true).
+		SetOrderMatters(false).
+		SetKeepAlive(30*time.Second).
+		SetConnectTimeout(10*time.Second).
+		SetAutoReconnect(true).
+		SetConnectRetry(true).
+		SetConnectRetryInterval(time.Second).
+		SetMaxReconnectInterval(o.MaxReconnectInterval).
+		SetBinaryWill(presence, protocol.OfflinePayload, 1, true).
+		SetCustomOpenConnectionFn(cl.dial)
+	if o.TLSConfig != nil {
+		po.SetTLSConfig(o.TLSConfig)
+	}
+	po.SetOnConnectHandler(func(c paho.Client) {
+		o.Logger.Info("mqtt connected", "broker", u.Redacted())
+		// Subscribing on every connect is the resubscribe: the session is
+		// clean, so the broker forgot the old subscription.
+		tok := c.Subscribe(desired, 1, func(_ paho.Client, m paho.Message) {
+			if o.OnDesired != nil {
+				o.OnDesired(m.Payload())
+			}
+		})
+		go func() {
+			if !tok.WaitTimeout(30*time.Second) || tok.Error() != nil {
+				o.Logger.Error("subscribe to desired state", "topic", desired, "err", tok.Error())
+				// A connection that cannot subscribe is useless: drop it so
+				// paho reconnects and tries again.
+				return
+			}
+			b, _ := json.Marshal(protocol.Presence{State: protocol.PresenceOnline, At: time.Now().UTC()})
+			p := c.Publish(presence, 1, true, b)
+			if !p.WaitTimeout(30*time.Second) || p.Error() != nil {
+				o.Logger.Warn("publish presence", "err", p.Error())
+			}
+		}()
+		if o.OnConnection != nil {
+			o.OnConnection(true)
+		}
+	})
+	po.SetConnectionLostHandler(func(_ paho.Client, err error) {
+		o.Logger.Warn("mqtt connection lost", "err", err)
+		if o.OnConnection != nil {
+			o.OnConnection(false)
+		}
+	})
+	cl.c = paho.NewClient(po)
+	// With ConnectRetry the token completes only once connected (or the
+	// client is disconnected); nobody waits for it.
+	cl.c.Connect()
+	return cl, nil
+}
+
+// dial opens the broker connection like paho would for tcp and tls URLs, and
+// records its local address.
+func (cl *Client) dial(uri *url.URL, o paho.ClientOptions) (net.Conn, error) {
+	d := &net.Dialer{Timeout: 10 * time.Second}
+	var conn net.Conn
+	var err error
+	switch uri.Scheme {
+	case "tcp", "mqtt":
+		conn, err = d.Dial("tcp", uri.Host)
+	case "ssl", "tls", "mqtts":
+		cfg := o.TLSConfig
+		if cfg == nil {
+			cfg = &tls.Config{}
+		}
+		conn, err = tls.DialWithDialer(d, "tcp", uri.Host, cfg)
+	default:
+		return nil, fmt.Errorf("unsupported broker scheme %q", uri.Scheme)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if ap, err := netip.ParseAddrPort(conn.LocalAddr().String()); err == nil {
+		cl.mu.Lock()
+		cl.local = ap.Addr().Unmap()
+		cl.mu.Unlock()
+	}
+	return conn, nil
+}
+
+// LocalAddr is the local address of the most recent broker connection; the
+// zero Addr until one was made.
+func (cl *Client) LocalAddr() netip.Addr {
+	cl.mu.Lock()
+	defer cl.mu.Unlock()
+	return cl.local
+}
+
+// Connected reports whether the broker connection is up.
+func (cl *Client) Connected() bool { return cl.c.IsConnectionOpen() }
+
+// ErrNotConnected is returned by Publish while the broker is unreachable.
+var ErrNotConnected = errors.New("not connected to the broker")
+
+// PublishStatus publishes st on the site's status topic, retained, QoS 1.
+func (cl *Client) PublishStatus(ctx context.Context, st protocol.SiteStatus) error {
+	b, err := json.Marshal(st)
+	if err != nil {
+		return fmt.Errorf("encode status: %w", err)
+	}
+	return cl.publish(ctx, protocol.StatusTopic(cl.opts.TopicRoot, cl.opts.OrgID, cl.opts.SiteID), b)
+}
+
+func (cl *Client) publish(ctx context.Context, topic string, b []byte) error {
+	if !cl.c.IsConnectionOpen() {
+		return ErrNotConnected
+	}
+	tok := cl.c.Publish(topic, 1, true, b)
+	select {
+	case <-tok.Done():
+		if err := tok.Error(); err != nil {
+			return fmt.Errorf("publish %s: %w", topic, err)
+		}
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("publish %s: %w", topic, ctx.Err())
+	}
+}
+
+// Close publishes presence offline (a clean stop sends no will) and
+// disconnects.
+func (cl *Client) Close() {
+	if cl.c.IsConnectionOpen() {
+		tok := cl.c.Publish(protocol.PresenceTopic(cl.opts.TopicRoot, cl.opts.OrgID, cl.opts.SiteID), 1, true, protocol.OfflinePayload)
+		tok.WaitTimeout(2 * time.Second)
+	}
+	cl.c.Disconnect(250)
+}

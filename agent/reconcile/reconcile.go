@@ -1,0 +1,570 @@
+// Package reconcile compares what a router has (rows as the RouterOS API
+// prints them) with what the agent wants (package render) and produces the
+// ordered list of writes that turns one into the other. It is pure: the same
+// observed rows and wanted state always give the same plan, so it is tested
+// as state tables without a router.
+//
+// # Fewest writes
+//
+// Rows are matched by the key in their "rampart:" comment. A matched row
+// whose properties differ is repaired with one set (same id, counters kept).
+// Order inside an owned chain is fixed with the fewest moves: the rows on a
+// longest increasing subsequence (by wanted position) stay, every other one
+// is moved. New rows are added with place-before at their final position.
+// Stale rows and entries are removed in one batched remove per phase.
+//
+// # No gap
+//
+// The plan is ordered in phases (see Phase) so that each intermediate state
+// gives every packet the verdict of either the old or the new policy:
+// address-list entries appear before rules use them; a jump that must go
+// disappears before its chain is emptied; rows are added into an owned chain
+// before stale rows leave it (between the drop-invalid row and the final
+// drop every row is an accept, so the union of old and new accepts is never
+// stricter than either policy and never looser than both); jumps are added
+// only once their chain is complete; stale entries leave last.
+//
+// # Ownership
+//
+// Dynamic rows are never touched. Outside the owned chains, only rows whose
+// comment starts with "rampart:" are changed or removed. Inside the owned
+// chains and owned address lists (named "rampart-..."), anything the plan
+// did not render is removed.
+package reconcile
+
+import (
+	"fmt"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/rampart-fw/rampart/agent/render"
+)
+
+// API menus the plan writes to.
+const (
+	FilterPath      = "/ip/firewall/filter"
+	AddressListPath = "/ip/firewall/address-list"
+)
+
+// Item is one row as the API prints it, ".id" included.
+type Item map[string]string
+
+// Kind is the kind of a write.
+type Kind string
+
+// Kinds of writes.
+const (
+	Add    Kind = "add"
+	Set    Kind = "set"
+	Remove Kind = "remove"
+	Move   Kind = "move"
+)
+
+// Phase orders the plan; the executor runs phases one after the other, and
+// may run the writes of a Concurrent phase in parallel.
+type Phase int
+
+// Phases, in execution order.
+const (
+	PhaseListAdd     Phase = iota // address-list additions and repairs
+	PhaseJumpRemove               // stale jumps (and any stray managed rule outside owned chains)
+	PhaseChains                   // repairs, moves and additions inside rampart-in and rampart-out
+	PhaseChainRemove              // stale rows of the owned chains
+	PhaseJumps                    // jump repairs, moves and additions
+	PhaseListRemove               // stale address-list entries
+	PhaseListReAdd                // entries that had to wait for a dynamic duplicate to leave
+)
+
+// Concurrent reports whether the writes of phase p are independent of each
+// other, so an executor may send them over several sessions at once.
+func (p Phase) Concurrent() bool { return p == PhaseListAdd || p == PhaseListReAdd }
+
+// Ref is how an op names the row an earlier Add of the same plan creates:
+// "+N" for the result of op N. Executors resolve refs to real ids.
+func Ref(op int) string { return "+" + strconv.Itoa(op) }
+
+// IsRef reports whether id is a Ref, and which op it names.
+func IsRef(id string) (int, bool) {
+	if !strings.HasPrefix(id, "+") {
+		return 0, false
+	}
+	n, err := strconv.Atoi(id[1:])
+	return n, err == nil
+}
+
+// Op is one write.
+type Op struct {
+	Phase Phase
+	Kind  Kind
+	Path  string
+	// ID is the row of a set or move (a real id or a Ref).
+	ID string
+	// IDs are the rows of a remove.
+	IDs []string
+	// Before is place-before of an add or destination of a move; empty
+	// means at the end of the list.
+	Before string
+	// Props are the properties of an add or set; in a set, a key "!name"
+	// unsets name.
+	Props map[string]string
+	// Key names what the op is about, for logs.
+	Key string
+}
+
+func (o Op) String() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s %s", o.Kind, o.Path)
+	if o.ID != "" {
+		fmt.Fprintf(&b, " %s", o.ID)
+	}
+	if len(o.IDs) > 0 {
+		fmt.Fprintf(&b, " %s", strings.Join(o.IDs, ","))
+	}
+	if o.Before != "" {
+		fmt.Fprintf(&b, " before %s", o.Before)
+	}
+	if o.Key != "" {
+		fmt.Fprintf(&b, " [%s]", o.Key)
+	}
+	return b.String()
+}
+
+// Words renders the op as API words, with refs resolved by resolve.
+func (o Op) Words(resolve func(string) string) []string {
+	w := []string{o.Path + "/" + string(o.Kind)}
+	switch o.Kind {
+	case Add:
+		w = appendProps(w, o.Props)
+		if o.Before != "" {
+			w = append(w, "=place-before="+resolve(o.Before))
+		}
+	case Set:
+		w = append(w, "=.id="+resolve(o.ID))
+		w = appendProps(w, o.Props)
+	case Move:
+		w = append(w, "=numbers="+resolve(o.ID))
+		if o.Before != "" {
+			w = append(w, "=destination="+resolve(o.Before))
+		}
+	case Remove:
+		ids := make([]string, len(o.IDs))
+		for i, id := range o.IDs {
+			ids[i] = resolve(id)
+		}
+		w = append(w, "=.id="+strings.Join(ids, ","))
+	}
+	return w
+}
+
+func appendProps(w []string, p map[string]string) []string {
+	keys := make([]string, 0, len(p))
+	for k := range p {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		w = append(w, "="+k+"="+p[k])
+	}
+	return w
+}
+
+// maxBatch bounds the ids of one remove, to keep sentences small.
+const maxBatch = 200
+
+// Plan returns the writes that make a router whose filter rows (in global
+// order) and address-list rows are filter and addrs equal to w.
+func Plan(filter, addrs []Item, w render.Wanted) []Op {
+	p := &planner{}
+	p.addressLists(addrs, w.Entries)
+	p.filter(filter, w)
+	return p.plan()
+}
+
+const numPhases = int(PhaseListReAdd) + 1
+
+type planner struct {
+	buckets [numPhases][]Op
+	// locs[n] is where the op behind provisional ref "~n" was emitted.
+	locs []loc
+}
+
+type loc struct{ phase, idx int }
+
+// emit records op in its phase and returns a provisional ref naming its
+// result; plan turns provisional refs into Refs.
+func (p *planner) emit(op Op) string {
+	b := &p.buckets[op.Phase]
+	p.locs = append(p.locs, loc{int(op.Phase), len(*b)})
+	*b = append(*b, op)
+	return "~" + strconv.Itoa(len(p.locs)-1)
+}
+
+func (p *planner) plan() []Op {
+	var offsets [numPhases]int
+	n := 0
+	for i := range p.buckets {
+		offsets[i] = n
+		n += len(p.buckets[i])
+	}
+	fix := func(s string) string {
+		if !strings.HasPrefix(s, "~") {
+			return s
+		}
+		k, _ := strconv.Atoi(s[1:])
+		l := p.locs[k]
+		return Ref(offsets[l.phase] + l.idx)
+	}
+	ops := make([]Op, 0, n)
+	for _, b := range p.buckets {
+		for _, op := range b {
+			op.ID, op.Before = fix(op.ID), fix(op.Before)
+			for i := range op.IDs {
+				op.IDs[i] = fix(op.IDs[i])
+			}
+			ops = append(ops, op)
+		}
+	}
+	return ops
+}
+
+func (p *planner) addressLists(addrs []Item, want []render.Entry) {
+	type key struct{ list, addr string }
+	wanted := make(map[key]render.Entry, len(want))
+	for _, e := range want {
+		wanted[key{e.List, e.Address}] = e
+	}
+	kept := make(map[key]bool, len(want))
+	blocked := map[key]bool{}
+	var stale []string
+	for _, it := range addrs {
+		list := it["list"]
+		_, _, managed := render.ParseComment(it["comment"])
+		if !managed && !strings.HasPrefix(list, render.ListPrefix) {
+			continue // not ours
+		}
+		k := key{list, render.Address(it["address"])}
+		e, ok := wanted[k]
+		if !ok || kept[k] {
+			stale = append(stale, it[".id"])
+			continue
+		}
+		if isTrue(it["dynamic"]) {
+			// A dynamic entry (one with a timeout) blocks a static one
+			// with the same address; it leaves with the stale ones and the
+			// static entry is added after it.
+			stale = append(stale, it[".id"])
+			blocked[k] = true
+			continue
+		}
+		kept[k] = true
+		set := map[string]string{}
+		if isTrue(it["disabled"]) {
+			set["disabled"] = "no"
+		}
+		if it["comment"] != e.Comment {
+			set["comment"] = e.Comment
+		}
+		if len(set) > 0 {
+			p.emit(Op{Phase: PhaseListAdd, Kind: Set, Path: AddressListPath, ID: it[".id"], Props: set, Key: e.List + " " + e.Address})
+		}
+	}
+	for _, e := range want {
+		k := key{e.List, e.Address}
+		if kept[k] {
+			continue
+		}
+		phase := PhaseListAdd
+		if blocked[k] {
+			phase = PhaseListReAdd
+		}
+		p.emit(Op{Phase: phase, Kind: Add, Path: AddressListPath, Props: map[string]string{"list": e.List, "address": e.Address, "comment": e.Comment}, Key: e.List + " " + e.Address})
+	}
+	p.removeBatched(PhaseListRemove, AddressListPath, stale, "stale address-list entries")
+}
+
+func (p *planner) removeBatched(phase Phase, path string, ids []string, key string) {
+	for len(ids) > 0 {
+		n := min(len(ids), maxBatch)
+		p.emit(Op{Phase: phase, Kind: Remove, Path: path, IDs: slices.Clone(ids[:n]), Key: key})
+		ids = ids[n:]
+	}
+}
+
+// row is a static filter row with its place in the global list.
+type row struct {
+	pos  int
+	id   string
+	item Item
+}
+
+func (p *planner) filter(filter []Item, w render.Wanted) {
+	owned := map[string][]render.Rule{render.ChainIn: w.In, render.ChainOut: w.Out}
+	wantedJump := map[string]render.Rule{}
+	for _, j := range w.Jumps {
+		wantedJump[j.Key] = j
+	}
+
+	var static []row
+	for i, it := range filter {
+		if isTrue(it["dynamic"]) || isTrue(it["builtin"]) {
+			continue
+		}
+		static = append(static, row{pos: i, id: it[".id"], item: it})
+	}
+
+	removedEarly := map[string]bool{} // rows gone before PhaseChains
+	var staleJumps, staleChain []string
+	keptJump := map[string]row{}
+	chainRows := map[string][]row{}
+	for _, r := range static {
+		chain := r.item["chain"]
+		key, _, managed := render.ParseComment(r.item["comment"])
+		if _, isOwned := owned[chain]; isOwned {
+			chainRows[chain] = append(chainRows[chain], r)
+			continue
+		}
+		if !managed {
+			continue // someone else's rule: never touched
+		}
+		j, ok := wantedJump[key]
+		if _, dup := keptJump[key]; ok && !dup && j.Chain() == chain {
+			keptJump[key] = r
+			continue
+		}
+		staleJumps = append(staleJumps, r.id)
+		removedEarly[r.id] = true
+	}
+	p.removeBatched(PhaseJumpRemove, FilterPath, staleJumps, "stale jumps")
+
+	removedLate := map[string]bool{}
+	for _, chain := range []string{render.ChainIn, render.ChainOut} {
+		stale := p.ownedChain(chain, chainRows[chain], owned[chain], static, removedEarly)
+		for _, id := range stale {
+			removedLate[id] = true
+		}
+		staleChain = append(staleChain, stale...)
+	}
+	p.removeBatched(PhaseChainRemove, FilterPath, staleChain, "stale rows of owned chains")
+
+	p.jumps(w.Jumps, keptJump, static, removedEarly, removedLate)
+}
+
+// ownedChain plans one owned chain and returns the ids of its stale rows.
+func (p *planner) ownedChain(chain string, rows []row, want []render.Rule, static []row, removedEarly map[string]bool) []string {
+	index := make(map[string]int, len(want))
+	for i, r := range want {
+		index[r.Key] = i
+	}
+	kept := make(map[string]row, len(want))
+	var keptSeq []row // kept rows in observed order
+	var stale []string
+	for _, r := range rows {
+		key, _, managed := render.ParseComment(r.item["comment"])
+		_, wanted := index[key]
+		if _, dup := kept[key]; !managed || !wanted || dup {
+			stale = append(stale, r.id)
+			continue
+		}
+		kept[key] = r
+		keptSeq = append(keptSeq, r)
+	}
+
+	// Repairs first: they touch neither order nor other rows.
+	for _, r := range keptSeq {
+		key, _, _ := render.ParseComment(r.item["comment"])
+		if set := Diff(r.item, want[index[key]]); len(set) > 0 {
+			p.emit(Op{Phase: PhaseChains, Kind: Set, Path: FilterPath, ID: r.id, Props: set, Key: key})
+		}
+	}
+
+	// The rows on a longest increasing subsequence by wanted position stay.
+	seq := make([]int, len(keptSeq))
+	for i, r := range keptSeq {
+		key, _, _ := render.ParseComment(r.item["comment"])
+		seq[i] = index[key]
+	}
+	stay := map[string]bool{}
+	for _, i := range lis(seq) {
+		stay[keptSeq[i].id] = true
+	}
+
+	// The anchor after the chain: the first static row past the chain's last
+	// row that still exists during PhaseChains; rows placed before it end
+	// the chain. Empty means the end of the list.
+	anchor := ""
+	if len(rows) > 0 {
+		last := rows[len(rows)-1].pos
+		for _, r := range static {
+			if r.pos > last && !removedEarly[r.id] {
+				anchor = r.id
+				break
+			}
+		}
+	}
+	// Walk the wanted chain from its end: every row lands just before the
+	// row that must follow it, which is already in its final place.
+	for i := len(want) - 1; i >= 0; i-- {
+		wr := want[i]
+		if r, ok := kept[wr.Key]; ok {
+			if !stay[r.id] {
+				p.emit(Op{Phase: PhaseChains, Kind: Move, Path: FilterPath, ID: r.id, Before: anchor, Key: wr.Key})
+			}
+			anchor = r.id
+			continue
+		}
+		anchor = p.emit(Op{Phase: PhaseChains, Kind: Add, Path: FilterPath, Props: addProps(wr), Before: anchor, Key: wr.Key})
+	}
+	return stale
+}
+
+// jumps plans the jump rules: each must be, in order, among the first static
+// rows of its chain.
+func (p *planner) jumps(want []render.Rule, kept map[string]row, static []row, removedEarly, removedLate map[string]bool) {
+	for _, j := range want {
+		if r, ok := kept[j.Key]; ok {
+			if set := Diff(r.item, j); len(set) > 0 {
+				p.emit(Op{Phase: PhaseJumps, Kind: Set, Path: FilterPath, ID: r.id, Props: set, Key: j.Key})
+			}
+		}
+	}
+	byChain := map[string][]render.Rule{}
+	var chains []string
+	for _, j := range want {
+		if _, ok := byChain[j.Chain()]; !ok {
+			chains = append(chains, j.Chain())
+		}
+		byChain[j.Chain()] = append(byChain[j.Chain()], j)
+	}
+	for _, chain := range chains {
+		// The chain's static rows as they will be when the jumps are placed.
+		var seq []string
+		for _, r := range static {
+			if r.item["chain"] == chain && !removedEarly[r.id] && !removedLate[r.id] {
+				seq = append(seq, r.id)
+			}
+		}
+		for pos, j := range byChain[chain] {
+			r, exists := kept[j.Key]
+			if exists && pos < len(seq) && seq[pos] == r.id {
+				continue
+			}
+			before := ""
+			if pos < len(seq) {
+				before = seq[pos]
+			}
+			var id string
+			if exists {
+				p.emit(Op{Phase: PhaseJumps, Kind: Move, Path: FilterPath, ID: r.id, Before: before, Key: j.Key})
+				id = r.id
+				seq = slices.DeleteFunc(seq, func(s string) bool { return s == id })
+			} else {
+				id = p.emit(Op{Phase: PhaseJumps, Kind: Add, Path: FilterPath, Props: addProps(j), Before: before, Key: j.Key})
+			}
+			seq = slices.Insert(seq, min(pos, len(seq)), id)
+		}
+	}
+}
+
+func addProps(r render.Rule) map[string]string {
+	m := make(map[string]string, len(r.Props)+1)
+	for k, v := range r.Props {
+		m[k] = v
+	}
+	m["comment"] = r.Comment
+	return m
+}
+
+// ignored are printed properties that are read-only or that the agent does
+// not manage.
+var ignored = map[string]bool{
+	".id": true, "bytes": true, "packets": true, "invalid": true, "dynamic": true,
+	"builtin": true, "disabled": true, "comment": true, "log-prefix": true, "log": true,
+	".nextid": true, ".dead": true, ".about": true,
+}
+
+// Diff returns the set that turns the printed row it into the wanted rule
+// (nil when they already match). Properties the rule does not have are
+// unset with "!name".
+func Diff(it Item, want render.Rule) map[string]string {
+	set := map[string]string{}
+	for k, v := range want.Props {
+		if !equalProp(k, it[k], v) {
+			set[k] = v
+		}
+	}
+	for k, v := range it {
+		if _, ok := want.Props[k]; ok || ignored[k] || v == "" {
+			continue
+		}
+		set["!"+k] = ""
+	}
+	if isTrue(it["disabled"]) {
+		set["disabled"] = "no"
+	}
+	if isTrue(it["log"]) {
+		set["log"] = "no"
+	}
+	if it["comment"] != want.Comment {
+		set["comment"] = want.Comment
+	}
+	if len(set) == 0 {
+		return nil
+	}
+	return set
+}
+
+func equalProp(k, got, want string) bool {
+	if got == want {
+		return true
+	}
+	switch k {
+	case "protocol":
+		a, ok1 := render.ProtocolNumber(got)
+		b, ok2 := render.ProtocolNumber(want)
+		return ok1 && ok2 && a == b
+	case "src-address", "dst-address":
+		return render.Address(got) == render.Address(want)
+	case "connection-state":
+		return sameSet(got, want)
+	}
+	return false
+}
+
+func sameSet(a, b string) bool {
+	x, y := strings.Split(a, ","), strings.Split(b, ",")
+	slices.Sort(x)
+	slices.Sort(y)
+	return slices.Equal(x, y)
+}
+
+func isTrue(s string) bool { return s == "true" || s == "yes" }
+
+// lis returns the indices of a longest strictly increasing subsequence of
+// seq, in order (patience sorting, O(n log n)).
+func lis(seq []int) []int {
+	if len(seq) == 0 {
+		return nil
+	}
+	tails := []int{} // index into seq of the smallest tail of each length
+	prev := make([]int, len(seq))
+	for i, v := range seq {
+		j := sort.Search(len(tails), func(k int) bool { return seq[tails[k]] >= v })
+		if j > 0 {
+			prev[i] = tails[j-1]
+		} else {
+			prev[i] = -1
+		}
+		if j == len(tails) {
+			tails = append(tails, i)
+		} else {
+			tails[j] = i
+		}
+	}
+	out := make([]int, len(tails))
+	for i, k := len(tails)-1, tails[len(tails)-1]; i >= 0; i, k = i-1, prev[k] {
+		out[i] = k
+	}
+	return out
+}

@@ -1,0 +1,250 @@
+// Package routeros is the agent's adapter to the RouterOS API, built on
+// github.com/go-routeros/routeros/v3 (v3.0.1) with its known pitfalls worked
+// around:
+//
+//   - the agent dials the TCP (or TLS) connection itself and sets a deadline
+//     on it before every command, because the library ignores contexts in
+//     synchronous mode and its /login can hang;
+//   - every session is used by one goroutine at a time (a synchronous client
+//     is not safe for concurrent use), and the library's asynchronous mode is
+//     never used (it drops fast replies and cancels every request at once);
+//   - any error that is not a !trap (a protocol error, a timeout, !fatal, an
+//     unknown reply word) marks the session broken; it is closed and a new
+//     one is dialled on next use, since the stream may be out of sync;
+//   - errors are matched by substring, never by equality.
+//
+// # Sessions
+//
+// A Client holds a small pool of logged-in sessions. Ordered writes go
+// through one session; independent writes (address-list entries) are spread
+// over all of them, so a large apply is bound by the router's write rate, not
+// by one round trip per write.
+package routeros
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"time"
+
+	ros "github.com/go-routeros/routeros/v3"
+)
+
+// Item is one printed row.
+type Item map[string]string
+
+// Trap is a !trap reply: the router refused a command. The session stays
+// usable.
+type Trap struct {
+	Command string
+	Message string
+}
+
+func (t *Trap) Error() string { return fmt.Sprintf("%s: %s", t.Command, t.Message) }
+
+// IsTrap reports whether err is a Trap whose message contains substr.
+func IsTrap(err error, substr string) bool {
+	var t *Trap
+	return errors.As(err, &t) && strings.Contains(t.Message, substr)
+}
+
+// Options configure a Client. Zero values are usable except Addr and User.
+type Options struct {
+	Addr, User, Password string
+	// TLS dials api-ssl. RouterOS usually serves a self-signed certificate,
+	// so TLSConfig nil means no verification (the agent talks to its own
+	// router over the container's veth).
+	TLS       bool
+	TLSConfig *tls.Config
+	// Timeout bounds every command and the login; zero means 15 s.
+	Timeout time.Duration
+	// Sessions is the pool size; zero means 4.
+	Sessions int
+	Logger   *slog.Logger
+}
+
+// Session is one logged-in API connection.
+type Session struct {
+	conn    net.Conn
+	c       *ros.Client
+	timeout time.Duration
+	broken  bool
+}
+
+// Dial opens one session.
+func Dial(ctx context.Context, o Options) (*Session, error) {
+	timeout := o.Timeout
+	if timeout == 0 {
+		timeout = 15 * time.Second
+	}
+	d := net.Dialer{Timeout: timeout}
+	conn, err := d.DialContext(ctx, "tcp", o.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("connect to RouterOS API at %s: %w", o.Addr, err)
+	}
+	if o.TLS {
+		cfg := o.TLSConfig
+		if cfg == nil {
+			cfg = &tls.Config{InsecureSkipVerify: true} //nolint:gosec // own router over the container veth; see package doc
+		}
+		conn = tls.Client(conn, cfg)
+	}
+	c, err := ros.NewClient(conn)
+	if err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("start RouterOS API client: %w", err)
+	}
+	c.SetLogHandler(slog.NewTextHandler(io.Discard, nil))
+	s := &Session{conn: conn, c: c, timeout: timeout}
+	if err := conn.SetDeadline(time.Now().Add(timeout)); err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("set deadline: %w", err)
+	}
+	if err := c.Login(o.User, o.Password); err != nil {
+		conn.Close()
+		var de *ros.DeviceError
+		if errors.As(err, &de) {
+			return nil, fmt.Errorf("log in to RouterOS at %s as %q: %s", o.Addr, o.User, de.Sentence.Map["message"])
+		}
+		return nil, fmt.Errorf("log in to RouterOS at %s: %w", o.Addr, err)
+	}
+	return s, nil
+}
+
+// Run sends one command and returns its rows. A *Trap error leaves the
+// session usable; any other error marks it broken.
+func (s *Session) Run(words ...string) ([]Item, string, error) {
+	if s.broken {
+		return nil, "", errors.New("session is broken")
+	}
+	if err := s.conn.SetDeadline(time.Now().Add(s.timeout)); err != nil {
+		s.broken = true
+		return nil, "", fmt.Errorf("set deadline: %w", err)
+	}
+	reply, err := s.c.RunArgs(words)
+	if err != nil {
+		var de *ros.DeviceError
+		if errors.As(err, &de) && de.Sentence.Word == "!trap" && reply != nil {
+			return nil, "", &Trap{Command: words[0], Message: de.Sentence.Map["message"]}
+		}
+		s.broken = true
+		return nil, "", fmt.Errorf("%s: %w", words[0], err)
+	}
+	items := make([]Item, 0, len(reply.Re))
+	for _, re := range reply.Re {
+		it := make(Item, len(re.List))
+		for _, p := range re.List {
+			it[p.Key] = p.Value
+		}
+		items = append(items, it)
+	}
+	ret := ""
+	if reply.Done != nil {
+		ret = reply.Done.Map["ret"]
+	}
+	return items, ret, nil
+}
+
+// Broken reports whether the session must be replaced.
+func (s *Session) Broken() bool { return s.broken }
+
+// Close closes the connection.
+func (s *Session) Close() error { return s.c.Close() }
+
+// Client is a pool of sessions to one router. It is safe for concurrent use;
+// each session serves one caller at a time.
+type Client struct {
+	opts Options
+	free chan *Session // idle sessions; nil entries are slots to dial
+	mu   sync.Mutex
+	all  map[*Session]bool
+}
+
+// New makes a Client; sessions are dialled on first use.
+func New(o Options) *Client {
+	if o.Sessions <= 0 {
+		o.Sessions = 4
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	c := &Client{opts: o, free: make(chan *Session, o.Sessions), all: map[*Session]bool{}}
+	for range o.Sessions {
+		c.free <- nil
+	}
+	return c
+}
+
+// Size is the number of sessions the pool may hold.
+func (c *Client) Size() int { return c.opts.Sessions }
+
+// Acquire takes a session from the pool, dialling one if needed. The caller
+// must Release it.
+func (c *Client) Acquire(ctx context.Context) (*Session, error) {
+	var s *Session
+	select {
+	case s = <-c.free:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	if s != nil && !s.broken {
+		return s, nil
+	}
+	if s != nil {
+		c.drop(s)
+	}
+	s, err := Dial(ctx, c.opts)
+	if err != nil {
+		c.free <- nil
+		return nil, err
+	}
+	c.mu.Lock()
+	c.all[s] = true
+	c.mu.Unlock()
+	return s, nil
+}
+
+// Release returns a session to the pool; a broken one is closed and its slot
+// freed for a new dial.
+func (c *Client) Release(s *Session) {
+	if s.broken {
+		c.drop(s)
+		c.free <- nil
+		return
+	}
+	c.free <- s
+}
+
+func (c *Client) drop(s *Session) {
+	s.Close()
+	c.mu.Lock()
+	delete(c.all, s)
+	c.mu.Unlock()
+}
+
+// Run runs one command on any session.
+func (c *Client) Run(ctx context.Context, words ...string) ([]Item, string, error) {
+	s, err := c.Acquire(ctx)
+	if err != nil {
+		return nil, "", err
+	}
+	defer c.Release(s)
+	return s.Run(words...)
+}
+
+// Close closes every session; in-flight callers see errors.
+func (c *Client) Close() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for s := range c.all {
+		s.Close()
+	}
+	c.all = map[*Session]bool{}
+	return nil
+}
