@@ -63,7 +63,10 @@ func (r *FilterRuleWrite) validate(path string) error {
 			return Errorf(CodePrefixListNotFound, path+".address", "%s.address %q is not a prefix list id (prfx_lst_ followed by 27 letters and digits).", path, r.Address)
 		}
 	} else if _, err := protocol.ParseCIDR(r.Address); err != nil {
-		return Errorf(CodeInvalidAddress, path+".address", "%s.address: %v (or give a prefix list id, prfx_lst_...).", path, err)
+		if strings.Contains(err.Error(), "host bits") {
+			return Errorf(CodeInvalidAddress, path+".address", "%s.address: %v", path, err)
+		}
+		return Errorf(CodeInvalidAddress, path+".address", "%s.address: %v, or a prefix list id (prfx_lst_...).", path, err)
 	}
 	return checkLen(path+".description", r.Description, 0, 255)
 }

@@ -1,0 +1,516 @@
+// Package api serves the control plane's REST API over HTTP: security
+// groups, prefix lists, reference data and sites, under /vpc/ and, as an
+// alias, without it, plus /openapi.yaml, /healthz, /readyz and /metrics.
+//
+// # Contract
+//
+// openapi.yaml (embedded, served at /openapi.yaml) is the one description of
+// the API: request bodies are validated against it before the domain checks
+// of the controlplane package, and the tests validate every response against
+// it. Domain errors (*controlplane.Error) become HTTP responses through one
+// table, errorTable; anything else is a 500 that shows the client only the
+// request id, which every response carries in X-Request-Id.
+//
+// # Dependencies
+//
+// Storage is the Store interface below, declared here where it is used;
+// authentication is a TokenVerifier; metrics go to the registry passed in.
+package api
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	cp "github.com/rampart-fw/rampart/controlplane"
+)
+
+// Store is what the API needs from storage.
+type Store interface {
+	ListSecurityGroups(ctx context.Context, org string) ([]cp.SecurityGroup, error)
+	GetSecurityGroup(ctx context.Context, org, id string) (cp.SecurityGroup, error)
+	CreateSecurityGroup(ctx context.Context, org string, w *cp.SecurityGroupWrite) (cp.SecurityGroup, error)
+	ReplaceSecurityGroup(ctx context.Context, org, id string, w *cp.SecurityGroupWrite) (cp.SecurityGroup, error)
+	DeleteSecurityGroup(ctx context.Context, org, id string) error
+
+	ListPrefixLists(ctx context.Context, org string) ([]cp.PrefixList, error)
+	GetPrefixList(ctx context.Context, org, id string) (cp.PrefixList, error)
+	CreatePrefixList(ctx context.Context, org string, w *cp.PrefixListWrite) (cp.PrefixList, error)
+	ReplacePrefixList(ctx context.Context, org, id string, w *cp.PrefixListWrite) (cp.PrefixList, error)
+	DeletePrefixList(ctx context.Context, org, id string) error
+
+	ListSites(ctx context.Context, org string) ([]cp.Site, error)
+	GetSite(ctx context.Context, org, id string) (cp.Site, error)
+
+	CountByStatus(ctx context.Context) (map[string]map[cp.Status]int, error)
+	Ping(ctx context.Context) error
+}
+
+// TokenVerifier checks a bearer token and returns its organisation
+// (auth.Verifier).
+type TokenVerifier interface {
+	Verify(token string) (org string, err error)
+}
+
+// Options configures New.
+type Options struct {
+	Store    Store
+	Verifier TokenVerifier
+	// Logger receives request errors; nil discards.
+	Logger *slog.Logger
+	// Registry receives the API's metrics; nil means a private registry
+	// (metrics still served at /metrics). Gatherer serves /metrics; nil
+	// means Registry.
+	Registry *prometheus.Registry
+	// DocBaseURL prefixes error codes in doc_url.
+	DocBaseURL string
+}
+
+// DefaultDocBaseURL is where error codes are documented.
+const DefaultDocBaseURL = "https://github.com/rampart-fw/rampart/blob/main/docs/errors.md#"
+
+// Server is the REST API as an http.Handler.
+type Server struct {
+	opts    Options
+	log     *slog.Logger
+	mux     *http.ServeMux
+	schemas bodySchemas
+	metrics *metrics
+}
+
+// New builds the API. It loads and checks the embedded OpenAPI document.
+func New(opts Options) (*Server, error) {
+	if opts.Store == nil || opts.Verifier == nil {
+		return nil, errors.New("create api: Store and Verifier are required")
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Registry == nil {
+		opts.Registry = prometheus.NewRegistry()
+	}
+	if opts.DocBaseURL == "" {
+		opts.DocBaseURL = DefaultDocBaseURL
+	}
+	doc, err := LoadSpec(context.Background())
+	if err != nil {
+		return nil, fmt.Errorf("create api: %w", err)
+	}
+	schemas, err := newBodySchemas(doc)
+	if err != nil {
+		return nil, fmt.Errorf("create api: %w", err)
+	}
+	m, err := newMetrics(opts.Registry, opts.Store)
+	if err != nil {
+		return nil, fmt.Errorf("create api: %w", err)
+	}
+	s := &Server{opts: opts, log: opts.Logger, mux: http.NewServeMux(), schemas: schemas, metrics: m}
+	s.routes()
+	return s, nil
+}
+
+func (s *Server) routes() {
+	for _, base := range []string{"/vpc", ""} {
+		s.handle("GET "+base+"/security-groups", s.listGroups)
+		s.handle("POST "+base+"/security-groups", s.createGroup)
+		s.handle("GET "+base+"/security-groups/{securityGroupId}", s.getGroup)
+		s.handle("PUT "+base+"/security-groups/{securityGroupId}", s.replaceGroup)
+		s.handle("DELETE "+base+"/security-groups/{securityGroupId}", s.deleteGroup)
+		s.handle("GET "+base+"/prefix-lists", s.listLists)
+		s.handle("POST "+base+"/prefix-lists", s.createList)
+		s.handle("GET "+base+"/prefix-lists/{prefixListId}", s.getList)
+		s.handle("PUT "+base+"/prefix-lists/{prefixListId}", s.replaceList)
+		s.handle("DELETE "+base+"/prefix-lists/{prefixListId}", s.deleteList)
+		s.handle("GET "+base+"/reference/protocols", func(w http.ResponseWriter, r *http.Request, _ string) error {
+			return writeJSON(w, http.StatusOK, protocols)
+		})
+		s.handle("GET "+base+"/reference/services", func(w http.ResponseWriter, r *http.Request, _ string) error {
+			return writeJSON(w, http.StatusOK, services)
+		})
+		s.handle("GET "+base+"/sites", s.listSites)
+		s.handle("GET "+base+"/sites/{siteId}", s.getSite)
+	}
+	s.mux.HandleFunc("GET /openapi.yaml", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/yaml")
+		w.Write(OpenAPI)
+	})
+	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		fmt.Fprintln(w, "ok")
+	})
+	s.mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		if err := s.opts.Store.Ping(ctx); err != nil {
+			s.log.Error("readiness check failed", "request_id", requestID(r), "error", err)
+			w.WriteHeader(http.StatusServiceUnavailable)
+			fmt.Fprintln(w, "store not ready")
+			return
+		}
+		fmt.Fprintln(w, "ok")
+	})
+	s.mux.Handle("GET /metrics", promhttp.HandlerFor(s.opts.Registry, promhttp.HandlerOpts{Registry: s.opts.Registry}))
+}
+
+// handlerFunc is an authenticated handler: it gets the caller's
+// organisation and returns an error instead of writing one.
+type handlerFunc func(w http.ResponseWriter, r *http.Request, org string) error
+
+func (s *Server) handle(pattern string, h handlerFunc) {
+	s.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+		org, err := s.authenticate(r)
+		if err == nil {
+			err = h(w, r, org)
+		}
+		if err != nil {
+			s.writeError(w, r, err)
+		}
+	})
+}
+
+func (s *Server) authenticate(r *http.Request) (string, error) {
+	tok, err := bearerToken(r)
+	if err != nil {
+		return "", err
+	}
+	org, err := s.opts.Verifier.Verify(tok)
+	if err != nil {
+		return "", &cp.Error{Code: cp.CodeUnauthenticated, Message: authMessage(err)}
+	}
+	return org, nil
+}
+
+func bearerToken(r *http.Request) (string, error) {
+	h := r.Header.Get("Authorization")
+	if h == "" {
+		return "", cp.Errorf(cp.CodeUnauthenticated, "", "Send the header Authorization: Bearer <token> (mint one with `rampart-controlplane token --org ORG`).")
+	}
+	scheme, tok, ok := strings.Cut(h, " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(tok) == "" {
+		return "", cp.Errorf(cp.CodeUnauthenticated, "", "The Authorization header must be \"Bearer <token>\".")
+	}
+	return strings.TrimSpace(tok), nil
+}
+
+// authMessage turns a verifier error into a sentence for the client.
+func authMessage(err error) string {
+	msg := err.Error()
+	if i := strings.Index(msg, ": "); i >= 0 {
+		msg = msg[i+2:]
+	}
+	if msg == "" {
+		return "The bearer token is not valid."
+	}
+	return strings.ToUpper(msg[:1]) + msg[1:] + "."
+}
+
+var requestIDRe = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
+
+type ctxKey struct{}
+
+func requestID(r *http.Request) string {
+	id, _ := r.Context().Value(ctxKey{}).(string)
+	return id
+}
+
+// ServeHTTP adds the request id, answers unknown routes with JSON errors,
+// and records metrics.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	id := r.Header.Get("X-Request-Id")
+	if !requestIDRe.MatchString(id) {
+		b := make([]byte, 12)
+		rand.Read(b)
+		id = hex.EncodeToString(b)
+	}
+	w.Header().Set("X-Request-Id", id)
+	r = r.WithContext(context.WithValue(r.Context(), ctxKey{}, id))
+	sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
+	defer func() {
+		if p := recover(); p != nil {
+			if p == http.ErrAbortHandler {
+				panic(p)
+			}
+			s.log.Error("panic serving request", "request_id", id, "method", r.Method, "path", r.URL.Path, "panic", fmt.Sprint(p))
+			if !sw.wrote {
+				s.writeError(sw, r, fmt.Errorf("panic: %v", p))
+			}
+		}
+		s.metrics.observe(r.Pattern, sw.status, time.Since(start))
+	}()
+	if _, pattern := s.mux.Handler(r); pattern == "" {
+		s.noRoute(sw, r)
+		return
+	}
+	s.mux.ServeHTTP(sw, r)
+}
+
+// noRoute answers a request no route matches, as the mux would (404, or
+// 405 with Allow), but with an ErrorResponse.
+func (s *Server) noRoute(w http.ResponseWriter, r *http.Request) {
+	rec := httptest.NewRecorder()
+	s.mux.ServeHTTP(rec, r)
+	if rec.Code == http.StatusMethodNotAllowed {
+		if allow := rec.Header().Get("Allow"); allow != "" {
+			w.Header().Set("Allow", allow)
+		}
+		s.writeError(w, r, cp.Errorf(cp.CodeMethodNotAllowed, "", "%s is not allowed on %s; allowed: %s.", r.Method, r.URL.Path, rec.Header().Get("Allow")))
+		return
+	}
+	if rec.Code >= 300 && rec.Code < 400 { // path cleaning redirects
+		for k, v := range rec.Header() {
+			w.Header()[k] = v
+		}
+		w.WriteHeader(rec.Code)
+		return
+	}
+	s.writeError(w, r, cp.Errorf(cp.CodeRouteNotFound, "", "No route %s %s; see /openapi.yaml for the API.", r.Method, r.URL.Path))
+}
+
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+	wrote  bool
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if !w.wrote {
+		w.status, w.wrote = code, true
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	w.wrote = true
+	return w.ResponseWriter.Write(b)
+}
+
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// ErrorResponse is the body of every error.
+type ErrorResponse struct {
+	Type    string `json:"type"`
+	Code    string `json:"code"`
+	Message string `json:"message"`
+	DocURL  string `json:"doc_url"`
+}
+
+// Error types.
+const (
+	typeInvalidRequest = "invalid_request_error"
+	typeAuthentication = "authentication_error"
+	typeAPI            = "api_error"
+)
+
+// errorTable maps every domain error code to its HTTP status and type: the
+// one place where the domain meets HTTP.
+var errorTable = map[string]struct {
+	status int
+	typ    string
+}{
+	cp.CodeInvalidJSON:          {http.StatusBadRequest, typeInvalidRequest},
+	cp.CodeInvalidType:          {http.StatusBadRequest, typeInvalidRequest},
+	cp.CodeUnauthenticated:      {http.StatusUnauthorized, typeAuthentication},
+	cp.CodeNotFound:             {http.StatusNotFound, typeInvalidRequest},
+	cp.CodeRouteNotFound:        {http.StatusNotFound, typeInvalidRequest},
+	cp.CodeMethodNotAllowed:     {http.StatusMethodNotAllowed, typeInvalidRequest},
+	cp.CodePrefixListInUse:      {http.StatusConflict, typeInvalidRequest},
+	cp.CodeResourceLocked:       {http.StatusConflict, typeInvalidRequest},
+	cp.CodeBodyTooLarge:         {http.StatusRequestEntityTooLarge, typeInvalidRequest},
+	cp.CodeUnsupportedMediaType: {http.StatusUnsupportedMediaType, typeInvalidRequest},
+	cp.CodeParameterMissing:     {http.StatusUnprocessableEntity, typeInvalidRequest},
+	cp.CodeUnknownField:         {http.StatusUnprocessableEntity, typeInvalidRequest},
+	cp.CodeInvalidValue:         {http.StatusUnprocessableEntity, typeInvalidRequest},
+	cp.CodeInvalidPort:          {http.StatusUnprocessableEntity, typeInvalidRequest},
+	cp.CodeInvalidAddress:       {http.StatusUnprocessableEntity, typeInvalidRequest},
+	cp.CodePrefixListNotFound:   {http.StatusUnprocessableEntity, typeInvalidRequest},
+	cp.CodeInvalidSite:          {http.StatusUnprocessableEntity, typeInvalidRequest},
+	cp.CodeDuplicateSite:        {http.StatusUnprocessableEntity, typeInvalidRequest},
+	cp.CodeDuplicateOrder:       {http.StatusUnprocessableEntity, typeInvalidRequest},
+	cp.CodeDuplicatePrefix:      {http.StatusUnprocessableEntity, typeInvalidRequest},
+	cp.CodeTooManyRules:         {http.StatusUnprocessableEntity, typeInvalidRequest},
+	cp.CodeTooManyPrefixes:      {http.StatusUnprocessableEntity, typeInvalidRequest},
+	cp.CodeInternal:             {http.StatusInternalServerError, typeAPI},
+}
+
+func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	de, ok := errors.AsType[*cp.Error](err)
+	entry, known := errorTable[cp.ErrorCode(err)]
+	if !ok || !known {
+		id := requestID(r)
+		if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
+			s.log.Info("request cancelled by client", "request_id", id, "method", r.Method, "path", r.URL.Path)
+		} else {
+			s.log.Error("internal error", "request_id", id, "method", r.Method, "path", r.URL.Path, "error", err)
+		}
+		de = &cp.Error{Code: cp.CodeInternal, Message: "An internal error occurred; report request id " + id + " to the operator."}
+		entry = errorTable[cp.CodeInternal]
+	}
+	if de.Code == cp.CodeResourceLocked {
+		w.Header().Set("Retry-After", strconv.Itoa(int((de.RetryAfter+time.Second-1)/time.Second)))
+	}
+	if entry.status == http.StatusUnauthorized {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="rampart"`)
+	}
+	writeJSON(w, entry.status, ErrorResponse{Type: entry.typ, Code: de.Code, Message: de.Message, DocURL: s.opts.DocBaseURL + de.Code})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("encode response: %w", err)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	w.Write(append(b, '\n'))
+	return nil
+}
+
+// base is the prefix the client used (/vpc or the alias), for Location.
+func base(r *http.Request) string {
+	if strings.HasPrefix(r.URL.Path, "/vpc/") {
+		return "/vpc"
+	}
+	return ""
+}
+
+// --- handlers ---
+
+func (s *Server) listGroups(w http.ResponseWriter, r *http.Request, org string) error {
+	gs, err := s.opts.Store.ListSecurityGroups(r.Context(), org)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, gs)
+}
+
+func (s *Server) createGroup(w http.ResponseWriter, r *http.Request, org string) error {
+	var in cp.SecurityGroupWrite
+	if err := s.decode(w, r, "SecurityGroupWrite", &in); err != nil {
+		return err
+	}
+	g, err := s.opts.Store.CreateSecurityGroup(r.Context(), org, &in)
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Location", base(r)+"/security-groups/"+g.ID)
+	return writeJSON(w, http.StatusCreated, g)
+}
+
+func (s *Server) getGroup(w http.ResponseWriter, r *http.Request, org string) error {
+	g, err := s.opts.Store.GetSecurityGroup(r.Context(), org, r.PathValue("securityGroupId"))
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, g)
+}
+
+func (s *Server) replaceGroup(w http.ResponseWriter, r *http.Request, org string) error {
+	id := r.PathValue("securityGroupId")
+	if !cp.ValidID(cp.SecurityGroupIDPrefix, id) {
+		return cp.NotFound(cp.KindSecurityGroup, id)
+	}
+	var in cp.SecurityGroupWrite
+	if err := s.decode(w, r, "SecurityGroupWrite", &in); err != nil {
+		return err
+	}
+	g, err := s.opts.Store.ReplaceSecurityGroup(r.Context(), org, id, &in)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, g)
+}
+
+func (s *Server) deleteGroup(w http.ResponseWriter, r *http.Request, org string) error {
+	if err := s.opts.Store.DeleteSecurityGroup(r.Context(), org, r.PathValue("securityGroupId")); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func (s *Server) listLists(w http.ResponseWriter, r *http.Request, org string) error {
+	ls, err := s.opts.Store.ListPrefixLists(r.Context(), org)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, ls)
+}
+
+func (s *Server) createList(w http.ResponseWriter, r *http.Request, org string) error {
+	var in cp.PrefixListWrite
+	if err := s.decode(w, r, "PrefixListWrite", &in); err != nil {
+		return err
+	}
+	l, err := s.opts.Store.CreatePrefixList(r.Context(), org, &in)
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Location", base(r)+"/prefix-lists/"+l.ID)
+	return writeJSON(w, http.StatusCreated, l)
+}
+
+func (s *Server) getList(w http.ResponseWriter, r *http.Request, org string) error {
+	l, err := s.opts.Store.GetPrefixList(r.Context(), org, r.PathValue("prefixListId"))
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, l)
+}
+
+func (s *Server) replaceList(w http.ResponseWriter, r *http.Request, org string) error {
+	id := r.PathValue("prefixListId")
+	if !cp.ValidID(cp.PrefixListIDPrefix, id) {
+		return cp.NotFound(cp.KindPrefixList, id)
+	}
+	var in cp.PrefixListWrite
+	if err := s.decode(w, r, "PrefixListWrite", &in); err != nil {
+		return err
+	}
+	l, err := s.opts.Store.ReplacePrefixList(r.Context(), org, id, &in)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, l)
+}
+
+func (s *Server) deleteList(w http.ResponseWriter, r *http.Request, org string) error {
+	if err := s.opts.Store.DeletePrefixList(r.Context(), org, r.PathValue("prefixListId")); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func (s *Server) listSites(w http.ResponseWriter, r *http.Request, org string) error {
+	sites, err := s.opts.Store.ListSites(r.Context(), org)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, sites)
+}
+
+func (s *Server) getSite(w http.ResponseWriter, r *http.Request, org string) error {
+	site, err := s.opts.Store.GetSite(r.Context(), org, r.PathValue("siteId"))
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, site)
+}
+
+func sortStrings(s []string) { sort.Strings(s) }

@@ -1,0 +1,1127 @@
+// Package bolt stores the control plane's policy in a bbolt file.
+//
+// # Layout
+//
+//	meta                      epoch: random id created once, the store's identity
+//	orgs/<org>/groups/<id>    JSON groupRecord (the group and its SyncState)
+//	orgs/<org>/lists/<id>     JSON listRecord
+//	orgs/<org>/refs/<list>\x00<group>   a group's rule refers to a prefix list
+//	orgs/<org>/sites/<site>   JSON controlplane.Site
+//	orgs/<org>/sitedata/<site>  the Revisioner's own per-site bytes
+//	deadlines/<unixnano BE><org>\x00<kind>\x00<id>   syncing resources by deadline
+//	awaiting/<org>\x00<site>\x00<kind>\x00<id>       which resources wait for a site
+//	status/<org>\x00<kind>\x00<id>                   status, for metrics
+//
+// Ids are KSUIDs, so a bucket's key order is creation order, and lists come
+// out sorted by id without sorting.
+//
+// # Writes
+//
+// Every write is one transaction: validation of the body's shape happens
+// before (in the api and controlplane packages); inside the transaction only
+// what depends on stored state is checked (existence, lock, references). By
+// default writes go through bbolt's Batch, which coalesces concurrent writers
+// into one fsync; Options.NoBatch uses one Update per write instead.
+//
+// # Status
+//
+// The status rules are controlplane.SyncState's; this package only stores it
+// and keeps the indexes (deadlines, awaiting) that let Confirm and Sweep find
+// the resources concerned without scanning.
+package bolt
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"sync"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	cp "github.com/rampart-fw/rampart/controlplane"
+)
+
+// Options configures Open. The zero value is usable.
+type Options struct {
+	// LockTimeout bounds the wait for the file lock when another process
+	// holds the database; zero means 5 s (never wait forever).
+	LockTimeout time.Duration
+	// SyncTimeout is the sync deadline of a write; zero means
+	// controlplane.DefaultTimeout.
+	SyncTimeout time.Duration
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+	// Revisioner assigns per-site revisions inside write transactions; nil
+	// records controlplane.UnknownRevision.
+	Revisioner cp.Revisioner
+	// NoBatch makes every write its own Update (one fsync per write).
+	NoBatch bool
+	// MaxBatchDelay overrides bbolt's batch delay (10 ms) when non-zero.
+	MaxBatchDelay time.Duration
+}
+
+var (
+	bucketMeta      = []byte("meta")
+	bucketOrgs      = []byte("orgs")
+	bucketDeadlines = []byte("deadlines")
+	bucketAwaiting  = []byte("awaiting")
+	bucketStatus    = []byte("status")
+
+	bucketGroups   = []byte("groups")
+	bucketLists    = []byte("lists")
+	bucketRefs     = []byte("refs")
+	bucketSites    = []byte("sites")
+	bucketSiteData = []byte("sitedata")
+
+	keyEpoch = []byte("epoch")
+)
+
+// Store is a bbolt-backed store. It is safe for concurrent use.
+type Store struct {
+	db    *bolt.DB
+	opts  Options
+	epoch string
+
+	mu       sync.Mutex
+	onChange []cp.ChangeFunc
+}
+
+// Open opens (or creates) the database at path.
+func Open(path string, opts Options) (*Store, error) {
+	if opts.LockTimeout <= 0 {
+		opts.LockTimeout = 5 * time.Second
+	}
+	if opts.SyncTimeout <= 0 {
+		opts.SyncTimeout = cp.DefaultTimeout
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: opts.LockTimeout})
+	if err != nil {
+		return nil, fmt.Errorf("open database %s: %w", path, err)
+	}
+	if opts.MaxBatchDelay > 0 {
+		db.MaxBatchDelay = opts.MaxBatchDelay
+	}
+	s := &Store{db: db, opts: opts}
+	err = db.Update(func(tx *bolt.Tx) error {
+		for _, b := range [][]byte{bucketMeta, bucketOrgs, bucketDeadlines, bucketAwaiting, bucketStatus} {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		meta := tx.Bucket(bucketMeta)
+		if e := meta.Get(keyEpoch); e != nil {
+			s.epoch = string(e)
+			return nil
+		}
+		b := make([]byte, 8)
+		if _, err := rand.Read(b); err != nil {
+			return err
+		}
+		s.epoch = hex.EncodeToString(b)
+		return meta.Put(keyEpoch, []byte(s.epoch))
+	})
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("initialise database %s: %w", path, err)
+	}
+	return s, nil
+}
+
+// Close closes the database.
+func (s *Store) Close() error { return s.db.Close() }
+
+// Epoch is the store's random identity, created once with the file. The MQTT
+// side puts it in every DesiredState so agents notice a replaced store.
+func (s *Store) Epoch() string { return s.epoch }
+
+// OnChange registers f to receive a Change after every committed write.
+// Register before serving.
+func (s *Store) OnChange(f cp.ChangeFunc) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.onChange = append(s.onChange, f)
+}
+
+func (s *Store) notify(c cp.Change) {
+	s.mu.Lock()
+	fs := slices.Clone(s.onChange)
+	s.mu.Unlock()
+	for _, f := range fs {
+		f(c)
+	}
+}
+
+// Ping checks that the database answers a read.
+func (s *Store) Ping(ctx context.Context) error {
+	return s.db.View(func(tx *bolt.Tx) error {
+		if tx.Bucket(bucketMeta) == nil {
+			return errors.New("ping database: meta bucket missing")
+		}
+		return nil
+	})
+}
+
+// write runs fn in one read-write transaction (batched unless NoBatch). fn
+// may run more than once, so it must depend only on tx and its inputs.
+func (s *Store) write(ctx context.Context, fn func(tx *bolt.Tx) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if s.opts.NoBatch {
+		return s.db.Update(fn)
+	}
+	return s.db.Batch(fn)
+}
+
+// --- records and keys ---
+
+type groupRecord struct {
+	cp.SecurityGroup
+	Sync cp.SyncState `json:"sync"`
+}
+
+type listRecord struct {
+	cp.PrefixList
+	Sync cp.SyncState `json:"sync"`
+}
+
+func orgBucket(tx *bolt.Tx, org string, create bool) (*bolt.Bucket, error) {
+	orgs := tx.Bucket(bucketOrgs)
+	if !create {
+		return orgs.Bucket([]byte(org)), nil
+	}
+	b, err := orgs.CreateBucketIfNotExists([]byte(org))
+	if err != nil {
+		return nil, err
+	}
+	for _, name := range [][]byte{bucketGroups, bucketLists, bucketRefs, bucketSites, bucketSiteData} {
+		if _, err := b.CreateBucketIfNotExists(name); err != nil {
+			return nil, err
+		}
+	}
+	return b, nil
+}
+
+func key(parts ...string) []byte {
+	var b bytes.Buffer
+	for i, p := range parts {
+		if i > 0 {
+			b.WriteByte(0)
+		}
+		b.WriteString(p)
+	}
+	return b.Bytes()
+}
+
+func deadlineKey(t time.Time, org, kind, id string) []byte {
+	k := make([]byte, 8, 8+len(org)+len(kind)+len(id)+2)
+	binary.BigEndian.PutUint64(k, uint64(t.UnixNano()))
+	return append(k, key(org, kind, id)...)
+}
+
+// setIndexes replaces the status, deadline and awaiting entries of one
+// resource: prev is its stored sync state (nil when new), next the new one
+// (nil when deleted).
+func setIndexes(tx *bolt.Tx, org, kind, id string, prev, next *cp.SyncState) error {
+	dl, aw, st := tx.Bucket(bucketDeadlines), tx.Bucket(bucketAwaiting), tx.Bucket(bucketStatus)
+	if prev != nil {
+		if !prev.Deadline.IsZero() {
+			if err := dl.Delete(deadlineKey(prev.Deadline, org, kind, id)); err != nil {
+				return err
+			}
+		}
+		for site := range prev.Awaiting {
+			if err := aw.Delete(key(org, site, kind, id)); err != nil {
+				return err
+			}
+		}
+	}
+	if next == nil {
+		return st.Delete(key(org, kind, id))
+	}
+	if next.Status == cp.StatusSyncing {
+		if err := dl.Put(deadlineKey(next.Deadline, org, kind, id), nil); err != nil {
+			return err
+		}
+	}
+	for site := range next.Awaiting {
+		if err := aw.Put(key(org, site, kind, id), nil); err != nil {
+			return err
+		}
+	}
+	return st.Put(key(org, kind, id), []byte(next.Status))
+}
+
+func getJSON[T any](b *bolt.Bucket, id string) (*T, error) {
+	if b == nil {
+		return nil, nil
+	}
+	v := b.Get([]byte(id))
+	if v == nil {
+		return nil, nil
+	}
+	t := new(T)
+	if err := json.Unmarshal(v, t); err != nil {
+		return nil, fmt.Errorf("decode %s: %w", id, err)
+	}
+	return t, nil
+}
+
+func putJSON(b *bolt.Bucket, id string, v any) error {
+	data, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("encode %s: %w", id, err)
+	}
+	return b.Put([]byte(id), data)
+}
+
+func sub(org *bolt.Bucket, name []byte) *bolt.Bucket {
+	if org == nil {
+		return nil
+	}
+	return org.Bucket(name)
+}
+
+// --- reads ---
+
+func (r *groupRecord) view(org string, now time.Time) cp.SecurityGroup {
+	g := r.SecurityGroup
+	g.OrgID = org
+	g.Sync = r.Sync.At(now)
+	g.Status = g.Sync.Status
+	if g.Sites == nil {
+		g.Sites = []string{}
+	}
+	if g.Rules == nil {
+		g.Rules = []cp.FilterRule{}
+	}
+	return g
+}
+
+func (r *listRecord) view(org string, now time.Time) cp.PrefixList {
+	l := r.PrefixList
+	l.OrgID = org
+	l.Sync = r.Sync.At(now)
+	l.Status = l.Sync.Status
+	if l.Sites == nil {
+		l.Sites = []string{}
+	}
+	if l.Prefixes == nil {
+		l.Prefixes = []cp.Prefix{}
+	}
+	return l
+}
+
+// ListSecurityGroups returns the organisation's groups ordered by id.
+func (s *Store) ListSecurityGroups(ctx context.Context, org string) ([]cp.SecurityGroup, error) {
+	out := []cp.SecurityGroup{}
+	now := s.opts.Now()
+	err := s.db.View(func(tx *bolt.Tx) error {
+		ob, _ := orgBucket(tx, org, false)
+		b := sub(ob, bucketGroups)
+		if b == nil {
+			return nil
+		}
+		return b.ForEach(func(k, v []byte) error {
+			var r groupRecord
+			if err := json.Unmarshal(v, &r); err != nil {
+				return fmt.Errorf("decode %s: %w", k, err)
+			}
+			out = append(out, r.view(org, now))
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list security groups: %w", err)
+	}
+	return out, nil
+}
+
+// GetSecurityGroup returns one group; another organisation's id is not found.
+func (s *Store) GetSecurityGroup(ctx context.Context, org, id string) (cp.SecurityGroup, error) {
+	var g cp.SecurityGroup
+	err := s.db.View(func(tx *bolt.Tx) error {
+		ob, _ := orgBucket(tx, org, false)
+		r, err := getJSON[groupRecord](sub(ob, bucketGroups), id)
+		if err != nil {
+			return err
+		}
+		if r == nil {
+			return cp.NotFound(cp.KindSecurityGroup, id)
+		}
+		g = r.view(org, s.opts.Now())
+		return nil
+	})
+	return g, err
+}
+
+// ListPrefixLists returns the organisation's prefix lists ordered by id.
+func (s *Store) ListPrefixLists(ctx context.Context, org string) ([]cp.PrefixList, error) {
+	out := []cp.PrefixList{}
+	now := s.opts.Now()
+	err := s.db.View(func(tx *bolt.Tx) error {
+		ob, _ := orgBucket(tx, org, false)
+		b := sub(ob, bucketLists)
+		if b == nil {
+			return nil
+		}
+		return b.ForEach(func(k, v []byte) error {
+			var r listRecord
+			if err := json.Unmarshal(v, &r); err != nil {
+				return fmt.Errorf("decode %s: %w", k, err)
+			}
+			out = append(out, r.view(org, now))
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list prefix lists: %w", err)
+	}
+	return out, nil
+}
+
+// GetPrefixList returns one prefix list.
+func (s *Store) GetPrefixList(ctx context.Context, org, id string) (cp.PrefixList, error) {
+	var l cp.PrefixList
+	err := s.db.View(func(tx *bolt.Tx) error {
+		ob, _ := orgBucket(tx, org, false)
+		r, err := getJSON[listRecord](sub(ob, bucketLists), id)
+		if err != nil {
+			return err
+		}
+		if r == nil {
+			return cp.NotFound(cp.KindPrefixList, id)
+		}
+		l = r.view(org, s.opts.Now())
+		return nil
+	})
+	return l, err
+}
+
+// --- group writes ---
+
+// CreateSecurityGroup stores a new group built from a validated write.
+func (s *Store) CreateSecurityGroup(ctx context.Context, org string, w *cp.SecurityGroupWrite) (cp.SecurityGroup, error) {
+	return s.putSecurityGroup(ctx, org, "", w)
+}
+
+// ReplaceSecurityGroup replaces a group whole (PUT). Rules that match the
+// same traffic as before keep their ids.
+func (s *Store) ReplaceSecurityGroup(ctx context.Context, org, id string, w *cp.SecurityGroupWrite) (cp.SecurityGroup, error) {
+	return s.putSecurityGroup(ctx, org, id, w)
+}
+
+func (s *Store) putSecurityGroup(ctx context.Context, org, id string, w *cp.SecurityGroupWrite) (cp.SecurityGroup, error) {
+	create := id == ""
+	if create {
+		id = cp.NewID(cp.SecurityGroupIDPrefix)
+	}
+	built := w.NewSecurityGroup(org, id) // ids generated outside the transaction
+	var (
+		out    cp.SecurityGroup
+		change cp.Change
+	)
+	err := s.write(ctx, func(tx *bolt.Tx) error {
+		now := s.opts.Now()
+		g := built
+		g.Rules = slices.Clone(built.Rules)
+		g.Sites = slices.Clone(built.Sites)
+		ob, err := orgBucket(tx, org, true)
+		if err != nil {
+			return err
+		}
+		groups := ob.Bucket(bucketGroups)
+		var prev *groupRecord
+		if !create {
+			if prev, err = getJSON[groupRecord](groups, id); err != nil {
+				return err
+			}
+			if prev == nil {
+				return cp.NotFound(cp.KindSecurityGroup, id)
+			}
+			if locked, retry := prev.Sync.Locked(now); locked {
+				return cp.Locked(cp.KindSecurityGroup, id, retry)
+			}
+		}
+		lists := ob.Bucket(bucketLists)
+		for i, r := range g.Rules { // still in write order here
+			if len(r.Address) > len(cp.PrefixListIDPrefix) && r.Address[:len(cp.PrefixListIDPrefix)] == cp.PrefixListIDPrefix && lists.Get([]byte(r.Address)) == nil {
+				return cp.Errorf(cp.CodePrefixListNotFound, fmt.Sprintf("rules[%d].address", i),
+					"rules[%d].address %q names no prefix list of this organisation; create it first (POST /vpc/prefix-lists) or use a CIDR.", i, r.Address)
+			}
+		}
+		slices.SortStableFunc(g.Rules, func(a, b cp.FilterRule) int { return a.Order - b.Order })
+		affected := map[string]bool{}
+		for _, site := range g.Sites {
+			affected[site] = true
+		}
+		var prevSync *cp.SyncState
+		if prev != nil {
+			cp.KeepRuleIDs(prev.Rules, g.Rules)
+			for _, site := range prev.Sites {
+				affected[site] = true
+			}
+			prevSync = &prev.Sync
+			if err := setRefs(ob, id, prev.ReferencedPrefixLists(), nil); err != nil {
+				return err
+			}
+		}
+		if err := setRefs(ob, id, nil, g.ReferencedPrefixLists()); err != nil {
+			return err
+		}
+		// Store the group before revising, so the Revisioner sees it.
+		rec := groupRecord{SecurityGroup: g}
+		if err := putJSON(groups, id, rec); err != nil {
+			return err
+		}
+		revs, err := s.revise(tx, ob, org, affected)
+		if err != nil {
+			return err
+		}
+		rec.Sync = cp.NewSyncState(pick(revs, g.Sites), now, s.opts.SyncTimeout)
+		rec.Status = rec.Sync.Status
+		if err := putJSON(groups, id, rec); err != nil {
+			return err
+		}
+		if err := setIndexes(tx, org, cp.KindSecurityGroup, id, prevSync, &rec.Sync); err != nil {
+			return err
+		}
+		if err := touchSites(ob, affected, revs, &rec.Sync); err != nil {
+			return err
+		}
+		out = rec.view(org, now)
+		change = cp.Change{OrgID: org, Sites: sortedKeys(affected), Kind: cp.KindSecurityGroup, ID: id, Revisions: revsOrNil(s, revs)}
+		return nil
+	})
+	if err != nil {
+		return cp.SecurityGroup{}, wrap("store security group", err)
+	}
+	s.notify(change)
+	return out, nil
+}
+
+// DeleteSecurityGroup deletes a group; its rules leave its sites
+// asynchronously (the Change names them).
+func (s *Store) DeleteSecurityGroup(ctx context.Context, org, id string) error {
+	var change cp.Change
+	err := s.write(ctx, func(tx *bolt.Tx) error {
+		now := s.opts.Now()
+		ob, _ := orgBucket(tx, org, false)
+		prev, err := getJSON[groupRecord](sub(ob, bucketGroups), id)
+		if err != nil {
+			return err
+		}
+		if prev == nil {
+			return cp.NotFound(cp.KindSecurityGroup, id)
+		}
+		if locked, retry := prev.Sync.Locked(now); locked {
+			return cp.Locked(cp.KindSecurityGroup, id, retry)
+		}
+		if err := ob.Bucket(bucketGroups).Delete([]byte(id)); err != nil {
+			return err
+		}
+		if err := setRefs(ob, id, prev.ReferencedPrefixLists(), nil); err != nil {
+			return err
+		}
+		if err := setIndexes(tx, org, cp.KindSecurityGroup, id, &prev.Sync, nil); err != nil {
+			return err
+		}
+		affected := map[string]bool{}
+		for _, site := range prev.Sites {
+			affected[site] = true
+		}
+		revs, err := s.revise(tx, ob, org, affected)
+		if err != nil {
+			return err
+		}
+		if err := touchSites(ob, affected, revs, nil); err != nil {
+			return err
+		}
+		change = cp.Change{OrgID: org, Sites: sortedKeys(affected), Kind: cp.KindSecurityGroup, ID: id, Deleted: true, Revisions: revsOrNil(s, revs)}
+		return nil
+	})
+	if err != nil {
+		return wrap("delete security group", err)
+	}
+	s.notify(change)
+	return nil
+}
+
+func setRefs(ob *bolt.Bucket, group string, remove, add []string) error {
+	refs := ob.Bucket(bucketRefs)
+	for _, l := range remove {
+		if err := refs.Delete(key(l, group)); err != nil {
+			return err
+		}
+	}
+	for _, l := range add {
+		if err := refs.Put(key(l, group), nil); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// referencingGroups returns the ids of the groups whose rules use list.
+func referencingGroups(ob *bolt.Bucket, list string) []string {
+	var ids []string
+	prefix := append([]byte(list), 0)
+	c := ob.Bucket(bucketRefs).Cursor()
+	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+		ids = append(ids, string(k[len(prefix):]))
+	}
+	return ids
+}
+
+// --- prefix list writes ---
+
+// CreatePrefixList stores a new prefix list built from a validated write.
+func (s *Store) CreatePrefixList(ctx context.Context, org string, w *cp.PrefixListWrite) (cp.PrefixList, error) {
+	return s.putPrefixList(ctx, org, "", w)
+}
+
+// ReplacePrefixList replaces a prefix list whole (PUT). Prefixes with an
+// unchanged CIDR keep their ids.
+func (s *Store) ReplacePrefixList(ctx context.Context, org, id string, w *cp.PrefixListWrite) (cp.PrefixList, error) {
+	return s.putPrefixList(ctx, org, id, w)
+}
+
+func (s *Store) putPrefixList(ctx context.Context, org, id string, w *cp.PrefixListWrite) (cp.PrefixList, error) {
+	create := id == ""
+	if create {
+		id = cp.NewID(cp.PrefixListIDPrefix)
+	}
+	built := w.NewPrefixList(org, id)
+	var (
+		out    cp.PrefixList
+		change cp.Change
+	)
+	err := s.write(ctx, func(tx *bolt.Tx) error {
+		now := s.opts.Now()
+		l := built
+		l.Prefixes = slices.Clone(built.Prefixes)
+		ob, err := orgBucket(tx, org, true)
+		if err != nil {
+			return err
+		}
+		lists := ob.Bucket(bucketLists)
+		var prev *listRecord
+		var prevSync *cp.SyncState
+		affected := map[string]bool{}
+		if !create {
+			if prev, err = getJSON[listRecord](lists, id); err != nil {
+				return err
+			}
+			if prev == nil {
+				return cp.NotFound(cp.KindPrefixList, id)
+			}
+			if locked, retry := prev.Sync.Locked(now); locked {
+				return cp.Locked(cp.KindPrefixList, id, retry)
+			}
+			cp.KeepPrefixIDs(prev.Prefixes, l.Prefixes)
+			prevSync = &prev.Sync
+			for _, site := range prev.Sites {
+				affected[site] = true
+			}
+		}
+		// The list must be confirmed by its own sites and by the sites of
+		// every group that refers to it: all of them get new content.
+		pending := slices.Clone(l.Sites)
+		for _, gid := range referencingGroups(ob, id) {
+			g, err := getJSON[groupRecord](ob.Bucket(bucketGroups), gid)
+			if err != nil {
+				return err
+			}
+			if g != nil {
+				pending = append(pending, g.Sites...)
+			}
+		}
+		slices.Sort(pending)
+		pending = slices.Compact(pending)
+		for _, site := range pending {
+			affected[site] = true
+		}
+		rec := listRecord{PrefixList: l}
+		if err := putJSON(lists, id, rec); err != nil {
+			return err
+		}
+		revs, err := s.revise(tx, ob, org, affected)
+		if err != nil {
+			return err
+		}
+		rec.Sync = cp.NewSyncState(pick(revs, pending), now, s.opts.SyncTimeout)
+		rec.Status = rec.Sync.Status
+		if err := putJSON(lists, id, rec); err != nil {
+			return err
+		}
+		if err := setIndexes(tx, org, cp.KindPrefixList, id, prevSync, &rec.Sync); err != nil {
+			return err
+		}
+		if err := touchSites(ob, affected, revs, &rec.Sync); err != nil {
+			return err
+		}
+		out = rec.view(org, now)
+		change = cp.Change{OrgID: org, Sites: sortedKeys(affected), Kind: cp.KindPrefixList, ID: id, Revisions: revsOrNil(s, revs)}
+		return nil
+	})
+	if err != nil {
+		return cp.PrefixList{}, wrap("store prefix list", err)
+	}
+	s.notify(change)
+	return out, nil
+}
+
+// DeletePrefixList deletes a prefix list no group refers to.
+func (s *Store) DeletePrefixList(ctx context.Context, org, id string) error {
+	var change cp.Change
+	err := s.write(ctx, func(tx *bolt.Tx) error {
+		now := s.opts.Now()
+		ob, _ := orgBucket(tx, org, false)
+		prev, err := getJSON[listRecord](sub(ob, bucketLists), id)
+		if err != nil {
+			return err
+		}
+		if prev == nil {
+			return cp.NotFound(cp.KindPrefixList, id)
+		}
+		if locked, retry := prev.Sync.Locked(now); locked {
+			return cp.Locked(cp.KindPrefixList, id, retry)
+		}
+		if users := referencingGroups(ob, id); len(users) > 0 {
+			return cp.Errorf(cp.CodePrefixListInUse, "", "The prefix list %q is used by the rules of security group %s; change those rules first.",
+				id, joinQuoted(users))
+		}
+		if err := ob.Bucket(bucketLists).Delete([]byte(id)); err != nil {
+			return err
+		}
+		if err := setIndexes(tx, org, cp.KindPrefixList, id, &prev.Sync, nil); err != nil {
+			return err
+		}
+		affected := map[string]bool{}
+		for _, site := range prev.Sites {
+			affected[site] = true
+		}
+		revs, err := s.revise(tx, ob, org, affected)
+		if err != nil {
+			return err
+		}
+		if err := touchSites(ob, affected, revs, nil); err != nil {
+			return err
+		}
+		change = cp.Change{OrgID: org, Sites: sortedKeys(affected), Kind: cp.KindPrefixList, ID: id, Deleted: true, Revisions: revsOrNil(s, revs)}
+		return nil
+	})
+	if err != nil {
+		return wrap("delete prefix list", err)
+	}
+	s.notify(change)
+	return nil
+}
+
+func joinQuoted(ids []string) string {
+	var b bytes.Buffer
+	for i, id := range ids {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, "%q", id)
+	}
+	return b.String()
+}
+
+// --- revisions and sites ---
+
+// revise asks the Revisioner for the revisions of the affected sites.
+func (s *Store) revise(tx *bolt.Tx, ob *bolt.Bucket, org string, affected map[string]bool) (map[string]uint64, error) {
+	if s.opts.Revisioner == nil || len(affected) == 0 {
+		return nil, nil
+	}
+	revs, err := s.opts.Revisioner.Revise(policyTx{ob: ob, org: org, now: s.opts.Now()}, org, sortedKeys(affected))
+	if err != nil {
+		return nil, fmt.Errorf("assign site revisions: %w", err)
+	}
+	return revs, nil
+}
+
+func revsOrNil(s *Store, revs map[string]uint64) map[string]uint64 {
+	if s.opts.Revisioner == nil {
+		return nil
+	}
+	return revs
+}
+
+// pick returns the revision each of sites must confirm.
+func pick(revs map[string]uint64, sites []string) map[string]uint64 {
+	out := make(map[string]uint64, len(sites))
+	for _, site := range sites {
+		out[site] = revs[site] // UnknownRevision when absent
+	}
+	return out
+}
+
+// touchSites creates missing site records and records new desired
+// revisions; sites awaited by sync are marked syncing until its deadline.
+func touchSites(ob *bolt.Bucket, affected map[string]bool, revs map[string]uint64, sync *cp.SyncState) error {
+	b := ob.Bucket(bucketSites)
+	for _, id := range sortedKeys(affected) {
+		site, err := getSite(b, id)
+		if err != nil {
+			return err
+		}
+		if site == nil {
+			site = &cp.Site{ID: id, State: cp.SiteUnknown}
+		}
+		if r := revs[id]; r > site.DesiredRevision {
+			site.DesiredRevision = r
+		}
+		if sync != nil {
+			if _, ok := sync.Awaiting[id]; ok {
+				site.State = cp.SiteSyncing
+				if sync.Deadline.After(site.SyncDeadline) {
+					site.SyncDeadline = sync.Deadline
+				}
+			}
+		}
+		if err := putJSON(b, id, siteRecord{Site: *site, SyncDeadline: site.SyncDeadline}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// siteRecord stores the Site's internal fields too.
+type siteRecord struct {
+	cp.Site
+	SyncDeadline time.Time `json:"sync_deadline,omitzero"`
+}
+
+func getSite(b *bolt.Bucket, id string) (*cp.Site, error) {
+	r, err := getJSON[siteRecord](b, id)
+	if err != nil || r == nil {
+		return nil, err
+	}
+	r.Site.SyncDeadline = r.SyncDeadline
+	return &r.Site, nil
+}
+
+// siteView is a site as a client sees it at now: a sync that passed its
+// deadline without a report reads as unknown.
+func siteView(site cp.Site, org string, now time.Time) cp.Site {
+	site.OrgID = org
+	if site.State == cp.SiteSyncing && !now.Before(site.SyncDeadline) {
+		site.State = cp.SiteUnknown
+	}
+	return site
+}
+
+// ListSites returns the sites the organisation's policy names or whose
+// agents reported, ordered by id.
+func (s *Store) ListSites(ctx context.Context, org string) ([]cp.Site, error) {
+	out := []cp.Site{}
+	now := s.opts.Now()
+	err := s.db.View(func(tx *bolt.Tx) error {
+		ob, _ := orgBucket(tx, org, false)
+		b := sub(ob, bucketSites)
+		if b == nil {
+			return nil
+		}
+		return b.ForEach(func(k, v []byte) error {
+			site, err := getSite(b, string(k))
+			if err != nil {
+				return err
+			}
+			out = append(out, siteView(*site, org, now))
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list sites: %w", err)
+	}
+	return out, nil
+}
+
+// GetSite returns one site.
+func (s *Store) GetSite(ctx context.Context, org, id string) (cp.Site, error) {
+	var out cp.Site
+	err := s.db.View(func(tx *bolt.Tx) error {
+		ob, _ := orgBucket(tx, org, false)
+		site, err := getSite(sub(ob, bucketSites), id)
+		if err != nil {
+			return err
+		}
+		if site == nil {
+			return cp.NotFound("site", id)
+		}
+		out = siteView(*site, org, s.opts.Now())
+		return nil
+	})
+	return out, err
+}
+
+// UpdateSite changes a site's record in one transaction, creating it if
+// needed: the MQTT side records presence, versions and reported state here.
+func (s *Store) UpdateSite(ctx context.Context, org, id string, fn func(*cp.Site)) error {
+	err := s.write(ctx, func(tx *bolt.Tx) error {
+		ob, err := orgBucket(tx, org, true)
+		if err != nil {
+			return err
+		}
+		b := ob.Bucket(bucketSites)
+		site, err := getSite(b, id)
+		if err != nil {
+			return err
+		}
+		if site == nil {
+			site = &cp.Site{ID: id, State: cp.SiteUnknown}
+		}
+		c := *site
+		fn(&c)
+		c.ID = id
+		return putJSON(b, id, siteRecord{Site: c, SyncDeadline: c.SyncDeadline})
+	})
+	return wrap("update site", err)
+}
+
+// Confirm folds a site's report into every group and prefix list waiting for
+// that site (see controlplane.SyncState.Confirm) and into the site's record:
+// applied (or failed with errMsg) for revision. Reports for a revision older
+// than what a resource waits for are ignored by that resource.
+func (s *Store) Confirm(ctx context.Context, org, site string, revision uint64, applied bool, errMsg string) error {
+	err := s.write(ctx, func(tx *bolt.Tx) error {
+		ob, _ := orgBucket(tx, org, false)
+		if ob == nil {
+			return nil
+		}
+		prefix := append(key(org, site), 0)
+		var keys [][]byte
+		c := tx.Bucket(bucketAwaiting).Cursor()
+		for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+			keys = append(keys, slices.Clone(k[len(prefix):]))
+		}
+		for _, k := range keys {
+			kind, id, _ := bytes.Cut(k, []byte{0})
+			if err := s.updateSync(tx, ob, org, string(kind), string(id), func(st *cp.SyncState) bool {
+				return st.Confirm(site, revision, applied, errMsg)
+			}); err != nil {
+				return err
+			}
+		}
+		b := ob.Bucket(bucketSites)
+		rec, err := getSite(b, site)
+		if err != nil {
+			return err
+		}
+		if rec == nil {
+			rec = &cp.Site{ID: site, State: cp.SiteUnknown}
+		}
+		if applied {
+			rec.AppliedRevision = max(rec.AppliedRevision, revision)
+			rec.State, rec.LastError = cp.SiteInSync, ""
+			if rec.DesiredRevision > revision {
+				rec.State = cp.SiteSyncing
+			}
+		} else {
+			rec.State, rec.LastError = cp.SiteFailed, errMsg
+		}
+		return putJSON(b, site, siteRecord{Site: *rec, SyncDeadline: rec.SyncDeadline})
+	})
+	return wrap("confirm site revision", err)
+}
+
+// updateSync applies fn to one resource's stored SyncState and keeps the
+// indexes in step.
+func (s *Store) updateSync(tx *bolt.Tx, ob *bolt.Bucket, org, kind, id string, fn func(*cp.SyncState) bool) error {
+	switch kind {
+	case cp.KindSecurityGroup:
+		b := ob.Bucket(bucketGroups)
+		r, err := getJSON[groupRecord](b, id)
+		if err != nil || r == nil {
+			return err
+		}
+		prev := r.Sync
+		prev.Awaiting = maps.Clone(r.Sync.Awaiting)
+		if !fn(&r.Sync) {
+			return nil
+		}
+		r.Status = r.Sync.Status
+		if err := putJSON(b, id, r); err != nil {
+			return err
+		}
+		return setIndexes(tx, org, kind, id, &prev, &r.Sync)
+	case cp.KindPrefixList:
+		b := ob.Bucket(bucketLists)
+		r, err := getJSON[listRecord](b, id)
+		if err != nil || r == nil {
+			return err
+		}
+		prev := r.Sync
+		prev.Awaiting = maps.Clone(r.Sync.Awaiting)
+		if !fn(&r.Sync) {
+			return nil
+		}
+		r.Status = r.Sync.Status
+		if err := putJSON(b, id, r); err != nil {
+			return err
+		}
+		return setIndexes(tx, org, kind, id, &prev, &r.Sync)
+	}
+	return fmt.Errorf("unknown resource kind %q", kind)
+}
+
+// Sweep fails every sync whose deadline has passed and reports how many it
+// failed. The deadline index makes it cheap when nothing is due.
+func (s *Store) Sweep(ctx context.Context) (int, error) {
+	now := s.opts.Now()
+	n := 0
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		n = 0
+		var due [][]byte
+		c := tx.Bucket(bucketDeadlines).Cursor()
+		for k, _ := c.First(); k != nil; k, _ = c.Next() {
+			if len(k) < 8 || int64(binary.BigEndian.Uint64(k[:8])) > now.UnixNano() {
+				break
+			}
+			due = append(due, slices.Clone(k))
+		}
+		for _, k := range due {
+			parts := bytes.SplitN(k[8:], []byte{0}, 3)
+			if len(parts) != 3 {
+				if err := tx.Bucket(bucketDeadlines).Delete(k); err != nil {
+					return err
+				}
+				continue
+			}
+			org, kind, id := string(parts[0]), string(parts[1]), string(parts[2])
+			ob, _ := orgBucket(tx, org, false)
+			if ob == nil {
+				if err := tx.Bucket(bucketDeadlines).Delete(k); err != nil {
+					return err
+				}
+				continue
+			}
+			if err := s.updateSync(tx, ob, org, kind, id, func(st *cp.SyncState) bool {
+				if st.Expire(now) {
+					n++
+					return true
+				}
+				return false
+			}); err != nil {
+				return err
+			}
+			// A stale entry (the resource was deleted or rewritten) goes too.
+			if err := tx.Bucket(bucketDeadlines).Delete(k); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("sweep sync deadlines: %w", err)
+	}
+	return n, nil
+}
+
+// RunSweeper calls Sweep every interval until ctx ends, so syncs fail at
+// their deadline, including ones that were pending when the process
+// restarted. Errors go to onErr (may be nil).
+func (s *Store) RunSweeper(ctx context.Context, interval time.Duration, onErr func(error)) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		if _, err := s.Sweep(ctx); err != nil && onErr != nil {
+			onErr(err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// CountByStatus counts groups and prefix lists by kind and status, for
+// metrics.
+func (s *Store) CountByStatus(ctx context.Context) (map[string]map[cp.Status]int, error) {
+	out := map[string]map[cp.Status]int{cp.KindSecurityGroup: {}, cp.KindPrefixList: {}}
+	err := s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketStatus).ForEach(func(k, v []byte) error {
+			parts := bytes.SplitN(k, []byte{0}, 3)
+			if len(parts) == 3 && out[string(parts[1])] != nil {
+				out[string(parts[1])][cp.Status(v)]++
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("count resources: %w", err)
+	}
+	return out, nil
+}
+
+// policyTx is the Revisioner's view of one organisation inside a write.
+type policyTx struct {
+	ob  *bolt.Bucket
+	org string
+	now time.Time
+}
+
+func (p policyTx) SecurityGroups() ([]cp.SecurityGroup, error) {
+	var out []cp.SecurityGroup
+	err := p.ob.Bucket(bucketGroups).ForEach(func(k, v []byte) error {
+		var r groupRecord
+		if err := json.Unmarshal(v, &r); err != nil {
+			return fmt.Errorf("decode %s: %w", k, err)
+		}
+		out = append(out, r.view(p.org, p.now))
+		return nil
+	})
+	return out, err
+}
+
+func (p policyTx) PrefixLists() ([]cp.PrefixList, error) {
+	var out []cp.PrefixList
+	err := p.ob.Bucket(bucketLists).ForEach(func(k, v []byte) error {
+		var r listRecord
+		if err := json.Unmarshal(v, &r); err != nil {
+			return fmt.Errorf("decode %s: %w", k, err)
+		}
+		out = append(out, r.view(p.org, p.now))
+		return nil
+	})
+	return out, err
+}
+
+func (p policyTx) SiteData(site string) ([]byte, error) {
+	return slices.Clone(p.ob.Bucket(bucketSiteData).Get([]byte(site))), nil
+}
+
+func (p policyTx) SetSiteData(site string, data []byte) error {
+	return p.ob.Bucket(bucketSiteData).Put([]byte(site), slices.Clone(data))
+}
+
+func sortedKeys(m map[string]bool) []string {
+	return slices.Sorted(maps.Keys(m))
+}
+
+// wrap adds context to internal errors and leaves domain errors (*Error)
+// as they are, so their messages reach the client unchanged.
+func wrap(what string, err error) error {
+	if err == nil {
+		return nil
+	}
+	if _, ok := errors.AsType[*cp.Error](err); ok {
+		return err
+	}
+	return fmt.Errorf("%s: %w", what, err)
+}
