@@ -171,7 +171,7 @@ type PrefixListWrite struct {
 	Name        string        `json:"name"`
 	Description *string       `json:"description"`
 	Prefixes    []PrefixWrite `json:"prefixes"`
-	Sites       []string      `json:"sites"`
+	Sites       []string      `json:"sites,omitempty"` // optional: none
 }
 
 // PrefixWrite is a prefix as a client writes it.
