@@ -399,9 +399,11 @@ func toItems(rows []routeros.Item) []reconcile.Item {
 // reach the broker (a UDP "connect" sends nothing), else the one already on
 // the router, else the last one known.
 func (a *Agent) guard(st routerState) netip.Addr {
-	if ip := a.mq.LocalAddr(); ip.Is4() {
-		a.lastGuard = ip
-		return ip
+	if a.mq != nil {
+		if ip := a.mq.LocalAddr(); ip.Is4() {
+			a.lastGuard = ip
+			return ip
+		}
 	}
 	host := a.cfg.MQTTURL.Hostname()
 	if c, err := net.Dial("udp4", net.JoinHostPort(host, "9")); err == nil {

@@ -209,7 +209,11 @@ func (a *Agent) execute(ctx context.Context, ops []reconcile.Op) (int, error) {
 	}
 	run := func(s *routeros.Session, i int) error {
 		op := ops[i]
-		_, ret, err := s.Run(op.Words(resolve)...)
+		words := op.Words(resolve)
+		if words == nil {
+			return nil // a remove whose rows were never created
+		}
+		_, ret, err := s.Run(words...)
 		if err != nil {
 			if op.Kind == reconcile.Add && op.Path == reconcile.AddressListPath && routeros.IsTrap(err, "already have such entry") {
 				// Someone (or an earlier, interrupted apply) added it; the

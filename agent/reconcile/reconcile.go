@@ -68,18 +68,23 @@ type Phase int
 
 // Phases, in execution order.
 const (
-	PhaseListAdd     Phase = iota // address-list additions and repairs
-	PhaseJumpRemove               // stale jumps (and any stray managed rule outside owned chains)
-	PhaseChains                   // repairs, moves and additions inside rampart-in and rampart-out
-	PhaseChainRemove              // stale rows of the owned chains
-	PhaseJumps                    // jump repairs, moves and additions
-	PhaseListRemove               // stale address-list entries
-	PhaseListReAdd                // entries that had to wait for a dynamic duplicate to leave
+	PhaseJumpRemove Phase = iota // jumps into chains that go away, stray managed rules outside owned chains
+	PhaseListCopy                // frozen copies of changing address lists that leaving rules still use
+	PhaseRepoint                 // leaving rules switched to those copies
+	PhaseListAdd                 // address-list additions and repairs
+	PhaseListPrune               // stale entries of the rampart-<id> lists
+	PhaseListReAdd               // entries that had to wait for a dynamic duplicate to leave
+	PhaseChains                  // repairs, moves and additions inside rampart-in and rampart-out
+	PhaseChainRemove             // stale rows of the owned chains
+	PhaseJumps                   // jump repairs, moves and additions
+	PhaseListRemove              // copies and other stale entries
 )
 
 // Concurrent reports whether the writes of phase p are independent of each
 // other, so an executor may send them over several sessions at once.
-func (p Phase) Concurrent() bool { return p == PhaseListAdd || p == PhaseListReAdd }
+func (p Phase) Concurrent() bool {
+	return p == PhaseListAdd || p == PhaseListReAdd || p == PhaseListCopy
+}
 
 // Ref is how an op names the row an earlier Add of the same plan creates:
 // "+N" for the result of op N. Executors resolve refs to real ids.
@@ -149,9 +154,15 @@ func (o Op) Words(resolve func(string) string) []string {
 			w = append(w, "=destination="+resolve(o.Before))
 		}
 	case Remove:
-		ids := make([]string, len(o.IDs))
-		for i, id := range o.IDs {
-			ids[i] = resolve(id)
+		ids := make([]string, 0, len(o.IDs))
+		for _, id := range o.IDs {
+			// An add that found its entry already present has no id.
+			if r := resolve(id); r != "" {
+				ids = append(ids, r)
+			}
+		}
+		if len(ids) == 0 {
+			return nil
 		}
 		w = append(w, "=.id="+strings.Join(ids, ","))
 	}
@@ -177,12 +188,12 @@ const maxBatch = 200
 // order) and address-list rows are filter and addrs equal to w.
 func Plan(filter, addrs []Item, w render.Wanted) []Op {
 	p := &planner{}
-	p.addressLists(addrs, w.Entries)
-	p.filter(filter, w)
+	lists := p.addressLists(addrs, w.Entries)
+	p.filter(filter, w, lists)
 	return p.plan()
 }
 
-const numPhases = int(PhaseListReAdd) + 1
+const numPhases = int(PhaseListRemove) + 1
 
 type planner struct {
 	buckets [numPhases][]Op
@@ -229,32 +240,66 @@ func (p *planner) plan() []Op {
 	return ops
 }
 
-func (p *planner) addressLists(addrs []Item, want []render.Entry) {
+// listInfo is what the planner knows of one owned address list.
+type listInfo struct {
+	present map[string]string // enabled static addresses → id, as observed
+	changed bool              // present differs from the wanted content
+	copyName string           // set once a frozen copy was planned
+	copyIDs  []string         // ids or refs of the copy's entries
+}
+
+// CopyPrefix names the frozen copy of list rampart-X: rampart-old-X. Copies
+// live only during an apply (see PhaseListCopy).
+const CopyPrefix = render.ListPrefix + "old-"
+
+func (p *planner) addressLists(addrs []Item, want []render.Entry) map[string]*listInfo {
 	type key struct{ list, addr string }
+	lists := map[string]*listInfo{}
+	info := func(name string) *listInfo {
+		l := lists[name]
+		if l == nil {
+			l = &listInfo{present: map[string]string{}}
+			lists[name] = l
+		}
+		return l
+	}
 	wanted := make(map[key]render.Entry, len(want))
+	wantedSet := map[string]map[string]bool{}
 	for _, e := range want {
 		wanted[key{e.List, e.Address}] = e
+		if wantedSet[e.List] == nil {
+			wantedSet[e.List] = map[string]bool{}
+		}
+		wantedSet[e.List][e.Address] = true
 	}
 	kept := make(map[key]bool, len(want))
 	blocked := map[key]bool{}
-	var stale []string
+	var prune, stale []string
 	for _, it := range addrs {
 		list := it["list"]
 		_, _, managed := render.ParseComment(it["comment"])
-		if !managed && !strings.HasPrefix(list, render.ListPrefix) {
+		owned := strings.HasPrefix(list, render.ListPrefix)
+		if !managed && !owned {
 			continue // not ours
 		}
 		k := key{list, render.Address(it["address"])}
+		if owned && !isTrue(it["dynamic"]) && !isTrue(it["disabled"]) {
+			info(list).present[k.addr] = it[".id"]
+		}
 		e, ok := wanted[k]
 		if !ok || kept[k] {
-			stale = append(stale, it[".id"])
+			if _, isWantedList := wantedSet[list]; isWantedList || (owned && !strings.HasPrefix(list, CopyPrefix)) {
+				prune = append(prune, it[".id"])
+			} else {
+				stale = append(stale, it[".id"])
+			}
 			continue
 		}
 		if isTrue(it["dynamic"]) {
 			// A dynamic entry (one with a timeout) blocks a static one
-			// with the same address; it leaves with the stale ones and the
-			// static entry is added after it.
-			stale = append(stale, it[".id"])
+			// with the same address; it is pruned and the static entry
+			// added after it.
+			prune = append(prune, it[".id"])
 			blocked[k] = true
 			continue
 		}
@@ -281,7 +326,57 @@ func (p *planner) addressLists(addrs []Item, want []render.Entry) {
 		}
 		p.emit(Op{Phase: phase, Kind: Add, Path: AddressListPath, Props: map[string]string{"list": e.List, "address": e.Address, "comment": e.Comment}, Key: e.List + " " + e.Address})
 	}
+	for name, l := range lists {
+		if strings.HasPrefix(name, CopyPrefix) {
+			continue
+		}
+		ws := wantedSet[name]
+		l.changed = len(ws) != len(l.present)
+		for a := range l.present {
+			if !ws[a] {
+				l.changed = true
+			}
+		}
+	}
+	for name, ws := range wantedSet {
+		if _, seen := lists[name]; !seen && len(ws) > 0 {
+			info(name).changed = true
+		}
+	}
+	p.removeBatched(PhaseListPrune, AddressListPath, prune, "stale entries of rampart lists")
 	p.removeBatched(PhaseListRemove, AddressListPath, stale, "stale address-list entries")
+	return lists
+}
+
+// freeze plans a frozen copy of list l (its observed content) and returns
+// the copy's name. Rules that are leaving and still use l are pointed at the
+// copy, so l can change before new rules that use it arrive.
+func (p *planner) freeze(name string, l *listInfo, lists map[string]*listInfo) string {
+	if l.copyName != "" {
+		return l.copyName
+	}
+	l.copyName = CopyPrefix + strings.TrimPrefix(name, render.ListPrefix)
+	have := map[string]bool{}
+	if c := lists[l.copyName]; c != nil {
+		for a := range c.present {
+			have[a] = true // already there from an interrupted apply; removed with the other stale entries
+		}
+	}
+	addrs := make([]string, 0, len(l.present))
+	for a := range l.present {
+		addrs = append(addrs, a)
+	}
+	sort.Strings(addrs)
+	for _, a := range addrs {
+		if have[a] {
+			continue
+		}
+		ref := p.emit(Op{Phase: PhaseListCopy, Kind: Add, Path: AddressListPath,
+			Props: map[string]string{"list": l.copyName, "address": a, "comment": render.CommentPrefix + "copy"}, Key: l.copyName + " " + a})
+		l.copyIDs = append(l.copyIDs, ref)
+	}
+	p.removeBatched(PhaseListRemove, AddressListPath, l.copyIDs, "frozen list copy")
+	return l.copyName
 }
 
 func (p *planner) removeBatched(phase Phase, path string, ids []string, key string) {
@@ -299,7 +394,7 @@ type row struct {
 	item Item
 }
 
-func (p *planner) filter(filter []Item, w render.Wanted) {
+func (p *planner) filter(filter []Item, w render.Wanted, lists map[string]*listInfo) {
 	owned := map[string][]render.Rule{render.ChainIn: w.In, render.ChainOut: w.Out}
 	wantedJump := map[string]render.Rule{}
 	for _, j := range w.Jumps {
@@ -341,6 +436,13 @@ func (p *planner) filter(filter []Item, w render.Wanted) {
 	removedLate := map[string]bool{}
 	for _, chain := range []string{render.ChainIn, render.ChainOut} {
 		stale := p.ownedChain(chain, chainRows[chain], owned[chain], static, removedEarly)
+		if len(owned[chain]) > 0 {
+			// The chain stays reachable while its stale rows wait for
+			// removal: any of them that uses a list about to change is
+			// pointed at a frozen copy of it first.
+			gone := p.repoint(chainRows[chain], stale, lists)
+			stale = slices.DeleteFunc(stale, func(id string) bool { return gone[id] })
+		}
 		for _, id := range stale {
 			removedLate[id] = true
 		}
@@ -349,6 +451,41 @@ func (p *planner) filter(filter []Item, w render.Wanted) {
 	p.removeBatched(PhaseChainRemove, FilterPath, staleChain, "stale rows of owned chains")
 
 	p.jumps(w.Jumps, keptJump, static, removedEarly, removedLate)
+}
+
+// repoint plans PhaseRepoint for the stale rows of a chain and returns the
+// rows it already removes.
+func (p *planner) repoint(rows []row, stale []string, lists map[string]*listInfo) map[string]bool {
+	gone := map[string]bool{}
+	isStale := map[string]bool{}
+	for _, id := range stale {
+		isStale[id] = true
+	}
+	for _, r := range rows {
+		if !isStale[r.id] {
+			continue
+		}
+		for _, prop := range []string{"src-address-list", "dst-address-list"} {
+			name, neg := strings.CutPrefix(r.item[prop], "!")
+			l := lists[name]
+			if l == nil || !l.changed {
+				continue
+			}
+			if len(l.present) == 0 && !neg {
+				// It matches nothing today; removing it now changes no
+				// verdict and saves the copy.
+				p.emit(Op{Phase: PhaseRepoint, Kind: Remove, Path: FilterPath, IDs: []string{r.id}, Key: "leaving rule on an empty list"})
+				gone[r.id] = true
+				break
+			}
+			cp := p.freeze(name, l, lists)
+			if neg {
+				cp = "!" + cp
+			}
+			p.emit(Op{Phase: PhaseRepoint, Kind: Set, Path: FilterPath, ID: r.id, Props: map[string]string{prop: cp}, Key: "leaving rule to " + cp})
+		}
+	}
+	return gone
 }
 
 // ownedChain plans one owned chain and returns the ids of its stale rows.
