@@ -68,16 +68,16 @@ type Phase int
 
 // Phases, in execution order.
 const (
-	PhaseJumpRemove Phase = iota // jumps into chains that go away, stray managed rules outside owned chains
-	PhaseListCopy                // frozen copies of changing address lists that leaving rules still use
-	PhaseRepoint                 // leaving rules switched to those copies
-	PhaseListAdd                 // address-list additions and repairs
-	PhaseListPrune               // stale entries of the rampart-<id> lists
-	PhaseListReAdd               // entries that had to wait for a dynamic duplicate to leave
-	PhaseChains                  // repairs, moves and additions inside rampart-in and rampart-out
-	PhaseChainRemove             // stale rows of the owned chains
-	PhaseJumps                   // jump repairs, moves and additions
-	PhaseListRemove              // copies and other stale entries
+	PhaseJumpRemove  Phase = iota // jumps into chains that go away, stray managed rules outside owned chains
+	PhaseListCopy                 // frozen copies of changing address lists that leaving rules still use
+	PhaseRepoint                  // leaving rules switched to those copies
+	PhaseListAdd                  // address-list additions and repairs
+	PhaseListPrune                // stale entries of the rampart-<id> lists
+	PhaseListReAdd                // entries that had to wait for a dynamic duplicate to leave
+	PhaseChains                   // repairs, moves and additions inside rampart-in and rampart-out
+	PhaseChainRemove              // stale rows of the owned chains
+	PhaseJumps                    // jump repairs, moves and additions
+	PhaseListRemove               // copies and other stale entries
 )
 
 // Concurrent reports whether the writes of phase p are independent of each
@@ -242,10 +242,10 @@ func (p *planner) plan() []Op {
 
 // listInfo is what the planner knows of one owned address list.
 type listInfo struct {
-	present map[string]string // enabled static addresses → id, as observed
-	changed bool              // present differs from the wanted content
-	copyName string           // set once a frozen copy was planned
-	copyIDs  []string         // ids or refs of the copy's entries
+	present  map[string]string // enabled static addresses → id, as observed
+	changed  bool              // present differs from the wanted content
+	copyName string            // set once a frozen copy was planned
+	copyIDs  []string          // ids or refs of the copy's entries
 }
 
 // CopyPrefix names the frozen copy of list rampart-X: rampart-old-X. Copies
