@@ -1,12 +1,127 @@
-// Package rossim simulates a MikroTik router running RouterOS 7, as seen
-// through its binary API (port 8728): the wire protocol, login, the
-// firewall filter and address-list menus with RouterOS's semantics and error
-// texts, and a packet evaluator over the simulated firewall. Tests and
-// benchmarks of the agent drive it with the real client
-// (github.com/go-routeros/routeros/v3) over TCP.
+// Package rossim simulates a MikroTik router running RouterOS 7 as seen
+// through its binary API (port 8728): the wire protocol, login, the firewall
+// filter and address-list menus with RouterOS's semantics and error texts,
+// the interface and system menus the agent reads, and a packet evaluator over
+// the simulated firewall. Tests and benchmarks of the agent drive it with the
+// real client (github.com/go-routeros/routeros/v3) over TCP.
 //
-// Fidelity rule: when the simulator and a real router disagree, the simulator
-// is wrong. Every behaviour is sourced from /work/shared/reference/routeros.md
-// (tags [C] confirmed, [3P] third party, [I] inference) in a comment beside
-// the code; the table below summarises.
+// Fidelity rule: when the simulator and a real router disagree, the
+// simulator is wrong. Sources are those of /work/shared/reference/routeros.md
+// (DESIGN.md section 7 summarises them); tags: [C] confirmed by MikroTik
+// documentation or a maintainer's capture, [3P] third party (user reports,
+// code run against real routers), [I] inference, unverified. Each behaviour
+// carries its source in a comment beside the code as well.
+//
+// # Using it
+//
+//	r, err := rossim.Listen("127.0.0.1:0", rossim.Options{User: "api", Password: "pw"})
+//	defer r.Close()
+//	// point the agent at r.Addr(); afterwards:
+//	for _, state := range r.History() {
+//		v := state.Evaluate(rossim.Packet{Chain: "input", InInterface: "ether1", ...})
+//	}
+//
+// cmd/routeros-sim serves the same router from the command line.
+//
+// # Behaviours and sources
+//
+//	behaviour                                                         source
+//	----------------------------------------------------------------  ------------------------------------------------
+//	words: 1-5 byte length prefixes, 0x00 inside a length is data     [C] API-doc; [3P] librouteros test_long_word
+//	first length byte >= 0xF8 is a control byte: connection ends      [C] API-doc
+//	sentence = words + empty word; empty sentences ignored            [C] API-doc
+//	=name=value (value may be empty or hold '='), .tag, ?query        [C] API-doc
+//	.tag echoed on every reply sentence (!re !trap !empty !done)      [C] API-doc "Tags"; [3P] socialwifi#102 (!empty)
+//	pipelined commands answered in order, each under its own tag      [C] API-doc (concurrent commands)
+//	!trap =message= [=category=] always followed by !done             [C] API-doc; go-routeros PR #16
+//	!done =ret=*HEX after add, =ret=N after print count-only          [C] REST-doc; librouteros-analysis
+//	!empty before !done of an empty print, only for >= 7.18           [C] 7.18 changelog; [3P] pear2/Net_RouterOS#80
+//	!fatal + bare word, then close: /quit "session terminated on      [C] cmd-notes; librouteros-analysis
+//	  request"; command before login "not logged in"                  [3P] @mhycy/routeros-client
+//	/login =name= =password= (6.43+); "invalid user name or           [C] API-doc; [3P] BenMenking/routeros-api#52,
+//	  password (6)"; connection stays open after a failure            go-routeros TestLoginIncorrectPost643; [I]
+//	legacy login: !done =ret=<challenge>, =response=00<md5 hex>,      [C] librouteros-analysis, go-routeros
+//	  failure "cannot log in" (Options.LegacyLogin)                      TestLoginPre643
+//	max sessions (default 20): extra connections accepted then closed [C] manual ip/service (default 20); [I] closing
+//	/cancel [=tag=]: !trap category 2 "interrupted" on the command,   [C] API-doc; librouteros-analysis
+//	  !done of /cancel, then !done of the command
+//	listen (and print =follow=, =follow-only=): !re per change,       [C] API-doc, cmd-notes; capture shows .dead=true
+//	  =.id= =.dead=true on removal; never ends by itself
+//	queries ?k=v ?=k=v ?k ?-k ?<k=v ?>k=v ?#(! & | . digits); stack   [C] API-doc; [3P] librouteros query.py (?=)
+//	  of true; absent property compares as ""                          [C] API-doc "?>comment=" example
+//	=.proplist= (listed order; bare !re when none present)            [C] API-doc; librouteros-analysis
+//	booleans print true/false; input yes/no/true/false                [C] REST-doc
+//	ids *HEX, increasing, never reused; bare numbers are no ids       [C] REST-doc; [3P] librouteros#20, mikrotik-mcp#128
+//	.id and numbers interchangeable, comma lists                      [C] REST-doc; [3P] terraform
+//	filter: one global ordered list; add place-before=*ID inserts     [C] manual print numbering; [3P] terraform,
+//	  before it; set rejects it "unknown parameter place-before"        terraform-provider-routeros#223
+//	move numbers=*A,*B destination=*D puts them before *D, in the     [3P] terraform resource_move.go, ansible;
+//	  order given; without destination: to the end                    [I] for the missing destination
+//	set =!prop= unsets; =prop= (empty) clears; unset value-name=      [3P] community.routeros api_modify; [I] unset
+//	enable/disable/remove/set on comma lists, all or nothing          [C] REST-doc (lists); [I] atomicity
+//	"failure: ports can be specified if proto is                      [3P] danikf/tik4net#52 (real router)
+//	  tcp,udp,udp-lite,dccp,sctp" (also for !tcp or no protocol)
+//	"unknown parameter <name>" (also read-only bytes, packets,        [3P] terraform #535, #223; [I] read-only
+//	  dynamic, invalid)
+//	"no such item (4)" for a missing or bare-number id                [3P] tik4net#13 and others (DESIGN.md: prefix)
+//	"input does not match any value of <prop>", category 1            [C] API-doc (interface); [3P] protocol, action;
+//	  (action, protocol, booleans, connection-state, in-interface,      [I] interface lists and booleans by analogy
+//	  in-interface-list and the like)
+//	"invalid value for argument <name>" for bad addresses and ports   [3P] reference 2.4
+//	"missing value(s) of argument(s) chain" (also list, address)      [3P] console text; API text unknown [I]
+//	"failure: no target chain specified" for jump without target      [3P] mikrotik-mcp#137 (live router)
+//	jump to a chain without rules: accepted, printed invalid=true,    [3P] mikrotik-mcp#137 ("0 I ... jump-target=
+//	  skipped by Evaluate; valid once the chain has a rule               probe-chain"); chains exist by use
+//	"failure: tcp-flags works only with tcp", "failure: icmp-options  [3P] CLI simulator following 7.16 captures
+//	  can be specified if proto is icmp"
+//	unknown path: "no such command or directory (<word>)" category 0  [3P] townet capture; home-assistant/core#68115
+//	  then "no such command prefix", then !done
+//	address normalisation: host bits cleared, /32 printed bare, a     [C] address-list doc, v2.9 manual;
+//	  range that is one prefix stored as the prefix                    [3P] socialwifi/RouterOS-api#62 (/32)
+//	address-list: text that is no address kept as a DNS name          [C] address-list doc (not resolved here)
+//	address-list duplicate (same list, same normalised address):      [C] REST-doc; per-list uniqueness [I]
+//	  "failure: already have such entry"
+//	address-list timeout= makes the entry dynamic; creation-time      [C] address-list doc; [3P] format (RouterOS-api#62)
+//	  "YYYY-MM-DD HH:MM:SS"
+//	protocol by name or number 0-255; printed by name when RouterOS   [3P] terraform validator (names); printing by
+//	  has one, else the number (compare by number)                      name follows exports [I]
+//	dynamic dummy rule "special dummy rule to show fasttrack          [C] manual statistics sample; [3P] 7.x routers
+//	  counters" at the top while a fasttrack rule exists; cannot be     [3P] 7.24.2 "cannot move builtin"; tik4net
+//	  moved/targeted ("cannot move builtin"), removed ("cannot          fake router (remove/change texts)
+//	  remove builtin") or changed ("cannot change builtin")
+//	printed filter row: .id chain action matchers log log-prefix      [I] reference 2.1 (consistent with captures)
+//	  bytes packets invalid dynamic disabled [comment]
+//	defconf: 11 filter rules, lists WAN (ether1) and LAN (bridge)     [3P] defconf exports, reference 2.5
+//	/system/resource, /system/identity, /interface, /interface/list   [I] field names and "7.x (stable)" as 7.x
+//	  (builtin all none dynamic static), /interface/list/member         prints them; values are plausible, not real
+//	Evaluate: rules in order, disabled/invalid skipped, accept drop   [C] Filter doc (chains, jump/return, implicit
+//	  reject decide (tarpit drops), jump/return, user chain falls       accept of built-in chains); [I] fasttrack is
+//	  through to the caller, built-in chain ends in accept;             treated as non-terminating (defconf accepts
+//	  passthrough/log/fasttrack/add-to-list continue                    the same states right after it)
+//
+// # What Evaluate does not model
+//
+// Probe packets are never NATed (connection-nat-state=dstnat never matches,
+// !dstnat always does) and never IPsec (ipsec-policy=...,none matches,
+// ...,ipsec does not). A rule with a matcher the evaluator does not model
+// (limit, tcp-flags, connection-mark, ...) never matches, and the trace says
+// so. Address-list entries stored as DNS names match nothing.
+//
+// # Faults and load
+//
+// Options.Latency / SetLatency delays every reply by a fixed time without
+// serialising pipelined commands; Options.WriteServiceTime /
+// SetWriteServiceTime makes each write take that long, with writes
+// serialised router-wide (RouterOS's configuration database); DropAfter
+// closes a connection abruptly after n more commands; InjectTrap answers
+// chosen commands with a trap and no effect. Exec (the local console) is
+// exempt from faults and from Stats.
+//
+// # History
+//
+// History holds the initial state and one state per successful write. Rows
+// are immutable and shared between states, and each write records only the
+// rows it changed, so 10,000 writes cost a few hundred kilobytes; History()
+// materialises the states on demand (O(states x rows): call it on small
+// scenarios, or set Options.HistoryLimit). HistoryLimit < 0 records nothing.
 package rossim
