@@ -1,0 +1,137 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/rampart-fw/rampart/controlplane/keys"
+)
+
+func enroll(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	err := run(context.Background(), append([]string{"enroll"}, args...), &out, &errOut)
+	return out.String(), err
+}
+
+func TestEnrollEnv(t *testing.T) {
+	dir := t.TempDir()
+	k, err := keys.LoadOrCreate(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := listDir(t, dir)
+	out, err := enroll(t, "--data-dir", dir, "--org", "org_demo", "--site", "site_hq", "--mqtt-url", "ssl://rampart.example.net:8883")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range []string{
+		"RAMPART_MQTT_URL=ssl://rampart.example.net:8883",
+		"RAMPART_ORG_ID=org_demo",
+		"RAMPART_SITE_ID=site_hq",
+		"RAMPART_SITE_SECRET=" + k.SiteSecret("org_demo", "site_hq"),
+		"RAMPART_ROUTEROS_ADDR=172.17.0.1:8728",
+		"RAMPART_ROUTEROS_USER=rampart-agent",
+		"RAMPART_ROUTEROS_PASSWORD=" + k.RouterOSPassword("org_demo", "site_hq"),
+		"RAMPART_ROUTEROS_TLS=false",
+		"RAMPART_STATE_DIR=/data",
+		"RAMPART_WAN_LIST=WAN",
+	} {
+		if !strings.Contains("\n"+out, "\n"+line+"\n") {
+			t.Errorf("enroll output lacks the line %q:\n%s", line, out)
+		}
+	}
+	// enroll reads the key file and nothing else: it never touches the
+	// database the server holds locked.
+	if after := listDir(t, dir); after != before {
+		t.Errorf("enroll changed the data directory: %s -> %s", before, after)
+	}
+}
+
+func TestEnrollScript(t *testing.T) {
+	dir := t.TempDir()
+	k, err := keys.LoadOrCreate(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	args := []string{"--data-dir", dir, "--org", "org_demo", "--site", "site_hq", "--mqtt-url", "tcp://10.0.0.5:1883",
+		"--rsc", "--arch", "arm", "--dir", "usb1/rampart", "--api-allow", "192.168.88.0/24,10.10.0.0/16"}
+	out, err := enroll(t, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		`:local tarball "rampart-agent-arm.tar"`,
+		`:local rootDir "usb1/rampart/root"`,
+		`:local apiPassword "` + k.RouterOSPassword("org_demo", "site_hq") + `"`,
+		`value="` + k.SiteSecret("org_demo", "site_hq") + `"`,
+		"available-from=172.17.0.0/24,192.168.88.0/24,10.10.0.0/16 ",
+		"/container/start $c",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("script lacks %q", want)
+		}
+	}
+	again, err := enroll(t, args...)
+	if err != nil || again != out {
+		t.Errorf("a second enroll printed a different script (err %v)", err)
+	}
+}
+
+func TestEnrollErrors(t *testing.T) {
+	initialised := t.TempDir()
+	if _, err := keys.LoadOrCreate(initialised); err != nil {
+		t.Fatal(err)
+	}
+	missing := filepath.Join(t.TempDir(), "never-started")
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"uninitialised data dir", []string{"--data-dir", missing, "--org", "o", "--site", "site_a", "--mqtt-url", "tcp://b:1883"}, "never run on this data directory"},
+		{"required flags", []string{"--data-dir", initialised}, "--org, --site, --mqtt-url required"},
+		{"bad site", []string{"--data-dir", initialised, "--org", "o", "--site", "hq", "--mqtt-url", "tcp://b:1883"}, "site:"},
+		{"bad url", []string{"--data-dir", initialised, "--org", "o", "--site", "site_a", "--mqtt-url", "http://b"}, "mqtt-url:"},
+		{"bad arch", []string{"--data-dir", initialised, "--org", "o", "--site", "site_a", "--mqtt-url", "tcp://b:1883", "--arch", "mips"}, "arm64, arm or amd64"},
+		{"bad gateway", []string{"--data-dir", initialised, "--org", "o", "--site", "site_a", "--mqtt-url", "tcp://b:1883", "--rsc", "--gateway", "10.0.0.1"}, "gateway:"},
+		{"bad api-allow", []string{"--data-dir", initialised, "--org", "o", "--site", "site_a", "--mqtt-url", "tcp://b:1883", "--rsc", "--api-allow", "lan"}, "not a prefix"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out, err := enroll(t, tc.args...)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("got %v, want an error containing %q", err, tc.want)
+			}
+			if out != "" {
+				t.Errorf("printed %q on error", out)
+			}
+		})
+	}
+	if _, err := os.Stat(missing); err == nil {
+		t.Error("enroll created the data directory it was pointed at")
+	}
+}
+
+func listDir(t *testing.T, dir string) string {
+	t.Helper()
+	var b strings.Builder
+	err := filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		b.WriteString(p + " " + info.ModTime().String() + ";")
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b.String()
+}
