@@ -82,7 +82,7 @@
 //	address-list duplicate (same list, same normalised address):      [C] REST-doc; per-list uniqueness [I]
 //	  "failure: already have such entry"
 //	address-list timeout= makes the entry dynamic; creation-time      [C] address-list doc; [3P] format (RouterOS-api#62)
-//	  "YYYY-MM-DD HH:MM:SS"
+//	  "YYYY-MM-DD HH:MM:SS" (timeouts do not count down or expire)
 //	protocol by name or number 0-255; printed by name when RouterOS   [3P] terraform validator (names); printing by
 //	  has one, else the number (compare by number)                      name follows exports [I]
 //	dynamic dummy rule "special dummy rule to show fasttrack          [C] manual statistics sample; [3P] 7.x routers

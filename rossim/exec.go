@@ -482,6 +482,12 @@ func (r *Router) check(t tableID, props map[string]string, self uint64) *Trap {
 			return &Trap{Message: "failure: already have such entry"}
 		}
 	case tIfMember:
+		if strings.HasPrefix(props["list"], "!") {
+			return errNoMatch("list")
+		}
+		if strings.HasPrefix(props["interface"], "!") {
+			return errNoMatch("interface")
+		}
 		if props["list"] == "" || props["interface"] == "" {
 			return &Trap{Message: "missing value(s) of argument(s) list, interface"}
 		}

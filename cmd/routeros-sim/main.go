@@ -7,6 +7,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -24,7 +25,7 @@ func main() {
 }
 
 // Main parses args, serves until ctx ends or a signal arrives.
-func Main(ctx context.Context, args []string, stderr *os.File) error {
+func Main(ctx context.Context, args []string, stderr io.Writer) error {
 	fs := flag.NewFlagSet("routeros-sim", flag.ContinueOnError)
 	var o rossim.Options
 	listen := fs.String("listen", "127.0.0.1:8728", "address of the API service")
