@@ -138,6 +138,7 @@ func checkNoGap(t *testing.T, label string, hist []rossim.Firewall, before, afte
 				t.Fatalf("%s: intermediate state %d/%d gives %s to %+v; before: %s, after: %s\ntrace: %v", label, k, len(hist)-1, v.Action, p, va[i], vb[i], v.Trace)
 			}
 		}
+		checkJumpsComplete(t, k, st)
 		if v := st.Evaluate(agentPath(guard)); v.Action != "accept" {
 			t.Fatalf("%s: intermediate state %d blocks the agent's own path: %v", label, k, v.Trace)
 		}

@@ -2,10 +2,17 @@ package agent
 
 import (
 	"context"
+	"fmt"
+	"maps"
+	"math/rand/v2"
 	"net/netip"
 	"net/url"
+	"slices"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/google/go-cmp/cmp"
 
 	"github.com/rampart-fw/rampart/agent/reconcile"
 	"github.com/rampart-fw/rampart/agent/render"
@@ -131,5 +138,326 @@ func TestApplySampleConverges(t *testing.T) {
 	}
 	if s.status.State != protocol.StateApplied || s.status.Rules != 3+5+5 || s.status.AddressEntries != 3 {
 		t.Errorf("status %+v", s.status)
+	}
+}
+
+// ids maps each managed key to its row id.
+func managedIDs(f rossim.Firewall) map[string]string {
+	m := map[string]string{}
+	for _, it := range f.Filter {
+		if k, _, ok := render.ParseComment(it["comment"]); ok {
+			m[k] = it[".id"]
+		}
+	}
+	return m
+}
+
+func ruleOf(d *protocol.DesiredState, id string) *protocol.Rule {
+	for i := range d.SecurityGroups {
+		for j := range d.SecurityGroups[i].Rules {
+			if d.SecurityGroups[i].Rules[j].ID == id {
+				return &d.SecurityGroups[i].Rules[j]
+			}
+		}
+	}
+	panic("no rule " + id)
+}
+
+func TestWriteCosts(t *testing.T) {
+	r := newSim(t, rossim.Options{})
+	s := newSimAgent(t, r)
+	base := sampleDoc(1)
+	s.apply(t, base)
+
+	tests := []struct {
+		name      string
+		mutate    func(*protocol.DesiredState)
+		maxWrites int
+	}{
+		{"same policy again", func(*protocol.DesiredState) {}, 0},
+		{"one rule changed (new id, as the API gives a changed rule)", func(d *protocol.DesiredState) {
+			*ruleOf(d, "fltr_https") = protocol.Rule{ID: "fltr_https2", Direction: "inbound", Order: 10, Protocol: 6, Port: "8443", Address: "0.0.0.0/0", Description: "HTTPS alt"}
+		}, 2},
+		{"one rule added", func(d *protocol.DesiredState) {
+			d.SecurityGroups[0].Rules = append(d.SecurityGroups[0].Rules, protocol.Rule{ID: "fltr_new", Direction: "inbound", Order: 20, Protocol: 17, Port: "500", Address: "192.0.2.0/24"})
+		}, 1},
+		{"one rule reordered", func(d *protocol.DesiredState) { ruleOf(d, "fltr_ssh").Order = 1 }, 1},
+		{"description changed", func(d *protocol.DesiredState) { ruleOf(d, "fltr_ssh").Description = "SSH, office" }, 1},
+		{"one prefix added to a list", func(d *protocol.DesiredState) {
+			d.PrefixLists[0].CIDRs = append(d.PrefixLists[0].CIDRs, "198.51.100.0/24")
+		}, 1},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s.apply(t, base) // back to the base policy
+			before := managedIDs(r.Snapshot())
+			r.ResetStats()
+			d := sampleDoc(uint64(100 + i))
+			tt.mutate(&d)
+			d.Seal()
+			s.apply(t, d)
+			if got := writes(r.Stats()); got > tt.maxWrites {
+				t.Errorf("%d writes %v, want at most %d", got, r.Stats().Writes, tt.maxWrites)
+			}
+			if s.status.Operations != writes(r.Stats()) {
+				t.Errorf("status counts %d operations, router saw %d", s.status.Operations, writes(r.Stats()))
+			}
+			if rest := s.remaining(t); len(rest) > 0 {
+				t.Fatalf("not converged: %v", rest)
+			}
+			after := managedIDs(r.Snapshot())
+			for k, id := range before {
+				if a, ok := after[k]; ok && a != id {
+					t.Errorf("unchanged row %s was rewritten: id %s → %s", k, id, a)
+				}
+			}
+		})
+	}
+}
+
+// foreign returns the rows Rampart does not own, without counters.
+func foreign(f rossim.Firewall) []rossim.Item {
+	var out []rossim.Item
+	for _, it := range slices.Concat(f.Filter, f.AddressList) {
+		if strings.HasPrefix(it["comment"], render.CommentPrefix) || strings.HasPrefix(it["chain"], "rampart-") || strings.HasPrefix(it["list"], render.ListPrefix) {
+			continue
+		}
+		c := maps.Clone(it)
+		delete(c, "bytes")
+		delete(c, "packets")
+		delete(c, "invalid")
+		out = append(out, c)
+	}
+	return out
+}
+
+func mustExec(t testing.TB, r *rossim.Router, words ...string) string {
+	t.Helper()
+	items, err := r.Exec(words...)
+	if err != nil {
+		t.Fatalf("%v: %v", words, err)
+	}
+	if len(items) == 1 {
+		return items[0]["ret"]
+	}
+	return ""
+}
+
+func TestForeignRulesUntouched(t *testing.T) {
+	r := newSim(t, rossim.Options{})
+	mustExec(t, r, "/ip/firewall/filter/add", "=chain=input", "=action=accept", "=protocol=tcp", "=dst-port=8291", "=comment=winbox from anywhere")
+	mustExec(t, r, "/ip/firewall/filter/add", "=chain=forward", "=action=drop", "=src-address=10.66.0.0/16", "=comment=rampart without colon is not ours")
+	mustExec(t, r, "/ip/firewall/filter/add", "=chain=my-chain", "=action=return")
+	mustExec(t, r, "/ip/firewall/address-list/add", "=list=office", "=address=203.0.113.0/24", "=comment=hand made")
+	mustExec(t, r, "/ip/firewall/address-list/add", "=list=rampart", "=address=198.51.100.1")
+	want := foreign(r.Snapshot())
+	s := newSimAgent(t, r)
+	rnd := rand.New(rand.NewPCG(3, 3))
+	for rev := uint64(1); rev <= 6; rev++ {
+		s.apply(t, randomPolicy(rnd, rev))
+		if diff := cmp.Diff(want, foreign(r.Snapshot())); diff != "" {
+			t.Fatalf("revision %d changed foreign rows (-want +got):\n%s", rev, diff)
+		}
+	}
+	s.apply(t, sampleDoc(7))
+	s.apply(t, doc(8, nil, nil))
+	if diff := cmp.Diff(want, foreign(r.Snapshot())); diff != "" {
+		t.Fatalf("removing the policy changed foreign rows (-want +got):\n%s", diff)
+	}
+}
+
+func TestEmptySiteRemovesEverything(t *testing.T) {
+	r := newSim(t, rossim.Options{})
+	initial := r.Snapshot()
+	s := newSimAgent(t, r)
+	s.apply(t, sampleDoc(1))
+	start := len(r.History()) - 1
+	s.apply(t, doc(2, nil, nil))
+	final := r.Snapshot()
+	if diff := cmp.Diff(foreign(initial), foreign(final)); diff != "" {
+		t.Errorf("(-initial +final):\n%s", diff)
+	}
+	if n := len(final.Filter) + len(final.AddressList); n != len(initial.Filter)+len(initial.AddressList) {
+		t.Errorf("%d rows left, want the %d of defconf", n, len(initial.Filter)+len(initial.AddressList))
+	}
+	// Jumps went first: no state had a jump into a chain missing its drop.
+	for k, st := range r.History()[start:] {
+		checkJumpsComplete(t, k, st)
+	}
+}
+
+// checkJumpsComplete asserts the invariant behind "jumps last, removed
+// first": a jump into an owned chain exists only while that chain ends in its
+// final drop.
+func checkJumpsComplete(t *testing.T, k int, f rossim.Firewall) {
+	t.Helper()
+	last := map[string]string{}
+	for _, it := range f.Filter {
+		last[it["chain"]] = it["comment"]
+	}
+	for _, it := range f.Filter {
+		if tgt := it["jump-target"]; strings.HasPrefix(tgt, "rampart-") {
+			key, _, _ := render.ParseComment(last[tgt])
+			if key != strings.TrimPrefix(tgt, "rampart-")+"/drop" {
+				t.Fatalf("state %d: jump %s into %s whose last row is %q", k, it[".id"], tgt, last[tgt])
+			}
+		}
+	}
+}
+
+func TestDriftRepairedInAnyOrder(t *testing.T) {
+	type edit struct {
+		name string
+		do   func(t *testing.T, r *rossim.Router, ids map[string]string)
+	}
+	edits := []edit{
+		{"rule edited", func(t *testing.T, r *rossim.Router, ids map[string]string) {
+			mustExec(t, r, "/ip/firewall/filter/set", "=.id="+ids["fltr_https"], "=dst-port=444")
+		}},
+		{"rule disabled", func(t *testing.T, r *rossim.Router, ids map[string]string) {
+			mustExec(t, r, "/ip/firewall/filter/disable", "=.id="+ids["fltr_ssh"])
+		}},
+		{"drop moved to the top", func(t *testing.T, r *rossim.Router, ids map[string]string) {
+			mustExec(t, r, "/ip/firewall/filter/move", "=numbers="+ids["in/drop"], "=destination="+ids["in/est"])
+		}},
+		{"jump deleted", func(t *testing.T, r *rossim.Router, ids map[string]string) {
+			mustExec(t, r, "/ip/firewall/filter/remove", "=.id="+ids["jump/forward-in"])
+		}},
+		{"unmarked rule added in an owned chain", func(t *testing.T, r *rossim.Router, ids map[string]string) {
+			mustExec(t, r, "/ip/firewall/filter/add", "=chain=rampart-in", "=action=accept", "=protocol=tcp", "=dst-port=3389", "=place-before="+ids["in/est"])
+		}},
+		{"matcher added to a managed rule", func(t *testing.T, r *rossim.Router, ids map[string]string) {
+			mustExec(t, r, "/ip/firewall/filter/set", "=.id="+ids["fltr_dns"], "=src-address=10.0.0.0/8")
+		}},
+		{"jump moved down", func(t *testing.T, r *rossim.Router, ids map[string]string) {
+			mustExec(t, r, "/ip/firewall/filter/move", "=numbers="+ids["jump/input"])
+		}},
+		{"entry removed", func(t *testing.T, r *rossim.Router, _ map[string]string) {
+			for _, it := range r.Snapshot().AddressList {
+				if it["list"] == "rampart-prfx_lst_office" {
+					mustExec(t, r, "/ip/firewall/address-list/remove", "=.id="+it[".id"])
+					return
+				}
+			}
+		}},
+		{"entry added by hand to an owned list", func(t *testing.T, r *rossim.Router, _ map[string]string) {
+			mustExec(t, r, "/ip/firewall/address-list/add", "=list=rampart-prfx_lst_office", "=address=8.8.8.8")
+		}},
+	}
+	for seed := range 4 {
+		rnd := rand.New(rand.NewPCG(uint64(seed), 9))
+		order := rnd.Perm(len(edits))
+		t.Run(fmt.Sprint(order), func(t *testing.T) {
+			r := newSim(t, rossim.Options{})
+			s := newSimAgent(t, r)
+			s.apply(t, sampleDoc(1))
+			clean := r.Snapshot()
+			total := 0
+			for i, k := range order[:3+seed] {
+				e := edits[k]
+				ids := managedIDs(r.Snapshot())
+				e.do(t, r, ids)
+				if len(s.remaining(t)) == 0 {
+					t.Fatalf("%s: the planner does not see the drift", e.name)
+				}
+				// Edits pile up before one resync repairs them all, or one
+				// at a time.
+				if i%2 == 1 || i == len(order[:3+seed])-1 {
+					if err := s.sync(context.Background()); err != nil {
+						t.Fatalf("sync after %s: %v", e.name, err)
+					}
+					if rest := s.remaining(t); len(rest) > 0 {
+						t.Fatalf("after %s not repaired: %v", e.name, rest)
+					}
+					if s.driftRepairs <= total {
+						t.Fatalf("after %s: drift repairs %d did not grow", e.name, s.driftRepairs)
+					}
+					total = s.driftRepairs
+				}
+			}
+			if s.status.DriftRepairs != total || s.status.State != protocol.StateApplied {
+				t.Errorf("status %+v, want applied with %d repairs", s.status, total)
+			}
+			now := r.Snapshot()
+			for _, p := range probes() {
+				if a, b := clean.Evaluate(p).Action, now.Evaluate(p).Action; a != b {
+					t.Fatalf("repaired firewall gives %s to %+v, the clean one %s", b, p, a)
+				}
+			}
+		})
+	}
+}
+
+func TestRouterDropsMidApply(t *testing.T) {
+	for _, n := range []int{1, 2, 4, 9, 17, 30} {
+		t.Run(fmt.Sprint(n), func(t *testing.T) {
+			r := newSim(t, rossim.Options{})
+			s := newSimAgent(t, r)
+			d := sampleDoc(1)
+			s.desired = &d
+			r.DropAfter(n)
+			var err error
+			for try := 0; try < 10; try++ {
+				if err = s.sync(context.Background()); err == nil {
+					break
+				}
+				if s.status.State != protocol.StateFailed || s.status.Error == "" {
+					t.Fatalf("failed sync reported %+v", s.status)
+				}
+			}
+			if err != nil {
+				t.Fatalf("never converged: %v", err)
+			}
+			if rest := s.remaining(t); len(rest) > 0 {
+				t.Fatalf("not converged: %v", rest)
+			}
+			hist := r.History()
+			checkNoGap(t, "interrupted first apply", hist, hist[0], hist[len(hist)-1], s.lastGuard)
+			if r.Stats().Logins < 2 {
+				t.Errorf("the agent never reconnected (%d logins)", r.Stats().Logins)
+			}
+		})
+	}
+}
+
+func TestTrapFailsThenRetrySucceeds(t *testing.T) {
+	r := newSim(t, rossim.Options{})
+	s := newSimAgent(t, r)
+	d := sampleDoc(1)
+	s.desired = &d
+	r.InjectTrap("/ip/firewall/filter/add", "failure: out of memory", 1)
+	if err := s.sync(context.Background()); err == nil {
+		t.Fatal("sync succeeded through an injected trap")
+	}
+	if s.status.State != protocol.StateFailed || !strings.Contains(s.status.Error, "out of memory") {
+		t.Fatalf("status %+v", s.status)
+	}
+	if err := s.sync(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if s.status.State != protocol.StateApplied {
+		t.Fatalf("status %+v", s.status)
+	}
+}
+
+func TestMissingWANListIsReportedBeforeAnyWrite(t *testing.T) {
+	r := newSim(t, rossim.Options{})
+	a, err := New(func() Config { c := testConfig(t, r.Addr()); c.WANList = "INTERNET"; return c }(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.router.Close() })
+	d := sampleDoc(1)
+	a.desired = &d
+	if err := a.sync(context.Background()); err == nil {
+		t.Fatal("sync succeeded without the WAN list")
+	}
+	for _, want := range []string{`interface list "INTERNET" does not exist`, EnvWANList} {
+		if !strings.Contains(a.status.Error, want) {
+			t.Errorf("error %q lacks %q", a.status.Error, want)
+		}
+	}
+	if n := writes(r.Stats()); n != 0 {
+		t.Errorf("%d writes before failing", n)
 	}
 }
