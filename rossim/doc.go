@@ -92,6 +92,9 @@
 //	printed filter row: .id chain action matchers log log-prefix      [I] reference 2.1 (consistent with captures)
 //	  bytes packets invalid dynamic disabled [comment]
 //	defconf: 11 filter rules, lists WAN (ether1) and LAN (bridge)     [3P] defconf exports, reference 2.5
+//	/interface/veth add/set/remove: the veth is also an interface     [C] manual containers/veth; [3P] duplicate name
+//	  (for lists and rules); "failure: already have interface with       text: community.routeros fake_api.py
+//	  such name"
 //	/system/resource, /system/identity, /interface, /interface/list   [I] field names and "7.x (stable)" as 7.x
 //	  (builtin all none dynamic static), /interface/list/member         prints them; values are plausible, not real
 //	Evaluate: rules in order, disabled/invalid skipped, accept drop   [C] Filter doc (chains, jump/return, implicit

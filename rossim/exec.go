@@ -73,6 +73,7 @@ var menus = map[string]menu{
 	"/ip/firewall/address-list": {tAddr, verbs("print getall listen add set unset remove enable disable")},
 	"/interface":                {tInterface, verbs("print getall listen")},
 	"/interface/list":           {tIfList, verbs("print getall listen add remove set")},
+	"/interface/veth":           {tVeth, verbs("print getall listen add set remove enable disable")},
 	"/interface/list/member":    {tIfMember, verbs("print getall listen add set unset remove enable disable")},
 	"/system/resource":          {-1, verbs("print getall")},
 	"/system/identity":          {-1, verbs("print getall set")},
@@ -409,6 +410,8 @@ func specFor(t tableID) map[string]propKind {
 		return memberSpec
 	case tIfList:
 		return ifListSpec
+	case tVeth:
+		return vethSpec
 	}
 	return nil
 }
@@ -496,6 +499,16 @@ func (r *Router) check(t tableID, props map[string]string, self uint64) *Trap {
 				return &Trap{Message: "failure: already have such entry"} // [I] same text as address lists
 			}
 		}
+	case tVeth:
+		if props["name"] == "" {
+			return &Trap{Message: "missing value(s) of argument(s) name"}
+		}
+		for _, i := range r.db.t[tInterface].rows {
+			if i.props["name"] == props["name"] && (self == 0 || i.props["veth"] != idString(self)) {
+				// [3P: community.routeros fake_api.py]
+				return &Trap{Message: "failure: already have interface with such name"}
+			}
+		}
 	case tIfList:
 		if props["name"] == "" {
 			return &Trap{Message: "missing value(s) of argument(s) name"}
@@ -540,6 +553,13 @@ func (r *Router) write(d *db, c *command, t tableID, verb string) (string, *Trap
 			}
 		}
 		d.insert(t, idx, nr)
+		if t == tVeth {
+			// A veth is also an interface, usable in lists and rules
+			// [C: manual containers/veth].
+			d.insert(tInterface, len(d.t[tInterface].rows), &row{id: d.newID(tInterface), props: map[string]string{
+				"name": props["name"], "type": "veth", "mtu": "1500", "actual-mtu": "1500", "link-downs": "0",
+				"running": "true", "slave": "false", "disabled": "false", "veth": idString(nr.id)}})
+		}
 		// add returns the new id in =ret= [C: REST-doc; librouteros-analysis].
 		return idString(nr.id), nil
 	case "set", "unset", "enable", "disable":
@@ -582,6 +602,9 @@ func (r *Router) write(d *db, c *command, t tableID, verb string) (string, *Trap
 		}
 		for _, nr := range rows {
 			d.replace(t, d.pos(t, nr.id), nr)
+			if t == tVeth {
+				r.syncVethInterface(d, nr)
+			}
 		}
 		return "", nil
 	case "remove":
@@ -597,6 +620,11 @@ func (r *Router) write(d *db, c *command, t tableID, verb string) (string, *Trap
 		for _, id := range ids {
 			if i := d.pos(t, id); i >= 0 {
 				d.delete(t, i)
+			}
+			if t == tVeth {
+				if i := r.vethInterface(d, id); i >= 0 {
+					d.delete(tInterface, i)
+				}
 			}
 		}
 		return "", nil
@@ -668,4 +696,25 @@ func (r *Router) move(d *db, c *command, t tableID) *Trap {
 		d.insert(t, idx+i, mr)
 	}
 	return nil
+}
+
+func (r *Router) vethInterface(d *db, veth uint64) int {
+	for i, x := range d.t[tInterface].rows {
+		if x.props["veth"] == idString(veth) {
+			return i
+		}
+	}
+	return -1
+}
+
+// syncVethInterface mirrors a veth's name and disabled flag on its interface.
+func (r *Router) syncVethInterface(d *db, v *row) {
+	i := r.vethInterface(d, v.id)
+	if i < 0 {
+		return
+	}
+	nr := d.t[tInterface].rows[i].clone()
+	nr.props["name"] = v.props["name"]
+	nr.props["disabled"] = or(v.props["disabled"], "false")
+	d.replace(tInterface, i, nr)
 }

@@ -527,3 +527,36 @@ func TestHistoryLimit(t *testing.T) {
 		}
 	}
 }
+
+// TestContainerVeth follows DESIGN.md section 8: the enroll script creates a
+// veth and puts it in LAN so defconf's input rule lets the agent reach the API.
+func TestContainerVeth(t *testing.T) {
+	r := start(t, Options{})
+	c := dial(t, r, "admin", "")
+	probe := pkt("input", "veth1", "", "172.17.0.2", "172.17.0.1", 6, 8728, "new")
+	if v := r.Snapshot().Evaluate(probe); v.Action != "drop" {
+		t.Fatalf("unknown interface not in LAN should be dropped: %+v", v)
+	}
+	if m := runErr(t, c, "/interface/list/member/add", "=list=LAN", "=interface=veth1"); m != "input does not match any value of interface" {
+		t.Fatalf("member with a missing interface: %q", m)
+	}
+	id := run(t, c, "/interface/veth/add", "=name=veth1", "=address=172.17.0.2/24", "=gateway=172.17.0.1").Done.Map["ret"]
+	if m := runErr(t, c, "/interface/veth/add", "=name=veth1"); m != "failure: already have interface with such name" {
+		t.Fatalf("duplicate veth: %q", m)
+	}
+	if n := len(run(t, c, "/interface/print", "?name=veth1", "?type=veth").Re); n != 1 {
+		t.Fatal("veth not listed in /interface")
+	}
+	run(t, c, "/interface/list/member/add", "=list=LAN", "=interface=veth1")
+	if v := r.Snapshot().Evaluate(probe); v.Action != "accept" {
+		t.Fatalf("veth in LAN: %+v", v)
+	}
+	run(t, c, "/interface/veth/set", "=.id="+id, "=name=veth-rampart")
+	if n := len(run(t, c, "/interface/print", "?name=veth-rampart").Re); n != 1 {
+		t.Fatal("rename not mirrored in /interface")
+	}
+	run(t, c, "/interface/veth/remove", "=.id="+id)
+	if n := len(run(t, c, "/interface/print", "?type=veth").Re); n != 0 {
+		t.Fatal("veth interface left behind")
+	}
+}

@@ -14,6 +14,7 @@ const (
 	tIfList
 	tIfMember
 	tInterface
+	tVeth
 	nTables
 )
 
@@ -175,7 +176,9 @@ var builtinChains = map[string]bool{"input": true, "forward": true, "output": tr
 // invalid (I), as a real router prints `0 I chain=forward action=jump
 // jump-target=probe-chain` [3P: jeff-nasseri/mikrotik-mcp#137, live router].
 // A chain exists as long as one rule names it [same source: "RouterOS accepts
-// them freely and creates them implicitly"].
+// them freely and creates them implicitly"; C: v2.9 manual, "If the input does
+// not match the name of an already defined chain, a new chain will be
+// created"].
 func (p *printer) jumpInvalid(r *row) bool {
 	if r.props["action"] != "jump" {
 		return false
@@ -202,6 +205,8 @@ func (p *printer) print(t tableID, r *row) []kv {
 		return printGeneric(r, []string{"list", "interface"}, []kv{{"dynamic", boolStr(r.dynamic)}, {"disabled", or(r.props["disabled"], "false")}})
 	case tInterface:
 		return printGeneric(r, interfaceOrder, nil)
+	case tVeth:
+		return printGeneric(r, []string{"name", "address", "gateway", "gateway6", "mac-address", "container-mac-address"}, []kv{{"running", "true"}, {"disabled", or(r.props["disabled"], "false")}})
 	}
 	return nil
 }

@@ -70,6 +70,9 @@ var addrSpec = specMap(addrProps)
 
 var memberSpec = specMap([]propSpec{{"list", kIfList}, {"interface", kIface}, {"disabled", kBool}, {"comment", kText}})
 
+var vethSpec = specMap([]propSpec{{"name", kName}, {"address", kText}, {"gateway", kText}, {"gateway6", kText},
+	{"mac-address", kText}, {"container-mac-address", kText}, {"disabled", kBool}, {"comment", kText}})
+
 var ifListSpec = specMap([]propSpec{{"name", kName}, {"include", kText}, {"exclude", kText}, {"comment", kText}})
 
 func specMap(ps []propSpec) map[string]propKind {
