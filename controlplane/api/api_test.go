@@ -1,6 +1,7 @@
 package api_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -11,12 +12,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/golang-jwt/jwt/v5"
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	cp "github.com/rampart-fw/rampart/controlplane"
 	"github.com/rampart-fw/rampart/controlplane/api"
+	"github.com/rampart-fw/rampart/controlplane/auth"
 )
 
 const orgA, orgB = "org_a", "org_b"
@@ -491,6 +494,45 @@ rampart_resources{kind="security_group",status="syncing"} 1
 	} {
 		if found[k] != want {
 			t.Errorf("%s = %v, want %v (all: %v)", k, found[k], want, found)
+		}
+	}
+}
+
+func TestAuthentication(t *testing.T) {
+	e := newEnv(t)
+	expired, err := auth.Mint(auth.MintOptions{Key: testKey, Org: orgA, TTL: time.Minute, Now: e.clock.Now().Add(-time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wrongKey, err := auth.Mint(auth.MintOptions{Key: bytes.Repeat([]byte("w"), 32), Org: orgA, TTL: time.Hour, Now: e.clock.Now()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wrongAud, err := auth.Mint(auth.MintOptions{Key: testKey, Org: orgA, Audience: "other", TTL: time.Hour, Now: e.clock.Now()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	none, err := jwt.NewWithClaims(jwt.SigningMethodNone, jwt.MapClaims{"org_id": orgA, "iss": auth.DefaultIssuer, "aud": auth.DefaultAudience,
+		"exp": e.clock.Now().Add(time.Hour).Unix()}).SignedString(jwt.UnsafeAllowNoneSignatureType)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, authz := range map[string]string{
+		"missing":        "",
+		"not bearer":     "Basic dXNlcjpwYXNz",
+		"garbage":        "Bearer garbage",
+		"alg none":       "Bearer " + none,
+		"wrong key":      "Bearer " + wrongKey,
+		"expired":        "Bearer " + expired,
+		"wrong audience": "Bearer " + wrongAud,
+	} {
+		r := e.doRaw("GET", "/vpc/security-groups", authz, nil)
+		er := r.errorResponse(t)
+		if r.status != http.StatusUnauthorized || er.Type != "authentication_error" || er.Code != cp.CodeUnauthenticated {
+			t.Errorf("%s: %d %s", name, r.status, r.body)
+		}
+		if strings.Contains(er.Message, strings.TrimPrefix(authz, "Bearer ")) && authz != "" {
+			t.Errorf("%s: message echoes the token", name)
 		}
 	}
 }

@@ -47,7 +47,7 @@ var testKey = bytes.Repeat([]byte("k"), 32)
 
 // env is a real API server over a real bbolt file.
 type env struct {
-	t      *testing.T
+	t      testing.TB
 	path   string
 	clock  *clock
 	store  *bolt.Store
@@ -78,7 +78,7 @@ func router(t testing.TB) routers.Router {
 	return specRouter
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t testing.TB) *env {
 	t.Helper()
 	e := &env{t: t, path: filepath.Join(t.TempDir(), "rampart.db"), clock: &clock{t: time.Date(2026, 11, 21, 10, 0, 0, 0, time.UTC)}, router: router(t)}
 	e.start()

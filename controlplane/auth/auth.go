@@ -20,7 +20,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/MicahParks/keyfunc/v3"
@@ -154,19 +153,6 @@ func reason(err error) string {
 		return "the token's signature does not verify (wrong key or algorithm)"
 	}
 	return "the token is not valid"
-}
-
-// BearerToken extracts the token of an "Authorization: Bearer" header.
-func BearerToken(r *http.Request) (string, error) {
-	h := r.Header.Get("Authorization")
-	if h == "" {
-		return "", fmt.Errorf("%w: send the header Authorization: Bearer <token> (mint one with `rampart-controlplane token`)", ErrUnauthenticated)
-	}
-	scheme, tok, ok := strings.Cut(h, " ")
-	if !ok || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(tok) == "" {
-		return "", fmt.Errorf("%w: the Authorization header must be \"Bearer <token>\"", ErrUnauthenticated)
-	}
-	return strings.TrimSpace(tok), nil
 }
 
 // MintOptions configures Mint.

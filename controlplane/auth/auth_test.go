@@ -1,0 +1,200 @@
+package auth_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"math/big"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/rampart-fw/rampart/controlplane/auth"
+)
+
+var (
+	key   = bytes.Repeat([]byte("s"), 32)
+	other = bytes.Repeat([]byte("o"), 32)
+	now   = time.Date(2026, 11, 21, 12, 0, 0, 0, time.UTC)
+)
+
+func hs256(t *testing.T, k []byte, claims jwt.MapClaims) string {
+	t.Helper()
+	s, err := jwt.NewWithClaims(jwt.SigningMethodHS256, claims).SignedString(k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func claims(mod func(jwt.MapClaims)) jwt.MapClaims {
+	c := jwt.MapClaims{"iss": auth.DefaultIssuer, "aud": auth.DefaultAudience, "exp": now.Add(time.Hour).Unix(), "iat": now.Unix(), "org_id": "org_a"}
+	if mod != nil {
+		mod(c)
+	}
+	return c
+}
+
+func noneToken(t *testing.T) string {
+	t.Helper()
+	s, err := jwt.NewWithClaims(jwt.SigningMethodNone, claims(nil)).SignedString(jwt.UnsafeAllowNoneSignatureType)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func TestEmbeddedHS256(t *testing.T) {
+	v, err := auth.New(context.Background(), auth.Options{HMACKey: key, Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	minted, err := auth.Mint(auth.MintOptions{Key: key, Org: "org_minted", TTL: time.Hour, Now: now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name    string
+		token   string
+		wantOrg string // "" means rejected
+	}{
+		{"minted by token subcommand", minted, "org_minted"},
+		{"valid", hs256(t, key, claims(nil)), "org_a"},
+		{"alg none", noneToken(t), ""},
+		{"wrong key", hs256(t, other, claims(nil)), ""},
+		{"expired", hs256(t, key, claims(func(c jwt.MapClaims) { c["exp"] = now.Add(-time.Hour).Unix() })), ""},
+		{"no exp", hs256(t, key, claims(func(c jwt.MapClaims) { delete(c, "exp") })), ""},
+		{"wrong audience", hs256(t, key, claims(func(c jwt.MapClaims) { c["aud"] = "someone-else" })), ""},
+		{"wrong issuer", hs256(t, key, claims(func(c jwt.MapClaims) { c["iss"] = "evil" })), ""},
+		{"no org claim", hs256(t, key, claims(func(c jwt.MapClaims) { delete(c, "org_id") })), ""},
+		{"org with topic wildcard", hs256(t, key, claims(func(c jwt.MapClaims) { c["org_id"] = "org/#" })), ""},
+		{"org not a string", hs256(t, key, claims(func(c jwt.MapClaims) { c["org_id"] = 7 })), ""},
+		{"garbage", "not.a.jwt", ""},
+		{"empty", "", ""},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			org, err := v.Verify(c.token)
+			if c.wantOrg == "" {
+				if err == nil || !errors.Is(err, auth.ErrUnauthenticated) {
+					t.Errorf("Verify = %q, %v; want ErrUnauthenticated", org, err)
+				}
+				return
+			}
+			if err != nil || org != c.wantOrg {
+				t.Errorf("Verify = %q, %v; want %q", org, err, c.wantOrg)
+			}
+		})
+	}
+}
+
+func TestCustomOrgClaim(t *testing.T) {
+	v, err := auth.New(context.Background(), auth.Options{HMACKey: key, OrgClaim: "https://example.com/org", Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok := hs256(t, key, claims(func(c jwt.MapClaims) { delete(c, "org_id"); c["https://example.com/org"] = "org_x" }))
+	if org, err := v.Verify(tok); err != nil || org != "org_x" {
+		t.Errorf("Verify = %q, %v", org, err)
+	}
+	if _, err := v.Verify(hs256(t, key, claims(nil))); err == nil {
+		t.Error("org_id accepted although the claim is configured otherwise")
+	}
+}
+
+func TestMintRejectsBadOrg(t *testing.T) {
+	if _, err := auth.Mint(auth.MintOptions{Key: key, Org: "a/b", TTL: time.Hour}); err == nil {
+		t.Error("Mint accepted org a/b")
+	}
+}
+
+// jwksServer serves the public half of k as a JWKS, as Auth0 does at
+// /.well-known/jwks.json.
+func jwksServer(t *testing.T, kid string, k *rsa.PublicKey) *httptest.Server {
+	t.Helper()
+	b64 := func(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }
+	body, _ := json.Marshal(map[string]any{"keys": []any{map[string]string{
+		"kty": "RSA", "kid": kid, "alg": "RS256", "use": "sig",
+		"n": b64(k.N.Bytes()), "e": b64(big.NewInt(int64(k.E)).Bytes()),
+	}}})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Write(body)
+	}))
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+func rs256(t *testing.T, kid string, k *rsa.PrivateKey, c jwt.MapClaims) string {
+	t.Helper()
+	tok := jwt.NewWithClaims(jwt.SigningMethodRS256, c)
+	tok.Header["kid"] = kid
+	s, err := tok.SignedString(k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func TestRS256FromJWKS(t *testing.T) {
+	signer, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stranger, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := jwksServer(t, "k1", &signer.PublicKey)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	const iss, aud = "https://tenant.auth0.example/", "https://rampart.example/api"
+	v, err := auth.New(ctx, auth.Options{JWKSURL: srv.URL, Issuer: iss, Audience: aud, HMACKey: key, Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	good := func(mod func(jwt.MapClaims)) jwt.MapClaims {
+		c := jwt.MapClaims{"iss": iss, "aud": []string{aud, "https://tenant.auth0.example/userinfo"}, "exp": now.Add(time.Hour).Unix(), "org_id": "org_auth0"}
+		if mod != nil {
+			mod(c)
+		}
+		return c
+	}
+	cases := []struct {
+		name    string
+		token   string
+		wantOrg string
+	}{
+		{"valid", rs256(t, "k1", signer, good(nil)), "org_auth0"},
+		{"signed by another key", rs256(t, "k1", stranger, good(nil)), ""},
+		{"unknown kid", rs256(t, "k2", stranger, good(nil)), ""},
+		{"wrong audience", rs256(t, "k1", signer, good(func(c jwt.MapClaims) { c["aud"] = "https://other.example" })), ""},
+		{"wrong issuer", rs256(t, "k1", signer, good(func(c jwt.MapClaims) { c["iss"] = "https://evil.example/" })), ""},
+		{"expired", rs256(t, "k1", signer, good(func(c jwt.MapClaims) { c["exp"] = now.Add(-time.Hour).Unix() })), ""},
+		// Embedded tokens are refused in production mode, even with the
+		// right HMAC key.
+		{"embedded HS256 token", hs256(t, key, claims(nil)), ""},
+		{"alg none", noneToken(t), ""},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			org, err := v.Verify(c.token)
+			if c.wantOrg == "" {
+				if !errors.Is(err, auth.ErrUnauthenticated) {
+					t.Errorf("Verify = %q, %v; want ErrUnauthenticated", org, err)
+				}
+				return
+			}
+			if err != nil || org != c.wantOrg {
+				t.Errorf("Verify = %q, %v; want %q", org, err, c.wantOrg)
+			}
+		})
+	}
+}
