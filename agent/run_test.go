@@ -1,0 +1,290 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	mochi "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/hooks/auth"
+	"github.com/mochi-mqtt/server/v2/listeners"
+	"github.com/mochi-mqtt/server/v2/packets"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/rampart-fw/rampart/agent/render"
+	"github.com/rampart-fw/rampart/protocol"
+	"github.com/rampart-fw/rampart/rossim"
+)
+
+// broker is an in-process mochi-mqtt broker that records what agents
+// publish.
+type broker struct {
+	srv  *mochi.Server
+	addr string
+
+	mu    sync.Mutex
+	last  map[string][]byte // topic → last payload
+	close sync.Once
+}
+
+func (b *broker) stop() { b.close.Do(func() { b.srv.Close() }) }
+
+func startBroker(t *testing.T) *broker {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &broker{addr: ln.Addr().String(), last: map[string][]byte{}}
+	b.srv = mochi.New(&mochi.Options{InlineClient: true, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err := b.srv.AddHook(new(auth.AllowHook), nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.srv.AddListener(listeners.NewNet("t", ln)); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.srv.Serve(); err != nil {
+		t.Fatal(err)
+	}
+	err = b.srv.Subscribe("rampart/v1/#", 1, func(_ *mochi.Client, _ packets.Subscription, pk packets.Packet) {
+		b.mu.Lock()
+		b.last[pk.TopicName] = append([]byte(nil), pk.Payload...)
+		b.mu.Unlock()
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.stop)
+	return b
+}
+
+func (b *broker) publish(t *testing.T, payload []byte, retain bool) {
+	t.Helper()
+	if err := b.srv.Publish(protocol.DesiredTopic(protocol.DefaultTopicRoot, "org_demo", "site_hq"), payload, retain, 1); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (b *broker) get(kind string) []byte {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.last[protocol.Topic(protocol.DefaultTopicRoot, "org_demo", "site_hq", kind)]
+}
+
+func (b *broker) status() protocol.SiteStatus {
+	var st protocol.SiteStatus
+	json.Unmarshal(b.get(protocol.KindStatus), &st)
+	return st
+}
+
+// eventually polls cond for up to 20 s: generous for a loaded CI machine.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// runAgent runs an agent until the test ends; stop ends it early.
+func runAgent(t *testing.T, cfg Config) (a *Agent, stop func()) {
+	t.Helper()
+	a, err := New(cfg, Options{RetryBase: 50 * time.Millisecond, RetryMax: 500 * time.Millisecond, Throttle: 10 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("Run: %v", err)
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return a, stop
+}
+
+func managedRows(r *rossim.Router) int {
+	n := 0
+	for _, it := range r.Snapshot().Filter {
+		if strings.HasPrefix(it["comment"], render.CommentPrefix) {
+			n++
+		}
+	}
+	return n
+}
+
+func marshal(t *testing.T, d protocol.DesiredState) []byte {
+	t.Helper()
+	b, err := json.Marshal(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func TestRunOverMQTT(t *testing.T) {
+	b := startBroker(t)
+	r := newSim(t, rossim.Options{})
+	cfg := testConfig(t, r.Addr())
+	cfg.MQTTURL, _ = url.Parse("tcp://" + b.addr)
+	cfg.MetricsAddr = "127.0.0.1:0"
+	b.publish(t, marshal(t, sampleDoc(1)), true)
+	a, stop := runAgent(t, cfg)
+
+	eventually(t, "status applied for revision 1", func() bool {
+		st := b.status()
+		return st.State == protocol.StateApplied && st.Revision == 1
+	})
+	st := b.status()
+	if st.Rules != 13 || st.AddressEntries != 3 || st.Operations == 0 || st.RouterOSVersion == "" || st.Board == "" || st.Epoch != "e1" {
+		t.Errorf("status %+v", st)
+	}
+	p, err := protocol.ParsePresence(b.get(protocol.KindPresence))
+	if err != nil || p.State != protocol.PresenceOnline || p.At.IsZero() {
+		t.Errorf("presence %s: %+v %v", b.get(protocol.KindPresence), p, err)
+	}
+	if managedRows(r) != 13 {
+		t.Fatalf("%d managed rows on the router", managedRows(r))
+	}
+
+	// Junk never reaches the router: stale, malformed, empty, for another
+	// site, tampered.
+	r.ResetStats()
+	stale := sampleDoc(1)
+	stale.SecurityGroups = nil
+	stale.Seal()
+	other := sampleDoc(5)
+	other.SiteID = "site_other"
+	tampered := sampleDoc(6)
+	tampered.SecurityGroups[0].Rules[0].Port = "1"
+	for _, junk := range [][]byte{marshal(t, stale), []byte("{not json"), []byte(" "), marshal(t, other), marshal(t, tampered)} {
+		b.publish(t, junk, false)
+	}
+	eventually(t, "the junk to be looked at", func() bool {
+		return testutil.ToFloat64(a.m.documents.WithLabelValues("invalid"))+testutil.ToFloat64(a.m.documents.WithLabelValues("stale")) >= 5
+	})
+	if got := testutil.ToFloat64(a.m.documents.WithLabelValues("stale")); got != 1 {
+		t.Errorf("stale documents %v, want 1", got)
+	}
+	if n := writes(r.Stats()); n != 0 {
+		t.Fatalf("junk caused %d writes", n)
+	}
+
+	// A newer revision applies.
+	d2 := sampleDoc(2)
+	d2.SecurityGroups[0].Rules = d2.SecurityGroups[0].Rules[1:] // drops the outbound DNS rule (sorted first)
+	d2.Seal()
+	b.publish(t, marshal(t, d2), true)
+	eventually(t, "status applied for revision 2", func() bool {
+		st := b.status()
+		return st.State == protocol.StateApplied && st.Revision == 2
+	})
+	if managedRows(r) != 2+5 {
+		t.Errorf("%d managed rows after revision 2, want 7", managedRows(r))
+	}
+
+	// Metrics and health.
+	get := func(path string) string {
+		resp, err := http.Get("http://" + a.MetricsAddr() + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != 200 {
+			t.Fatalf("%s: %s", path, resp.Status)
+		}
+		return string(body)
+	}
+	if h := get("/healthz"); !strings.Contains(h, "ok") {
+		t.Errorf("/healthz: %q", h)
+	}
+	m := get("/metrics")
+	for _, want := range []string{"rampart_agent_applied_revision 2", "rampart_agent_desired_revision 2", "rampart_agent_mqtt_connected 1", "rampart_agent_managed_rules 7", `rampart_agent_routeros_operations_total{kind="add"}`, `rampart_agent_applies_total{result="applied"}`} {
+		if !strings.Contains(m, want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+
+	// A clean stop says offline.
+	stop()
+	p, err = protocol.ParsePresence(b.get(protocol.KindPresence))
+	if err != nil || p.State != protocol.PresenceOffline {
+		t.Errorf("presence after stop: %s", b.get(protocol.KindPresence))
+	}
+}
+
+func TestRestartEnforcesCacheWithBrokerDown(t *testing.T) {
+	b := startBroker(t)
+	r := newSim(t, rossim.Options{})
+	cfg := testConfig(t, r.Addr())
+	cfg.MQTTURL, _ = url.Parse("tcp://" + b.addr)
+	b.publish(t, marshal(t, sampleDoc(4)), true)
+	_, stop := runAgent(t, cfg)
+	eventually(t, "applied", func() bool { return b.status().State == protocol.StateApplied })
+	stop()
+	b.stop()
+
+	// A new router (say, reset) and no broker at all: the cache still
+	// drives the firewall.
+	r2 := newSim(t, rossim.Options{})
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	dead := ln.Addr().String()
+	ln.Close()
+	cfg2 := cfg
+	cfg2.RouterOSAddr = r2.Addr()
+	cfg2.MQTTURL, _ = url.Parse("tcp://" + dead)
+	a2, _ := runAgent(t, cfg2)
+	eventually(t, "the cached policy on the new router", func() bool { return managedRows(r2) == 13 })
+	eventually(t, "applied revision 4", func() bool { return testutil.ToFloat64(a2.m.appliedRevision) == 4 })
+}
+
+func TestResyncRepairsDriftAndReports(t *testing.T) {
+	b := startBroker(t)
+	r := newSim(t, rossim.Options{})
+	cfg := testConfig(t, r.Addr())
+	cfg.MQTTURL, _ = url.Parse("tcp://" + b.addr)
+	cfg.ResyncInterval = 100 * time.Millisecond
+	b.publish(t, marshal(t, sampleDoc(1)), true)
+	a, _ := runAgent(t, cfg)
+	eventually(t, "applied", func() bool { return b.status().State == protocol.StateApplied })
+	ids := managedIDs(r.Snapshot())
+	mustExec(t, r, "/ip/firewall/filter/remove", "=.id="+ids["in/drop"])
+	eventually(t, "the drop to come back", func() bool { return managedRows(r) == 13 })
+	eventually(t, "a status with the repair", func() bool { return b.status().DriftRepairs >= 1 })
+	if got := testutil.ToFloat64(a.m.driftRepairs); got < 1 {
+		t.Errorf("drift repairs metric %v", got)
+	}
+}
+
+func TestFailedApplyIsReportedAndRetried(t *testing.T) {
+	b := startBroker(t)
+	r := newSim(t, rossim.Options{})
+	cfg := testConfig(t, r.Addr())
+	cfg.MQTTURL, _ = url.Parse("tcp://" + b.addr)
+	r.InjectTrap("/ip/firewall/filter/add", "failure: simulated", 2)
+	b.publish(t, marshal(t, sampleDoc(1)), true)
+	runAgent(t, cfg)
+	eventually(t, "a failed status", func() bool { return b.status().State == protocol.StateFailed })
+	if e := b.status().Error; !strings.Contains(e, "simulated") {
+		t.Errorf("error %q", e)
+	}
+	eventually(t, "applied after retries", func() bool { return b.status().State == protocol.StateApplied })
+}
