@@ -162,7 +162,7 @@ func TestExecAndSnapshot(t *testing.T) {
 		t.Fatalf("ret = %v", out)
 	}
 	_, err = r.Exec("/ip/firewall/address-list/add", "=list=office", "=address=203.0.113.0/24")
-	var trap Trap
+	var trap *Trap
 	if !errors.As(err, &trap) || trap.Message != "failure: already have such entry" {
 		t.Fatalf("duplicate add: %v", err)
 	}

@@ -42,10 +42,11 @@ type Options struct {
 // Item is one row as the API prints it, ".id" included.
 type Item map[string]string
 
-// Trap is an error the router answered with !trap.
+// Trap is an error the router answered with !trap. Exec returns it as
+// *Trap.
 type Trap struct{ Message, Category string }
 
-func (t Trap) Error() string { return t.Message }
+func (t *Trap) Error() string { return t.Message }
 
 // Stats counts what clients did over the network (Exec is not counted).
 type Stats struct {
@@ -301,17 +302,17 @@ func (r *Router) ResetStats() {
 // listen, /cancel, /login and /quit need a session and are refused.
 func (r *Router) Exec(words ...string) ([]Item, error) {
 	if len(words) == 0 {
-		return nil, Trap{Message: "no command"}
+		return nil, &Trap{Message: "no command"}
 	}
 	c := parseCommand(words)
 	if strings.HasSuffix(c.path, "/listen") || c.path == "/login" || c.path == "/cancel" || c.path == "/quit" {
-		return nil, Trap{Message: c.path + " needs an API session; Exec does not run it"}
+		return nil, &Trap{Message: c.path + " needs an API session; Exec does not run it"}
 	}
 	if _, ok := c.get("follow"); ok {
-		return nil, Trap{Message: "follow needs an API session; Exec does not run it"}
+		return nil, &Trap{Message: "follow needs an API session; Exec does not run it"}
 	}
 	if _, ok := c.get("follow-only"); ok {
-		return nil, Trap{Message: "follow-only needs an API session; Exec does not run it"}
+		return nil, &Trap{Message: "follow-only needs an API session; Exec does not run it"}
 	}
 	res := r.execute(c)
 	r.deliver(res.events)
@@ -319,7 +320,7 @@ func (r *Router) Exec(words ...string) ([]Item, error) {
 	for _, s := range res.sents {
 		switch s[0] {
 		case "!trap":
-			t := Trap{}
+			t := &Trap{}
 			for _, w := range s[1:] {
 				if v, ok := strings.CutPrefix(w, "=message="); ok {
 					t.Message = v
