@@ -32,6 +32,10 @@ type ScriptOptions struct {
 	// the api (or api-ssl) service stays reachable after the script
 	// restricts it.
 	APIAllowFrom []netip.Prefix
+	// Arch is the tarball's platform (arm64, arm or amd64). When set, the
+	// script warns if the router's architecture-name differs: the container
+	// would then fail with an exec format error.
+	Arch string
 	// NoDataMount keeps the agent's cache inside the container instead of
 	// a /data mount. The container then runs as the image's unprivileged
 	// user; with the mount it runs as root, because RouterOS creates a
@@ -82,6 +86,11 @@ func (o ScriptOptions) validate() error {
 	for _, p := range o.APIAllowFrom {
 		if !p.IsValid() || !p.Addr().Is4() || p != p.Masked() {
 			bad("api-allow", "%s: want an IPv4 prefix without host bits, e.g. 192.168.88.0/24", p)
+		}
+	}
+	if o.Arch != "" {
+		if _, err := PlatformOf(o.Arch); err != nil {
+			bad("arch", "%v", err)
 		}
 	}
 	for field, v := range map[string]string{"tarball": o.Tarball, "dir": o.Dir, "veth": o.Veth, "lan-list": o.LANList} {
@@ -185,6 +194,17 @@ func (s Site) Script(o ScriptOptions) (string, error) {
 	line(":if ([:len [/file/find where name=$tarball]] = 0) do={")
 	line("  :error (\"rampart: no file \" . $tarball . \"; upload the image tarball first (see the README)\")")
 	line("}")
+	if o.Arch != "" {
+		// architecture-name as /system/resource prints it [I: x86_64 on
+		// CHR and x86; arm64 and arm on MikroTik's ARM boards]; a warning,
+		// not an error, in case a release names it otherwise.
+		rosArch := map[string]string{"arm64": "arm64", "arm": "arm", "amd64": "x86_64"}[o.Arch]
+		line(":local arch \"\"")
+		line(":do { :set arch [/system/resource/get architecture-name] } on-error={}")
+		line(":if ($arch != \"\" && $arch != %s) do={", q(rosArch))
+		line("  :put (\"rampart: warning: this router is \" . $arch . \" but the tarball is for %s; build it with rampart-image --arch to match\")", o.Arch)
+		line("}")
+	}
 	line(":local dns \"\"")
 	line(":do { :set dns ([:tostr [/ip/dns/get servers]] . [:tostr [/ip/dns/get dynamic-servers]]) } on-error={ :set dns \"unknown\" }")
 	line(":if ($dns = \"\") do={")

@@ -192,6 +192,7 @@ func TestScriptOptionsRejected(t *testing.T) {
 		{"/32", container.ScriptOptions{ContainerAddress: netip.MustParsePrefix("10.9.0.2/32"), Gateway: netip.MustParseAddr("10.9.0.1")}, "container-address:"},
 		{"api-allow host bits", container.ScriptOptions{APIAllowFrom: []netip.Prefix{netip.MustParsePrefix("192.168.88.1/24")}}, "api-allow:"},
 		{"tarball newline", container.ScriptOptions{Tarball: "a.tar\n/system/reset-configuration"}, "tarball:"},
+		{"arch", container.ScriptOptions{Arch: "mips"}, "arch:"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := demoSite().Script(tc.o)
@@ -221,7 +222,7 @@ func step(t *testing.T, lines []string, from int, parts ...string) int {
 
 func TestScriptSteps(t *testing.T) {
 	s := demoSite()
-	script, err := s.Script(container.ScriptOptions{Tarball: "usb1/rampart-agent-arm64.tar", Dir: "usb1/rampart-agent"})
+	script, err := s.Script(container.ScriptOptions{Tarball: "usb1/rampart-agent-arm64.tar", Dir: "usb1/rampart-agent", Arch: "arm64"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -251,6 +252,8 @@ func TestScriptSteps(t *testing.T) {
 	step(t, codeLines, 0, ":local apiPassword", `"`+pw+`"`)
 	i = step(t, codeLines, i, "/system/resource/get version")
 	i = step(t, codeLines, i, "/file/find where name=$tarball")
+	i = step(t, codeLines, i, "/system/resource/get architecture-name")
+	i = step(t, codeLines, i, `$arch != "arm64"`)
 	rm := step(t, codeLines, i, ":foreach c in=[/container/find where comment=$tag]")
 	step(t, codeLines, rm, "/container/remove $c")
 	i = step(t, codeLines, rm, "/interface/veth/remove")
@@ -298,7 +301,7 @@ func TestScriptSteps(t *testing.T) {
 		t.Error("the script mentions an address-list or a timeout; it must never set one")
 	}
 
-	again, _ := demoSite().Script(container.ScriptOptions{Tarball: "usb1/rampart-agent-arm64.tar", Dir: "usb1/rampart-agent"})
+	again, _ := demoSite().Script(container.ScriptOptions{Tarball: "usb1/rampart-agent-arm64.tar", Dir: "usb1/rampart-agent", Arch: "arm64"})
 	if again != script {
 		t.Error("the same enrollment gave two different scripts")
 	}

@@ -110,6 +110,7 @@ The output contains the site's secrets.
 		LANList:      *lanList,
 		APIAllowFrom: apiAllow,
 		NoDataMount:  *noMount,
+		Arch:         *arch,
 	}
 	if o.Tarball == "" {
 		o.Tarball = "rampart-agent-" + *arch + ".tar"
