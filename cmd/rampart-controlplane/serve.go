@@ -188,8 +188,10 @@ func (m *Main) Close() error {
 	return errors.Join(errs...)
 }
 
+func newFlagSet() *flag.FlagSet { return flag.NewFlagSet("rampart-controlplane", flag.ContinueOnError) }
+
 func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("rampart-controlplane", flag.ContinueOnError)
+	fs := newFlagSet()
 	fs.SetOutput(stderr)
 	var c Config
 	bindConfig(fs, &c)
