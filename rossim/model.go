@@ -253,14 +253,15 @@ var interfaceOrder = []string{"name", "default-name", "type", "mtu", "actual-mtu
 func (p *printer) printFilter(r *row) []kv {
 	out := make([]kv, 0, len(r.props)+8)
 	out = append(out, kv{".id", idString(r.id)})
-	for _, s := range filterProps {
-		if s.name == "disabled" || s.name == "log" || s.name == "log-prefix" || s.name == "comment" {
+	for k, v := range r.props {
+		switch k {
+		case "disabled", "log", "log-prefix", "comment":
 			continue
 		}
-		if v, ok := r.props[s.name]; ok {
-			out = append(out, kv{s.name, v})
-		}
+		out = append(out, kv{k, v})
 	}
+	m := out[1:]
+	sort.Slice(m, func(i, j int) bool { return filterOrder[m[i].k] < filterOrder[m[j].k] })
 	if !r.builtin {
 		out = append(out, kv{"log", or(r.props["log"], "false")}, kv{"log-prefix", r.props["log-prefix"]})
 	}
@@ -302,7 +303,7 @@ func creationTime(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:
 // defconf loads RouterOS 7's default configuration for a router with one WAN
 // port (ether1) and a LAN bridge [3P: many mutually consistent defconf
 // exports, reference 2.5; pastebin 4r5VMWTC shows the same rule set].
-func (d *db) defconf(board string, now time.Time) {
+func (d *db) defconf(board string) {
 	ports := []string{"ether1", "ether2", "ether3", "ether4", "ether5", "ether6", "ether7", "ether8", "sfp-sfp-plus1"}
 	if !strings.HasPrefix(board, "RB5009") {
 		ports = ports[:5]
@@ -347,7 +348,6 @@ func (d *db) defconf(board string, now time.Time) {
 		d.insert(tFilter, len(d.t[tFilter].rows), &row{id: d.newID(tFilter), props: p})
 	}
 	d.syncDummy()
-	_ = now
 }
 
 func macFor(i int) string {

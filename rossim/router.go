@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/netip"
 	"strconv"
 	"strings"
 	"sync"
@@ -123,7 +122,7 @@ func New(opts Options) *Router {
 	}
 	r.latency.Store(int64(opts.Latency))
 	r.serviceTime.Store(int64(opts.WriteServiceTime))
-	r.db.defconf(opts.Board, r.started)
+	r.db.defconf(opts.Board)
 	r.db.rec = nil
 	r.hist.limit = opts.HistoryLimit
 	for i := range r.hist.base {
@@ -806,4 +805,3 @@ func ChallengeResponse(challenge []byte, password string) string {
 	return fmt.Sprintf("00%x", h.Sum(nil))
 }
 
-var _ = netip.Addr{}

@@ -53,6 +53,15 @@ var filterProps = []propSpec{
 
 var filterSpec = specMap(filterProps)
 
+// filterOrder is each filter property's place in print order.
+var filterOrder = func() map[string]int {
+	m := make(map[string]int, len(filterProps))
+	for i, p := range filterProps {
+		m[p.name] = i
+	}
+	return m
+}()
+
 // modelledMatchers are the matchers Evaluate understands; a rule with any
 // other matcher never matches a probe packet (documented in the package doc).
 var nonMatchers = map[string]bool{

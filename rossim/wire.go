@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 )
 
 // maxWordLen bounds one word read from a client. RouterOS limits what a client
@@ -67,6 +68,15 @@ func readWord(r *bufio.Reader) (string, error) {
 	if n > maxWordLen {
 		return "", fmt.Errorf("read word: length %d exceeds %d", n, maxWordLen)
 	}
+	if n > 64<<10 {
+		// Grow with the data that actually arrives, not with the
+		// length a client claims.
+		var b strings.Builder
+		if _, err := io.CopyN(&b, r, int64(n)); err != nil {
+			return "", unexpected(err)
+		}
+		return b.String(), nil
+	}
 	buf := make([]byte, n)
 	if _, err := io.ReadFull(r, buf); err != nil {
 		return "", unexpected(err)
@@ -127,6 +137,7 @@ func appendSentences(b []byte, sents [][]string, tag string) []byte {
 		for _, w := range s {
 			b = appendWord(b, w)
 		}
+		// !fatal ends the connection, not a command: it goes untagged [I].
 		if tag != "" && s[0] != "!fatal" {
 			b = appendWord(b, ".tag="+tag)
 		}

@@ -237,3 +237,27 @@ func TestEmptySentencesIgnored(t *testing.T) {
 		t.Fatal(d)
 	}
 }
+
+// FuzzReadSentence: arbitrary bytes never panic the reader, and what it
+// accepts re-encodes to a sentence it reads back identically.
+func FuzzReadSentence(f *testing.F) {
+	f.Add(appendSentences(nil, [][]string{{"/login", "=name=admin", "=password="}}, "1"))
+	f.Add([]byte{0x81, 0x00})
+	f.Add([]byte{0xF0, 0, 0, 0, 1, 'x', 0})
+	f.Add([]byte{0xF8})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		words, err := readSentence(bufio.NewReader(bytes.NewReader(b)))
+		if err != nil {
+			return
+		}
+		var enc []byte
+		for _, w := range words {
+			enc = appendWord(enc, w)
+		}
+		enc = append(enc, 0)
+		again, err := readSentence(bufio.NewReader(bytes.NewReader(enc)))
+		if err != nil || !cmp.Equal(words, again) {
+			t.Fatalf("round trip: %q -> %q, %v", words, again, err)
+		}
+	})
+}
