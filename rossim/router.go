@@ -804,4 +804,3 @@ func ChallengeResponse(challenge []byte, password string) string {
 	h.Write(challenge)
 	return fmt.Sprintf("00%x", h.Sum(nil))
 }
-
