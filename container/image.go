@@ -134,10 +134,13 @@ func BuildAgent(ctx context.Context, o Options, out string) error {
 	cmd.Dir = o.Dir
 	env := make([]string, 0, len(os.Environ())+4)
 	for _, kv := range os.Environ() {
-		// The host's GOFLAGS may carry -race or -cover (go test sets
-		// neither here, but a developer shell might): neither builds
-		// statically for another platform.
-		if !strings.HasPrefix(kv, "GOFLAGS=") && !strings.HasPrefix(kv, "GOARM=") {
+		// The host's GOFLAGS may carry -race or -cover, neither of which
+		// builds statically for another platform; a host's GOAMD64=v3 or
+		// GOARM64 would make a binary that some routers' CPUs cannot run.
+		// The platform's baseline (GOAMD64=v1, GOARM64=v8.0) is the default.
+		switch k, _, _ := strings.Cut(kv, "="); k {
+		case "GOFLAGS", "GOARM", "GOAMD64", "GOARM64", "GOOS", "GOARCH", "CGO_ENABLED":
+		default:
 			env = append(env, kv)
 		}
 	}

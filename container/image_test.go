@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"debug/buildinfo"
 	"debug/elf"
 	"encoding/hex"
 	"encoding/json"
@@ -214,6 +215,29 @@ func TestImageTarball(t *testing.T) {
 			}
 			if f.Section(".symtab") != nil {
 				t.Error("agent has a symbol table: not stripped (-s)")
+			}
+			bi, err := buildinfo.Read(bytes.NewReader(s.body["rampart-agent"]))
+			if err != nil {
+				t.Fatalf("agent build info: %v", err)
+			}
+			settings := map[string]string{}
+			for _, kv := range bi.Settings {
+				settings[kv.Key] = kv.Value
+			}
+			want := map[string]string{"CGO_ENABLED": "0", "GOOS": "linux", "GOARCH": tc.arch, "-trimpath": "true"} // -ldflags is not recorded with -trimpath; the symbol table check covers -s
+			switch tc.arch {
+			case "arm":
+				want["GOARM"] = "7"
+			case "amd64":
+				want["GOAMD64"] = "v1"
+			}
+			for k, v := range want {
+				if settings[k] != v {
+					t.Errorf("agent built with %s=%q, want %q", k, settings[k], v)
+				}
+			}
+			if bi.Path != container.AgentPackage {
+				t.Errorf("agent main package %q, want %q", bi.Path, container.AgentPackage)
 			}
 		})
 	}
