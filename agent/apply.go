@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -193,8 +192,8 @@ func (a *Agent) checkWAN(ctx context.Context) error {
 }
 
 // execute runs a plan and returns the number of writes the router accepted.
-// Phases run one after the other; the writes of a concurrent phase are spread
-// over the session pool.
+// Phases run one after the other; the writes of a concurrent phase are
+// pipelined on one session.
 func (a *Agent) execute(ctx context.Context, ops []reconcile.Op) (int, error) {
 	if len(ops) == 0 {
 		return 0, nil
@@ -207,6 +206,16 @@ func (a *Agent) execute(ctx context.Context, ops []reconcile.Op) (int, error) {
 		}
 		return id
 	}
+	ok := func(i int, ret string) {
+		writes.Add(1)
+		a.m.operations.WithLabelValues(string(ops[i].Kind)).Inc()
+		ids[i] = ret
+	}
+	tolerate := func(op reconcile.Op, err error) bool {
+		// Someone (or an earlier, interrupted apply) added the entry; the
+		// read-back repairs its comment if needed.
+		return op.Kind == reconcile.Add && op.Path == reconcile.AddressListPath && routeros.IsTrap(err, "already have such entry")
+	}
 	run := func(s *routeros.Session, i int) error {
 		op := ops[i]
 		words := op.Words(resolve)
@@ -215,16 +224,12 @@ func (a *Agent) execute(ctx context.Context, ops []reconcile.Op) (int, error) {
 		}
 		_, ret, err := s.Run(words...)
 		if err != nil {
-			if op.Kind == reconcile.Add && op.Path == reconcile.AddressListPath && routeros.IsTrap(err, "already have such entry") {
-				// Someone (or an earlier, interrupted apply) added it; the
-				// read-back repairs its comment if needed.
+			if tolerate(op, err) {
 				return nil
 			}
 			return fmt.Errorf("%s: %w", op, err)
 		}
-		writes.Add(1)
-		a.m.operations.WithLabelValues(string(op.Kind)).Inc()
-		ids[i] = ret
+		ok(i, ret)
 		return nil
 	}
 	for start := 0; start < len(ops); {
@@ -234,7 +239,7 @@ func (a *Agent) execute(ctx context.Context, ops []reconcile.Op) (int, error) {
 		}
 		var err error
 		if ops[start].Phase.Concurrent() && end-start > 1 {
-			err = a.parallel(ctx, start, end, run)
+			err = a.pipelined(ctx, ops, start, end, resolve, ok, tolerate)
 		} else {
 			err = a.sequential(ctx, start, end, run)
 		}
@@ -263,44 +268,40 @@ func (a *Agent) sequential(ctx context.Context, start, end int, run func(*router
 	return nil
 }
 
-func (a *Agent) parallel(ctx context.Context, start, end int, run func(*routeros.Session, int) error) error {
-	work := make(chan int)
-	workers := min(a.router.Size(), end-start)
-	var wg sync.WaitGroup
-	var once sync.Once
-	var first error
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	for range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			s, err := a.router.Acquire(ctx)
-			if err != nil {
-				once.Do(func() { first = err; cancel() })
-				return
-			}
-			defer a.router.Release(s)
-			for i := range work {
-				if err := run(s, i); err != nil {
-					once.Do(func() { first = err; cancel() })
-					return
-				}
-			}
-		}()
+// pipelineWindow is how many independent writes are in flight on one
+// session: enough to cover a few milliseconds of round trip at the write
+// rate of a router, small enough to keep a router's API queue short.
+const pipelineWindow = 64
+
+// pipelined runs the independent writes ops[start:end] on one session with
+// up to pipelineWindow in flight.
+func (a *Agent) pipelined(ctx context.Context, ops []reconcile.Op, start, end int, resolve func(string) string, ok func(i int, ret string), tolerate func(reconcile.Op, error) bool) error {
+	s, err := a.router.Acquire(ctx)
+	if err != nil {
+		return err
 	}
-feed:
+	defer a.router.Release(s)
+	cmds := make([][]string, 0, end-start)
+	index := make([]int, 0, end-start)
 	for i := start; i < end; i++ {
-		select {
-		case work <- i:
-		case <-ctx.Done():
-			break feed
+		if w := ops[i].Words(resolve); w != nil {
+			cmds = append(cmds, w)
+			index = append(index, i)
 		}
 	}
-	close(work)
-	wg.Wait()
-	if first == nil && ctx.Err() != nil {
-		first = ctx.Err()
+	var first error
+	perr := s.Pipeline(cmds, pipelineWindow, func(k int, ret string, err error) {
+		i := index[k]
+		switch {
+		case err == nil:
+			ok(i, ret)
+		case tolerate(ops[i], err):
+		case first == nil:
+			first = fmt.Errorf("%s: %w", ops[i], err)
+		}
+	})
+	if perr != nil {
+		return perr
 	}
 	return first
 }

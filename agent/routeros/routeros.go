@@ -15,10 +15,13 @@
 //
 // # Sessions
 //
-// A Client holds a small pool of logged-in sessions. Ordered writes go
-// through one session; independent writes (address-list entries) are spread
-// over all of them, so a large apply is bound by the router's write rate, not
-// by one round trip per write.
+// A Client holds a small pool of logged-in sessions, each used by one
+// goroutine at a time. Ordered writes (filter rules) go one at a time through
+// a session: RouterOS may run the commands of one connection concurrently, so
+// only waiting for each reply guarantees their order. Independent writes
+// (address-list entries) are pipelined on one session (Session.Pipeline):
+// up to a window of tagged commands in flight, so a large apply is bound by
+// the router's write rate, not by one round trip per write.
 package routeros
 
 import (
@@ -29,11 +32,13 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	ros "github.com/go-routeros/routeros/v3"
+	"github.com/go-routeros/routeros/v3/proto"
 )
 
 // Item is one printed row.
@@ -64,7 +69,7 @@ type Options struct {
 	TLSConfig *tls.Config
 	// Timeout bounds every command and the login; zero means 15 s.
 	Timeout time.Duration
-	// Sessions is the pool size; zero means 4.
+	// Sessions is the pool size; zero means 2.
 	Sessions int
 	Logger   *slog.Logger
 }
@@ -151,6 +156,92 @@ func (s *Session) Run(words ...string) ([]Item, string, error) {
 	return items, ret, nil
 }
 
+// Pipeline sends cmds over the session with up to window commands in flight
+// (tagged; go-routeros's own asynchronous mode is not used, see the package
+// doc) and calls done(i, ret, err) as each reply completes, in reply order.
+// A *Trap is reported per command and does not stop the pipeline; any other
+// error stops it, breaks the session and is returned.
+//
+// Use it only for commands whose relative order does not matter: RouterOS
+// may run the commands of one connection concurrently.
+func (s *Session) Pipeline(cmds [][]string, window int, done func(i int, ret string, err error)) error {
+	if s.broken {
+		return errors.New("session is broken")
+	}
+	if window < 1 {
+		window = 1
+	}
+	w := proto.NewWriter(s.conn)
+	r := proto.NewReader(s.conn)
+	sem := make(chan struct{}, window)
+	stop := make(chan struct{})
+	writeErr := make(chan error, 1)
+	go func() {
+		for i, words := range cmds {
+			select {
+			case sem <- struct{}{}:
+			case <-stop:
+				writeErr <- nil
+				return
+			}
+			w.BeginSentence()
+			for _, word := range words {
+				w.WriteWord(word)
+			}
+			w.WriteWord(".tag=p" + strconv.Itoa(i))
+			if err := w.EndSentence(); err != nil {
+				writeErr <- fmt.Errorf("send %s: %w", words[0], err)
+				return
+			}
+		}
+		writeErr <- nil
+	}()
+	traps := map[string]string{}
+	var err error
+	for remaining := len(cmds); remaining > 0 && err == nil; {
+		if e := s.conn.SetDeadline(time.Now().Add(s.timeout)); e != nil {
+			err = e
+			break
+		}
+		sen, e := r.ReadSentence()
+		if e != nil {
+			err = fmt.Errorf("read pipelined reply: %w", e)
+			break
+		}
+		i, perr := strconv.Atoi(strings.TrimPrefix(sen.Tag, "p"))
+		if perr != nil || i < 0 || i >= len(cmds) {
+			err = fmt.Errorf("pipelined reply %s with unknown tag %q", sen.Word, sen.Tag)
+			break
+		}
+		switch sen.Word {
+		case "!re", "!empty":
+		case "!trap":
+			traps[sen.Tag] = sen.Map["message"]
+		case "!done":
+			if msg, ok := traps[sen.Tag]; ok {
+				delete(traps, sen.Tag)
+				done(i, "", &Trap{Command: cmds[i][0], Message: msg})
+			} else {
+				done(i, sen.Map["ret"], nil)
+			}
+			remaining--
+			<-sem
+		default:
+			err = fmt.Errorf("pipelined reply: unexpected %s", sen.Word)
+		}
+	}
+	close(stop)
+	if err != nil {
+		s.broken = true
+		s.conn.Close() // unblocks the writer
+	}
+	if werr := <-writeErr; err == nil && werr != nil {
+		s.broken = true
+		err = werr
+	}
+	return err
+}
+
 // Broken reports whether the session must be replaced.
 func (s *Session) Broken() bool { return s.broken }
 
@@ -169,7 +260,7 @@ type Client struct {
 // New makes a Client; sessions are dialled on first use.
 func New(o Options) *Client {
 	if o.Sessions <= 0 {
-		o.Sessions = 4
+		o.Sessions = 2
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
