@@ -2,8 +2,10 @@ package rossim
 
 import (
 	"errors"
+	"log/slog"
 	"net"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -145,12 +147,30 @@ func TestLoginPrintAddSetRemoveMove(t *testing.T) {
 }
 
 func TestWrongPasswordTraps(t *testing.T) {
-	r := start(t, Options{User: "api", Password: "secret"})
+	var logs strings.Builder
+	var mu sync.Mutex
+	r := start(t, Options{User: "api", Password: "secret", Logger: slog.New(slog.NewJSONHandler(writerFunc(func(p []byte) (int, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		return logs.Write(p)
+	}), &slog.HandlerOptions{Level: slog.LevelDebug}))})
 	_, err := tryDial(r, "api", "wrong")
 	if err == nil || !strings.Contains(err.Error(), "invalid user name or password (6)") {
 		t.Fatalf("login with a wrong password: %v", err)
 	}
+	// The failed login is logged (RouterOS logs every API login attempt).
+	c := dial(t, r, "api", "secret")
+	run(t, c, "/system/identity/print")
+	mu.Lock()
+	defer mu.Unlock()
+	if !strings.Contains(logs.String(), `"msg":"api login failed"`) || !strings.Contains(logs.String(), `"command":"/system/identity/print"`) {
+		t.Fatalf("logs: %s", logs.String())
+	}
 }
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
 
 func TestExecAndSnapshot(t *testing.T) {
 	r := New(Options{})

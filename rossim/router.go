@@ -2,6 +2,7 @@ package rossim
 
 import (
 	"bufio"
+	"context"
 	"crypto/md5" //nolint:gosec // the legacy RouterOS login is MD5 by definition
 	"crypto/rand"
 	"encoding/hex"
@@ -715,6 +716,9 @@ func (s *session) handle(c *command) bool {
 		res = trapResult(&Trap{Message: injected})
 	} else {
 		res = r.execute(c)
+	}
+	if r.log.Enabled(context.Background(), slog.LevelDebug) && len(res.sents) > 0 {
+		r.log.Debug("api command", "command", c.path, "tag", c.tag, "reply", res.sents[len(res.sents)-1], "write", res.write)
 	}
 	if res.write != "" {
 		r.mu.Lock()
