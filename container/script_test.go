@@ -242,6 +242,17 @@ func TestScriptSteps(t *testing.T) {
 			codeLines = append(codeLines, tl)
 		}
 	}
+	// Every statement is a scripting command or an absolute menu path (a
+	// relative one would depend on the terminal's current menu).
+	for _, l := range codeLines {
+		ok := l == "{" || l == "}" || l == "} else={"
+		for _, p := range []string{":local ", ":set ", ":if ", ":do ", ":foreach ", ":while ", ":error ", ":put ", ":return ", "/container/", "/interface/", "/ip/", "/user/", "/system/", "/file/"} {
+			ok = ok || strings.HasPrefix(l, p)
+		}
+		if !ok {
+			t.Errorf("statement %q is neither a scripting command nor an absolute path", l)
+		}
+	}
 	if codeLines[0] != "{" || codeLines[len(codeLines)-1] != "}" {
 		t.Errorf("script is not one block: starts %q, ends %q", codeLines[0], codeLines[len(codeLines)-1])
 	}
