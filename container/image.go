@@ -35,7 +35,7 @@ const (
 	// owns /data in the image. Runtimes that create volumes from the image's
 	// directory (Docker, podman) keep that ownership. RouterOS creates mount
 	// sources owned by root and has no chown, so Script runs the container as
-	// root when it mounts /data (see ScriptOptions.DataMount).
+	// root when it mounts /data (see ScriptOptions.NoDataMount).
 	ImageUser = "65532:65532"
 	// StateDir is the agent's state directory inside the container, a volume.
 	StateDir = "/data"
