@@ -6,6 +6,8 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"github.com/segmentio/ksuid"
+
 	"github.com/rampart-fw/rampart/protocol"
 )
 
@@ -140,12 +142,28 @@ func (w *SecurityGroupWrite) NewSecurityGroup(org, id string) SecurityGroup {
 	if g.Sites == nil {
 		g.Sites = []string{}
 	}
+	ids := newIDs(FilterRuleIDPrefix)
 	for i, r := range w.Rules {
-		g.Rules[i] = FilterRule{ID: NewID(FilterRuleIDPrefix), Direction: r.Direction, Order: r.Order, Protocol: r.Protocol,
+		g.Rules[i] = FilterRule{ID: ids(), Direction: r.Direction, Order: r.Order, Protocol: r.Protocol,
 			Port: r.Port, Address: r.Address, Description: r.Description}
 	}
 	slices.SortStableFunc(g.Rules, func(a, b FilterRule) int { return a.Order - b.Order })
 	return g
+}
+
+// newIDs returns a generator of ids for one write: a KSUID sequence from
+// one random seed, so a 250-rule group costs one random read instead of 250
+// (a sequence holds 65536 ids, far more than a write needs).
+func newIDs(prefix string) func() string {
+	seq := ksuid.Sequence{Seed: ksuid.New()}
+	return func() string {
+		id, err := seq.Next()
+		if err != nil { // exhausted: start a new seed
+			seq = ksuid.Sequence{Seed: ksuid.New()}
+			id, _ = seq.Next()
+		}
+		return prefix + id.String()
+	}
 }
 
 // KeepRuleIDs gives each rule of next the id of an unused rule of prev that
@@ -172,8 +190,9 @@ func (w *PrefixListWrite) NewPrefixList(org, id string) PrefixList {
 	if l.Sites == nil {
 		l.Sites = []string{}
 	}
+	ids := newIDs(PrefixIDPrefix)
 	for i, p := range w.Prefixes {
-		l.Prefixes[i] = Prefix{ID: NewID(PrefixIDPrefix), CIDR: p.CIDR, Description: p.Description}
+		l.Prefixes[i] = Prefix{ID: ids(), CIDR: p.CIDR, Description: p.Description}
 	}
 	return l
 }

@@ -536,3 +536,27 @@ func TestAuthentication(t *testing.T) {
 		}
 	}
 }
+
+// TestStatusSpliceIgnoresLookalikes stores text that looks like the status
+// field and checks that reads (which splice the current status into the
+// stored JSON) change only the real field.
+func TestStatusSpliceIgnoresLookalikes(t *testing.T) {
+	e := newEnv(t)
+	tricky := `x","status":"active","y":"`
+	g := e.createGroup(orgA, cp.SecurityGroupWrite{Name: tricky, Description: ptr(tricky), Rules: []cp.FilterRuleWrite{}, Sites: []string{"site_a"}})
+	e.clock.Advance(time.Hour)
+	for _, path := range []string{"/vpc/security-groups/" + g.ID, "/vpc/security-groups"} {
+		r := e.do("GET", path, orgA, nil)
+		var got cp.SecurityGroup
+		if strings.HasSuffix(path, "groups") {
+			var all []cp.SecurityGroup
+			r.decode(t, &all)
+			got = all[0]
+		} else {
+			r.decode(t, &got)
+		}
+		if got.Name != tricky || got.Description != tricky || got.Status != cp.StatusFailed {
+			t.Errorf("GET %s: name %q, description %q, status %q", path, got.Name, got.Description, got.Status)
+		}
+	}
+}

@@ -3,8 +3,9 @@
 // # Layout
 //
 //	meta                      epoch: random id created once, the store's identity
-//	orgs/<org>/groups/<id>    JSON groupRecord (the group and its SyncState)
-//	orgs/<org>/lists/<id>     JSON listRecord
+//	orgs/<org>/groups/<id>    the group as the API's JSON (status as of the write)
+//	orgs/<org>/lists/<id>     the prefix list as the API's JSON
+//	orgs/<org>/sync/<kind>\x00<id>   JSON controlplane.SyncState of a group or list
 //	orgs/<org>/refs/<list>\x00<group>   a group's rule refers to a prefix list
 //	orgs/<org>/sites/<site>   JSON controlplane.Site
 //	orgs/<org>/sitedata/<site>  the Revisioner's own per-site bytes
@@ -22,6 +23,13 @@
 // what depends on stored state is checked (existence, lock, references). By
 // default writes go through bbolt's Batch, which coalesces concurrent writers
 // into one fsync; Options.NoBatch uses one Update per write instead.
+//
+// Writes are optimistic so that the expensive part (decoding the stored
+// resource, keeping rule ids, encoding the new one) runs outside bbolt's
+// single writer: a replace reads the stored bytes in a read transaction,
+// prepares the new value, and inside the write transaction only checks that
+// the stored bytes are still the same (else it starts over). Reads serve the
+// stored JSON with the current status spliced in, without decoding it.
 //
 // # Status
 //
@@ -41,6 +49,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -80,6 +89,7 @@ var (
 	bucketRefs     = []byte("refs")
 	bucketSites    = []byte("sites")
 	bucketSiteData = []byte("sitedata")
+	bucketSync     = []byte("sync")
 
 	keyEpoch = []byte("epoch")
 )
@@ -186,14 +196,56 @@ func (s *Store) write(ctx context.Context, fn func(tx *bolt.Tx) error) error {
 
 // --- records and keys ---
 
-type groupRecord struct {
-	cp.SecurityGroup
-	Sync cp.SyncState `json:"sync"`
+// errConflict means the stored resource changed between the optimistic read
+// and the write transaction; the write starts over.
+var errConflict = errors.New("concurrent write")
+
+func kindBucket(kind string) []byte {
+	if kind == cp.KindSecurityGroup {
+		return bucketGroups
+	}
+	return bucketLists
 }
 
-type listRecord struct {
-	cp.PrefixList
-	Sync cp.SyncState `json:"sync"`
+func readSync(ob *bolt.Bucket, kind, id string) (cp.SyncState, error) {
+	var st cp.SyncState
+	v := ob.Bucket(bucketSync).Get(key(kind, id))
+	if v == nil {
+		return cp.SyncState{Status: cp.StatusActive}, nil
+	}
+	if err := json.Unmarshal(v, &st); err != nil {
+		return st, fmt.Errorf("decode sync state of %s: %w", id, err)
+	}
+	return st, nil
+}
+
+func writeSync(ob *bolt.Bucket, kind, id string, st *cp.SyncState) error {
+	if st == nil {
+		return ob.Bucket(bucketSync).Delete(key(kind, id))
+	}
+	return putJSON(ob.Bucket(bucketSync), string(key(kind, id)), st)
+}
+
+var statusField = []byte(`,"status":"`)
+
+// spliceStatus returns the stored JSON of a resource with its status
+// replaced. A JSON string cannot contain an unescaped quote, so the first
+// `,"status":"` is the top-level field (it follows id, name and
+// description, which the encoder writes first).
+func spliceStatus(raw []byte, st cp.Status) []byte {
+	i := bytes.Index(raw, statusField)
+	if i < 0 {
+		return slices.Clone(raw)
+	}
+	start := i + len(statusField)
+	end := bytes.IndexByte(raw[start:], '"')
+	if end < 0 {
+		return slices.Clone(raw)
+	}
+	out := make([]byte, 0, len(raw)+8)
+	out = append(out, raw[:start]...)
+	out = append(out, st...)
+	return append(out, raw[start+end:]...)
 }
 
 func orgBucket(tx *bolt.Tx, org string, create bool) (*bolt.Bucket, error) {
@@ -205,7 +257,7 @@ func orgBucket(tx *bolt.Tx, org string, create bool) (*bolt.Bucket, error) {
 	if err != nil {
 		return nil, err
 	}
-	for _, name := range [][]byte{bucketGroups, bucketLists, bucketRefs, bucketSites, bucketSiteData} {
+	for _, name := range [][]byte{bucketGroups, bucketLists, bucketRefs, bucketSites, bucketSiteData, bucketSync} {
 		if _, err := b.CreateBucketIfNotExists(name); err != nil {
 			return nil, err
 		}
@@ -295,10 +347,14 @@ func sub(org *bolt.Bucket, name []byte) *bolt.Bucket {
 
 // --- reads ---
 
-func (r *groupRecord) view(org string, now time.Time) cp.SecurityGroup {
-	g := r.SecurityGroup
+// decodeGroup decodes a stored group and sets its status from sync at now.
+func decodeGroup(raw []byte, org string, sync cp.SyncState, now time.Time) (cp.SecurityGroup, error) {
+	var g cp.SecurityGroup
+	if err := json.Unmarshal(raw, &g); err != nil {
+		return g, fmt.Errorf("decode security group: %w", err)
+	}
 	g.OrgID = org
-	g.Sync = r.Sync.At(now)
+	g.Sync = sync.At(now)
 	g.Status = g.Sync.Status
 	if g.Sites == nil {
 		g.Sites = []string{}
@@ -306,13 +362,16 @@ func (r *groupRecord) view(org string, now time.Time) cp.SecurityGroup {
 	if g.Rules == nil {
 		g.Rules = []cp.FilterRule{}
 	}
-	return g
+	return g, nil
 }
 
-func (r *listRecord) view(org string, now time.Time) cp.PrefixList {
-	l := r.PrefixList
+func decodeList(raw []byte, org string, sync cp.SyncState, now time.Time) (cp.PrefixList, error) {
+	var l cp.PrefixList
+	if err := json.Unmarshal(raw, &l); err != nil {
+		return l, fmt.Errorf("decode prefix list: %w", err)
+	}
 	l.OrgID = org
-	l.Sync = r.Sync.At(now)
+	l.Sync = sync.At(now)
 	l.Status = l.Sync.Status
 	if l.Sites == nil {
 		l.Sites = []string{}
@@ -320,7 +379,23 @@ func (r *listRecord) view(org string, now time.Time) cp.PrefixList {
 	if l.Prefixes == nil {
 		l.Prefixes = []cp.Prefix{}
 	}
-	return l
+	return l, nil
+}
+
+// each calls fn with the stored JSON and sync state of every resource of a
+// kind, in id order.
+func each(ob *bolt.Bucket, kind string, fn func(id string, raw []byte, sync cp.SyncState) error) error {
+	b := sub(ob, kindBucket(kind))
+	if b == nil {
+		return nil
+	}
+	return b.ForEach(func(k, v []byte) error {
+		st, err := readSync(ob, kind, string(k))
+		if err != nil {
+			return err
+		}
+		return fn(string(k), v, st)
+	})
 }
 
 // ListSecurityGroups returns the organisation's groups ordered by id.
@@ -329,17 +404,10 @@ func (s *Store) ListSecurityGroups(ctx context.Context, org string) ([]cp.Securi
 	now := s.opts.Now()
 	err := s.db.View(func(tx *bolt.Tx) error {
 		ob, _ := orgBucket(tx, org, false)
-		b := sub(ob, bucketGroups)
-		if b == nil {
-			return nil
-		}
-		return b.ForEach(func(k, v []byte) error {
-			var r groupRecord
-			if err := json.Unmarshal(v, &r); err != nil {
-				return fmt.Errorf("decode %s: %w", k, err)
-			}
-			out = append(out, r.view(org, now))
-			return nil
+		return each(ob, cp.KindSecurityGroup, func(_ string, raw []byte, st cp.SyncState) error {
+			g, err := decodeGroup(raw, org, st, now)
+			out = append(out, g)
+			return err
 		})
 	})
 	if err != nil {
@@ -353,17 +421,18 @@ func (s *Store) GetSecurityGroup(ctx context.Context, org, id string) (cp.Securi
 	var g cp.SecurityGroup
 	err := s.db.View(func(tx *bolt.Tx) error {
 		ob, _ := orgBucket(tx, org, false)
-		r, err := getJSON[groupRecord](sub(ob, bucketGroups), id)
+		raw := get(ob, bucketGroups, id)
+		if raw == nil {
+			return cp.NotFound(cp.KindSecurityGroup, id)
+		}
+		st, err := readSync(ob, cp.KindSecurityGroup, id)
 		if err != nil {
 			return err
 		}
-		if r == nil {
-			return cp.NotFound(cp.KindSecurityGroup, id)
-		}
-		g = r.view(org, s.opts.Now())
-		return nil
+		g, err = decodeGroup(raw, org, st, s.opts.Now())
+		return err
 	})
-	return g, err
+	return g, wrap("get security group", err)
 }
 
 // ListPrefixLists returns the organisation's prefix lists ordered by id.
@@ -372,17 +441,10 @@ func (s *Store) ListPrefixLists(ctx context.Context, org string) ([]cp.PrefixLis
 	now := s.opts.Now()
 	err := s.db.View(func(tx *bolt.Tx) error {
 		ob, _ := orgBucket(tx, org, false)
-		b := sub(ob, bucketLists)
-		if b == nil {
-			return nil
-		}
-		return b.ForEach(func(k, v []byte) error {
-			var r listRecord
-			if err := json.Unmarshal(v, &r); err != nil {
-				return fmt.Errorf("decode %s: %w", k, err)
-			}
-			out = append(out, r.view(org, now))
-			return nil
+		return each(ob, cp.KindPrefixList, func(_ string, raw []byte, st cp.SyncState) error {
+			l, err := decodeList(raw, org, st, now)
+			out = append(out, l)
+			return err
 		})
 	})
 	if err != nil {
@@ -396,17 +458,80 @@ func (s *Store) GetPrefixList(ctx context.Context, org, id string) (cp.PrefixLis
 	var l cp.PrefixList
 	err := s.db.View(func(tx *bolt.Tx) error {
 		ob, _ := orgBucket(tx, org, false)
-		r, err := getJSON[listRecord](sub(ob, bucketLists), id)
+		raw := get(ob, bucketLists, id)
+		if raw == nil {
+			return cp.NotFound(cp.KindPrefixList, id)
+		}
+		st, err := readSync(ob, cp.KindPrefixList, id)
 		if err != nil {
 			return err
 		}
-		if r == nil {
-			return cp.NotFound(cp.KindPrefixList, id)
+		l, err = decodeList(raw, org, st, s.opts.Now())
+		return err
+	})
+	return l, wrap("get prefix list", err)
+}
+
+// GetJSON returns one group or prefix list exactly as the API shows it,
+// without decoding it: the stored JSON with the current status. kind is
+// controlplane.KindSecurityGroup or KindPrefixList.
+func (s *Store) GetJSON(ctx context.Context, org, kind, id string) ([]byte, error) {
+	var out []byte
+	err := s.db.View(func(tx *bolt.Tx) error {
+		ob, _ := orgBucket(tx, org, false)
+		raw := get(ob, kindBucket(kind), id)
+		if raw == nil {
+			return cp.NotFound(kind, id)
 		}
-		l = r.view(org, s.opts.Now())
+		st, err := readSync(ob, kind, id)
+		if err != nil {
+			return err
+		}
+		out = spliceStatus(raw, st.At(s.opts.Now()).Status)
 		return nil
 	})
-	return l, err
+	return out, wrap("get "+kind, err)
+}
+
+// ListJSON returns every group or prefix list of the organisation as the
+// API's JSON array, ordered by id, without decoding them.
+func (s *Store) ListJSON(ctx context.Context, org, kind string) ([]byte, error) {
+	out := []byte{'['}
+	now := s.opts.Now()
+	err := s.db.View(func(tx *bolt.Tx) error {
+		ob, _ := orgBucket(tx, org, false)
+		return each(ob, kind, func(_ string, raw []byte, st cp.SyncState) error {
+			if len(out) > 1 {
+				out = append(out, ',')
+			}
+			out = append(out, spliceStatus(raw, st.At(now).Status)...)
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list %s: %w", kind, err)
+	}
+	return append(out, ']'), nil
+}
+
+func get(ob *bolt.Bucket, bucket []byte, id string) []byte {
+	b := sub(ob, bucket)
+	if b == nil {
+		return nil
+	}
+	return b.Get([]byte(id))
+}
+
+// snapshot reads a resource's stored bytes (a copy) outside the write
+// transaction, for an optimistic write; nil when it does not exist.
+func (s *Store) snapshot(org string, bucket []byte, id string) ([]byte, error) {
+	var raw []byte
+	err := s.db.View(func(tx *bolt.Tx) error {
+		ob, _ := orgBucket(tx, org, false)
+		raw = slices.Clone(get(ob, bucket, id))
+		return nil
+	})
+	return raw, err
 }
 
 // --- group writes ---
@@ -422,93 +547,127 @@ func (s *Store) ReplaceSecurityGroup(ctx context.Context, org, id string, w *cp.
 	return s.putSecurityGroup(ctx, org, id, w)
 }
 
+// maxAttempts bounds the optimistic retries of one write; only a client
+// hammering one resource from many connections can exhaust it.
+const maxAttempts = 20
+
 func (s *Store) putSecurityGroup(ctx context.Context, org, id string, w *cp.SecurityGroupWrite) (cp.SecurityGroup, error) {
 	create := id == ""
 	if create {
 		id = cp.NewID(cp.SecurityGroupIDPrefix)
 	}
-	built := w.NewSecurityGroup(org, id) // ids generated outside the transaction
-	var (
-		out    cp.SecurityGroup
-		change cp.Change
-	)
-	err := s.write(ctx, func(tx *bolt.Tx) error {
+	for attempt := 1; ; attempt++ {
+		g, change, err := s.tryPutSecurityGroup(ctx, org, id, create, w)
+		if errors.Is(err, errConflict) && attempt < maxAttempts {
+			continue
+		}
+		if err != nil {
+			return cp.SecurityGroup{}, wrap("store security group", err)
+		}
+		s.notify(change)
+		return g, nil
+	}
+}
+
+func (s *Store) tryPutSecurityGroup(ctx context.Context, org, id string, create bool, w *cp.SecurityGroupWrite) (cp.SecurityGroup, cp.Change, error) {
+	// Outside the write transaction: read what is stored, keep rule ids,
+	// encode the new group.
+	var prevRaw []byte
+	var prev cp.SecurityGroup
+	g := w.NewSecurityGroup(org, id) // rules still in write order
+	if !create {
+		var err error
+		if prevRaw, err = s.snapshot(org, bucketGroups, id); err != nil {
+			return g, cp.Change{}, err
+		}
+		if prevRaw == nil {
+			return g, cp.Change{}, cp.NotFound(cp.KindSecurityGroup, id)
+		}
+		if err := json.Unmarshal(prevRaw, &prev); err != nil {
+			return g, cp.Change{}, fmt.Errorf("decode security group: %w", err)
+		}
+	}
+	rules := slices.Clone(g.Rules) // write order, for error paths
+	slices.SortStableFunc(g.Rules, func(a, b cp.FilterRule) int { return a.Order - b.Order })
+	cp.KeepRuleIDs(prev.Rules, g.Rules)
+	// The status the write will have is known now: syncing when it has
+	// sites (they must confirm), active otherwise.
+	g.Status = cp.StatusActive
+	if len(g.Sites) > 0 {
+		g.Status = cp.StatusSyncing
+	}
+	data, err := json.Marshal(&g)
+	if err != nil {
+		return g, cp.Change{}, fmt.Errorf("encode security group: %w", err)
+	}
+	newRefs, oldRefs := g.ReferencedPrefixLists(), prev.ReferencedPrefixLists()
+
+	var change cp.Change
+	err = s.write(ctx, func(tx *bolt.Tx) error {
 		now := s.opts.Now()
-		g := built
-		g.Rules = slices.Clone(built.Rules)
-		g.Sites = slices.Clone(built.Sites)
 		ob, err := orgBucket(tx, org, true)
 		if err != nil {
 			return err
 		}
 		groups := ob.Bucket(bucketGroups)
-		var prev *groupRecord
+		var prevSync *cp.SyncState
 		if !create {
-			if prev, err = getJSON[groupRecord](groups, id); err != nil {
-				return err
-			}
-			if prev == nil {
+			cur := groups.Get([]byte(id))
+			if cur == nil {
 				return cp.NotFound(cp.KindSecurityGroup, id)
 			}
-			if locked, retry := prev.Sync.Locked(now); locked {
+			if !bytes.Equal(cur, prevRaw) {
+				return errConflict
+			}
+			st, err := readSync(ob, cp.KindSecurityGroup, id)
+			if err != nil {
+				return err
+			}
+			if locked, retry := st.Locked(now); locked {
 				return cp.Locked(cp.KindSecurityGroup, id, retry)
 			}
+			prevSync = &st
 		}
 		lists := ob.Bucket(bucketLists)
-		for i, r := range g.Rules { // still in write order here
-			if len(r.Address) > len(cp.PrefixListIDPrefix) && r.Address[:len(cp.PrefixListIDPrefix)] == cp.PrefixListIDPrefix && lists.Get([]byte(r.Address)) == nil {
+		for i, r := range rules {
+			if strings.HasPrefix(r.Address, cp.PrefixListIDPrefix) && lists.Get([]byte(r.Address)) == nil {
 				return cp.Errorf(cp.CodePrefixListNotFound, fmt.Sprintf("rules[%d].address", i),
 					"rules[%d].address %q names no prefix list of this organisation; create it first (POST /vpc/prefix-lists) or use a CIDR.", i, r.Address)
 			}
 		}
-		slices.SortStableFunc(g.Rules, func(a, b cp.FilterRule) int { return a.Order - b.Order })
+		if err := setRefs(ob, id, oldRefs, newRefs); err != nil {
+			return err
+		}
 		affected := map[string]bool{}
 		for _, site := range g.Sites {
 			affected[site] = true
 		}
-		var prevSync *cp.SyncState
-		if prev != nil {
-			cp.KeepRuleIDs(prev.Rules, g.Rules)
-			for _, site := range prev.Sites {
-				affected[site] = true
-			}
-			prevSync = &prev.Sync
-			if err := setRefs(ob, id, prev.ReferencedPrefixLists(), nil); err != nil {
-				return err
-			}
-		}
-		if err := setRefs(ob, id, nil, g.ReferencedPrefixLists()); err != nil {
-			return err
+		for _, site := range prev.Sites {
+			affected[site] = true
 		}
 		// Store the group before revising, so the Revisioner sees it.
-		rec := groupRecord{SecurityGroup: g}
-		if err := putJSON(groups, id, rec); err != nil {
+		if err := groups.Put([]byte(id), data); err != nil {
 			return err
 		}
 		revs, err := s.revise(tx, ob, org, affected)
 		if err != nil {
 			return err
 		}
-		rec.Sync = cp.NewSyncState(pick(revs, g.Sites), now, s.opts.SyncTimeout)
-		rec.Status = rec.Sync.Status
-		if err := putJSON(groups, id, rec); err != nil {
+		st := cp.NewSyncState(pick(revs, g.Sites), now, s.opts.SyncTimeout)
+		if err := writeSync(ob, cp.KindSecurityGroup, id, &st); err != nil {
 			return err
 		}
-		if err := setIndexes(tx, org, cp.KindSecurityGroup, id, prevSync, &rec.Sync); err != nil {
+		if err := setIndexes(tx, org, cp.KindSecurityGroup, id, prevSync, &st); err != nil {
 			return err
 		}
-		if err := touchSites(ob, affected, revs, &rec.Sync); err != nil {
+		if err := touchSites(ob, affected, revs, &st); err != nil {
 			return err
 		}
-		out = rec.view(org, now)
+		g.Sync = st
 		change = cp.Change{OrgID: org, Sites: sortedKeys(affected), Kind: cp.KindSecurityGroup, ID: id, Revisions: revsOrNil(s, revs)}
 		return nil
 	})
-	if err != nil {
-		return cp.SecurityGroup{}, wrap("store security group", err)
-	}
-	s.notify(change)
-	return out, nil
+	return g, change, err
 }
 
 // DeleteSecurityGroup deletes a group; its rules leave its sites
@@ -518,15 +677,20 @@ func (s *Store) DeleteSecurityGroup(ctx context.Context, org, id string) error {
 	err := s.write(ctx, func(tx *bolt.Tx) error {
 		now := s.opts.Now()
 		ob, _ := orgBucket(tx, org, false)
-		prev, err := getJSON[groupRecord](sub(ob, bucketGroups), id)
+		raw := get(ob, bucketGroups, id)
+		if raw == nil {
+			return cp.NotFound(cp.KindSecurityGroup, id)
+		}
+		st, err := readSync(ob, cp.KindSecurityGroup, id)
 		if err != nil {
 			return err
 		}
-		if prev == nil {
-			return cp.NotFound(cp.KindSecurityGroup, id)
-		}
-		if locked, retry := prev.Sync.Locked(now); locked {
+		if locked, retry := st.Locked(now); locked {
 			return cp.Locked(cp.KindSecurityGroup, id, retry)
+		}
+		prev, err := decodeGroup(raw, org, st, now)
+		if err != nil {
+			return err
 		}
 		if err := ob.Bucket(bucketGroups).Delete([]byte(id)); err != nil {
 			return err
@@ -534,7 +698,10 @@ func (s *Store) DeleteSecurityGroup(ctx context.Context, org, id string) error {
 		if err := setRefs(ob, id, prev.ReferencedPrefixLists(), nil); err != nil {
 			return err
 		}
-		if err := setIndexes(tx, org, cp.KindSecurityGroup, id, &prev.Sync, nil); err != nil {
+		if err := writeSync(ob, cp.KindSecurityGroup, id, nil); err != nil {
+			return err
+		}
+		if err := setIndexes(tx, org, cp.KindSecurityGroup, id, &st, nil); err != nil {
 			return err
 		}
 		affected := map[string]bool{}
@@ -602,35 +769,62 @@ func (s *Store) putPrefixList(ctx context.Context, org, id string, w *cp.PrefixL
 	if create {
 		id = cp.NewID(cp.PrefixListIDPrefix)
 	}
-	built := w.NewPrefixList(org, id)
-	var (
-		out    cp.PrefixList
-		change cp.Change
-	)
+	for attempt := 1; ; attempt++ {
+		l, change, err := s.tryPutPrefixList(ctx, org, id, create, w)
+		if errors.Is(err, errConflict) && attempt < maxAttempts {
+			continue
+		}
+		if err != nil {
+			return cp.PrefixList{}, wrap("store prefix list", err)
+		}
+		s.notify(change)
+		return l, nil
+	}
+}
+
+func (s *Store) tryPutPrefixList(ctx context.Context, org, id string, create bool, w *cp.PrefixListWrite) (cp.PrefixList, cp.Change, error) {
+	var prevRaw []byte
+	var prev cp.PrefixList
+	l := w.NewPrefixList(org, id)
+	if !create {
+		var err error
+		if prevRaw, err = s.snapshot(org, bucketLists, id); err != nil {
+			return l, cp.Change{}, err
+		}
+		if prevRaw == nil {
+			return l, cp.Change{}, cp.NotFound(cp.KindPrefixList, id)
+		}
+		if err := json.Unmarshal(prevRaw, &prev); err != nil {
+			return l, cp.Change{}, fmt.Errorf("decode prefix list: %w", err)
+		}
+		cp.KeepPrefixIDs(prev.Prefixes, l.Prefixes)
+	}
+	var change cp.Change
 	err := s.write(ctx, func(tx *bolt.Tx) error {
 		now := s.opts.Now()
-		l := built
-		l.Prefixes = slices.Clone(built.Prefixes)
 		ob, err := orgBucket(tx, org, true)
 		if err != nil {
 			return err
 		}
 		lists := ob.Bucket(bucketLists)
-		var prev *listRecord
 		var prevSync *cp.SyncState
 		affected := map[string]bool{}
 		if !create {
-			if prev, err = getJSON[listRecord](lists, id); err != nil {
-				return err
-			}
-			if prev == nil {
+			cur := lists.Get([]byte(id))
+			if cur == nil {
 				return cp.NotFound(cp.KindPrefixList, id)
 			}
-			if locked, retry := prev.Sync.Locked(now); locked {
+			if !bytes.Equal(cur, prevRaw) {
+				return errConflict
+			}
+			st, err := readSync(ob, cp.KindPrefixList, id)
+			if err != nil {
+				return err
+			}
+			if locked, retry := st.Locked(now); locked {
 				return cp.Locked(cp.KindPrefixList, id, retry)
 			}
-			cp.KeepPrefixIDs(prev.Prefixes, l.Prefixes)
-			prevSync = &prev.Sync
+			prevSync = &st
 			for _, site := range prev.Sites {
 				affected[site] = true
 			}
@@ -639,11 +833,13 @@ func (s *Store) putPrefixList(ctx context.Context, org, id string, w *cp.PrefixL
 		// every group that refers to it: all of them get new content.
 		pending := slices.Clone(l.Sites)
 		for _, gid := range referencingGroups(ob, id) {
-			g, err := getJSON[groupRecord](ob.Bucket(bucketGroups), gid)
-			if err != nil {
-				return err
+			var g struct {
+				Sites []string `json:"sites"`
 			}
-			if g != nil {
+			if raw := ob.Bucket(bucketGroups).Get([]byte(gid)); raw != nil {
+				if err := json.Unmarshal(raw, &g); err != nil {
+					return fmt.Errorf("decode security group %s: %w", gid, err)
+				}
 				pending = append(pending, g.Sites...)
 			}
 		}
@@ -652,34 +848,32 @@ func (s *Store) putPrefixList(ctx context.Context, org, id string, w *cp.PrefixL
 		for _, site := range pending {
 			affected[site] = true
 		}
-		rec := listRecord{PrefixList: l}
-		if err := putJSON(lists, id, rec); err != nil {
+		l.Status = cp.StatusActive
+		if len(pending) > 0 {
+			l.Status = cp.StatusSyncing
+		}
+		if err := putJSON(lists, id, &l); err != nil {
 			return err
 		}
 		revs, err := s.revise(tx, ob, org, affected)
 		if err != nil {
 			return err
 		}
-		rec.Sync = cp.NewSyncState(pick(revs, pending), now, s.opts.SyncTimeout)
-		rec.Status = rec.Sync.Status
-		if err := putJSON(lists, id, rec); err != nil {
+		st := cp.NewSyncState(pick(revs, pending), now, s.opts.SyncTimeout)
+		if err := writeSync(ob, cp.KindPrefixList, id, &st); err != nil {
 			return err
 		}
-		if err := setIndexes(tx, org, cp.KindPrefixList, id, prevSync, &rec.Sync); err != nil {
+		if err := setIndexes(tx, org, cp.KindPrefixList, id, prevSync, &st); err != nil {
 			return err
 		}
-		if err := touchSites(ob, affected, revs, &rec.Sync); err != nil {
+		if err := touchSites(ob, affected, revs, &st); err != nil {
 			return err
 		}
-		out = rec.view(org, now)
+		l.Sync = st
 		change = cp.Change{OrgID: org, Sites: sortedKeys(affected), Kind: cp.KindPrefixList, ID: id, Revisions: revsOrNil(s, revs)}
 		return nil
 	})
-	if err != nil {
-		return cp.PrefixList{}, wrap("store prefix list", err)
-	}
-	s.notify(change)
-	return out, nil
+	return l, change, err
 }
 
 // DeletePrefixList deletes a prefix list no group refers to.
@@ -688,24 +882,32 @@ func (s *Store) DeletePrefixList(ctx context.Context, org, id string) error {
 	err := s.write(ctx, func(tx *bolt.Tx) error {
 		now := s.opts.Now()
 		ob, _ := orgBucket(tx, org, false)
-		prev, err := getJSON[listRecord](sub(ob, bucketLists), id)
+		raw := get(ob, bucketLists, id)
+		if raw == nil {
+			return cp.NotFound(cp.KindPrefixList, id)
+		}
+		st, err := readSync(ob, cp.KindPrefixList, id)
 		if err != nil {
 			return err
 		}
-		if prev == nil {
-			return cp.NotFound(cp.KindPrefixList, id)
-		}
-		if locked, retry := prev.Sync.Locked(now); locked {
+		if locked, retry := st.Locked(now); locked {
 			return cp.Locked(cp.KindPrefixList, id, retry)
 		}
 		if users := referencingGroups(ob, id); len(users) > 0 {
 			return cp.Errorf(cp.CodePrefixListInUse, "", "The prefix list %q is used by the rules of security group %s; change those rules first.",
 				id, joinQuoted(users))
 		}
+		prev, err := decodeList(raw, org, st, now)
+		if err != nil {
+			return err
+		}
 		if err := ob.Bucket(bucketLists).Delete([]byte(id)); err != nil {
 			return err
 		}
-		if err := setIndexes(tx, org, cp.KindPrefixList, id, &prev.Sync, nil); err != nil {
+		if err := writeSync(ob, cp.KindPrefixList, id, nil); err != nil {
+			return err
+		}
+		if err := setIndexes(tx, org, cp.KindPrefixList, id, &st, nil); err != nil {
 			return err
 		}
 		affected := map[string]bool{}
@@ -940,43 +1142,24 @@ func (s *Store) Confirm(ctx context.Context, org, site string, revision uint64, 
 }
 
 // updateSync applies fn to one resource's stored SyncState and keeps the
-// indexes in step.
+// indexes in step. A resource that no longer exists is skipped.
 func (s *Store) updateSync(tx *bolt.Tx, ob *bolt.Bucket, org, kind, id string, fn func(*cp.SyncState) bool) error {
-	switch kind {
-	case cp.KindSecurityGroup:
-		b := ob.Bucket(bucketGroups)
-		r, err := getJSON[groupRecord](b, id)
-		if err != nil || r == nil {
-			return err
-		}
-		prev := r.Sync
-		prev.Awaiting = maps.Clone(r.Sync.Awaiting)
-		if !fn(&r.Sync) {
-			return nil
-		}
-		r.Status = r.Sync.Status
-		if err := putJSON(b, id, r); err != nil {
-			return err
-		}
-		return setIndexes(tx, org, kind, id, &prev, &r.Sync)
-	case cp.KindPrefixList:
-		b := ob.Bucket(bucketLists)
-		r, err := getJSON[listRecord](b, id)
-		if err != nil || r == nil {
-			return err
-		}
-		prev := r.Sync
-		prev.Awaiting = maps.Clone(r.Sync.Awaiting)
-		if !fn(&r.Sync) {
-			return nil
-		}
-		r.Status = r.Sync.Status
-		if err := putJSON(b, id, r); err != nil {
-			return err
-		}
-		return setIndexes(tx, org, kind, id, &prev, &r.Sync)
+	if get(ob, kindBucket(kind), id) == nil {
+		return nil
 	}
-	return fmt.Errorf("unknown resource kind %q", kind)
+	st, err := readSync(ob, kind, id)
+	if err != nil {
+		return err
+	}
+	prev := st
+	prev.Awaiting = maps.Clone(st.Awaiting)
+	if !fn(&st) {
+		return nil
+	}
+	if err := writeSync(ob, kind, id, &st); err != nil {
+		return err
+	}
+	return setIndexes(tx, org, kind, id, &prev, &st)
 }
 
 // Sweep fails every sync whose deadline has passed and reports how many it
@@ -1078,26 +1261,20 @@ type policyTx struct {
 
 func (p policyTx) SecurityGroups() ([]cp.SecurityGroup, error) {
 	var out []cp.SecurityGroup
-	err := p.ob.Bucket(bucketGroups).ForEach(func(k, v []byte) error {
-		var r groupRecord
-		if err := json.Unmarshal(v, &r); err != nil {
-			return fmt.Errorf("decode %s: %w", k, err)
-		}
-		out = append(out, r.view(p.org, p.now))
-		return nil
+	err := each(p.ob, cp.KindSecurityGroup, func(_ string, raw []byte, st cp.SyncState) error {
+		g, err := decodeGroup(raw, p.org, st, p.now)
+		out = append(out, g)
+		return err
 	})
 	return out, err
 }
 
 func (p policyTx) PrefixLists() ([]cp.PrefixList, error) {
 	var out []cp.PrefixList
-	err := p.ob.Bucket(bucketLists).ForEach(func(k, v []byte) error {
-		var r listRecord
-		if err := json.Unmarshal(v, &r); err != nil {
-			return fmt.Errorf("decode %s: %w", k, err)
-		}
-		out = append(out, r.view(p.org, p.now))
-		return nil
+	err := each(p.ob, cp.KindPrefixList, func(_ string, raw []byte, st cp.SyncState) error {
+		l, err := decodeList(raw, p.org, st, p.now)
+		out = append(out, l)
+		return err
 	})
 	return out, err
 }

@@ -301,3 +301,41 @@ func TestConcurrentWrites(t *testing.T) {
 		})
 	}
 }
+
+// TestConcurrentReplaceOfOneGroup makes optimistic writes collide: every
+// PUT must succeed (retrying when another committed in between), and the
+// group must end as one of them, whole.
+func TestConcurrentReplaceOfOneGroup(t *testing.T) {
+	ctx := context.Background()
+	s, _ := open(t, bolt.Options{})
+	g, err := s.CreateSecurityGroup(ctx, org, group("Group", []string{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for i := range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rules := []cp.FilterRuleWrite{}
+			for j := range 5 {
+				rules = append(rules, cp.FilterRuleWrite{Direction: "inbound", Order: j + 1, Protocol: 6, Port: fmt.Sprint(1000*i + j + 1), Address: "0.0.0.0/0"})
+			}
+			if _, err := s.ReplaceSecurityGroup(ctx, org, g.ID, group(fmt.Sprintf("Writer %d", i), []string{}, rules...)); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	got, err := s.GetSecurityGroup(ctx, org, g.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var writer int
+	fmt.Sscanf(got.Name, "Writer %d", &writer)
+	for j, r := range got.Rules {
+		if r.Port != fmt.Sprint(1000*writer+j+1) {
+			t.Fatalf("group mixes writers: name %q, rule %d port %s", got.Name, j, r.Port)
+		}
+	}
+}
