@@ -35,6 +35,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/go-routeros/routeros/v3/proto"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
@@ -372,26 +373,31 @@ type routerState struct {
 }
 
 func (a *Agent) read(ctx context.Context) (routerState, error) {
-	var st routerState
-	rows, _, err := a.router.Run(ctx, reconcile.FilterPath+"/print")
-	if err != nil {
-		return st, fmt.Errorf("read firewall filter: %w", err)
-	}
-	st.filter = toItems(rows)
-	rows, _, err = a.router.Run(ctx, reconcile.AddressListPath+"/print", "=.proplist=.id,list,address,comment,dynamic,disabled")
-	if err != nil {
-		return st, fmt.Errorf("read address lists: %w", err)
-	}
-	st.addrs = toItems(rows)
-	return st, nil
+	return a.readTables(ctx, true, true)
 }
 
-func toItems(rows []routeros.Item) []reconcile.Item {
-	out := make([]reconcile.Item, len(rows))
-	for i, r := range rows {
-		out[i] = reconcile.Item(r)
+func (a *Agent) readTables(ctx context.Context, filter, lists bool) (routerState, error) {
+	var st routerState
+	collect := func(into *[]reconcile.Item) func([]proto.Pair) {
+		return func(ps []proto.Pair) {
+			it := make(reconcile.Item, len(ps))
+			for _, p := range ps {
+				it[p.Key] = p.Value
+			}
+			*into = append(*into, it)
+		}
 	}
-	return out
+	if filter {
+		if err := a.router.Stream(ctx, collect(&st.filter), reconcile.FilterPath+"/print"); err != nil {
+			return st, fmt.Errorf("read firewall filter: %w", err)
+		}
+	}
+	if lists {
+		if err := a.router.Stream(ctx, collect(&st.addrs), reconcile.AddressListPath+"/print", "=.proplist=.id,list,address,comment,dynamic,disabled"); err != nil {
+			return st, fmt.Errorf("read address lists: %w", err)
+		}
+	}
+	return st, nil
 }
 
 // guard finds the agent's own source address towards its broker: the local

@@ -56,10 +56,23 @@ func (a *Agent) sync(ctx context.Context) error {
 		return a.fail(ctx, d, start, writes, err)
 	}
 	// Read back and compare: the plan against what the router now holds
-	// must be empty.
-	st, err = a.read(ctx)
-	if err != nil {
-		return a.fail(ctx, d, start, writes, err)
+	// must be empty. A table the plan did not write is not read again.
+	var filterOps, listOps bool
+	for _, op := range ops {
+		filterOps = filterOps || op.Path == reconcile.FilterPath
+		listOps = listOps || op.Path == reconcile.AddressListPath
+	}
+	if filterOps || listOps {
+		st2, err := a.readTables(ctx, filterOps, listOps)
+		if err != nil {
+			return a.fail(ctx, d, start, writes, err)
+		}
+		if filterOps {
+			st.filter = st2.filter
+		}
+		if listOps {
+			st.addrs = st2.addrs
+		}
 	}
 	if rest := reconcile.Plan(st.filter, st.addrs, w); len(rest) > 0 {
 		return a.fail(ctx, d, start, writes, fmt.Errorf("the router does not match the policy after applying it: %d writes still needed (first: %s); someone may be editing the firewall at the same time", len(rest), rest[0]))

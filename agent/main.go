@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"runtime/debug"
 	"strings"
 )
 
@@ -24,6 +25,9 @@ rampart-agent is configured only through its environment:
   RAMPART_RESYNC_INTERVAL    how often the firewall is re-read to repair drift (default 60s)
   RAMPART_WAN_LIST           interface list that faces the Internet (default WAN)`)
 
+// defaultMemoryLimit is the Go heap's soft limit unless GOMEMLIMIT is set.
+const defaultMemoryLimit = 12 << 20
+
 // Main is the whole program behind cmd/rampart-agent, testable: it reads the
 // configuration through lookup, runs the agent until ctx ends and returns the
 // process exit code (0 on a clean stop, 1 on a runtime failure, 2 on bad
@@ -37,6 +41,12 @@ func Main(ctx context.Context, args []string, lookup func(string) (string, bool)
 	if err != nil {
 		fmt.Fprintf(stderr, "rampart-agent: %v\n\n%s\n", err, envHelp)
 		return 2
+	}
+	if _, set := lookup("GOMEMLIMIT"); !set {
+		// The agent shares a router's little RAM with RouterOS: keep the
+		// heap near its live size instead of letting it double between
+		// collections. GOMEMLIMIT overrides this.
+		debug.SetMemoryLimit(defaultMemoryLimit)
 	}
 	logger := slog.New(slog.NewJSONHandler(stdout, nil))
 	a, err := New(cfg, Options{Logger: logger})

@@ -156,6 +156,66 @@ func (s *Session) Run(words ...string) ([]Item, string, error) {
 	return items, ret, nil
 }
 
+// Stream runs a print and calls row for each row as it arrives, without
+// holding the whole reply: a router's address lists can have tens of
+// thousands of entries, and the agent must stay small. Errors as in Run.
+func (s *Session) Stream(row func([]proto.Pair), words ...string) error {
+	if s.broken {
+		return errors.New("session is broken")
+	}
+	w := proto.NewWriter(s.conn)
+	r := proto.NewReader(s.conn)
+	if err := s.conn.SetDeadline(time.Now().Add(s.timeout)); err != nil {
+		s.broken = true
+		return fmt.Errorf("set deadline: %w", err)
+	}
+	w.BeginSentence()
+	for _, word := range words {
+		w.WriteWord(word)
+	}
+	if err := w.EndSentence(); err != nil {
+		s.broken = true
+		return fmt.Errorf("%s: %w", words[0], err)
+	}
+	var trap *Trap
+	for {
+		if err := s.conn.SetDeadline(time.Now().Add(s.timeout)); err != nil {
+			s.broken = true
+			return fmt.Errorf("set deadline: %w", err)
+		}
+		sen, err := r.ReadSentence()
+		if err != nil {
+			s.broken = true
+			return fmt.Errorf("%s: %w", words[0], err)
+		}
+		switch sen.Word {
+		case "!re":
+			row(sen.List)
+		case "!empty":
+		case "!trap":
+			trap = &Trap{Command: words[0], Message: sen.Map["message"]}
+		case "!done":
+			if trap != nil {
+				return trap
+			}
+			return nil
+		default:
+			s.broken = true
+			return fmt.Errorf("%s: unexpected reply %s", words[0], sen.Word)
+		}
+	}
+}
+
+// Stream runs a print on any session; see Session.Stream.
+func (c *Client) Stream(ctx context.Context, row func([]proto.Pair), words ...string) error {
+	s, err := c.Acquire(ctx)
+	if err != nil {
+		return err
+	}
+	defer c.Release(s)
+	return s.Stream(row, words...)
+}
+
 // Pipeline sends cmds over the session with up to window commands in flight
 // (tagged; go-routeros's own asynchronous mode is not used, see the package
 // doc) and calls done(i, ret, err) as each reply completes, in reply order.

@@ -1,0 +1,237 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rampart-fw/rampart/agent/cache"
+	"github.com/rampart-fw/rampart/agent/reconcile"
+	"github.com/rampart-fw/rampart/agent/render"
+	"github.com/rampart-fw/rampart/protocol"
+	"github.com/rampart-fw/rampart/rossim"
+)
+
+// benchService is the simulator's write service time in the benchmarks:
+// each write holds the router's configuration lock this long. 1 ms because
+// the simulator sleeps for it and sleeps shorter than ~1 ms overshoot to
+// ~1.1 ms on the CI machine (so a smaller setting would not be what it says).
+const benchService = time.Millisecond
+
+// bigPolicy is the benchmark policy: 250 rules in 5 groups (a fifth
+// outbound, a fifth using prefix lists) and 20 prefix lists of 500 CIDRs,
+// 10,000 address-list entries. variant 1 changes one rule, variant 2 moves
+// one rule to another place in the order.
+func bigPolicy(rev uint64, variant int) protocol.DesiredState {
+	var groups []protocol.SecurityGroup
+	for g := range 5 {
+		grp := protocol.SecurityGroup{ID: fmt.Sprintf("sec_grp_%d", g), Name: fmt.Sprintf("G%d", g)}
+		for i := range 50 {
+			n := g*50 + i
+			r := protocol.Rule{ID: fmt.Sprintf("fltr_%03d", n), Direction: protocol.Inbound, Order: i + 1, Protocol: 6, Port: fmt.Sprint(1000 + n), Address: fmt.Sprintf("10.%d.%d.0/24", g, i)}
+			if n%5 == 1 {
+				r.Direction = protocol.Outbound
+			}
+			if n%5 == 2 {
+				r.Address = fmt.Sprintf("prfx_lst_%02d", n%20)
+			}
+			grp.Rules = append(grp.Rules, r)
+		}
+		groups = append(groups, grp)
+	}
+	switch variant {
+	case 1:
+		groups[2].Rules[7] = protocol.Rule{ID: "fltr_changed", Direction: protocol.Inbound, Order: 8, Protocol: 17, Port: "5353", Address: "192.0.2.0/24"}
+	case 2:
+		groups[2].Rules[7].Order = 51
+	}
+	var lists []protocol.PrefixList
+	for l := range 20 {
+		pl := protocol.PrefixList{ID: fmt.Sprintf("prfx_lst_%02d", l), Name: fmt.Sprintf("L%d", l)}
+		for i := range 500 {
+			pl.CIDRs = append(pl.CIDRs, fmt.Sprintf("100.%d.%d.%d/32", 64+l, i/250, i%250))
+		}
+		lists = append(lists, pl)
+	}
+	return doc(rev, groups, lists)
+}
+
+// naive is the baseline: remove every managed row and entry, then add
+// everything again, one write and one round trip at a time.
+func naive(ctx context.Context, s *simAgent, d *protocol.DesiredState) error {
+	st, err := s.read(ctx)
+	if err != nil {
+		return err
+	}
+	for _, it := range st.filter {
+		if strings.HasPrefix(it["comment"], render.CommentPrefix) || strings.HasPrefix(it["chain"], "rampart-") {
+			if _, _, err := s.router.Run(ctx, reconcile.FilterPath+"/remove", "=.id="+it[".id"]); err != nil {
+				return err
+			}
+		}
+	}
+	for _, it := range st.addrs {
+		if strings.HasPrefix(it["comment"], render.CommentPrefix) {
+			if _, _, err := s.router.Run(ctx, reconcile.AddressListPath+"/remove", "=.id="+it[".id"]); err != nil {
+				return err
+			}
+		}
+	}
+	w := render.Render(d, render.Options{WANList: "WAN", Guard: s.guard(st)})
+	st, err = s.read(ctx)
+	if err != nil {
+		return err
+	}
+	for _, op := range reconcile.Plan(st.filter, st.addrs, w) {
+		if op.Kind != reconcile.Add {
+			continue
+		}
+		op.Before = "" // appended in order; the jumps are placed by the agent's way, so skip them
+		if strings.HasPrefix(op.Key, "jump/") {
+			continue
+		}
+		if _, _, err := s.router.Run(ctx, op.Words(func(s string) string { return s })...); err != nil {
+			return err
+		}
+	}
+	for _, j := range w.Jumps {
+		words := []string{reconcile.FilterPath + "/add", "=comment=" + j.Comment}
+		for k, v := range j.Props {
+			words = append(words, "="+k+"="+v)
+		}
+		first := ""
+		for _, it := range st.filter {
+			if it["dynamic"] != "true" {
+				first = it[".id"]
+				break
+			}
+		}
+		if first != "" {
+			words = append(words, "=place-before="+first)
+		}
+		if _, _, err := s.router.Run(ctx, words...); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// BenchmarkApply measures writes and wall time of the agent against the
+// naive baseline; run it with -benchtime 1x (the naive runs take minutes at
+// 2 ms latency):
+//
+//	go test -run XXX -bench Apply -benchtime 1x ./agent/
+func BenchmarkApply(b *testing.B) {
+	for _, lat := range []time.Duration{0, 2 * time.Millisecond} {
+		for _, scenario := range []string{"first", "one-rule", "reorder"} {
+			for _, how := range []string{"agent", "naive"} {
+				b.Run(fmt.Sprintf("latency=%s/%s/%s", lat, scenario, how), func(b *testing.B) {
+					benchApply(b, lat, scenario, how)
+				})
+			}
+		}
+	}
+}
+
+func benchApply(b *testing.B, lat time.Duration, scenario, how string) {
+	ctx := context.Background()
+	var totalWrites int
+	var elapsed time.Duration
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		r := newSim(b, rossim.Options{HistoryLimit: -1})
+		s := newSimAgent(b, r)
+		from, to := bigPolicy(1, 0), bigPolicy(2, 0)
+		switch scenario {
+		case "one-rule":
+			to = bigPolicy(2, 1)
+		case "reorder":
+			to = bigPolicy(2, 2)
+		}
+		if scenario != "first" {
+			s.apply(b, from)
+		}
+		r.SetLatency(lat)
+		r.SetWriteServiceTime(benchService)
+		r.ResetStats()
+		b.StartTimer()
+		start := time.Now()
+		var err error
+		if how == "agent" {
+			s.desired = &to
+			err = s.sync(ctx)
+		} else {
+			err = naive(ctx, s, &to)
+		}
+		elapsed += time.Since(start)
+		b.StopTimer()
+		if err != nil {
+			b.Fatal(err)
+		}
+		r.SetLatency(0)
+		if rest := s.remaining(b); how == "agent" && len(rest) > 0 {
+			b.Fatalf("not converged: %d ops left", len(rest))
+		}
+		totalWrites += writes(r.Stats())
+		r.Close()
+	}
+	w := float64(totalWrites) / float64(b.N)
+	b.ReportMetric(w, "writes/op")
+	b.ReportMetric(elapsed.Seconds()/float64(b.N), "wall-s/op")
+	if w > 0 {
+		// The target for the first apply: wall ≤ 2 × writes × service time.
+		b.ReportMetric(elapsed.Seconds()/float64(b.N)/(w*benchService.Seconds()), "wall/(writes×service)")
+	}
+}
+
+// TestAgentRSS runs the real agent binary against a simulated router holding
+// the benchmark policy (250 rules, 10,000 entries; the policy comes from the
+// agent's cache, the broker is down) and reports its resident memory. It runs
+// only when RAMPART_AGENT_RSS=1:
+//
+//	RAMPART_AGENT_RSS=1 go test -run TestAgentRSS -v ./agent/
+func TestAgentRSS(t *testing.T) {
+	if os.Getenv("RAMPART_AGENT_RSS") != "1" {
+		t.Skip("set RAMPART_AGENT_RSS=1 to measure the agent's memory")
+	}
+	bin := filepath.Join(t.TempDir(), "rampart-agent")
+	if out, err := exec.Command("go", "build", "-o", bin, "github.com/rampart-fw/rampart/cmd/rampart-agent").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	r := newSim(t, rossim.Options{HistoryLimit: -1})
+	state := t.TempDir()
+	c, err := cache.Open(state, cache.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Put(bigPolicy(1, 0)); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	cmd := exec.Command(bin)
+	cmd.Env = []string{
+		"RAMPART_MQTT_URL=tcp://127.0.0.1:1", "RAMPART_ORG_ID=org_demo", "RAMPART_SITE_ID=site_hq",
+		"RAMPART_SITE_SECRET=x", "RAMPART_ROUTEROS_ADDR=" + r.Addr(), "RAMPART_ROUTEROS_USER=admin",
+		"RAMPART_STATE_DIR=" + state, "RAMPART_METRICS_ADDR=127.0.0.1:0", "RAMPART_RESYNC_INTERVAL=1s",
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	eventually(t, "the policy on the router", func() bool { return len(r.Snapshot().AddressList) >= 10000 })
+	time.Sleep(5 * time.Second) // a few resyncs (each reads the 10,000 entries)
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", cmd.Process.Pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(status), "\n") {
+		if strings.HasPrefix(line, "VmRSS") || strings.HasPrefix(line, "VmHWM") {
+			t.Log(line)
+		}
+	}
+}
