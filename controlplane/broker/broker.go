@@ -106,8 +106,10 @@ var (
 type Broker struct {
 	srv      *mqtt.Server
 	listener *tcpListener
+	root     string
 	log      *slog.Logger
 	closed   atomic.Bool
+	subID    atomic.Int32
 }
 
 // ValidTopicRoot reports whether root can prefix Rampart's topics: one or
@@ -178,7 +180,7 @@ func Start(opts Options) (*Broker, error) {
 		_ = srv.Close()
 		return nil, fmt.Errorf("start broker: %w", err)
 	}
-	return &Broker{srv: srv, listener: tcp, log: log}, nil
+	return &Broker{srv: srv, listener: tcp, root: opts.TopicRoot, log: log}, nil
 }
 
 // Addr is the address the broker listens on, with the real port when
@@ -199,6 +201,45 @@ func (b *Broker) URL() string {
 		}
 	}
 	return "tcp://" + net.JoinHostPort(host, port)
+}
+
+// SubscribeReports delivers, in process, every site's status and presence:
+// first the retained ones (retained true), then each as it is published
+// (retained false), until stop is called. fn runs on the publishing
+// connection's goroutine, so one site's messages arrive in order; it may
+// block briefly (that holds up only that site's connection).
+//
+// This is how the control plane ingests from its own broker. A network
+// subscriber gets retained messages through its pending-write queue, and
+// mochi drops what does not fit (MaxPendingWrites, and 8192 unacknowledged
+// QoS 1 messages): a control plane reconnecting over TCP to a broker holding
+// 10,000 retained statuses would receive only part of them.
+func (b *Broker) SubscribeReports(fn func(topic string, payload []byte, retained bool)) (stop func()) {
+	handler := func(_ *mqtt.Client, _ packets.Subscription, pk packets.Packet) {
+		fn(pk.TopicName, pk.Payload, false)
+	}
+	var subs []mqtt.InlineSubscription
+	for _, kind := range []string{protocol.KindStatus, protocol.KindPresence} {
+		sub := mqtt.InlineSubscription{
+			Subscription: packets.Subscription{Filter: b.root + "/+/+/" + kind, Identifier: int(b.subID.Add(1))},
+			Handler:      handler,
+		}
+		// Subscribe before replaying, so nothing published in between is
+		// missed; a replayed copy may then follow a newer live message,
+		// which the caller must tolerate (the retained flag tells them).
+		b.srv.Topics.InlineSubscribe(sub)
+		subs = append(subs, sub)
+	}
+	for _, sub := range subs {
+		for _, pk := range b.srv.Topics.Messages(sub.Filter) {
+			fn(pk.TopicName, pk.Payload, true)
+		}
+	}
+	return func() {
+		for _, sub := range subs {
+			b.srv.Topics.InlineUnsubscribe(sub.Identifier, sub.Filter)
+		}
+	}
 }
 
 // Clients is the number of connected, authenticated clients.

@@ -23,6 +23,11 @@
 //
 // # Ingestion
 //
+// With the embedded broker, set Options.Reports to it: status and presence
+// then come in process, with no queue that could drop them. Over MQTT, mochi
+// drops what does not fit a subscriber's pending-write queue, and a
+// reconnecting control plane is sent every retained status at once.
+//
 // Status and presence are parsed, checked against their topic (a document
 // that names another site than the topic it came on is refused: a site's
 // credentials only let it write its own topics, so a mismatch is a bug or an
@@ -60,6 +65,14 @@ import (
 	"github.com/rampart-fw/rampart/protocol"
 )
 
+// ReportSource is an in-process feed of status and presence, such as the
+// embedded broker (*broker.Broker). With one, the bus ingests from it instead
+// of subscribing over MQTT: nothing is dropped on the way, however many
+// sites report at once or are retained.
+type ReportSource interface {
+	SubscribeReports(fn func(topic string, payload []byte, retained bool)) (stop func())
+}
+
 // Ingester receives what sites report. Calls for one site come in the order
 // the broker delivered them, never concurrently; calls for different sites
 // may be concurrent.
@@ -92,6 +105,9 @@ type Options struct {
 	// Ingester receives status and presence; without one the bus does not
 	// subscribe.
 	Ingester Ingester
+	// Reports, if set, is where status and presence come from instead of an
+	// MQTT subscription: set it to the embedded broker.
+	Reports ReportSource
 	// OnConnect runs in its own goroutine after every connection, once the
 	// subscriptions are in place; its context ends when the connection is
 	// lost or the bus closes. Republish every site's document here.
@@ -134,6 +150,8 @@ type Bus struct {
 
 	liveMu sync.Mutex
 	live   map[liveKey]struct{} // (site, kind) seen live on this connection
+
+	stopReports func()
 }
 
 type liveKey struct{ org, site, kind string }
@@ -216,11 +234,13 @@ func Connect(ctx context.Context, opts Options) (*Bus, error) {
 			b.m.connected.Set(1)
 			b.m.connects.Inc()
 			cctx := b.beginConnection()
-			// A new subscription replays retained messages; they are news
-			// again.
-			b.liveMu.Lock()
-			clear(b.live)
-			b.liveMu.Unlock()
+			if opts.Reports == nil {
+				// A new subscription replays retained messages; they are
+				// news again.
+				b.liveMu.Lock()
+				clear(b.live)
+				b.liveMu.Unlock()
+			}
 			go func() {
 				if err := b.subscribe(cctx); err != nil {
 					b.log.Error("mqtt subscribe failed; status and presence are not ingested until the next connection", "error", err)
@@ -235,6 +255,9 @@ func Connect(ctx context.Context, opts Options) (*Bus, error) {
 			}()
 		})
 	b.client = paho.NewClient(po)
+	if opts.Reports != nil && opts.Ingester != nil {
+		b.stopReports = opts.Reports.SubscribeReports(b.deliver)
+	}
 	if err := b.firstConnect(ctx, connected); err != nil {
 		b.Close()
 		return nil, fmt.Errorf("connect to mqtt broker %s: %w", opts.URL, err)
@@ -297,7 +320,7 @@ func (b *Bus) endConnection() {
 }
 
 func (b *Bus) subscribe(ctx context.Context) error {
-	if b.opts.Ingester == nil {
+	if b.opts.Ingester == nil || b.opts.Reports != nil {
 		return nil
 	}
 	root := b.opts.TopicRoot
@@ -330,6 +353,9 @@ func (b *Bus) Connected() bool { return b.client.IsConnectionOpen() }
 func (b *Bus) Close() {
 	if b.closed.Swap(true) {
 		return
+	}
+	if b.stopReports != nil {
+		b.stopReports()
 	}
 	b.cancel()
 	close(b.done)
@@ -418,16 +444,21 @@ func (b *Bus) encode(d *protocol.DesiredState) ([]byte, error) {
 	return payload, nil
 }
 
-// handle runs on paho's delivery goroutine: it only routes the message to
-// its site's worker.
+// handle runs on paho's delivery goroutine.
 func (b *Bus) handle(_ paho.Client, msg paho.Message) {
-	org, site, kind, ok := protocol.ParseTopic(b.opts.TopicRoot, msg.Topic())
+	b.deliver(msg.Topic(), msg.Payload(), msg.Retained())
+}
+
+// deliver routes a message to its site's worker; it does no parsing, so the
+// connection it runs on is never held up for long.
+func (b *Bus) deliver(topic string, payload []byte, retained bool) {
+	org, site, kind, ok := protocol.ParseTopic(b.opts.TopicRoot, topic)
 	if !ok || kind == protocol.KindDesired {
 		b.m.ingested.WithLabelValues("unknown", "malformed").Inc()
-		b.log.Warn("mqtt message on an unexpected topic ignored", "topic", msg.Topic())
+		b.log.Warn("mqtt message on an unexpected topic ignored", "topic", topic)
 		return
 	}
-	if b.staleRetained(liveKey{org, site, kind}, msg.Retained()) {
+	if b.staleRetained(liveKey{org, site, kind}, retained) {
 		b.m.ingested.WithLabelValues(kind, "stale").Inc()
 		return
 	}
@@ -435,7 +466,7 @@ func (b *Bus) handle(_ paho.Client, msg paho.Message) {
 	h.Write([]byte(org))
 	h.Write([]byte{'/'})
 	h.Write([]byte(site))
-	ev := event{org: org, site: site, kind: kind, payload: msg.Payload()}
+	ev := event{org: org, site: site, kind: kind, payload: payload}
 	select {
 	case b.shards[h.Sum32()%uint32(len(b.shards))] <- ev:
 	case <-b.done:

@@ -35,13 +35,14 @@ func quietLogger() *slog.Logger { return slog.New(slog.NewJSONHandler(io.Discard
 // env is a broker to test against: the embedded one, or the external one
 // named by RAMPART_TEST_MQTT_URL (anonymous, as .ci/run starts Mosquitto).
 type env struct {
-	name   string
-	url    string
-	root   string
-	cpUser string
-	cpPass string
-	site   func(org, site string) (user, pass string)
-	broker *broker.Broker // embedded only
+	name    string
+	url     string
+	root    string
+	cpUser  string
+	cpPass  string
+	site    func(org, site string) (user, pass string)
+	broker  *broker.Broker // embedded only
+	reports ReportSource   // in-process ingestion, if tested
 }
 
 func embedded(t *testing.T) *env {
@@ -76,9 +77,15 @@ func external(t *testing.T) *env {
 	}
 }
 
-// envs runs f against every broker available.
+// envs runs f against every broker available: the embedded one with
+// ingestion over MQTT and in process, and the external one.
 func envs(t *testing.T, f func(t *testing.T, e *env)) {
 	t.Run("embedded", func(t *testing.T) { f(t, embedded(t)) })
+	t.Run("embedded-inline", func(t *testing.T) {
+		e := embedded(t)
+		e.reports = e.broker
+		f(t, e)
+	})
 	t.Run("external", func(t *testing.T) { f(t, external(t)) })
 }
 
@@ -123,7 +130,7 @@ func connectBus(t *testing.T, e *env, ing Ingester, reg prometheus.Registerer, o
 	defer cancel()
 	b, err := Connect(ctx, Options{
 		URL: e.url, Username: e.cpUser, Password: e.cpPass, TopicRoot: e.root,
-		Ingester: ing, OnConnect: onConnect, Registry: reg, Logger: quietLogger(),
+		Ingester: ing, Reports: e.reports, OnConnect: onConnect, Registry: reg, Logger: quietLogger(),
 		MaxReconnectInterval: 500 * time.Millisecond,
 	})
 	if err != nil {
@@ -502,4 +509,38 @@ func TestStaleRetainedDropped(t *testing.T) {
 			t.Errorf("step %d (%v retained=%v): stale = %v, want %v", i, st.k, st.retained, got, st.stale)
 		}
 	}
+}
+
+// TestManyRetainedStatusesIngestedInProcess: a control plane starting
+// against the embedded broker must see every retained status. Over MQTT,
+// mochi drops retained messages that do not fit the subscriber's
+// pending-write queue (made tiny here to show it with few sites); the
+// in-process feed has no such queue.
+func TestManyRetainedStatusesIngestedInProcess(t *testing.T) {
+	b, err := broker.Start(broker.Options{Listen: "127.0.0.1:0", Key: testKey, Logger: quietLogger(), MaxPendingWrites: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	e := &env{
+		url: b.URL(), root: protocol.DefaultTopicRoot, broker: b, reports: b,
+		cpUser: keys.ControlPlaneMQTTUser, cpPass: testKey.ControlPlaneMQTTPassword(),
+		site: func(org, site string) (string, string) {
+			return keys.SiteMQTTUser(org, site), testKey.SiteSecret(org, site)
+		},
+	}
+	const n = 60
+	for i := range n {
+		site := fmt.Sprintf("site_%d", i)
+		a := connectAgent(t, e, "org_x", site)
+		a.publish(t, protocol.StatusTopic(e.root, "org_x", site), mustJSON(t, status("org_x", site, 1, protocol.StateApplied)))
+		a.Disconnect(0)
+	}
+	rec := &recorder{}
+	connectBus(t, e, rec, nil, nil)
+	poll(t, fmt.Sprintf("%d retained statuses", n), func() bool { s, _ := rec.snapshot(); return len(s) == n })
+	// A status published now still arrives, after the replay.
+	a := connectAgent(t, e, "org_x", "site_new")
+	a.publish(t, protocol.StatusTopic(e.root, "org_x", "site_new"), mustJSON(t, status("org_x", "site_new", 1, protocol.StateApplied)))
+	poll(t, "a live status", func() bool { s, _ := rec.snapshot(); return len(s) == n+1 })
 }
