@@ -73,7 +73,9 @@ type Options struct {
 	Revisioner cp.Revisioner
 	// NoBatch makes every write its own Update (one fsync per write).
 	NoBatch bool
-	// MaxBatchDelay overrides bbolt's batch delay (10 ms) when non-zero.
+	// MaxBatchDelay is how long a batched write waits for others to join
+	// its transaction; zero means 2 ms (bbolt's own default, 10 ms, adds
+	// 10 ms to every lone write).
 	MaxBatchDelay time.Duration
 }
 
@@ -119,9 +121,10 @@ func Open(path string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open database %s: %w", path, err)
 	}
-	if opts.MaxBatchDelay > 0 {
-		db.MaxBatchDelay = opts.MaxBatchDelay
+	if opts.MaxBatchDelay <= 0 {
+		opts.MaxBatchDelay = 2 * time.Millisecond
 	}
+	db.MaxBatchDelay = opts.MaxBatchDelay
 	s := &Store{db: db, opts: opts}
 	err = db.Update(func(tx *bolt.Tx) error {
 		for _, b := range [][]byte{bucketMeta, bucketOrgs, bucketDeadlines, bucketAwaiting, bucketStatus} {
@@ -547,63 +550,82 @@ func (s *Store) ReplaceSecurityGroup(ctx context.Context, org, id string, w *cp.
 	return s.putSecurityGroup(ctx, org, id, w)
 }
 
-// maxAttempts bounds the optimistic retries of one write; only a client
-// hammering one resource from many connections can exhaust it.
-const maxAttempts = 20
-
 func (s *Store) putSecurityGroup(ctx context.Context, org, id string, w *cp.SecurityGroupWrite) (cp.SecurityGroup, error) {
 	create := id == ""
 	if create {
 		id = cp.NewID(cp.SecurityGroupIDPrefix)
 	}
-	for attempt := 1; ; attempt++ {
-		g, change, err := s.tryPutSecurityGroup(ctx, org, id, create, w)
-		if errors.Is(err, errConflict) && attempt < maxAttempts {
-			continue
-		}
-		if err != nil {
-			return cp.SecurityGroup{}, wrap("store security group", err)
-		}
-		s.notify(change)
-		return g, nil
+	built := w.NewSecurityGroup(org, id) // ids, rules in write order
+	// Optimistic first; if another write to the same group committed in
+	// between, prepare inside the transaction instead, which cannot
+	// conflict (batched writers then see each other's results in turn).
+	g, change, err := s.tryPutSecurityGroup(ctx, org, id, create, built, false)
+	if errors.Is(err, errConflict) {
+		g, change, err = s.tryPutSecurityGroup(ctx, org, id, create, built, true)
 	}
+	if err != nil {
+		return cp.SecurityGroup{}, wrap("store security group", err)
+	}
+	s.notify(change)
+	return g, nil
 }
 
-func (s *Store) tryPutSecurityGroup(ctx context.Context, org, id string, create bool, w *cp.SecurityGroupWrite) (cp.SecurityGroup, cp.Change, error) {
-	// Outside the write transaction: read what is stored, keep rule ids,
-	// encode the new group.
-	var prevRaw []byte
-	var prev cp.SecurityGroup
-	g := w.NewSecurityGroup(org, id) // rules still in write order
-	if !create {
-		var err error
-		if prevRaw, err = s.snapshot(org, bucketGroups, id); err != nil {
-			return g, cp.Change{}, err
-		}
-		if prevRaw == nil {
-			return g, cp.Change{}, cp.NotFound(cp.KindSecurityGroup, id)
-		}
-		if err := json.Unmarshal(prevRaw, &prev); err != nil {
-			return g, cp.Change{}, fmt.Errorf("decode security group: %w", err)
+// preparedGroup is a group write ready to store: the previous version, the
+// new one with kept rule ids and its encoding.
+type preparedGroup struct {
+	prevRaw          []byte
+	prev, g          cp.SecurityGroup
+	data             []byte
+	oldRefs, newRefs []string
+}
+
+func prepareGroup(built cp.SecurityGroup, prevRaw []byte) (preparedGroup, error) {
+	p := preparedGroup{prevRaw: prevRaw, g: built}
+	if prevRaw != nil {
+		if err := json.Unmarshal(prevRaw, &p.prev); err != nil {
+			return p, fmt.Errorf("decode security group: %w", err)
 		}
 	}
-	rules := slices.Clone(g.Rules) // write order, for error paths
-	slices.SortStableFunc(g.Rules, func(a, b cp.FilterRule) int { return a.Order - b.Order })
-	cp.KeepRuleIDs(prev.Rules, g.Rules)
+	p.g.Rules = slices.Clone(built.Rules)
+	slices.SortStableFunc(p.g.Rules, func(a, b cp.FilterRule) int { return a.Order - b.Order })
+	cp.KeepRuleIDs(p.prev.Rules, p.g.Rules)
 	// The status the write will have is known now: syncing when it has
 	// sites (they must confirm), active otherwise.
-	g.Status = cp.StatusActive
-	if len(g.Sites) > 0 {
-		g.Status = cp.StatusSyncing
+	p.g.Status = cp.StatusActive
+	if len(p.g.Sites) > 0 {
+		p.g.Status = cp.StatusSyncing
 	}
-	data, err := json.Marshal(&g)
-	if err != nil {
-		return g, cp.Change{}, fmt.Errorf("encode security group: %w", err)
+	var err error
+	if p.data, err = json.Marshal(&p.g); err != nil {
+		return p, fmt.Errorf("encode security group: %w", err)
 	}
-	newRefs, oldRefs := g.ReferencedPrefixLists(), prev.ReferencedPrefixLists()
+	p.newRefs, p.oldRefs = p.g.ReferencedPrefixLists(), p.prev.ReferencedPrefixLists()
+	return p, nil
+}
 
+func (s *Store) tryPutSecurityGroup(ctx context.Context, org, id string, create bool, built cp.SecurityGroup, inTx bool) (cp.SecurityGroup, cp.Change, error) {
+	var p preparedGroup
+	if !inTx {
+		// Outside the write transaction: read what is stored, keep rule
+		// ids, encode the new group.
+		var prevRaw []byte
+		if !create {
+			var err error
+			if prevRaw, err = s.snapshot(org, bucketGroups, id); err != nil {
+				return cp.SecurityGroup{}, cp.Change{}, err
+			}
+			if prevRaw == nil {
+				return cp.SecurityGroup{}, cp.Change{}, cp.NotFound(cp.KindSecurityGroup, id)
+			}
+		}
+		var err error
+		if p, err = prepareGroup(built, prevRaw); err != nil {
+			return cp.SecurityGroup{}, cp.Change{}, err
+		}
+	}
+	rules := built.Rules // write order, for error paths
 	var change cp.Change
-	err = s.write(ctx, func(tx *bolt.Tx) error {
+	err := s.write(ctx, func(tx *bolt.Tx) error {
 		now := s.opts.Now()
 		ob, err := orgBucket(tx, org, true)
 		if err != nil {
@@ -616,7 +638,11 @@ func (s *Store) tryPutSecurityGroup(ctx context.Context, org, id string, create 
 			if cur == nil {
 				return cp.NotFound(cp.KindSecurityGroup, id)
 			}
-			if !bytes.Equal(cur, prevRaw) {
+			if inTx {
+				if p, err = prepareGroup(built, cur); err != nil {
+					return err
+				}
+			} else if !bytes.Equal(cur, p.prevRaw) {
 				return errConflict
 			}
 			st, err := readSync(ob, cp.KindSecurityGroup, id)
@@ -627,7 +653,12 @@ func (s *Store) tryPutSecurityGroup(ctx context.Context, org, id string, create 
 				return cp.Locked(cp.KindSecurityGroup, id, retry)
 			}
 			prevSync = &st
+		} else if inTx {
+			if p, err = prepareGroup(built, nil); err != nil {
+				return err
+			}
 		}
+		g, prev, data, oldRefs, newRefs := p.g, p.prev, p.data, p.oldRefs, p.newRefs
 		lists := ob.Bucket(bucketLists)
 		for i, r := range rules {
 			if strings.HasPrefix(r.Address, cp.PrefixListIDPrefix) && lists.Get([]byte(r.Address)) == nil {
@@ -663,11 +694,11 @@ func (s *Store) tryPutSecurityGroup(ctx context.Context, org, id string, create 
 		if err := touchSites(ob, affected, revs, &st); err != nil {
 			return err
 		}
-		g.Sync = st
+		p.g.Sync = st
 		change = cp.Change{OrgID: org, Sites: sortedKeys(affected), Kind: cp.KindSecurityGroup, ID: id, Revisions: revsOrNil(s, revs)}
 		return nil
 	})
-	return g, change, err
+	return p.g, change, err
 }
 
 // DeleteSecurityGroup deletes a group; its rules leave its sites
@@ -769,24 +800,23 @@ func (s *Store) putPrefixList(ctx context.Context, org, id string, w *cp.PrefixL
 	if create {
 		id = cp.NewID(cp.PrefixListIDPrefix)
 	}
-	for attempt := 1; ; attempt++ {
-		l, change, err := s.tryPutPrefixList(ctx, org, id, create, w)
-		if errors.Is(err, errConflict) && attempt < maxAttempts {
-			continue
-		}
-		if err != nil {
-			return cp.PrefixList{}, wrap("store prefix list", err)
-		}
-		s.notify(change)
-		return l, nil
+	l, change, err := s.tryPutPrefixList(ctx, org, id, create, w, false)
+	if errors.Is(err, errConflict) { // see putSecurityGroup
+		l, change, err = s.tryPutPrefixList(ctx, org, id, create, w, true)
 	}
+	if err != nil {
+		return cp.PrefixList{}, wrap("store prefix list", err)
+	}
+	s.notify(change)
+	return l, nil
 }
 
-func (s *Store) tryPutPrefixList(ctx context.Context, org, id string, create bool, w *cp.PrefixListWrite) (cp.PrefixList, cp.Change, error) {
+func (s *Store) tryPutPrefixList(ctx context.Context, org, id string, create bool, w *cp.PrefixListWrite, inTx bool) (cp.PrefixList, cp.Change, error) {
 	var prevRaw []byte
 	var prev cp.PrefixList
-	l := w.NewPrefixList(org, id)
-	if !create {
+	built := w.NewPrefixList(org, id)
+	l := built
+	if !create && !inTx {
 		var err error
 		if prevRaw, err = s.snapshot(org, bucketLists, id); err != nil {
 			return l, cp.Change{}, err
@@ -814,7 +844,14 @@ func (s *Store) tryPutPrefixList(ctx context.Context, org, id string, create boo
 			if cur == nil {
 				return cp.NotFound(cp.KindPrefixList, id)
 			}
-			if !bytes.Equal(cur, prevRaw) {
+			if inTx {
+				prev = cp.PrefixList{}
+				if err := json.Unmarshal(cur, &prev); err != nil {
+					return fmt.Errorf("decode prefix list: %w", err)
+				}
+				l.Prefixes = slices.Clone(built.Prefixes)
+				cp.KeepPrefixIDs(prev.Prefixes, l.Prefixes)
+			} else if !bytes.Equal(cur, prevRaw) {
 				return errConflict
 			}
 			st, err := readSync(ob, cp.KindPrefixList, id)
