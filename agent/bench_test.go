@@ -83,19 +83,20 @@ func naive(ctx context.Context, s *simAgent, d *protocol.DesiredState) error {
 		}
 	}
 	w := render.Render(d, render.Options{WANList: "WAN", Guard: s.guard(st)})
-	st, err = s.read(ctx)
-	if err != nil {
+	if st, err = s.read(ctx); err != nil {
 		return err
 	}
-	for _, op := range reconcile.Plan(st.filter, st.addrs, w) {
-		if op.Kind != reconcile.Add {
-			continue
+	for _, e := range w.Entries {
+		if _, _, err := s.router.Run(ctx, reconcile.AddressListPath+"/add", "=list="+e.List, "=address="+e.Address, "=comment="+e.Comment); err != nil {
+			return err
 		}
-		op.Before = "" // appended in order; the jumps are placed by the agent's way, so skip them
-		if strings.HasPrefix(op.Key, "jump/") {
-			continue
+	}
+	for _, r := range append(w.In, w.Out...) {
+		words := []string{reconcile.FilterPath + "/add", "=comment=" + r.Comment}
+		for k, v := range r.Props {
+			words = append(words, "="+k+"="+v)
 		}
-		if _, _, err := s.router.Run(ctx, op.Words(func(s string) string { return s })...); err != nil {
+		if _, _, err := s.router.Run(ctx, words...); err != nil {
 			return err
 		}
 	}
@@ -174,8 +175,9 @@ func benchApply(b *testing.B, lat time.Duration, scenario, how string) {
 			b.Fatal(err)
 		}
 		r.SetLatency(0)
-		if rest := s.remaining(b); how == "agent" && len(rest) > 0 {
-			b.Fatalf("not converged: %d ops left", len(rest))
+		s.desired = &to
+		if rest := s.remaining(b); len(rest) > 0 {
+			b.Fatalf("not converged: %d ops left, first %s", len(rest), rest[0])
 		}
 		totalWrites += writes(r.Stats())
 		r.Close()
