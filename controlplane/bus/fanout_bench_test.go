@@ -232,6 +232,7 @@ func heapAndStacks() uint64 {
 //
 //	go test -run '^$' -bench FanOut -benchtime 5x ./controlplane/bus
 //	RAMPART_TEST_MQTT_URL=tcp://127.0.0.1:1883 go test -run '^$' -bench FanOut/external -benchtime 5x ./controlplane/bus
+//	RAMPART_BENCH_PENDING=64 go test -run '^$' -bench FanOut/embedded -benchtime 5x ./controlplane/bus
 func BenchmarkFanOut(b *testing.B) {
 	sizes := []int{100, 1000, 10000}
 	for _, target := range []string{"embedded", "external"} {
@@ -252,7 +253,10 @@ func benchFanOut(b *testing.B, target string, n int) {
 	switch target {
 	case "embedded":
 		var err error
-		brk, err = broker.Start(broker.Options{Listen: "127.0.0.1:0", Key: testKey, Logger: quietLogger()})
+		// RAMPART_BENCH_PENDING sets broker.Options.MaxPendingWrites, whose
+		// queue is allocated up front for every connection.
+		pending, _ := strconv.Atoi(os.Getenv("RAMPART_BENCH_PENDING"))
+		brk, err = broker.Start(broker.Options{Listen: "127.0.0.1:0", Key: testKey, Logger: quietLogger(), MaxPendingWrites: pending})
 		if err != nil {
 			b.Fatal(err)
 		}
