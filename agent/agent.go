@@ -268,7 +268,9 @@ func (a *Agent) takeEvents(ctx context.Context) bool {
 			dirty = true
 		}
 	}
-	if conn && !a.published && a.status.State != "" {
+	if conn && a.mq != nil && a.mq.Connected() && a.status.State != "" {
+		// After a reconnect the broker may have lost the retained status
+		// (a restart without persistence): say it again.
 		a.publish(ctx)
 	}
 	return dirty

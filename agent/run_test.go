@@ -43,6 +43,11 @@ func startBroker(t *testing.T) *broker {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return startBrokerOn(t, ln)
+}
+
+func startBrokerOn(t *testing.T, ln net.Listener) *broker {
+	t.Helper()
 	b := &broker{addr: ln.Addr().String(), last: map[string][]byte{}}
 	b.srv = mochi.New(&mochi.Options{InlineClient: true, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err := b.srv.AddHook(new(auth.AllowHook), nil); err != nil {
@@ -54,7 +59,7 @@ func startBroker(t *testing.T) *broker {
 	if err := b.srv.Serve(); err != nil {
 		t.Fatal(err)
 	}
-	err = b.srv.Subscribe("rampart/v1/#", 1, func(_ *mochi.Client, _ packets.Subscription, pk packets.Packet) {
+	err := b.srv.Subscribe("rampart/v1/#", 1, func(_ *mochi.Client, _ packets.Subscription, pk packets.Packet) {
 		b.mu.Lock()
 		b.last[pk.TopicName] = append([]byte(nil), pk.Payload...)
 		b.mu.Unlock()
@@ -287,4 +292,40 @@ func TestFailedApplyIsReportedAndRetried(t *testing.T) {
 		t.Errorf("error %q", e)
 	}
 	eventually(t, "applied after retries", func() bool { return b.status().State == protocol.StateApplied })
+}
+
+func TestBrokerRestartResubscribes(t *testing.T) {
+	b := startBroker(t)
+	r := newSim(t, rossim.Options{})
+	cfg := testConfig(t, r.Addr())
+	cfg.MQTTURL, _ = url.Parse("tcp://" + b.addr)
+	b.publish(t, marshal(t, sampleDoc(1)), true)
+	a, err := New(cfg, Options{RetryBase: 50 * time.Millisecond, Throttle: 10 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	eventually(t, "applied", func() bool { return b.status().State == protocol.StateApplied })
+
+	// The broker restarts on the same address with no retained state.
+	b.stop()
+	eventually(t, "the agent to notice", func() bool { return testutil.ToFloat64(a.m.mqttConnected) == 0 })
+	var b2 *broker
+	eventually(t, "the port to be free again", func() bool {
+		ln, err := net.Listen("tcp", b.addr)
+		if err != nil {
+			return false
+		}
+		b2 = startBrokerOn(t, ln)
+		return true
+	})
+	eventually(t, "the status republished to the new broker", func() bool { return b2.status().State == protocol.StateApplied })
+	b2.publish(t, marshal(t, sampleDoc(2)), true)
+	eventually(t, "revision 2 through the new subscription", func() bool {
+		st := b2.status()
+		return st.State == protocol.StateApplied && st.Revision == 2
+	})
 }
