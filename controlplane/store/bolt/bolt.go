@@ -6,6 +6,8 @@
 //	orgs/<org>/groups/<id>    the group as the API's JSON (status as of the write)
 //	orgs/<org>/lists/<id>     the prefix list as the API's JSON
 //	orgs/<org>/sync/<kind>\x00<id>   JSON controlplane.SyncState of a group or list
+//	orgs/<org>/gindex/<id>    a group's sites and rule ids and matches, binary
+//	                          (what a replace needs, without decoding the JSON)
 //	orgs/<org>/refs/<list>\x00<group>   a group's rule refers to a prefix list
 //	orgs/<org>/sites/<site>   JSON controlplane.Site
 //	orgs/<org>/sitedata/<site>  the Revisioner's own per-site bytes
@@ -92,6 +94,7 @@ var (
 	bucketSites    = []byte("sites")
 	bucketSiteData = []byte("sitedata")
 	bucketSync     = []byte("sync")
+	bucketGIndex   = []byte("gindex")
 
 	keyEpoch = []byte("epoch")
 )
@@ -260,7 +263,7 @@ func orgBucket(tx *bolt.Tx, org string, create bool) (*bolt.Bucket, error) {
 	if err != nil {
 		return nil, err
 	}
-	for _, name := range [][]byte{bucketGroups, bucketLists, bucketRefs, bucketSites, bucketSiteData, bucketSync} {
+	for _, name := range [][]byte{bucketGroups, bucketLists, bucketRefs, bucketSites, bucketSiteData, bucketSync, bucketGIndex} {
 		if _, err := b.CreateBucketIfNotExists(name); err != nil {
 			return nil, err
 		}
@@ -537,6 +540,90 @@ func (s *Store) snapshot(org string, bucket []byte, id string) ([]byte, error) {
 	return raw, err
 }
 
+// snapshotGroup reads a group's stored JSON and index (copies) outside the
+// write transaction.
+func (s *Store) snapshotGroup(org, id string) (raw, idx []byte, err error) {
+	err = s.db.View(func(tx *bolt.Tx) error {
+		ob, _ := orgBucket(tx, org, false)
+		raw = slices.Clone(get(ob, bucketGroups, id))
+		idx = slices.Clone(get(ob, bucketGIndex, id))
+		return nil
+	})
+	return raw, idx, err
+}
+
+// encodeGroupIndex writes what a replace needs of a group: its sites and,
+// per rule, id, direction, protocol, port and address. Strings are
+// uvarint-length-prefixed; protocol is a uvarint.
+func encodeGroupIndex(g *cp.SecurityGroup) []byte {
+	n := 16
+	for _, s := range g.Sites {
+		n += len(s) + 2
+	}
+	for _, r := range g.Rules {
+		n += len(r.ID) + len(r.Direction) + len(r.Port) + len(r.Address) + 8
+	}
+	b := make([]byte, 0, n)
+	str := func(s string) { b = binary.AppendUvarint(b, uint64(len(s))); b = append(b, s...) }
+	b = binary.AppendUvarint(b, uint64(len(g.Sites)))
+	for _, s := range g.Sites {
+		str(s)
+	}
+	b = binary.AppendUvarint(b, uint64(len(g.Rules)))
+	for _, r := range g.Rules {
+		str(r.ID)
+		str(r.Direction)
+		b = binary.AppendUvarint(b, uint64(r.Protocol))
+		str(r.Port)
+		str(r.Address)
+	}
+	return b
+}
+
+var errBadIndex = errors.New("corrupt group index")
+
+func decodeGroupIndex(b []byte) (sites []string, rules []cp.FilterRule, err error) {
+	num := func() uint64 {
+		v, n := binary.Uvarint(b)
+		if n <= 0 {
+			err = errBadIndex
+			return 0
+		}
+		b = b[n:]
+		return v
+	}
+	str := func() string {
+		l := num()
+		if err != nil || l > uint64(len(b)) {
+			err = errBadIndex
+			return ""
+		}
+		s := string(b[:l])
+		b = b[l:]
+		return s
+	}
+	ns := num()
+	if ns > uint64(len(b)) {
+		return nil, nil, errBadIndex
+	}
+	sites = make([]string, 0, ns)
+	for range ns {
+		sites = append(sites, str())
+	}
+	nr := num()
+	if nr > uint64(len(b)) {
+		return nil, nil, errBadIndex
+	}
+	rules = make([]cp.FilterRule, 0, nr)
+	for range nr {
+		r := cp.FilterRule{ID: str(), Direction: str()}
+		r.Protocol = int(num())
+		r.Port, r.Address = str(), str()
+		rules = append(rules, r)
+	}
+	return sites, rules, err
+}
+
 // --- group writes ---
 
 // CreateSecurityGroup stores a new group built from a validated write.
@@ -575,13 +662,20 @@ func (s *Store) putSecurityGroup(ctx context.Context, org, id string, w *cp.Secu
 type preparedGroup struct {
 	prevRaw          []byte
 	prev, g          cp.SecurityGroup
-	data             []byte
+	data, index      []byte
 	oldRefs, newRefs []string
 }
 
-func prepareGroup(built cp.SecurityGroup, prevRaw []byte) (preparedGroup, error) {
+func prepareGroup(built cp.SecurityGroup, prevRaw, prevIdx []byte) (preparedGroup, error) {
 	p := preparedGroup{prevRaw: prevRaw, g: built}
-	if prevRaw != nil {
+	switch {
+	case prevRaw == nil:
+	case prevIdx != nil:
+		var err error
+		if p.prev.Sites, p.prev.Rules, err = decodeGroupIndex(prevIdx); err != nil {
+			return p, fmt.Errorf("decode security group index: %w", err)
+		}
+	default:
 		if err := json.Unmarshal(prevRaw, &p.prev); err != nil {
 			return p, fmt.Errorf("decode security group: %w", err)
 		}
@@ -600,6 +694,7 @@ func prepareGroup(built cp.SecurityGroup, prevRaw []byte) (preparedGroup, error)
 		return p, fmt.Errorf("encode security group: %w", err)
 	}
 	p.newRefs, p.oldRefs = p.g.ReferencedPrefixLists(), p.prev.ReferencedPrefixLists()
+	p.index = encodeGroupIndex(&p.g)
 	return p, nil
 }
 
@@ -608,10 +703,10 @@ func (s *Store) tryPutSecurityGroup(ctx context.Context, org, id string, create 
 	if !inTx {
 		// Outside the write transaction: read what is stored, keep rule
 		// ids, encode the new group.
-		var prevRaw []byte
+		var prevRaw, prevIdx []byte
 		if !create {
 			var err error
-			if prevRaw, err = s.snapshot(org, bucketGroups, id); err != nil {
+			if prevRaw, prevIdx, err = s.snapshotGroup(org, id); err != nil {
 				return cp.SecurityGroup{}, cp.Change{}, err
 			}
 			if prevRaw == nil {
@@ -619,7 +714,7 @@ func (s *Store) tryPutSecurityGroup(ctx context.Context, org, id string, create 
 			}
 		}
 		var err error
-		if p, err = prepareGroup(built, prevRaw); err != nil {
+		if p, err = prepareGroup(built, prevRaw, prevIdx); err != nil {
 			return cp.SecurityGroup{}, cp.Change{}, err
 		}
 	}
@@ -639,7 +734,7 @@ func (s *Store) tryPutSecurityGroup(ctx context.Context, org, id string, create 
 				return cp.NotFound(cp.KindSecurityGroup, id)
 			}
 			if inTx {
-				if p, err = prepareGroup(built, cur); err != nil {
+				if p, err = prepareGroup(built, cur, ob.Bucket(bucketGIndex).Get([]byte(id))); err != nil {
 					return err
 				}
 			} else if !bytes.Equal(cur, p.prevRaw) {
@@ -654,7 +749,7 @@ func (s *Store) tryPutSecurityGroup(ctx context.Context, org, id string, create 
 			}
 			prevSync = &st
 		} else if inTx {
-			if p, err = prepareGroup(built, nil); err != nil {
+			if p, err = prepareGroup(built, nil, nil); err != nil {
 				return err
 			}
 		}
@@ -678,6 +773,9 @@ func (s *Store) tryPutSecurityGroup(ctx context.Context, org, id string, create 
 		}
 		// Store the group before revising, so the Revisioner sees it.
 		if err := groups.Put([]byte(id), data); err != nil {
+			return err
+		}
+		if err := ob.Bucket(bucketGIndex).Put([]byte(id), p.index); err != nil {
 			return err
 		}
 		revs, err := s.revise(tx, ob, org, affected)
@@ -724,6 +822,9 @@ func (s *Store) DeleteSecurityGroup(ctx context.Context, org, id string) error {
 			return err
 		}
 		if err := ob.Bucket(bucketGroups).Delete([]byte(id)); err != nil {
+			return err
+		}
+		if err := ob.Bucket(bucketGIndex).Delete([]byte(id)); err != nil {
 			return err
 		}
 		if err := setRefs(ob, id, prev.ReferencedPrefixLists(), nil); err != nil {
