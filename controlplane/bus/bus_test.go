@@ -1,6 +1,7 @@
 package bus
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -9,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"slices"
 	"strings"
@@ -18,6 +20,7 @@ import (
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 	"github.com/google/go-cmp/cmp"
+	mochipk "github.com/mochi-mqtt/server/v2/packets"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
@@ -543,4 +546,59 @@ func TestManyRetainedStatusesIngestedInProcess(t *testing.T) {
 	a := connectAgent(t, e, "org_x", "site_new")
 	a.publish(t, protocol.StatusTopic(e.root, "org_x", "site_new"), mustJSON(t, status("org_x", "site_new", 1, protocol.StateApplied)))
 	poll(t, "a live status", func() bool { s, _ := rec.snapshot(); return len(s) == n+1 })
+}
+
+// TestLastWillReachesIngester: an agent that vanishes without DISCONNECT
+// (power cut, crash) has its last will published by the broker, which must
+// pass the ACL and reach the Ingester as presence offline. paho cannot drop
+// a connection without DISCONNECT, so the agent here is a raw TCP client.
+func TestLastWillReachesIngester(t *testing.T) {
+	for _, inline := range []bool{false, true} {
+		t.Run(fmt.Sprintf("inline=%v", inline), func(t *testing.T) {
+			e := embedded(t)
+			if inline {
+				e.reports = e.broker
+			}
+			rec := &recorder{}
+			connectBus(t, e, rec, nil, nil)
+
+			user, pass := e.site("org_x", "site_a")
+			pk := mochipk.Packet{
+				FixedHeader:     mochipk.FixedHeader{Type: mochipk.Connect},
+				ProtocolVersion: 4,
+				Connect: mochipk.ConnectParams{
+					ProtocolName: []byte("MQTT"), Clean: true, Keepalive: 30, ClientIdentifier: "agent",
+					UsernameFlag: true, Username: []byte(user), PasswordFlag: true, Password: []byte(pass),
+					WillFlag: true, WillTopic: protocol.PresenceTopic(e.root, "org_x", "site_a"),
+					WillPayload: protocol.OfflinePayload, WillQos: 1, WillRetain: true,
+				},
+			}
+			var buf bytes.Buffer
+			if err := pk.ConnectEncode(&buf); err != nil {
+				t.Fatal(err)
+			}
+			conn, err := net.Dial("tcp", e.broker.Addr())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			if _, err := conn.Write(buf.Bytes()); err != nil {
+				t.Fatal(err)
+			}
+			connack := make([]byte, 4)
+			conn.SetReadDeadline(time.Now().Add(waitFor))
+			if _, err := io.ReadFull(conn, connack); err != nil {
+				t.Fatalf("read CONNACK: %v", err)
+			}
+			if connack[0] != 0x20 || connack[3] != 0 {
+				t.Fatalf("CONNACK % x: connection refused", connack)
+			}
+			conn.Close() // no DISCONNECT: the broker publishes the will
+
+			poll(t, "the last will as presence offline", func() bool {
+				_, p := rec.snapshot()
+				return slices.Contains(p, "org_x/site_a offline")
+			})
+		})
+	}
 }
