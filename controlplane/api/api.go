@@ -88,8 +88,9 @@ type Options struct {
 	DocBaseURL string
 }
 
-// DefaultDocBaseURL is where error codes are documented.
-const DefaultDocBaseURL = "https://github.com/rampart-fw/rampart/blob/main/docs/errors.md#"
+// DefaultDocBaseURL is where error codes are documented (errors.md beside
+// this file, one anchor per code).
+const DefaultDocBaseURL = "https://github.com/rampart-fw/rampart/blob/main/controlplane/api/errors.md#"
 
 // Server is the REST API as an http.Handler.
 type Server struct {

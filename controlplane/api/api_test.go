@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -557,6 +558,40 @@ func TestStatusSpliceIgnoresLookalikes(t *testing.T) {
 		}
 		if got.Name != tricky || got.Description != tricky || got.Status != cp.StatusFailed {
 			t.Errorf("GET %s: name %q, description %q, status %q", path, got.Name, got.Description, got.Status)
+		}
+	}
+}
+
+// TestErrorCodesAreDocumented keeps errors.md (where doc_url points) and the
+// error table in step.
+func TestErrorCodesAreDocumented(t *testing.T) {
+	doc, err := os.ReadFile("errors.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for code := range api.ErrorTable() {
+		if !strings.Contains(string(doc), `<a id="`+code+`"></a>`) {
+			t.Errorf("errors.md has no anchor for %s", code)
+		}
+	}
+}
+
+// TestSpecLimitsMatchDomain checks that the limits openapi.yaml enforces are
+// the domain's.
+func TestSpecLimitsMatchDomain(t *testing.T) {
+	doc, err := api.LoadSpec(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := doc.Components.Schemas
+	for name, c := range map[string]struct{ got, want uint64 }{
+		"rules maxItems":    {*s["SecurityGroupWrite"].Value.Properties["rules"].Value.MaxItems, cp.MaxRules},
+		"prefixes maxItems": {*s["PrefixListWrite"].Value.Properties["prefixes"].Value.MaxItems, cp.MaxPrefixes},
+		"order maximum":     {uint64(*s["FilterRuleWrite"].Value.Properties["order"].Value.Max), cp.MaxOrder},
+		"order minimum":     {uint64(*s["FilterRuleWrite"].Value.Properties["order"].Value.Min), cp.MinOrder},
+	} {
+		if c.got != c.want {
+			t.Errorf("%s: openapi.yaml %d, domain %d", name, c.got, c.want)
 		}
 	}
 }
