@@ -56,6 +56,9 @@ type env struct {
 	router routers.Router
 	// wrap, when set before start, wraps the store given to the API.
 	wrap func(api.Store) api.Store
+	// realAuthClock makes tokens expire by the real clock, not the fake
+	// one (for the fuzz test, which moves the fake clock without bound).
+	realAuthClock bool
 }
 
 var (
@@ -78,9 +81,12 @@ func router(t testing.TB) routers.Router {
 	return specRouter
 }
 
-func newEnv(t testing.TB) *env {
+func newEnv(t testing.TB, opts ...func(*env)) *env {
 	t.Helper()
 	e := &env{t: t, path: filepath.Join(t.TempDir(), "rampart.db"), clock: &clock{t: time.Date(2026, 11, 21, 10, 0, 0, 0, time.UTC)}, router: router(t)}
+	for _, o := range opts {
+		o(e)
+	}
 	e.start()
 	t.Cleanup(e.stop)
 	return e
@@ -93,7 +99,11 @@ func (e *env) start() {
 		e.t.Fatal(err)
 	}
 	e.store = st
-	v, err := auth.New(context.Background(), auth.Options{HMACKey: testKey, Now: e.clock.Now})
+	authNow := e.clock.Now
+	if e.realAuthClock {
+		authNow = time.Now
+	}
+	v, err := auth.New(context.Background(), auth.Options{HMACKey: testKey, Now: authNow})
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -128,7 +138,11 @@ func (e *env) restart() {
 
 func (e *env) token(org string) string {
 	e.t.Helper()
-	tok, err := auth.Mint(auth.MintOptions{Key: testKey, Org: org, TTL: time.Hour, Now: e.clock.Now()})
+	now := e.clock.Now()
+	if e.realAuthClock {
+		now = time.Now()
+	}
+	tok, err := auth.Mint(auth.MintOptions{Key: testKey, Org: org, TTL: time.Hour, Now: now})
 	if err != nil {
 		e.t.Fatal(err)
 	}

@@ -107,6 +107,7 @@ type Store struct {
 
 	mu       sync.Mutex
 	onChange []cp.ChangeFunc
+	cache    groupCache
 }
 
 // Open opens (or creates) the database at path.
@@ -128,7 +129,7 @@ func Open(path string, opts Options) (*Store, error) {
 		opts.MaxBatchDelay = 2 * time.Millisecond
 	}
 	db.MaxBatchDelay = opts.MaxBatchDelay
-	s := &Store{db: db, opts: opts}
+	s := &Store{db: db, opts: opts, cache: groupCache{max: cacheBytes}}
 	err = db.Update(func(tx *bolt.Tx) error {
 		for _, b := range [][]byte{bucketMeta, bucketOrgs, bucketDeadlines, bucketAwaiting, bucketStatus} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
@@ -353,6 +354,84 @@ func sub(org *bolt.Bucket, name []byte) *bolt.Bucket {
 
 // --- reads ---
 
+// groupCache keeps decoded groups keyed by organisation and id, each with
+// the stored bytes it was decoded from: an entry is used only when those
+// bytes are still exactly what is stored, so it can never be stale. It
+// exists for the Revisioner, which reads every group of an organisation
+// inside each write transaction (where decoding would hold up every other
+// writer), and for reads that need decoded groups.
+type groupCache struct {
+	mu      sync.Mutex
+	entries map[string]cachedGroup
+	size    int // approximate bytes held
+	max     int
+}
+
+type cachedGroup struct {
+	raw []byte
+	g   cp.SecurityGroup
+}
+
+// cacheBytes bounds the cache; a decoded 250-rule group is about twice its
+// JSON.
+const cacheBytes = 64 << 20
+
+func (c *groupCache) get(org, id string, raw []byte) (cp.SecurityGroup, bool) {
+	c.mu.Lock()
+	e, ok := c.entries[org+"\x00"+id]
+	c.mu.Unlock()
+	if !ok || !bytes.Equal(e.raw, raw) {
+		return cp.SecurityGroup{}, false
+	}
+	g := e.g // callers own what they get: copy the slices
+	g.Sites = slices.Clone(g.Sites)
+	g.Rules = slices.Clone(g.Rules)
+	return g, true
+}
+
+func (c *groupCache) put(org, id string, raw []byte, g cp.SecurityGroup) {
+	cost := 3 * len(raw)
+	if cost > c.max/16 {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.entries == nil {
+		c.entries = map[string]cachedGroup{}
+	}
+	k := org + "\x00" + id
+	if old, ok := c.entries[k]; ok {
+		c.size -= 3 * len(old.raw)
+	}
+	for k2, e := range c.entries { // evict arbitrary entries until it fits
+		if c.size+cost <= c.max {
+			break
+		}
+		delete(c.entries, k2)
+		c.size -= 3 * len(e.raw)
+	}
+	g.Sites, g.Rules = slices.Clone(g.Sites), slices.Clone(g.Rules)
+	c.entries[k] = cachedGroup{raw: slices.Clone(raw), g: g}
+	c.size += cost
+}
+
+// decodeGroup decodes a stored group (through the cache) and sets its
+// status from sync at now.
+func (s *Store) decodeGroup(raw []byte, org, id string, sync cp.SyncState, now time.Time) (cp.SecurityGroup, error) {
+	g, ok := s.cache.get(org, id, raw)
+	if !ok {
+		var err error
+		if g, err = decodeGroup(raw, org, sync, now); err != nil {
+			return g, err
+		}
+		s.cache.put(org, id, raw, g)
+	}
+	g.OrgID = org
+	g.Sync = sync.At(now)
+	g.Status = g.Sync.Status
+	return g, nil
+}
+
 // decodeGroup decodes a stored group and sets its status from sync at now.
 func decodeGroup(raw []byte, org string, sync cp.SyncState, now time.Time) (cp.SecurityGroup, error) {
 	var g cp.SecurityGroup
@@ -410,8 +489,8 @@ func (s *Store) ListSecurityGroups(ctx context.Context, org string) ([]cp.Securi
 	now := s.opts.Now()
 	err := s.db.View(func(tx *bolt.Tx) error {
 		ob, _ := orgBucket(tx, org, false)
-		return each(ob, cp.KindSecurityGroup, func(_ string, raw []byte, st cp.SyncState) error {
-			g, err := decodeGroup(raw, org, st, now)
+		return each(ob, cp.KindSecurityGroup, func(id string, raw []byte, st cp.SyncState) error {
+			g, err := s.decodeGroup(raw, org, id, st, now)
 			out = append(out, g)
 			return err
 		})
@@ -435,7 +514,7 @@ func (s *Store) GetSecurityGroup(ctx context.Context, org, id string) (cp.Securi
 		if err != nil {
 			return err
 		}
-		g, err = decodeGroup(raw, org, st, s.opts.Now())
+		g, err = s.decodeGroup(raw, org, id, st, s.opts.Now())
 		return err
 	})
 	return g, wrap("get security group", err)
@@ -1087,7 +1166,7 @@ func (s *Store) revise(tx *bolt.Tx, ob *bolt.Bucket, org string, affected map[st
 	if s.opts.Revisioner == nil || len(affected) == 0 {
 		return nil, nil
 	}
-	revs, err := s.opts.Revisioner.Revise(policyTx{ob: ob, org: org, now: s.opts.Now()}, org, sortedKeys(affected))
+	revs, err := s.opts.Revisioner.Revise(policyTx{s: s, ob: ob, org: org, now: s.opts.Now()}, org, sortedKeys(affected))
 	if err != nil {
 		return nil, fmt.Errorf("assign site revisions: %w", err)
 	}
@@ -1392,6 +1471,7 @@ func (s *Store) CountByStatus(ctx context.Context) (map[string]map[cp.Status]int
 
 // policyTx is the Revisioner's view of one organisation inside a write.
 type policyTx struct {
+	s   *Store
 	ob  *bolt.Bucket
 	org string
 	now time.Time
@@ -1399,8 +1479,8 @@ type policyTx struct {
 
 func (p policyTx) SecurityGroups() ([]cp.SecurityGroup, error) {
 	var out []cp.SecurityGroup
-	err := each(p.ob, cp.KindSecurityGroup, func(_ string, raw []byte, st cp.SyncState) error {
-		g, err := decodeGroup(raw, p.org, st, p.now)
+	err := each(p.ob, cp.KindSecurityGroup, func(id string, raw []byte, st cp.SyncState) error {
+		g, err := p.s.decodeGroup(raw, p.org, id, st, p.now)
 		out = append(out, g)
 		return err
 	})

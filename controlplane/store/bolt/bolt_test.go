@@ -339,3 +339,39 @@ func TestConcurrentReplaceOfOneGroup(t *testing.T) {
 		}
 	}
 }
+
+// TestDecodedGroupsAreNotShared checks that what reads return can be changed
+// by the caller without changing what later reads (served from the decode
+// cache) return.
+func TestDecodedGroupsAreNotShared(t *testing.T) {
+	ctx := context.Background()
+	s, _ := open(t, bolt.Options{})
+	r := cp.FilterRuleWrite{Direction: "inbound", Order: 1, Protocol: 6, Port: "22", Address: "10.0.0.0/8"}
+	g, err := s.CreateSecurityGroup(ctx, org, group("Group", []string{"site_a"}, r))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		got, err := s.GetSecurityGroup(ctx, org, g.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Rules[0].Port != "22" || got.Sites[0] != "site_a" {
+			t.Fatalf("read %+v after a caller changed an earlier read", got)
+		}
+		got.Rules[0].Port, got.Sites[0] = "changed", "changed"
+		all, _ := s.ListSecurityGroups(ctx, org)
+		all[0].Rules[0].Port = "changed too"
+	}
+	// A replace is seen at once (the cache is keyed by the stored bytes).
+	if err := s.Confirm(ctx, org, "site_a", 0, true, ""); err != nil {
+		t.Fatal(err)
+	}
+	r.Port = "2222"
+	if _, err := s.ReplaceSecurityGroup(ctx, org, g.ID, group("Group", []string{}, r)); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := s.GetSecurityGroup(ctx, org, g.ID); got.Rules[0].Port != "2222" || len(got.Sites) != 0 {
+		t.Errorf("read after replace: %+v", got)
+	}
+}
