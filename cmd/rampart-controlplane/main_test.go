@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
 	"net/http"
@@ -167,5 +168,57 @@ func TestDemoNeedsTheMQTTSide(t *testing.T) {
 	if err := m.Start(context.Background()); err == nil {
 		m.Close()
 		t.Fatal("--demo started without anything to run the demo")
+	}
+}
+
+// recordingExtension stands in for the MQTT side: it hands the store a
+// Revisioner, and on Start subscribes to changes.
+type recordingExtension struct {
+	started, stopped bool
+	changes          chan cp.Change
+}
+
+type oneRevision struct{}
+
+func (oneRevision) Revise(_ cp.PolicyTx, _ string, sites []string) (map[string]uint64, error) {
+	out := map[string]uint64{}
+	for _, s := range sites {
+		out[s] = 7
+	}
+	return out, nil
+}
+
+func (e *recordingExtension) Configure(m *Main) error { m.Revisioner = oneRevision{}; return nil }
+
+func (e *recordingExtension) Start(ctx context.Context, m *Main) (func(), error) {
+	if m.Store == nil || m.API == nil || m.Store.Epoch() == "" {
+		return nil, errors.New("started before the store and API")
+	}
+	e.started = true
+	m.Store.OnChange(func(c cp.Change) { e.changes <- c })
+	return func() { e.stopped = true }, nil
+}
+
+func TestExtensionSeam(t *testing.T) {
+	ext := &recordingExtension{changes: make(chan cp.Change, 1)}
+	m := &Main{Config: Config{HTTPAddr: "127.0.0.1:0", DataDir: t.TempDir(), SyncTimeout: time.Minute},
+		Logger: slog.New(slog.DiscardHandler), Extensions: []Extension{ext}}
+	ctx := context.Background()
+	if err := m.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	g, err := m.Store.CreateSecurityGroup(ctx, "org_a", &cp.SecurityGroupWrite{Name: "Group", Rules: []cp.FilterRuleWrite{}, Sites: []string{"site_a"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := <-ext.changes
+	if c.ID != g.ID || c.Revisions["site_a"] != 7 || g.Sync.Awaiting["site_a"] != 7 {
+		t.Errorf("change %+v, sync %+v: the Revisioner was not used", c, g.Sync)
+	}
+	if err := m.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if !ext.started || !ext.stopped {
+		t.Errorf("started %v, stopped %v", ext.started, ext.stopped)
 	}
 }
