@@ -20,8 +20,9 @@ import (
 // one stores exactly what it answered, with only rules RouterOS accepts.
 //
 // Run: go test -run '^$' -fuzz FuzzWrite -fuzztime 3m ./controlplane/api
-// It ran for 3 minutes (about 1.1 M executions on 2 cores) without a
-// finding when written; the seeds below run in every plain `go test`.
+// It ran for 3 minutes (155,196 executions, 55 new interesting inputs, on
+// the shared 2-core machine) without a finding; the seeds below run in
+// every plain `go test`.
 func FuzzWrite(f *testing.F) {
 	for _, s := range []string{
 		`{"name":"Web Application Servers","description":"Allows HTTP/S","rules":[{"direction":"inbound","order":10,"protocol":6,"port":"443","address":"0.0.0.0/0","description":"Allow HTTPS"}],"sites":["site_a"]}`,
