@@ -3,6 +3,7 @@ package controlplane
 import (
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"unicode/utf8"
 
@@ -31,7 +32,7 @@ func (w *SecurityGroupWrite) Validate() error {
 	}
 	orders := make(map[int]int, len(w.Rules))
 	for i, r := range w.Rules {
-		if err := r.validate(fmt.Sprintf("rules[%d]", i)); err != nil {
+		if err := r.validate("rules[" + strconv.Itoa(i) + "]"); err != nil {
 			return err
 		}
 		if j, dup := orders[r.Order]; dup {

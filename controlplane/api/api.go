@@ -66,6 +66,9 @@ type Store interface {
 type RawStore interface {
 	GetJSON(ctx context.Context, org, kind, id string) ([]byte, error)
 	ListJSON(ctx context.Context, org, kind string) ([]byte, error)
+	// The group writes answer with the JSON they stored.
+	CreateSecurityGroupJSON(ctx context.Context, org string, w *cp.SecurityGroupWrite) (id string, body []byte, err error)
+	ReplaceSecurityGroupJSON(ctx context.Context, org, id string, w *cp.SecurityGroupWrite) ([]byte, error)
 }
 
 // TokenVerifier checks a bearer token and returns its organisation
@@ -432,6 +435,14 @@ func (s *Server) createGroup(w http.ResponseWriter, r *http.Request, org string)
 	if err := s.decode(w, r, "SecurityGroupWrite", &in); err != nil {
 		return err
 	}
+	if s.raw != nil {
+		id, body, err := s.raw.CreateSecurityGroupJSON(r.Context(), org, &in)
+		if err != nil {
+			return err
+		}
+		w.Header().Set("Location", base(r)+"/security-groups/"+id)
+		return writeRaw(w, http.StatusCreated)(body, nil)
+	}
 	g, err := s.opts.Store.CreateSecurityGroup(r.Context(), org, &in)
 	if err != nil {
 		return err
@@ -459,6 +470,9 @@ func (s *Server) replaceGroup(w http.ResponseWriter, r *http.Request, org string
 	var in cp.SecurityGroupWrite
 	if err := s.decode(w, r, "SecurityGroupWrite", &in); err != nil {
 		return err
+	}
+	if s.raw != nil {
+		return writeRaw(w, http.StatusOK)(s.raw.ReplaceSecurityGroupJSON(r.Context(), org, id, &in))
 	}
 	g, err := s.opts.Store.ReplaceSecurityGroup(r.Context(), org, id, &in)
 	if err != nil {

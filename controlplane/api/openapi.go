@@ -94,7 +94,13 @@ func decodeBody(body []byte, schema *openapi3.Schema, v interface{ Validate() er
 	if _, ok := doc.(map[string]any); !ok {
 		return cp.Errorf(cp.CodeInvalidType, "", "The body must be a JSON object.")
 	}
-	if err := schema.VisitJSON(doc, openapi3.MultiErrors(), openapi3.VisitAsRequest()); err != nil {
+	// Valid bodies (the common case) take one fail-fast pass; only a
+	// failing body is visited again collecting every finding, to report
+	// the most useful one.
+	if err := schema.VisitJSON(doc, openapi3.VisitAsRequest()); err != nil {
+		if all := schema.VisitJSON(doc, openapi3.MultiErrors(), openapi3.VisitAsRequest()); all != nil {
+			err = all
+		}
 		return schemaError(err)
 	}
 	if g, ok := v.(*cp.SecurityGroupWrite); ok {
@@ -331,10 +337,10 @@ func groupFromTree(m map[string]any, w *cp.SecurityGroupWrite) error {
 		out.Address, _ = r["address"].(string)
 		out.Description, _ = r["description"].(string)
 		var err error
-		if out.Order, err = intField(r["order"], fmt.Sprintf("rules[%d].order", i)); err != nil {
+		if out.Order, err = intField(r["order"], i, "order"); err != nil {
 			return err
 		}
-		if out.Protocol, err = intField(r["protocol"], fmt.Sprintf("rules[%d].protocol", i)); err != nil {
+		if out.Protocol, err = intField(r["protocol"], i, "protocol"); err != nil {
 			return err
 		}
 	}
@@ -347,13 +353,15 @@ func groupFromTree(m map[string]any, w *cp.SecurityGroupWrite) error {
 	return nil
 }
 
-func intField(v any, path string) (int, error) {
+func intField(v any, rule int, field string) (int, error) {
 	n, ok := v.(json.Number)
 	if !ok {
+		path := fmt.Sprintf("rules[%d].%s", rule, field)
 		return 0, cp.Errorf(cp.CodeInvalidType, path, "%s must be an integer.", path)
 	}
 	i, err := n.Int64()
 	if err != nil || int64(int(i)) != i {
+		path := fmt.Sprintf("rules[%d].%s", rule, field)
 		return 0, cp.Errorf(cp.CodeInvalidType, path, "%s must be an integer written without a fraction or exponent, not %s.", path, n)
 	}
 	return int(i), nil

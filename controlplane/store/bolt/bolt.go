@@ -707,16 +707,33 @@ func decodeGroupIndex(b []byte) (sites []string, rules []cp.FilterRule, err erro
 
 // CreateSecurityGroup stores a new group built from a validated write.
 func (s *Store) CreateSecurityGroup(ctx context.Context, org string, w *cp.SecurityGroupWrite) (cp.SecurityGroup, error) {
-	return s.putSecurityGroup(ctx, org, "", w)
+	g, _, err := s.putSecurityGroup(ctx, org, "", w)
+	return g, err
 }
 
 // ReplaceSecurityGroup replaces a group whole (PUT). Rules that match the
 // same traffic as before keep their ids.
 func (s *Store) ReplaceSecurityGroup(ctx context.Context, org, id string, w *cp.SecurityGroupWrite) (cp.SecurityGroup, error) {
-	return s.putSecurityGroup(ctx, org, id, w)
+	g, _, err := s.putSecurityGroup(ctx, org, id, w)
+	return g, err
 }
 
-func (s *Store) putSecurityGroup(ctx context.Context, org, id string, w *cp.SecurityGroupWrite) (cp.SecurityGroup, error) {
+// CreateSecurityGroupJSON is CreateSecurityGroup answering with the new
+// group's id and its JSON as the API shows it (the bytes just stored, so
+// the API need not encode the group again).
+func (s *Store) CreateSecurityGroupJSON(ctx context.Context, org string, w *cp.SecurityGroupWrite) (string, []byte, error) {
+	g, data, err := s.putSecurityGroup(ctx, org, "", w)
+	return g.ID, data, err
+}
+
+// ReplaceSecurityGroupJSON is ReplaceSecurityGroup answering with the
+// group's JSON as the API shows it.
+func (s *Store) ReplaceSecurityGroupJSON(ctx context.Context, org, id string, w *cp.SecurityGroupWrite) ([]byte, error) {
+	_, data, err := s.putSecurityGroup(ctx, org, id, w)
+	return data, err
+}
+
+func (s *Store) putSecurityGroup(ctx context.Context, org, id string, w *cp.SecurityGroupWrite) (cp.SecurityGroup, []byte, error) {
 	create := id == ""
 	if create {
 		id = cp.NewID(cp.SecurityGroupIDPrefix)
@@ -725,15 +742,15 @@ func (s *Store) putSecurityGroup(ctx context.Context, org, id string, w *cp.Secu
 	// Optimistic first; if another write to the same group committed in
 	// between, prepare inside the transaction instead, which cannot
 	// conflict (batched writers then see each other's results in turn).
-	g, change, err := s.tryPutSecurityGroup(ctx, org, id, create, built, false)
+	p, change, err := s.tryPutSecurityGroup(ctx, org, id, create, built, false)
 	if errors.Is(err, errConflict) {
-		g, change, err = s.tryPutSecurityGroup(ctx, org, id, create, built, true)
+		p, change, err = s.tryPutSecurityGroup(ctx, org, id, create, built, true)
 	}
 	if err != nil {
-		return cp.SecurityGroup{}, wrap("store security group", err)
+		return cp.SecurityGroup{}, nil, wrap("store security group", err)
 	}
 	s.notify(change)
-	return g, nil
+	return p.g, p.data, nil
 }
 
 // preparedGroup is a group write ready to store: the previous version, the
@@ -777,7 +794,7 @@ func prepareGroup(built cp.SecurityGroup, prevRaw, prevIdx []byte) (preparedGrou
 	return p, nil
 }
 
-func (s *Store) tryPutSecurityGroup(ctx context.Context, org, id string, create bool, built cp.SecurityGroup, inTx bool) (cp.SecurityGroup, cp.Change, error) {
+func (s *Store) tryPutSecurityGroup(ctx context.Context, org, id string, create bool, built cp.SecurityGroup, inTx bool) (preparedGroup, cp.Change, error) {
 	var p preparedGroup
 	if !inTx {
 		// Outside the write transaction: read what is stored, keep rule
@@ -786,15 +803,15 @@ func (s *Store) tryPutSecurityGroup(ctx context.Context, org, id string, create 
 		if !create {
 			var err error
 			if prevRaw, prevIdx, err = s.snapshotGroup(org, id); err != nil {
-				return cp.SecurityGroup{}, cp.Change{}, err
+				return p, cp.Change{}, err
 			}
 			if prevRaw == nil {
-				return cp.SecurityGroup{}, cp.Change{}, cp.NotFound(cp.KindSecurityGroup, id)
+				return p, cp.Change{}, cp.NotFound(cp.KindSecurityGroup, id)
 			}
 		}
 		var err error
 		if p, err = prepareGroup(built, prevRaw, prevIdx); err != nil {
-			return cp.SecurityGroup{}, cp.Change{}, err
+			return p, cp.Change{}, err
 		}
 	}
 	rules := built.Rules // write order, for error paths
@@ -875,7 +892,7 @@ func (s *Store) tryPutSecurityGroup(ctx context.Context, org, id string, create 
 		change = cp.Change{OrgID: org, Sites: sortedKeys(affected), Kind: cp.KindSecurityGroup, ID: id, Revisions: revsOrNil(s, revs)}
 		return nil
 	})
-	return p.g, change, err
+	return p, change, err
 }
 
 // DeleteSecurityGroup deletes a group; its rules leave its sites
