@@ -265,7 +265,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				s.writeError(sw, r, fmt.Errorf("panic: %v", p))
 			}
 		}
-		s.metrics.observe(r.Pattern, sw.status, time.Since(start))
+		d := time.Since(start)
+		s.metrics.observe(r.Pattern, sw.status, d)
+		s.log.Debug("request", "request_id", id, "method", r.Method, "path", r.URL.Path, "route", r.Pattern,
+			"status", sw.status, "duration_ms", float64(d.Microseconds())/1000)
 	}()
 	if _, pattern := s.mux.Handler(r); pattern == "" {
 		s.noRoute(sw, r)

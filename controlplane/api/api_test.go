@@ -207,6 +207,16 @@ func TestPrefixListLifecycle(t *testing.T) {
 	if upd.Status != cp.StatusSyncing {
 		t.Errorf("status = %q, want syncing (a group with a site refers to it)", upd.Status)
 	}
+	for _, m := range []string{"PUT", "DELETE"} {
+		var body any
+		if m == "PUT" {
+			body = cp.PrefixListWrite{Name: "Office", Prefixes: []cp.PrefixWrite{}}
+		}
+		r := e.do(m, "/vpc/prefix-lists/"+l.ID, orgA, body)
+		if er := r.errorResponse(t); r.status != http.StatusConflict || er.Code != cp.CodeResourceLocked || r.header.Get("Retry-After") == "" {
+			t.Errorf("%s of a syncing prefix list: %d %s", m, r.status, r.body)
+		}
+	}
 	r = e.do("GET", "/vpc/prefix-lists", orgA, nil)
 	var all []cp.PrefixList
 	r.decode(t, &all)
