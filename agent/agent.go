@@ -101,6 +101,11 @@ type Agent struct {
 	routerVersion  string
 	routerBoard    string
 	pendingApplied bool // a new revision still to be announced as applying
+	rendered       struct {
+		doc   *protocol.DesiredState
+		guard netip.Addr
+		w     render.Wanted
+	}
 }
 
 // New makes an agent from cfg; Run starts it.
@@ -371,7 +376,8 @@ func (a *Agent) serveMetrics() (func(), error) {
 
 // routerState is what the agent read from the router.
 type routerState struct {
-	filter, addrs []reconcile.Item
+	filter []reconcile.Item
+	addrs  []reconcile.Entry
 }
 
 func (a *Agent) read(ctx context.Context) (routerState, error) {
@@ -395,7 +401,17 @@ func (a *Agent) readTables(ctx context.Context, filter, lists bool) (routerState
 		}
 	}
 	if lists {
-		if err := a.router.Stream(ctx, collect(&st.addrs), reconcile.AddressListPath+"/print", "=.proplist=.id,list,address,comment,dynamic,disabled"); err != nil {
+		intern := map[string]string{}
+		row := func(ps []proto.Pair) {
+			st.addrs = append(st.addrs, reconcile.EntryFromPairs(func(yield func(k, v string) bool) {
+				for _, p := range ps {
+					if !yield(p.Key, p.Value) {
+						return
+					}
+				}
+			}, intern))
+		}
+		if err := a.router.Stream(ctx, row, reconcile.AddressListPath+"/print", "=.proplist=.id,list,address,comment,dynamic,disabled"); err != nil {
 			return st, fmt.Errorf("read address lists: %w", err)
 		}
 	}

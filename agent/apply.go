@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -33,7 +34,7 @@ func (a *Agent) sync(ctx context.Context) error {
 		return a.fail(ctx, d, start, 0, err)
 	}
 	a.m.routerConnected.Set(1)
-	w := render.Render(d, render.Options{WANList: a.cfg.WANList, Guard: a.guard(st)})
+	w := a.render(d, a.guard(st))
 	ops := reconcile.Plan(st.filter, st.addrs, w)
 	if len(ops) == 0 && !isNew && a.published {
 		return nil // steady state: nothing to write, nothing new to say
@@ -61,6 +62,10 @@ func (a *Agent) sync(ctx context.Context) error {
 	for _, op := range ops {
 		filterOps = filterOps || op.Path == reconcile.FilterPath
 		listOps = listOps || op.Path == reconcile.AddressListPath
+	}
+	ops = nil // let a large plan go before the read-back allocates
+	if listOps {
+		st.addrs = nil
 	}
 	if filterOps || listOps {
 		st2, err := a.readTables(ctx, filterOps, listOps)
@@ -104,6 +109,17 @@ func (a *Agent) sync(ctx context.Context) error {
 	a.log.Info("applied", "revision", d.Revision, "writes", writes, "duration_ms", st2.DurationMS)
 	a.publish(ctx)
 	return nil
+}
+
+// render returns the wanted rows of d, reusing the last result while the
+// document and the guard address are the same: resyncs then allocate
+// nothing for a large policy.
+func (a *Agent) render(d *protocol.DesiredState, guard netip.Addr) render.Wanted {
+	if a.rendered.doc != d || a.rendered.guard != guard {
+		a.rendered.doc, a.rendered.guard = d, guard
+		a.rendered.w = render.Render(d, render.Options{WANList: a.cfg.WANList, Guard: guard})
+	}
+	return a.rendered.w
 }
 
 func (a *Agent) newStatus(d *protocol.DesiredState, state string) protocol.SiteStatus {
@@ -294,16 +310,15 @@ func (a *Agent) pipelined(ctx context.Context, ops []reconcile.Op, start, end in
 		return err
 	}
 	defer a.router.Release(s)
-	cmds := make([][]string, 0, end-start)
 	index := make([]int, 0, end-start)
 	for i := start; i < end; i++ {
-		if w := ops[i].Words(resolve); w != nil {
-			cmds = append(cmds, w)
+		if ops[i].Kind != reconcile.Remove || ops[i].Words(resolve) != nil {
 			index = append(index, i)
 		}
 	}
 	var first error
-	perr := s.Pipeline(cmds, pipelineWindow, func(k int, ret string, err error) {
+	cmd := func(k int) []string { return ops[index[k]].Words(resolve) }
+	perr := s.Pipeline(len(index), cmd, pipelineWindow, func(k int, ret string, err error) {
 		i := index[k]
 		switch {
 		case err == nil:

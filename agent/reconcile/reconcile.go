@@ -51,6 +51,42 @@ const (
 // Item is one row as the API prints it, ".id" included.
 type Item map[string]string
 
+// Entry is one address-list entry as printed. Address lists are read as
+// these compact structs rather than Items: a router can hold tens of
+// thousands of entries.
+type Entry struct {
+	ID, List, Address, Comment string
+	Dynamic, Disabled          bool
+}
+
+// EntryFromPairs builds an Entry from printed properties; intern, if not
+// nil, deduplicates list names (few lists, many entries).
+func EntryFromPairs(kv func(yield func(k, v string) bool), intern map[string]string) Entry {
+	var e Entry
+	for k, v := range kv {
+		switch k {
+		case ".id":
+			e.ID = v
+		case "list":
+			if s, ok := intern[v]; ok {
+				v = s
+			} else if intern != nil {
+				intern[v] = v
+			}
+			e.List = v
+		case "address":
+			e.Address = v
+		case "comment":
+			e.Comment = v
+		case "dynamic":
+			e.Dynamic = isTrue(v)
+		case "disabled":
+			e.Disabled = isTrue(v)
+		}
+	}
+	return e
+}
+
 // Kind is the kind of a write.
 type Kind string
 
@@ -114,6 +150,9 @@ type Op struct {
 	// Props are the properties of an add or set; in a set, a key "!name"
 	// unsets name.
 	Props map[string]string
+	// Entry, for an address-list add, is the entry to add (in place of
+	// Props).
+	Entry *render.Entry
 	// Key names what the op is about, for logs.
 	Key string
 }
@@ -130,10 +169,18 @@ func (o Op) String() string {
 	if o.Before != "" {
 		fmt.Fprintf(&b, " before %s", o.Before)
 	}
-	if o.Key != "" {
-		fmt.Fprintf(&b, " [%s]", o.Key)
+	if l := o.Label(); l != "" {
+		fmt.Fprintf(&b, " [%s]", l)
 	}
 	return b.String()
+}
+
+// Label names what the op is about.
+func (o Op) Label() string {
+	if o.Key == "" && o.Entry != nil {
+		return o.Entry.List + " " + o.Entry.Address
+	}
+	return o.Key
 }
 
 // Words renders the op as API words, with refs resolved by resolve.
@@ -141,6 +188,9 @@ func (o Op) Words(resolve func(string) string) []string {
 	w := []string{o.Path + "/" + string(o.Kind)}
 	switch o.Kind {
 	case Add:
+		if e := o.Entry; e != nil {
+			w = append(w, "=list="+e.List, "=address="+e.Address, "=comment="+e.Comment)
+		}
 		w = appendProps(w, o.Props)
 		if o.Before != "" {
 			w = append(w, "=place-before="+resolve(o.Before))
@@ -186,7 +236,7 @@ const maxBatch = 200
 
 // Plan returns the writes that make a router whose filter rows (in global
 // order) and address-list rows are filter and addrs equal to w.
-func Plan(filter, addrs []Item, w render.Wanted) []Op {
+func Plan(filter []Item, addrs []Entry, w render.Wanted) []Op {
 	p := &planner{}
 	lists := p.addressLists(addrs, w.Entries)
 	p.filter(filter, w, lists)
@@ -252,7 +302,7 @@ type listInfo struct {
 // live only during an apply (see PhaseListCopy).
 const CopyPrefix = render.ListPrefix + "old-"
 
-func (p *planner) addressLists(addrs []Item, want []render.Entry) map[string]*listInfo {
+func (p *planner) addressLists(addrs []Entry, want []render.Entry) map[string]*listInfo {
 	type key struct{ list, addr string }
 	lists := map[string]*listInfo{}
 	info := func(name string) *listInfo {
@@ -276,46 +326,47 @@ func (p *planner) addressLists(addrs []Item, want []render.Entry) map[string]*li
 	blocked := map[key]bool{}
 	var prune, stale []string
 	for _, it := range addrs {
-		list := it["list"]
-		_, _, managed := render.ParseComment(it["comment"])
+		list := it.List
+		_, _, managed := render.ParseComment(it.Comment)
 		owned := strings.HasPrefix(list, render.ListPrefix)
 		if !managed && !owned {
 			continue // not ours
 		}
-		k := key{list, render.Address(it["address"])}
-		if owned && !isTrue(it["dynamic"]) && !isTrue(it["disabled"]) {
-			info(list).present[k.addr] = it[".id"]
+		k := key{list, render.Address(it.Address)}
+		if owned && !it.Dynamic && !it.Disabled {
+			info(list).present[k.addr] = it.ID
 		}
 		e, ok := wanted[k]
 		if !ok || kept[k] {
 			if _, isWantedList := wantedSet[list]; isWantedList || (owned && !strings.HasPrefix(list, CopyPrefix)) {
-				prune = append(prune, it[".id"])
+				prune = append(prune, it.ID)
 			} else {
-				stale = append(stale, it[".id"])
+				stale = append(stale, it.ID)
 			}
 			continue
 		}
-		if isTrue(it["dynamic"]) {
+		if it.Dynamic {
 			// A dynamic entry (one with a timeout) blocks a static one
 			// with the same address; it is pruned and the static entry
 			// added after it.
-			prune = append(prune, it[".id"])
+			prune = append(prune, it.ID)
 			blocked[k] = true
 			continue
 		}
 		kept[k] = true
 		set := map[string]string{}
-		if isTrue(it["disabled"]) {
+		if it.Disabled {
 			set["disabled"] = "no"
 		}
-		if it["comment"] != e.Comment {
+		if it.Comment != e.Comment {
 			set["comment"] = e.Comment
 		}
 		if len(set) > 0 {
-			p.emit(Op{Phase: PhaseListAdd, Kind: Set, Path: AddressListPath, ID: it[".id"], Props: set, Key: e.List + " " + e.Address})
+			p.emit(Op{Phase: PhaseListAdd, Kind: Set, Path: AddressListPath, ID: it.ID, Props: set, Key: e.List + " " + e.Address})
 		}
 	}
-	for _, e := range want {
+	for i := range want {
+		e := &want[i]
 		k := key{e.List, e.Address}
 		if kept[k] {
 			continue
@@ -324,7 +375,9 @@ func (p *planner) addressLists(addrs []Item, want []render.Entry) map[string]*li
 		if blocked[k] {
 			phase = PhaseListReAdd
 		}
-		p.emit(Op{Phase: phase, Kind: Add, Path: AddressListPath, Props: map[string]string{"list": e.List, "address": e.Address, "comment": e.Comment}, Key: e.List + " " + e.Address})
+		// Entry instead of Props: a first apply plans one op per entry, and
+		// tens of thousands of small maps would dominate the agent's memory.
+		p.emit(Op{Phase: phase, Kind: Add, Path: AddressListPath, Entry: e})
 	}
 	for name, l := range lists {
 		if strings.HasPrefix(name, CopyPrefix) {

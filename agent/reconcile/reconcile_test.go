@@ -56,7 +56,7 @@ func byID(rows []Item, key string) string {
 func summary(ops []Op) []string {
 	var s []string
 	for _, o := range ops {
-		s = append(s, fmt.Sprintf("%s %s", o.Kind, o.Key))
+		s = append(s, fmt.Sprintf("%s %s", o.Kind, o.Label()))
 	}
 	return s
 }
@@ -157,11 +157,11 @@ func TestPlanTable(t *testing.T) {
 func TestPlanAddressLists(t *testing.T) {
 	d := &protocol.DesiredState{PrefixLists: []protocol.PrefixList{{ID: "prfx_lst_a", CIDRs: []string{"192.0.2.0/24", "198.51.100.7/32"}}}}
 	w := render.Render(d, render.Options{})
-	rows := []Item{
-		{".id": "*1", "list": "rampart-prfx_lst_a", "address": "192.0.2.0/24", "comment": w.Entries[0].Comment, "disabled": "false", "dynamic": "false"},
-		{".id": "*2", "list": "rampart-prfx_lst_a", "address": "10.0.0.1", "disabled": "false", "dynamic": "false"},
-		{".id": "*3", "list": "office", "address": "10.0.0.1", "disabled": "false", "dynamic": "false"},
-		{".id": "*4", "list": "rampart-prfx_lst_gone", "address": "10.9.9.9", "comment": "rampart:00000000", "disabled": "false", "dynamic": "false"},
+	rows := []Entry{
+		{ID: "*1", List: "rampart-prfx_lst_a", Address: "192.0.2.0/24", Comment: w.Entries[0].Comment},
+		{ID: "*2", List: "rampart-prfx_lst_a", Address: "10.0.0.1"},
+		{ID: "*3", List: "office", Address: "10.0.0.1"},
+		{ID: "*4", List: "rampart-prfx_lst_gone", Address: "10.9.9.9", Comment: "rampart:00000000"},
 	}
 	ops := Plan(nil, rows, w)
 	want := []string{"add rampart-prfx_lst_a 198.51.100.7", "remove stale entries of rampart lists"}

@@ -216,7 +216,8 @@ func (c *Client) Stream(ctx context.Context, row func([]proto.Pair), words ...st
 	return s.Stream(row, words...)
 }
 
-// Pipeline sends cmds over the session with up to window commands in flight
+// Pipeline sends n commands, cmd(i) building the i-th when it is sent, over
+// the session with up to window commands in flight
 // (tagged; go-routeros's own asynchronous mode is not used, see the package
 // doc) and calls done(i, ret, err) as each reply completes, in reply order.
 // A *Trap is reported per command and does not stop the pipeline; any other
@@ -224,7 +225,7 @@ func (c *Client) Stream(ctx context.Context, row func([]proto.Pair), words ...st
 //
 // Use it only for commands whose relative order does not matter: RouterOS
 // may run the commands of one connection concurrently.
-func (s *Session) Pipeline(cmds [][]string, window int, done func(i int, ret string, err error)) error {
+func (s *Session) Pipeline(n int, cmd func(i int) []string, window int, done func(i int, ret string, err error)) error {
 	if s.broken {
 		return errors.New("session is broken")
 	}
@@ -235,9 +236,13 @@ func (s *Session) Pipeline(cmds [][]string, window int, done func(i int, ret str
 	r := proto.NewReader(s.conn)
 	sem := make(chan struct{}, window)
 	stop := make(chan struct{})
+	// commands[i] is the command word of i, for trap messages; written by
+	// the writer before i can have a reply.
+	commands := make([]string, n)
 	writeErr := make(chan error, 1)
 	go func() {
-		for i, words := range cmds {
+		for i := range n {
+			words := cmd(i)
 			select {
 			case sem <- struct{}{}:
 			case <-stop:
@@ -249,6 +254,7 @@ func (s *Session) Pipeline(cmds [][]string, window int, done func(i int, ret str
 				w.WriteWord(word)
 			}
 			w.WriteWord(".tag=p" + strconv.Itoa(i))
+			commands[i] = words[0]
 			if err := w.EndSentence(); err != nil {
 				writeErr <- fmt.Errorf("send %s: %w", words[0], err)
 				return
@@ -258,7 +264,7 @@ func (s *Session) Pipeline(cmds [][]string, window int, done func(i int, ret str
 	}()
 	traps := map[string]string{}
 	var err error
-	for remaining := len(cmds); remaining > 0 && err == nil; {
+	for remaining := n; remaining > 0 && err == nil; {
 		if e := s.conn.SetDeadline(time.Now().Add(s.timeout)); e != nil {
 			err = e
 			break
@@ -269,7 +275,7 @@ func (s *Session) Pipeline(cmds [][]string, window int, done func(i int, ret str
 			break
 		}
 		i, perr := strconv.Atoi(strings.TrimPrefix(sen.Tag, "p"))
-		if perr != nil || i < 0 || i >= len(cmds) {
+		if perr != nil || i < 0 || i >= n {
 			err = fmt.Errorf("pipelined reply %s with unknown tag %q", sen.Word, sen.Tag)
 			break
 		}
@@ -280,7 +286,7 @@ func (s *Session) Pipeline(cmds [][]string, window int, done func(i int, ret str
 		case "!done":
 			if msg, ok := traps[sen.Tag]; ok {
 				delete(traps, sen.Tag)
-				done(i, "", &Trap{Command: cmds[i][0], Message: msg})
+				done(i, "", &Trap{Command: commands[i], Message: msg})
 			} else {
 				done(i, sen.Map["ret"], nil)
 			}
