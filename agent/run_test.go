@@ -228,6 +228,10 @@ func TestRunOverMQTT(t *testing.T) {
 		}
 	}
 
+	if problems, err := testutil.GatherAndLint(a.reg); err != nil || len(problems) > 0 {
+		t.Errorf("metrics lint: %v %+v", err, problems)
+	}
+
 	// A clean stop says offline.
 	stop()
 	p, err = protocol.ParsePresence(b.get(protocol.KindPresence))
