@@ -37,6 +37,10 @@
 //   - The store's Confirm(ctx, org, site, revision, applied, errMsg) and
 //     UpdateSite(ctx, org, site, func(*Site)) feed status reports and presence
 //     back; GET /vpc/sites reads the same Site records.
+//   - The store's ViewPolicy(ctx, org, func(PolicyTx) error) gives a
+//     read-only, consistent view of an organisation's policy and per-site
+//     data outside writes (to compile and republish), Orgs(ctx) lists the
+//     organisations, and Epoch() is the store's identity.
 package controlplane
 
 import (

@@ -1488,10 +1488,11 @@ func (s *Store) CountByStatus(ctx context.Context) (map[string]map[cp.Status]int
 
 // policyTx is the Revisioner's view of one organisation inside a write.
 type policyTx struct {
-	s   *Store
-	ob  *bolt.Bucket
-	org string
-	now time.Time
+	s        *Store
+	readOnly bool
+	ob       *bolt.Bucket
+	org      string
+	now      time.Time
 }
 
 func (p policyTx) SecurityGroups() ([]cp.SecurityGroup, error) {
@@ -1514,11 +1515,54 @@ func (p policyTx) PrefixLists() ([]cp.PrefixList, error) {
 	return out, err
 }
 
+// ViewPolicy calls fn with a read-only PolicyTx of one organisation: the
+// committed groups, prefix lists and per-site data in one consistent
+// snapshot (SetSiteData fails). The MQTT side uses it to compile and stamp
+// documents outside a write, e.g. to republish every site after connecting,
+// with the revisions stored beside the policy they were computed from.
+func (s *Store) ViewPolicy(ctx context.Context, org string, fn func(cp.PolicyTx) error) error {
+	return s.db.View(func(tx *bolt.Tx) error {
+		ob, _ := orgBucket(tx, org, false)
+		if ob == nil {
+			return fn(emptyPolicy{})
+		}
+		return fn(policyTx{s: s, readOnly: true, ob: ob, org: org, now: s.opts.Now()})
+	})
+}
+
+// Orgs returns every organisation that has stored anything, sorted.
+func (s *Store) Orgs(ctx context.Context) ([]string, error) {
+	var out []string
+	err := s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketOrgs).ForEach(func(k, _ []byte) error {
+			out = append(out, string(k))
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list organisations: %w", err)
+	}
+	return out, nil
+}
+
+// emptyPolicy is the view of an organisation that never stored anything.
+type emptyPolicy struct{}
+
+func (emptyPolicy) SecurityGroups() ([]cp.SecurityGroup, error) { return nil, nil }
+func (emptyPolicy) PrefixLists() ([]cp.PrefixList, error)       { return nil, nil }
+func (emptyPolicy) SiteData(string) ([]byte, error)             { return nil, nil }
+func (emptyPolicy) SetSiteData(string, []byte) error {
+	return errors.New("set site data: read-only view")
+}
+
 func (p policyTx) SiteData(site string) ([]byte, error) {
 	return slices.Clone(p.ob.Bucket(bucketSiteData).Get([]byte(site))), nil
 }
 
 func (p policyTx) SetSiteData(site string, data []byte) error {
+	if p.readOnly {
+		return errors.New("set site data: read-only view")
+	}
 	return p.ob.Bucket(bucketSiteData).Put([]byte(site), slices.Clone(data))
 }
 

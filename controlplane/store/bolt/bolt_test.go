@@ -375,3 +375,45 @@ func TestDecodedGroupsAreNotShared(t *testing.T) {
 		t.Errorf("read after replace: %+v", got)
 	}
 }
+
+func TestViewPolicyAndOrgs(t *testing.T) {
+	ctx := context.Background()
+	rev := &counter{}
+	s, _ := open(t, bolt.Options{Revisioner: rev})
+	if _, err := s.CreateSecurityGroup(ctx, "org_b", group("Group B", []string{"site_b"})); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.CreateSecurityGroup(ctx, org, group("Group A", []string{"site_a"})); err != nil {
+		t.Fatal(err)
+	}
+	orgs, err := s.Orgs(ctx)
+	if err != nil || !slices.Equal(orgs, []string{"org_a", "org_b"}) {
+		t.Errorf("Orgs = %v, %v", orgs, err)
+	}
+	err = s.ViewPolicy(ctx, org, func(tx cp.PolicyTx) error {
+		gs, err := tx.SecurityGroups()
+		if err != nil || len(gs) != 1 || gs[0].Name != "Group A" {
+			t.Errorf("groups %v, %v", gs, err)
+		}
+		data, err := tx.SiteData("site_a")
+		if err != nil || binary.BigEndian.Uint64(data) != 1 {
+			t.Errorf("site data %x, %v: want the Revisioner's revision 1", data, err)
+		}
+		if tx.SetSiteData("site_a", nil) == nil {
+			t.Error("a read-only view accepted a write")
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.ViewPolicy(ctx, "org_none", func(tx cp.PolicyTx) error {
+		gs, err := tx.SecurityGroups()
+		if len(gs) != 0 || err != nil {
+			t.Errorf("empty org: %v, %v", gs, err)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+}
