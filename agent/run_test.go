@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -31,7 +32,8 @@ type broker struct {
 	addr string
 
 	mu    sync.Mutex
-	last  map[string][]byte // topic → last payload
+	last  map[string][]byte   // topic → last payload
+	hist  map[string][][]byte // topic → every payload
 	close sync.Once
 }
 
@@ -48,7 +50,7 @@ func startBroker(t *testing.T) *broker {
 
 func startBrokerOn(t *testing.T, ln net.Listener) *broker {
 	t.Helper()
-	b := &broker{addr: ln.Addr().String(), last: map[string][]byte{}}
+	b := &broker{addr: ln.Addr().String(), last: map[string][]byte{}, hist: map[string][][]byte{}}
 	b.srv = mochi.New(&mochi.Options{InlineClient: true, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err := b.srv.AddHook(new(auth.AllowHook), nil); err != nil {
 		t.Fatal(err)
@@ -62,6 +64,7 @@ func startBrokerOn(t *testing.T, ln net.Listener) *broker {
 	err := b.srv.Subscribe("rampart/v1/#", 1, func(_ *mochi.Client, _ packets.Subscription, pk packets.Packet) {
 		b.mu.Lock()
 		b.last[pk.TopicName] = append([]byte(nil), pk.Payload...)
+		b.hist[pk.TopicName] = append(b.hist[pk.TopicName], b.last[pk.TopicName])
 		b.mu.Unlock()
 	})
 	if err != nil {
@@ -82,6 +85,19 @@ func (b *broker) get(kind string) []byte {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.last[protocol.Topic(protocol.DefaultTopicRoot, "org_demo", "site_hq", kind)]
+}
+
+// states lists the state and revision of every status published so far.
+func (b *broker) states() []string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var out []string
+	for _, p := range b.hist[protocol.Topic(protocol.DefaultTopicRoot, "org_demo", "site_hq", protocol.KindStatus)] {
+		var st protocol.SiteStatus
+		json.Unmarshal(p, &st)
+		out = append(out, fmt.Sprintf("%s@%d", st.State, st.Revision))
+	}
+	return out
 }
 
 func (b *broker) status() protocol.SiteStatus {
@@ -201,6 +217,9 @@ func TestRunOverMQTT(t *testing.T) {
 		st := b.status()
 		return st.State == protocol.StateApplied && st.Revision == 2
 	})
+	if got := strings.Join(b.states(), " "); !strings.Contains(got, "applying@2 applied@2") {
+		t.Errorf("statuses %s: want applying then applied for revision 2", got)
+	}
 	if managedRows(r) != 2+5 {
 		t.Errorf("%d managed rows after revision 2, want 7", managedRows(r))
 	}
@@ -331,5 +350,38 @@ func TestBrokerRestartResubscribes(t *testing.T) {
 	eventually(t, "revision 2 through the new subscription", func() bool {
 		st := b2.status()
 		return st.State == protocol.StateApplied && st.Revision == 2
+	})
+}
+
+func TestLastWillSaysOffline(t *testing.T) {
+	b := startBroker(t)
+	r := newSim(t, rossim.Options{})
+	cfg := testConfig(t, r.Addr())
+	cfg.MQTTURL, _ = url.Parse("tcp://" + b.addr)
+	runAgent(t, cfg)
+	eventually(t, "online", func() bool {
+		p, err := protocol.ParsePresence(b.get(protocol.KindPresence))
+		return err == nil && p.State == protocol.PresenceOnline
+	})
+	// Cut the agent's connection without a DISCONNECT, as a crash or a
+	// network failure would: the broker publishes the will.
+	cl, ok := b.srv.Clients.Get("rampart-agent-org_demo-site_hq")
+	if !ok {
+		t.Fatal("agent's client not found on the broker")
+	}
+	cl.Stop(fmt.Errorf("test: connection cut"))
+	eventually(t, "the will", func() bool {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		for _, p := range b.hist[protocol.Topic(protocol.DefaultTopicRoot, "org_demo", "site_hq", protocol.KindPresence)] {
+			if string(p) == string(protocol.OfflinePayload) {
+				return true
+			}
+		}
+		return false
+	})
+	eventually(t, "online again after the reconnect", func() bool {
+		p, err := protocol.ParsePresence(b.get(protocol.KindPresence))
+		return err == nil && p.State == protocol.PresenceOnline
 	})
 }
