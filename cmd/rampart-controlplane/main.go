@@ -29,11 +29,10 @@ import (
 )
 
 // subcommands maps the first argument to a subcommand. Other files register
-// theirs in init (enroll.go adds "enroll"). No argument, or a first argument
-// that starts with "-", serves.
+// theirs in init (enroll.go adds "enroll"). No argument, a first argument
+// that starts with "-", or "serve" serves.
 var subcommands = map[string]func(ctx context.Context, args []string, stdout, stderr io.Writer) error{
 	"token": runToken,
-	"serve": runServe,
 }
 
 func main() {
@@ -41,7 +40,7 @@ func main() {
 	defer stop()
 	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	if errors.Is(err, flag.ErrHelp) {
-		os.Exit(2)
+		return // the usage was printed
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "rampart-controlplane:", err)
@@ -50,6 +49,9 @@ func main() {
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "serve" {
+		return runServe(ctx, args[1:], stdout, stderr)
+	}
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
 		cmd, ok := subcommands[args[0]]
 		if !ok {
@@ -61,7 +63,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 }
 
 func subcommandNames() []string {
-	var names []string
+	names := []string{"serve"}
 	for n := range subcommands {
 		names = append(names, n)
 	}

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -193,6 +194,15 @@ func newFlagSet() *flag.FlagSet { return flag.NewFlagSet("rampart-controlplane",
 func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet()
 	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, `Usage: rampart-controlplane [flags]            serve the API (and, with issue #5, MQTT)
+       rampart-controlplane SUBCOMMAND [flags]  one of: %s ("SUBCOMMAND -h" for its flags)
+
+Every flag can also be set as RAMPART_<FLAG_IN_CAPS> in the environment.
+
+`, strings.Join(subcommandNames(), ", "))
+		fs.PrintDefaults()
+	}
 	var c Config
 	bindConfig(fs, &c)
 	if err := parseFlags(fs, args, os.Getenv); err != nil {
