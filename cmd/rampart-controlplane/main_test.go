@@ -61,13 +61,15 @@ func TestServeTokenCreateUpdate(t *testing.T) {
 	dir := t.TempDir()
 	ctx := context.Background()
 	start := func() *Main {
-		m := &Main{Config: Config{HTTPAddr: "127.0.0.1:0", DataDir: dir, SyncTimeout: 300 * time.Millisecond, JWTOrgClaim: "org_id"},
+		m := &Main{Config: Config{HTTPAddr: "127.0.0.1:0", DataDir: dir, SyncTimeout: 3 * time.Second, JWTOrgClaim: "org_id"},
 			Logger: slog.New(slog.DiscardHandler), Registry: prometheus.NewRegistry(), SweepInterval: 50 * time.Millisecond, Extensions: []Extension{}}
 		if err := m.Start(ctx); err != nil {
 			t.Fatal(err)
 		}
 		return m
 	}
+	// The sync deadline is long enough for the PUT right after the create
+	// to meet a syncing group even on a loaded machine, short enough to wait.
 	m := start()
 	defer func() { m.Close() }()
 

@@ -17,6 +17,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
 
 	cp "github.com/rampart-fw/rampart/controlplane"
 	"github.com/rampart-fw/rampart/controlplane/api"
@@ -602,6 +603,26 @@ func TestSpecLimitsMatchDomain(t *testing.T) {
 	} {
 		if c.got != c.want {
 			t.Errorf("%s: openapi.yaml %d, domain %d", name, c.got, c.want)
+		}
+	}
+}
+
+// TestMetricsLint runs promlint (what `promtool check metrics` runs) over
+// the API's metrics.
+func TestMetricsLint(t *testing.T) {
+	e := newEnv(t)
+	e.createGroup(orgA, cp.SecurityGroupWrite{Name: "Group", Rules: []cp.FilterRuleWrite{}, Sites: []string{}})
+	r := e.do("GET", "/metrics", "", nil)
+	problems, err := promlint.New(bytes.NewReader(r.body)).Lint()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range problems {
+		t.Errorf("%s: %s", p.Metric, p.Text)
+	}
+	for _, name := range []string{"rampart_http_requests_total", "rampart_http_request_duration_seconds", "rampart_resources"} {
+		if !bytes.Contains(r.body, []byte(name)) {
+			t.Errorf("/metrics lacks %s", name)
 		}
 	}
 }
