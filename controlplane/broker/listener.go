@@ -13,8 +13,15 @@ import (
 // clients before it closes the socket: a client that reconnects at once (as
 // paho does) is accepted in between and then neither served nor closed, so
 // it hangs until its own connect timeout. This one stops accepting first and
-// closes anything accepted after that, and any connection that mochi had
-// not yet registered as a client when it disconnected them.
+// closes anything accepted after that.
+//
+// It also closes the connections itself rather than through mochi's
+// closeClients callback: that goes through Clients.GetByListener, which
+// takes the clients' read lock twice (it calls Len inside), and deadlocks
+// when a client disconnecting at the same moment waits for the write lock
+// in between (mochi-mqtt v2.7.9, seen as a hung Close in tests). Closing a
+// connection ends its read loop, and mochi cleans the client up as for any
+// dropped connection (its last will included).
 type tcpListener struct {
 	id, addr string
 	mu       sync.Mutex
@@ -78,7 +85,7 @@ func (l *tcpListener) Serve(establish listeners.EstablishFn) {
 	}
 }
 
-func (l *tcpListener) Close(closeClients listeners.CloseFn) {
+func (l *tcpListener) Close(listeners.CloseFn) {
 	l.mu.Lock()
 	if l.closed {
 		l.mu.Unlock()
@@ -87,7 +94,6 @@ func (l *tcpListener) Close(closeClients listeners.CloseFn) {
 	l.closed = true
 	l.mu.Unlock()
 	_ = l.ln.Close()
-	closeClients(l.id)
 	l.mu.Lock()
 	for c := range l.conns {
 		_ = c.Close()
