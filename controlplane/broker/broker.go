@@ -38,7 +38,9 @@
 //   - mochi's TCP listener disconnects its clients before it closes its
 //     socket, so a client reconnecting at once is accepted by a closing
 //     broker and hangs; this package uses its own listener that closes the
-//     socket first.
+//     socket first. That listener also closes connections itself, because
+//     mochi's way (Clients.GetByListener) can deadlock against a client
+//     disconnecting at the same moment.
 //   - Retained messages go out after the SUBACK, so a message published
 //     just after a subscription can arrive twice, the retained copy possibly
 //     after newer live ones. Receivers must compare revisions.
