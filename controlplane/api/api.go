@@ -267,6 +267,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		d := time.Since(start)
 		s.metrics.observe(r.Pattern, sw.status, d)
+		if !s.log.Enabled(r.Context(), slog.LevelDebug) { // spare building the record
+			return
+		}
 		s.log.Debug("request", "request_id", id, "method", r.Method, "path", r.URL.Path, "route", r.Pattern,
 			"status", sw.status, "duration_ms", float64(d.Microseconds())/1000)
 	}()
@@ -405,12 +408,20 @@ func writeRaw(w http.ResponseWriter, status int) func([]byte, error) error {
 		if err != nil {
 			return err
 		}
-		w.Header().Set("Content-Type", "application/json")
+		// b may be shared with the store's cache: write it as it is, and
+		// the newline after it. With the length known the body goes out
+		// unchunked, a 44 KB group in one write.
+		h := w.Header()
+		h.Set("Content-Type", "application/json")
+		h.Set("Content-Length", strconv.Itoa(len(b)+1))
 		w.WriteHeader(status)
-		w.Write(append(b, '\n'))
+		w.Write(b)
+		w.Write(newline)
 		return nil
 	}
 }
+
+var newline = []byte{'\n'}
 
 // base is the prefix the client used (/vpc or the alias), for Location.
 func base(r *http.Request) string {

@@ -53,6 +53,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -108,6 +109,7 @@ type Store struct {
 	mu       sync.Mutex
 	onChange []cp.ChangeFunc
 	cache    groupCache
+	reads    readCache
 }
 
 // Open opens (or creates) the database at path.
@@ -195,6 +197,9 @@ func (s *Store) write(ctx context.Context, fn func(tx *bolt.Tx) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	// Whatever happened, the database may have changed once this returns:
+	// answers cached before are stale.
+	defer s.reads.invalidate()
 	if s.opts.NoBatch {
 		return s.db.Update(fn)
 	}
@@ -559,8 +564,15 @@ func (s *Store) GetPrefixList(ctx context.Context, org, id string) (cp.PrefixLis
 
 // GetJSON returns one group or prefix list exactly as the API shows it,
 // without decoding it: the stored JSON with the current status. kind is
-// controlplane.KindSecurityGroup or KindPrefixList.
+// controlplane.KindSecurityGroup or KindPrefixList. The answer may be
+// shared with other callers: it must not be modified.
 func (s *Store) GetJSON(ctx context.Context, org, kind, id string) ([]byte, error) {
+	k := kind + "\x00" + org + "\x00" + id
+	now := s.opts.Now()
+	gen := s.reads.gen.Load() // before the read: see readCache
+	if body, ok := s.reads.get(k, gen, now); ok {
+		return body, nil
+	}
 	var out []byte
 	err := s.db.View(func(tx *bolt.Tx) error {
 		ob, _ := orgBucket(tx, org, false)
@@ -572,10 +584,68 @@ func (s *Store) GetJSON(ctx context.Context, org, kind, id string) ([]byte, erro
 		if err != nil {
 			return err
 		}
-		out = spliceStatus(raw, st.At(s.opts.Now()).Status)
+		status := st.At(now).Status
+		out = slices.Clip(spliceStatus(raw, status))
+		s.reads.put(k, &readEntry{gen: gen, sync: st, status: status, body: out})
 		return nil
 	})
 	return out, wrap("get "+kind, err)
+}
+
+// readCache keeps GetJSON's answers, so a group read again and again costs
+// neither a transaction nor a 44 KB copy (GETs at 64 clients were bound by
+// those and the garbage they made).
+//
+// An entry is valid only while gen, a counter every write bumps after it
+// commits, is what it was when the entry's read began. A write that
+// commits before a read begins has bumped gen by the time its caller hears
+// of it, so no answer older than a finished write is ever served; a write
+// still in flight is concurrent with the read either way. Status depends
+// on the clock (a sync fails at its deadline), so an entry keeps the sync
+// state and is used only while it still gives the status spliced in.
+type readCache struct {
+	gen     atomic.Uint64
+	entries sync.Map // kind\x00org\x00id -> *readEntry
+	size    atomic.Int64
+}
+
+type readEntry struct {
+	gen    uint64
+	sync   cp.SyncState
+	status cp.Status
+	body   []byte // shared, never modified
+}
+
+// readCacheBytes bounds the cached answers; past it the cache starts over.
+const readCacheBytes = 32 << 20
+
+func (c *readCache) invalidate() { c.gen.Add(1) }
+
+func (c *readCache) get(k string, gen uint64, now time.Time) ([]byte, bool) {
+	v, ok := c.entries.Load(k)
+	if !ok {
+		return nil, false
+	}
+	e := v.(*readEntry)
+	if e.gen != gen || e.sync.At(now).Status != e.status {
+		return nil, false
+	}
+	return e.body, true
+}
+
+func (c *readCache) put(k string, e *readEntry) {
+	if len(e.body) > readCacheBytes/16 {
+		return
+	}
+	if c.size.Load()+int64(len(e.body)) > readCacheBytes {
+		c.entries.Clear()
+		c.size.Store(0)
+	}
+	n := int64(len(e.body))
+	if old, loaded := c.entries.Swap(k, e); loaded {
+		n -= int64(len(old.(*readEntry).body))
+	}
+	c.size.Add(n)
 }
 
 // ListJSON returns every group or prefix list of the organisation as the
@@ -1401,6 +1471,7 @@ func (s *Store) updateSync(tx *bolt.Tx, ob *bolt.Bucket, org, kind, id string, f
 func (s *Store) Sweep(ctx context.Context) (int, error) {
 	now := s.opts.Now()
 	n := 0
+	defer s.reads.invalidate()
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		n = 0
 		var due [][]byte

@@ -1,0 +1,200 @@
+package api
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/getkin/kin-openapi/openapi3"
+	"github.com/google/go-cmp/cmp"
+
+	cp "github.com/rampart-fw/rampart/controlplane"
+)
+
+func groupSchema(t testing.TB) *openapi3.Schema {
+	t.Helper()
+	doc, err := LoadSpec(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := newBodySchemas(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s["SecurityGroupWrite"]
+}
+
+// checkAgreement is the contract between the fast path and openapi.yaml:
+// decodeBody (fast path first) must answer exactly what the schema path
+// alone answers (same value, or the same error: code, field and message,
+// hence the same 400 or 422), and the fast path must take every body the
+// schema path accepts (else it is merely slow, but it would hide a
+// divergence from these tests).
+func checkAgreement(t *testing.T, schema *openapi3.Schema, body []byte) {
+	t.Helper()
+	var slow, got cp.SecurityGroupWrite
+	slowErr := schemaDecode(body, schema, &slow)
+	gotErr := decodeBody(body, schema, &got)
+	if diff := cmp.Diff(fmt.Sprint(slowErr), fmt.Sprint(gotErr)); diff != "" {
+		t.Fatalf("body %.300s\nerror differs from the schema path (-schema +decodeBody):\n%s", body, diff)
+	}
+	if slowErr == nil {
+		if diff := cmp.Diff(slow, got); diff != "" {
+			t.Fatalf("body %.300s\nvalue differs from the schema path (-schema +decodeBody):\n%s", body, diff)
+		}
+		var fast cp.SecurityGroupWrite
+		if !fastGroup(body, &fast) {
+			t.Fatalf("body %.300s\nthe schema path accepts it but the fast path declines", body)
+		}
+	}
+}
+
+// field is one key and its raw JSON value, so tests can write any body.
+type field struct{ k, v string }
+
+func object(fs []field) string {
+	var b strings.Builder
+	b.WriteByte('{')
+	for i, f := range fs {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		fmt.Fprintf(&b, "%q:%s", f.k, f.v)
+	}
+	b.WriteByte('}')
+	return b.String()
+}
+
+func baseRule(order int) []field {
+	return []field{{"direction", `"inbound"`}, {"order", fmt.Sprint(order)}, {"protocol", "6"},
+		{"port", `"443"`}, {"address", `"10.0.0.0/8"`}, {"description", `"https"`}}
+}
+
+func baseGroup(rules ...string) []field {
+	if rules == nil {
+		rules = []string{object(baseRule(1)), object(baseRule(2))}
+	}
+	return []field{{"name", `"Web"`}, {"description", `"d"`}, {"rules", "[" + strings.Join(rules, ",") + "]"}, {"sites", `["site_a"]`}}
+}
+
+// with replaces (or, if v is "", deletes) key k of fs; a key not in fs is
+// appended.
+func with(fs []field, k, v string) []field {
+	out := make([]field, 0, len(fs)+1)
+	found := false
+	for _, f := range fs {
+		if f.k == k {
+			found = true
+			if v == "" {
+				continue
+			}
+			f.v = v
+		}
+		out = append(out, f)
+	}
+	if !found && v != "" {
+		out = append(out, field{k, v})
+	}
+	return out
+}
+
+// values are raw JSON values of every type and the edges of every
+// constraint in SecurityGroupWrite.
+var values = []string{
+	`null`, `true`, `false`, `0`, `-0`, `1`, `-1`, `6`, `17`, `250`, `251`, `255`, `256`, `1.0`, `1e2`, `1E0`, `0.5`,
+	`01`, `1000000000`, `99999999999999999999`, `1e400`, `-`, `"1"`, `""`, `"ab"`, `"abc"`, `"inbound"`, `"outbound"`,
+	`"Inbound"`, `"443"`, `"80,443"`, `"1-65535"`, `"0"`, `"65536"`, `"0.0.0.0/0"`, `"10.0.0.1/8"`, `"10.0.0.0/33"`,
+	`"prfx_lst_0ujsswThIGTUYm2K8FjOOfxcYpw"`, `"prfx_lst_x"`, `"site_a"`, `"site_"`, `"site_a-b"`,
+	`"\u0069nbound"`, `"in\"bound"`, `"\ud800"`, `"é"`, `"\u00e9tude"`, `"\t"`, `"a\/b"`,
+	`[]`, `[1]`, `["site_a"]`, `["site_a","site_a"]`, `["site_a","site_b"]`, `[null]`, `{}`, `{"a":1}`,
+	`"` + strings.Repeat("x", 255) + `"`, `"` + strings.Repeat("x", 256) + `"`,
+	`"` + strings.Repeat("é", 255) + `"`, `"` + strings.Repeat("é", 256) + `"`,
+	`"` + strings.Repeat("x", 1024) + `"`, `"` + strings.Repeat("x", 1025) + `"`,
+	`["site_` + strings.Repeat("a", 64) + `"]`, `["site_` + strings.Repeat("a", 65) + `"]`,
+}
+
+// agreementBodies are valid bodies and every single-field variation of
+// them: each value in each field of the group and of a rule, missing
+// fields, unknown and repeated fields, keys in another case or escaped,
+// rule counts around the limit, and broken JSON around a valid body.
+func agreementBodies() []string {
+	var out []string
+	g := baseGroup()
+	out = append(out, object(g), object(baseGroup([]string{}...)), object(with(g, "description", "")))
+	for _, k := range []string{"name", "description", "rules", "sites", "extra", "Name", "rules "} {
+		out = append(out, object(with(g, k, "")))
+		for _, v := range values {
+			out = append(out, object(with(g, k, v)))
+		}
+	}
+	for _, k := range []string{"direction", "order", "protocol", "port", "address", "description", "id", "Order"} {
+		out = append(out, object(baseGroup(object(with(baseRule(1), k, "")))))
+		for _, v := range values {
+			out = append(out, object(baseGroup(object(with(baseRule(1), k, v)), object(baseRule(2)))))
+		}
+	}
+	// Sites as elements of the array, one bad among good ones.
+	for _, v := range values {
+		out = append(out, object(with(g, "sites", `["site_a",`+v+`]`)))
+	}
+	// Rules as elements: not objects, and counts at the limit.
+	for _, v := range values {
+		out = append(out, object(baseGroup(object(baseRule(1)), v)))
+	}
+	for _, n := range []int{cp.MaxRules - 1, cp.MaxRules, cp.MaxRules + 1} {
+		rules := make([]string, n)
+		for i := range rules {
+			rules[i] = object(baseRule(i%cp.MaxRules + 1))
+		}
+		out = append(out, object(baseGroup(rules...)))
+	}
+	valid := object(g)
+	out = append(out,
+		`{"name":"Web","name":"Dup","rules":[],"sites":[]}`,
+		`{"na\u006de":"Web","rules":[],"sites":[]}`,
+		`{"name":"Web","rules":[{"direction":"inbound","order":1,"order":2,"protocol":6,"port":"","address":"10.0.0.0/8","description":""}],"sites":[]}`,
+		" \t\r\n"+valid+" \n", valid+"x", valid+"{}", valid+",", "["+valid+"]", `null`, `""`, ``, ` `, `{`, `}`, `{"name"}`,
+		`{"name":"Web",}`, `{"name":"Web","rules":[],"sites":[],}`, `{"name":"Web","rules":[,],"sites":[]}`,
+		`{"name":"Web","rules":[],"sites":["site_a",]}`, `{"name":"Web" "rules":[],"sites":[]}`,
+		`{'name':'Web','rules':[],'sites':[]}`, "{\"name\":\"W\x00eb\",\"rules\":[],\"sites\":[]}",
+		"{\"name\":\"W\xffeb\",\"rules\":[],\"sites\":[]}", `{"name":"Web\`, `{"name":"Web","rules":[],"sites":[]`,
+		`{"name":"Web","rules":[{"direction":"inbound","order":1,"protocol":6,"port":"","address":"10.0.0.0/8","description":""`,
+	)
+	for i := range len(valid) { // every prefix of a valid body
+		out = append(out, valid[:i])
+	}
+	return out
+}
+
+func TestFastGroupAgreesWithSchema(t *testing.T) {
+	schema := groupSchema(t)
+	fastAccepted := 0
+	for _, body := range agreementBodies() {
+		checkAgreement(t, schema, []byte(body))
+		var w cp.SecurityGroupWrite
+		if fastGroup([]byte(body), &w) && w.Validate() == nil {
+			fastAccepted++
+		}
+	}
+	// The table must exercise both sides: many accepted bodies, many
+	// rejected ones.
+	if fastAccepted < 20 {
+		t.Fatalf("only %d bodies accepted: the table no longer tests the fast path", fastAccepted)
+	}
+}
+
+// FuzzFastGroup checks the same agreement on arbitrary bodies.
+//
+// Run: go test -run '^$' -fuzz FuzzFastGroup -fuzztime 3m ./controlplane/api
+func FuzzFastGroup(f *testing.F) {
+	for _, b := range agreementBodies() {
+		if len(b) < 2000 {
+			f.Add([]byte(b))
+		}
+	}
+	schema := groupSchema(f)
+	f.Fuzz(func(t *testing.T, body []byte) {
+		checkAgreement(t, schema, body)
+	})
+}
