@@ -68,6 +68,11 @@ type Options struct {
 	RouterSessions int
 	// RouterTimeout bounds each RouterOS command; zero means 15 s.
 	RouterTimeout time.Duration
+	// MQTTMaxReconnect caps the broker reconnect backoff; zero means 30 s.
+	MQTTMaxReconnect time.Duration
+	// MQTTConnectTimeout bounds one broker connection attempt; zero means
+	// 10 s.
+	MQTTConnectTimeout time.Duration
 }
 
 // Agent is one running agent.
@@ -207,7 +212,9 @@ func (a *Agent) Run(ctx context.Context) error {
 			}
 			a.wake()
 		},
-		Logger: a.log,
+		MaxReconnectInterval: a.opts.MQTTMaxReconnect,
+		ConnectTimeout:       a.opts.MQTTConnectTimeout,
+		Logger:               a.log,
 	})
 	if err != nil {
 		return err

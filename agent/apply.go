@@ -34,7 +34,11 @@ func (a *Agent) sync(ctx context.Context) error {
 		return a.fail(ctx, d, start, 0, err)
 	}
 	a.m.routerConnected.Set(1)
-	w := a.render(d, a.guard(st))
+	guard := a.guard(st)
+	w := a.render(d, guard)
+	if len(w.Out) > 0 && !guard.Is4() {
+		a.log.Warn("outbound filtering without a guard: the agent's own IPv4 address towards the broker is unknown, so a policy could cut it off", "broker", a.cfg.MQTTURL.Host)
+	}
 	ops := reconcile.Plan(st.filter, st.addrs, w)
 	if len(ops) == 0 && !isNew && a.published {
 		return nil // steady state: nothing to write, nothing new to say

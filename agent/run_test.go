@@ -121,7 +121,7 @@ func eventually(t *testing.T, what string, cond func() bool) {
 // runAgent runs an agent until the test ends; stop ends it early.
 func runAgent(t *testing.T, cfg Config) (a *Agent, stop func()) {
 	t.Helper()
-	a, err := New(cfg, Options{RetryBase: 50 * time.Millisecond, RetryMax: 500 * time.Millisecond, Throttle: 10 * time.Millisecond})
+	a, err := New(cfg, Options{RetryBase: 50 * time.Millisecond, RetryMax: 500 * time.Millisecond, Throttle: 10 * time.Millisecond, MQTTMaxReconnect: 200 * time.Millisecond, MQTTConnectTimeout: time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -253,10 +253,10 @@ func TestRunOverMQTT(t *testing.T) {
 
 	// A clean stop says offline.
 	stop()
-	p, err = protocol.ParsePresence(b.get(protocol.KindPresence))
-	if err != nil || p.State != protocol.PresenceOffline {
-		t.Errorf("presence after stop: %s", b.get(protocol.KindPresence))
-	}
+	eventually(t, "presence offline after a clean stop", func() bool {
+		p, err := protocol.ParsePresence(b.get(protocol.KindPresence))
+		return err == nil && p.State == protocol.PresenceOffline
+	})
 }
 
 func TestRestartEnforcesCacheWithBrokerDown(t *testing.T) {
@@ -323,7 +323,7 @@ func TestBrokerRestartResubscribes(t *testing.T) {
 	cfg := testConfig(t, r.Addr())
 	cfg.MQTTURL, _ = url.Parse("tcp://" + b.addr)
 	b.publish(t, marshal(t, sampleDoc(1)), true)
-	a, err := New(cfg, Options{RetryBase: 50 * time.Millisecond, Throttle: 10 * time.Millisecond})
+	a, err := New(cfg, Options{RetryBase: 50 * time.Millisecond, Throttle: 10 * time.Millisecond, MQTTMaxReconnect: 200 * time.Millisecond, MQTTConnectTimeout: time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -24,10 +24,12 @@ import (
 	"net"
 	"net/netip"
 	"net/url"
+	"strings"
 	"sync"
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
+	"github.com/eclipse/paho.mqtt.golang/packets"
 
 	"github.com/rampart-fw/rampart/protocol"
 )
@@ -48,7 +50,10 @@ type Options struct {
 	OnConnection func(up bool)
 	// MaxReconnectInterval caps the reconnect backoff; zero means 30 s.
 	MaxReconnectInterval time.Duration
-	Logger               *slog.Logger
+	// ConnectTimeout bounds one connection attempt (TCP, TLS and CONNACK);
+	// zero means 10 s.
+	ConnectTimeout time.Duration
+	Logger         *slog.Logger
 }
 
 // Client is a running broker connection.
@@ -68,6 +73,9 @@ func Start(o Options) (*Client, error) {
 	}
 	if o.MaxReconnectInterval == 0 {
 		o.MaxReconnectInterval = 30 * time.Second
+	}
+	if o.ConnectTimeout == 0 {
+		o.ConnectTimeout = 10 * time.Second
 	}
 	u := *o.URL
 	if u.Port() == "" {
@@ -89,13 +97,14 @@ func Start(o Options) (*Client, error) {
 		SetCleanSession(true).
 		SetOrderMatters(false).
 		SetKeepAlive(30*time.Second).
-		SetConnectTimeout(10*time.Second).
+		SetConnectTimeout(o.ConnectTimeout).
 		SetAutoReconnect(true).
 		SetConnectRetry(true).
 		SetConnectRetryInterval(time.Second).
 		SetMaxReconnectInterval(o.MaxReconnectInterval).
 		SetBinaryWill(presence, protocol.OfflinePayload, 1, true).
-		SetCustomOpenConnectionFn(cl.dial)
+		SetCustomOpenConnectionFn(cl.dial).
+		SetStore(noResendStore{paho.NewMemoryStore()})
 	if o.TLSConfig != nil {
 		po.SetTLSConfig(o.TLSConfig)
 	}
@@ -138,10 +147,26 @@ func Start(o Options) (*Client, error) {
 	return cl, nil
 }
 
+// noResendStore keeps no outbound PUBLISH packets, so paho never resends
+// one after a reconnect. paho v1.5.1's resume sets the DUP flag on stored
+// packets while the new connection's writer may be writing the same packet
+// (a publish made from the connect handler), a data race the race detector
+// reports. The agent does not need the resend: on every connect it publishes
+// presence again, and its loop republishes its current status (a resent old
+// status could even arrive after a newer one).
+type noResendStore struct{ paho.Store }
+
+func (s noResendStore) Put(key string, p packets.ControlPacket) {
+	if _, ok := p.(*packets.PublishPacket); ok && strings.HasPrefix(key, "o.") {
+		return
+	}
+	s.Store.Put(key, p)
+}
+
 // dial opens the broker connection like paho would for tcp and tls URLs, and
 // records its local address.
 func (cl *Client) dial(uri *url.URL, o paho.ClientOptions) (net.Conn, error) {
-	d := &net.Dialer{Timeout: 10 * time.Second}
+	d := &net.Dialer{Timeout: cl.opts.ConnectTimeout}
 	var conn net.Conn
 	var err error
 	switch uri.Scheme {
