@@ -75,7 +75,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}),
 		routerReconnects: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "rampart_agent_routeros_errors_total",
-			Help: "RouterOS API failures (connection, login, protocol) that forced a new session.",
+			Help: "Failed applies whose cause was not a refusal (!trap) by the router: connection, login, protocol, or a read-back mismatch.",
 		}),
 	}
 	reg.MustRegister(m.applyDuration, m.applies, m.operations, m.driftRepairs, m.documents,
