@@ -202,3 +202,37 @@ func managedCount(f rossim.Firewall) int {
 }
 
 var _ = context.Background
+
+// TestNoGapWhenTheAPIDropsMidTransition cuts the API connection at a random
+// point of an A → B apply; the agent retries from whatever half-applied state
+// the router is in, and no state on the way gives a verdict outside {A, B}.
+func TestNoGapWhenTheAPIDropsMidTransition(t *testing.T) {
+	for seed := range 12 {
+		t.Run(fmt.Sprint(seed), func(t *testing.T) {
+			rnd := rand.New(rand.NewPCG(uint64(seed), 77))
+			r := newSim(t, rossim.Options{})
+			s := newSimAgent(t, r)
+			s.apply(t, randomPolicy(rnd, 1))
+			before := r.Snapshot()
+			start := len(r.History()) - 1
+			b := randomPolicy(rnd, 2)
+			s.desired = &b
+			r.DropAfter(2 + rnd.IntN(12))
+			var err error
+			for try := 0; try < 10; try++ {
+				if err = s.sync(context.Background()); err == nil {
+					break
+				}
+			}
+			if err != nil {
+				t.Fatalf("never converged: %v", err)
+			}
+			r.DropAfter(-1) // the apply may have needed fewer commands than the drop waited for
+			if rest := s.remaining(t); len(rest) > 0 {
+				t.Fatalf("not converged: %v", rest)
+			}
+			hist := r.History()[start:]
+			checkNoGap(t, fmt.Sprintf("seed %d", seed), hist, before, r.Snapshot(), s.lastGuard)
+		})
+	}
+}
