@@ -73,6 +73,10 @@ type Options struct {
 	// MQTTConnectTimeout bounds one broker connection attempt; zero means
 	// 10 s.
 	MQTTConnectTimeout time.Duration
+	// OnStatus, if set, is called on the agent's goroutine with each status
+	// the broker accepted, so an embedder (the in-process demo fleet, its
+	// benchmark) sees what the control plane sees without subscribing.
+	OnStatus func(protocol.SiteStatus)
 }
 
 // Agent is one running agent.

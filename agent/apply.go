@@ -190,6 +190,9 @@ func (a *Agent) publish(ctx context.Context) {
 		return
 	}
 	a.published = a.status.State != protocol.StateApplying
+	if a.opts.OnStatus != nil {
+		a.opts.OnStatus(a.status)
+	}
 }
 
 func (a *Agent) identify(ctx context.Context) error {
