@@ -732,6 +732,9 @@ func encodeGroupIndex(g *cp.SecurityGroup) []byte {
 var errBadIndex = errors.New("corrupt group index")
 
 func decodeGroupIndex(b []byte) (sites []string, rules []cp.FilterRule, err error) {
+	// One string holds every string of the index: one allocation, not
+	// four per rule.
+	all := string(b)
 	num := func() uint64 {
 		v, n := binary.Uvarint(b)
 		if n <= 0 {
@@ -747,9 +750,9 @@ func decodeGroupIndex(b []byte) (sites []string, rules []cp.FilterRule, err erro
 			err = errBadIndex
 			return ""
 		}
-		s := string(b[:l])
+		off := len(all) - len(b)
 		b = b[l:]
-		return s
+		return all[off : off+int(l)]
 	}
 	ns := num()
 	if ns > uint64(len(b)) {
@@ -808,7 +811,7 @@ func (s *Store) putSecurityGroup(ctx context.Context, org, id string, w *cp.Secu
 	if create {
 		id = cp.NewID(cp.SecurityGroupIDPrefix)
 	}
-	built := w.NewSecurityGroup(org, id) // ids, rules in write order
+	built := buildGroup(w, org, id) // rules sorted by order, ids drawn in prepareGroup
 	// Optimistic first; if another write to the same group committed in
 	// between, prepare inside the transaction instead, which cannot
 	// conflict (batched writers then see each other's results in turn).
@@ -846,19 +849,16 @@ func prepareGroup(built cp.SecurityGroup, prevRaw, prevIdx []byte) (preparedGrou
 			return p, fmt.Errorf("decode security group: %w", err)
 		}
 	}
-	p.g.Rules = slices.Clone(built.Rules)
-	slices.SortStableFunc(p.g.Rules, func(a, b cp.FilterRule) int { return a.Order - b.Order })
-	cp.KeepRuleIDs(p.prev.Rules, p.g.Rules)
+	p.g.Rules = slices.Clone(built.Rules) // sorted by order
+	keepRuleIDs(p.prev.Rules, p.g.Rules)
+	fillRuleIDs(p.g.Rules)
 	// The status the write will have is known now: syncing when it has
 	// sites (they must confirm), active otherwise.
 	p.g.Status = cp.StatusActive
 	if len(p.g.Sites) > 0 {
 		p.g.Status = cp.StatusSyncing
 	}
-	var err error
-	if p.data, err = json.Marshal(&p.g); err != nil {
-		return p, fmt.Errorf("encode security group: %w", err)
-	}
+	p.data = appendGroupJSON(make([]byte, 0, groupJSONSize(&p.g)), &p.g)
 	p.newRefs, p.oldRefs = p.g.ReferencedPrefixLists(), p.prev.ReferencedPrefixLists()
 	p.index = encodeGroupIndex(&p.g)
 	return p, nil

@@ -1,0 +1,124 @@
+package bolt
+
+import (
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	cp "github.com/rampart-fw/rampart/controlplane"
+)
+
+// oddStrings are strings encoding/json escapes, or might be thought to.
+var oddStrings = []string{"", "plain", "quote\"", `back\slash`, "<html>&amp;", "tab\tnl\nnul\x00", "\u2028\u2029",
+	"é ünïcode 🙂", "bad \xff utf8", "\x7f del", "slash/"}
+
+func randomGroup(rng *rand.Rand) cp.SecurityGroup {
+	pick := func(xs []string) string { return xs[rng.IntN(len(xs))] }
+	g := cp.SecurityGroup{ID: "sec_grp_" + pick(oddStrings), Name: pick(oddStrings), Description: pick(oddStrings),
+		Status: cp.Status(pick([]string{"active", "syncing", "failed", pick(oddStrings)}))}
+	if rng.IntN(8) > 0 {
+		g.Sites = []string{}
+		for range rng.IntN(4) {
+			g.Sites = append(g.Sites, pick(oddStrings))
+		}
+	}
+	if rng.IntN(8) > 0 {
+		g.Rules = []cp.FilterRule{}
+		for range rng.IntN(6) {
+			g.Rules = append(g.Rules, cp.FilterRule{ID: pick(oddStrings), Direction: pick([]string{"inbound", "outbound"}),
+				Order: rng.IntN(600) - 100, Protocol: rng.IntN(300) - 10, Port: pick([]string{"", "22", "80,443"}),
+				Address: pick([]string{"10.0.0.0/8", "prfx_lst_x"}), Description: pick(oddStrings)})
+		}
+	}
+	return g
+}
+
+// TestAppendGroupJSONIsMarshal holds the hand-written encoder to
+// json.Marshal byte for byte, including a field added to SecurityGroup or
+// FilterRule later (json.Marshal would write it, the encoder would not).
+func TestAppendGroupJSONIsMarshal(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	for i := range 2000 {
+		g := randomGroup(rng)
+		want, err := json.Marshal(&g)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := appendGroupJSON(nil, &g); string(got) != string(want) {
+			t.Fatalf("group %d:\n got %s\nwant %s", i, got, want)
+		}
+		if n := groupJSONSize(&g); n < len(want) && !strings.ContainsAny(string(want), `\`) {
+			t.Errorf("group %d: size estimate %d < %d", i, n, len(want))
+		}
+	}
+}
+
+// TestKeepRuleIDsIsTheDomainRule holds keepRuleIDs to cp.KeepRuleIDs on
+// random rule sets with many repeated matches.
+func TestKeepRuleIDsIsTheDomainRule(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	rules := func(n int, prefix string) []cp.FilterRule {
+		out := make([]cp.FilterRule, n)
+		for i := range out {
+			out[i] = cp.FilterRule{ID: fmt.Sprintf("%s%d", prefix, i), Direction: []string{"inbound", "outbound"}[rng.IntN(2)],
+				Protocol: []int{0, 6, 17}[rng.IntN(3)], Port: []string{"", "22", "443"}[rng.IntN(3)],
+				Address: []string{"10.0.0.0/8", "0.0.0.0/0"}[rng.IntN(2)], Order: i + 1}
+		}
+		return out
+	}
+	for range 500 {
+		prev, next := rules(rng.IntN(30), "old"), rules(rng.IntN(30), "")
+		if rng.IntN(2) == 0 { // a common prefix, then anything
+			n := rng.IntN(len(prev) + 1)
+			next = append(append([]cp.FilterRule(nil), prev[:n]...), next...)
+			for i := range n {
+				next[i].ID = ""
+			}
+		}
+		want := append([]cp.FilterRule(nil), next...)
+		cp.KeepRuleIDs(prev, want)
+		got := append([]cp.FilterRule(nil), next...)
+		keepRuleIDs(prev, got)
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Fatalf("prev %v\n(-cp.KeepRuleIDs +keepRuleIDs):\n%s", prev, diff)
+		}
+	}
+}
+
+// TestBuildGroupIsNewSecurityGroup holds buildGroup plus fillRuleIDs to
+// cp.NewSecurityGroup, ids aside: same group, rules in the same order, and
+// every rule with a fresh, distinct, well-formed id.
+func TestBuildGroupIsNewSecurityGroup(t *testing.T) {
+	w := &cp.SecurityGroupWrite{Name: "G", Description: ptr("d"), Sites: []string{"site_b", "site_a"}}
+	for i, o := range []int{5, 2, 9, 2, 1} {
+		w.Rules = append(w.Rules, cp.FilterRuleWrite{Direction: "inbound", Order: o, Protocol: 6, Port: fmt.Sprint(i), Address: "10.0.0.0/8", Description: fmt.Sprint("r", i)})
+	}
+	for _, w := range []*cp.SecurityGroupWrite{w, {Name: "Empty", Rules: []cp.FilterRuleWrite{}}} {
+		want := w.NewSecurityGroup("org_a", "sec_grp_x")
+		got := buildGroup(w, "org_a", "sec_grp_x")
+		fillRuleIDs(got.Rules)
+		seen := map[string]bool{}
+		for i := range got.Rules {
+			if id := got.Rules[i].ID; !cp.ValidID(cp.FilterRuleIDPrefix, id) || seen[id] {
+				t.Fatalf("rule %d: id %q not fresh and well-formed", i, id)
+			}
+			seen[got.Rules[i].ID] = true
+			got.Rules[i].ID, want.Rules[i].ID = "", ""
+		}
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Fatalf("(-NewSecurityGroup +buildGroup):\n%s", diff)
+		}
+		if len(w.Sites) > 0 {
+			got.Sites[0] = "changed"
+			if w.Sites[0] == "changed" {
+				t.Fatal("buildGroup shares the write's sites")
+			}
+		}
+	}
+}
+
+func ptr[T any](v T) *T { return &v }

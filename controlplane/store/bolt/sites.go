@@ -1,0 +1,237 @@
+package bolt
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+
+	bolt "go.etcd.io/bbolt"
+
+	cp "github.com/rampart-fw/rampart/controlplane"
+	"github.com/rampart-fw/rampart/protocol"
+)
+
+// This file holds what the MQTT side needs beyond Confirm and UpdateSite:
+// ordering of status reports and the skip of sites that already confirmed.
+//
+//	orgs/<org>/reports/<site>   JSON lastReport: the newest status taken in
+
+var bucketReports = []byte("reports")
+
+// lastReport is the newest status report taken in for a site, so that an
+// older one arriving late (a retained copy after a live message) is ignored.
+type lastReport struct {
+	Epoch    string `json:"epoch"`
+	Revision uint64 `json:"revision"`
+	State    string `json:"state"`
+}
+
+// ReportStatus folds one status report of a site into the site's record and,
+// for "applied" and "failed", into every group and prefix list waiting for
+// the site (controlplane.SyncState.Confirm), in one transaction. Reports are
+// taken only in order: a report for an older revision than one already taken,
+// or an "applying" after that revision's outcome, changes nothing. A report
+// of another epoch confirms nothing: its revision numbers are another store's.
+func (s *Store) ReportStatus(ctx context.Context, org, site string, st protocol.SiteStatus) (cp.ReportResult, error) {
+	var res cp.ReportResult
+	err := s.write(ctx, func(tx *bolt.Tx) error {
+		res = cp.ReportTaken
+		now := s.opts.Now()
+		ob, err := orgBucket(tx, org, true)
+		if err != nil {
+			return err
+		}
+		rb, err := ob.CreateBucketIfNotExists(bucketReports)
+		if err != nil {
+			return err
+		}
+		sb := ob.Bucket(bucketSites)
+		rec, err := getSite(sb, site)
+		if err != nil {
+			return err
+		}
+		if rec == nil {
+			rec = &cp.Site{ID: site, State: cp.SiteUnknown}
+		}
+		rec.AgentVersion, rec.RouterOSVersion, rec.Board = st.AgentVersion, st.RouterOSVersion, st.Board
+
+		if st.Epoch != s.epoch {
+			res = cp.ReportOtherEpoch
+			return putJSON(sb, site, siteRecord{Site: *rec, SyncDeadline: rec.SyncDeadline})
+		}
+		var last lastReport
+		if raw := rb.Get([]byte(site)); raw != nil {
+			if err := json.Unmarshal(raw, &last); err != nil {
+				return fmt.Errorf("decode last report of %s: %w", site, err)
+			}
+		}
+		if last.Epoch == s.epoch && (st.Revision < last.Revision ||
+			st.Revision == last.Revision && st.State == protocol.StateApplying && last.State != protocol.StateApplying) {
+			res = cp.ReportStale
+			return putJSON(sb, site, siteRecord{Site: *rec, SyncDeadline: rec.SyncDeadline})
+		}
+		if err := putJSON(rb, site, lastReport{Epoch: st.Epoch, Revision: st.Revision, State: st.State}); err != nil {
+			return err
+		}
+		switch st.State {
+		case protocol.StateApplied, protocol.StateFailed:
+			applied := st.State == protocol.StateApplied
+			if err := s.confirmAwaiting(tx, ob, org, site, st.Revision, applied, st.Error); err != nil {
+				return err
+			}
+			if applied {
+				rec.AppliedRevision = max(rec.AppliedRevision, st.Revision)
+				rec.State, rec.LastError = cp.SiteInSync, ""
+				if rec.DesiredRevision > st.Revision {
+					rec.State = cp.SiteSyncing
+				}
+			} else {
+				rec.State, rec.LastError = cp.SiteFailed, st.Error
+			}
+		default: // applying
+			if rec.State != cp.SiteFailed || st.Revision > rec.AppliedRevision {
+				rec.State = cp.SiteSyncing
+				if rec.SyncDeadline.Before(now.Add(s.opts.SyncTimeout)) && rec.DesiredRevision > rec.AppliedRevision {
+					// A site that is working on it is syncing, not unknown,
+					// until the usual deadline.
+					rec.SyncDeadline = now.Add(s.opts.SyncTimeout)
+				}
+			}
+		}
+		if !rec.Online && rec.LastSeen != nil {
+			rec.State = cp.SiteOffline // until its presence says online
+		}
+		return putJSON(sb, site, siteRecord{Site: *rec, SyncDeadline: rec.SyncDeadline})
+	})
+	if err != nil {
+		return res, wrap("report site status", err)
+	}
+	return res, nil
+}
+
+// confirmAwaiting folds a report into every resource waiting for site (the
+// same walk as Confirm).
+func (s *Store) confirmAwaiting(tx *bolt.Tx, ob *bolt.Bucket, org, site string, revision uint64, applied bool, errMsg string) error {
+	prefix := append(key(org, site), 0)
+	var keys [][]byte
+	c := tx.Bucket(bucketAwaiting).Cursor()
+	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+		keys = append(keys, slices.Clone(k[len(prefix):]))
+	}
+	for _, k := range keys {
+		kind, id, _ := bytes.Cut(k, []byte{0})
+		if err := s.updateSync(tx, ob, org, string(kind), string(id), func(st *cp.SyncState) bool {
+			return st.Confirm(site, revision, applied, errMsg)
+		}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// SetPresence records a site's presence: online or not, and when it was
+// last heard of (the agent's own time when it says, else now). Presence is
+// taken in the order it arrives, not by its time: a router's clock may be
+// wrong, and the bus already drops a retained copy that follows a live one.
+func (s *Store) SetPresence(ctx context.Context, org, site string, p protocol.Presence) error {
+	err := s.write(ctx, func(tx *bolt.Tx) error {
+		now := s.opts.Now()
+		ob, err := orgBucket(tx, org, true)
+		if err != nil {
+			return err
+		}
+		sb := ob.Bucket(bucketSites)
+		rec, err := getSite(sb, site)
+		if err != nil {
+			return err
+		}
+		if rec == nil {
+			rec = &cp.Site{ID: site, State: cp.SiteUnknown}
+		}
+		at := p.At
+		if at.IsZero() || at.After(now) {
+			at = now
+		}
+		rec.Online = p.State == protocol.PresenceOnline
+		if rec.LastSeen == nil || at.After(*rec.LastSeen) {
+			rec.LastSeen = &at
+		}
+		if !rec.Online {
+			rec.State = cp.SiteOffline
+		} else if rec.State == cp.SiteOffline || rec.State == cp.SiteUnknown {
+			var last lastReport
+			if rb := ob.Bucket(bucketReports); rb != nil {
+				if raw := rb.Get([]byte(site)); raw != nil {
+					if err := json.Unmarshal(raw, &last); err != nil {
+						return fmt.Errorf("decode last report of %s: %w", site, err)
+					}
+				}
+			}
+			rec.State = resumedState(rec, last, s.epoch)
+		}
+		return putJSON(sb, site, siteRecord{Site: *rec, SyncDeadline: rec.SyncDeadline})
+	})
+	return wrap("record site presence", err)
+}
+
+// Settle confirms, for each of sites, every group and prefix list waiting
+// for a revision the site has already applied. A write that leaves a site's
+// content as it was gives the site its current revision again, and an agent
+// that already applied it never reports it again: without this the resource
+// would wait for the deadline and fail. The MQTT side calls it after every
+// committed write (controlplane.Change). A site whose newest report is a
+// failure of that very revision confirms nothing.
+func (s *Store) Settle(ctx context.Context, org string, sites []string) error {
+	err := s.write(ctx, func(tx *bolt.Tx) error {
+		ob, _ := orgBucket(tx, org, false)
+		if ob == nil {
+			return nil
+		}
+		rb := ob.Bucket(bucketReports)
+		sb := ob.Bucket(bucketSites)
+		for _, site := range sites {
+			rec, err := getSite(sb, site)
+			if err != nil {
+				return err
+			}
+			if rec == nil || rec.AppliedRevision == cp.UnknownRevision {
+				continue
+			}
+			if rb != nil {
+				var last lastReport
+				if raw := rb.Get([]byte(site)); raw != nil && json.Unmarshal(raw, &last) == nil &&
+					last.Revision == rec.AppliedRevision && last.State == protocol.StateFailed {
+					continue
+				}
+			}
+			if err := s.confirmAwaiting(tx, ob, org, site, rec.AppliedRevision, true, ""); err != nil {
+				return err
+			}
+			if rec.AppliedRevision >= rec.DesiredRevision && rec.State == cp.SiteSyncing {
+				rec.State = cp.SiteInSync
+				if err := putJSON(sb, site, siteRecord{Site: *rec, SyncDeadline: rec.SyncDeadline}); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	return wrap("settle confirmed sites", err)
+}
+
+// resumedState is a site's state when its agent comes back online, from
+// what the control plane knows: its revisions and its newest report.
+func resumedState(rec *cp.Site, last lastReport, epoch string) cp.SiteState {
+	switch {
+	case last.Epoch == epoch && last.State == protocol.StateFailed && last.Revision >= rec.AppliedRevision:
+		return cp.SiteFailed
+	case rec.DesiredRevision > rec.AppliedRevision:
+		return cp.SiteSyncing
+	case rec.AppliedRevision > 0:
+		return cp.SiteInSync
+	default:
+		return cp.SiteUnknown
+	}
+}
