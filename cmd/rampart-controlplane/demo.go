@@ -1,0 +1,295 @@
+package main
+
+// --demo N: N simulated routers (package rossim) with the real agent each,
+// in this process, on the control plane's broker (package fleet), and the
+// commands a newcomer pastes to watch a group go from syncing to active and
+// read the rules on a router.
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/rampart-fw/rampart/controlplane/auth"
+	"github.com/rampart-fw/rampart/internal/fleet"
+	"github.com/rampart-fw/rampart/rossim"
+)
+
+func init() { extensions = append(extensions, &demoExtension{}) }
+
+// demoStdout receives the demo's instructions (tests replace it).
+var demoStdout io.Writer = os.Stdout
+
+// DemoOrg is the organisation of the demo sites, site_demo1 to site_demoN.
+const DemoOrg = fleet.DefaultOrg
+
+// agentBroker is what the MQTT extension may implement to tell the demo the
+// URL agents on this machine dial (the embedded broker's real address when
+// --mqtt-listen asked for port 0, or the external --mqtt-url).
+type agentBroker interface{ AgentMQTTURL() string }
+
+type demoExtension struct {
+	fleet *fleet.Fleet
+	srv   *http.Server
+	done  chan struct{}
+}
+
+// Configure puts a demo of this Main's own behind every other extension,
+// so that it starts once the broker listens and the control plane
+// publishes: files register in file-name order, and demo.go sorts before
+// mqtt.go. (The registered value is shared by every Main; the one that
+// starts is not.)
+func (d *demoExtension) Configure(m *Main) error {
+	if m.Config.Demo <= 0 {
+		return nil
+	}
+	if m.Config.Demo > 1000 {
+		return fmt.Errorf("--demo %d: at most 1000 simulated routers in one process (each costs about five file descriptors); use the fleet benchmark for more", m.Config.Demo)
+	}
+	rest := make([]Extension, 0, len(m.Extensions))
+	for _, e := range m.Extensions {
+		if e != Extension(d) {
+			rest = append(rest, e)
+		}
+	}
+	m.Extensions = append(rest, &demoExtension{}) // a new array: Main's loop over the old one is unaffected
+	return nil
+}
+
+// demoBrokerURL is where the demo's agents connect.
+func demoBrokerURL(m *Main) (string, error) {
+	for _, e := range m.Extensions {
+		if b, ok := e.(agentBroker); ok {
+			if u := b.AgentMQTTURL(); u != "" {
+				return u, nil
+			}
+		}
+	}
+	if m.Config.MQTTURL != "" {
+		return m.Config.MQTTURL, nil
+	}
+	host, port, err := net.SplitHostPort(m.Config.MQTTListen)
+	if err != nil {
+		return "", fmt.Errorf("demo: parse --mqtt-listen %q: %w", m.Config.MQTTListen, err)
+	}
+	if port == "0" {
+		return "", errors.New("demo: the embedded broker's port is not known (--mqtt-listen asks for port 0)")
+	}
+	return "tcp://" + net.JoinHostPort(loopbackIfAny(host), port), nil
+}
+
+func loopbackIfAny(host string) string {
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		return "127.0.0.1"
+	}
+	return host
+}
+
+func (d *demoExtension) Start(ctx context.Context, m *Main) (func(), error) {
+	n := m.Config.Demo
+	if n <= 0 {
+		return nil, nil
+	}
+	url, err := demoBrokerURL(m)
+	if err != nil {
+		return nil, err
+	}
+	if err := waitDial(ctx, strings.TrimPrefix(strings.TrimPrefix(url, "tcp://"), "mqtt://"), 10*time.Second); err != nil {
+		return nil, fmt.Errorf("demo: no MQTT broker answers at %s (is the MQTT side of the control plane in this build?): %w", url, err)
+	}
+	d.fleet, err = fleet.Start(ctx, fleet.Options{
+		N: n, Org: DemoOrg, BrokerURL: url, Key: m.Key,
+		DataDir: m.Config.DataDir + "/demo-agents",
+		// Drift is repaired within seconds, so a newcomer who changes a
+		// simulated router by hand sees the agent put it back.
+		ResyncInterval: 10 * time.Second,
+		Logger:         m.Logger.With("demo", true),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("demo: %w", err)
+	}
+	stop := func() {
+		if d.srv != nil {
+			sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			d.srv.Shutdown(sctx)
+			cancel()
+			<-d.done
+		}
+		if err := d.fleet.Close(); err != nil {
+			m.Logger.Warn("demo fleet stopped", "err", err)
+		}
+	}
+	routersURL, err := d.serveRouters(m)
+	if err != nil {
+		stop()
+		return nil, err
+	}
+	tok, err := auth.Mint(auth.MintOptions{Key: m.Key.JWTSigningKey(), Org: DemoOrg, OrgClaim: m.Config.JWTOrgClaim, TTL: 24 * time.Hour})
+	if err != nil {
+		stop()
+		return nil, fmt.Errorf("demo: mint token: %w", err)
+	}
+	api := "http://" + hostPort(m.Addr)
+	fmt.Fprint(demoStdout, demoInstructions(api, routersURL, url, tok, d.fleet, m.Config.JWKSURL != ""))
+	m.Logger.Info("demo started", "sites", n, "org", DemoOrg, "mqtt_url", url, "routers", routersURL)
+	return stop, nil
+}
+
+func hostPort(a net.Addr) string {
+	host, port, _ := net.SplitHostPort(a.String())
+	return net.JoinHostPort(loopbackIfAny(host), port)
+}
+
+func waitDial(ctx context.Context, addr string, within time.Duration) error {
+	deadline := time.Now().Add(within)
+	for {
+		c, err := (&net.Dialer{Timeout: time.Second}).DialContext(ctx, "tcp", addr)
+		if err == nil {
+			c.Close()
+			return nil
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return err
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// demoGroup is the create page's example with the office as a CIDR, so one
+// paste is enough.
+func demoGroup(sites []string) string {
+	ss, _ := json.Marshal(sites)
+	return `{"name": "Web Application Servers",
+  "description": "Allows HTTP/S from the world and SSH from the office.",
+  "rules": [
+    {"direction": "inbound", "order": 10, "protocol": 6, "port": "443", "address": "0.0.0.0/0", "description": "Allow HTTPS"},
+    {"direction": "inbound", "order": 20, "protocol": 6, "port": "80", "address": "0.0.0.0/0", "description": "Allow HTTP"},
+    {"direction": "inbound", "order": 30, "protocol": 6, "port": "22", "address": "203.0.113.0/24", "description": "Allow SSH from Office"}],
+  "sites": ` + string(ss) + `}`
+}
+
+func demoInstructions(api, routers, mqttURL, token string, f *fleet.Fleet, jwks bool) string {
+	var b strings.Builder
+	ids := f.SiteIDs()
+	user, pass := f.RouterCredentials()
+	fmt.Fprintf(&b, "\nRampart demo: %d simulated routers (%s..%s, organisation %s), each with the real agent, connected to %s.\n\n",
+		len(ids), ids[0], ids[len(ids)-1], DemoOrg, mqttURL)
+	if jwks {
+		b.WriteString("Note: --jwks-url is set, so the API accepts only that issuer's tokens, not the one below.\n\n")
+	}
+	fmt.Fprintf(&b, "1. A bearer token for %s (24 hours):\n\n    export TOKEN=%s\n\n", DemoOrg, token)
+	fmt.Fprintf(&b, "2. Attach the create page's security group to the demo sites:\n\n"+
+		"    curl -s %s/vpc/security-groups -H \"Authorization: Bearer $TOKEN\" -H \"Content-Type: application/json\" --data '%s'\n\n",
+		api, demoGroup(ids))
+	fmt.Fprintf(&b, "   It answers 201 with \"status\":\"syncing\". Watch it turn \"active\" once every router applied it:\n\n"+
+		"    curl -s %s/vpc/security-groups -H \"Authorization: Bearer $TOKEN\"\n\n", api)
+	fmt.Fprintf(&b, "3. Each site as the control plane sees it (online, revisions, in_sync):\n\n"+
+		"    curl -s %s/vpc/sites -H \"Authorization: Bearer $TOKEN\"\n\n", api)
+	fmt.Fprintf(&b, "4. The firewall of a simulated router, as RouterOS prints it:\n\n    curl -s %s/%s\n\n", routers, ids[0])
+	fmt.Fprintf(&b, "   The routers' RouterOS API (user %s, password %s), for any RouterOS API client:\n", user, pass)
+	for i, id := range ids {
+		if i == 10 {
+			fmt.Fprintf(&b, "     ... and %d more: %s\n", len(ids)-10, routers)
+			break
+		}
+		fmt.Fprintf(&b, "     %-14s %s\n", id, f.Router(i).Addr())
+	}
+	b.WriteString("\n")
+	return b.String()
+}
+
+// serveRouters serves each simulated router's firewall as text, on the
+// API's port + 1 when free (a stable address for the README), else any port.
+func (d *demoExtension) serveRouters(m *Main) (string, error) {
+	var ln net.Listener
+	var err error
+	if _, port, _ := net.SplitHostPort(m.Addr.String()); port != "" {
+		if p, _ := strconv.Atoi(port); p > 0 && p < 65535 && !strings.HasSuffix(m.Config.HTTPAddr, ":0") {
+			ln, err = net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(p+1)))
+		}
+	}
+	if ln == nil {
+		if ln, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
+			return "", fmt.Errorf("demo: listen for the routers page: %w", err)
+		}
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /routers/{$}", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		user, pass := d.fleet.RouterCredentials()
+		fmt.Fprintf(w, "# site, RouterOS API address (user %s, password %s)\n", user, pass)
+		for i, id := range d.fleet.SiteIDs() {
+			fmt.Fprintf(w, "%s %s\n", id, d.fleet.Router(i).Addr())
+		}
+	})
+	mux.HandleFunc("GET /routers/{site}", func(w http.ResponseWriter, r *http.Request) {
+		i := slices.Index(d.fleet.SiteIDs(), r.PathValue("site"))
+		if i < 0 {
+			http.Error(w, fmt.Sprintf("no demo router %q; see %s", r.PathValue("site"), "/routers/"), http.StatusNotFound)
+			return
+		}
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		writeFirewall(w, d.fleet.Site(i))
+	})
+	d.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	d.done = make(chan struct{})
+	go func() {
+		defer close(d.done)
+		if err := d.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			m.Logger.Error("demo routers page", "err", err)
+		}
+	}()
+	return "http://" + ln.Addr().String() + "/routers", nil
+}
+
+// writeFirewall prints a router's filter rules and address lists the way
+// /ip/firewall/filter/print detail does (numbered, one row each, the
+// properties a person reads first), then the agent's last status.
+func writeFirewall(w io.Writer, s *fleet.Site) {
+	fw := s.Router.Snapshot()
+	st := s.Status()
+	fmt.Fprintf(w, "# %s: agent status %q, revision %d, %d rules, %d address-list entries\n",
+		s.ID, st.State, st.Revision, st.Rules, st.AddressEntries)
+	if st.Error != "" {
+		fmt.Fprintf(w, "# error: %s\n", st.Error)
+	}
+	fmt.Fprintln(w, "/ip firewall filter")
+	n := 0
+	for _, row := range fw.Filter {
+		if row["dynamic"] == "true" {
+			continue // the dummy rule RouterOS shows first
+		}
+		fmt.Fprintf(w, "%2d %s\n", n, formatRow(row, "chain", "action", "protocol", "src-address", "dst-address",
+			"src-address-list", "dst-address-list", "dst-port", "in-interface-list", "out-interface-list",
+			"connection-state", "jump-target", "disabled", "comment"))
+		n++
+	}
+	fmt.Fprintln(w, "/ip firewall address-list")
+	for i, row := range fw.AddressList {
+		fmt.Fprintf(w, "%2d %s\n", i, formatRow(row, "list", "address", "disabled", "comment"))
+	}
+}
+
+func formatRow(row rossim.Item, keys ...string) string {
+	var parts []string
+	for _, k := range keys {
+		v, ok := row[k]
+		if !ok || v == "" || (k == "disabled" && v == "false") {
+			continue
+		}
+		if strings.ContainsAny(v, " \"") {
+			v = strconv.Quote(v)
+		}
+		parts = append(parts, k+"="+v)
+	}
+	return strings.Join(parts, " ")
+}

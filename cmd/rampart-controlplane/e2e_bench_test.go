@@ -1,0 +1,339 @@
+package main
+
+// The end-to-end benchmark: a write through the REST API → every affected
+// site's agent has applied it to its simulated router and reported so. The
+// control plane (API, store, syncer, embedded broker or a connection to
+// Mosquitto) runs in this process; the sites (package fleet: rossim and the
+// real agent each) run in child processes, this test binary re-executed
+// (TestMain), at most e2eShard sites each: both ends of every connection
+// would not fit one process's file descriptors, and the control plane's
+// memory is then measured alone.
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/exec"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/rampart-fw/rampart/controlplane/keys"
+	"github.com/rampart-fw/rampart/internal/fleet"
+)
+
+const (
+	e2eFleetEnv = "RAMPART_BENCH_E2E_FLEET" // "url|org|first|n|keydir"
+	e2eShard    = 2500
+	e2eSite     = "site_b"
+)
+
+func TestMain(m *testing.M) {
+	if spec := os.Getenv(e2eFleetEnv); spec != "" {
+		if err := runE2EFleet(spec); err != nil {
+			fmt.Fprintln(os.Stderr, "fleet:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// runE2EFleet runs sites first..first+n-1 and answers the parent on stdin:
+// "mark" remembers each site's applied revision ("marked"); "wait" waits
+// until every site applied a newer one and answers "done" and, per site,
+// when it first reported it (Unix nanoseconds).
+func runE2EFleet(spec string) error {
+	p := strings.Split(spec, "|")
+	first, _ := strconv.Atoi(p[2])
+	n, _ := strconv.Atoi(p[3])
+	key, err := keys.Load(p[4])
+	if err != nil {
+		return err
+	}
+	ctx := context.Background()
+	f, err := fleet.Start(ctx, fleet.Options{N: n, First: first, Org: p[1], SitePrefix: e2eSite, BrokerURL: p[0], Key: key,
+		ResyncInterval: time.Hour})
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	fmt.Println("ready")
+	base := make([]uint64, n)
+	in := bufio.NewScanner(os.Stdin)
+	out := bufio.NewWriter(os.Stdout)
+	for in.Scan() {
+		switch in.Text() {
+		case "mark":
+			for i := range n {
+				_, base[i], _ = f.Site(i).Applied()
+			}
+			fmt.Fprintln(out, "marked")
+		case "wait":
+			wctx, cancel := context.WithTimeout(ctx, 15*time.Minute)
+			err := f.WaitApplied(wctx, func(i int) uint64 { return base[i] + 1 })
+			cancel()
+			if err != nil {
+				return err
+			}
+			fmt.Fprint(out, "done")
+			for i := range n {
+				_, _, at := f.Site(i).Applied()
+				fmt.Fprintf(out, " %d", at.UnixNano())
+			}
+			fmt.Fprintln(out)
+		default:
+			return fmt.Errorf("unknown command %q", in.Text())
+		}
+		out.Flush()
+	}
+	return nil
+}
+
+type e2eShardProc struct {
+	cmd *exec.Cmd
+	in  io.WriteCloser
+	out *bufio.Scanner
+}
+
+func (s *e2eShardProc) say(b *testing.B, cmd, want string) string {
+	fmt.Fprintln(s.in, cmd)
+	if !s.out.Scan() {
+		b.Fatalf("fleet shard ended on %q: %v", cmd, s.out.Err())
+	}
+	if !strings.HasPrefix(s.out.Text(), want) {
+		b.Fatalf("fleet shard answered %q to %q", s.out.Text(), cmd)
+	}
+	return s.out.Text()
+}
+
+func startE2EShards(b *testing.B, url, org, keyDir string, n int) []*e2eShardProc {
+	var shards []*e2eShardProc
+	for first := 1; first <= n; first += e2eShard {
+		size := min(e2eShard, n-first+1)
+		cmd := exec.Command(os.Args[0], "-test.run=^$")
+		cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%s|%s|%d|%d|%s", e2eFleetEnv, url, org, first, size, keyDir))
+		cmd.Stderr = os.Stderr
+		in, err := cmd.StdinPipe()
+		if err != nil {
+			b.Fatal(err)
+		}
+		out, err := cmd.StdoutPipe()
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := cmd.Start(); err != nil {
+			b.Fatal(err)
+		}
+		sc := bufio.NewScanner(out)
+		sc.Buffer(make([]byte, 1<<20), 1<<20)
+		s := &e2eShardProc{cmd: cmd, in: in, out: sc}
+		b.Cleanup(func() {
+			in.Close()
+			if err := cmd.Wait(); err != nil {
+				b.Errorf("fleet shard: %v", err)
+			}
+		})
+		shards = append(shards, s)
+	}
+	for _, s := range shards {
+		if !s.out.Scan() || s.out.Text() != "ready" {
+			b.Fatalf("fleet shard did not get ready: %q", s.out.Text())
+		}
+	}
+	return shards
+}
+
+// BenchmarkEndToEnd: one iteration is one PUT of a group attached to every
+// site (one rule's port changes), timed from the request to each site's
+// agent reporting the new revision applied.
+//
+//	go test -run '^$' -bench 'EndToEnd/embedded' -benchtime 5x -timeout 60m ./cmd/rampart-controlplane
+//	RAMPART_TEST_MQTT_URL=tcp://127.0.0.1:PORT go test -run '^$' -bench 'EndToEnd/mosquitto' -benchtime 5x -timeout 60m ./cmd/rampart-controlplane
+//
+// RAMPART_BENCH_SITES=100,1000 picks the sizes (default 100,1000,10000).
+func BenchmarkEndToEnd(b *testing.B) {
+	sizes := []int{100, 1000, 10000}
+	if s := os.Getenv("RAMPART_BENCH_SITES"); s != "" {
+		sizes = nil
+		for _, f := range strings.Split(s, ",") {
+			n, err := strconv.Atoi(f)
+			if err != nil {
+				b.Fatal(err)
+			}
+			sizes = append(sizes, n)
+		}
+	}
+	for _, target := range []string{"embedded", "mosquitto"} {
+		b.Run(target, func(b *testing.B) {
+			for _, n := range sizes {
+				b.Run(fmt.Sprintf("sites=%d", n), func(b *testing.B) { benchEndToEnd(b, target, n) })
+			}
+		})
+	}
+}
+
+func e2eHeap() uint64 {
+	runtime.GC()
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return ms.HeapInuse + ms.StackInuse
+}
+
+func benchEndToEnd(b *testing.B, target string, n int) {
+	dir := b.TempDir()
+	cfg := Config{HTTPAddr: "127.0.0.1:0", DataDir: dir, MQTTListen: "127.0.0.1:0", JWTOrgClaim: "org_id", SyncTimeout: 10 * time.Minute, LogLevel: "warn"}
+	if target == "mosquitto" {
+		cfg.MQTTURL = os.Getenv("RAMPART_TEST_MQTT_URL")
+		if cfg.MQTTURL == "" {
+			b.Skip("RAMPART_TEST_MQTT_URL is not set")
+		}
+	}
+	var r [4]byte
+	rand.Read(r[:])
+	// An organisation of its own per run: a shared Mosquitto keeps the
+	// retained documents of earlier runs.
+	org := "org_bench" + hex.EncodeToString(r[:])
+	var exts []Extension
+	for _, e := range extensions {
+		if _, demo := e.(*demoExtension); !demo {
+			exts = append(exts, e)
+		}
+	}
+	if len(exts) == 0 {
+		b.Skip("this build has no MQTT extension")
+	}
+	m := &Main{Config: cfg, Logger: slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
+		Registry: prometheus.NewRegistry(), Extensions: exts}
+	ctx := context.Background()
+	if err := m.Start(ctx); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { m.Close() })
+	url, err := demoBrokerURL(m)
+	if err != nil {
+		b.Fatal(err)
+	}
+	idle := e2eHeap()
+	shards := startE2EShards(b, url, org, dir, n)
+	connected := e2eHeap()
+
+	tok := mintToken(b, dir, org)
+	api := "http://" + m.Addr.String()
+	sites := make([]string, n)
+	for i := range sites {
+		sites[i] = e2eSite + strconv.Itoa(i+1)
+	}
+	group := func(port int) []byte {
+		body, _ := json.Marshal(map[string]any{
+			"name": "Bench", "description": "end-to-end benchmark", "sites": sites,
+			"rules": []map[string]any{
+				{"direction": "inbound", "order": 10, "protocol": 6, "port": strconv.Itoa(port), "address": "0.0.0.0/0", "description": "Allow HTTPS"},
+				{"direction": "inbound", "order": 20, "protocol": 6, "port": "80", "address": "0.0.0.0/0", "description": "Allow HTTP"},
+				{"direction": "inbound", "order": 30, "protocol": 6, "port": "22", "address": "203.0.113.0/24", "description": "Allow SSH from Office"},
+			}})
+		return body
+	}
+	do := func(method, path string, body []byte) (int, map[string]any) {
+		req, _ := http.NewRequest(method, api+path, bytes.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+tok)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var v map[string]any
+		raw, _ := io.ReadAll(resp.Body)
+		json.Unmarshal(raw, &v)
+		if resp.StatusCode >= 300 {
+			b.Fatalf("%s %s: %d %s", method, path, resp.StatusCode, raw)
+		}
+		return resp.StatusCode, v
+	}
+	// write sends one group write and returns when every site applied it:
+	// per-site latencies, and when the API showed the group active.
+	var id string
+	write := func(port int) (lat []int64, active time.Duration) {
+		for _, s := range shards {
+			s.say(b, "mark", "marked")
+		}
+		t0 := time.Now()
+		if id == "" {
+			_, v := do("POST", "/vpc/security-groups", group(port))
+			id, _ = v["id"].(string)
+		} else {
+			do("PUT", "/vpc/security-groups/"+id, group(port))
+		}
+		for deadline := time.Now().Add(15 * time.Minute); ; {
+			_, v := do("GET", "/vpc/security-groups/"+id, nil)
+			if v["status"] == "active" {
+				active = time.Since(t0)
+				break
+			}
+			if v["status"] == "failed" || time.Now().After(deadline) {
+				b.Fatalf("group %s is %v", id, v["status"])
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		for _, s := range shards {
+			for _, f := range strings.Fields(strings.TrimPrefix(s.say(b, "wait", "done"), "done")) {
+				at, _ := strconv.ParseInt(f, 10, 64)
+				lat = append(lat, at-t0.UnixNano())
+			}
+		}
+		slices.Sort(lat)
+		return lat, active
+	}
+	// Warm-up: the group's creation brings every site to its first revision
+	// (connections, subscriptions and first applies are not measured).
+	write(8000)
+	applied := e2eHeap()
+
+	var p50s, p99s, maxs, actives []float64
+	b.ResetTimer()
+	for i := range b.N {
+		lat, active := write(8001 + i)
+		if len(lat) != n {
+			b.Fatalf("%d sites answered, want %d", len(lat), n)
+		}
+		p50s = append(p50s, float64(lat[n/2]))
+		p99s = append(p99s, float64(lat[(n*99)/100]))
+		maxs = append(maxs, float64(lat[n-1]))
+		actives = append(actives, float64(active))
+	}
+	b.StopTimer()
+	med := func(v []float64) float64 { slices.Sort(v); return v[len(v)/2] }
+	b.ReportMetric(med(p50s)/1e6, "p50-ms")
+	b.ReportMetric(med(p99s)/1e6, "p99-ms")
+	b.ReportMetric(slices.Max(maxs)/1e6, "max-ms")
+	b.ReportMetric(med(actives)/1e6, "active-ms")
+	// The control plane's heap and stacks per site: with the broker's
+	// connections (connected, then with every site known and applied), and
+	// the state beyond the connections.
+	b.ReportMetric((float64(connected)-float64(idle))/float64(n), "conn-B/site")
+	b.ReportMetric((float64(applied)-float64(idle))/float64(n), "cp-B/site")
+	b.ReportMetric((float64(applied)-float64(connected))/float64(n), "state-B/site")
+}
+
+func mintToken(b *testing.B, dir, org string) string {
+	var out bytes.Buffer
+	if err := run(context.Background(), []string{"token", "--data-dir", dir, "--org", org}, &out, io.Discard); err != nil {
+		b.Fatal(err)
+	}
+	return strings.TrimSpace(out.String())
+}
