@@ -16,13 +16,17 @@
 // # No gap
 //
 // The plan is ordered in phases (see Phase) so that each intermediate state
-// gives every packet the verdict of either the old or the new policy:
-// address-list entries appear before rules use them; a jump that must go
-// disappears before its chain is emptied; rows are added into an owned chain
-// before stale rows leave it (between the drop-invalid row and the final
-// drop every row is an accept, so the union of old and new accepts is never
-// stricter than either policy and never looser than both); jumps are added
-// only once their chain is complete; stale entries leave last.
+// gives every packet the verdict of either the old or the new policy.
+// Between the drop-invalid row and the final drop of an owned chain every row
+// is an accept, so holding all of the old accepts plus some new ones (or all
+// of the new plus some old) is never stricter than both policies nor looser
+// than both. Address lists are shared between rules, so they are changed
+// only where that stays true: a rule that stays sees the union of old and
+// new entries while rules change; a leaving rule whose list gains entries is
+// first pointed at a frozen copy of the old content, and an arriving rule
+// whose list loses entries starts on a copy of the new content and is pointed
+// at the real list once it has been pruned. Jumps into a chain that goes
+// away leave first; jumps are added only once their chain is complete.
 //
 // # Ownership
 //
@@ -105,13 +109,14 @@ type Phase int
 // Phases, in execution order.
 const (
 	PhaseJumpRemove  Phase = iota // jumps into chains that go away, stray managed rules outside owned chains
-	PhaseListCopy                 // frozen copies of changing address lists that leaving rules still use
-	PhaseRepoint                  // leaving rules switched to those copies
+	PhaseListCopy                 // frozen copies of changing lists: the old content for leaving rules, the new for arriving ones
+	PhaseRepoint                  // leaving rules switched to the old copies
 	PhaseListAdd                  // address-list additions and repairs
-	PhaseListPrune                // stale entries of the rampart-<id> lists
-	PhaseListReAdd                // entries that had to wait for a dynamic duplicate to leave
 	PhaseChains                   // repairs, moves and additions inside rampart-in and rampart-out
 	PhaseChainRemove              // stale rows of the owned chains
+	PhaseListPrune                // stale entries of the rampart-<id> lists
+	PhaseListReAdd                // entries that had to wait for a dynamic duplicate to leave
+	PhaseRepointBack              // arriving rules switched from the new copies to the real lists
 	PhaseJumps                    // jump repairs, moves and additions
 	PhaseListRemove               // copies and other stale entries
 )
@@ -292,15 +297,25 @@ func (p *planner) plan() []Op {
 
 // listInfo is what the planner knows of one owned address list.
 type listInfo struct {
-	present  map[string]string // enabled static addresses → id, as observed
-	changed  bool              // present differs from the wanted content
-	copyName string            // set once a frozen copy was planned
-	copyIDs  []string          // ids or refs of the copy's entries
+	present map[string]string // enabled static addresses → id, as observed
+	wanted  []string          // wanted addresses, sorted
+	gains   bool              // wanted has addresses present lacks
+	loses   bool              // present has addresses wanted lacks
+	oldCopy string            // set once a copy of the present content was planned
+	newCopy string            // set once a copy of the wanted content was planned
 }
 
-// CopyPrefix names the frozen copy of list rampart-X: rampart-old-X. Copies
-// live only during an apply (see PhaseListCopy).
-const CopyPrefix = render.ListPrefix + "old-"
+// Frozen copies of list rampart-X live only during an apply (see
+// PhaseListCopy): rampart-old-X holds its content before the apply,
+// rampart-new-X its content after.
+const (
+	CopyPrefix    = render.ListPrefix + "old-"
+	NewCopyPrefix = render.ListPrefix + "new-"
+)
+
+func isCopy(list string) bool {
+	return strings.HasPrefix(list, CopyPrefix) || strings.HasPrefix(list, NewCopyPrefix)
+}
 
 func (p *planner) addressLists(addrs []Entry, want []render.Entry) map[string]*listInfo {
 	type key struct{ list, addr string }
@@ -338,7 +353,7 @@ func (p *planner) addressLists(addrs []Entry, want []render.Entry) map[string]*l
 		}
 		e, ok := wanted[k]
 		if !ok || kept[k] {
-			if _, isWantedList := wantedSet[list]; isWantedList || (owned && !strings.HasPrefix(list, CopyPrefix)) {
+			if _, isWantedList := wantedSet[list]; isWantedList || (owned && !isCopy(list)) {
 				prune = append(prune, it.ID)
 			} else {
 				stale = append(stale, it.ID)
@@ -379,21 +394,27 @@ func (p *planner) addressLists(addrs []Entry, want []render.Entry) map[string]*l
 		// tens of thousands of small maps would dominate the agent's memory.
 		p.emit(Op{Phase: phase, Kind: Add, Path: AddressListPath, Entry: e})
 	}
+	for name, ws := range wantedSet {
+		l := info(name)
+		for a := range ws {
+			l.wanted = append(l.wanted, a)
+		}
+		sort.Strings(l.wanted)
+	}
 	for name, l := range lists {
-		if strings.HasPrefix(name, CopyPrefix) {
+		if isCopy(name) {
 			continue
 		}
 		ws := wantedSet[name]
-		l.changed = len(ws) != len(l.present)
-		for a := range l.present {
-			if !ws[a] {
-				l.changed = true
+		for _, a := range l.wanted {
+			if _, ok := l.present[a]; !ok {
+				l.gains = true
 			}
 		}
-	}
-	for name, ws := range wantedSet {
-		if _, seen := lists[name]; !seen && len(ws) > 0 {
-			info(name).changed = true
+		for a := range l.present {
+			if !ws[a] {
+				l.loses = true
+			}
 		}
 	}
 	p.removeBatched(PhaseListPrune, AddressListPath, prune, "stale entries of rampart lists")
@@ -401,35 +422,52 @@ func (p *planner) addressLists(addrs []Entry, want []render.Entry) map[string]*l
 	return lists
 }
 
-// freeze plans a frozen copy of list l (its observed content) and returns
-// the copy's name. Rules that are leaving and still use l are pointed at the
-// copy, so l can change before new rules that use it arrive.
-func (p *planner) freeze(name string, l *listInfo, lists map[string]*listInfo) string {
-	if l.copyName != "" {
-		return l.copyName
-	}
-	l.copyName = CopyPrefix + strings.TrimPrefix(name, render.ListPrefix)
+// copyList plans list name (the content addrs) built from scratch during
+// this apply and removed at its end, reusing entries an interrupted apply
+// left; entries of an old copy that do not belong are removed at the end
+// too.
+func (p *planner) copyList(name string, addrs []string, lists map[string]*listInfo) {
 	have := map[string]bool{}
-	if c := lists[l.copyName]; c != nil {
+	if c := lists[name]; c != nil {
 		for a := range c.present {
-			have[a] = true // already there from an interrupted apply; removed with the other stale entries
+			have[a] = true
 		}
 	}
-	addrs := make([]string, 0, len(l.present))
-	for a := range l.present {
-		addrs = append(addrs, a)
-	}
-	sort.Strings(addrs)
+	var ids []string
 	for _, a := range addrs {
 		if have[a] {
 			continue
 		}
-		ref := p.emit(Op{Phase: PhaseListCopy, Kind: Add, Path: AddressListPath,
-			Props: map[string]string{"list": l.copyName, "address": a, "comment": render.CommentPrefix + "copy"}, Key: l.copyName + " " + a})
-		l.copyIDs = append(l.copyIDs, ref)
+		ids = append(ids, p.emit(Op{Phase: PhaseListCopy, Kind: Add, Path: AddressListPath,
+			Props: map[string]string{"list": name, "address": a, "comment": render.CommentPrefix + "copy"}, Key: name + " " + a}))
 	}
-	p.removeBatched(PhaseListRemove, AddressListPath, l.copyIDs, "frozen list copy")
-	return l.copyName
+	p.removeBatched(PhaseListRemove, AddressListPath, ids, "frozen list copy")
+}
+
+// freezeOld returns a copy of list name as it is, for the rules that leave:
+// they keep matching what they matched while the list gains entries.
+func (p *planner) freezeOld(name string, l *listInfo, lists map[string]*listInfo) string {
+	if l.oldCopy == "" {
+		l.oldCopy = CopyPrefix + strings.TrimPrefix(name, render.ListPrefix)
+		addrs := make([]string, 0, len(l.present))
+		for a := range l.present {
+			addrs = append(addrs, a)
+		}
+		sort.Strings(addrs)
+		p.copyList(l.oldCopy, addrs, lists)
+	}
+	return l.oldCopy
+}
+
+// freezeNew returns a copy of list name as it will be, for the rules that
+// arrive: they match only the new content while the list still holds
+// entries that are leaving.
+func (p *planner) freezeNew(name string, l *listInfo, lists map[string]*listInfo) string {
+	if l.newCopy == "" {
+		l.newCopy = NewCopyPrefix + strings.TrimPrefix(name, render.ListPrefix)
+		p.copyList(l.newCopy, l.wanted, lists)
+	}
+	return l.newCopy
 }
 
 func (p *planner) removeBatched(phase Phase, path string, ids []string, key string) {
@@ -488,7 +526,7 @@ func (p *planner) filter(filter []Item, w render.Wanted, lists map[string]*listI
 
 	removedLate := map[string]bool{}
 	for _, chain := range []string{render.ChainIn, render.ChainOut} {
-		stale := p.ownedChain(chain, chainRows[chain], owned[chain], static, removedEarly)
+		stale := p.ownedChain(chain, chainRows[chain], owned[chain], static, removedEarly, lists)
 		if len(owned[chain]) > 0 {
 			// The chain stays reachable while its stale rows wait for
 			// removal: any of them that uses a list about to change is
@@ -521,8 +559,8 @@ func (p *planner) repoint(rows []row, stale []string, lists map[string]*listInfo
 		for _, prop := range []string{"src-address-list", "dst-address-list"} {
 			name, neg := strings.CutPrefix(r.item[prop], "!")
 			l := lists[name]
-			if l == nil || !l.changed {
-				continue
+			if l == nil || !l.gains {
+				continue // it matches what it matched before: nothing to protect
 			}
 			if len(l.present) == 0 && !neg {
 				// It matches nothing today; removing it now changes no
@@ -531,7 +569,7 @@ func (p *planner) repoint(rows []row, stale []string, lists map[string]*listInfo
 				gone[r.id] = true
 				break
 			}
-			cp := p.freeze(name, l, lists)
+			cp := p.freezeOld(name, l, lists)
 			if neg {
 				cp = "!" + cp
 			}
@@ -542,7 +580,7 @@ func (p *planner) repoint(rows []row, stale []string, lists map[string]*listInfo
 }
 
 // ownedChain plans one owned chain and returns the ids of its stale rows.
-func (p *planner) ownedChain(chain string, rows []row, want []render.Rule, static []row, removedEarly map[string]bool) []string {
+func (p *planner) ownedChain(chain string, rows []row, want []render.Rule, static []row, removedEarly map[string]bool, lists map[string]*listInfo) []string {
 	index := make(map[string]int, len(want))
 	for i, r := range want {
 		index[r.Key] = i
@@ -565,7 +603,13 @@ func (p *planner) ownedChain(chain string, rows []row, want []render.Rule, stati
 	for _, r := range keptSeq {
 		key, _, _ := render.ParseComment(r.item["comment"])
 		if set := Diff(r.item, want[index[key]]); len(set) > 0 {
-			p.emit(Op{Phase: PhaseChains, Kind: Set, Path: FilterPath, ID: r.id, Props: set, Key: key})
+			phase := PhaseChains
+			if onlyFromCopy(r.item, set) {
+				// Left pointing at a copy by an interrupted apply: back to
+				// the real list once it holds exactly the new content.
+				phase = PhaseRepointBack
+			}
+			p.emit(Op{Phase: phase, Kind: Set, Path: FilterPath, ID: r.id, Props: set, Key: key})
 		}
 	}
 
@@ -604,7 +648,21 @@ func (p *planner) ownedChain(chain string, rows []row, want []render.Rule, stati
 			anchor = r.id
 			continue
 		}
-		anchor = p.emit(Op{Phase: PhaseChains, Kind: Add, Path: FilterPath, Props: addProps(wr), Before: anchor, Key: wr.Key})
+		props := addProps(wr)
+		var back map[string]string
+		for _, prop := range []string{"src-address-list", "dst-address-list"} {
+			if l := lists[props[prop]]; l != nil && l.loses {
+				// The list still holds entries this new rule must not
+				// match until they are pruned: it starts on a copy of the
+				// list's new content.
+				back = map[string]string{prop: props[prop]}
+				props[prop] = p.freezeNew(props[prop], l, lists)
+			}
+		}
+		anchor = p.emit(Op{Phase: PhaseChains, Kind: Add, Path: FilterPath, Props: props, Before: anchor, Key: wr.Key})
+		if back != nil {
+			p.emit(Op{Phase: PhaseRepointBack, Kind: Set, Path: FilterPath, ID: anchor, Props: back, Key: wr.Key})
+		}
 	}
 	return stale
 }
@@ -655,6 +713,20 @@ func (p *planner) jumps(want []render.Rule, kept map[string]row, static []row, r
 			seq = slices.Insert(seq, min(pos, len(seq)), id)
 		}
 	}
+}
+
+// onlyFromCopy reports whether set only moves a row's list matchers from a
+// frozen copy to the real list.
+func onlyFromCopy(it Item, set map[string]string) bool {
+	for k := range set {
+		if k != "src-address-list" && k != "dst-address-list" {
+			return false
+		}
+		if !isCopy(strings.TrimPrefix(it[k], "!")) {
+			return false
+		}
+	}
+	return true
 }
 
 func addProps(r render.Rule) map[string]string {
