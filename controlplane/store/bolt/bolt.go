@@ -585,11 +585,18 @@ func (s *Store) GetJSON(ctx context.Context, org, kind, id string) ([]byte, erro
 			return err
 		}
 		status := st.At(now).Status
-		out = slices.Clip(spliceStatus(raw, status))
+		out = withNewline(spliceStatus(raw, status))
 		s.reads.put(k, &readEntry{gen: gen, sync: st, status: status, body: out})
 		return nil
 	})
 	return out, wrap("get "+kind, err)
+}
+
+// withNewline returns b with a newline just past its end, within its
+// capacity and nothing after: the API can then write the answer and its
+// closing newline in one write without copying it.
+func withNewline(b []byte) []byte {
+	return slices.Clip(append(b, '\n'))[:len(b)]
 }
 
 // readCache keeps GetJSON's answers, so a group read again and again costs
@@ -858,7 +865,7 @@ func prepareGroup(built cp.SecurityGroup, prevRaw, prevIdx []byte) (preparedGrou
 	if len(p.g.Sites) > 0 {
 		p.g.Status = cp.StatusSyncing
 	}
-	p.data = appendGroupJSON(make([]byte, 0, groupJSONSize(&p.g)), &p.g)
+	p.data = withNewline(appendGroupJSON(make([]byte, 0, groupJSONSize(&p.g)), &p.g))
 	p.newRefs, p.oldRefs = p.g.ReferencedPrefixLists(), p.prev.ReferencedPrefixLists()
 	p.index = encodeGroupIndex(&p.g)
 	return p, nil
