@@ -74,17 +74,20 @@ func subcommandNames() []string {
 // Config is everything the serve path is configured with; the flags of
 // DESIGN.md section 9 fill it.
 type Config struct {
-	HTTPAddr    string
-	DataDir     string
-	MQTTURL     string // external broker; empty means embedded (issue #5)
-	MQTTListen  string // embedded broker's listen address (issue #5)
-	JWKSURL     string
-	JWTIssuer   string
-	JWTAudience string
-	JWTOrgClaim string
-	SyncTimeout time.Duration
-	Demo        int // simulated routers to start in-process (issue #5)
-	LogLevel    string
+	HTTPAddr   string
+	DataDir    string
+	MQTTURL    string // external broker; empty means embedded (issue #5)
+	MQTTListen string // embedded broker's listen address (issue #5)
+	// AgentMQTTURL is the broker URL enrollment hands to agents (how routers
+	// reach the broker); empty means DefaultAgentMQTTURL of the two above.
+	AgentMQTTURL string
+	JWKSURL      string
+	JWTIssuer    string
+	JWTAudience  string
+	JWTOrgClaim  string
+	SyncTimeout  time.Duration
+	Demo         int // simulated routers to start in-process (issue #5)
+	LogLevel     string
 }
 
 // DefaultDataDir is where data lives unless --data-dir says otherwise.
@@ -96,6 +99,7 @@ func bindConfig(fs *flag.FlagSet, c *Config) {
 	fs.StringVar(&c.DataDir, "data-dir", DefaultDataDir, "directory of the bbolt database and the key file rampart.key")
 	fs.StringVar(&c.MQTTURL, "mqtt-url", "", "external MQTT broker (tcp://host:1883); empty starts the embedded broker")
 	fs.StringVar(&c.MQTTListen, "mqtt-listen", ":1883", "listen address of the embedded MQTT broker")
+	fs.StringVar(&c.AgentMQTTURL, "agent-mqtt-url", "", "broker URL as agents on routers reach it, handed out by enrollment (default: --mqtt-url, or this host's name and the --mqtt-listen port)")
 	fs.StringVar(&c.JWKSURL, "jwks-url", "", "JWKS URL of an Auth0-style issuer; set to accept only its RS256 tokens instead of embedded tokens")
 	fs.StringVar(&c.JWTIssuer, "jwt-issuer", "", "required iss claim (with --jwks-url)")
 	fs.StringVar(&c.JWTAudience, "jwt-audience", "", "required aud claim (with --jwks-url)")

@@ -68,6 +68,10 @@ type Main struct {
 	// Addr is the HTTP listener's address (useful with port 0).
 	Addr net.Addr
 
+	// Set by the MQTT extension's Start (mqtt.go), which runs before every
+	// other extension.
+	MQTT MQTT
+
 	http   *http.Server
 	cancel context.CancelFunc
 	wg     sync.WaitGroup

@@ -1,0 +1,32 @@
+package controlplane
+
+// ReportResult says what a store did with a site's status report (the MQTT
+// side counts them).
+type ReportResult int
+
+// Results of folding in a status report.
+const (
+	// ReportTaken: the report was newer than any before and was folded in.
+	ReportTaken ReportResult = iota
+	// ReportStale: an older revision than one already taken, or an
+	// "applying" for a revision already reported applied or failed (a
+	// retained copy that arrived after a live message).
+	ReportStale
+	// ReportOtherEpoch: the report refers to another store's revisions, so
+	// it confirms nothing; the site's agent will apply this store's
+	// document, whose epoch differs, and report again.
+	ReportOtherEpoch
+)
+
+// String is the result as a metric label.
+func (r ReportResult) String() string {
+	switch r {
+	case ReportTaken:
+		return "taken"
+	case ReportStale:
+		return "stale"
+	case ReportOtherEpoch:
+		return "other_epoch"
+	}
+	return "unknown"
+}

@@ -1,0 +1,546 @@
+// Package syncer joins the control plane's store to MQTT (DESIGN.md sections
+// 4 to 6): it publishes every site's desired state after each committed
+// write, republishes everything after each (re)connection, and folds what
+// agents report back into the store, where the status of groups, prefix
+// lists and sites is derived.
+//
+// # Publishing
+//
+// The store calls Changed after every commit; Changed only marks the sites
+// dirty and wakes the loop (Run), so a write never waits for MQTT. The loop
+// compiles the dirty sites of an organisation from one read-only snapshot of
+// the store (compile.CompileTx), stamps each document with the revision the
+// Revisioner stored in the same snapshot (compile.Stamp), and publishes them
+// retained at QoS 1. A burst of writes costs one compile per organisation.
+// A failed publish leaves the sites dirty and is retried with backoff.
+// RepublishAll (called on every bus connection, the first included) marks
+// every known site dirty: documents are full state with stable revisions, so
+// republishing is idempotent and restores a broker that lost its retained
+// messages.
+//
+// # Ingesting
+//
+// Syncer is the bus's Ingester. A status report goes to the store's
+// ReportStatus, which takes reports in order only (an older revision, or an
+// "applying" after that revision's outcome, is stale), ignores another
+// epoch's revisions, and confirms the resources waiting for the site.
+// Presence goes to SetPresence.
+//
+// After each change the syncer also asks the store to Settle the affected
+// sites: a write that leaves a site's content as it was gives it its current
+// revision again, which an agent that already applied it never reports again.
+//
+// # Metrics
+//
+//	rampart_propagation_seconds          write commit → last affected site confirmed
+//	rampart_sites{state}                 sites by state (on scrape)
+//	rampart_status_reports_total{result} taken, stale, other_epoch
+//	rampart_desired_compile_errors_total documents that could not be stamped
+//
+// Publishes, broker clients and connection state are counted by packages bus
+// and broker.
+package syncer
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"maps"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	cp "github.com/rampart-fw/rampart/controlplane"
+	"github.com/rampart-fw/rampart/controlplane/compile"
+	"github.com/rampart-fw/rampart/protocol"
+)
+
+// Store is what the syncer needs from storage (store/bolt implements it).
+type Store interface {
+	Epoch() string
+	Orgs(ctx context.Context) ([]string, error)
+	ViewPolicy(ctx context.Context, org string, fn func(cp.PolicyTx) error) error
+	ListSites(ctx context.Context, org string) ([]cp.Site, error)
+	GetSite(ctx context.Context, org, id string) (cp.Site, error)
+	ReportStatus(ctx context.Context, org, site string, st protocol.SiteStatus) (cp.ReportResult, error)
+	SetPresence(ctx context.Context, org, site string, p protocol.Presence) error
+	Settle(ctx context.Context, org string, sites []string) error
+}
+
+// Publisher sends desired-state documents (bus.Bus implements it).
+type Publisher interface {
+	PublishDesired(ctx context.Context, docs ...protocol.DesiredState) error
+}
+
+// Defaults of Options.
+const (
+	DefaultBatch        = 500
+	DefaultRetryMin     = 200 * time.Millisecond
+	DefaultRetryMax     = 10 * time.Second
+	propagationMaxAge   = time.Hour
+	propagationMaxCount = 10000
+)
+
+// Options configures New. Store is required; other zero values are usable.
+type Options struct {
+	Store Store
+	// Logger; slog.Default() if nil.
+	Logger *slog.Logger
+	// Registry receives the syncer's metrics; none are registered if nil.
+	Registry prometheus.Registerer
+	// Batch is how many documents one PublishDesired call carries
+	// (DefaultBatch).
+	Batch int
+	// RetryMin and RetryMax bound the backoff after a failed publish.
+	RetryMin, RetryMax time.Duration
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// Syncer publishes desired state and ingests reports. Create it with New,
+// register Changed with the store, hand it to the bus as Ingester, and Run
+// it with the bus as Publisher.
+type Syncer struct {
+	opts  Options
+	log   *slog.Logger
+	epoch string
+
+	mu      sync.Mutex
+	all     bool                       // republish every site
+	dirty   map[string]map[string]bool // org → sites to publish
+	settle  map[string]map[string]bool // org → sites to settle
+	props   map[string][]*propagation  // org → writes not yet confirmed everywhere
+	nprops  int
+	busy    bool
+	wake    chan struct{}
+	running bool
+
+	m metrics
+}
+
+// propagation is one committed write waiting for its sites' confirmations.
+type propagation struct {
+	start time.Time
+	want  map[string]uint64
+}
+
+type metrics struct {
+	propagation   prometheus.Histogram
+	reports       *prometheus.CounterVec
+	compileErrors prometheus.Counter
+	publishErrors prometheus.Counter
+}
+
+// New makes a Syncer.
+func New(opts Options) *Syncer {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.Batch <= 0 {
+		opts.Batch = DefaultBatch
+	}
+	if opts.RetryMin <= 0 {
+		opts.RetryMin = DefaultRetryMin
+	}
+	if opts.RetryMax <= 0 {
+		opts.RetryMax = DefaultRetryMax
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	s := &Syncer{
+		opts: opts, log: opts.Logger, epoch: opts.Store.Epoch(),
+		dirty: map[string]map[string]bool{}, settle: map[string]map[string]bool{},
+		props: map[string][]*propagation{}, wake: make(chan struct{}, 1),
+	}
+	s.m = metrics{
+		propagation: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "rampart_propagation_seconds",
+			Help:    "Time from a committed write to the confirmation of it by the last affected site.",
+			Buckets: []float64{0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300},
+		}),
+		reports: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "rampart_status_reports_total",
+			Help: "Site status reports folded into the store, by result (taken, stale, other_epoch).",
+		}, []string{"result"}),
+		compileErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "rampart_desired_compile_errors_total",
+			Help: "Site documents that could not be compiled or stamped with their stored revision.",
+		}),
+		publishErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "rampart_desired_publish_retries_total",
+			Help: "Publish rounds that failed and were retried.",
+		}),
+	}
+	for _, r := range []cp.ReportResult{cp.ReportTaken, cp.ReportStale, cp.ReportOtherEpoch} {
+		s.m.reports.WithLabelValues(r.String())
+	}
+	if opts.Registry != nil {
+		opts.Registry.MustRegister(s.m.propagation, s.m.reports, s.m.compileErrors, s.m.publishErrors,
+			&siteCollector{store: opts.Store, log: s.log})
+	}
+	return s
+}
+
+// Changed is the store's ChangeFunc: it marks the change's sites dirty and
+// returns at once.
+func (s *Syncer) Changed(c cp.Change) {
+	if len(c.Sites) == 0 {
+		return
+	}
+	s.mu.Lock()
+	d := s.dirty[c.OrgID]
+	if d == nil {
+		d = map[string]bool{}
+		s.dirty[c.OrgID] = d
+	}
+	st := s.settle[c.OrgID]
+	if st == nil {
+		st = map[string]bool{}
+		s.settle[c.OrgID] = st
+	}
+	for _, site := range c.Sites {
+		d[site], st[site] = true, true
+	}
+	if len(c.Revisions) > 0 {
+		want := map[string]uint64{}
+		for site, r := range c.Revisions {
+			if r != cp.UnknownRevision {
+				want[site] = r
+			}
+		}
+		if len(want) > 0 {
+			s.addPropagation(c.OrgID, &propagation{start: s.opts.Now(), want: want})
+		}
+	}
+	s.mu.Unlock()
+	s.signal()
+}
+
+// RepublishAll marks every site of every organisation dirty. Call it after
+// each broker connection (bus.Options.OnConnect).
+func (s *Syncer) RepublishAll() {
+	s.mu.Lock()
+	s.all = true
+	s.mu.Unlock()
+	s.signal()
+}
+
+func (s *Syncer) signal() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Run publishes until ctx ends. Only one Run may be active.
+func (s *Syncer) Run(ctx context.Context, pub Publisher) {
+	s.mu.Lock()
+	if s.running {
+		s.mu.Unlock()
+		panic("syncer: Run called twice")
+	}
+	s.running = true
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		s.running, s.busy = false, false
+		s.mu.Unlock()
+	}()
+	backoff := time.Duration(0)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.wake:
+		}
+		s.mu.Lock()
+		all, dirty, settle := s.all, s.dirty, s.settle
+		s.all, s.dirty, s.settle = false, map[string]map[string]bool{}, map[string]map[string]bool{}
+		s.busy = true
+		s.mu.Unlock()
+
+		s.settleSites(ctx, settle)
+		failed, err := s.publish(ctx, pub, all, dirty)
+		if err != nil && ctx.Err() == nil {
+			s.m.publishErrors.Inc()
+			s.requeue(failed)
+			backoff = min(max(backoff*2, s.opts.RetryMin), s.opts.RetryMax)
+			s.log.Warn("publish desired state; will retry", "error", err, "retry_in", backoff.String())
+			s.mu.Lock()
+			s.busy = false
+			s.mu.Unlock()
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(backoff):
+			}
+			s.signal()
+			continue
+		}
+		backoff = 0
+		s.mu.Lock()
+		s.busy = false
+		s.mu.Unlock()
+	}
+}
+
+func (s *Syncer) pendingLocked() bool {
+	return s.all || len(s.dirty) > 0 || len(s.settle) > 0 || s.busy
+}
+
+// Idle reports whether nothing is waiting to be published.
+func (s *Syncer) Idle() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return !s.pendingLocked()
+}
+
+// work is what a failed publish round puts back: nil orgs means all.
+type work struct {
+	all   bool
+	dirty map[string]map[string]bool
+}
+
+func (s *Syncer) requeue(w work) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if w.all {
+		s.all = true
+	}
+	for org, sites := range w.dirty {
+		d := s.dirty[org]
+		if d == nil {
+			d = map[string]bool{}
+			s.dirty[org] = d
+		}
+		maps.Copy(d, sites)
+	}
+}
+
+// settleSites confirms resources that wait for a revision a site already
+// applied (see Store.Settle), then drops from pending propagations the sites
+// that need not report again.
+func (s *Syncer) settleSites(ctx context.Context, settle map[string]map[string]bool) {
+	for org, sites := range settle {
+		list := slices.Sorted(maps.Keys(sites))
+		if err := s.opts.Store.Settle(ctx, org, list); err != nil {
+			s.log.Error("settle sites", "org", org, "error", err)
+		}
+		for _, site := range list {
+			rec, err := s.opts.Store.GetSite(ctx, org, site)
+			if err == nil && rec.AppliedRevision > 0 {
+				s.confirmPropagation(org, site, rec.AppliedRevision)
+			}
+		}
+	}
+}
+
+// publish compiles and publishes; on error it returns what is left to do.
+func (s *Syncer) publish(ctx context.Context, pub Publisher, all bool, dirty map[string]map[string]bool) (work, error) {
+	if all {
+		orgs, err := s.opts.Store.Orgs(ctx)
+		if err != nil {
+			return work{all: true, dirty: dirty}, err
+		}
+		for _, org := range orgs {
+			sites, err := s.opts.Store.ListSites(ctx, org)
+			if err != nil {
+				return work{all: true, dirty: dirty}, err
+			}
+			d := dirty[org]
+			if d == nil {
+				d = map[string]bool{}
+				dirty[org] = d
+			}
+			for _, site := range sites {
+				d[site.ID] = true
+			}
+		}
+	}
+	orgs := slices.Sorted(maps.Keys(dirty))
+	for i, org := range orgs {
+		sites := slices.Sorted(maps.Keys(dirty[org]))
+		for len(sites) > 0 {
+			n := min(len(sites), s.opts.Batch)
+			docs, err := s.compile(ctx, org, sites[:n])
+			if err == nil && len(docs) > 0 {
+				err = pub.PublishDesired(ctx, docs...)
+			}
+			if err != nil {
+				left := work{dirty: map[string]map[string]bool{}}
+				left.dirty[org] = setOf(sites)
+				for _, o := range orgs[i+1:] {
+					left.dirty[o] = dirty[o]
+				}
+				return left, err
+			}
+			sites = sites[n:]
+		}
+	}
+	return work{}, nil
+}
+
+func setOf(ss []string) map[string]bool {
+	m := make(map[string]bool, len(ss))
+	for _, s := range ss {
+		m[s] = true
+	}
+	return m
+}
+
+// compile builds the documents of sites from one snapshot. A site that was
+// never assigned a revision (known only from its agent's reports) has
+// nothing to publish.
+func (s *Syncer) compile(ctx context.Context, org string, sites []string) ([]protocol.DesiredState, error) {
+	var docs []protocol.DesiredState
+	err := s.opts.Store.ViewPolicy(ctx, org, func(tx cp.PolicyTx) error {
+		docs = docs[:0]
+		compiled, err := compile.CompileTx(tx, org, sites)
+		if err != nil {
+			return err
+		}
+		for _, site := range sites {
+			d, ok := compiled[site]
+			if !ok {
+				continue
+			}
+			raw, err := tx.SiteData(site)
+			if err != nil {
+				return err
+			}
+			rev, err := compile.DecodeRevision(raw)
+			if err != nil {
+				return err
+			}
+			if rev.Revision == 0 {
+				continue
+			}
+			if err := compile.Stamp(&d, rev, s.epoch); err != nil {
+				// The stored revision was computed from this same snapshot,
+				// so this is a bug; publishing under a wrong revision would be
+				// worse than not publishing.
+				s.m.compileErrors.Inc()
+				s.log.Error("stamp desired state", "org", org, "site", site, "error", err)
+				continue
+			}
+			docs = append(docs, d)
+		}
+		return nil
+	})
+	return docs, err
+}
+
+// SiteStatus is the bus.Ingester method for status reports.
+func (s *Syncer) SiteStatus(ctx context.Context, org, site string, st protocol.SiteStatus) {
+	res, err := s.opts.Store.ReportStatus(ctx, org, site, st)
+	if err != nil {
+		if !errors.Is(err, context.Canceled) {
+			s.log.Error("ingest site status", "org", org, "site", site, "revision", st.Revision, "error", err)
+		}
+		return
+	}
+	s.m.reports.WithLabelValues(res.String()).Inc()
+	s.log.Debug("site status", "org", org, "site", site, "revision", st.Revision, "state", st.State, "result", res.String())
+	if res == cp.ReportTaken && st.State == protocol.StateApplied {
+		s.confirmPropagation(org, site, st.Revision)
+	}
+}
+
+// SitePresence is the bus.Ingester method for presence.
+func (s *Syncer) SitePresence(ctx context.Context, org, site string, p protocol.Presence) {
+	if err := s.opts.Store.SetPresence(ctx, org, site, p); err != nil && !errors.Is(err, context.Canceled) {
+		s.log.Error("ingest site presence", "org", org, "site", site, "error", err)
+	}
+}
+
+// addPropagation records a write to time; s.mu is held.
+func (s *Syncer) addPropagation(org string, p *propagation) {
+	if s.nprops >= propagationMaxCount {
+		s.expirePropagations(true)
+	}
+	s.props[org] = append(s.props[org], p)
+	s.nprops++
+}
+
+// expirePropagations drops writes older than propagationMaxAge (they will
+// never be timed: a site never confirmed), or with force the oldest half.
+func (s *Syncer) expirePropagations(force bool) {
+	cutoff := s.opts.Now().Add(-propagationMaxAge)
+	for org, ps := range s.props {
+		keep := ps[:0]
+		for i, p := range ps {
+			if p.start.Before(cutoff) || force && i < len(ps)/2+1 {
+				s.nprops--
+				continue
+			}
+			keep = append(keep, p)
+		}
+		if len(keep) == 0 {
+			delete(s.props, org)
+		} else {
+			s.props[org] = keep
+		}
+	}
+}
+
+// confirmPropagation notes that site applied revision, and observes the
+// propagation time of every write whose last site that was.
+func (s *Syncer) confirmPropagation(org, site string, revision uint64) {
+	now := s.opts.Now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ps := s.props[org]
+	keep := ps[:0]
+	for _, p := range ps {
+		if want, ok := p.want[site]; ok && revision >= want {
+			delete(p.want, site)
+		}
+		if len(p.want) == 0 {
+			s.m.propagation.Observe(now.Sub(p.start).Seconds())
+			s.nprops--
+			continue
+		}
+		keep = append(keep, p)
+	}
+	if len(keep) == 0 {
+		delete(s.props, org)
+	} else {
+		s.props[org] = keep
+	}
+}
+
+// siteCollector counts sites by state on scrape.
+type siteCollector struct {
+	store Store
+	log   *slog.Logger
+}
+
+var sitesDesc = prometheus.NewDesc("rampart_sites", "Sites known to the control plane, by state (in_sync, syncing, failed, offline, unknown).", []string{"state"}, nil)
+
+func (c *siteCollector) Describe(ch chan<- *prometheus.Desc) { ch <- sitesDesc }
+
+func (c *siteCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	counts := map[cp.SiteState]int{}
+	orgs, err := c.store.Orgs(ctx)
+	if err != nil {
+		c.log.Error("count sites", "error", err)
+	}
+	for _, org := range orgs {
+		sites, err := c.store.ListSites(ctx, org)
+		if err != nil {
+			c.log.Error("count sites", "org", org, "error", err)
+			continue
+		}
+		for _, site := range sites {
+			counts[site.State]++
+		}
+	}
+	for _, st := range []cp.SiteState{cp.SiteInSync, cp.SiteSyncing, cp.SiteFailed, cp.SiteOffline, cp.SiteUnknown} {
+		ch <- prometheus.MustNewConstMetric(sitesDesc, prometheus.GaugeValue, float64(counts[st]), string(st))
+	}
+}
