@@ -104,6 +104,7 @@ type Agent struct {
 	appliedRev     uint64
 	published      bool // status for the current state was published
 	status         protocol.SiteStatus
+	lastReported   protocol.SiteStatus // last status given to Options.OnStatus
 	driftRepairs   int
 	failures       int
 	lastGuard      netip.Addr

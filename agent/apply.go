@@ -179,7 +179,14 @@ func (a *Agent) explain(err error) string {
 }
 
 func (a *Agent) publish(ctx context.Context) {
-	if a.mq == nil || a.status.State == "" {
+	if a.status.State == "" {
+		return
+	}
+	if a.opts.OnStatus != nil && a.status != a.lastReported {
+		a.lastReported = a.status
+		a.opts.OnStatus(a.status)
+	}
+	if a.mq == nil {
 		return
 	}
 	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)

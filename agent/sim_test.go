@@ -509,3 +509,23 @@ func TestStatesInRandomOrder(t *testing.T) {
 		})
 	}
 }
+
+func TestOnStatusSeesEveryReport(t *testing.T) {
+	r := newSim(t, rossim.Options{})
+	var got []string
+	a, err := New(testConfig(t, r.Addr()), Options{OnStatus: func(st protocol.SiteStatus) {
+		got = append(got, fmt.Sprintf("%s@%d", st.State, st.Revision))
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.router.Close() })
+	r.InjectTrap("/ip/firewall/filter/add", "failure: simulated", 1)
+	d := sampleDoc(1)
+	a.desired, a.pendingApplied = &d, true
+	a.sync(context.Background()) // fails on the trap
+	a.sync(context.Background())
+	if diff := cmp.Diff([]string{"applying@1", "failed@1", "applied@1"}, got); diff != "" {
+		t.Errorf("reports (-want +got):\n%s", diff)
+	}
+}
