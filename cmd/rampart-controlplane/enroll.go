@@ -30,7 +30,7 @@ func runEnroll(_ context.Context, args []string, stdout, stderr io.Writer) error
 	fset := flag.NewFlagSet("enroll", flag.ContinueOnError)
 	fset.SetOutput(stderr)
 	fset.Usage = func() {
-		fmt.Fprint(stderr, `Usage: rampart-controlplane enroll --data-dir D --org ORG --site SITE --mqtt-url URL [--rsc] [flags]
+		fmt.Fprint(stderr, `Usage: rampart-controlplane enroll --data-dir D --org ORG --site SITE [--agent-mqtt-url URL] [--rsc] [flags]
 
 Prints the agent's environment for the site (KEY=value lines), or with --rsc
 the RouterOS 7.20+ script that installs the agent container on the router.
@@ -42,7 +42,9 @@ The output contains the site's secrets.
 	dataDir := fset.String("data-dir", DefaultDataDir, "data directory of the control plane (holds rampart.key)")
 	org := fset.String("org", "", "organisation id (required)")
 	site := fset.String("site", "", "site id, e.g. site_hq (required)")
-	mqttURL := fset.String("mqtt-url", "", "broker URL as the agent on the router reaches it, e.g. ssl://rampart.example.net:8883 (required)")
+	mqttURL := fset.String("mqtt-url", "", "the control plane's --mqtt-url (external broker); the agent's default broker URL")
+	agentURL := fset.String("agent-mqtt-url", "", "broker URL as the agent on the router reaches it, e.g. ssl://rampart.example.net:8883 (default, as for serve: --mqtt-url, or this host's name and the --mqtt-listen port)")
+	mqttListen := fset.String("mqtt-listen", ":1883", "the control plane's --mqtt-listen (embedded broker), for the default broker URL")
 	rsc := fset.Bool("rsc", false, "print the RouterOS script instead of the environment")
 
 	rosUser := fset.String("routeros-user", container.DefaultRouterOSUser, "RouterOS user the agent logs in as (the script creates it)")
@@ -66,8 +68,11 @@ The output contains the site's secrets.
 	if err := parseFlags(fset, args, os.Getenv); err != nil {
 		return err
 	}
+	if *agentURL == "" {
+		*agentURL = DefaultAgentMQTTURL(*mqttURL, *mqttListen)
+	}
 	var missing []string
-	for _, f := range []struct{ name, v string }{{"--org", *org}, {"--site", *site}, {"--mqtt-url", *mqttURL}} {
+	for _, f := range []struct{ name, v string }{{"--org", *org}, {"--site", *site}, {"--agent-mqtt-url", *agentURL}} {
 		if f.v == "" {
 			missing = append(missing, f.name)
 		}
@@ -86,7 +91,7 @@ The output contains the site's secrets.
 		return fmt.Errorf("enroll: %w", err)
 	}
 
-	s := container.ForSite(k, *org, *site, *mqttURL)
+	s := container.ForSite(k, *org, *site, *agentURL)
 	s.RouterOSUser = *rosUser
 	s.RouterOSAddr = *rosAddr
 	s.RouterOSTLS = *rosTLS

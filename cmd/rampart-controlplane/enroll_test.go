@@ -94,7 +94,7 @@ func TestEnrollErrors(t *testing.T) {
 		want string
 	}{
 		{"uninitialised data dir", []string{"--data-dir", missing, "--org", "o", "--site", "site_a", "--mqtt-url", "tcp://b:1883"}, "never run on this data directory"},
-		{"required flags", []string{"--data-dir", initialised}, "--org, --site, --mqtt-url required"},
+		{"required flags", []string{"--data-dir", initialised}, "--org, --site required"},
 		{"bad site", []string{"--data-dir", initialised, "--org", "o", "--site", "hq", "--mqtt-url", "tcp://b:1883"}, "site:"},
 		{"bad url", []string{"--data-dir", initialised, "--org", "o", "--site", "site_a", "--mqtt-url", "http://b"}, "mqtt-url:"},
 		{"bad arch", []string{"--data-dir", initialised, "--org", "o", "--site", "site_a", "--mqtt-url", "tcp://b:1883", "--arch", "mips"}, "arm64, arm or amd64"},
@@ -134,4 +134,29 @@ func listDir(t *testing.T, dir string) string {
 		t.Fatal(err)
 	}
 	return b.String()
+}
+
+// TestEnrollDefaultBrokerURL: without --agent-mqtt-url, enroll hands out
+// what serve does: the external broker, else this host and the embedded
+// broker's port.
+func TestEnrollDefaultBrokerURL(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := keys.LoadOrCreate(dir); err != nil {
+		t.Fatal(err)
+	}
+	host, _ := os.Hostname()
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{nil, "RAMPART_MQTT_URL=tcp://" + host + ":1883\n"},
+		{[]string{"--mqtt-listen", "10.1.2.3:11883"}, "RAMPART_MQTT_URL=tcp://10.1.2.3:11883\n"},
+		{[]string{"--mqtt-url", "tcp://user:pw@mosquitto.example.net:1883"}, "RAMPART_MQTT_URL=tcp://mosquitto.example.net:1883\n"},
+		{[]string{"--mqtt-url", "tcp://mosquitto:1883", "--agent-mqtt-url", "ssl://rampart.example.net:8883"}, "RAMPART_MQTT_URL=ssl://rampart.example.net:8883\n"},
+	} {
+		out, err := enroll(t, append([]string{"--data-dir", dir, "--org", "org_demo", "--site", "site_hq"}, tc.args...)...)
+		if err != nil || !strings.Contains(out, tc.want) {
+			t.Errorf("enroll %v: %v\n%s\nwant a line %q", tc.args, err, out, tc.want)
+		}
+	}
 }

@@ -21,12 +21,16 @@ import (
 	"testing"
 	"time"
 
+	paho "github.com/eclipse/paho.mqtt.golang"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	cp "github.com/rampart-fw/rampart/controlplane"
+	"github.com/rampart-fw/rampart/controlplane/api"
 	"github.com/rampart-fw/rampart/controlplane/auth"
+	"github.com/rampart-fw/rampart/controlplane/keys"
 	"github.com/rampart-fw/rampart/internal/fleet"
+	"github.com/rampart-fw/rampart/protocol"
 	"github.com/rampart-fw/rampart/rossim"
 )
 
@@ -451,5 +455,123 @@ func TestRestartMidSync(t *testing.T) {
 			fl, _ := managed(f.Router(i))
 			t.Errorf("%s after broker restart: %v", ids[i], fl)
 		}
+	}
+}
+
+// TestSiteCredentialsStayInTheirSite: with one site's credentials, an
+// agent can neither read another site's desired state nor confirm for it,
+// whether it writes to the other site's topic or names the other site in a
+// report on its own.
+func TestSiteCredentialsStayInTheirSite(t *testing.T) {
+	l := newLoop(t, false, 2*time.Minute)
+	var a, b cp.SecurityGroup
+	l.must(201, "POST", "/vpc/security-groups", groupBody("443", "192.0.2.0/24", "site_a"), &a)
+	l.must(201, "POST", "/vpc/security-groups", groupBody("443", "192.0.2.0/24", "site_b"), &b)
+	var siteB cp.Site
+	l.must(200, "GET", "/vpc/sites/site_b", "", &siteB)
+
+	// site_a's credentials come from the enrollment route.
+	var enr api.Enrollment
+	l.must(200, "GET", "/vpc/sites/site_a/enrollment", "", &enr)
+	env := map[string]string{}
+	for _, kv := range enr.Env {
+		env[kv.Name] = kv.Value
+	}
+	if env["RAMPART_MQTT_URL"] != l.m.MQTT.EnrollURL || env["RAMPART_SITE_SECRET"] == "" {
+		t.Fatalf("enrollment: %+v", enr)
+	}
+	root := protocol.DefaultTopicRoot
+	o := paho.NewClientOptions().AddBroker(env["RAMPART_MQTT_URL"]).SetClientID("e2e-site-a").
+		SetUsername(keys.SiteMQTTUser(l.org, "site_a")).SetPassword(env["RAMPART_SITE_SECRET"]).
+		SetAutoReconnect(false).SetConnectRetry(false)
+	c := paho.NewClient(o)
+	if tok := c.Connect(); !tok.WaitTimeout(converge) || tok.Error() != nil {
+		t.Fatalf("connect with site_a's credentials: %v", tok.Error())
+	}
+	defer c.Disconnect(100)
+
+	got := make(chan string, 10)
+	for _, filter := range []string{protocol.DesiredTopic(root, l.org, "site_b"), root + "/" + l.org + "/+/desired", "#"} {
+		tok := c.Subscribe(filter, 1, func(_ paho.Client, m paho.Message) { got <- m.Topic() })
+		if !tok.WaitTimeout(converge) {
+			t.Fatalf("subscribe %s timed out", filter)
+		}
+		for _, code := range tok.(*paho.SubscribeToken).Result() {
+			if code <= 2 {
+				t.Errorf("site_a was granted %s (code %d)", filter, code)
+			}
+		}
+	}
+	own := protocol.DesiredTopic(root, l.org, "site_a")
+	tok := c.Subscribe(own, 1, func(_ paho.Client, m paho.Message) { got <- m.Topic() })
+	if !tok.WaitTimeout(converge) || tok.(*paho.SubscribeToken).Result()[own] > 2 {
+		t.Fatalf("site_a refused its own desired topic")
+	}
+	select {
+	case topic := <-got:
+		if topic != own {
+			t.Fatalf("site_a received %s", topic)
+		}
+	case <-time.After(converge):
+		t.Fatal("site_a did not receive its own retained desired state")
+	}
+
+	// Forged confirmations for site_b (QoS 0: the broker drops a refused
+	// publish silently; QoS 1 would end the connection), then site_a's own
+	// truthful one. One connection's messages are handled in order, so once
+	// site_a is in sync the forgeries have been dealt with.
+	forged := func(site string) string {
+		st := protocol.SiteStatus{Schema: 1, OrgID: l.org, SiteID: site, Epoch: l.m.Store.Epoch(), Revision: siteB.DesiredRevision,
+			State: protocol.StateApplied, AppliedAt: time.Now()}
+		j, _ := json.Marshal(st)
+		return string(j)
+	}
+	c.Publish(protocol.StatusTopic(root, l.org, "site_b"), 0, true, forged("site_b")).WaitTimeout(converge)
+	c.Publish(protocol.StatusTopic(root, l.org, "site_a"), 1, true, forged("site_b")).WaitTimeout(converge)
+	var siteA cp.Site
+	l.must(200, "GET", "/vpc/sites/site_a", "", &siteA)
+	own1 := protocol.SiteStatus{Schema: 1, OrgID: l.org, SiteID: "site_a", Epoch: l.m.Store.Epoch(), Revision: siteA.DesiredRevision,
+		State: protocol.StateApplied, AppliedAt: time.Now()}
+	j, _ := json.Marshal(own1)
+	c.Publish(protocol.StatusTopic(root, l.org, "site_a"), 1, true, j).WaitTimeout(converge)
+	l.waitStatus("/vpc/security-groups/"+a.ID, cp.StatusActive)
+
+	var cur cp.SecurityGroup
+	l.must(200, "GET", "/vpc/security-groups/"+b.ID, "", &cur)
+	l.must(200, "GET", "/vpc/sites/site_b", "", &siteB)
+	if cur.Status != cp.StatusSyncing || siteB.AppliedRevision != 0 {
+		t.Errorf("site_a's forgeries changed site_b: group %q, site %+v", cur.Status, siteB)
+	}
+}
+
+// TestFailureReportedThenRecovered: a router refuses the agent's writes a
+// few times; the agent reports failed, the group turns failed and the site
+// shows the router's error; the agent's retry then applies the same
+// revision, and the late confirmation turns the group active.
+func TestFailureReportedThenRecovered(t *testing.T) {
+	l := newLoop(t, false, 2*time.Minute)
+	f := l.fleet(1, "site_x")
+	id := f.SiteIDs()[0]
+	eventually(t, "agent online", func() string {
+		var s cp.Site
+		if l.call("GET", "/vpc/sites/"+id, "", &s) != 200 || !s.Online {
+			return "not online yet"
+		}
+		return ""
+	})
+	f.Router(0).InjectTrap("/ip/firewall/filter/add", "failure: out of memory", 3)
+	var g cp.SecurityGroup
+	l.must(201, "POST", "/vpc/security-groups", groupBody("443", "192.0.2.0/24", id), &g)
+	gpath := "/vpc/security-groups/" + g.ID
+	l.waitStatus(gpath, cp.StatusFailed)
+	var s cp.Site
+	l.must(200, "GET", "/vpc/sites/"+id, "", &s)
+	if s.State != cp.SiteFailed && s.State != cp.SiteSyncing || s.State == cp.SiteFailed && !strings.Contains(s.LastError, "out of memory") {
+		t.Errorf("site while failing: %+v", s)
+	}
+	l.waitStatus(gpath, cp.StatusActive)
+	l.must(200, "GET", "/vpc/sites/"+id, "", &s)
+	if s.State != cp.SiteInSync || s.LastError != "" || s.AppliedRevision != s.DesiredRevision {
+		t.Errorf("site after recovery: %+v", s)
 	}
 }

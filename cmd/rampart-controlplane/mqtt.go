@@ -13,6 +13,8 @@ import (
 	"os"
 	"time"
 
+	"github.com/rampart-fw/rampart/container"
+	"github.com/rampart-fw/rampart/controlplane/api"
 	"github.com/rampart-fw/rampart/controlplane/broker"
 	"github.com/rampart-fw/rampart/controlplane/bus"
 	"github.com/rampart-fw/rampart/controlplane/compile"
@@ -177,6 +179,10 @@ func (e *mqttExtension) Start(ctx context.Context, m *Main) (func(), error) {
 		enroll = DefaultAgentMQTTURL(c.MQTTURL, c.MQTTListen)
 	}
 	m.MQTT = MQTT{AgentURL: e.agentURL, EnrollURL: enroll, Broker: brk, Bus: b, Syncer: sy}
+	key := m.Key
+	m.API.EnableEnrollment(api.EnrollerFunc(func(org, site string) container.Site {
+		return container.ForSite(key, org, site, enroll)
+	}))
 	log.Info("mqtt started", "broker", opts.URL, "embedded", brk != nil, "agent_mqtt_url", enroll)
 
 	return func() {
