@@ -164,7 +164,7 @@ func (s *Session) Stream(row func([]proto.Pair), words ...string) error {
 		return errors.New("session is broken")
 	}
 	w := proto.NewWriter(s.conn)
-	r := proto.NewReader(s.conn)
+	r := newSentenceReader(s.conn)
 	if err := s.conn.SetDeadline(time.Now().Add(s.timeout)); err != nil {
 		s.broken = true
 		return fmt.Errorf("set deadline: %w", err)
@@ -183,25 +183,28 @@ func (s *Session) Stream(row func([]proto.Pair), words ...string) error {
 			s.broken = true
 			return fmt.Errorf("set deadline: %w", err)
 		}
-		sen, err := r.ReadSentence()
+		sen, err := r.read()
 		if err != nil {
 			s.broken = true
 			return fmt.Errorf("%s: %w", words[0], err)
 		}
-		switch sen.Word {
+		switch sen.word {
 		case "!re":
-			row(sen.List)
+			row(sen.pairs)
 		case "!empty":
 		case "!trap":
-			trap = &Trap{Command: words[0], Message: sen.Map["message"]}
+			trap = &Trap{Command: words[0], Message: sen.get("message")}
 		case "!done":
 			if trap != nil {
 				return trap
 			}
 			return nil
+		case "!fatal":
+			s.broken = true
+			return fmt.Errorf("%s: router closed the session: %s", words[0], strings.Join(sen.bare, " "))
 		default:
 			s.broken = true
-			return fmt.Errorf("%s: unexpected reply %s", words[0], sen.Word)
+			return fmt.Errorf("%s: unexpected reply %s", words[0], sen.word)
 		}
 	}
 }
@@ -233,7 +236,7 @@ func (s *Session) Pipeline(n int, cmd func(i int) []string, window int, done fun
 		window = 1
 	}
 	w := proto.NewWriter(s.conn)
-	r := proto.NewReader(s.conn)
+	r := newSentenceReader(s.conn)
 	sem := make(chan struct{}, window)
 	stop := make(chan struct{})
 	// commands[i] is the command word of i, for trap messages; written by
@@ -269,31 +272,35 @@ func (s *Session) Pipeline(n int, cmd func(i int) []string, window int, done fun
 			err = e
 			break
 		}
-		sen, e := r.ReadSentence()
+		sen, e := r.read()
 		if e != nil {
 			err = fmt.Errorf("read pipelined reply: %w", e)
 			break
 		}
-		i, perr := strconv.Atoi(strings.TrimPrefix(sen.Tag, "p"))
-		if perr != nil || i < 0 || i >= n {
-			err = fmt.Errorf("pipelined reply %s with unknown tag %q", sen.Word, sen.Tag)
+		if sen.word == "!fatal" {
+			err = fmt.Errorf("router closed the session: %s", strings.Join(sen.bare, " "))
 			break
 		}
-		switch sen.Word {
+		i, perr := strconv.Atoi(strings.TrimPrefix(sen.tag, "p"))
+		if perr != nil || i < 0 || i >= n {
+			err = fmt.Errorf("pipelined reply %s with unknown tag %q", sen.word, sen.tag)
+			break
+		}
+		switch sen.word {
 		case "!re", "!empty":
 		case "!trap":
-			traps[sen.Tag] = sen.Map["message"]
+			traps[sen.tag] = sen.get("message")
 		case "!done":
-			if msg, ok := traps[sen.Tag]; ok {
-				delete(traps, sen.Tag)
+			if msg, ok := traps[sen.tag]; ok {
+				delete(traps, sen.tag)
 				done(i, "", &Trap{Command: commands[i], Message: msg})
 			} else {
-				done(i, sen.Map["ret"], nil)
+				done(i, sen.get("ret"), nil)
 			}
 			remaining--
 			<-sem
 		default:
-			err = fmt.Errorf("pipelined reply: unexpected %s", sen.Word)
+			err = fmt.Errorf("pipelined reply: unexpected %s", sen.word)
 		}
 	}
 	close(stop)
