@@ -1,0 +1,194 @@
+package bolt_test
+
+import (
+	"context"
+	"math/rand/v2"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	cp "github.com/rampart-fw/rampart/controlplane"
+	"github.com/rampart-fw/rampart/controlplane/compile"
+	"github.com/rampart-fw/rampart/controlplane/store/bolt"
+	"github.com/rampart-fw/rampart/protocol"
+)
+
+type fakeClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *fakeClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+// compiled opens a store with the compiler's Revisioner, as the serve path
+// does.
+func compiled(t *testing.T) (*bolt.Store, *fakeClock) {
+	t.Helper()
+	clk := &fakeClock{t: time.Date(2026, 11, 21, 10, 0, 0, 0, time.UTC)}
+	s, err := bolt.Open(filepath.Join(t.TempDir(), "rampart.db"), bolt.Options{Now: clk.Now, SyncTimeout: time.Minute, Revisioner: compile.Revisioner{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s, clk
+}
+
+func webGroup(port, desc string, sites ...string) *cp.SecurityGroupWrite {
+	return &cp.SecurityGroupWrite{Name: "Web", Description: &desc, Sites: sites, Rules: []cp.FilterRuleWrite{
+		{Direction: "inbound", Order: 10, Protocol: 6, Port: port, Address: "0.0.0.0/0", Description: "web"}}}
+}
+
+func report(s *bolt.Store, epoch string, rev uint64, state, errMsg string) protocol.SiteStatus {
+	return protocol.SiteStatus{Schema: 1, OrgID: org, SiteID: "site_a", Epoch: epoch, Revision: rev, State: state, Error: errMsg,
+		AgentVersion: "v1", RouterOSVersion: "7.20.4", Board: "RB5009UG+S+"}
+}
+
+// TestReportStatusStateTable walks one site through the reports an agent
+// sends, late retained copies and another epoch's reports included, and
+// checks the group's status and the site's record after each step.
+func TestReportStatusStateTable(t *testing.T) {
+	ctx := context.Background()
+	s, clk := compiled(t)
+	g, err := s.CreateSecurityGroup(ctx, org, webGroup("443", "", "site_a"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ep := s.Epoch()
+	type want struct {
+		res     cp.ReportResult
+		group   cp.Status
+		state   cp.SiteState
+		applied uint64
+	}
+	step := func(name string, st protocol.SiteStatus, w want) {
+		t.Helper()
+		res, err := s.ReportStatus(ctx, org, "site_a", st)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		cur, _ := s.GetSecurityGroup(ctx, org, g.ID)
+		site, _ := s.GetSite(ctx, org, "site_a")
+		if res != w.res || cur.Status != w.group || site.State != w.state || site.AppliedRevision != w.applied {
+			t.Errorf("%s: result %v, group %q, site %q applied %d; want %v, %q, %q, %d", name, res, cur.Status, site.State, site.AppliedRevision,
+				w.res, w.group, w.state, w.applied)
+		}
+	}
+	step("applying 1", report(s, ep, 1, protocol.StateApplying, ""), want{cp.ReportTaken, cp.StatusSyncing, cp.SiteSyncing, 0})
+	step("applied 1", report(s, ep, 1, protocol.StateApplied, ""), want{cp.ReportTaken, cp.StatusActive, cp.SiteInSync, 1})
+	step("late retained applying 1", report(s, ep, 1, protocol.StateApplying, ""), want{cp.ReportStale, cp.StatusActive, cp.SiteInSync, 1})
+	step("another epoch's revision 9", report(s, "0123456789abcdef", 9, protocol.StateApplied, ""), want{cp.ReportOtherEpoch, cp.StatusActive, cp.SiteInSync, 1})
+
+	if _, err := s.ReplaceSecurityGroup(ctx, org, g.ID, webGroup("8443", "", "site_a")); err != nil {
+		t.Fatal(err)
+	}
+	step("failed 2", report(s, ep, 2, protocol.StateFailed, "the router said no"), want{cp.ReportTaken, cp.StatusFailed, cp.SiteFailed, 1})
+	if site, _ := s.GetSite(ctx, org, "site_a"); site.LastError != "the router said no" || site.AgentVersion != "v1" || site.Board == "" {
+		t.Errorf("failed site: %+v", site)
+	}
+	step("late applied 1", report(s, ep, 1, protocol.StateApplied, ""), want{cp.ReportStale, cp.StatusFailed, cp.SiteFailed, 1})
+	step("applied 2 (retry)", report(s, ep, 2, protocol.StateApplied, ""), want{cp.ReportTaken, cp.StatusActive, cp.SiteInSync, 2})
+
+	// A write that does not change what the router gets (the description)
+	// asks for revision 2 again, which the site applied: Settle confirms it.
+	clk.Advance(time.Second)
+	same, err := s.ReplaceSecurityGroup(ctx, org, g.ID, webGroup("8443", "reworded", "site_a"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if same.Sync.Awaiting["site_a"] != 2 {
+		t.Fatalf("unchanged content awaits %v, want revision 2 again", same.Sync.Awaiting)
+	}
+	if err := s.Settle(ctx, org, []string{"site_a"}); err != nil {
+		t.Fatal(err)
+	}
+	if cur, _ := s.GetSecurityGroup(ctx, org, g.ID); cur.Status != cp.StatusActive {
+		t.Errorf("after Settle: %q, want active", cur.Status)
+	}
+
+	// Presence: offline wins over what the site last reported, until the
+	// agent is back.
+	if err := s.SetPresence(ctx, org, "site_a", protocol.Presence{State: protocol.PresenceOffline}); err != nil {
+		t.Fatal(err)
+	}
+	step("retained applied 2 while offline", report(s, ep, 2, protocol.StateApplied, ""), want{cp.ReportTaken, cp.StatusActive, cp.SiteOffline, 2})
+	if err := s.SetPresence(ctx, org, "site_a", protocol.Presence{State: protocol.PresenceOnline, At: clk.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	if site, _ := s.GetSite(ctx, org, "site_a"); site.State != cp.SiteInSync || !site.Online || site.LastSeen == nil {
+		t.Errorf("back online: %+v", site)
+	}
+}
+
+// TestSettleSkipsAFailedRevision: a site whose newest report is a failure
+// of the revision asked again does not confirm it.
+func TestSettleSkipsAFailedRevision(t *testing.T) {
+	ctx := context.Background()
+	s, clk := compiled(t)
+	g, _ := s.CreateSecurityGroup(ctx, org, webGroup("443", "", "site_a"))
+	ep := s.Epoch()
+	s.ReportStatus(ctx, org, "site_a", report(s, ep, 1, protocol.StateApplied, ""))
+	s.ReportStatus(ctx, org, "site_a", report(s, ep, 1, protocol.StateFailed, "drift repair failed"))
+	clk.Advance(time.Second)
+	if _, err := s.ReplaceSecurityGroup(ctx, org, g.ID, webGroup("443", "reworded", "site_a")); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Settle(ctx, org, []string{"site_a"}); err != nil {
+		t.Fatal(err)
+	}
+	if cur, _ := s.GetSecurityGroup(ctx, org, g.ID); cur.Status != cp.StatusSyncing {
+		t.Errorf("settled over a failure: %q", cur.Status)
+	}
+}
+
+// TestReportsInAnyOrder replays an agent's reports for three revisions in
+// random orders, as retained copies and live messages may interleave: the
+// outcome is always that of the newest revision.
+func TestReportsInAnyOrder(t *testing.T) {
+	ctx := context.Background()
+	seed := uint64(time.Now().UnixNano())
+	t.Logf("seed %d", seed)
+	rng := rand.New(rand.NewPCG(seed, 1))
+	for i := range 20 {
+		s, clk := compiled(t)
+		g, err := s.CreateSecurityGroup(ctx, org, webGroup("1", "", "site_a"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, port := range []string{"2", "3"} {
+			clk.Advance(2 * time.Minute) // past the deadline: writable
+			if _, err := s.ReplaceSecurityGroup(ctx, org, g.ID, webGroup(port, "", "site_a")); err != nil {
+				t.Fatal(err)
+			}
+		}
+		ep := s.Epoch()
+		var reports []protocol.SiteStatus
+		for rev := uint64(1); rev <= 3; rev++ {
+			reports = append(reports, report(s, ep, rev, protocol.StateApplying, ""), report(s, ep, rev, protocol.StateApplied, ""))
+		}
+		rng.Shuffle(len(reports), func(a, b int) { reports[a], reports[b] = reports[b], reports[a] })
+		var order []string
+		for _, r := range reports {
+			order = append(order, r.State[:5]+string(rune('0'+r.Revision)))
+			if _, err := s.ReportStatus(ctx, org, "site_a", r); err != nil {
+				t.Fatal(err)
+			}
+		}
+		cur, _ := s.GetSecurityGroup(ctx, org, g.ID)
+		site, _ := s.GetSite(ctx, org, "site_a")
+		if cur.Status != cp.StatusActive || site.State != cp.SiteInSync || site.AppliedRevision != 3 || site.DesiredRevision != 3 {
+			t.Errorf("run %d, order %s: group %q, site %+v", i, strings.Join(order, " "), cur.Status, site)
+		}
+	}
+}
