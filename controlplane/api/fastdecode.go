@@ -31,7 +31,9 @@ func fastGroup(body []byte, w *cp.SecurityGroupWrite) bool {
 	if !utf8.Valid(body) {
 		return false
 	}
-	p := parser{b: body}
+	// Strings of the value are cut from one copy of the body: one
+	// allocation instead of five per rule.
+	p := parser{b: body, s: string(body)}
 	if !p.groupObject(w) {
 		return false
 	}
@@ -41,6 +43,7 @@ func fastGroup(body []byte, w *cp.SecurityGroupWrite) bool {
 
 type parser struct {
 	b []byte
+	s string // b as a string
 	i int
 }
 
@@ -74,50 +77,59 @@ func (p *parser) peek() byte {
 	return 0
 }
 
-// str reads a JSON string.
+// str reads a JSON string. Without escapes it is cut from p.s; with them
+// encoding/json decodes the literal, so escapes mean exactly what they
+// mean on the schema path.
 func (p *parser) str() (string, bool) {
-	b, ok := p.strBytes()
-	return string(b), ok
-}
-
-// strBytes reads a JSON string: without escapes its bytes in the body,
-// with them the string as encoding/json decodes the literal, so escapes
-// mean exactly what they mean on the schema path.
-func (p *parser) strBytes() ([]byte, bool) {
-	if !p.consume('"') {
-		return nil, false
+	lo, hi, escaped, ok := p.span()
+	switch {
+	case !ok:
+		return "", false
+	case !escaped:
+		return p.s[lo:hi], true
 	}
-	start, escaped := p.i, false
-	for p.i < len(p.b) {
-		c := p.b[p.i]
-		switch {
-		case c == '"':
-			p.i++
-			if !escaped {
-				return p.b[start : p.i-1], true
-			}
-			var s string
-			if json.Unmarshal(p.b[start-1:p.i], &s) != nil {
-				return nil, false
-			}
-			return []byte(s), true
-		case c == '\\':
-			escaped = true
-			p.i += 2
-		case c < 0x20:
-			return nil, false
-		default:
-			p.i++
-		}
+	var s string
+	if json.Unmarshal(p.b[lo-1:hi+1], &s) != nil {
+		return "", false
 	}
-	return nil, false
+	return s, true
 }
 
 // key reads an object key and its colon. Keys are matched exactly (the
 // schema path is case-sensitive too), escapes decoded as in strings.
 func (p *parser) key() ([]byte, bool) {
-	k, ok := p.strBytes()
-	return k, ok && p.consume(':')
+	start := p.i
+	lo, hi, escaped, ok := p.span()
+	if ok && escaped {
+		p.i = start
+		s, ok := p.str()
+		return []byte(s), ok && p.consume(':')
+	}
+	return p.b[lo:hi], ok && p.consume(':')
+}
+
+// span reads a JSON string's literal: its content is p.b[lo:hi].
+func (p *parser) span() (lo, hi int, escaped, ok bool) {
+	if !p.consume('"') {
+		return 0, 0, false, false
+	}
+	lo = p.i
+	for p.i < len(p.b) {
+		c := p.b[p.i]
+		switch {
+		case c == '"':
+			p.i++
+			return lo, p.i - 1, escaped, true
+		case c == '\\':
+			escaped = true
+			p.i += 2
+		case c < 0x20:
+			return 0, 0, false, false
+		default:
+			p.i++
+		}
+	}
+	return 0, 0, false, false
 }
 
 // int reads a JSON number written as a plain integer (no fraction, no
