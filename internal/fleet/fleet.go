@@ -106,6 +106,22 @@ type Site struct {
 	applied uint64    // highest revision reported applied (current epoch)
 	epoch   string    // epoch of applied
 	at      time.Time // when applied was first reported
+	// applying is when the agent last announced it started applying a new
+	// revision (the document had reached it).
+	applying    time.Time
+	applyingRev uint64
+}
+
+// Started is when the agent announced it was applying revision rev (the
+// document had reached it), or the zero time if it did not for that
+// revision.
+func (s *Site) Started(rev uint64) time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.applyingRev != rev {
+		return time.Time{}
+	}
+	return s.applying
 }
 
 // Applied is the highest revision the site's agent reported applied, in the
@@ -128,6 +144,9 @@ func (s *Site) record(st protocol.SiteStatus) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.status = st
+	if st.State == protocol.StateApplying && st.Revision != s.applyingRev {
+		s.applying, s.applyingRev = now, st.Revision
+	}
 	if st.State != protocol.StateApplied {
 		return
 	}

@@ -166,8 +166,22 @@ func TestCostPerSite(t *testing.T) {
 		t.Fatal(err)
 	}
 	took := time.Since(start)
+	// A second revision to connected, applied sites: the steady-state cost.
+	docs = docs[:0]
+	for _, id := range f.SiteIDs() {
+		docs = append(docs, doc(DefaultOrg, id, 2, "8443"))
+	}
+	start = time.Now()
+	if err := b.PublishDesired(ctx, docs...); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.WaitApplied(wctx, func(int) uint64 { return 2 }); err != nil {
+		t.Fatal(err)
+	}
+	took2 := time.Since(start)
 	docs = nil
 	g1, m1 := runtime.NumGoroutine(), heapAndStacks()
+	t.Logf("%d sites applied revision 2 in %s", n, took2.Round(time.Millisecond))
 	t.Logf("%d sites applied in %s; per site (agent + router + the broker's side of its connection): %.1f goroutines, %.0f KiB heap+stacks",
 		n, took.Round(time.Millisecond), float64(g1-g0)/float64(n), (float64(m1)-float64(m0))/float64(n)/1024)
 }
