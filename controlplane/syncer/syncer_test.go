@@ -1,0 +1,238 @@
+package syncer_test
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	cp "github.com/rampart-fw/rampart/controlplane"
+	"github.com/rampart-fw/rampart/controlplane/compile"
+	"github.com/rampart-fw/rampart/controlplane/store/bolt"
+	"github.com/rampart-fw/rampart/controlplane/syncer"
+	"github.com/rampart-fw/rampart/protocol"
+)
+
+const org = "org_a"
+
+// recorder is a Publisher that keeps what it was given and can be told to
+// fail, as a broker that is away would.
+type recorder struct {
+	mu    sync.Mutex
+	fails int
+	docs  []protocol.DesiredState
+}
+
+func (r *recorder) PublishDesired(_ context.Context, docs ...protocol.DesiredState) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.fails > 0 {
+		r.fails--
+		return errors.New("broker away")
+	}
+	r.docs = append(r.docs, docs...)
+	return nil
+}
+
+func (r *recorder) take() []protocol.DesiredState {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	d := r.docs
+	r.docs = nil
+	return d
+}
+
+func setup(t *testing.T, pub *recorder) (*bolt.Store, *syncer.Syncer, *prometheus.Registry) {
+	t.Helper()
+	st, err := bolt.Open(filepath.Join(t.TempDir(), "rampart.db"), bolt.Options{Revisioner: compile.Revisioner{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	reg := prometheus.NewRegistry()
+	s := syncer.New(syncer.Options{Store: st, Registry: reg, Logger: slog.New(slog.DiscardHandler), RetryMin: time.Millisecond, RetryMax: 10 * time.Millisecond})
+	st.OnChange(s.Changed)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		s.Run(ctx, pub)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+	})
+	return st, s, reg
+}
+
+// published waits until the recorder holds a document for each of sites.
+func published(t *testing.T, pub *recorder, sites ...string) map[string]protocol.DesiredState {
+	t.Helper()
+	out := map[string]protocol.DesiredState{}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		for _, d := range pub.take() {
+			out[d.SiteID] = d
+		}
+		missing := false
+		for _, s := range sites {
+			if _, ok := out[s]; !ok {
+				missing = true
+			}
+		}
+		if !missing {
+			return out
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("published %d documents, want sites %v", len(out), sites)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func group(port string, sites ...string) *cp.SecurityGroupWrite {
+	desc := ""
+	return &cp.SecurityGroupWrite{Name: "Web", Description: &desc, Sites: sites, Rules: []cp.FilterRuleWrite{
+		{Direction: "inbound", Order: 10, Protocol: 6, Port: port, Address: "0.0.0.0/0", Description: "web"}}}
+}
+
+// TestPublishAfterWriteAndRepublish: a write publishes each affected site's
+// document with the store's epoch and the stored revision; republishing
+// every site gives the same documents again (idempotent); a site detached
+// from everything gets an empty document.
+func TestPublishAfterWriteAndRepublish(t *testing.T) {
+	pub := &recorder{}
+	st, s, _ := setup(t, pub)
+	ctx := context.Background()
+	g, err := st.CreateSecurityGroup(ctx, org, group("443", "site_a", "site_b"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := published(t, pub, "site_a", "site_b")
+	for _, d := range first {
+		if d.Epoch != st.Epoch() || d.Revision != 1 || len(d.SecurityGroups) != 1 || d.SecurityGroups[0].ID != g.ID || d.Validate(org, d.SiteID) != nil {
+			t.Errorf("document %+v", d)
+		}
+	}
+	s.RepublishAll()
+	again := published(t, pub, "site_a", "site_b")
+	for site, d := range again {
+		if d.Revision != first[site].Revision || d.Hash != first[site].Hash {
+			t.Errorf("republished %s as revision %d %s, was %d %s", site, d.Revision, d.Hash, first[site].Revision, first[site].Hash)
+		}
+	}
+	if _, err := st.ReplaceSecurityGroup(ctx, org, g.ID, group("443", "site_a")); !isLocked(err) {
+		t.Fatalf("PUT while syncing: %v", err)
+	}
+	for _, site := range []string{"site_a", "site_b"} {
+		st.ReportStatus(ctx, org, site, protocol.SiteStatus{Schema: 1, OrgID: org, SiteID: site, Epoch: st.Epoch(), Revision: 1, State: protocol.StateApplied})
+	}
+	if _, err := st.ReplaceSecurityGroup(ctx, org, g.ID, group("443", "site_a")); err != nil {
+		t.Fatal(err)
+	}
+	docs := published(t, pub, "site_b")
+	if d := docs["site_b"]; d.Revision != 2 || len(d.SecurityGroups)+len(d.PrefixLists) != 0 {
+		t.Errorf("detached site got %+v, want an empty revision 2", d)
+	}
+}
+
+func isLocked(err error) bool {
+	e, ok := errors.AsType[*cp.Error](err)
+	return ok && e.Code == cp.CodeResourceLocked
+}
+
+// TestRetryAfterFailedPublish: a publish that fails is retried until it
+// goes through, and counted.
+func TestRetryAfterFailedPublish(t *testing.T) {
+	pub := &recorder{fails: 3}
+	st, s, reg := setup(t, pub)
+	if _, err := st.CreateSecurityGroup(context.Background(), org, group("443", "site_a")); err != nil {
+		t.Fatal(err)
+	}
+	published(t, pub, "site_a")
+	if n := counter(t, reg, "rampart_desired_publish_retries_total"); n < 3 {
+		t.Errorf("retries counted %v, want at least 3", n)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for !s.Idle() {
+		if time.Now().After(deadline) {
+			t.Fatal("not idle after publishing")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// counter is a gathered counter's value.
+func counter(t *testing.T, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			return mf.GetMetric()[0].GetCounter().GetValue()
+		}
+	}
+	t.Fatalf("no metric %s", name)
+	return 0
+}
+
+// TestMetrics: propagation is observed once the last site confirms, sites
+// are counted by state, and promlint finds nothing.
+func TestMetrics(t *testing.T) {
+	pub := &recorder{}
+	st, s, reg := setup(t, pub)
+	ctx := context.Background()
+	if _, err := st.CreateSecurityGroup(ctx, org, group("443", "site_a", "site_b")); err != nil {
+		t.Fatal(err)
+	}
+	published(t, pub, "site_a", "site_b")
+	applied := func(site string) {
+		s.SiteStatus(ctx, org, site, protocol.SiteStatus{Schema: 1, OrgID: org, SiteID: site, Epoch: st.Epoch(), Revision: 1, State: protocol.StateApplied})
+	}
+	applied("site_a")
+	if n := testutil.CollectAndCount(reg, "rampart_propagation_seconds"); n != 1 {
+		t.Fatalf("propagation series: %d", n)
+	}
+	expect := func(count int) string {
+		return `
+# HELP rampart_sites Sites known to the control plane, by state (in_sync, syncing, failed, offline, unknown).
+# TYPE rampart_sites gauge
+rampart_sites{state="failed"} 0
+rampart_sites{state="in_sync"} ` + string(rune('0'+count)) + `
+rampart_sites{state="offline"} 0
+rampart_sites{state="syncing"} ` + string(rune('0'+2-count)) + `
+rampart_sites{state="unknown"} 0
+`
+	}
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(expect(1)), "rampart_sites"); err != nil {
+		t.Error(err)
+	}
+	applied("site_b")
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(expect(2)), "rampart_sites"); err != nil {
+		t.Error(err)
+	}
+	mfs, _ := reg.Gather()
+	for _, mf := range mfs {
+		if mf.GetName() == "rampart_propagation_seconds" {
+			if c := mf.GetMetric()[0].GetHistogram().GetSampleCount(); c != 1 {
+				t.Errorf("propagation observed %d times, want 1 (once the last site confirmed)", c)
+			}
+		}
+	}
+	problems, err := testutil.GatherAndLint(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(problems) > 0 {
+		t.Errorf("promlint: %v", problems)
+	}
+}
