@@ -235,7 +235,9 @@ func (p *parser) groupObject(w *cp.SecurityGroupWrite) bool {
 			w.Description = &s
 			return gDescription, ok
 		case "rules":
-			w.Rules = make([]cp.FilterRuleWrite, 0, 16)
+			// A rule takes at least ~90 bytes of JSON: size the slice
+			// once from the body instead of doubling it up to 256.
+			w.Rules = make([]cp.FilterRuleWrite, 0, min(len(p.b)/90, cp.MaxRules)+1)
 			return gRules, p.array(func() bool {
 				if len(w.Rules) > cp.MaxRules {
 					return false // the schema path words maxItems
