@@ -76,11 +76,12 @@ type Publisher interface {
 
 // Defaults of Options.
 const (
-	DefaultBatch        = 500
-	DefaultRetryMin     = 200 * time.Millisecond
-	DefaultRetryMax     = 10 * time.Second
-	propagationMaxAge   = time.Hour
-	propagationMaxCount = 10000
+	DefaultBatch          = 500
+	DefaultRetryMin       = 200 * time.Millisecond
+	DefaultRetryMax       = 10 * time.Second
+	DefaultPublishTimeout = time.Minute
+	propagationMaxAge     = time.Hour
+	propagationMaxCount   = 10000
 )
 
 // Options configures New. Store is required; other zero values are usable.
@@ -95,6 +96,8 @@ type Options struct {
 	Batch int
 	// RetryMin and RetryMax bound the backoff after a failed publish.
 	RetryMin, RetryMax time.Duration
+	// PublishTimeout bounds one PublishDesired call (DefaultPublishTimeout).
+	PublishTimeout time.Duration
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
@@ -146,6 +149,9 @@ func New(opts Options) *Syncer {
 	}
 	if opts.RetryMax <= 0 {
 		opts.RetryMax = DefaultRetryMax
+	}
+	if opts.PublishTimeout <= 0 {
+		opts.PublishTimeout = DefaultPublishTimeout
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
@@ -298,7 +304,8 @@ func (s *Syncer) Idle() bool {
 	return !s.pendingLocked()
 }
 
-// work is what a failed publish round puts back: nil orgs means all.
+// work is what a failed publish round puts back: all, or the sites of
+// each organisation still to publish.
 type work struct {
 	all   bool
 	dirty map[string]map[string]bool
@@ -367,7 +374,12 @@ func (s *Syncer) publish(ctx context.Context, pub Publisher, all bool, dirty map
 			n := min(len(sites), s.opts.Batch)
 			docs, err := s.compile(ctx, org, sites[:n])
 			if err == nil && len(docs) > 0 {
-				err = pub.PublishDesired(ctx, docs...)
+				// Bounded: a publish caught by a lost connection may never
+				// be acknowledged; the retry (and the republish after the
+				// reconnection) sends it again.
+				pctx, cancel := context.WithTimeout(ctx, s.opts.PublishTimeout)
+				err = pub.PublishDesired(pctx, docs...)
+				cancel()
 			}
 			if err != nil {
 				left := work{dirty: map[string]map[string]bool{}}
