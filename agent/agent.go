@@ -105,6 +105,7 @@ type Agent struct {
 	published      bool // status for the current state was published
 	status         protocol.SiteStatus
 	lastReported   protocol.SiteStatus // last status given to Options.OnStatus
+	lastRead       int                 // rows the last readTables returned
 	driftRepairs   int
 	failures       int
 	lastGuard      netip.Addr
@@ -412,6 +413,7 @@ func (a *Agent) readTables(ctx context.Context, filter, lists bool) (routerState
 			return st, fmt.Errorf("read firewall filter: %w", err)
 		}
 	}
+	defer func() { a.lastRead = max(a.lastRead, len(st.filter)+len(st.addrs)) }()
 	if lists {
 		intern := map[string]string{}
 		row := func(ps []proto.Pair) {

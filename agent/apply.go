@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"runtime/debug"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -16,8 +17,25 @@ import (
 	"github.com/rampart-fw/rampart/protocol"
 )
 
+// bigRead is the number of rows above which a sync hands freed memory back
+// to the OS at once (see sync).
+const bigRead = 2000
+
 // sync makes the router match the current desired state and reports.
 func (a *Agent) sync(ctx context.Context) error {
+	a.lastRead = 0
+	err := a.syncOnce(ctx)
+	if a.lastRead > bigRead {
+		// Reading and planning thousands of rows leaves megabytes of freed
+		// heap that the runtime would return to the OS only slowly; the
+		// agent shares a router's RAM, so return it now (one collection,
+		// a few milliseconds, at most once per resync).
+		debug.FreeOSMemory()
+	}
+	return err
+}
+
+func (a *Agent) syncOnce(ctx context.Context) error {
 	d := a.desired
 	if d == nil {
 		return nil
@@ -67,7 +85,11 @@ func (a *Agent) sync(ctx context.Context) error {
 		filterOps = filterOps || op.Path == reconcile.FilterPath
 		listOps = listOps || op.Path == reconcile.AddressListPath
 	}
+	big := len(ops) > bigRead
 	ops = nil // let a large plan go before the read-back allocates
+	if big {
+		debug.FreeOSMemory()
+	}
 	if listOps {
 		st.addrs = nil
 	}
