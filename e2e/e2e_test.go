@@ -13,7 +13,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -141,14 +140,29 @@ func cleanEnv() []string {
 	return out
 }
 
-func freeAddr(t *testing.T) string {
+// logged waits for the process to log msg (JSON logs) and returns the
+// line's field: how the test learns the ports chosen for 127.0.0.1:0.
+func (p *proc) logged(t *testing.T, msg, field string) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
+	var v string
+	eventually(t, converge, p.name+" logs "+msg, func() string {
+		select {
+		case <-p.done:
+			t.Fatalf("%s exited:\n%s", p.name, tail(p.out.String(), 4096))
+		default:
+		}
+		for _, line := range strings.Split(p.out.String(), "\n") {
+			var m map[string]any
+			if json.Unmarshal([]byte(line), &m) == nil && m["msg"] == msg {
+				if s, ok := m[field].(string); ok && s != "" {
+					v = s
+					return ""
+				}
+			}
+		}
+		return "not yet"
+	})
+	return v
 }
 
 func output(t *testing.T, args ...string) string {
@@ -184,27 +198,34 @@ type controlPlane struct {
 	t        *testing.T
 	dir      string
 	httpAddr string
-	args     []string
-	p        *proc
-	token    string
+	// mqttURL is the external broker, or mqttListen the embedded one's.
+	mqttURL, mqttListen string
+	p                   *proc
+	token               string
 }
 
 func startControlPlane(t *testing.T, org, mqttURL string) *controlPlane {
-	c := &controlPlane{t: t, dir: t.TempDir(), httpAddr: freeAddr(t)}
-	c.args = []string{"--data-dir", c.dir, "--http-addr", c.httpAddr, "--sync-timeout", "2m", "--log-level", "debug"}
-	if mqttURL != "" {
-		c.args = append(c.args, "--mqtt-url", mqttURL)
-	} else {
-		c.args = append(c.args, "--mqtt-listen", freeAddr(t))
-	}
+	c := &controlPlane{t: t, dir: t.TempDir(), httpAddr: "127.0.0.1:0", mqttURL: mqttURL, mqttListen: "127.0.0.1:0"}
 	c.start()
 	c.token = strings.TrimSpace(output(t, "token", "--data-dir", c.dir, "--org", org))
 	return c
 }
 
+// start runs the control plane; the first start picks free ports, a
+// restart takes the same ones again (the agents know the broker's).
 func (c *controlPlane) start() {
 	c.t.Helper()
-	c.p = start(c.t, "rampart-controlplane", nil, c.args...)
+	args := []string{"--data-dir", c.dir, "--http-addr", c.httpAddr, "--sync-timeout", "2m", "--log-level", "debug"}
+	if c.mqttURL != "" {
+		args = append(args, "--mqtt-url", c.mqttURL)
+	} else {
+		args = append(args, "--mqtt-listen", c.mqttListen)
+	}
+	c.p = start(c.t, "rampart-controlplane", nil, args...)
+	c.httpAddr = c.p.logged(c.t, "control plane serving", "http_addr")
+	if c.mqttURL == "" {
+		c.mqttListen = strings.TrimPrefix(c.p.logged(c.t, "mqtt started", "broker"), "tcp://")
+	}
 	eventually(c.t, converge, "control plane ready", func() string {
 		select {
 		case <-c.p.done:
@@ -292,8 +313,9 @@ const routerUser, routerPassword = "admin", "e2e-pw"
 // startSite runs a simulated router and an agent whose environment is env
 // (enrollment's KEY=value lines) plus the router's address.
 func startSite(t *testing.T, id, envLines string) *site {
-	s := &site{id: id, router: freeAddr(t)}
-	s.sim = start(t, "routeros-sim "+id, nil, "--listen", s.router, "--user", routerUser, "--password", routerPassword)
+	s := &site{id: id}
+	s.sim = start(t, "routeros-sim "+id, nil, "--listen", "127.0.0.1:0", "--user", routerUser, "--password", routerPassword)
+	s.router = s.sim.logged(t, "routeros-sim serving", "addr")
 	env := []string{
 		"RAMPART_ROUTEROS_ADDR=" + s.router, "RAMPART_ROUTEROS_USER=" + routerUser, "RAMPART_ROUTEROS_PASSWORD=" + routerPassword,
 		"RAMPART_STATE_DIR=" + t.TempDir(), "RAMPART_METRICS_ADDR=127.0.0.1:0", "RAMPART_RESYNC_INTERVAL=5s",
@@ -457,10 +479,5 @@ func enrollURL(cp *controlPlane, mqttURL string) []string {
 	if mqttURL != "" {
 		return []string{"--mqtt-url", mqttURL}
 	}
-	for i, a := range cp.args {
-		if a == "--mqtt-listen" {
-			return []string{"--mqtt-listen", cp.args[i+1]}
-		}
-	}
-	return nil
+	return []string{"--mqtt-listen", cp.mqttListen}
 }

@@ -13,7 +13,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"slices"
@@ -53,18 +52,6 @@ type loop struct {
 	external bool
 }
 
-// freeAddr returns a loopback address that was free a moment ago, for a
-// control plane that must come back on the same ports after a restart.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
 func randomOrg(t *testing.T) string {
 	b := make([]byte, 4)
 	rand.Read(b)
@@ -75,14 +62,14 @@ func randomOrg(t *testing.T) string {
 // RAMPART_TEST_MQTT_URL (the test is skipped without it).
 func newLoop(t *testing.T, external bool, syncTimeout time.Duration) *loop {
 	t.Helper()
-	l := &loop{t: t, dir: t.TempDir(), org: randomOrg(t), timeout: syncTimeout, http: freeAddr(t), external: external}
+	l := &loop{t: t, dir: t.TempDir(), org: randomOrg(t), timeout: syncTimeout, http: "127.0.0.1:0", external: external}
 	if external {
 		l.mqttURL = os.Getenv("RAMPART_TEST_MQTT_URL")
 		if l.mqttURL == "" {
 			t.Skip("RAMPART_TEST_MQTT_URL is not set (.ci/run starts Mosquitto and sets it)")
 		}
 	} else {
-		l.listen = freeAddr(t)
+		l.listen = "127.0.0.1:0"
 	}
 	l.start()
 	t.Cleanup(func() {
@@ -104,8 +91,8 @@ func (l *loop) start() {
 	l.m = &Main{Config: Config{HTTPAddr: l.http, DataDir: l.dir, SyncTimeout: l.timeout, JWTOrgClaim: "org_id",
 		MQTTURL: l.mqttURL, MQTTListen: l.listen},
 		Logger: testLogger(l.t), Registry: l.reg, SweepInterval: 100 * time.Millisecond}
-	// The ports were free a moment ago; a restart may race another test
-	// for them, so retry a little.
+	// After a restart the ports were free a moment ago; another test may
+	// race for them, so retry a little.
 	var err error
 	for i := 0; i < 20; i++ {
 		if err = l.m.Start(context.Background()); err == nil {
@@ -118,8 +105,14 @@ func (l *loop) start() {
 	l.t.Fatal(err)
 }
 
+// restart stops the control plane and starts it again on the same ports
+// (the agents know the broker's), with the same data directory.
 func (l *loop) restart() {
 	l.t.Helper()
+	l.http = l.m.Addr.String()
+	if l.m.MQTT.Broker != nil {
+		l.listen = l.m.MQTT.Broker.Addr()
+	}
 	if err := l.m.Close(); err != nil {
 		l.t.Fatal(err)
 	}

@@ -45,6 +45,9 @@ type MQTT struct {
 // mqttConnectTimeout bounds the first connection to the broker at start.
 const mqttConnectTimeout = 30 * time.Second
 
+// ingestWorkers is the bus's number of status ingestion workers.
+const ingestWorkers = 32
+
 type mqttExtension struct {
 	agentURL string
 }
@@ -133,6 +136,10 @@ func (e *mqttExtension) Start(ctx context.Context, m *Main) (func(), error) {
 		OnConnect: func(context.Context) { sy.RepublishAll() },
 		Logger:    log,
 		Registry:  m.Registry,
+		// Each report is one store write; bbolt batches concurrent writes
+		// into one fsync, so more workers mean fewer fsyncs when many
+		// sites report at once.
+		Workers: ingestWorkers,
 	}
 	var brk *broker.Broker
 	if c.MQTTURL == "" {
@@ -175,7 +182,9 @@ func (e *mqttExtension) Start(ctx context.Context, m *Main) (func(), error) {
 		e.agentURL = c.MQTTURL
 	}
 	enroll := c.AgentMQTTURL
-	if enroll == "" {
+	if enroll == "" && brk != nil {
+		enroll = DefaultAgentMQTTURL("", brk.Addr()) // the real port, also with --mqtt-listen :0
+	} else if enroll == "" {
 		enroll = DefaultAgentMQTTURL(c.MQTTURL, c.MQTTListen)
 	}
 	m.MQTT = MQTT{AgentURL: e.agentURL, EnrollURL: enroll, Broker: brk, Bus: b, Syncer: sy}
