@@ -24,7 +24,10 @@
 // ReportStatus, which takes reports in order only (an older revision, or an
 // "applying" after that revision's outcome, is stale), ignores another
 // epoch's revisions, and confirms the resources waiting for the site.
-// Presence goes to SetPresence.
+// Presence goes to SetPresence. A site stored as online that announces no
+// presence within Options.PresenceGrace of a connection is marked offline: an
+// embedded broker forgets retained presence when it restarts, and an agent
+// that died meanwhile leaves no last will.
 //
 // After each change the syncer also asks the store to Settle the affected
 // sites: a write that leaves a site's content as it was gives it its current
@@ -80,8 +83,11 @@ const (
 	DefaultRetryMin       = 200 * time.Millisecond
 	DefaultRetryMax       = 10 * time.Second
 	DefaultPublishTimeout = time.Minute
-	propagationMaxAge     = time.Hour
-	propagationMaxCount   = 10000
+	// DefaultPresenceGrace exceeds an agent's longest reconnect backoff
+	// (30 s) plus its connect timeout (10 s), with room for a slow machine.
+	DefaultPresenceGrace = 90 * time.Second
+	propagationMaxAge    = time.Hour
+	propagationMaxCount  = 10000
 )
 
 // Options configures New. Store is required; other zero values are usable.
@@ -98,6 +104,12 @@ type Options struct {
 	RetryMin, RetryMax time.Duration
 	// PublishTimeout bounds one PublishDesired call (DefaultPublishTimeout).
 	PublishTimeout time.Duration
+	// PresenceGrace is how long after a broker connection a site stored as
+	// online may stay unheard before it is marked offline
+	// (DefaultPresenceGrace; negative: never). An embedded broker forgets
+	// retained presence when it restarts, and an agent that died meanwhile
+	// leaves no last will: without this its site would read online forever.
+	PresenceGrace time.Duration
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
@@ -110,15 +122,25 @@ type Syncer struct {
 	log   *slog.Logger
 	epoch string
 
-	mu      sync.Mutex
-	all     bool                       // republish every site
-	dirty   map[string]map[string]bool // org → sites to publish
-	settle  map[string]map[string]bool // org → sites to settle
-	props   map[string][]*propagation  // org → writes not yet confirmed everywhere
-	nprops  int
-	busy    bool
-	wake    chan struct{}
-	running bool
+	mu     sync.Mutex
+	all    bool                       // republish every site
+	dirty  map[string]map[string]bool // org → sites to publish
+	settle map[string]map[string]bool // org → sites to settle
+	props  map[string][]*propagation  // org → writes not yet confirmed everywhere
+	nprops int
+	busy   bool
+	// heard holds the sites ("org/site") heard from since the last
+	// connection; presenceDue is set when the grace after it has passed.
+	heard       map[string]bool
+	connectGen  int
+	presenceDue int
+	// presenceMu orders the presence check's writes with ingestion: a
+	// presence holds it (read) from noting the site as heard until its
+	// write is done, so the check never overwrites a fresher presence.
+	// Only presence counts as heard: a status may be a retained copy.
+	presenceMu sync.RWMutex
+	wake       chan struct{}
+	running    bool
 
 	m metrics
 }
@@ -149,6 +171,9 @@ func New(opts Options) *Syncer {
 	}
 	if opts.RetryMax <= 0 {
 		opts.RetryMax = DefaultRetryMax
+	}
+	if opts.PresenceGrace == 0 {
+		opts.PresenceGrace = DefaultPresenceGrace
 	}
 	if opts.PublishTimeout <= 0 {
 		opts.PublishTimeout = DefaultPublishTimeout
@@ -230,8 +255,74 @@ func (s *Syncer) Changed(c cp.Change) {
 func (s *Syncer) RepublishAll() {
 	s.mu.Lock()
 	s.all = true
+	s.connectGen++
+	gen := s.connectGen
+	s.heard = map[string]bool{}
 	s.mu.Unlock()
 	s.signal()
+	if s.opts.PresenceGrace > 0 {
+		time.AfterFunc(s.opts.PresenceGrace, func() {
+			s.mu.Lock()
+			s.presenceDue = gen
+			s.mu.Unlock()
+			s.signal()
+		})
+	}
+}
+
+// hear notes that a site was heard from since the last connection.
+func (s *Syncer) hear(org, site string) {
+	s.mu.Lock()
+	if s.heard != nil {
+		s.heard[org+"/"+site] = true
+	}
+	s.mu.Unlock()
+}
+
+func (s *Syncer) wasHeard(org, site string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.heard[org+"/"+site]
+}
+
+// checkPresence marks offline every site stored as online that has not
+// been heard from since the connection whose grace has passed.
+func (s *Syncer) checkPresence(ctx context.Context) {
+	s.mu.Lock()
+	due := s.presenceDue != 0 && s.presenceDue == s.connectGen
+	s.presenceDue = 0
+	s.mu.Unlock()
+	if !due {
+		return
+	}
+	orgs, err := s.opts.Store.Orgs(ctx)
+	if err != nil {
+		s.log.Error("check presence", "error", err)
+		return
+	}
+	for _, org := range orgs {
+		sites, err := s.opts.Store.ListSites(ctx, org)
+		if err != nil {
+			s.log.Error("check presence", "org", org, "error", err)
+			continue
+		}
+		for _, site := range sites {
+			if !site.Online || s.wasHeard(org, site.ID) {
+				continue
+			}
+			s.presenceMu.Lock()
+			if s.wasHeard(org, site.ID) {
+				s.presenceMu.Unlock()
+				continue
+			}
+			s.log.Info("site not heard from since the broker connection; marking it offline", "org", org, "site", site.ID,
+				"grace", s.opts.PresenceGrace.String())
+			if err := s.opts.Store.SetPresence(ctx, org, site.ID, protocol.Presence{State: protocol.PresenceOffline}); err != nil {
+				s.log.Error("check presence", "org", org, "site", site.ID, "error", err)
+			}
+			s.presenceMu.Unlock()
+		}
+	}
 }
 
 func (s *Syncer) signal() {
@@ -269,6 +360,7 @@ func (s *Syncer) Run(ctx context.Context, pub Publisher) {
 		s.mu.Unlock()
 
 		s.settleSites(ctx, settle)
+		s.checkPresence(ctx)
 		failed, err := s.publish(ctx, pub, all, dirty)
 		if err != nil && ctx.Err() == nil {
 			s.m.publishErrors.Inc()
@@ -463,6 +555,9 @@ func (s *Syncer) SiteStatus(ctx context.Context, org, site string, st protocol.S
 
 // SitePresence is the bus.Ingester method for presence.
 func (s *Syncer) SitePresence(ctx context.Context, org, site string, p protocol.Presence) {
+	s.presenceMu.RLock()
+	defer s.presenceMu.RUnlock()
+	s.hear(org, site)
 	if err := s.opts.Store.SetPresence(ctx, org, site, p); err != nil && !errors.Is(err, context.Canceled) {
 		s.log.Error("ingest site presence", "org", org, "site", site, "error", err)
 	}

@@ -49,7 +49,7 @@ func (r *recorder) take() []protocol.DesiredState {
 	return d
 }
 
-func setup(t *testing.T, pub *recorder) (*bolt.Store, *syncer.Syncer, *prometheus.Registry) {
+func setup(t *testing.T, pub *recorder, opts ...func(*syncer.Options)) (*bolt.Store, *syncer.Syncer, *prometheus.Registry) {
 	t.Helper()
 	st, err := bolt.Open(filepath.Join(t.TempDir(), "rampart.db"), bolt.Options{Revisioner: compile.Revisioner{}})
 	if err != nil {
@@ -57,7 +57,11 @@ func setup(t *testing.T, pub *recorder) (*bolt.Store, *syncer.Syncer, *prometheu
 	}
 	t.Cleanup(func() { st.Close() })
 	reg := prometheus.NewRegistry()
-	s := syncer.New(syncer.Options{Store: st, Registry: reg, Logger: slog.New(slog.DiscardHandler), RetryMin: time.Millisecond, RetryMax: 10 * time.Millisecond})
+	o := syncer.Options{Store: st, Registry: reg, Logger: slog.New(slog.DiscardHandler), RetryMin: time.Millisecond, RetryMax: 10 * time.Millisecond}
+	for _, f := range opts {
+		f(&o)
+	}
+	s := syncer.New(o)
 	st.OnChange(s.Changed)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
@@ -234,5 +238,37 @@ rampart_sites{state="unknown"} 0
 	}
 	if len(problems) > 0 {
 		t.Errorf("promlint: %v", problems)
+	}
+}
+
+// TestUnheardSitesGoOffline: after a (re)connection, a site stored as
+// online whose agent does not announce itself within the grace is marked
+// offline (an embedded broker that restarted lost the retained presence,
+// and a dead agent leaves no last will); one that does stays online.
+func TestUnheardSitesGoOffline(t *testing.T) {
+	pub := &recorder{}
+	st, s, _ := setup(t, pub, func(o *syncer.Options) { o.PresenceGrace = 300 * time.Millisecond })
+	ctx := context.Background()
+	online := protocol.Presence{State: protocol.PresenceOnline, At: time.Now()}
+	for _, site := range []string{"site_a", "site_b"} {
+		if err := st.SetPresence(ctx, org, site, online); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.RepublishAll() // a connection
+	s.SitePresence(ctx, org, "site_a", online)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		b, _ := st.GetSite(ctx, org, "site_b")
+		if !b.Online && b.State == cp.SiteOffline {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("unheard site still %+v", b)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if a, _ := st.GetSite(ctx, org, "site_a"); !a.Online {
+		t.Errorf("site heard from after the connection was marked offline: %+v", a)
 	}
 }
