@@ -568,3 +568,20 @@ func TestFailureReportedThenRecovered(t *testing.T) {
 		t.Errorf("site after recovery: %+v", s)
 	}
 }
+
+// TestBadMQTTURL: a --mqtt-url that is no broker URL stops the start with
+// a message that says what would be valid.
+func TestBadMQTTURL(t *testing.T) {
+	for _, u := range []string{"http://broker:1883", "broker:1883", "tcp://"} {
+		m := &Main{Config: Config{HTTPAddr: "127.0.0.1:0", DataDir: t.TempDir(), MQTTURL: u}, Logger: slog.New(slog.DiscardHandler)}
+		err := m.Start(context.Background())
+		if err == nil {
+			m.Close()
+			t.Errorf("--mqtt-url %q accepted", u)
+			continue
+		}
+		if !strings.Contains(err.Error(), "--mqtt-url") || !strings.Contains(err.Error(), "tcp://") {
+			t.Errorf("--mqtt-url %q: %v", u, err)
+		}
+	}
+}

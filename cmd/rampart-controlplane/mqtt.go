@@ -31,7 +31,7 @@ func init() { extensions = append([]Extension{&mqttExtension{}}, extensions...) 
 type MQTT struct {
 	// AgentURL is the broker URL an agent on this machine dials: the
 	// embedded broker's real address (with the port chosen for
-	// --mqtt-listen :0), or --mqtt-url.
+	// --mqtt-listen :0), or --mqtt-url without its credentials.
 	AgentURL string
 	// EnrollURL is the broker URL enrollment hands to routers:
 	// --agent-mqtt-url, else DefaultAgentMQTTURL.
@@ -87,7 +87,7 @@ func brokerURL(raw string) (u, user, password string, err error) {
 	switch p.Scheme {
 	case "tcp", "mqtt", "ssl", "tls", "mqtts", "ws", "wss":
 	default:
-		return "", "", "", fmt.Errorf("--mqtt-url %q: scheme %q is not one of tcp, mqtt, ssl, tls, mqtts, ws, wss", raw, p.Scheme)
+		return "", "", "", fmt.Errorf("--mqtt-url %q: scheme %q is not one of tcp, mqtt, ssl, tls, mqtts, ws, wss; want e.g. tcp://mosquitto.example.net:1883", raw, p.Scheme)
 	}
 	if p.User != nil {
 		user = p.User.Username()
@@ -177,10 +177,7 @@ func (e *mqttExtension) Start(ctx context.Context, m *Main) (func(), error) {
 		sy.Run(runCtx, b)
 	}()
 
-	e.agentURL = opts.URL
-	if brk == nil {
-		e.agentURL = c.MQTTURL
-	}
+	e.agentURL = opts.URL // credentials of an external URL stay out: agents use their own
 	enroll := c.AgentMQTTURL
 	if enroll == "" && brk != nil {
 		enroll = DefaultAgentMQTTURL("", brk.Addr()) // the real port, also with --mqtt-listen :0
