@@ -13,10 +13,14 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -172,14 +176,19 @@ func (l *loop) must(want int, method, path, body string, out any) {
 // eventually polls cond until it returns "" or converge passes.
 func eventually(t *testing.T, what string, cond func() string) {
 	t.Helper()
-	deadline := time.Now().Add(converge)
+	eventuallyFor(t, converge, what, cond)
+}
+
+func eventuallyFor(t *testing.T, within time.Duration, what string, cond func() string) {
+	t.Helper()
+	deadline := time.Now().Add(within)
 	for {
 		why := cond()
 		if why == "" {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s: %s", what, converge, why)
+			t.Fatalf("%s: not within %s: %s", what, within, why)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -256,10 +265,16 @@ func listHas(r *rossim.Router, list, cidr string) bool {
 	return false
 }
 
-// TestLoopEmbedded and TestLoopMosquitto: a REST write reaches every
-// router and the API's status tells the truth about it.
-func TestLoopEmbedded(t *testing.T)  { testLoop(t, false) }
-func TestLoopMosquitto(t *testing.T) { testLoop(t, true) }
+// bothBrokers runs test with the embedded broker, and against Mosquitto
+// when RAMPART_TEST_MQTT_URL is set.
+func bothBrokers(t *testing.T, test func(t *testing.T, external bool)) {
+	t.Run("embedded", func(t *testing.T) { test(t, false) })
+	t.Run("mosquitto", func(t *testing.T) { test(t, true) })
+}
+
+// TestLoop: a REST write reaches every router and the API's status tells
+// the truth about it.
+func TestLoop(t *testing.T) { bothBrokers(t, testLoop) }
 
 func testLoop(t *testing.T, external bool) {
 	l := newLoop(t, external, 2*time.Minute) // longer than any wait: a wrong status cannot turn right by timing out
@@ -398,8 +413,10 @@ func testLoop(t *testing.T, external bool) {
 // TestSiteWithoutAgentFails: a site whose agent never answers fails the
 // group at the deadline; the group is writable again, and the site that
 // answered is in sync.
-func TestSiteWithoutAgentFails(t *testing.T) {
-	l := newLoop(t, false, 3*time.Second)
+func TestSiteWithoutAgentFails(t *testing.T) { bothBrokers(t, testSiteWithoutAgentFails) }
+
+func testSiteWithoutAgentFails(t *testing.T, external bool) {
+	l := newLoop(t, external, 3*time.Second)
 	f := l.fleet(1, "site_f")
 	var g cp.SecurityGroup
 	l.must(201, "POST", "/vpc/security-groups", groupBody("443", "192.0.2.0/24", f.SiteIDs()[0], "site_ghost"), &g)
@@ -417,12 +434,14 @@ func TestSiteWithoutAgentFails(t *testing.T) {
 }
 
 // TestRestartMidSync: the control plane stops while a group is syncing (no
-// agent has run yet), comes back with a fresh embedded broker (no retained
-// state), and the group still ends active once the agents run. Then the
-// broker goes away under running agents (another restart) and a change
-// still reaches them.
-func TestRestartMidSync(t *testing.T) {
-	l := newLoop(t, false, 2*time.Minute)
+// agent has run yet), comes back (with the embedded broker, a fresh one: no
+// retained state), and the group still ends active once the agents run.
+// Then it restarts again under running agents (with the embedded broker,
+// the broker goes away under them) and a change still reaches them.
+func TestRestartMidSync(t *testing.T) { bothBrokers(t, testRestartMidSync) }
+
+func testRestartMidSync(t *testing.T, external bool) {
+	l := newLoop(t, external, 2*time.Minute)
 	ids := []string{"site_r1", "site_r2"}
 	var g cp.SecurityGroup
 	l.must(201, "POST", "/vpc/security-groups", groupBody("443", "192.0.2.0/24", ids...), &g)
@@ -541,8 +560,10 @@ func TestSiteCredentialsStayInTheirSite(t *testing.T) {
 // few times; the agent reports failed, the group turns failed and the site
 // shows the router's error; the agent's retry then applies the same
 // revision, and the late confirmation turns the group active.
-func TestFailureReportedThenRecovered(t *testing.T) {
-	l := newLoop(t, false, 2*time.Minute)
+func TestFailureReportedThenRecovered(t *testing.T) { bothBrokers(t, testFailureReportedThenRecovered) }
+
+func testFailureReportedThenRecovered(t *testing.T, external bool) {
+	l := newLoop(t, external, 2*time.Minute)
 	f := l.fleet(1, "site_x")
 	id := f.SiteIDs()[0]
 	eventually(t, "agent online", func() string {
@@ -584,4 +605,72 @@ func TestBadMQTTURL(t *testing.T) {
 			t.Errorf("--mqtt-url %q: %v", u, err)
 		}
 	}
+}
+
+// TestMosquittoRestart: the external broker restarts without persistence
+// (every retained document lost) under the control plane and the agents;
+// both reconnect, the control plane republishes, and a change converges.
+// It runs its own Mosquitto, when RAMPART_TEST_MQTT_URL says one is
+// available.
+func TestMosquittoRestart(t *testing.T) {
+	if os.Getenv("RAMPART_TEST_MQTT_URL") == "" {
+		t.Skip("RAMPART_TEST_MQTT_URL is not set (.ci/run starts Mosquitto and sets it)")
+	}
+	path, err := exec.LookPath("mosquitto")
+	if err != nil {
+		t.Skip("no mosquitto binary in PATH")
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	_, port, _ := net.SplitHostPort(addr)
+	conf := filepath.Join(t.TempDir(), "mosquitto.conf")
+	os.WriteFile(conf, []byte("listener "+port+" 127.0.0.1\nallow_anonymous true\npersistence false\n"), 0o600)
+	var mosq *exec.Cmd
+	startMosquitto := func() {
+		t.Helper()
+		mosq = exec.Command(path, "-c", conf)
+		if err := mosq.Start(); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, "mosquitto listening on "+addr, func() string {
+			c, err := net.DialTimeout("tcp", addr, time.Second)
+			if err != nil {
+				return err.Error()
+			}
+			c.Close()
+			return ""
+		})
+	}
+	stopMosquitto := func() {
+		mosq.Process.Signal(syscall.SIGTERM)
+		mosq.Wait()
+	}
+	startMosquitto()
+	t.Cleanup(func() { stopMosquitto() })
+
+	t.Setenv("RAMPART_TEST_MQTT_URL", "tcp://"+addr)
+	l := newLoop(t, true, 2*time.Minute)
+	f := l.fleet(2, "site_m")
+	var g cp.SecurityGroup
+	l.must(201, "POST", "/vpc/security-groups", groupBody("443", "192.0.2.0/24", f.SiteIDs()...), &g)
+	gpath := "/vpc/security-groups/" + g.ID
+	l.waitStatus(gpath, cp.StatusActive)
+
+	stopMosquitto()
+	startMosquitto()
+	l.must(200, "PUT", gpath, groupBody("9443", "192.0.2.0/24", f.SiteIDs()...), nil)
+	// The agents' reconnect backoff reaches 30 s: allow for it.
+	eventuallyFor(t, 3*converge, "agents apply the change after the broker restart", func() string {
+		for i := range f.Len() {
+			if !hasRule(f.Router(i), "9443", "0.0.0.0/0") {
+				return f.SiteIDs()[i] + " has no rule for 9443 yet"
+			}
+		}
+		return ""
+	})
+	l.waitStatus(gpath, cp.StatusActive)
 }
