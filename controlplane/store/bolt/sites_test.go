@@ -98,17 +98,30 @@ func TestReportStatusStateTable(t *testing.T) {
 		t.Errorf("failed site: %+v", site)
 	}
 	step("late applied 1", report(s, ep, 1, protocol.StateApplied, ""), want{cp.ReportStale, cp.StatusFailed, cp.SiteFailed, 1})
-	step("applied 2 (retry)", report(s, ep, 2, protocol.StateApplied, ""), want{cp.ReportTaken, cp.StatusActive, cp.SiteInSync, 2})
+	// Another group's write gives the site revision 3; applying it confirms
+	// the failed group too (3 ≥ the 2 it waits for).
+	other, err := s.CreateSecurityGroup(ctx, org, webGroup("22", "", "site_a"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if other.Sync.Awaiting["site_a"] != 3 {
+		t.Fatalf("second group awaits %v, want revision 3", other.Sync.Awaiting)
+	}
+	step("applied 3", report(s, ep, 3, protocol.StateApplied, ""), want{cp.ReportTaken, cp.StatusActive, cp.SiteInSync, 3})
+	if cur, _ := s.GetSecurityGroup(ctx, org, other.ID); cur.Status != cp.StatusActive {
+		t.Errorf("second group: %q", cur.Status)
+	}
+	step("late applied 2 (retry)", report(s, ep, 2, protocol.StateApplied, ""), want{cp.ReportStale, cp.StatusActive, cp.SiteInSync, 3})
 
 	// A write that does not change what the router gets (the description)
-	// asks for revision 2 again, which the site applied: Settle confirms it.
+	// asks for revision 3 again, which the site applied: Settle confirms it.
 	clk.Advance(time.Second)
 	same, err := s.ReplaceSecurityGroup(ctx, org, g.ID, webGroup("8443", "reworded", "site_a"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if same.Sync.Awaiting["site_a"] != 2 {
-		t.Fatalf("unchanged content awaits %v, want revision 2 again", same.Sync.Awaiting)
+	if same.Sync.Awaiting["site_a"] != 3 {
+		t.Fatalf("unchanged content awaits %v, want revision 3 again", same.Sync.Awaiting)
 	}
 	if err := s.Settle(ctx, org, []string{"site_a"}); err != nil {
 		t.Fatal(err)
@@ -122,7 +135,7 @@ func TestReportStatusStateTable(t *testing.T) {
 	if err := s.SetPresence(ctx, org, "site_a", protocol.Presence{State: protocol.PresenceOffline}); err != nil {
 		t.Fatal(err)
 	}
-	step("retained applied 2 while offline", report(s, ep, 2, protocol.StateApplied, ""), want{cp.ReportTaken, cp.StatusActive, cp.SiteOffline, 2})
+	step("retained applied 3 while offline", report(s, ep, 3, protocol.StateApplied, ""), want{cp.ReportTaken, cp.StatusActive, cp.SiteOffline, 3})
 	if err := s.SetPresence(ctx, org, "site_a", protocol.Presence{State: protocol.PresenceOnline, At: clk.Now()}); err != nil {
 		t.Fatal(err)
 	}
