@@ -207,7 +207,7 @@ func e2eHeap() uint64 {
 
 func benchEndToEnd(b *testing.B, target string, n int) {
 	dir := b.TempDir()
-	cfg := Config{HTTPAddr: "127.0.0.1:0", DataDir: dir, MQTTListen: "127.0.0.1:0", JWTOrgClaim: "org_id", SyncTimeout: 10 * time.Minute, LogLevel: "warn"}
+	cfg := Config{HTTPAddr: "127.0.0.1:0", DataDir: dir, MQTTListen: "127.0.0.1:0", JWTOrgClaim: "org_id", SyncTimeout: 30 * time.Minute, LogLevel: "warn"}
 	if target == "mosquitto" {
 		cfg.MQTTURL = os.Getenv("RAMPART_TEST_MQTT_URL")
 		if cfg.MQTTURL == "" {
