@@ -373,7 +373,7 @@ func testLoop(t *testing.T, external bool) {
 		var sites []cp.Site
 		l.must(200, "GET", "/vpc/sites", "", &sites)
 		for _, s := range sites {
-			if s.State != cp.SiteInSync || s.AppliedRevision <= rev1 {
+			if s.State != cp.SiteInSync || s.AppliedRevision <= rev1 || s.AppliedRevision != s.DesiredRevision {
 				return fmt.Sprintf("%+v", s)
 			}
 		}
@@ -406,7 +406,9 @@ func testLoop(t *testing.T, external bool) {
 		t.Errorf("propagation observed %d writes, want at least 4", observed)
 	}
 	if inSync != 2 {
-		t.Errorf("rampart_sites{state=in_sync} = %v, want 2", inSync)
+		var sites []cp.Site
+		l.must(200, "GET", "/vpc/sites", "", &sites)
+		t.Errorf("rampart_sites{state=in_sync} = %v, want 2; sites %+v", inSync, sites)
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -196,7 +197,13 @@ func (s *Store) Settle(ctx context.Context, org string, sites []string) error {
 			if err != nil {
 				return err
 			}
-			if rec == nil || rec.AppliedRevision == cp.UnknownRevision {
+			if rec == nil {
+				continue
+			}
+			if rec.AppliedRevision == cp.UnknownRevision {
+				if err := settleState(sb, site, rec, s.opts.Now().Add(s.opts.SyncTimeout)); err != nil {
+					return err
+				}
 				continue
 			}
 			if rb != nil {
@@ -209,11 +216,8 @@ func (s *Store) Settle(ctx context.Context, org string, sites []string) error {
 			if err := s.confirmAwaiting(tx, ob, org, site, rec.AppliedRevision, true, ""); err != nil {
 				return err
 			}
-			if rec.AppliedRevision >= rec.DesiredRevision && rec.State == cp.SiteSyncing {
-				rec.State = cp.SiteInSync
-				if err := putJSON(sb, site, siteRecord{Site: *rec, SyncDeadline: rec.SyncDeadline}); err != nil {
-					return err
-				}
+			if err := settleState(sb, site, rec, s.opts.Now().Add(s.opts.SyncTimeout)); err != nil {
+				return err
 			}
 		}
 		return nil
@@ -234,4 +238,23 @@ func resumedState(rec *cp.Site, last lastReport, epoch string) cp.SiteState {
 	default:
 		return cp.SiteUnknown
 	}
+}
+
+// settleState makes a site's state agree with its revisions after a write:
+// in sync once it applied what it must, syncing (until deadline, then
+// unknown) while it has a newer revision to apply. A write that no resource
+// awaits (a delete) raises the site's revision without marking it syncing.
+func settleState(sb *bolt.Bucket, site string, rec *cp.Site, deadline time.Time) error {
+	switch {
+	case rec.AppliedRevision >= rec.DesiredRevision && rec.State == cp.SiteSyncing:
+		rec.State = cp.SiteInSync
+	case rec.AppliedRevision < rec.DesiredRevision && rec.State == cp.SiteInSync:
+		rec.State = cp.SiteSyncing
+		if deadline.After(rec.SyncDeadline) {
+			rec.SyncDeadline = deadline
+		}
+	default:
+		return nil
+	}
+	return putJSON(sb, site, siteRecord{Site: *rec, SyncDeadline: rec.SyncDeadline})
 }

@@ -205,3 +205,26 @@ func TestReportsInAnyOrder(t *testing.T) {
 		}
 	}
 }
+
+// TestSettleAfterDelete: a delete gives the site a new revision that no
+// resource awaits; Settle shows the site syncing until it applies it.
+func TestSettleAfterDelete(t *testing.T) {
+	ctx := context.Background()
+	s, _ := compiled(t)
+	g, _ := s.CreateSecurityGroup(ctx, org, webGroup("443", "", "site_a"))
+	ep := s.Epoch()
+	s.ReportStatus(ctx, org, "site_a", report(s, ep, 1, protocol.StateApplied, ""))
+	if err := s.DeleteSecurityGroup(ctx, org, g.ID); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Settle(ctx, org, []string{"site_a"}); err != nil {
+		t.Fatal(err)
+	}
+	if site, _ := s.GetSite(ctx, org, "site_a"); site.State != cp.SiteSyncing || site.DesiredRevision != 2 {
+		t.Errorf("after delete: %+v, want syncing to revision 2", site)
+	}
+	s.ReportStatus(ctx, org, "site_a", report(s, ep, 2, protocol.StateApplied, ""))
+	if site, _ := s.GetSite(ctx, org, "site_a"); site.State != cp.SiteInSync {
+		t.Errorf("after applying the delete: %+v", site)
+	}
+}
