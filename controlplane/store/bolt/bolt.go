@@ -23,15 +23,16 @@
 // Every write is one transaction: validation of the body's shape happens
 // before (in the api and controlplane packages); inside the transaction only
 // what depends on stored state is checked (existence, lock, references). By
-// default writes go through bbolt's Batch, which coalesces concurrent writers
-// into one fsync; Options.NoBatch uses one Update per write instead.
+// default concurrent writes share transactions and fsyncs (group commit,
+// commit.go); Options.NoBatch uses one Update per write instead.
 //
 // Writes are optimistic so that the expensive part (decoding the stored
 // resource, keeping rule ids, encoding the new one) runs outside bbolt's
 // single writer: a replace reads the stored bytes in a read transaction,
 // prepares the new value, and inside the write transaction only checks that
 // the stored bytes are still the same (else it starts over). Reads serve the
-// stored JSON with the current status spliced in, without decoding it.
+// stored JSON with the current status spliced in, without decoding it, and
+// GetJSON keeps its answers until the next write (readCache).
 //
 // # Status
 //
@@ -76,9 +77,9 @@ type Options struct {
 	Revisioner cp.Revisioner
 	// NoBatch makes every write its own Update (one fsync per write).
 	NoBatch bool
-	// MaxBatchDelay is how long a batched write waits for others to join
-	// its transaction; zero means 2 ms (bbolt's own default, 10 ms, adds
-	// 10 ms to every lone write).
+	// MaxBatchDelay is how long a write waits for others to join its
+	// transaction. Zero means no wait (group commit: writes arriving while
+	// a transaction commits share the next one), which measured best.
 	MaxBatchDelay time.Duration
 }
 
@@ -110,6 +111,7 @@ type Store struct {
 	onChange []cp.ChangeFunc
 	cache    groupCache
 	reads    readCache
+	commits  *committer // nil with NoBatch
 }
 
 // Open opens (or creates) the database at path.
@@ -127,10 +129,6 @@ func Open(path string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open database %s: %w", path, err)
 	}
-	if opts.MaxBatchDelay <= 0 {
-		opts.MaxBatchDelay = 2 * time.Millisecond
-	}
-	db.MaxBatchDelay = opts.MaxBatchDelay
 	s := &Store{db: db, opts: opts, cache: groupCache{max: cacheBytes}}
 	err = db.Update(func(tx *bolt.Tx) error {
 		for _, b := range [][]byte{bucketMeta, bucketOrgs, bucketDeadlines, bucketAwaiting, bucketStatus} {
@@ -154,11 +152,19 @@ func Open(path string, opts Options) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("initialise database %s: %w", path, err)
 	}
+	if !opts.NoBatch {
+		s.commits = newCommitter(db, opts.MaxBatchDelay)
+	}
 	return s, nil
 }
 
 // Close closes the database.
-func (s *Store) Close() error { return s.db.Close() }
+func (s *Store) Close() error {
+	if s.commits != nil {
+		s.commits.close()
+	}
+	return s.db.Close()
+}
 
 // Epoch is the store's random identity, created once with the file. The MQTT
 // side puts it in every DesiredState so agents notice a replaced store.
@@ -200,10 +206,10 @@ func (s *Store) write(ctx context.Context, fn func(tx *bolt.Tx) error) error {
 	// Whatever happened, the database may have changed once this returns:
 	// answers cached before are stale.
 	defer s.reads.invalidate()
-	if s.opts.NoBatch {
+	if s.commits == nil {
 		return s.db.Update(fn)
 	}
-	return s.db.Batch(fn)
+	return s.commits.write(fn)
 }
 
 // --- records and keys ---

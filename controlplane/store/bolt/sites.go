@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"slices"
 	"time"
 
@@ -29,152 +30,250 @@ type lastReport struct {
 	State    string `json:"state"`
 }
 
-// ReportStatus folds one status report of a site into the site's record and,
-// for "applied" and "failed", into every group and prefix list waiting for
-// the site (controlplane.SyncState.Confirm), in one transaction. Reports are
-// taken only in order: a report for an older revision than one already taken,
-// or an "applying" after that revision's outcome, changes nothing. A report
-// of another epoch confirms nothing: its revision numbers are another store's.
+// ReportStatus folds one status report of a site into the store; see
+// Ingest, which takes many in one transaction.
 func (s *Store) ReportStatus(ctx context.Context, org, site string, st protocol.SiteStatus) (cp.ReportResult, error) {
-	var res cp.ReportResult
-	err := s.write(ctx, func(tx *bolt.Tx) error {
-		res = cp.ReportTaken
-		now := s.opts.Now()
-		ob, err := orgBucket(tx, org, true)
-		if err != nil {
-			return err
-		}
-		rb, err := ob.CreateBucketIfNotExists(bucketReports)
-		if err != nil {
-			return err
-		}
-		sb := ob.Bucket(bucketSites)
-		rec, err := getSite(sb, site)
-		if err != nil {
-			return err
-		}
-		if rec == nil {
-			rec = &cp.Site{ID: site, State: cp.SiteUnknown}
-		}
-		rec.AgentVersion, rec.RouterOSVersion, rec.Board = st.AgentVersion, st.RouterOSVersion, st.Board
-
-		if st.Epoch != s.epoch {
-			res = cp.ReportOtherEpoch
-			return putJSON(sb, site, siteRecord{Site: *rec, SyncDeadline: rec.SyncDeadline})
-		}
-		var last lastReport
-		if raw := rb.Get([]byte(site)); raw != nil {
-			if err := json.Unmarshal(raw, &last); err != nil {
-				return fmt.Errorf("decode last report of %s: %w", site, err)
-			}
-		}
-		if last.Epoch == s.epoch && (st.Revision < last.Revision ||
-			st.Revision == last.Revision && st.State == protocol.StateApplying && last.State != protocol.StateApplying) {
-			res = cp.ReportStale
-			return putJSON(sb, site, siteRecord{Site: *rec, SyncDeadline: rec.SyncDeadline})
-		}
-		if err := putJSON(rb, site, lastReport{Epoch: st.Epoch, Revision: st.Revision, State: st.State}); err != nil {
-			return err
-		}
-		switch st.State {
-		case protocol.StateApplied, protocol.StateFailed:
-			applied := st.State == protocol.StateApplied
-			if err := s.confirmAwaiting(tx, ob, org, site, st.Revision, applied, st.Error); err != nil {
-				return err
-			}
-			if applied {
-				rec.AppliedRevision = max(rec.AppliedRevision, st.Revision)
-				rec.State, rec.LastError = cp.SiteInSync, ""
-				if rec.DesiredRevision > st.Revision {
-					rec.State = cp.SiteSyncing
-				}
-			} else {
-				rec.State, rec.LastError = cp.SiteFailed, st.Error
-			}
-		default: // applying
-			if rec.State != cp.SiteFailed || st.Revision > rec.AppliedRevision {
-				rec.State = cp.SiteSyncing
-				if rec.SyncDeadline.Before(now.Add(s.opts.SyncTimeout)) && rec.DesiredRevision > rec.AppliedRevision {
-					// A site that is working on it is syncing, not unknown,
-					// until the usual deadline.
-					rec.SyncDeadline = now.Add(s.opts.SyncTimeout)
-				}
-			}
-		}
-		if !rec.Online && rec.LastSeen != nil {
-			rec.State = cp.SiteOffline // until its presence says online
-		}
-		return putJSON(sb, site, siteRecord{Site: *rec, SyncDeadline: rec.SyncDeadline})
-	})
+	res, err := s.Ingest(ctx, []cp.Report{{OrgID: org, SiteID: site, Status: &st}})
 	if err != nil {
-		return res, wrap("report site status", err)
+		return 0, err
 	}
-	return res, nil
+	return res[0], nil
 }
 
-// confirmAwaiting folds a report into every resource waiting for site (the
-// same walk as Confirm).
-func (s *Store) confirmAwaiting(tx *bolt.Tx, ob *bolt.Bucket, org, site string, revision uint64, applied bool, errMsg string) error {
+// SetPresence records a site's presence; see Ingest.
+func (s *Store) SetPresence(ctx context.Context, org, site string, p protocol.Presence) error {
+	_, err := s.Ingest(ctx, []cp.Report{{OrgID: org, SiteID: site, Presence: &p}})
+	return err
+}
+
+// Ingest folds reports, in order, into the store in one transaction, and
+// returns what it did with each (presence is always taken).
+//
+// A status report goes into the site's record and, for "applied" and
+// "failed", into every group and prefix list waiting for the site
+// (controlplane.SyncState.Confirm). Reports are taken only in order: a
+// report for an older revision than one already taken, or an "applying"
+// after that revision's outcome, changes nothing. A report of another epoch
+// confirms nothing: its revision numbers are another store's.
+//
+// A presence records whether the agent is online and when it was last heard
+// of (the agent's own time when it says, else now). Presence is taken in the
+// order it arrives, not by its time: a router's clock may be wrong, and the
+// bus already drops a retained copy that follows a live one.
+//
+// Each resource's sync record (which lists every site it awaits) is decoded
+// and written once per call however many of its sites report, so a batch of
+// n reports costs O(n + sites), not O(n × sites).
+func (s *Store) Ingest(ctx context.Context, reports []cp.Report) ([]cp.ReportResult, error) {
+	results := make([]cp.ReportResult, len(reports))
+	err := s.write(ctx, func(tx *bolt.Tx) error {
+		b := newSyncBatch(s, tx)
+		for i, r := range reports {
+			var err error
+			switch {
+			case r.Status != nil:
+				results[i], err = s.ingestStatus(b, r.OrgID, r.SiteID, r.Status)
+			case r.Presence != nil:
+				results[i], err = cp.ReportTaken, s.ingestPresence(tx, r.OrgID, r.SiteID, *r.Presence)
+			}
+			if err != nil {
+				return err
+			}
+		}
+		return b.flush()
+	})
+	if err != nil {
+		return nil, wrap("ingest site reports", err)
+	}
+	return results, nil
+}
+
+func (s *Store) ingestStatus(b *syncBatch, org, site string, st *protocol.SiteStatus) (cp.ReportResult, error) {
+	now := s.opts.Now()
+	ob, err := orgBucket(b.tx, org, true)
+	if err != nil {
+		return 0, err
+	}
+	rb, err := ob.CreateBucketIfNotExists(bucketReports)
+	if err != nil {
+		return 0, err
+	}
+	sb := ob.Bucket(bucketSites)
+	rec, err := getSite(sb, site)
+	if err != nil {
+		return 0, err
+	}
+	if rec == nil {
+		rec = &cp.Site{ID: site, State: cp.SiteUnknown}
+	}
+	rec.AgentVersion, rec.RouterOSVersion, rec.Board = st.AgentVersion, st.RouterOSVersion, st.Board
+	put := func(res cp.ReportResult) (cp.ReportResult, error) {
+		return res, putJSON(sb, site, siteRecord{Site: *rec, SyncDeadline: rec.SyncDeadline})
+	}
+	if st.Epoch != s.epoch {
+		return put(cp.ReportOtherEpoch)
+	}
+	var last lastReport
+	if raw := rb.Get([]byte(site)); raw != nil {
+		if err := json.Unmarshal(raw, &last); err != nil {
+			return 0, fmt.Errorf("decode last report of %s: %w", site, err)
+		}
+	}
+	if last.Epoch == s.epoch && (st.Revision < last.Revision ||
+		st.Revision == last.Revision && st.State == protocol.StateApplying && last.State != protocol.StateApplying) {
+		return put(cp.ReportStale)
+	}
+	if err := putJSON(rb, site, lastReport{Epoch: st.Epoch, Revision: st.Revision, State: st.State}); err != nil {
+		return 0, err
+	}
+	switch st.State {
+	case protocol.StateApplied, protocol.StateFailed:
+		applied := st.State == protocol.StateApplied
+		if err := b.confirm(ob, org, site, st.Revision, applied, st.Error); err != nil {
+			return 0, err
+		}
+		if applied {
+			rec.AppliedRevision = max(rec.AppliedRevision, st.Revision)
+			rec.State, rec.LastError = cp.SiteInSync, ""
+			if rec.DesiredRevision > st.Revision {
+				rec.State = cp.SiteSyncing
+			}
+		} else {
+			rec.State, rec.LastError = cp.SiteFailed, st.Error
+		}
+	default: // applying
+		if rec.State != cp.SiteFailed || st.Revision > rec.AppliedRevision {
+			rec.State = cp.SiteSyncing
+			if rec.SyncDeadline.Before(now.Add(s.opts.SyncTimeout)) && rec.DesiredRevision > rec.AppliedRevision {
+				// A site that is working on it is syncing, not unknown,
+				// until the usual deadline.
+				rec.SyncDeadline = now.Add(s.opts.SyncTimeout)
+			}
+		}
+	}
+	if !rec.Online && rec.LastSeen != nil {
+		rec.State = cp.SiteOffline // until its presence says online
+	}
+	return put(cp.ReportTaken)
+}
+
+// syncBatch holds the sync records of resources that one transaction
+// confirms sites of, so that each is decoded and written once.
+type syncBatch struct {
+	s     *Store
+	tx    *bolt.Tx
+	syncs map[string]*batchedSync
+	order []*batchedSync
+}
+
+type batchedSync struct {
+	ob            *bolt.Bucket
+	org, kind, id string
+	prev, cur     cp.SyncState
+	changed, gone bool
+}
+
+func newSyncBatch(s *Store, tx *bolt.Tx) *syncBatch {
+	return &syncBatch{s: s, tx: tx, syncs: map[string]*batchedSync{}}
+}
+
+// confirm folds a report into every resource waiting for site.
+func (b *syncBatch) confirm(ob *bolt.Bucket, org, site string, revision uint64, applied bool, errMsg string) error {
 	prefix := append(key(org, site), 0)
 	var keys [][]byte
-	c := tx.Bucket(bucketAwaiting).Cursor()
+	c := b.tx.Bucket(bucketAwaiting).Cursor()
 	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
 		keys = append(keys, slices.Clone(k[len(prefix):]))
 	}
 	for _, k := range keys {
 		kind, id, _ := bytes.Cut(k, []byte{0})
-		if err := s.updateSync(tx, ob, org, string(kind), string(id), func(st *cp.SyncState) bool {
-			return st.Confirm(site, revision, applied, errMsg)
-		}); err != nil {
+		e, err := b.get(ob, org, string(kind), string(id))
+		if err != nil {
+			return err
+		}
+		if e.gone {
+			continue // deleted; its index entries go with it
+		}
+		if e.cur.Confirm(site, revision, applied, errMsg) {
+			e.changed = true
+		}
+	}
+	return nil
+}
+
+func (b *syncBatch) get(ob *bolt.Bucket, org, kind, id string) (*batchedSync, error) {
+	k := string(key(org, kind, id))
+	if e := b.syncs[k]; e != nil {
+		return e, nil
+	}
+	e := &batchedSync{ob: ob, org: org, kind: kind, id: id}
+	if get(ob, kindBucket(kind), id) == nil {
+		e.gone = true
+	} else {
+		st, err := readSync(ob, kind, id)
+		if err != nil {
+			return nil, err
+		}
+		e.cur, e.prev = st, st
+		e.prev.Awaiting = maps.Clone(st.Awaiting)
+	}
+	b.syncs[k] = e
+	b.order = append(b.order, e)
+	return e, nil
+}
+
+// flush writes every changed sync record and its indexes.
+func (b *syncBatch) flush() error {
+	for _, e := range b.order {
+		if !e.changed {
+			continue
+		}
+		if err := writeSync(e.ob, e.kind, e.id, &e.cur); err != nil {
+			return err
+		}
+		if err := setIndexes(b.tx, e.org, e.kind, e.id, &e.prev, &e.cur); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// SetPresence records a site's presence: online or not, and when it was
-// last heard of (the agent's own time when it says, else now). Presence is
-// taken in the order it arrives, not by its time: a router's clock may be
-// wrong, and the bus already drops a retained copy that follows a live one.
-func (s *Store) SetPresence(ctx context.Context, org, site string, p protocol.Presence) error {
-	err := s.write(ctx, func(tx *bolt.Tx) error {
-		now := s.opts.Now()
-		ob, err := orgBucket(tx, org, true)
-		if err != nil {
-			return err
-		}
-		sb := ob.Bucket(bucketSites)
-		rec, err := getSite(sb, site)
-		if err != nil {
-			return err
-		}
-		if rec == nil {
-			rec = &cp.Site{ID: site, State: cp.SiteUnknown}
-		}
-		at := p.At
-		if at.IsZero() || at.After(now) {
-			at = now
-		}
-		rec.Online = p.State == protocol.PresenceOnline
-		if rec.LastSeen == nil || at.After(*rec.LastSeen) {
-			rec.LastSeen = &at
-		}
-		if !rec.Online {
-			rec.State = cp.SiteOffline
-		} else if rec.State == cp.SiteOffline || rec.State == cp.SiteUnknown {
-			var last lastReport
-			if rb := ob.Bucket(bucketReports); rb != nil {
-				if raw := rb.Get([]byte(site)); raw != nil {
-					if err := json.Unmarshal(raw, &last); err != nil {
-						return fmt.Errorf("decode last report of %s: %w", site, err)
-					}
+func (s *Store) ingestPresence(tx *bolt.Tx, org, site string, p protocol.Presence) error {
+	now := s.opts.Now()
+	ob, err := orgBucket(tx, org, true)
+	if err != nil {
+		return err
+	}
+	sb := ob.Bucket(bucketSites)
+	rec, err := getSite(sb, site)
+	if err != nil {
+		return err
+	}
+	if rec == nil {
+		rec = &cp.Site{ID: site, State: cp.SiteUnknown}
+	}
+	at := p.At
+	if at.IsZero() || at.After(now) {
+		at = now
+	}
+	rec.Online = p.State == protocol.PresenceOnline
+	if rec.LastSeen == nil || at.After(*rec.LastSeen) {
+		rec.LastSeen = &at
+	}
+	if !rec.Online {
+		rec.State = cp.SiteOffline
+	} else if rec.State == cp.SiteOffline || rec.State == cp.SiteUnknown {
+		var last lastReport
+		if rb := ob.Bucket(bucketReports); rb != nil {
+			if raw := rb.Get([]byte(site)); raw != nil {
+				if err := json.Unmarshal(raw, &last); err != nil {
+					return fmt.Errorf("decode last report of %s: %w", site, err)
 				}
 			}
-			rec.State = resumedState(rec, last, s.epoch)
 		}
-		return putJSON(sb, site, siteRecord{Site: *rec, SyncDeadline: rec.SyncDeadline})
-	})
-	return wrap("record site presence", err)
+		rec.State = resumedState(rec, last, s.epoch)
+	}
+	return putJSON(sb, site, siteRecord{Site: *rec, SyncDeadline: rec.SyncDeadline})
 }
 
 // Settle confirms, for each of sites, every group and prefix list waiting
@@ -190,6 +289,7 @@ func (s *Store) Settle(ctx context.Context, org string, sites []string) error {
 		if ob == nil {
 			return nil
 		}
+		b := newSyncBatch(s, tx)
 		rb := ob.Bucket(bucketReports)
 		sb := ob.Bucket(bucketSites)
 		for _, site := range sites {
@@ -213,14 +313,14 @@ func (s *Store) Settle(ctx context.Context, org string, sites []string) error {
 					continue
 				}
 			}
-			if err := s.confirmAwaiting(tx, ob, org, site, rec.AppliedRevision, true, ""); err != nil {
+			if err := b.confirm(ob, org, site, rec.AppliedRevision, true, ""); err != nil {
 				return err
 			}
 			if err := settleState(sb, site, rec, s.opts.Now().Add(s.opts.SyncTimeout)); err != nil {
 				return err
 			}
 		}
-		return nil
+		return b.flush()
 	})
 	return wrap("settle confirmed sites", err)
 }
