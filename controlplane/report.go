@@ -1,5 +1,7 @@
 package controlplane
 
+import "github.com/rampart-fw/rampart/protocol"
+
 // ReportResult says what a store did with a site's status report (the MQTT
 // side counts them).
 type ReportResult int
@@ -29,4 +31,13 @@ func (r ReportResult) String() string {
 		return "other_epoch"
 	}
 	return "unknown"
+}
+
+// Report is one message from a site's agent, as the MQTT side hands it to
+// the store: a status or a presence (exactly one of them is set). Stores
+// take reports in batches (one transaction for many), in order.
+type Report struct {
+	OrgID, SiteID string
+	Status        *protocol.SiteStatus
+	Presence      *protocol.Presence
 }

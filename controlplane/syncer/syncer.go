@@ -20,11 +20,13 @@
 //
 // # Ingesting
 //
-// Syncer is the bus's Ingester. A status report goes to the store's
-// ReportStatus, which takes reports in order only (an older revision, or an
-// "applying" after that revision's outcome, is stale), ignores another
-// epoch's revisions, and confirms the resources waiting for the site.
-// Presence goes to SetPresence. A site stored as online that announces no
+// Syncer is the bus's Ingester. Status and presence are queued in the order
+// they arrive and folded into the store many at a time (Store.Ingest: one
+// transaction, each resource's sync record decoded and written once per
+// batch), so 10,000 sites confirming at once cost a few transactions, not
+// 10,000. The store takes status reports in order only (an older revision,
+// or an "applying" after that revision's outcome, is stale), ignores another
+// epoch's revisions, and confirms the resources waiting for the site. A site stored as online that announces no
 // presence within Options.PresenceGrace of a connection is marked offline: an
 // embedded broker forgets retained presence when it restarts, and an agent
 // that died meanwhile leaves no last will.
@@ -46,7 +48,6 @@ package syncer
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 	"maps"
 	"slices"
@@ -67,8 +68,8 @@ type Store interface {
 	ViewPolicy(ctx context.Context, org string, fn func(cp.PolicyTx) error) error
 	ListSites(ctx context.Context, org string) ([]cp.Site, error)
 	GetSite(ctx context.Context, org, id string) (cp.Site, error)
-	ReportStatus(ctx context.Context, org, site string, st protocol.SiteStatus) (cp.ReportResult, error)
-	SetPresence(ctx context.Context, org, site string, p protocol.Presence) error
+	// Ingest takes reports in order, many in one transaction.
+	Ingest(ctx context.Context, reports []cp.Report) ([]cp.ReportResult, error)
 	Settle(ctx context.Context, org string, sites []string) error
 }
 
@@ -86,8 +87,10 @@ const (
 	// DefaultPresenceGrace exceeds an agent's longest reconnect backoff
 	// (30 s) plus its connect timeout (10 s), with room for a slow machine.
 	DefaultPresenceGrace = 90 * time.Second
-	propagationMaxAge    = time.Hour
-	propagationMaxCount  = 10000
+	// DefaultIngestBatch bounds the reports of one store transaction.
+	DefaultIngestBatch  = 4096
+	propagationMaxAge   = time.Hour
+	propagationMaxCount = 10000
 )
 
 // Options configures New. Store is required; other zero values are usable.
@@ -134,6 +137,15 @@ type Syncer struct {
 	heard       map[string]bool
 	connectGen  int
 	presenceDue int
+	// inQ holds reports not yet in the store, in arrival order; inDone
+	// counts those taken (for Drain).
+	inMu     sync.Mutex
+	inQ      []cp.Report
+	inQueued uint64
+	inDone   uint64
+	inCond   *sync.Cond
+	inWake   chan struct{}
+
 	// presenceMu orders the presence check's writes with ingestion: a
 	// presence holds it (read) from noting the site as heard until its
 	// write is done, so the check never overwrites a fresher presence.
@@ -184,8 +196,9 @@ func New(opts Options) *Syncer {
 	s := &Syncer{
 		opts: opts, log: opts.Logger, epoch: opts.Store.Epoch(),
 		dirty: map[string]map[string]bool{}, settle: map[string]map[string]bool{},
-		props: map[string][]*propagation{}, wake: make(chan struct{}, 1),
+		props: map[string][]*propagation{}, wake: make(chan struct{}, 1), inWake: make(chan struct{}, 1),
 	}
+	s.inCond = sync.NewCond(&s.inMu)
 	s.m = metrics{
 		propagation: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "rampart_propagation_seconds",
@@ -317,9 +330,9 @@ func (s *Syncer) checkPresence(ctx context.Context) {
 			}
 			s.log.Info("site not heard from since the broker connection; marking it offline", "org", org, "site", site.ID,
 				"grace", s.opts.PresenceGrace.String())
-			if err := s.opts.Store.SetPresence(ctx, org, site.ID, protocol.Presence{State: protocol.PresenceOffline}); err != nil {
-				s.log.Error("check presence", "org", org, "site", site.ID, "error", err)
-			}
+			// Queued behind anything already received: a presence that
+			// arrives later is applied later and wins.
+			s.enqueue(cp.Report{OrgID: org, SiteID: site.ID, Presence: &protocol.Presence{State: protocol.PresenceOffline}})
 			s.presenceMu.Unlock()
 		}
 	}
@@ -341,7 +354,13 @@ func (s *Syncer) Run(ctx context.Context, pub Publisher) {
 	}
 	s.running = true
 	s.mu.Unlock()
+	ingested := make(chan struct{})
+	go func() {
+		defer close(ingested)
+		s.ingestLoop(ctx)
+	}()
 	defer func() {
+		<-ingested
 		s.mu.Lock()
 		s.running, s.busy = false, false
 		s.mu.Unlock()
@@ -537,29 +556,103 @@ func (s *Syncer) compile(ctx context.Context, org string, sites []string) ([]pro
 	return docs, err
 }
 
-// SiteStatus is the bus.Ingester method for status reports.
-func (s *Syncer) SiteStatus(ctx context.Context, org, site string, st protocol.SiteStatus) {
-	res, err := s.opts.Store.ReportStatus(ctx, org, site, st)
-	if err != nil {
-		if !errors.Is(err, context.Canceled) {
-			s.log.Error("ingest site status", "org", org, "site", site, "revision", st.Revision, "error", err)
-		}
-		return
-	}
-	s.m.reports.WithLabelValues(res.String()).Inc()
-	s.log.Debug("site status", "org", org, "site", site, "revision", st.Revision, "state", st.State, "result", res.String())
-	if res == cp.ReportTaken && st.State == protocol.StateApplied {
-		s.confirmPropagation(org, site, st.Revision)
-	}
+// SiteStatus is the bus.Ingester method for status reports: it queues the
+// report for the store.
+func (s *Syncer) SiteStatus(_ context.Context, org, site string, st protocol.SiteStatus) {
+	s.enqueue(cp.Report{OrgID: org, SiteID: site, Status: &st})
 }
 
 // SitePresence is the bus.Ingester method for presence.
-func (s *Syncer) SitePresence(ctx context.Context, org, site string, p protocol.Presence) {
+func (s *Syncer) SitePresence(_ context.Context, org, site string, p protocol.Presence) {
 	s.presenceMu.RLock()
 	defer s.presenceMu.RUnlock()
 	s.hear(org, site)
-	if err := s.opts.Store.SetPresence(ctx, org, site, p); err != nil && !errors.Is(err, context.Canceled) {
-		s.log.Error("ingest site presence", "org", org, "site", site, "error", err)
+	s.enqueue(cp.Report{OrgID: org, SiteID: site, Presence: &p})
+}
+
+func (s *Syncer) enqueue(r cp.Report) {
+	s.inMu.Lock()
+	s.inQ = append(s.inQ, r)
+	s.inQueued++
+	s.inMu.Unlock()
+	select {
+	case s.inWake <- struct{}{}:
+	default:
+	}
+}
+
+// Drain waits until every report received so far is in the store, or ctx
+// ends. Tests and benchmarks use it.
+func (s *Syncer) Drain(ctx context.Context) error {
+	s.inMu.Lock()
+	target := s.inQueued
+	s.inMu.Unlock()
+	stop := context.AfterFunc(ctx, func() {
+		s.inMu.Lock()
+		s.inCond.Broadcast()
+		s.inMu.Unlock()
+	})
+	defer stop()
+	s.inMu.Lock()
+	defer s.inMu.Unlock()
+	for s.inDone < target {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		s.inCond.Wait()
+	}
+	return nil
+}
+
+// ingestLoop folds queued reports into the store, up to DefaultIngestBatch
+// per transaction, until ctx ends. A failed transaction is retried: the
+// reports are facts, losing one could leave a resource syncing.
+func (s *Syncer) ingestLoop(ctx context.Context) {
+	backoff := time.Duration(0)
+	for {
+		s.inMu.Lock()
+		n := min(len(s.inQ), DefaultIngestBatch)
+		batch := slices.Clone(s.inQ[:n])
+		s.inMu.Unlock()
+		if n == 0 {
+			select {
+			case <-ctx.Done():
+				return
+			case <-s.inWake:
+			}
+			continue
+		}
+		results, err := s.opts.Store.Ingest(ctx, batch)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			backoff = min(max(backoff*2, s.opts.RetryMin), s.opts.RetryMax)
+			s.log.Error("ingest site reports; will retry", "reports", n, "error", err, "retry_in", backoff.String())
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(backoff):
+			}
+			continue
+		}
+		backoff = 0
+		for i, r := range batch {
+			if r.Status == nil {
+				continue
+			}
+			res := results[i]
+			s.m.reports.WithLabelValues(res.String()).Inc()
+			if res == cp.ReportTaken && r.Status.State == protocol.StateApplied {
+				s.confirmPropagation(r.OrgID, r.SiteID, r.Status.Revision)
+			}
+		}
+		s.log.Debug("ingested site reports", "reports", n)
+		s.inMu.Lock()
+		s.inQ = slices.Delete(s.inQ, 0, n)
+		s.inDone += uint64(n)
+		s.inCond.Broadcast()
+		s.inMu.Unlock()
 	}
 }
 

@@ -201,6 +201,11 @@ func TestMetrics(t *testing.T) {
 	published(t, pub, "site_a", "site_b")
 	applied := func(site string) {
 		s.SiteStatus(ctx, org, site, protocol.SiteStatus{Schema: 1, OrgID: org, SiteID: site, Epoch: st.Epoch(), Revision: 1, State: protocol.StateApplied})
+		dctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+		defer cancel()
+		if err := s.Drain(dctx); err != nil {
+			t.Fatal(err)
+		}
 	}
 	applied("site_a")
 	if n := testutil.CollectAndCount(reg, "rampart_propagation_seconds"); n != 1 {

@@ -228,3 +228,49 @@ func TestSettleAfterDelete(t *testing.T) {
 		t.Errorf("after applying the delete: %+v", site)
 	}
 }
+
+// TestIngestBatch: one transaction with every site's applying and applied
+// reports (and a presence) confirms the group, as the same reports one by
+// one would.
+func TestIngestBatch(t *testing.T) {
+	ctx := context.Background()
+	s, _ := compiled(t)
+	var sites []string
+	for i := range 50 {
+		sites = append(sites, "site_"+string(rune('a'+i%26))+string(rune('a'+i/26)))
+	}
+	g, err := s.CreateSecurityGroup(ctx, org, webGroup("443", "", sites...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ep := s.Epoch()
+	var batch []cp.Report
+	for _, site := range sites {
+		for _, state := range []string{protocol.StateApplying, protocol.StateApplied} {
+			st := protocol.SiteStatus{Schema: 1, OrgID: org, SiteID: site, Epoch: ep, Revision: 1, State: state}
+			batch = append(batch, cp.Report{OrgID: org, SiteID: site, Status: &st})
+		}
+		batch = append(batch, cp.Report{OrgID: org, SiteID: site, Presence: &protocol.Presence{State: protocol.PresenceOnline}})
+	}
+	res, err := s.Ingest(ctx, batch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, r := range res {
+		if r != cp.ReportTaken {
+			t.Errorf("report %d: %v", i, r)
+		}
+	}
+	if cur, _ := s.GetSecurityGroup(ctx, org, g.ID); cur.Status != cp.StatusActive || len(cur.Sync.Awaiting) != 0 {
+		t.Errorf("group after the batch: %q awaiting %v", cur.Status, cur.Sync.Awaiting)
+	}
+	list, _ := s.ListSites(ctx, org)
+	for _, site := range list {
+		if site.State != cp.SiteInSync || !site.Online || site.AppliedRevision != 1 {
+			t.Errorf("site %+v", site)
+		}
+	}
+	if counts, _ := s.CountByStatus(ctx); counts[cp.KindSecurityGroup][cp.StatusActive] != 1 {
+		t.Errorf("status index: %v", counts)
+	}
+}
