@@ -581,6 +581,22 @@ func (s *Syncer) enqueue(r cp.Report) {
 	}
 }
 
+// ingestEach ingests reports one per transaction; a report that fails is
+// logged and dropped (its result reads stale).
+func (s *Syncer) ingestEach(ctx context.Context, batch []cp.Report) []cp.ReportResult {
+	results := make([]cp.ReportResult, len(batch))
+	for i, r := range batch {
+		res, err := s.opts.Store.Ingest(ctx, batch[i:i+1])
+		if err != nil {
+			s.log.Error("drop a site report the store refuses", "org", r.OrgID, "site", r.SiteID, "error", err)
+			results[i] = cp.ReportStale
+			continue
+		}
+		results[i] = res[0]
+	}
+	return results
+}
+
 // Drain waits until every report received so far is in the store, or ctx
 // ends. Tests and benchmarks use it.
 func (s *Syncer) Drain(ctx context.Context) error {
@@ -623,6 +639,12 @@ func (s *Syncer) ingestLoop(ctx context.Context) {
 			continue
 		}
 		results, err := s.opts.Store.Ingest(ctx, batch)
+		if err != nil && ctx.Err() == nil && backoff >= s.opts.RetryMax {
+			// Failing for a while: take the reports one at a time, so one
+			// the store cannot take (logged and dropped) does not hold up
+			// every other site's.
+			results, err = s.ingestEach(ctx, batch), nil
+		}
 		if err != nil {
 			if ctx.Err() != nil {
 				return
