@@ -64,7 +64,9 @@ type Store interface {
 
 // RawStore is optionally implemented by a Store that can produce the API's
 // JSON of groups and prefix lists without decoding them (bolt.Store does):
-// reads then cost a copy instead of a decode and an encode.
+// reads then cost a copy instead of a decode and an encode. The bytes
+// returned may be shared (bolt.Store caches GET answers): the API only
+// writes them, never modifies them.
 type RawStore interface {
 	GetJSON(ctx context.Context, org, kind, id string) ([]byte, error)
 	ListJSON(ctx context.Context, org, kind string) ([]byte, error)
