@@ -354,7 +354,7 @@ func (a *Agent) setHealthy(ok bool) {
 func (a *Agent) serveMetrics() (func(), error) {
 	ln, err := net.Listen("tcp", a.cfg.MetricsAddr)
 	if err != nil {
-		return nil, fmt.Errorf("listen for metrics on %s (%s): %w", a.cfg.MetricsAddr, EnvMetricsAddr, err)
+		return nil, fmt.Errorf("listen for metrics on %s (%s): %w", a.cfg.MetricsAddr, protocol.EnvMetricsAddr, err)
 	}
 	a.mu.Lock()
 	a.metricsAddr = ln.Addr().String()

@@ -186,9 +186,9 @@ func (a *Agent) explain(err error) string {
 	switch {
 	case strings.Contains(s, "interface-list") && strings.Contains(s, "does not match"),
 		strings.Contains(s, "interface list "+fmt.Sprintf("%q", a.cfg.WANList)):
-		return fmt.Sprintf("interface list %q does not exist on the router: create it (/interface/list/add name=%s) and add the Internet-facing interfaces, or set %s to the list that holds them", a.cfg.WANList, a.cfg.WANList, EnvWANList)
+		return fmt.Sprintf("interface list %q does not exist on the router: create it (/interface/list/add name=%s) and add the Internet-facing interfaces, or set %s to the list that holds them", a.cfg.WANList, a.cfg.WANList, protocol.EnvWANList)
 	case strings.Contains(s, "invalid user name or password"), strings.Contains(s, "cannot log in"):
-		return fmt.Sprintf("RouterOS refused the login of user %q: check %s and %s", a.cfg.RouterOSUser, EnvRouterOSUser, EnvRouterOSPassword)
+		return fmt.Sprintf("RouterOS refused the login of user %q: check %s and %s", a.cfg.RouterOSUser, protocol.EnvRouterOSUser, protocol.EnvRouterOSPassword)
 	case strings.Contains(s, "not enough permissions"):
 		return fmt.Sprintf("RouterOS user %q lacks permissions (%s): give its group the api, read and write policies", a.cfg.RouterOSUser, s)
 	}

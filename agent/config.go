@@ -13,26 +13,10 @@ import (
 	"github.com/rampart-fw/rampart/protocol"
 )
 
-// Environment variables the agent reads. They are the agent's whole
-// configuration (DESIGN.md section 9): the binary takes no flags, because a
-// RouterOS container is configured through its environment list.
-const (
-	EnvMQTTURL          = "RAMPART_MQTT_URL"
-	EnvOrgID            = "RAMPART_ORG_ID"
-	EnvSiteID           = "RAMPART_SITE_ID"
-	EnvSiteSecret       = "RAMPART_SITE_SECRET"
-	EnvRouterOSAddr     = "RAMPART_ROUTEROS_ADDR"
-	EnvRouterOSUser     = "RAMPART_ROUTEROS_USER"
-	EnvRouterOSPassword = "RAMPART_ROUTEROS_PASSWORD"
-	EnvRouterOSTLS      = "RAMPART_ROUTEROS_TLS"
-	EnvStateDir         = "RAMPART_STATE_DIR"
-	EnvMetricsAddr      = "RAMPART_METRICS_ADDR"
-	EnvResyncInterval   = "RAMPART_RESYNC_INTERVAL"
-	EnvWANList          = "RAMPART_WAN_LIST"
-	// EnvTopicRoot is optional and not part of the section 9 contract; it
-	// exists for control planes configured with another topic root.
-	EnvTopicRoot = "RAMPART_TOPIC_ROOT"
-)
+// EnvTopicRoot is read besides the section 9 variables (protocol.Env*).
+// It is optional and not part of the section 9 contract; it exists for
+// control planes configured with another topic root.
+const EnvTopicRoot = "RAMPART_TOPIC_ROOT"
 
 // Defaults for optional settings.
 const (
@@ -98,31 +82,31 @@ func LoadConfig(lookup func(string) (string, bool)) (Config, error) {
 		return v
 	}
 
-	if raw := required(EnvMQTTURL, "the broker URL, e.g. tcp://broker.example.net:1883 or ssl://broker.example.net:8883"); raw != "" {
+	if raw := required(protocol.EnvMQTTURL, "the broker URL, e.g. tcp://broker.example.net:1883 or ssl://broker.example.net:8883"); raw != "" {
 		u, err := url.Parse(raw)
 		switch {
 		case err != nil:
-			bad(EnvMQTTURL, "%q is not a URL; want e.g. tcp://broker.example.net:1883", raw)
+			bad(protocol.EnvMQTTURL, "%q is not a URL; want e.g. tcp://broker.example.net:1883", raw)
 		case !validMQTTScheme(u.Scheme):
-			bad(EnvMQTTURL, "scheme %q is not supported; want tcp, mqtt, ssl, tls or mqtts", u.Scheme)
+			bad(protocol.EnvMQTTURL, "scheme %q is not supported; want tcp, mqtt, ssl, tls or mqtts", u.Scheme)
 		case u.Hostname() == "":
-			bad(EnvMQTTURL, "%q has no host; want e.g. tcp://broker.example.net:1883", raw)
+			bad(protocol.EnvMQTTURL, "%q has no host; want e.g. tcp://broker.example.net:1883", raw)
 		default:
 			if u.Port() != "" {
 				if _, err := parsePort(u.Port()); err != nil {
-					bad(EnvMQTTURL, "port %q is not a TCP port (1-65535)", u.Port())
+					bad(protocol.EnvMQTTURL, "port %q is not a TCP port (1-65535)", u.Port())
 				}
 			}
 			c.MQTTURL = u
 		}
 	}
-	if c.OrgID = required(EnvOrgID, "the organisation id the control plane enrolled this site in"); c.OrgID != "" && !protocol.ValidOrgID(c.OrgID) {
-		bad(EnvOrgID, "%q is not an organisation id; want 1-128 of [A-Za-z0-9_.-] starting with a letter or digit", c.OrgID)
+	if c.OrgID = required(protocol.EnvOrgID, "the organisation id the control plane enrolled this site in"); c.OrgID != "" && !protocol.ValidOrgID(c.OrgID) {
+		bad(protocol.EnvOrgID, "%q is not an organisation id; want 1-128 of [A-Za-z0-9_.-] starting with a letter or digit", c.OrgID)
 	}
-	if c.SiteID = required(EnvSiteID, "the site id, e.g. site_hq"); c.SiteID != "" && !protocol.ValidSiteID(c.SiteID) {
-		bad(EnvSiteID, "%q is not a site id; want site_ followed by 1-64 letters or digits", c.SiteID)
+	if c.SiteID = required(protocol.EnvSiteID, "the site id, e.g. site_hq"); c.SiteID != "" && !protocol.ValidSiteID(c.SiteID) {
+		bad(protocol.EnvSiteID, "%q is not a site id; want site_ followed by 1-64 letters or digits", c.SiteID)
 	}
-	c.SiteSecret = required(EnvSiteSecret, "the site's MQTT secret printed by `rampart-controlplane enroll`")
+	c.SiteSecret = required(protocol.EnvSiteSecret, "the site's MQTT secret printed by `rampart-controlplane enroll`")
 
 	c.TopicRoot = protocol.DefaultTopicRoot
 	if v := get(EnvTopicRoot); v != "" {
@@ -132,10 +116,10 @@ func LoadConfig(lookup func(string) (string, bool)) (Config, error) {
 		c.TopicRoot = v
 	}
 
-	if v := get(EnvRouterOSTLS); v != "" {
+	if v := get(protocol.EnvRouterOSTLS); v != "" {
 		b, err := parseBool(v)
 		if err != nil {
-			bad(EnvRouterOSTLS, "%q is not a boolean; want true or false", v)
+			bad(protocol.EnvRouterOSTLS, "%q is not a boolean; want true or false", v)
 		}
 		c.RouterOSTLS = b
 	}
@@ -143,55 +127,55 @@ func LoadConfig(lookup func(string) (string, bool)) (Config, error) {
 	if c.RouterOSTLS {
 		c.RouterOSAddr = DefaultRouterOSTLSAddr
 	}
-	if v := get(EnvRouterOSAddr); v != "" {
+	if v := get(protocol.EnvRouterOSAddr); v != "" {
 		host, port, err := net.SplitHostPort(v)
 		if err != nil || host == "" {
-			bad(EnvRouterOSAddr, "%q is not host:port; want e.g. %s", v, DefaultRouterOSAddr)
+			bad(protocol.EnvRouterOSAddr, "%q is not host:port; want e.g. %s", v, DefaultRouterOSAddr)
 		} else if _, err := parsePort(port); err != nil {
-			bad(EnvRouterOSAddr, "port %q is not a TCP port (1-65535)", port)
+			bad(protocol.EnvRouterOSAddr, "port %q is not a TCP port (1-65535)", port)
 		}
 		c.RouterOSAddr = v
 	}
-	c.RouterOSUser = required(EnvRouterOSUser, "the RouterOS user the agent logs in as (a group with the api, read and write policies)")
+	c.RouterOSUser = required(protocol.EnvRouterOSUser, "the RouterOS user the agent logs in as (a group with the api, read and write policies)")
 	// The password may legitimately be empty (a lab router's admin).
-	c.RouterOSPassword, _ = lookup(EnvRouterOSPassword)
+	c.RouterOSPassword, _ = lookup(protocol.EnvRouterOSPassword)
 
 	c.StateDir = DefaultStateDir
-	if v, ok := lookup(EnvStateDir); ok {
+	if v, ok := lookup(protocol.EnvStateDir); ok {
 		if strings.TrimSpace(v) == "" {
-			bad(EnvStateDir, "is empty; want a writable directory for the agent's cache, e.g. %s", DefaultStateDir)
+			bad(protocol.EnvStateDir, "is empty; want a writable directory for the agent's cache, e.g. %s", DefaultStateDir)
 		}
 		c.StateDir = v
 	}
 	c.MetricsAddr = DefaultMetricsAddr
-	if v, ok := lookup(EnvMetricsAddr); ok {
+	if v, ok := lookup(protocol.EnvMetricsAddr); ok {
 		v = strings.TrimSpace(v)
 		if v != "" {
 			if _, port, err := net.SplitHostPort(v); err != nil {
-				bad(EnvMetricsAddr, "%q is not [host]:port; want e.g. %s, or empty to disable metrics", v, DefaultMetricsAddr)
+				bad(protocol.EnvMetricsAddr, "%q is not [host]:port; want e.g. %s, or empty to disable metrics", v, DefaultMetricsAddr)
 			} else if _, err := parsePort(port); err != nil && port != "0" {
-				bad(EnvMetricsAddr, "port %q is not a TCP port (0-65535)", port)
+				bad(protocol.EnvMetricsAddr, "port %q is not a TCP port (0-65535)", port)
 			}
 		}
 		c.MetricsAddr = v
 	}
 	c.ResyncInterval = DefaultResyncInterval
-	if v := get(EnvResyncInterval); v != "" {
+	if v := get(protocol.EnvResyncInterval); v != "" {
 		d, err := time.ParseDuration(v)
 		switch {
 		case err != nil:
-			bad(EnvResyncInterval, "%q is not a duration; want e.g. 60s or 5m", v)
+			bad(protocol.EnvResyncInterval, "%q is not a duration; want e.g. 60s or 5m", v)
 		case d < time.Second:
-			bad(EnvResyncInterval, "%s is too short; want at least 1s", d)
+			bad(protocol.EnvResyncInterval, "%s is too short; want at least 1s", d)
 		default:
 			c.ResyncInterval = d
 		}
 	}
 	c.WANList = DefaultWANList
-	if v, ok := lookup(EnvWANList); ok {
+	if v, ok := lookup(protocol.EnvWANList); ok {
 		v = strings.TrimSpace(v)
 		if v == "" || strings.ContainsAny(v, ", \t=!") {
-			bad(EnvWANList, "%q is not an interface list name; want one name such as WAN", v)
+			bad(protocol.EnvWANList, "%q is not an interface list name; want one name such as WAN", v)
 		}
 		c.WANList = v
 	}

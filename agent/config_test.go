@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/rampart-fw/rampart/protocol"
 )
 
 func env(m map[string]string) func(string) (string, bool) {
@@ -16,8 +18,8 @@ func env(m map[string]string) func(string) (string, bool) {
 
 func validEnv() map[string]string {
 	return map[string]string{
-		EnvMQTTURL: "tcp://127.0.0.1:1883", EnvOrgID: "org_demo", EnvSiteID: "site_hq",
-		EnvSiteSecret: "s3cret", EnvRouterOSUser: "rampart",
+		protocol.EnvMQTTURL: "tcp://127.0.0.1:1883", protocol.EnvOrgID: "org_demo", protocol.EnvSiteID: "site_hq",
+		protocol.EnvSiteSecret: "s3cret", protocol.EnvRouterOSUser: "rampart",
 	}
 }
 
@@ -35,7 +37,7 @@ func TestLoadConfigDefaults(t *testing.T) {
 
 func TestLoadConfigTLSDefaultPort(t *testing.T) {
 	e := validEnv()
-	e[EnvRouterOSTLS] = "true"
+	e[protocol.EnvRouterOSTLS] = "true"
 	c, err := LoadConfig(env(e))
 	if err != nil {
 		t.Fatal(err)
@@ -51,15 +53,15 @@ func TestLoadConfigReportsEveryProblem(t *testing.T) {
 		env  map[string]string
 		want []string // each must appear in the error
 	}{
-		{"empty", map[string]string{}, []string{EnvMQTTURL + ": is not set", EnvOrgID + ": is not set", EnvSiteID + ": is not set", EnvSiteSecret + ": is not set", EnvRouterOSUser + ": is not set"}},
+		{"empty", map[string]string{}, []string{protocol.EnvMQTTURL + ": is not set", protocol.EnvOrgID + ": is not set", protocol.EnvSiteID + ": is not set", protocol.EnvSiteSecret + ": is not set", protocol.EnvRouterOSUser + ": is not set"}},
 		{"malformed", map[string]string{
-			EnvMQTTURL: "http://x", EnvOrgID: "org/x", EnvSiteID: "hq", EnvSiteSecret: "s", EnvRouterOSUser: "u",
-			EnvRouterOSAddr: "nohost", EnvRouterOSTLS: "maybe", EnvResyncInterval: "soon", EnvWANList: "a,b", EnvMetricsAddr: "x",
+			protocol.EnvMQTTURL: "http://x", protocol.EnvOrgID: "org/x", protocol.EnvSiteID: "hq", protocol.EnvSiteSecret: "s", protocol.EnvRouterOSUser: "u",
+			protocol.EnvRouterOSAddr: "nohost", protocol.EnvRouterOSTLS: "maybe", protocol.EnvResyncInterval: "soon", protocol.EnvWANList: "a,b", protocol.EnvMetricsAddr: "x",
 		}, []string{
-			EnvMQTTURL + `: scheme "http"`, EnvOrgID + `: "org/x"`, EnvSiteID + `: "hq"`, EnvRouterOSAddr + `: "nohost"`,
-			EnvRouterOSTLS + `: "maybe"`, EnvResyncInterval + `: "soon"`, EnvWANList + `: "a,b"`, EnvMetricsAddr + `: "x"`,
+			protocol.EnvMQTTURL + `: scheme "http"`, protocol.EnvOrgID + `: "org/x"`, protocol.EnvSiteID + `: "hq"`, protocol.EnvRouterOSAddr + `: "nohost"`,
+			protocol.EnvRouterOSTLS + `: "maybe"`, protocol.EnvResyncInterval + `: "soon"`, protocol.EnvWANList + `: "a,b"`, protocol.EnvMetricsAddr + `: "x"`,
 		}},
-		{"short resync", func() map[string]string { e := validEnv(); e[EnvResyncInterval] = "10ms"; return e }(), []string{EnvResyncInterval + ": 10ms is too short"}},
+		{"short resync", func() map[string]string { e := validEnv(); e[protocol.EnvResyncInterval] = "10ms"; return e }(), []string{protocol.EnvResyncInterval + ": 10ms is too short"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -85,7 +87,7 @@ func TestMainWithoutConfigurationExits2NamingVariables(t *testing.T) {
 	if code != 2 {
 		t.Fatalf("exit code %d, want 2", code)
 	}
-	for _, v := range []string{EnvMQTTURL, EnvOrgID, EnvSiteID, EnvSiteSecret, EnvRouterOSUser} {
+	for _, v := range []string{protocol.EnvMQTTURL, protocol.EnvOrgID, protocol.EnvSiteID, protocol.EnvSiteSecret, protocol.EnvRouterOSUser} {
 		if !strings.Contains(errb.String(), v+": is not set") {
 			t.Errorf("stderr does not name %s:\n%s", v, errb.String())
 		}

@@ -452,7 +452,7 @@ func TestMissingWANListIsReportedBeforeAnyWrite(t *testing.T) {
 	if err := a.sync(context.Background()); err == nil {
 		t.Fatal("sync succeeded without the WAN list")
 	}
-	for _, want := range []string{`interface list "INTERNET" does not exist`, EnvWANList} {
+	for _, want := range []string{`interface list "INTERNET" does not exist`, protocol.EnvWANList} {
 		if !strings.Contains(a.status.Error, want) {
 			t.Errorf("error %q lacks %q", a.status.Error, want)
 		}

@@ -13,24 +13,6 @@ import (
 	"github.com/rampart-fw/rampart/protocol"
 )
 
-// The agent's environment variables (DESIGN.md section 9; package agent
-// reads them). Repeated here rather than imported so the control plane does
-// not link the agent.
-const (
-	EnvMQTTURL          = "RAMPART_MQTT_URL"
-	EnvOrgID            = "RAMPART_ORG_ID"
-	EnvSiteID           = "RAMPART_SITE_ID"
-	EnvSiteSecret       = "RAMPART_SITE_SECRET"
-	EnvRouterOSAddr     = "RAMPART_ROUTEROS_ADDR"
-	EnvRouterOSUser     = "RAMPART_ROUTEROS_USER"
-	EnvRouterOSPassword = "RAMPART_ROUTEROS_PASSWORD"
-	EnvRouterOSTLS      = "RAMPART_ROUTEROS_TLS"
-	EnvStateDir         = "RAMPART_STATE_DIR"
-	EnvMetricsAddr      = "RAMPART_METRICS_ADDR"
-	EnvResyncInterval   = "RAMPART_RESYNC_INTERVAL"
-	EnvWANList          = "RAMPART_WAN_LIST"
-)
-
 // Defaults of an enrollment. The container network is the one MikroTik's
 // container manual uses (routeros.md section 4, "Network"): the container
 // at .2, the router at .1 on the veth, which is also where the agent finds
@@ -181,22 +163,22 @@ func (s Site) env(gateway netip.Addr) ([]EnvVar, error) {
 	}
 
 	env := []EnvVar{
-		{EnvMQTTURL, s.MQTTURL},
-		{EnvOrgID, s.OrgID},
-		{EnvSiteID, s.SiteID},
-		{EnvSiteSecret, s.SiteSecret},
-		{EnvRouterOSAddr, addr},
-		{EnvRouterOSUser, user},
-		{EnvRouterOSPassword, s.RouterOSPassword},
-		{EnvRouterOSTLS, strconv.FormatBool(s.RouterOSTLS)},
-		{EnvStateDir, stateDir},
-		{EnvWANList, wan},
+		{protocol.EnvMQTTURL, s.MQTTURL},
+		{protocol.EnvOrgID, s.OrgID},
+		{protocol.EnvSiteID, s.SiteID},
+		{protocol.EnvSiteSecret, s.SiteSecret},
+		{protocol.EnvRouterOSAddr, addr},
+		{protocol.EnvRouterOSUser, user},
+		{protocol.EnvRouterOSPassword, s.RouterOSPassword},
+		{protocol.EnvRouterOSTLS, strconv.FormatBool(s.RouterOSTLS)},
+		{protocol.EnvStateDir, stateDir},
+		{protocol.EnvWANList, wan},
 	}
 	if s.MetricsAddr != "" {
-		env = append(env, EnvVar{EnvMetricsAddr, s.MetricsAddr})
+		env = append(env, EnvVar{protocol.EnvMetricsAddr, s.MetricsAddr})
 	}
 	if s.ResyncInterval != 0 {
-		env = append(env, EnvVar{EnvResyncInterval, s.ResyncInterval.String()})
+		env = append(env, EnvVar{protocol.EnvResyncInterval, s.ResyncInterval.String()})
 	}
 	return env, nil
 }

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"net/netip"
 	"strings"
+
+	"github.com/rampart-fw/rampart/protocol"
 )
 
 // ScriptOptions describes the router side of an enrollment. The zero value
@@ -127,9 +129,9 @@ func (s Site) Script(o ScriptOptions) (string, error) {
 	var tls bool
 	for _, e := range env {
 		switch e.Key {
-		case EnvRouterOSUser:
+		case protocol.EnvRouterOSUser:
 			user = e.Value
-		case EnvRouterOSTLS:
+		case protocol.EnvRouterOSTLS:
 			tls = e.Value == "true"
 		}
 	}
@@ -263,9 +265,9 @@ func (s Site) Script(o ScriptOptions) (string, error) {
 	for _, e := range env {
 		value := q(e.Value)
 		switch e.Key {
-		case EnvRouterOSUser:
+		case protocol.EnvRouterOSUser:
 			value = "$apiUser"
-		case EnvRouterOSPassword:
+		case protocol.EnvRouterOSPassword:
 			value = "$apiPassword"
 		}
 		line("/container/envs/add list=$tag key=%s value=%s", q(e.Key), value)

@@ -1009,25 +1009,8 @@ func (s *Store) DeleteSecurityGroup(ctx context.Context, org, id string) error {
 		if err := setRefs(ob, id, prev.ReferencedPrefixLists(), nil); err != nil {
 			return err
 		}
-		if err := writeSync(ob, cp.KindSecurityGroup, id, nil); err != nil {
-			return err
-		}
-		if err := setIndexes(tx, org, cp.KindSecurityGroup, id, &st, nil); err != nil {
-			return err
-		}
-		affected := map[string]bool{}
-		for _, site := range prev.Sites {
-			affected[site] = true
-		}
-		revs, err := s.revise(tx, ob, org, affected)
-		if err != nil {
-			return err
-		}
-		if err := touchSites(ob, affected, revs, nil); err != nil {
-			return err
-		}
-		change = cp.Change{OrgID: org, Sites: sortedKeys(affected), Kind: cp.KindSecurityGroup, ID: id, Deleted: true, Revisions: revsOrNil(s, revs)}
-		return nil
+		change, err = s.deleted(tx, ob, org, cp.KindSecurityGroup, id, &st, prev.Sites)
+		return err
 	})
 	if err != nil {
 		return wrap("delete security group", err)
@@ -1221,25 +1204,8 @@ func (s *Store) DeletePrefixList(ctx context.Context, org, id string) error {
 		if err := ob.Bucket(bucketLists).Delete([]byte(id)); err != nil {
 			return err
 		}
-		if err := writeSync(ob, cp.KindPrefixList, id, nil); err != nil {
-			return err
-		}
-		if err := setIndexes(tx, org, cp.KindPrefixList, id, &st, nil); err != nil {
-			return err
-		}
-		affected := map[string]bool{}
-		for _, site := range prev.Sites {
-			affected[site] = true
-		}
-		revs, err := s.revise(tx, ob, org, affected)
-		if err != nil {
-			return err
-		}
-		if err := touchSites(ob, affected, revs, nil); err != nil {
-			return err
-		}
-		change = cp.Change{OrgID: org, Sites: sortedKeys(affected), Kind: cp.KindPrefixList, ID: id, Deleted: true, Revisions: revsOrNil(s, revs)}
-		return nil
+		change, err = s.deleted(tx, ob, org, cp.KindPrefixList, id, &st, prev.Sites)
+		return err
 	})
 	if err != nil {
 		return wrap("delete prefix list", err)
@@ -1260,6 +1226,30 @@ func joinQuoted(ids []string) string {
 }
 
 // --- revisions and sites ---
+
+// deleted finishes a delete inside its transaction: the resource's sync
+// record and status indexes go, and every site it applied to gets the
+// revision without it. It returns the change to announce after commit.
+func (s *Store) deleted(tx *bolt.Tx, ob *bolt.Bucket, org, kind, id string, st *cp.SyncState, sites []string) (cp.Change, error) {
+	if err := writeSync(ob, kind, id, nil); err != nil {
+		return cp.Change{}, err
+	}
+	if err := setIndexes(tx, org, kind, id, st, nil); err != nil {
+		return cp.Change{}, err
+	}
+	affected := make(map[string]bool, len(sites))
+	for _, site := range sites {
+		affected[site] = true
+	}
+	revs, err := s.revise(tx, ob, org, affected)
+	if err != nil {
+		return cp.Change{}, err
+	}
+	if err := touchSites(ob, affected, revs, nil); err != nil {
+		return cp.Change{}, err
+	}
+	return cp.Change{OrgID: org, Sites: sortedKeys(affected), Kind: kind, ID: id, Deleted: true, Revisions: revsOrNil(s, revs)}, nil
+}
 
 // revise asks the Revisioner for the revisions of the affected sites.
 func (s *Store) revise(tx *bolt.Tx, ob *bolt.Bucket, org string, affected map[string]bool) (map[string]uint64, error) {
