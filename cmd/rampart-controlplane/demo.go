@@ -268,22 +268,33 @@ func writeFirewall(w io.Writer, s *fleet.Site) {
 		if row["dynamic"] == "true" {
 			continue // the dummy rule RouterOS shows first
 		}
-		fmt.Fprintf(w, "%2d %s\n", n, formatRow(row, "chain", "action", "protocol", "src-address", "dst-address",
-			"src-address-list", "dst-address-list", "dst-port", "in-interface-list", "out-interface-list",
-			"connection-state", "jump-target", "disabled", "comment"))
+		fmt.Fprintf(w, "%2d %s\n", n, formatRow(row, "chain", "action"))
 		n++
 	}
 	fmt.Fprintln(w, "/ip firewall address-list")
 	for i, row := range fw.AddressList {
-		fmt.Fprintf(w, "%2d %s\n", i, formatRow(row, "list", "address", "disabled", "comment"))
+		fmt.Fprintf(w, "%2d %s\n", i, formatRow(row, "list", "address"))
 	}
 }
 
-func formatRow(row rossim.Item, keys ...string) string {
+// formatRow prints first the given keys, then every other property the row
+// sets, sorted, with the comment last, as RouterOS's print does: a matcher
+// the page did not know about must still show, or a reader would misjudge
+// what the rule matches. Read-only counters and flags at their defaults are
+// left out.
+func formatRow(row rossim.Item, first ...string) string {
+	skip := map[string]bool{".id": true, "bytes": true, "packets": true, "dynamic": true, "invalid": true, "comment": true}
+	var rest []string
+	for k := range row {
+		if !skip[k] && !slices.Contains(first, k) {
+			rest = append(rest, k)
+		}
+	}
+	slices.Sort(rest)
 	var parts []string
-	for _, k := range keys {
+	for _, k := range append(append(first, rest...), "comment") {
 		v, ok := row[k]
-		if !ok || v == "" || (k == "disabled" && v == "false") {
+		if !ok || v == "" || ((k == "disabled" || k == "log") && v == "false") {
 			continue
 		}
 		if strings.ContainsAny(v, " \"") {
