@@ -237,6 +237,37 @@ func readSync(ob *bolt.Bucket, kind, id string) (cp.SyncState, error) {
 	return st, nil
 }
 
+// writableSync reads a resource's sync state for a write, refusing the write
+// while the resource is syncing (DESIGN.md section 2, resource_locked).
+func writableSync(ob *bolt.Bucket, kind, id string, now time.Time) (cp.SyncState, error) {
+	st, err := readSync(ob, kind, id)
+	if err != nil {
+		return st, err
+	}
+	if locked, retry := st.Locked(now); locked {
+		return st, cp.Locked(kind, id, retry)
+	}
+	return st, nil
+}
+
+// startSync finishes a create or replace inside its transaction: the
+// resource starts a new sync awaiting revs from its sites, its status indexes
+// move from prev, and the affected sites record their new revisions. It
+// returns the sync state and the change to announce after commit.
+func (s *Store) startSync(tx *bolt.Tx, ob *bolt.Bucket, org, kind, id string, prev *cp.SyncState, await map[string]uint64, affected map[string]bool, revs map[string]uint64, now time.Time) (cp.SyncState, cp.Change, error) {
+	st := cp.NewSyncState(await, now, s.opts.SyncTimeout)
+	if err := writeSync(ob, kind, id, &st); err != nil {
+		return st, cp.Change{}, err
+	}
+	if err := setIndexes(tx, org, kind, id, prev, &st); err != nil {
+		return st, cp.Change{}, err
+	}
+	if err := touchSites(ob, affected, revs, &st); err != nil {
+		return st, cp.Change{}, err
+	}
+	return st, cp.Change{OrgID: org, Sites: sortedKeys(affected), Kind: kind, ID: id, Revisions: revsOrNil(s, revs)}, nil
+}
+
 func writeSync(ob *bolt.Bucket, kind, id string, st *cp.SyncState) error {
 	if st == nil {
 		return ob.Bucket(bucketSync).Delete(key(kind, id))
@@ -919,12 +950,9 @@ func (s *Store) tryPutSecurityGroup(ctx context.Context, org, id string, create 
 			} else if !bytes.Equal(cur, p.prevRaw) {
 				return errConflict
 			}
-			st, err := readSync(ob, cp.KindSecurityGroup, id)
+			st, err := writableSync(ob, cp.KindSecurityGroup, id, now)
 			if err != nil {
 				return err
-			}
-			if locked, retry := st.Locked(now); locked {
-				return cp.Locked(cp.KindSecurityGroup, id, retry)
 			}
 			prevSync = &st
 		} else if inTx {
@@ -961,19 +989,8 @@ func (s *Store) tryPutSecurityGroup(ctx context.Context, org, id string, create 
 		if err != nil {
 			return err
 		}
-		st := cp.NewSyncState(pick(revs, g.Sites), now, s.opts.SyncTimeout)
-		if err := writeSync(ob, cp.KindSecurityGroup, id, &st); err != nil {
-			return err
-		}
-		if err := setIndexes(tx, org, cp.KindSecurityGroup, id, prevSync, &st); err != nil {
-			return err
-		}
-		if err := touchSites(ob, affected, revs, &st); err != nil {
-			return err
-		}
-		p.g.Sync = st
-		change = cp.Change{OrgID: org, Sites: sortedKeys(affected), Kind: cp.KindSecurityGroup, ID: id, Revisions: revsOrNil(s, revs)}
-		return nil
+		p.g.Sync, change, err = s.startSync(tx, ob, org, cp.KindSecurityGroup, id, prevSync, pick(revs, g.Sites), affected, revs, now)
+		return err
 	})
 	return p, change, err
 }
@@ -989,12 +1006,9 @@ func (s *Store) DeleteSecurityGroup(ctx context.Context, org, id string) error {
 		if raw == nil {
 			return cp.NotFound(cp.KindSecurityGroup, id)
 		}
-		st, err := readSync(ob, cp.KindSecurityGroup, id)
+		st, err := writableSync(ob, cp.KindSecurityGroup, id, now)
 		if err != nil {
 			return err
-		}
-		if locked, retry := st.Locked(now); locked {
-			return cp.Locked(cp.KindSecurityGroup, id, retry)
 		}
 		prev, err := decodeGroup(raw, org, st, now)
 		if err != nil {
@@ -1117,12 +1131,9 @@ func (s *Store) tryPutPrefixList(ctx context.Context, org, id string, create boo
 			} else if !bytes.Equal(cur, prevRaw) {
 				return errConflict
 			}
-			st, err := readSync(ob, cp.KindPrefixList, id)
+			st, err := writableSync(ob, cp.KindPrefixList, id, now)
 			if err != nil {
 				return err
-			}
-			if locked, retry := st.Locked(now); locked {
-				return cp.Locked(cp.KindPrefixList, id, retry)
 			}
 			prevSync = &st
 			for _, site := range prev.Sites {
@@ -1159,19 +1170,8 @@ func (s *Store) tryPutPrefixList(ctx context.Context, org, id string, create boo
 		if err != nil {
 			return err
 		}
-		st := cp.NewSyncState(pick(revs, pending), now, s.opts.SyncTimeout)
-		if err := writeSync(ob, cp.KindPrefixList, id, &st); err != nil {
-			return err
-		}
-		if err := setIndexes(tx, org, cp.KindPrefixList, id, prevSync, &st); err != nil {
-			return err
-		}
-		if err := touchSites(ob, affected, revs, &st); err != nil {
-			return err
-		}
-		l.Sync = st
-		change = cp.Change{OrgID: org, Sites: sortedKeys(affected), Kind: cp.KindPrefixList, ID: id, Revisions: revsOrNil(s, revs)}
-		return nil
+		l.Sync, change, err = s.startSync(tx, ob, org, cp.KindPrefixList, id, prevSync, pick(revs, pending), affected, revs, now)
+		return err
 	})
 	return l, change, err
 }
@@ -1186,12 +1186,9 @@ func (s *Store) DeletePrefixList(ctx context.Context, org, id string) error {
 		if raw == nil {
 			return cp.NotFound(cp.KindPrefixList, id)
 		}
-		st, err := readSync(ob, cp.KindPrefixList, id)
+		st, err := writableSync(ob, cp.KindPrefixList, id, now)
 		if err != nil {
 			return err
-		}
-		if locked, retry := st.Locked(now); locked {
-			return cp.Locked(cp.KindPrefixList, id, retry)
 		}
 		if users := referencingGroups(ob, id); len(users) > 0 {
 			return cp.Errorf(cp.CodePrefixListInUse, "", "The prefix list %q is used by the rules of security group %s; change those rules first.",
