@@ -527,76 +527,70 @@ func each(ob *bolt.Bucket, kind string, fn func(id string, raw []byte, sync cp.S
 
 // ListSecurityGroups returns the organisation's groups ordered by id.
 func (s *Store) ListSecurityGroups(ctx context.Context, org string) ([]cp.SecurityGroup, error) {
-	out := []cp.SecurityGroup{}
-	now := s.opts.Now()
-	err := s.db.View(func(tx *bolt.Tx) error {
-		ob, _ := orgBucket(tx, org, false)
-		return each(ob, cp.KindSecurityGroup, func(id string, raw []byte, st cp.SyncState) error {
-			g, err := s.decodeGroup(raw, org, id, st, now)
-			out = append(out, g)
-			return err
-		})
-	})
-	if err != nil {
-		return nil, fmt.Errorf("list security groups: %w", err)
-	}
-	return out, nil
+	out, err := listKind(s, org, cp.KindSecurityGroup, s.decodeGroup)
+	return out, wrap("list security groups", err)
 }
 
 // GetSecurityGroup returns one group; another organisation's id is not found.
 func (s *Store) GetSecurityGroup(ctx context.Context, org, id string) (cp.SecurityGroup, error) {
-	var g cp.SecurityGroup
-	err := s.db.View(func(tx *bolt.Tx) error {
-		ob, _ := orgBucket(tx, org, false)
-		raw := get(ob, bucketGroups, id)
-		if raw == nil {
-			return cp.NotFound(cp.KindSecurityGroup, id)
-		}
-		st, err := readSync(ob, cp.KindSecurityGroup, id)
-		if err != nil {
-			return err
-		}
-		g, err = s.decodeGroup(raw, org, id, st, s.opts.Now())
-		return err
-	})
+	g, err := getKind(s, org, cp.KindSecurityGroup, id, s.decodeGroup)
 	return g, wrap("get security group", err)
 }
 
 // ListPrefixLists returns the organisation's prefix lists ordered by id.
 func (s *Store) ListPrefixLists(ctx context.Context, org string) ([]cp.PrefixList, error) {
-	out := []cp.PrefixList{}
-	now := s.opts.Now()
-	err := s.db.View(func(tx *bolt.Tx) error {
-		ob, _ := orgBucket(tx, org, false)
-		return each(ob, cp.KindPrefixList, func(_ string, raw []byte, st cp.SyncState) error {
-			l, err := decodeList(raw, org, st, now)
-			out = append(out, l)
-			return err
-		})
-	})
-	if err != nil {
-		return nil, fmt.Errorf("list prefix lists: %w", err)
-	}
-	return out, nil
+	out, err := listKind(s, org, cp.KindPrefixList, decodeListByID)
+	return out, wrap("list prefix lists", err)
 }
 
 // GetPrefixList returns one prefix list.
 func (s *Store) GetPrefixList(ctx context.Context, org, id string) (cp.PrefixList, error) {
-	var l cp.PrefixList
+	l, err := getKind(s, org, cp.KindPrefixList, id, decodeListByID)
+	return l, wrap("get prefix list", err)
+}
+
+// decodeListByID has the shape listKind and getKind take; a list's id is in
+// its stored form.
+func decodeListByID(raw []byte, org, _ string, st cp.SyncState, now time.Time) (cp.PrefixList, error) {
+	return decodeList(raw, org, st, now)
+}
+
+// listKind decodes every resource of one kind of the organisation, ordered
+// by id, each with its sync state as of now.
+func listKind[T any](s *Store, org, kind string, decode func(raw []byte, org, id string, st cp.SyncState, now time.Time) (T, error)) ([]T, error) {
+	out := []T{}
+	now := s.opts.Now()
 	err := s.db.View(func(tx *bolt.Tx) error {
 		ob, _ := orgBucket(tx, org, false)
-		raw := get(ob, bucketLists, id)
+		return each(ob, kind, func(id string, raw []byte, st cp.SyncState) error {
+			v, err := decode(raw, org, id, st, now)
+			out = append(out, v)
+			return err
+		})
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// getKind decodes one resource; another organisation's id is not found.
+func getKind[T any](s *Store, org, kind, id string, decode func(raw []byte, org, id string, st cp.SyncState, now time.Time) (T, error)) (T, error) {
+	var v T
+	err := s.db.View(func(tx *bolt.Tx) error {
+		ob, _ := orgBucket(tx, org, false)
+		raw := get(ob, kindBucket(kind), id)
 		if raw == nil {
-			return cp.NotFound(cp.KindPrefixList, id)
+			return cp.NotFound(kind, id)
 		}
-		st, err := readSync(ob, cp.KindPrefixList, id)
+		st, err := readSync(ob, kind, id)
 		if err != nil {
 			return err
 		}
-		l, err = decodeList(raw, org, st, s.opts.Now())
+		v, err = decode(raw, org, id, st, s.opts.Now())
 		return err
 	})
-	return l, wrap("get prefix list", err)
+	return v, err
 }
 
 // GetJSON returns one group or prefix list exactly as the API shows it,
