@@ -24,6 +24,8 @@ import (
 	"time"
 
 	"github.com/go-routeros/routeros/v3"
+
+	"github.com/rampart-fw/rampart/internal/wait"
 )
 
 // converge bounds each wait: far more than the loop takes, so a loaded
@@ -180,17 +182,7 @@ func output(t *testing.T, args ...string) string {
 
 func eventually(t *testing.T, within time.Duration, what string, cond func() string) {
 	t.Helper()
-	deadline := time.Now().Add(within)
-	for {
-		why := cond()
-		if why == "" {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s: %s", what, within, why)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	wait.Until(t, within, what, cond)
 }
 
 // controlPlane is a rampart-controlplane process and its API.

@@ -12,6 +12,8 @@ import (
 
 	"github.com/go-routeros/routeros/v3"
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/rampart-fw/rampart/internal/wait"
 )
 
 func TestErrorTexts(t *testing.T) {
@@ -326,13 +328,7 @@ func itoa(i int) string { return strconv.Itoa(i) }
 
 func waitFor(t testing.TB, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met within 20s")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	wait.For(t, 20*time.Second, "condition", cond)
 }
 
 func TestListenAndCancel(t *testing.T) {

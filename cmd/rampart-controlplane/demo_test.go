@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/rampart-fw/rampart/internal/wait"
 )
 
 // TestDemo is the README's --demo 3: start the control plane with three
@@ -127,10 +129,5 @@ func TestDemo(t *testing.T) {
 
 func waitFor(t *testing.T, within time.Duration, what string, ok func() bool) {
 	t.Helper()
-	for deadline := time.Now().Add(within); !ok(); {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", within, what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	wait.For(t, within, what, ok)
 }

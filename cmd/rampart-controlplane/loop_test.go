@@ -35,6 +35,8 @@ import (
 	"github.com/rampart-fw/rampart/internal/fleet"
 	"github.com/rampart-fw/rampart/protocol"
 	"github.com/rampart-fw/rampart/rossim"
+
+	"github.com/rampart-fw/rampart/internal/wait"
 )
 
 // converge is how long a test waits for routers and status to converge: far
@@ -181,17 +183,7 @@ func eventually(t *testing.T, what string, cond func() string) {
 
 func eventuallyFor(t *testing.T, within time.Duration, what string, cond func() string) {
 	t.Helper()
-	deadline := time.Now().Add(within)
-	for {
-		why := cond()
-		if why == "" {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s: %s", what, within, why)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	wait.Until(t, within, what, cond)
 }
 
 // waitStatus waits for a group or prefix list (path) to reach status.

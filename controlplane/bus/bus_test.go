@@ -27,6 +27,8 @@ import (
 	"github.com/rampart-fw/rampart/controlplane/broker"
 	"github.com/rampart-fw/rampart/controlplane/keys"
 	"github.com/rampart-fw/rampart/protocol"
+
+	"github.com/rampart-fw/rampart/internal/wait"
 )
 
 const waitFor = 20 * time.Second
@@ -119,12 +121,7 @@ func (r *recorder) snapshot() ([]protocol.SiteStatus, []string) {
 
 func poll(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	for deadline := time.Now().Add(waitFor); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
-		if cond() {
-			return
-		}
-	}
-	t.Fatalf("timed out after %v waiting for %s", waitFor, what)
+	wait.For(t, waitFor, what, cond)
 }
 
 func connectBus(t *testing.T, e *env, ing Ingester, reg prometheus.Registerer, onConnect func(context.Context)) *Bus {
