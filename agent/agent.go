@@ -73,6 +73,9 @@ type Options struct {
 	// MQTTConnectTimeout bounds one broker connection attempt; zero means
 	// 10 s.
 	MQTTConnectTimeout time.Duration
+	// PresenceInterval is how often presence online is republished; zero
+	// means 60 s (see mqtt.Options.PresenceInterval for why it repeats).
+	PresenceInterval time.Duration
 	// OnStatus, if set, is called on the agent's goroutine with each status
 	// the broker accepted, so an embedder (the in-process demo fleet, its
 	// benchmark) sees what the control plane sees without subscribing.
@@ -220,6 +223,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		},
 		MaxReconnectInterval: a.opts.MQTTMaxReconnect,
 		ConnectTimeout:       a.opts.MQTTConnectTimeout,
+		PresenceInterval:     a.opts.PresenceInterval,
 		Logger:               a.log,
 	})
 	if err != nil {

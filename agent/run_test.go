@@ -23,6 +23,8 @@ import (
 	"github.com/rampart-fw/rampart/agent/render"
 	"github.com/rampart-fw/rampart/protocol"
 	"github.com/rampart-fw/rampart/rossim"
+
+	"github.com/rampart-fw/rampart/internal/wait"
 )
 
 // broker is an in-process mochi-mqtt broker that records what agents
@@ -109,19 +111,13 @@ func (b *broker) status() protocol.SiteStatus {
 // eventually polls cond for up to 20 s: generous for a loaded CI machine.
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	wait.For(t, 20*time.Second, what, cond)
 }
 
 // runAgent runs an agent until the test ends; stop ends it early.
 func runAgent(t *testing.T, cfg Config) (a *Agent, stop func()) {
 	t.Helper()
-	a, err := New(cfg, Options{RetryBase: 50 * time.Millisecond, RetryMax: 500 * time.Millisecond, Throttle: 10 * time.Millisecond, MQTTMaxReconnect: 200 * time.Millisecond, MQTTConnectTimeout: time.Second})
+	a, err := New(cfg, Options{RetryBase: 50 * time.Millisecond, RetryMax: 500 * time.Millisecond, Throttle: 10 * time.Millisecond, MQTTMaxReconnect: 200 * time.Millisecond, MQTTConnectTimeout: time.Second, PresenceInterval: 200 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}

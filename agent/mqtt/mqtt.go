@@ -53,7 +53,14 @@ type Options struct {
 	// ConnectTimeout bounds one connection attempt (TCP, TLS and CONNACK);
 	// zero means 10 s.
 	ConnectTimeout time.Duration
-	Logger         *slog.Logger
+	// PresenceInterval is how often presence online is published again
+	// while connected; zero means 60 s. The repeat is what corrects a stale
+	// will: when a connection drops and the agent reconnects at once, the
+	// broker may publish the old connection's will ("offline", retained)
+	// after the new connection's "online", and without a repeat the site
+	// would read offline until the next reconnect.
+	PresenceInterval time.Duration
+	Logger           *slog.Logger
 }
 
 // Client is a running broker connection.
@@ -63,6 +70,9 @@ type Client struct {
 
 	mu    sync.Mutex
 	local netip.Addr
+
+	stop chan struct{} // closed by Close; ends the presence heartbeat
+	done chan struct{} // closed when the heartbeat has ended
 }
 
 // Start begins connecting in the background and returns at once; the broker
@@ -77,6 +87,9 @@ func Start(o Options) (*Client, error) {
 	if o.ConnectTimeout == 0 {
 		o.ConnectTimeout = 10 * time.Second
 	}
+	if o.PresenceInterval == 0 {
+		o.PresenceInterval = 60 * time.Second
+	}
 	u := *o.URL
 	if u.Port() == "" {
 		port := "1883"
@@ -85,7 +98,7 @@ func Start(o Options) (*Client, error) {
 		}
 		u.Host = net.JoinHostPort(u.Hostname(), port)
 	}
-	cl := &Client{opts: o}
+	cl := &Client{opts: o, stop: make(chan struct{}), done: make(chan struct{})}
 	desired := protocol.DesiredTopic(o.TopicRoot, o.OrgID, o.SiteID)
 	presence := protocol.PresenceTopic(o.TopicRoot, o.OrgID, o.SiteID)
 
@@ -124,11 +137,7 @@ func Start(o Options) (*Client, error) {
 				// paho reconnects and tries again.
 				return
 			}
-			b, _ := json.Marshal(protocol.Presence{State: protocol.PresenceOnline, At: time.Now().UTC()})
-			p := c.Publish(presence, 1, true, b)
-			if !p.WaitTimeout(30*time.Second) || p.Error() != nil {
-				o.Logger.Warn("publish presence", "err", p.Error())
-			}
+			cl.publishOnline(c)
 		}()
 		if o.OnConnection != nil {
 			o.OnConnection(true)
@@ -144,7 +153,36 @@ func Start(o Options) (*Client, error) {
 	// With ConnectRetry the token completes only once connected (or the
 	// client is disconnected); nobody waits for it.
 	cl.c.Connect()
+	go cl.heartbeat()
 	return cl, nil
+}
+
+// publishOnline publishes presence online, retained, and waits for the
+// broker's acknowledgement.
+func (cl *Client) publishOnline(c paho.Client) {
+	b, _ := json.Marshal(protocol.Presence{State: protocol.PresenceOnline, At: time.Now().UTC()})
+	p := c.Publish(protocol.PresenceTopic(cl.opts.TopicRoot, cl.opts.OrgID, cl.opts.SiteID), 1, true, b)
+	if !p.WaitTimeout(30*time.Second) || p.Error() != nil {
+		cl.opts.Logger.Warn("publish presence", "err", p.Error())
+	}
+}
+
+// heartbeat republishes presence online every PresenceInterval while
+// connected (see Options.PresenceInterval), until Close.
+func (cl *Client) heartbeat() {
+	defer close(cl.done)
+	t := time.NewTicker(cl.opts.PresenceInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-cl.stop:
+			return
+		case <-t.C:
+			if cl.c.IsConnectionOpen() {
+				cl.publishOnline(cl.c)
+			}
+		}
+	}
 }
 
 // noResendStore keeps no outbound PUBLISH packets, so paho never resends
@@ -234,6 +272,8 @@ func (cl *Client) publish(ctx context.Context, topic string, b []byte) error {
 // Close publishes presence offline (a clean stop sends no will) and
 // disconnects.
 func (cl *Client) Close() {
+	close(cl.stop)
+	<-cl.done
 	if cl.c.IsConnectionOpen() {
 		tok := cl.c.Publish(protocol.PresenceTopic(cl.opts.TopicRoot, cl.opts.OrgID, cl.opts.SiteID), 1, true, protocol.OfflinePayload)
 		tok.WaitTimeout(2 * time.Second)
