@@ -109,6 +109,7 @@ type Agent struct {
 	status         protocol.SiteStatus
 	lastReported   protocol.SiteStatus // last status given to Options.OnStatus
 	lastRead       int                 // rows the last readTables returned
+	observed       *routerState        // the router as the last apply left it; nil: read it
 	driftRepairs   int
 	failures       int
 	lastGuard      netip.Addr
@@ -240,6 +241,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	defer retry.Stop()
 	<-retry.C
 	dirty := a.desired != nil
+	reread := false // the resync is due: read the router, do not trust the observation
 	var lastApply time.Time
 	retryPending := false
 	for {
@@ -250,7 +252,11 @@ func (a *Agent) Run(ctx context.Context) error {
 			} else {
 				dirty = false
 				lastApply = time.Now()
-				if err := a.sync(ctx); err != nil {
+				apply := a.update
+				if reread {
+					reread, apply = false, a.sync
+				}
+				if err := apply(ctx); err != nil {
 					if ctx.Err() != nil {
 						return nil
 					}
@@ -269,7 +275,7 @@ func (a *Agent) Run(ctx context.Context) error {
 			}
 		case <-resync.C:
 			if a.desired != nil {
-				dirty = true
+				dirty, reread = true, true
 			}
 		case <-retry.C:
 			retryPending = false

@@ -21,10 +21,30 @@ import (
 // to the OS at once (see sync).
 const bigRead = 2000
 
-// sync makes the router match the current desired state and reports.
+// sync re-reads the router and makes it match the current desired state:
+// the resync, which catches drift, and every retry after a failure.
 func (a *Agent) sync(ctx context.Context) error {
+	a.observed = nil
+	return a.update(ctx)
+}
+
+// update makes the router match the current desired state, planning from
+// the last observation (the tables as the last apply read them back) when
+// there is one, so a new revision costs its writes and the read-back of the
+// tables it wrote, not a read of every table first. An apply planned from
+// an observation the router no longer matches (edited by hand since, a
+// dropped connection) fails on a write or on the read-back; it is then
+// planned again at once from a fresh read, as a retry would, without
+// reporting the first attempt. See DESIGN.md, "Observed state".
+func (a *Agent) update(ctx context.Context) error {
 	a.lastRead = 0
-	err := a.syncOnce(ctx)
+	trusted := a.observed != nil
+	writes, err := a.syncOnce(ctx, 0)
+	if err != nil && trusted && ctx.Err() == nil {
+		a.log.Info("the router no longer matches the last observation; reading it again", "err", err)
+		a.observed = nil
+		_, err = a.syncOnce(ctx, writes)
+	}
 	if a.lastRead > bigRead {
 		// Reading and planning thousands of rows leaves megabytes of freed
 		// heap that the runtime would return to the OS only slowly; the
@@ -35,23 +55,41 @@ func (a *Agent) sync(ctx context.Context) error {
 	return err
 }
 
-func (a *Agent) syncOnce(ctx context.Context) error {
+// syncOnce is one attempt of update; prior is the number of writes an
+// earlier attempt of the same update made. It returns the writes the router
+// accepted. An attempt planned from the observation does not report its
+// failure (update tries again from a fresh read); any failure drops the
+// observation.
+func (a *Agent) syncOnce(ctx context.Context, prior int) (int, error) {
 	d := a.desired
 	if d == nil {
-		return nil
+		return 0, nil
 	}
 	start := time.Now()
+	trusted := a.observed != nil
+	fail := func(writes int, err error) (int, error) {
+		a.observed = nil
+		if trusted {
+			return writes, err
+		}
+		return writes, a.fail(ctx, d, start, prior+writes, err)
+	}
 	isNew := a.appliedEpoch != d.Epoch || a.appliedRev != d.Revision
 	if a.routerVersion == "" {
 		if err := a.identify(ctx); err != nil {
-			return a.fail(ctx, d, start, 0, err)
+			return fail(0, err)
 		}
 	}
-	st, err := a.read(ctx)
-	if err != nil {
-		return a.fail(ctx, d, start, 0, err)
+	var st routerState
+	if trusted {
+		st = *a.observed
+	} else {
+		var err error
+		if st, err = a.read(ctx); err != nil {
+			return fail(0, err)
+		}
+		a.m.routerConnected.Set(1)
 	}
-	a.m.routerConnected.Set(1)
 	guard := a.guard(st)
 	w := a.render(d, guard)
 	if len(w.Out) > 0 && !guard.Is4() {
@@ -59,12 +97,13 @@ func (a *Agent) syncOnce(ctx context.Context) error {
 	}
 	ops := reconcile.Plan(st.filter, st.addrs, w)
 	if len(ops) == 0 && !isNew && a.published {
-		return nil // steady state: nothing to write, nothing new to say
+		a.observed = &st
+		return 0, nil // steady state: nothing to write, nothing new to say
 	}
 	if len(ops) > 0 {
-		if len(w.Jumps) > 0 {
+		if addsJumps(ops) {
 			if err := a.checkWAN(ctx); err != nil {
-				return a.fail(ctx, d, start, 0, err)
+				return fail(0, err)
 			}
 		}
 		if isNew && a.pendingApplied {
@@ -76,7 +115,7 @@ func (a *Agent) syncOnce(ctx context.Context) error {
 	}
 	writes, err := a.execute(ctx, ops)
 	if err != nil {
-		return a.fail(ctx, d, start, writes, err)
+		return fail(writes, err)
 	}
 	// Read back and compare: the plan against what the router now holds
 	// must be empty. A table the plan did not write is not read again.
@@ -96,8 +135,9 @@ func (a *Agent) syncOnce(ctx context.Context) error {
 	if filterOps || listOps {
 		st2, err := a.readTables(ctx, filterOps, listOps)
 		if err != nil {
-			return a.fail(ctx, d, start, writes, err)
+			return fail(writes, err)
 		}
+		a.m.routerConnected.Set(1)
 		if filterOps {
 			st.filter = st2.filter
 		}
@@ -106,8 +146,12 @@ func (a *Agent) syncOnce(ctx context.Context) error {
 		}
 	}
 	if rest := reconcile.Plan(st.filter, st.addrs, w); len(rest) > 0 {
-		return a.fail(ctx, d, start, writes, fmt.Errorf("the router does not match the policy after applying it: %d writes still needed (first: %s); someone may be editing the firewall at the same time", len(rest), rest[0]))
+		return fail(writes, fmt.Errorf("the router does not match the policy after applying it: %d writes still needed (first: %s); someone may be editing the firewall at the same time", len(rest), rest[0]))
 	}
+	// What was just read back (and what was read before, for a table the
+	// plan did not write) is the router now: the next revision plans from it.
+	a.observed = &st
+	writes += prior
 	if !isNew && writes > 0 {
 		a.driftRepairs += writes
 		a.m.driftRepairs.Add(float64(writes))
@@ -134,7 +178,7 @@ func (a *Agent) syncOnce(ctx context.Context) error {
 	a.status = st2
 	a.log.Info("applied", "revision", d.Revision, "writes", writes, "duration_ms", st2.DurationMS)
 	a.publish(ctx)
-	return nil
+	return writes, nil
 }
 
 // render returns the wanted rows of d, reusing the last result while the
@@ -234,6 +278,17 @@ func (a *Agent) identify(ctx context.Context) error {
 		a.routerVersion, a.routerBoard = v, rows[0]["board-name"]
 	}
 	return nil
+}
+
+// addsJumps reports whether a plan adds or changes a jump, the only writes
+// that name the WAN interface list (existing jumps already found it).
+func addsJumps(ops []reconcile.Op) bool {
+	for _, op := range ops {
+		if op.Phase == reconcile.PhaseJumps && op.Kind != reconcile.Move {
+			return true
+		}
+	}
+	return false
 }
 
 // checkWAN fails early, before any write, when the WAN interface list the

@@ -224,7 +224,9 @@ func TestNoGapWhenTheAPIDropsMidTransition(t *testing.T) {
 			r.DropAfter(2 + rnd.IntN(12))
 			var err error
 			for try := 0; try < 10; try++ {
-				if err = s.sync(context.Background()); err == nil {
+				// As the Run loop does: a new document is planned from the
+				// last observation, retries from a fresh read.
+				if err = s.update(context.Background()); err == nil {
 					break
 				}
 			}

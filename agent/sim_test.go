@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"maps"
 	"math/rand/v2"
 	"net/netip"
@@ -56,11 +57,12 @@ func newSimAgent(t testing.TB, r *rossim.Router) *simAgent {
 	return &simAgent{a, r}
 }
 
-// apply makes d current and syncs once.
+// apply makes d current and applies it as the agent applies a new
+// document: planned from what the last apply read back, if there was one.
 func (s *simAgent) apply(t testing.TB, d protocol.DesiredState) {
 	t.Helper()
 	s.desired = &d
-	if err := s.sync(context.Background()); err != nil {
+	if err := s.update(context.Background()); err != nil {
 		t.Fatalf("sync revision %d: %v", d.Revision, err)
 	}
 }
@@ -527,5 +529,55 @@ func TestOnStatusSeesEveryReport(t *testing.T) {
 	a.sync(context.Background())
 	if diff := cmp.Diff([]string{"applying@1", "failed@1", "applied@1"}, got); diff != "" {
 		t.Errorf("reports (-want +got):\n%s", diff)
+	}
+}
+
+// TestNewRevisionPlansFromTheLastObservation: a new revision is planned from
+// what the last apply read back (no read before the writes, one read-back of
+// the filter table after), and when the router was edited by hand in
+// between, the apply that trusted the observation fails on the router and is
+// planned again at once from a fresh read: the revision is applied, no
+// failure is reported, and the hand edits the new plan touched are repaired.
+func TestNewRevisionPlansFromTheLastObservation(t *testing.T) {
+	r := newSim(t, rossim.Options{})
+	var got []string
+	var logs strings.Builder
+	a, err := New(testConfig(t, r.Addr()), Options{OnStatus: func(st protocol.SiteStatus) {
+		got = append(got, fmt.Sprintf("%s@%d", st.State, st.Revision))
+	}, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.router.Close() })
+	s := &simAgent{a, r}
+	s.apply(t, sampleDoc(1))
+
+	// Revision 2: the HTTPS rule gets a new id (one add, one remove).
+	d2 := sampleDoc(2)
+	ruleOf(&d2, "fltr_https").ID = "fltr_https2"
+	d2.Seal()
+	r.ResetStats()
+	s.apply(t, d2)
+	st := r.Stats()
+	if w := writes(st); w != 2 || st.Commands != 3 {
+		t.Errorf("revision 2: %d writes in %d commands, want 2 writes and one read-back (3 commands)", w, st.Commands)
+	}
+
+	// By hand: the rule revision 3 removes is deleted, another one disabled.
+	ids := managedIDs(r.Snapshot())
+	mustExec(t, r, "/ip/firewall/filter/remove", "=.id="+ids["fltr_https2"])
+	mustExec(t, r, "/ip/firewall/filter/disable", "=.id="+ids["fltr_ssh"])
+	d3 := sampleDoc(3)
+	ruleOf(&d3, "fltr_https").ID = "fltr_https3"
+	d3.Seal()
+	s.apply(t, d3)
+	if rest := s.remaining(t); len(rest) > 0 {
+		t.Fatalf("not converged after hand edits: %v", rest)
+	}
+	if diff := cmp.Diff([]string{"applied@1", "applied@2", "applied@3"}, got); diff != "" {
+		t.Errorf("reports (-want +got):\n%s", diff)
+	}
+	if !strings.Contains(logs.String(), "reading it again") {
+		t.Errorf("the apply planned from the stale observation did not fail and retry; log:\n%s", logs.String())
 	}
 }

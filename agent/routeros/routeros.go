@@ -74,10 +74,16 @@ type Options struct {
 	Logger   *slog.Logger
 }
 
-// Session is one logged-in API connection.
+// Session is one logged-in API connection. go-routeros logs it in; after
+// that the session writes and reads sentences itself (wire.go): the
+// library's reader and writer start a goroutine and allocate a buffer for
+// every Read and Write call, i.e. for every word and every length byte,
+// which made them most of the agent's CPU per apply.
 type Session struct {
 	conn    net.Conn
 	c       *ros.Client
+	r       *sentenceReader // buffered, kept for the session's life
+	wbuf    []byte          // the sentence being sent
 	timeout time.Duration
 	broken  bool
 }
@@ -106,7 +112,7 @@ func Dial(ctx context.Context, o Options) (*Session, error) {
 		return nil, fmt.Errorf("start RouterOS API client: %w", err)
 	}
 	c.SetLogHandler(slog.NewTextHandler(io.Discard, nil))
-	s := &Session{conn: conn, c: c, timeout: timeout}
+	s := &Session{conn: conn, c: c, r: newSentenceReader(conn), timeout: timeout}
 	if err := conn.SetDeadline(time.Now().Add(timeout)); err != nil {
 		conn.Close()
 		return nil, fmt.Errorf("set deadline: %w", err)
@@ -125,68 +131,62 @@ func Dial(ctx context.Context, o Options) (*Session, error) {
 // Run sends one command and returns its rows. A *Trap error leaves the
 // session usable; any other error marks it broken.
 func (s *Session) Run(words ...string) ([]Item, string, error) {
-	if s.broken {
-		return nil, "", errors.New("session is broken")
-	}
-	if err := s.conn.SetDeadline(time.Now().Add(s.timeout)); err != nil {
-		s.broken = true
-		return nil, "", fmt.Errorf("set deadline: %w", err)
-	}
-	reply, err := s.c.RunArgs(words)
-	if err != nil {
-		var de *ros.DeviceError
-		if errors.As(err, &de) && de.Sentence.Word == "!trap" && reply != nil {
-			return nil, "", &Trap{Command: words[0], Message: de.Sentence.Map["message"]}
-		}
-		s.broken = true
-		return nil, "", fmt.Errorf("%s: %w", words[0], err)
-	}
-	items := make([]Item, 0, len(reply.Re))
-	for _, re := range reply.Re {
-		it := make(Item, len(re.List))
-		for _, p := range re.List {
+	var items []Item
+	ret, err := s.exchange(func(ps []proto.Pair) {
+		it := make(Item, len(ps))
+		for _, p := range ps {
 			it[p.Key] = p.Value
 		}
 		items = append(items, it)
-	}
-	ret := ""
-	if reply.Done != nil {
-		ret = reply.Done.Map["ret"]
+	}, words)
+	if err != nil {
+		return nil, "", err
 	}
 	return items, ret, nil
 }
 
-// Stream runs a print and calls row for each row as it arrives, without
-// holding the whole reply: a router's address lists can have tens of
-// thousands of entries, and the agent must stay small. Errors as in Run.
-func (s *Session) Stream(row func([]proto.Pair), words ...string) error {
-	if s.broken {
-		return errors.New("session is broken")
+// send writes one sentence (words, then .tag=tag if tag is not empty) in one
+// Write.
+func (s *Session) send(words []string, tag string) error {
+	b := s.wbuf[:0]
+	for _, w := range words {
+		b = appendWord(b, w)
 	}
-	w := proto.NewWriter(s.conn)
-	r := newSentenceReader(s.conn)
+	if tag != "" {
+		b = appendWord(b, ".tag="+tag)
+	}
+	b = append(b, 0)
+	if cap(b) <= 4<<10 {
+		s.wbuf = b // a rare huge sentence is not kept
+	}
+	_, err := s.conn.Write(b)
+	return err
+}
+
+// exchange sends one command and reads its reply up to !done, calling row
+// for each !re as it arrives; it returns !done's ret. Errors as in Run.
+func (s *Session) exchange(row func([]proto.Pair), words []string) (string, error) {
+	if s.broken {
+		return "", errors.New("session is broken")
+	}
 	if err := s.conn.SetDeadline(time.Now().Add(s.timeout)); err != nil {
 		s.broken = true
-		return fmt.Errorf("set deadline: %w", err)
+		return "", fmt.Errorf("set deadline: %w", err)
 	}
-	w.BeginSentence()
-	for _, word := range words {
-		w.WriteWord(word)
-	}
-	if err := w.EndSentence(); err != nil {
+	if err := s.send(words, ""); err != nil {
 		s.broken = true
-		return fmt.Errorf("%s: %w", words[0], err)
+		return "", fmt.Errorf("%s: %w", words[0], err)
 	}
 	var trap *Trap
 	for {
 		if err := s.conn.SetDeadline(time.Now().Add(s.timeout)); err != nil {
 			s.broken = true
-			return fmt.Errorf("set deadline: %w", err)
+			return "", fmt.Errorf("set deadline: %w", err)
 		}
-		sen, err := r.read()
+		sen, err := s.r.read()
 		if err != nil {
 			s.broken = true
-			return fmt.Errorf("%s: %w", words[0], err)
+			return "", fmt.Errorf("%s: %w", words[0], err)
 		}
 		switch sen.word {
 		case "!re":
@@ -196,17 +196,25 @@ func (s *Session) Stream(row func([]proto.Pair), words ...string) error {
 			trap = &Trap{Command: words[0], Message: sen.get("message")}
 		case "!done":
 			if trap != nil {
-				return trap
+				return "", trap
 			}
-			return nil
+			return sen.get("ret"), nil
 		case "!fatal":
 			s.broken = true
-			return fmt.Errorf("%s: router closed the session: %s", words[0], strings.Join(sen.bare, " "))
+			return "", fmt.Errorf("%s: router closed the session: %s", words[0], strings.Join(sen.bare, " "))
 		default:
 			s.broken = true
-			return fmt.Errorf("%s: unexpected reply %s", words[0], sen.word)
+			return "", fmt.Errorf("%s: unexpected reply %s", words[0], sen.word)
 		}
 	}
+}
+
+// Stream runs a print and calls row for each row as it arrives, without
+// holding the whole reply: a router's address lists can have tens of
+// thousands of entries, and the agent must stay small. Errors as in Run.
+func (s *Session) Stream(row func([]proto.Pair), words ...string) error {
+	_, err := s.exchange(row, words)
+	return err
 }
 
 // Stream runs a print on any session; see Session.Stream.
@@ -235,8 +243,7 @@ func (s *Session) Pipeline(n int, cmd func(i int) []string, window int, done fun
 	if window < 1 {
 		window = 1
 	}
-	w := proto.NewWriter(s.conn)
-	r := newSentenceReader(s.conn)
+	r := s.r
 	sem := make(chan struct{}, window)
 	stop := make(chan struct{})
 	// commands[i] is the command word of i, for trap messages; written by
@@ -252,13 +259,8 @@ func (s *Session) Pipeline(n int, cmd func(i int) []string, window int, done fun
 				writeErr <- nil
 				return
 			}
-			w.BeginSentence()
-			for _, word := range words {
-				w.WriteWord(word)
-			}
-			w.WriteWord(".tag=p" + strconv.Itoa(i))
 			commands[i] = words[0]
-			if err := w.EndSentence(); err != nil {
+			if err := s.send(words, "p"+strconv.Itoa(i)); err != nil {
 				writeErr <- fmt.Errorf("send %s: %w", words[0], err)
 				return
 			}

@@ -10,16 +10,44 @@ import (
 	"github.com/go-routeros/routeros/v3/proto"
 )
 
-// sentenceReader reads reply sentences for Stream and Pipeline. go-routeros's
+// sentenceReader reads a session's reply sentences. go-routeros's
 // proto reader allocates a buffer and starts a goroutine for every Read (it
 // reads lengths a byte at a time), which for a print of 10,000 entries is
 // hundreds of megabytes of garbage; this one reads from a bufio.Reader.
 type sentenceReader struct {
-	br *bufio.Reader
+	br      *bufio.Reader
+	scratch []byte // a word being read, before it becomes a string
 }
 
+// readBuffer is the reader's buffer. Each session keeps one for its life
+// (a fleet of simulated agents has thousands); a large print needs a few
+// more reads with a small buffer, and words longer than it are read
+// straight into their own slice.
+const readBuffer = 4 << 10
+
 func newSentenceReader(r io.Reader) *sentenceReader {
-	return &sentenceReader{br: bufio.NewReaderSize(r, 32<<10)}
+	return &sentenceReader{br: bufio.NewReaderSize(r, readBuffer)}
+}
+
+// appendLength encodes a word length in the shortest form [reference 1.1;
+// the table of go-routeros proto/writer.go encodeLength].
+func appendLength(b []byte, n int) []byte {
+	switch {
+	case n < 0x80:
+		return append(b, byte(n))
+	case n < 0x4000:
+		return append(b, byte(n>>8)|0x80, byte(n))
+	case n < 0x200000:
+		return append(b, byte(n>>16)|0xC0, byte(n>>8), byte(n))
+	case n < 0x10000000:
+		return append(b, byte(n>>24)|0xE0, byte(n>>16), byte(n>>8), byte(n))
+	default:
+		return append(b, 0xF0, byte(n>>24), byte(n>>16), byte(n>>8), byte(n))
+	}
+}
+
+func appendWord(b []byte, w string) []byte {
+	return append(appendLength(b, len(w)), w...)
 }
 
 // sentence is one reply: its reply word, tag, attributes in order, and for
@@ -89,11 +117,17 @@ func (r *sentenceReader) read() (*sentence, error) {
 		if n > maxWord {
 			return nil, fmt.Errorf("word of %d bytes", n)
 		}
-		buf := make([]byte, n)
-		if _, err := io.ReadFull(r.br, buf); err != nil {
+		buf := r.scratch
+		if n > readBuffer {
+			buf = make([]byte, n) // rare: not kept
+		} else if cap(buf) < readBuffer {
+			buf = make([]byte, readBuffer)
+			r.scratch = buf
+		}
+		if _, err := io.ReadFull(r.br, buf[:n]); err != nil {
 			return nil, err
 		}
-		w := string(buf)
+		w := string(buf[:n])
 		switch {
 		case s.word == "":
 			if !strings.HasPrefix(w, "!") {

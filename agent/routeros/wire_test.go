@@ -50,3 +50,23 @@ func TestSentenceReader(t *testing.T) {
 		t.Error("read past the end")
 	}
 }
+
+// TestAppendWordMatchesGoRouterOS: the sentences the session writes itself
+// are encoded as go-routeros's writer encodes them, for every length form.
+func TestAppendWordMatchesGoRouterOS(t *testing.T) {
+	for _, n := range []int{0, 1, 0x7F, 0x80, 0x3FFF, 0x4000, 0x1FFFFF, 0x200000} {
+		word := strings.Repeat("y", n)
+		var buf bytes.Buffer
+		w := proto.NewWriter(&buf)
+		w.BeginSentence()
+		w.WriteWord("/ip/firewall/filter/print")
+		w.WriteWord(word)
+		if err := w.EndSentence(); err != nil {
+			t.Fatal(err)
+		}
+		got := append(appendWord(appendWord(nil, "/ip/firewall/filter/print"), word), 0)
+		if !bytes.Equal(got, buf.Bytes()) {
+			t.Errorf("word of %d bytes: encoded differently from go-routeros", n)
+		}
+	}
+}

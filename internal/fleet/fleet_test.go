@@ -6,7 +6,9 @@ import (
 	"log/slog"
 	"os"
 	"runtime"
+	"runtime/pprof"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -179,11 +181,51 @@ func TestCostPerSite(t *testing.T) {
 		t.Fatal(err)
 	}
 	took2 := time.Since(start)
+	// More revisions, for the CPU one apply costs (agent and simulator;
+	// the broker's side of the connections and the publisher are in this
+	// process too). RAMPART_FLEET_CPUPROFILE=file profiles these rounds.
+	const rounds = 5
+	if p := os.Getenv("RAMPART_FLEET_CPUPROFILE"); p != "" {
+		pf, err := os.Create(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := pprof.StartCPUProfile(pf); err != nil {
+			t.Fatal(err)
+		}
+		defer pf.Close()
+		defer pprof.StopCPUProfile()
+	}
+	cpu0 := processCPU()
+	for r := uint64(3); r < 3+rounds; r++ {
+		docs = docs[:0]
+		for _, id := range f.SiteIDs() {
+			docs = append(docs, doc(DefaultOrg, id, r, fmt.Sprint(8000+r)))
+		}
+		if err := b.PublishDesired(ctx, docs...); err != nil {
+			t.Fatal(err)
+		}
+		if err := f.WaitApplied(wctx, func(int) uint64 { return r }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cpu := processCPU() - cpu0
+	t.Logf("CPU per apply (agent + simulator + broker side + publisher, %d rounds of %d sites): %.2f ms",
+		rounds, n, float64(cpu.Microseconds())/1000/float64(rounds*n))
 	docs = nil
 	g1, m1 := runtime.NumGoroutine(), heapAndStacks()
 	t.Logf("%d sites applied revision 2 in %s", n, took2.Round(time.Millisecond))
 	t.Logf("%d sites applied in %s; per site (agent + router + the broker's side of its connection): %.1f goroutines, %.0f KiB heap+stacks",
 		n, took.Round(time.Millisecond), float64(g1-g0)/float64(n), (float64(m1)-float64(m0))/float64(n)/1024)
+}
+
+// processCPU is the user+system CPU time this process has used.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 func heapAndStacks() uint64 {
