@@ -2,7 +2,10 @@ package api
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
+	"math/bits"
+	"math/rand/v2"
 	"strings"
 	"testing"
 
@@ -197,4 +200,32 @@ func FuzzFastGroup(f *testing.F) {
 	f.Fuzz(func(t *testing.T, body []byte) {
 		checkAgreement(t, schema, body)
 	})
+}
+
+// TestSpecial holds the eight-bytes-at-a-time scan of strings to the
+// byte-by-byte rule: its lowest mark is the first quote, backslash or
+// control character, and it marks none when there is none.
+func TestSpecial(t *testing.T) {
+	interesting := []byte{0, 1, 0x1f, 0x20, 0x21, '"', '#', '\\', ']', 'a', 0x7f, 0x80, 0xa2, 0xdc, 0xff}
+	rng := rand.New(rand.NewPCG(1, 2))
+	for range 200000 {
+		var w [8]byte
+		for i := range w {
+			w[i] = interesting[rng.IntN(len(interesting))]
+		}
+		want := 8
+		for i, c := range w {
+			if c == '"' || c == '\\' || c < 0x20 {
+				want = i
+				break
+			}
+		}
+		got := 8
+		if m := special(binary.LittleEndian.Uint64(w[:])); m != 0 {
+			got = bits.TrailingZeros64(m) / 8
+		}
+		if got != want {
+			t.Fatalf("special(%q): first mark at %d, want %d", w, got, want)
+		}
+	}
 }

@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -13,6 +14,17 @@ import (
 type metrics struct {
 	requests *prometheus.CounterVec
 	latency  *prometheus.HistogramVec
+
+	// The children of requests and latency by their labels, resolved once
+	// instead of hashing the label values on every request. Children are
+	// still created on first use, so /metrics shows the same series.
+	counters  sync.Map // counterKey -> prometheus.Counter
+	observers sync.Map // route -> prometheus.Observer
+}
+
+type counterKey struct {
+	route string
+	code  int
 }
 
 func newMetrics(reg prometheus.Registerer, store Store) (*metrics, error) {
@@ -39,8 +51,17 @@ func (m *metrics) observe(pattern string, code int, d time.Duration) {
 	if pattern == "" {
 		pattern = "unmatched"
 	}
-	m.requests.WithLabelValues(pattern, strconv.Itoa(code)).Inc()
-	m.latency.WithLabelValues(pattern).Observe(d.Seconds())
+	k := counterKey{pattern, code}
+	c, ok := m.counters.Load(k)
+	if !ok {
+		c, _ = m.counters.LoadOrStore(k, m.requests.WithLabelValues(pattern, strconv.Itoa(code)))
+	}
+	c.(prometheus.Counter).Inc()
+	o, ok := m.observers.Load(pattern)
+	if !ok {
+		o, _ = m.observers.LoadOrStore(pattern, m.latency.WithLabelValues(pattern))
+	}
+	o.(prometheus.Observer).Observe(d.Seconds())
 }
 
 // resourceCollector reports groups and prefix lists by status at scrape

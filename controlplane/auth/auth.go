@@ -20,6 +20,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/MicahParks/keyfunc/v3"
@@ -68,7 +70,35 @@ type Verifier struct {
 	opts    Options
 	keyfunc jwt.Keyfunc
 	parser  *jwt.Parser
+	leeway  time.Duration
+	maxAge  time.Duration // how long a verified token is trusted without checking its signature again
+
+	// verified caches tokens that verified, keyed by the raw token: a
+	// client sends the same token with every request, and checking it
+	// (base64, JSON, HMAC or RSA) was the largest CPU cost of a cached GET
+	// after the network. An entry is used only within the time the token's
+	// own claims are valid (exp and nbf, with the parser's leeway), so an
+	// expired token gets the same refusal as without the cache; failures
+	// are never cached.
+	verified   sync.Map // raw token -> *verifiedToken
+	numEntries atomic.Int64
 }
+
+type verifiedToken struct {
+	org         string
+	from, until time.Time // valid while from <= now < until, as the parser judges
+}
+
+// maxCachedTokens bounds the cache (a few hundred bytes each); past it the
+// cache starts over.
+const maxCachedTokens = 4096
+
+// jwksMaxAge bounds how long a production (JWKS) token is trusted
+// without verifying its signature again, so a key withdrawn from the JWKS
+// stops being honoured as it would be after the next refresh. Embedded
+// tokens are signed with a key that never changes while the process runs:
+// they are trusted until they expire.
+const jwksMaxAge = 5 * time.Minute
 
 // New returns a Verifier. In production mode it fetches the JWKS once and
 // keeps refreshing it until ctx ends.
@@ -79,9 +109,10 @@ func New(ctx context.Context, opts Options) (*Verifier, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	v := &Verifier{opts: opts}
-	popts := []jwt.ParserOption{jwt.WithTimeFunc(opts.Now), jwt.WithExpirationRequired(), jwt.WithLeeway(30 * time.Second)}
+	v := &Verifier{opts: opts, leeway: 30 * time.Second}
+	popts := []jwt.ParserOption{jwt.WithTimeFunc(opts.Now), jwt.WithExpirationRequired(), jwt.WithLeeway(v.leeway)}
 	if opts.JWKSURL != "" {
+		v.maxAge = jwksMaxAge
 		client := opts.HTTPClient
 		if client == nil {
 			client = &http.Client{Timeout: 10 * time.Second}
@@ -120,18 +151,62 @@ func or(s, def string) string {
 
 // Verify checks a raw token and returns its organisation.
 func (v *Verifier) Verify(raw string) (org string, err error) {
+	now := v.opts.Now()
+	if e, ok := v.verified.Load(raw); ok {
+		t := e.(*verifiedToken)
+		if !now.Before(t.from) && now.Before(t.until) {
+			return t.org, nil
+		}
+		// Expired (or the clock went back): verify again, which words
+		// the refusal.
+		v.verified.Delete(raw)
+		v.numEntries.Add(-1)
+	}
+	org, claims, err := v.verify(raw)
+	if err != nil {
+		return "", err
+	}
+	v.remember(raw, org, claims, now)
+	return org, nil
+}
+
+// remember caches a token that just verified, for the time its claims
+// keep it valid (the parser's own rules: before exp + leeway, not
+// before nbf - leeway).
+func (v *Verifier) remember(raw, org string, claims jwt.MapClaims, now time.Time) {
+	exp, err := claims.GetExpirationTime()
+	if err != nil || exp == nil {
+		return
+	}
+	t := &verifiedToken{org: org, until: exp.Add(v.leeway)}
+	if nbf, err := claims.GetNotBefore(); err == nil && nbf != nil {
+		t.from = nbf.Add(-v.leeway)
+	}
+	if v.maxAge > 0 && t.until.After(now.Add(v.maxAge)) {
+		t.until = now.Add(v.maxAge)
+	}
+	if v.numEntries.Load() >= maxCachedTokens {
+		v.verified.Clear()
+		v.numEntries.Store(0)
+	}
+	if _, loaded := v.verified.Swap(raw, t); !loaded {
+		v.numEntries.Add(1)
+	}
+}
+
+func (v *Verifier) verify(raw string) (string, jwt.MapClaims, error) {
 	claims := jwt.MapClaims{}
 	if _, err := v.parser.ParseWithClaims(raw, claims, v.keyfunc); err != nil {
-		return "", fmt.Errorf("%w: %s", ErrUnauthenticated, reason(err))
+		return "", nil, fmt.Errorf("%w: %s", ErrUnauthenticated, reason(err))
 	}
-	org, _ = claims[v.opts.OrgClaim].(string)
+	org, _ := claims[v.opts.OrgClaim].(string)
 	if org == "" {
-		return "", fmt.Errorf("%w: the token has no %q claim naming the organisation", ErrUnauthenticated, v.opts.OrgClaim)
+		return "", nil, fmt.Errorf("%w: the token has no %q claim naming the organisation", ErrUnauthenticated, v.opts.OrgClaim)
 	}
 	if !protocol.ValidOrgID(org) {
-		return "", fmt.Errorf("%w: the %q claim is not a valid organisation id (1-128 of A-Z a-z 0-9 _ . -, starting with a letter or digit)", ErrUnauthenticated, v.opts.OrgClaim)
+		return "", nil, fmt.Errorf("%w: the %q claim is not a valid organisation id (1-128 of A-Z a-z 0-9 _ . -, starting with a letter or digit)", ErrUnauthenticated, v.opts.OrgClaim)
 	}
-	return org, nil
+	return org, claims, nil
 }
 
 // reason turns a jwt error into a sentence without the token's content.

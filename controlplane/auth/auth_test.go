@@ -198,3 +198,85 @@ func TestRS256FromJWKS(t *testing.T) {
 		})
 	}
 }
+
+// TestCachedTokenExpires: a token verified once is served from the cache,
+// but only while its own claims keep it valid: past exp (plus the 30 s
+// leeway) it gets the same refusal as a token never seen, and before nbf
+// (minus the leeway) too.
+func TestCachedTokenExpires(t *testing.T) {
+	clock := now
+	v, err := auth.New(context.Background(), auth.Options{HMACKey: key, Now: func() time.Time { return clock }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok := hs256(t, key, claims(func(c jwt.MapClaims) {
+		c["exp"] = now.Add(time.Minute).Unix()
+		c["nbf"] = now.Add(-time.Minute).Unix()
+	}))
+	fresh := func() error { // the answer without the cache
+		t.Helper()
+		v2, err := auth.New(context.Background(), auth.Options{HMACKey: key, Now: func() time.Time { return clock }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = v2.Verify(tok)
+		return err
+	}
+	steps := []struct {
+		at     time.Duration // from now
+		wantOK bool
+	}{
+		{0, true},
+		{0, true}, // cached
+		{time.Minute + 29*time.Second, true},
+		{time.Minute + 30*time.Second, false}, // exp + leeway
+		{time.Hour, false},
+		{-time.Minute - 30*time.Second, true}, // nbf - leeway
+		{-time.Minute - 31*time.Second, false},
+		{0, true},
+	}
+	for _, s := range steps {
+		clock = now.Add(s.at)
+		org, err := v.Verify(tok)
+		want := fresh()
+		if s.wantOK != (want == nil) {
+			t.Fatalf("at %v: the uncached verifier says %v, the test expects ok=%v", s.at, want, s.wantOK)
+		}
+		if s.wantOK {
+			if err != nil || org != "org_a" {
+				t.Errorf("at %v: Verify = %q, %v; want org_a", s.at, org, err)
+			}
+			continue
+		}
+		if err == nil || err.Error() != want.Error() {
+			t.Errorf("at %v: Verify = %q, %v; want the uncached refusal %v", s.at, org, err, want)
+		}
+	}
+	// The refusal's wording is the expired one.
+	clock = now.Add(time.Hour)
+	if _, err := v.Verify(tok); err == nil || !errors.Is(err, auth.ErrUnauthenticated) || !bytes.Contains([]byte(err.Error()), []byte("expired")) {
+		t.Errorf("expired token: %v", err)
+	}
+}
+
+// TestCacheIsBounded: many distinct tokens all verify, and a token that
+// fell out of the bounded cache still verifies.
+func TestCacheIsBounded(t *testing.T) {
+	v, err := auth.New(context.Background(), auth.Options{HMACKey: key, Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := hs256(t, key, claims(func(c jwt.MapClaims) { c["jti"] = "first" }))
+	for i := range 5000 {
+		tok := hs256(t, key, claims(func(c jwt.MapClaims) { c["jti"] = i }))
+		if org, err := v.Verify(tok); err != nil || org != "org_a" {
+			t.Fatalf("token %d: Verify = %q, %v", i, org, err)
+		}
+	}
+	if org, err := v.Verify(first); err != nil || org != "org_a" {
+		t.Errorf("Verify = %q, %v", org, err)
+	}
+	if _, err := v.Verify(hs256(t, other, claims(func(c jwt.MapClaims) { c["jti"] = "first" }))); err == nil {
+		t.Error("a token signed with another key verified")
+	}
+}

@@ -50,6 +50,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"maps"
 	"slices"
 	"strings"
@@ -727,16 +728,62 @@ func (s *Store) snapshot(org string, bucket []byte, id string) ([]byte, error) {
 	return raw, err
 }
 
-// snapshotGroup reads a group's stored JSON and index (copies) outside the
-// write transaction.
-func (s *Store) snapshotGroup(org, id string) (raw, idx []byte, err error) {
+// groupSnapshot is what an optimistic replace needs of the stored group,
+// read outside the write transaction: its previous sites and rules
+// (decoded, so they outlive the read transaction) and a fingerprint of its
+// stored bytes, which the write transaction compares with what it finds
+// instead of the bytes themselves, so the 44 KB of a 250-rule group are
+// neither copied nor kept.
+type groupSnapshot struct {
+	found   bool
+	prev    cp.SecurityGroup // Sites and Rules (ids and matches) only
+	rawLen  int
+	rawHash uint64
+}
+
+// rawSeed keys the fingerprints of stored groups (random per process).
+var rawSeed = maphash.MakeSeed()
+
+func fingerprint(raw []byte) uint64 { return maphash.Bytes(rawSeed, raw) }
+
+// sameRaw reports whether cur is the stored group snap was taken of. A
+// 64-bit keyed hash of the same length: two different values agree with
+// probability 2^-64, and then the cost is rule ids kept from a version one
+// write older.
+func (snap *groupSnapshot) sameRaw(cur []byte) bool {
+	return len(cur) == snap.rawLen && fingerprint(cur) == snap.rawHash
+}
+
+// snapshotGroup reads a group's previous sites and rules and the
+// fingerprint of its stored JSON outside the write transaction.
+func (s *Store) snapshotGroup(org, id string) (snap groupSnapshot, err error) {
 	err = s.db.View(func(tx *bolt.Tx) error {
 		ob, _ := orgBucket(tx, org, false)
-		raw = slices.Clone(get(ob, bucketGroups, id))
-		idx = slices.Clone(get(ob, bucketGIndex, id))
-		return nil
+		raw := get(ob, bucketGroups, id)
+		if raw == nil {
+			return nil
+		}
+		snap.found, snap.rawLen, snap.rawHash = true, len(raw), fingerprint(raw)
+		return decodePrev(&snap.prev, raw, get(ob, bucketGIndex, id))
 	})
-	return raw, idx, err
+	return snap, err
+}
+
+// decodePrev reads a stored group's sites and rules from its index, or
+// from its JSON when it has none. What it keeps is copied out of raw and
+// idx, which may be bbolt's memory.
+func decodePrev(prev *cp.SecurityGroup, raw, idx []byte) error {
+	if idx != nil {
+		var err error
+		if prev.Sites, prev.Rules, err = decodeGroupIndex(idx); err != nil {
+			return fmt.Errorf("decode security group index: %w", err)
+		}
+		return nil
+	}
+	if err := json.Unmarshal(raw, prev); err != nil {
+		return fmt.Errorf("decode security group: %w", err)
+	}
+	return nil
 }
 
 // encodeGroupIndex writes what a replace needs of a group: its sites and,
@@ -864,30 +911,22 @@ func (s *Store) putSecurityGroup(ctx context.Context, org, id string, w *cp.Secu
 	return p.g, p.data, nil
 }
 
-// preparedGroup is a group write ready to store: the previous version, the
-// new one with kept rule ids and its encoding.
+// preparedGroup is a group write ready to store: the previous version's
+// sites and rules, the new one with kept rule ids and its encoding.
 type preparedGroup struct {
-	prevRaw          []byte
 	prev, g          cp.SecurityGroup
 	data, index      []byte
 	oldRefs, newRefs []string
 }
 
-func prepareGroup(built cp.SecurityGroup, prevRaw, prevIdx []byte) (preparedGroup, error) {
-	p := preparedGroup{prevRaw: prevRaw, g: built}
-	switch {
-	case prevRaw == nil:
-	case prevIdx != nil:
-		var err error
-		if p.prev.Sites, p.prev.Rules, err = decodeGroupIndex(prevIdx); err != nil {
-			return p, fmt.Errorf("decode security group index: %w", err)
-		}
-	default:
-		if err := json.Unmarshal(prevRaw, &p.prev); err != nil {
-			return p, fmt.Errorf("decode security group: %w", err)
-		}
+// prepareGroup keeps rule ids from prev, draws the others and encodes the
+// group. It may run more than once for one write (optimistically, then in
+// the transaction): built.Rules is reused, its ids set afresh each time.
+func prepareGroup(built cp.SecurityGroup, prev cp.SecurityGroup) preparedGroup {
+	p := preparedGroup{prev: prev, g: built}
+	for i := range p.g.Rules { // sorted by order
+		p.g.Rules[i].ID = ""
 	}
-	p.g.Rules = slices.Clone(built.Rules) // sorted by order
 	keepRuleIDs(p.prev.Rules, p.g.Rules)
 	fillRuleIDs(p.g.Rules)
 	// The status the write will have is known now: syncing when it has
@@ -899,30 +938,27 @@ func prepareGroup(built cp.SecurityGroup, prevRaw, prevIdx []byte) (preparedGrou
 	p.data = withNewline(appendGroupJSON(make([]byte, 0, groupJSONSize(&p.g)), &p.g))
 	p.newRefs, p.oldRefs = p.g.ReferencedPrefixLists(), p.prev.ReferencedPrefixLists()
 	p.index = encodeGroupIndex(&p.g)
-	return p, nil
+	return p
 }
 
 func (s *Store) tryPutSecurityGroup(ctx context.Context, org, id string, create bool, built cp.SecurityGroup, inTx bool) (preparedGroup, cp.Change, error) {
 	var p preparedGroup
+	var snap groupSnapshot
 	if !inTx {
 		// Outside the write transaction: read what is stored, keep rule
 		// ids, encode the new group.
-		var prevRaw, prevIdx []byte
 		if !create {
 			var err error
-			if prevRaw, prevIdx, err = s.snapshotGroup(org, id); err != nil {
+			if snap, err = s.snapshotGroup(org, id); err != nil {
 				return p, cp.Change{}, err
 			}
-			if prevRaw == nil {
+			if !snap.found {
 				return p, cp.Change{}, cp.NotFound(cp.KindSecurityGroup, id)
 			}
 		}
-		var err error
-		if p, err = prepareGroup(built, prevRaw, prevIdx); err != nil {
-			return p, cp.Change{}, err
-		}
+		p = prepareGroup(built, snap.prev)
 	}
-	rules := built.Rules // write order, for error paths
+	rules := built.Rules // for error paths; only their addresses are read
 	var change cp.Change
 	err := s.write(ctx, func(tx *bolt.Tx) error {
 		now := s.opts.Now()
@@ -938,10 +974,12 @@ func (s *Store) tryPutSecurityGroup(ctx context.Context, org, id string, create 
 				return cp.NotFound(cp.KindSecurityGroup, id)
 			}
 			if inTx {
-				if p, err = prepareGroup(built, cur, ob.Bucket(bucketGIndex).Get([]byte(id))); err != nil {
+				var prev cp.SecurityGroup
+				if err := decodePrev(&prev, cur, ob.Bucket(bucketGIndex).Get([]byte(id))); err != nil {
 					return err
 				}
-			} else if !bytes.Equal(cur, p.prevRaw) {
+				p = prepareGroup(built, prev)
+			} else if !snap.sameRaw(cur) {
 				return errConflict
 			}
 			st, err := writableSync(ob, cp.KindSecurityGroup, id, now)
@@ -950,9 +988,7 @@ func (s *Store) tryPutSecurityGroup(ctx context.Context, org, id string, create 
 			}
 			prevSync = &st
 		} else if inTx {
-			if p, err = prepareGroup(built, nil, nil); err != nil {
-				return err
-			}
+			p = prepareGroup(built, cp.SecurityGroup{})
 		}
 		g, prev, data, oldRefs, newRefs := p.g, p.prev, p.data, p.oldRefs, p.newRefs
 		lists := ob.Bucket(bucketLists)

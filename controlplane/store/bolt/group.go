@@ -155,20 +155,50 @@ func appendGroupJSON(b []byte, g *cp.SecurityGroup) []byte {
 }
 
 // appendString appends s as a JSON string. Printable ASCII other than the
-// characters encoding/json escapes (" and \, and <, > and & as HTML-safe
+// characters encoding/json escapes (" and \\, and <, > and & as HTML-safe
 // escapes) is copied; anything else is left to encoding/json, so the
-// output is always json.Marshal's.
+// output is always json.Marshal's. The check goes eight bytes at a time:
+// it was most of the encoding's CPU byte by byte.
 func appendString(b []byte, s string) []byte {
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c < 0x20 || c >= utf8.RuneSelf || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
-			q, _ := json.Marshal(s) // a string always encodes
-			return append(b, q...)
+	i := 0
+	for ; i+8 <= len(s); i += 8 {
+		if needsEscape(uint64(s[i]) | uint64(s[i+1])<<8 | uint64(s[i+2])<<16 | uint64(s[i+3])<<24 |
+			uint64(s[i+4])<<32 | uint64(s[i+5])<<40 | uint64(s[i+6])<<48 | uint64(s[i+7])<<56) {
+			return appendMarshalled(b, s)
+		}
+	}
+	for ; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= utf8.RuneSelf || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			return appendMarshalled(b, s)
 		}
 	}
 	b = append(b, '"')
 	b = append(b, s...)
 	return append(b, '"')
+}
+
+func appendMarshalled(b []byte, s string) []byte {
+	q, _ := json.Marshal(s) // a string always encodes
+	return append(b, q...)
+}
+
+const (
+	lsb = 0x0101010101010101
+	msb = 0x8080808080808080
+)
+
+// needsEscape reports whether any byte of x is one appendString leaves to
+// encoding/json: 0x80 and above, below 0x20, or one of " \\ < > &. The
+// zero-byte test ((v - lsb) &^ v & msb) marks every byte that is zero,
+// and may mark others only above a zero one, so "any mark" is exact.
+func needsEscape(x uint64) bool {
+	m := x & msb             // non-ASCII
+	m |= (x - lsb*0x20) &^ x // below 0x20
+	for _, c := range [...]uint64{'"', '\\', '<', '>', '&'} {
+		v := x ^ (lsb * c)
+		m |= (v - lsb) &^ v
+	}
+	return m&msb != 0
 }
 
 // groupJSONSize estimates the encoding's length, to allocate once.

@@ -122,3 +122,27 @@ func TestBuildGroupIsNewSecurityGroup(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// TestAppendStringIsMarshal holds the eight-bytes-at-a-time string encoder
+// to json.Marshal on strings of every length up to 24 made of the bytes
+// each rule is about (escapes, HTML characters, control, non-ASCII and
+// invalid UTF-8) in every position.
+func TestAppendStringIsMarshal(t *testing.T) {
+	interesting := []byte{0, 0x1f, ' ', '!', '"', '&', '<', '>', '\\', 'a', 0x7f, 0x80, 0xc3, 0xa9, 0xff}
+	rng := rand.New(rand.NewPCG(3, 4))
+	for n := range 25 {
+		for range 4000 {
+			s := make([]byte, n)
+			for i := range s {
+				s[i] = 'a'
+				if rng.IntN(n+1) == 0 {
+					s[i] = interesting[rng.IntN(len(interesting))]
+				}
+			}
+			want, _ := json.Marshal(string(s))
+			if got := appendString([]byte("x"), string(s)); string(got) != "x"+string(want) {
+				t.Fatalf("appendString(%q) = %s, want x%s", s, got, want)
+			}
+		}
+	}
+}
