@@ -32,7 +32,7 @@ func (w *SecurityGroupWrite) Validate() error {
 	}
 	orders := make(map[int]int, len(w.Rules))
 	for i, r := range w.Rules {
-		if err := r.validate("rules[" + strconv.Itoa(i) + "]"); err != nil {
+		if err := r.validate(i); err != nil {
 			return err
 		}
 		if j, dup := orders[r.Order]; dup {
@@ -44,34 +44,40 @@ func (w *SecurityGroupWrite) Validate() error {
 	return validateSites(w.Sites)
 }
 
-func (r *FilterRuleWrite) validate(path string) error {
+// validate checks rule i. Its path (rules[i]) is only built for an error:
+// building it for every rule was most of the allocations of a valid write.
+func (r *FilterRuleWrite) validate(i int) error {
+	path := func() string { return "rules[" + strconv.Itoa(i) + "]" }
 	if r.Direction != protocol.Inbound && r.Direction != protocol.Outbound {
-		return Errorf(CodeInvalidValue, path+".direction", "%s.direction %q is not valid; use %q or %q.", path, r.Direction, protocol.Inbound, protocol.Outbound)
+		return Errorf(CodeInvalidValue, path()+".direction", "%s.direction %q is not valid; use %q or %q.", path(), r.Direction, protocol.Inbound, protocol.Outbound)
 	}
 	if r.Order < MinOrder || r.Order > MaxOrder {
-		return Errorf(CodeInvalidValue, path+".order", "%s.order %d is outside %d-%d.", path, r.Order, MinOrder, MaxOrder)
+		return Errorf(CodeInvalidValue, path()+".order", "%s.order %d is outside %d-%d.", path(), r.Order, MinOrder, MaxOrder)
 	}
 	if r.Protocol < 0 || r.Protocol > 255 {
-		return Errorf(CodeInvalidValue, path+".protocol", "%s.protocol %d is outside 0-255 (0 means all protocols; see /vpc/reference/protocols).", path, r.Protocol)
+		return Errorf(CodeInvalidValue, path()+".protocol", "%s.protocol %d is outside 0-255 (0 means all protocols; see /vpc/reference/protocols).", path(), r.Protocol)
 	}
 	if err := protocol.ParsePort(r.Port); err != nil {
-		return Errorf(CodeInvalidPort, path+".port", "%s.port: %v.", path, err)
+		return Errorf(CodeInvalidPort, path()+".port", "%s.port: %v.", path(), err)
 	}
 	if _, ok := protocol.PortProtocols[r.Protocol]; r.Port != "" && !ok {
-		return Errorf(CodeInvalidPort, path+".port",
-			"%s.port must be \"\" for protocol %d: ports can only be given with protocol 6 (tcp), 17 (udp), 33 (dccp), 132 (sctp) or 136 (udp-lite).", path, r.Protocol)
+		return Errorf(CodeInvalidPort, path()+".port",
+			"%s.port must be \"\" for protocol %d: ports can only be given with protocol 6 (tcp), 17 (udp), 33 (dccp), 132 (sctp) or 136 (udp-lite).", path(), r.Protocol)
 	}
 	if strings.HasPrefix(r.Address, PrefixListIDPrefix) {
 		if !ValidID(PrefixListIDPrefix, r.Address) {
-			return Errorf(CodePrefixListNotFound, path+".address", "%s.address %q is not a prefix list id (prfx_lst_ followed by 27 letters and digits).", path, r.Address)
+			return Errorf(CodePrefixListNotFound, path()+".address", "%s.address %q is not a prefix list id (prfx_lst_ followed by 27 letters and digits).", path(), r.Address)
 		}
 	} else if _, err := protocol.ParseCIDR(r.Address); err != nil {
 		if strings.Contains(err.Error(), "host bits") {
-			return Errorf(CodeInvalidAddress, path+".address", "%s.address: %v", path, err)
+			return Errorf(CodeInvalidAddress, path()+".address", "%s.address: %v", path(), err)
 		}
-		return Errorf(CodeInvalidAddress, path+".address", "%s.address: %v, or a prefix list id (prfx_lst_...).", path, err)
+		return Errorf(CodeInvalidAddress, path()+".address", "%s.address: %v, or a prefix list id (prfx_lst_...).", path(), err)
 	}
-	return checkLen(path+".description", r.Description, 0, 255)
+	if checkLen("", r.Description, 0, 255) != nil {
+		return checkLen(path()+".description", r.Description, 0, 255)
+	}
+	return nil
 }
 
 // Validate checks a prefix list write, like SecurityGroupWrite.Validate.

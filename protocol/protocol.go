@@ -231,7 +231,11 @@ func ParsePort(port string) error {
 	if port == "" {
 		return nil
 	}
-	for _, part := range strings.Split(port, ",") {
+	// One comma-separated part at a time, as strings.Split would give
+	// them, without allocating the list.
+	for rest, more := port, true; more; {
+		var part string
+		part, rest, more = strings.Cut(rest, ",")
 		lo, hi, isRange := strings.Cut(part, "-")
 		a, err := parsePortNumber(lo)
 		if err != nil {
