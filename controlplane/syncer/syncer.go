@@ -24,7 +24,10 @@
 // they arrive and folded into the store many at a time (Store.Ingest: one
 // transaction, each resource's sync record decoded and written once per
 // batch), so 10,000 sites confirming at once cost a few transactions, not
-// 10,000. The store takes status reports in order only (an older revision,
+// 10,000. The queue is bounded (Options.MaxQueuedReports): when it is full,
+// receiving waits, which holds up the broker connection that delivered the
+// report, so a flood of reports slows its sender and loses nothing. The
+// store takes status reports in order only (an older revision,
 // or an "applying" after that revision's outcome, is stale), ignores another
 // epoch's revisions, and confirms the resources waiting for the site. A site stored as online that announces no
 // presence within Options.PresenceGrace of a connection is marked offline: an
@@ -88,9 +91,13 @@ const (
 	// (30 s) plus its connect timeout (10 s), with room for a slow machine.
 	DefaultPresenceGrace = 90 * time.Second
 	// DefaultIngestBatch bounds the reports of one store transaction.
-	DefaultIngestBatch  = 4096
-	propagationMaxAge   = time.Hour
-	propagationMaxCount = 10000
+	DefaultIngestBatch = 4096
+	// DefaultMaxQueuedReports bounds the reports received and not yet in
+	// the store: three per site (applying, applied, presence) for 20,000
+	// sites reporting at once.
+	DefaultMaxQueuedReports = 65536
+	propagationMaxAge       = time.Hour
+	propagationMaxCount     = 10000
 )
 
 // Options configures New. Store is required; other zero values are usable.
@@ -113,6 +120,13 @@ type Options struct {
 	// retained presence when it restarts, and an agent that died meanwhile
 	// leaves no last will: without this its site would read online forever.
 	PresenceGrace time.Duration
+	// MaxQueuedReports bounds the reports received and not yet in the
+	// store (DefaultMaxQueuedReports). When it is reached, receiving
+	// waits: the broker connection that delivered the report is held up
+	// (the embedded broker's publishing site, or the control plane's own
+	// connection to an external broker), so a flood slows its sender
+	// instead of growing the control plane's memory, and nothing is lost.
+	MaxQueuedReports int
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
@@ -145,6 +159,7 @@ type Syncer struct {
 	inDone   uint64
 	inCond   *sync.Cond
 	inWake   chan struct{}
+	inStop   bool // the ingest loop has ended: enqueue no longer waits
 
 	// presenceMu orders the presence check's writes with ingestion: a
 	// presence holds it (read) from noting the site as heard until its
@@ -189,6 +204,9 @@ func New(opts Options) *Syncer {
 	}
 	if opts.PublishTimeout <= 0 {
 		opts.PublishTimeout = DefaultPublishTimeout
+	}
+	if opts.MaxQueuedReports <= 0 {
+		opts.MaxQueuedReports = DefaultMaxQueuedReports
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
@@ -570,8 +588,12 @@ func (s *Syncer) SitePresence(_ context.Context, org, site string, p protocol.Pr
 	s.enqueue(cp.Report{OrgID: org, SiteID: site, Presence: &p})
 }
 
+// enqueue queues r for the ingest loop, waiting while the queue is full.
 func (s *Syncer) enqueue(r cp.Report) {
 	s.inMu.Lock()
+	for len(s.inQ) >= s.opts.MaxQueuedReports && !s.inStop {
+		s.inCond.Wait()
+	}
 	s.inQ = append(s.inQ, r)
 	s.inQueued++
 	s.inMu.Unlock()
@@ -624,6 +646,15 @@ func (s *Syncer) Drain(ctx context.Context) error {
 // per transaction, until ctx ends. A failed transaction is retried: the
 // reports are facts, losing one could leave a resource syncing.
 func (s *Syncer) ingestLoop(ctx context.Context) {
+	s.inMu.Lock()
+	s.inStop = false
+	s.inMu.Unlock()
+	defer func() {
+		s.inMu.Lock()
+		s.inStop = true
+		s.inCond.Broadcast()
+		s.inMu.Unlock()
+	}()
 	backoff := time.Duration(0)
 	for {
 		s.inMu.Lock()

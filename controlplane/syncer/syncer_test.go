@@ -277,3 +277,67 @@ func TestUnheardSitesGoOffline(t *testing.T) {
 		t.Errorf("site heard from after the connection was marked offline: %+v", a)
 	}
 }
+
+// gatedStore holds every Ingest until the test lets it through, as a slow
+// disk would.
+type gatedStore struct {
+	*bolt.Store
+	gate chan struct{}
+}
+
+func (g gatedStore) Ingest(ctx context.Context, reports []cp.Report) ([]cp.ReportResult, error) {
+	select {
+	case <-g.gate:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	return g.Store.Ingest(ctx, reports)
+}
+
+// TestReportQueueIsBounded: with the store slow, receiving waits once
+// MaxQueuedReports are queued, and when the store catches up every report
+// is taken, none lost.
+func TestReportQueueIsBounded(t *testing.T) {
+	gate := make(chan struct{})
+	var open sync.Once
+	pub := &recorder{}
+	var gs gatedStore
+	st, s, _ := setup(t, pub, func(o *syncer.Options) {
+		gs = gatedStore{Store: o.Store.(*bolt.Store), gate: gate}
+		o.Store, o.MaxQueuedReports = gs, 2
+	})
+	t.Cleanup(func() { open.Do(func() { close(gate) }) }) // before setup's: a failure must not hang the syncer
+	ctx := context.Background()
+	if _, err := st.CreateSecurityGroup(ctx, org, group("443", "site_a")); err != nil {
+		t.Fatal(err)
+	}
+	doc := published(t, pub, "site_a")["site_a"]
+	report := func(state string) {
+		s.SiteStatus(ctx, org, "site_a", protocol.SiteStatus{Schema: protocol.SchemaVersion, OrgID: org, SiteID: "site_a",
+			Epoch: doc.Epoch, Revision: doc.Revision, State: state, AppliedAt: time.Now()})
+	}
+	report(protocol.StateApplying)
+	report(protocol.StateApplying)
+	third := make(chan struct{})
+	go func() {
+		defer close(third)
+		report(protocol.StateApplied)
+	}()
+	select {
+	case <-third:
+		t.Fatal("a third report was queued while two waited for the store (MaxQueuedReports 2)")
+	case <-time.After(200 * time.Millisecond):
+	}
+	open.Do(func() { close(gate) })
+	<-third
+	if err := s.Drain(ctx); err != nil {
+		t.Fatal(err)
+	}
+	site, err := st.GetSite(ctx, org, "site_a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if site.AppliedRevision != doc.Revision || site.State != cp.SiteInSync {
+		t.Errorf("after the queue drained, site is %+v; want applied revision %d, in_sync", site, doc.Revision)
+	}
+}
