@@ -31,6 +31,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -409,17 +410,8 @@ func (a *Agent) read(ctx context.Context) (routerState, error) {
 
 func (a *Agent) readTables(ctx context.Context, filter, lists bool) (routerState, error) {
 	var st routerState
-	collect := func(into *[]reconcile.Item) func([]proto.Pair) {
-		return func(ps []proto.Pair) {
-			it := make(reconcile.Item, len(ps))
-			for _, p := range ps {
-				it[p.Key] = p.Value
-			}
-			*into = append(*into, it)
-		}
-	}
 	if filter {
-		if err := a.router.Stream(ctx, collect(&st.filter), reconcile.FilterPath+"/print"); err != nil {
+		if err := a.router.Stream(ctx, func(ps []proto.Pair) { st.filter = append(st.filter, filterItem(ps)) }, reconcile.FilterPath+"/print"); err != nil {
 			return st, fmt.Errorf("read firewall filter: %w", err)
 		}
 	}
@@ -440,6 +432,40 @@ func (a *Agent) readTables(ctx context.Context, filter, lists bool) (routerState
 		}
 	}
 	return st, nil
+}
+
+// foreignKeys are the properties the planner reads of a filter row it does
+// not own (reconcile.Plan): where it is, and whether it is static.
+var foreignKeys = [...]string{".id", "chain", "comment", "dynamic", "builtin"}
+
+// filterItem converts a printed filter row. Someone else's row (outside
+// the owned chains, without a rampart: comment) keeps only foreignKeys:
+// most of a router's rules are not the agent's, and it reads them back
+// after every apply.
+func filterItem(ps []proto.Pair) reconcile.Item {
+	var chain, comment string
+	for _, p := range ps {
+		switch p.Key {
+		case "chain":
+			chain = p.Value
+		case "comment":
+			comment = p.Value
+		}
+	}
+	if chain != render.ChainIn && chain != render.ChainOut && !strings.HasPrefix(comment, render.CommentPrefix) {
+		it := make(reconcile.Item, len(foreignKeys))
+		for _, p := range ps {
+			if slices.Contains(foreignKeys[:], p.Key) {
+				it[p.Key] = p.Value
+			}
+		}
+		return it
+	}
+	it := make(reconcile.Item, len(ps))
+	for _, p := range ps {
+		it[p.Key] = p.Value
+	}
+	return it
 }
 
 // guard finds the agent's own source address towards its broker: the local

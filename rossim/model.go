@@ -1,6 +1,7 @@
 package rossim
 
 import (
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -261,7 +262,7 @@ func (p *printer) printFilter(r *row) []kv {
 		out = append(out, kv{k, v})
 	}
 	m := out[1:]
-	sort.Slice(m, func(i, j int) bool { return filterOrder[m[i].k] < filterOrder[m[j].k] })
+	slices.SortFunc(m, func(a, b kv) int { return filterOrder[a.k] - filterOrder[b.k] })
 	if !r.builtin {
 		out = append(out, kv{"log", or(r.props["log"], "false")}, kv{"log-prefix", r.props["log-prefix"]})
 	}

@@ -133,6 +133,18 @@ func appendWord(b []byte, w string) []byte {
 // them when tag is not empty: every reply sentence of a tagged command carries
 // its tag [C: API-doc, "Tags"].
 func appendSentences(b []byte, sents [][]string, tag string) []byte {
+	if b == nil {
+		// One allocation for the whole reply (a print of a whole table is
+		// thousands of words): at most 5 length bytes a word.
+		n := 0
+		for _, s := range sents {
+			for _, w := range s {
+				n += 5 + len(w)
+			}
+			n += 1 + 10 + len(tag)
+		}
+		b = make([]byte, 0, n)
+	}
 	for _, s := range sents {
 		for _, w := range s {
 			b = appendWord(b, w)

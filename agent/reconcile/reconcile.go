@@ -240,7 +240,10 @@ func appendProps(w []string, p map[string]string) []string {
 const maxBatch = 200
 
 // Plan returns the writes that make a router whose filter rows (in global
-// order) and address-list rows are filter and addrs equal to w.
+// order) and address-list rows are filter and addrs equal to w. Of a filter
+// row outside the owned chains without a rampart: comment (someone else's)
+// it reads only .id, chain, comment, dynamic and builtin; the agent keeps no
+// more of such rows.
 func Plan(filter []Item, addrs []Entry, w render.Wanted) []Op {
 	p := &planner{}
 	lists := p.addressLists(addrs, w.Entries)

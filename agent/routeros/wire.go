@@ -2,10 +2,10 @@ package routeros
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
-	"strings"
 
 	"github.com/go-routeros/routeros/v3/proto"
 )
@@ -16,7 +16,42 @@ import (
 // hundreds of megabytes of garbage; this one reads from a bufio.Reader.
 type sentenceReader struct {
 	br      *bufio.Reader
-	scratch []byte // a word being read, before it becomes a string
+	scratch []byte   // a word being read, before it becomes a string
+	sen     sentence // the last sentence read, reused by the next read
+}
+
+// common holds the property names and values the agent reads most (every
+// filter row repeats them), shared by all sessions: a word whose key or
+// value is here costs no allocation for that part. Read-only after init.
+var common = func() map[string]string {
+	m := map[string]string{}
+	for _, w := range []string{
+		// filter and address-list properties, as RouterOS prints them
+		".id", "chain", "action", "protocol", "src-address", "dst-address",
+		"src-address-list", "dst-address-list", "src-port", "dst-port", "port",
+		"in-interface", "out-interface", "in-interface-list", "out-interface-list",
+		"connection-state", "connection-nat-state", "jump-target", "hw-offload",
+		"ipsec-policy", "log", "log-prefix", "bytes", "packets", "invalid",
+		"dynamic", "disabled", "comment", "list", "address", "creation-time",
+		"timeout", "builtin", "name", "message", "ret", "category",
+		// reply words and values
+		"!re", "!done", "!trap", "!empty", "!fatal", "true", "false", "0", "accept", "drop", "reject", "jump", "return",
+		"fasttrack-connection", "passthrough", "input", "forward", "output",
+		"tcp", "udp", "icmp", "established,related,untracked",
+		"established,related", "invalid", "dstnat", "!dstnat", "in,ipsec",
+		"out,ipsec", "WAN", "!LAN", "LAN", "rampart-in", "rampart-out",
+	} {
+		m[w] = w
+	}
+	return m
+}()
+
+// str returns b as a string, without allocating when it is a common word.
+func str(b []byte) string {
+	if s, ok := common[string(b)]; ok { // no allocation for the lookup
+		return s
+	}
+	return string(b)
 }
 
 // readBuffer is the reader's buffer. Each session keeps one for its life
@@ -100,8 +135,11 @@ func (r *sentenceReader) readLength() (int, error) {
 
 const maxWord = 16 << 20 // no reply word of the menus the agent reads comes close
 
+// read reads one sentence. The sentence (and its pairs slice) is valid
+// until the next read: every caller uses it before reading again.
 func (r *sentenceReader) read() (*sentence, error) {
-	s := &sentence{}
+	s := &r.sen
+	*s = sentence{pairs: s.pairs[:0]}
 	for first := true; ; first = false {
 		n, err := r.readLength()
 		if err != nil {
@@ -124,23 +162,23 @@ func (r *sentenceReader) read() (*sentence, error) {
 			buf = make([]byte, readBuffer)
 			r.scratch = buf
 		}
-		if _, err := io.ReadFull(r.br, buf[:n]); err != nil {
+		buf = buf[:n]
+		if _, err := io.ReadFull(r.br, buf); err != nil {
 			return nil, err
 		}
-		w := string(buf[:n])
 		switch {
 		case s.word == "":
-			if !strings.HasPrefix(w, "!") {
-				return nil, errors.New("reply sentence does not start with a reply word: " + w)
+			if buf[0] != '!' {
+				return nil, errors.New("reply sentence does not start with a reply word: " + string(buf))
 			}
-			s.word = w
-		case strings.HasPrefix(w, ".tag="):
-			s.tag = w[len(".tag="):]
-		case strings.HasPrefix(w, "="):
-			k, v, _ := strings.Cut(w[1:], "=")
-			s.pairs = append(s.pairs, proto.Pair{Key: k, Value: v})
+			s.word = str(buf)
+		case bytes.HasPrefix(buf, []byte(".tag=")):
+			s.tag = string(buf[len(".tag="):])
+		case buf[0] == '=':
+			k, v, _ := bytes.Cut(buf[1:], []byte("="))
+			s.pairs = append(s.pairs, proto.Pair{Key: str(k), Value: str(v)})
 		default:
-			s.bare = append(s.bare, w) // !fatal's reason [reference 1.3]
+			s.bare = append(s.bare, string(buf)) // !fatal's reason [reference 1.3]
 		}
 	}
 }

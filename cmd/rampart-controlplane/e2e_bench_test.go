@@ -22,10 +22,13 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -54,8 +57,9 @@ func TestMain(m *testing.M) {
 
 // runE2EFleet runs sites first..first+n-1 and answers the parent on stdin:
 // "mark" remembers each site's applied revision ("marked"); "wait" waits
-// until every site applied a newer one and answers "done" and, per site,
-// when it first reported it (Unix nanoseconds).
+// until every site applied a newer one and answers "done", the CPU time the
+// process used since the mark ("cpu=nanoseconds") and, per site, when it
+// first reported it (Unix nanoseconds).
 func runE2EFleet(spec string) error {
 	p := strings.Split(spec, "|")
 	first, _ := strconv.Atoi(p[2])
@@ -75,12 +79,31 @@ func runE2EFleet(spec string) error {
 	base := make([]uint64, n)
 	in := bufio.NewScanner(os.Stdin)
 	out := bufio.NewWriter(os.Stdout)
+	var cpu0 time.Duration
+	marks := 0
 	for in.Scan() {
 		switch in.Text() {
 		case "mark":
 			for i := range n {
 				_, base[i], _ = f.Site(i).Applied()
 			}
+			if marks++; marks == 2 {
+				// RAMPART_BENCH_FLEET_PROFILE=dir: a CPU profile of each
+				// fleet process over the measured writes (the first mark is
+				// the warm-up's), dir/fleet-FIRST.prof.
+				if dir := os.Getenv("RAMPART_BENCH_FLEET_PROFILE"); dir != "" {
+					pf, err := os.Create(filepath.Join(dir, fmt.Sprintf("fleet-%d.prof", first)))
+					if err != nil {
+						return err
+					}
+					if err := pprof.StartCPUProfile(pf); err != nil {
+						return err
+					}
+					defer pf.Close()
+					defer pprof.StopCPUProfile()
+				}
+			}
+			cpu0 = processCPU()
 			fmt.Fprintln(out, "marked")
 		case "wait":
 			wctx, cancel := context.WithTimeout(ctx, 15*time.Minute)
@@ -89,7 +112,7 @@ func runE2EFleet(spec string) error {
 			if err != nil {
 				return err
 			}
-			fmt.Fprint(out, "done")
+			fmt.Fprintf(out, "done cpu=%d", processCPU()-cpu0)
 			for i := range n {
 				_, rev, at := f.Site(i).Applied()
 				started := at // no applying announced: count the apply as instant
@@ -282,10 +305,15 @@ func benchEndToEnd(b *testing.B, target string, n int) {
 	// per-site latencies, and when the API showed the group active.
 	var id string
 	var answered []float64 // how long the API took to answer each write
+	// CPU time of the control plane's process and of the fleet's
+	// processes, per write: the two share the machine's cores.
+	var cpCPU, fleetCPU []float64
 	write := func(port int) (lat, reached []int64, active time.Duration) {
 		for _, s := range shards {
 			s.say(b, "mark", "marked")
 		}
+		cpu0 := processCPU()
+		var fcpu time.Duration
 		t0 := time.Now()
 		if id == "" {
 			_, v := do("POST", "/vpc/security-groups", group(port))
@@ -303,10 +331,20 @@ func benchEndToEnd(b *testing.B, target string, n int) {
 			if v["status"] == "failed" || time.Now().After(deadline) {
 				b.Fatalf("group %s is %v", id, v["status"])
 			}
-			time.Sleep(5 * time.Millisecond)
+			// Every GET returns the group with all its sites: at 10,000
+			// sites, polling every 5 ms would cost this process (the control
+			// plane's) a good part of a core. 5 ms per 1,000 sites keeps the
+			// resolution at 0.5 % of the measured time.
+			time.Sleep(time.Duration(max(1, n/1000)) * 5 * time.Millisecond)
 		}
+		cpCPU = append(cpCPU, float64(processCPU()-cpu0))
 		for _, s := range shards {
 			for _, f := range strings.Fields(strings.TrimPrefix(s.say(b, "wait", "done"), "done")) {
+				if v, ok := strings.CutPrefix(f, "cpu="); ok {
+					ns, _ := strconv.ParseInt(v, 10, 64)
+					fcpu += time.Duration(ns)
+					continue
+				}
 				a, st, _ := strings.Cut(f, "/")
 				at, _ := strconv.ParseInt(a, 10, 64)
 				started, _ := strconv.ParseInt(st, 10, 64)
@@ -314,6 +352,7 @@ func benchEndToEnd(b *testing.B, target string, n int) {
 				reached = append(reached, started-t0.UnixNano())
 			}
 		}
+		fleetCPU = append(fleetCPU, float64(fcpu))
 		slices.Sort(lat)
 		slices.Sort(reached)
 		return lat, reached, active
@@ -347,12 +386,26 @@ func benchEndToEnd(b *testing.B, target string, n int) {
 	// When the document reached the agents (their "applying" report).
 	b.ReportMetric(med(reach50s)/1e6, "reach-p50-ms")
 	b.ReportMetric(med(reach99s)/1e6, "reach-p99-ms")
+	// CPU per site and write, in milliseconds: the control plane (from the
+	// request until the API shows the group active) and the fleet (agent,
+	// simulator and their clients, from the mark until every site applied).
+	b.ReportMetric(med(cpCPU[1:])/1e6/float64(n), "cp-cpu-ms/site")
+	b.ReportMetric(med(fleetCPU[1:])/1e6/float64(n), "fleet-cpu-ms/site")
 	// The control plane's heap and stacks per site: with the broker's
 	// connections (connected, then with every site known and applied), and
 	// the state beyond the connections.
 	b.ReportMetric((float64(connected)-float64(idle))/float64(n), "conn-B/site")
 	b.ReportMetric((float64(applied)-float64(idle))/float64(n), "cp-B/site")
 	b.ReportMetric((float64(applied)-float64(connected))/float64(n), "state-B/site")
+}
+
+// processCPU is the user and system CPU time this process has used.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 func mintToken(b *testing.B, dir, org string) string {
