@@ -165,8 +165,10 @@ func benchApply(b *testing.B, lat time.Duration, scenario, how string) {
 		start := time.Now()
 		var err error
 		if how == "agent" {
+			// As the Run loop applies a new document: planned from what
+			// the previous apply read back (if there was one).
 			s.desired = &to
-			err = s.sync(ctx)
+			err = s.update(ctx)
 		} else {
 			err = naive(ctx, s, &to)
 		}

@@ -21,7 +21,6 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"runtime/pprof"
@@ -35,6 +34,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/rampart-fw/rampart/controlplane/keys"
+	"github.com/rampart-fw/rampart/internal/benchproc"
 	"github.com/rampart-fw/rampart/internal/fleet"
 )
 
@@ -45,13 +45,7 @@ const (
 )
 
 func TestMain(m *testing.M) {
-	if spec := os.Getenv(e2eFleetEnv); spec != "" {
-		if err := runE2EFleet(spec); err != nil {
-			fmt.Fprintln(os.Stderr, "fleet:", err)
-			os.Exit(1)
-		}
-		os.Exit(0)
-	}
+	benchproc.Serve(e2eFleetEnv, runE2EFleet)
 	os.Exit(m.Run())
 }
 
@@ -75,7 +69,7 @@ func runE2EFleet(spec string) error {
 		return err
 	}
 	defer f.Close()
-	fmt.Println("ready")
+	fmt.Println(benchproc.Ready)
 	base := make([]uint64, n)
 	in := bufio.NewScanner(os.Stdin)
 	out := bufio.NewWriter(os.Stdout)
@@ -130,64 +124,21 @@ func runE2EFleet(spec string) error {
 	return nil
 }
 
-type e2eShardProc struct {
-	cmd *exec.Cmd
-	in  io.WriteCloser
-	out *bufio.Scanner
-}
-
-func (s *e2eShardProc) say(b *testing.B, cmd, want string) string {
-	fmt.Fprintln(s.in, cmd)
-	if !s.out.Scan() {
-		b.Fatalf("fleet shard ended on %q: %v", cmd, s.out.Err())
-	}
-	if !strings.HasPrefix(s.out.Text(), want) {
-		b.Fatalf("fleet shard answered %q to %q", s.out.Text(), cmd)
-	}
-	return s.out.Text()
-}
-
-func startE2EShards(b *testing.B, url, org, keyDir string, n int) []*e2eShardProc {
-	var shards []*e2eShardProc
+func startE2EShards(b *testing.B, url, org, keyDir string, n int) []*benchproc.Proc {
+	var shards []*benchproc.Proc
 	for first := 1; first <= n; first += e2eShard {
 		size := min(e2eShard, n-first+1)
-		cmd := exec.Command(os.Args[0], "-test.run=^$")
-		cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%s|%s|%d|%d|%s", e2eFleetEnv, url, org, first, size, keyDir))
+		var env []string
 		if st, err := os.Stat("/dev/shm"); err == nil && st.IsDir() {
 			// The agents' caches in memory: each real agent has its own
 			// flash, while thousands of bbolt files on one disk would
 			// queue behind each other's fsyncs (5 s for 1,000 applies here,
 			// against 2.3 s in tmpfs), measuring this machine's disk.
-			cmd.Env = append(cmd.Env, "TMPDIR=/dev/shm")
+			env = append(env, "TMPDIR=/dev/shm")
 		}
-		cmd.Stderr = os.Stderr
-		in, err := cmd.StdinPipe()
-		if err != nil {
-			b.Fatal(err)
-		}
-		out, err := cmd.StdoutPipe()
-		if err != nil {
-			b.Fatal(err)
-		}
-		if err := cmd.Start(); err != nil {
-			b.Fatal(err)
-		}
-		sc := bufio.NewScanner(out)
-		sc.Buffer(make([]byte, 1<<20), 1<<20)
-		s := &e2eShardProc{cmd: cmd, in: in, out: sc}
-		b.Cleanup(func() {
-			in.Close()
-			if err := cmd.Wait(); err != nil {
-				b.Errorf("fleet shard: %v", err)
-			}
-		})
-		shards = append(shards, s)
+		shards = append(shards, benchproc.Start(b, e2eFleetEnv, fmt.Sprintf("%s|%s|%d|%d|%s", url, org, first, size, keyDir), env...))
 	}
-	for _, s := range shards {
-		if !s.out.Scan() || s.out.Text() != "ready" {
-			b.Fatalf("fleet shard did not get ready: %q", s.out.Text())
-		}
-	}
+	benchproc.WaitReady(b, shards...)
 	return shards
 }
 
@@ -310,7 +261,7 @@ func benchEndToEnd(b *testing.B, target string, n int) {
 	var cpCPU, fleetCPU []float64
 	write := func(port int) (lat, reached []int64, active time.Duration) {
 		for _, s := range shards {
-			s.say(b, "mark", "marked")
+			s.Ask(b, "mark", "marked")
 		}
 		cpu0 := processCPU()
 		var fcpu time.Duration
@@ -339,7 +290,7 @@ func benchEndToEnd(b *testing.B, target string, n int) {
 		}
 		cpCPU = append(cpCPU, float64(processCPU()-cpu0))
 		for _, s := range shards {
-			for _, f := range strings.Fields(strings.TrimPrefix(s.say(b, "wait", "done"), "done")) {
+			for _, f := range strings.Fields(strings.TrimPrefix(s.Ask(b, "wait", "done"), "done")) {
 				if v, ok := strings.CutPrefix(f, "cpu="); ok {
 					ns, _ := strconv.ParseInt(v, 10, 64)
 					fcpu += time.Duration(ns)

@@ -16,7 +16,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"os"
-	"os/exec"
 	"runtime"
 	"slices"
 	"strconv"
@@ -30,19 +29,14 @@ import (
 
 	"github.com/rampart-fw/rampart/controlplane/broker"
 	"github.com/rampart-fw/rampart/controlplane/keys"
+	"github.com/rampart-fw/rampart/internal/benchproc"
 	"github.com/rampart-fw/rampart/protocol"
 )
 
 const fleetEnv = "RAMPART_BENCH_FLEET" // "url|root|sites|anon"
 
 func TestMain(m *testing.M) {
-	if spec := os.Getenv(fleetEnv); spec != "" {
-		if err := runFleet(spec); err != nil {
-			fmt.Fprintln(os.Stderr, "fleet:", err)
-			os.Exit(1)
-		}
-		os.Exit(0)
-	}
+	benchproc.Serve(fleetEnv, runFleet)
 	os.Exit(m.Run())
 }
 
@@ -126,7 +120,7 @@ func runFleet(spec string) error {
 	if err, _ := failed.Load().(error); err != nil {
 		return err
 	}
-	fmt.Println("ready")
+	fmt.Println(benchproc.Ready)
 	in := bufio.NewScanner(os.Stdin)
 	for in.Scan() {
 		var rev uint64
@@ -153,42 +147,14 @@ func runFleet(spec string) error {
 	return nil
 }
 
-type fleet struct {
-	cmd *exec.Cmd
-	in  *bufio.Writer
-	out *bufio.Scanner
-}
-
-func startFleet(b *testing.B, url, root string, sites int, anon bool) *fleet {
+func startFleet(b *testing.B, url, root string, sites int, anon bool) *benchproc.Proc {
 	b.Helper()
 	mode := "auth"
 	if anon {
 		mode = "anon"
 	}
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%s|%s|%d|%s", fleetEnv, url, root, sites, mode))
-	cmd.Stderr = os.Stderr
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		b.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		b.Fatal(err)
-	}
-	f := &fleet{cmd: cmd, in: bufio.NewWriter(stdin), out: bufio.NewScanner(stdout)}
-	b.Cleanup(func() {
-		stdin.Close()
-		if err := cmd.Wait(); err != nil {
-			b.Errorf("fleet: %v", err)
-		}
-	})
-	if !f.out.Scan() || f.out.Text() != "ready" {
-		b.Fatalf("fleet did not get ready: %q", f.out.Text())
-	}
+	f := benchproc.Start(b, fleetEnv, fmt.Sprintf("%s|%s|%d|%s", url, root, sites, mode))
+	benchproc.WaitReady(b, f)
 	return f
 }
 
@@ -298,18 +264,15 @@ func benchFanOut(b *testing.B, target string, n int) {
 		}
 		b.StartTimer()
 		t0 := time.Now()
-		fmt.Fprintf(f.in, "rev %d %d\n", rev, t0.UnixNano())
-		f.in.Flush()
+		f.Send(b, fmt.Sprintf("rev %d %d", rev, t0.UnixNano()))
 		if err := bus.PublishDesired(ctx, docs...); err != nil {
 			b.Fatal(err)
 		}
-		if !f.out.Scan() {
-			b.Fatal("fleet ended early")
-		}
+		answer := f.Receive(b, "done")
 		var gotRev uint64
 		var p50, p99, mx int64
-		if _, err := fmt.Sscanf(f.out.Text(), "done %d %d %d %d", &gotRev, &p50, &p99, &mx); err != nil || gotRev != rev {
-			b.Fatalf("fleet said %q", f.out.Text())
+		if _, err := fmt.Sscanf(answer, "done %d %d %d %d", &gotRev, &p50, &p99, &mx); err != nil || gotRev != rev {
+			b.Fatalf("fleet said %q", answer)
 		}
 		p50s, p99s, maxs = append(p50s, float64(p50)), append(p99s, float64(p99)), append(maxs, float64(mx))
 	}
