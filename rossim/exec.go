@@ -13,6 +13,9 @@ type command struct {
 	attrs   []kv
 	queries []string
 	tag     string
+	// wire: the reply goes to an API session, so a print may encode its
+	// rows straight into result.raw instead of result.sents.
+	wire bool
 }
 
 func parseCommand(words []string) *command {
@@ -115,7 +118,10 @@ func resolve(path string) (string, string, []*Trap) {
 
 // result is the reply to one command.
 type result struct {
-	sents  [][]string
+	sents [][]string
+	// raw, when set, is the encoded reply (tags included) that precedes
+	// sents: a print's rows, encoded as they are printed.
+	raw    []byte
 	fatal  bool
 	listen *listenSpec
 	write  string // the verb of a successful write
@@ -257,8 +263,20 @@ func (r *Router) read(c *command, m menu, mpath, verb string) result {
 	isBool := func(k string) bool { return boolProps[k] }
 	p := newPrinter(r.db)
 	var sents [][]string
+	var raw []byte
 	n := 0
 	_, countOnly := c.get("count-only")
+	encode := c.wire && !follow && !countOnly
+	p.reuse = encode // each row is encoded before the next is printed
+	if encode {
+		// About what a row takes (a filter row ~300 bytes, an entry
+		// ~120), so the reply is rarely copied while it grows.
+		per := 160
+		if m.tab == tFilter {
+			per = 400
+		}
+		raw = make([]byte, 0, 64+per*len(r.db.t[m.tab].rows))
+	}
 	for _, row := range r.db.t[m.tab].rows {
 		if from != nil && !from[row.id] {
 			continue
@@ -268,7 +286,10 @@ func (r *Router) read(c *command, m menu, mpath, verb string) result {
 			continue
 		}
 		n++
-		if !countOnly {
+		switch {
+		case encode:
+			raw = appendRe(raw, proplist(c, kvs), c.tag)
+		case !countOnly:
 			sents = append(sents, reSentence(proplist(c, kvs)))
 		}
 	}
@@ -285,7 +306,7 @@ func (r *Router) read(c *command, m menu, mpath, verb string) result {
 		// pear2/Net_RouterOS#80].
 		sents = append(sents, []string{"!empty"})
 	}
-	return result{sents: append(sents, []string{"!done"})}
+	return result{raw: raw, sents: append(sents, []string{"!done"})}
 }
 
 var boolProps = map[string]bool{"disabled": true, "dynamic": true, "invalid": true, "log": true, "builtin": true,

@@ -167,6 +167,10 @@ type kv struct{ k, v string }
 type printer struct {
 	filter []*row
 	chains map[string]bool
+	// reuse: a printed filter row is used before the next is printed, so
+	// its slice is reused (a print of the whole table allocates it once).
+	reuse bool
+	buf   []kv
 }
 
 func newPrinter(d *db) *printer { return &printer{filter: d.t[tFilter].rows} }
@@ -252,7 +256,13 @@ var interfaceOrder = []string{"name", "default-name", "type", "mtu", "actual-mtu
 // comment if set; unset properties are absent [I: reference 2.1, consistent
 // with the librouteros and REST captures].
 func (p *printer) printFilter(r *row) []kv {
-	out := make([]kv, 0, len(r.props)+8)
+	var out []kv
+	if p.reuse {
+		out = p.buf[:0]
+		defer func() { p.buf = out[:0] }()
+	} else {
+		out = make([]kv, 0, len(r.props)+8)
+	}
 	out = append(out, kv{".id", idString(r.id)})
 	for k, v := range r.props {
 		switch k {

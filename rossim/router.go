@@ -715,6 +715,7 @@ func (s *session) handle(c *command) bool {
 	if hasInject {
 		res = trapResult(&Trap{Message: injected})
 	} else {
+		c.wire = true
 		res = r.execute(c)
 	}
 	if r.log.Enabled(context.Background(), slog.LevelDebug) && len(res.sents) > 0 {
@@ -732,7 +733,9 @@ func (s *session) handle(c *command) bool {
 		r.listeners = append(r.listeners, &listener{s: s, tag: c.tag, tab: res.listen.tab})
 		r.mu.Unlock()
 	}
-	if len(res.sents) > 0 {
+	if res.raw != nil {
+		s.send(appendSentences(res.raw, res.sents, c.tag), false)
+	} else if len(res.sents) > 0 {
 		s.send(appendSentences(nil, res.sents, c.tag), false)
 	}
 	return true

@@ -129,6 +129,23 @@ func appendWord(b []byte, w string) []byte {
 	return append(appendLength(b, len(w)), w...)
 }
 
+// appendRe encodes one !re sentence of kvs, as appendSentences would encode
+// reSentence(kvs), without building its words first.
+func appendRe(b []byte, kvs []kv, tag string) []byte {
+	b = appendWord(b, "!re")
+	for _, p := range kvs {
+		b = appendLength(b, 2+len(p.k)+len(p.v))
+		b = append(b, '=')
+		b = append(b, p.k...)
+		b = append(b, '=')
+		b = append(b, p.v...)
+	}
+	if tag != "" {
+		b = appendWord(b, ".tag="+tag)
+	}
+	return append(b, 0)
+}
+
 // appendSentences encodes reply sentences, adding .tag=tag to every one of
 // them when tag is not empty: every reply sentence of a tagged command carries
 // its tag [C: API-doc, "Tags"].

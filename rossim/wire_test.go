@@ -261,3 +261,47 @@ func FuzzReadSentence(f *testing.F) {
 		}
 	})
 }
+
+// TestTaggedPrintOverTheWire: a print over an API session, whose rows are
+// encoded as they are printed, gives the rows Exec gives, with every
+// sentence tagged; also with .proplist and a query.
+func TestTaggedPrintOverTheWire(t *testing.T) {
+	r := start(t, Options{})
+	c := rawDial(t, r)
+	c.login("admin", "")
+	for _, words := range [][]string{
+		{"/ip/firewall/filter/print"},
+		{"/ip/firewall/filter/print", "=.proplist=.id,chain,comment"},
+		{"/ip/firewall/filter/print", "?chain=forward"},
+		{"/ip/firewall/address-list/print", "?list=nothing-here"},
+	} {
+		want, err := r.Exec(words...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.send(append(words, ".tag=p7")...)
+		var got []Item
+		sents := c.readUntilDone("p7")
+		for i, s := range sents {
+			if tagOf(s) != "p7" {
+				t.Fatalf("%v: sentence %q is not tagged p7", words, s)
+			}
+			if s[0] == "!done" && i == len(sents)-1 || s[0] == "!empty" && len(want) == 0 {
+				continue
+			}
+			if s[0] != "!re" {
+				t.Fatalf("%v: unexpected %q", words, s)
+			}
+			it := Item{}
+			for _, w := range s[1:] {
+				if k, v, ok := strings.Cut(strings.TrimPrefix(w, "="), "="); ok && strings.HasPrefix(w, "=") {
+					it[k] = v
+				}
+			}
+			got = append(got, it)
+		}
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("%v over the wire (-Exec +wire):\n%s", words, diff)
+		}
+	}
+}

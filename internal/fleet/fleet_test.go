@@ -184,7 +184,7 @@ func TestCostPerSite(t *testing.T) {
 	// More revisions, for the CPU one apply costs (agent and simulator;
 	// the broker's side of the connections and the publisher are in this
 	// process too). RAMPART_FLEET_CPUPROFILE=file profiles these rounds.
-	const rounds = 5
+	const rounds = 10
 	if p := os.Getenv("RAMPART_FLEET_CPUPROFILE"); p != "" {
 		pf, err := os.Create(p)
 		if err != nil {
@@ -196,6 +196,23 @@ func TestCostPerSite(t *testing.T) {
 		defer pf.Close()
 		defer pprof.StopCPUProfile()
 	}
+	// RAMPART_FLEET_MEMPROFILE=prefix writes prefix.0 and prefix.1, heap
+	// profiles before and after these rounds: go tool pprof -base prefix.0
+	// -sample_index=alloc_space prefix.1 shows what the rounds allocated.
+	memProfile := func(suffix string) {
+		if p := os.Getenv("RAMPART_FLEET_MEMPROFILE"); p != "" {
+			pf, err := os.Create(p + suffix)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer pf.Close()
+			if err := pprof.Lookup("allocs").WriteTo(pf, 0); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	memProfile(".0")
+	defer memProfile(".1")
 	cpu0 := processCPU()
 	for r := uint64(3); r < 3+rounds; r++ {
 		docs = docs[:0]
