@@ -3,17 +3,26 @@
 // # Layout
 //
 //	meta                      epoch: random id created once, the store's identity
-//	orgs/<org>/groups/<id>    the group as the API's JSON (status as of the write)
+//	orgs/<org>/groups/<id>/json   the group as the API's JSON (status as of the write)
+//	orgs/<org>/groups/<id>/index  its sites and rule ids and matches, binary
+//	                          (what a replace needs, without decoding the JSON)
 //	orgs/<org>/lists/<id>     the prefix list as the API's JSON
 //	orgs/<org>/sync/<kind>\x00<id>   JSON controlplane.SyncState of a group or list
-//	orgs/<org>/gindex/<id>    a group's sites and rule ids and matches, binary
-//	                          (what a replace needs, without decoding the JSON)
 //	orgs/<org>/refs/<list>\x00<group>   a group's rule refers to a prefix list
 //	orgs/<org>/sites/<site>   JSON controlplane.Site
 //	orgs/<org>/sitedata/<site>  the Revisioner's own per-site bytes
 //	deadlines/<unixnano BE><org>\x00<kind>\x00<id>   syncing resources by deadline
 //	awaiting/<org>\x00<site>\x00<kind>\x00<id>       which resources wait for a site
 //	status/<org>\x00<kind>\x00<id>                   status, for metrics
+//
+// Each group has a bucket of its own. bbolt keeps at least two keys in a
+// leaf, so with the 44 KB of a 250-rule group as values of one bucket,
+// every write rewrote a neighbouring group too (135 KB of pages per
+// write, the largest allocation and I/O of a PUT); in its own bucket a
+// group's JSON and index (written together) are a leaf of their own.
+// Files written before keep a group as the value groups/<id> with its
+// index at gindex/<id>; both layouts are read, and a write moves the group
+// to its bucket.
 //
 // Ids are KSUIDs, so a bucket's key order is creation order, and lists come
 // out sorted by id without sorting.
@@ -518,6 +527,9 @@ func each(ob *bolt.Bucket, kind string, fn func(id string, raw []byte, sync cp.S
 		return nil
 	}
 	return b.ForEach(func(k, v []byte) error {
+		if v == nil { // a group in its own bucket
+			v = b.Bucket(k).Get(keyGroupJSON)
+		}
 		st, err := readSync(ob, kind, string(k))
 		if err != nil {
 			return err
@@ -708,12 +720,73 @@ func (s *Store) ListJSON(ctx context.Context, org, kind string) ([]byte, error) 
 	return append(out, ']'), nil
 }
 
+// get returns the stored JSON of a group or prefix list, nil if there is
+// none.
 func get(ob *bolt.Bucket, bucket []byte, id string) []byte {
 	b := sub(ob, bucket)
 	if b == nil {
 		return nil
 	}
-	return b.Get([]byte(id))
+	if v := b.Get([]byte(id)); v != nil {
+		return v
+	}
+	if g := b.Bucket([]byte(id)); g != nil { // a group in its own bucket
+		return g.Get(keyGroupJSON)
+	}
+	return nil
+}
+
+var (
+	keyGroupJSON  = []byte("json")
+	keyGroupIndex = []byte("index")
+)
+
+// getGroup returns a group's stored JSON and index in either layout (see
+// the package doc); nil raw when there is no such group, nil idx when it
+// has no index.
+func getGroup(ob *bolt.Bucket, id string) (raw, idx []byte) {
+	groups := sub(ob, bucketGroups)
+	if groups == nil {
+		return nil, nil
+	}
+	if g := groups.Bucket([]byte(id)); g != nil {
+		return g.Get(keyGroupJSON), g.Get(keyGroupIndex)
+	}
+	if raw = groups.Get([]byte(id)); raw == nil {
+		return nil, nil
+	}
+	return raw, get(ob, bucketGIndex, id)
+}
+
+// putGroup stores a group's JSON and index in its own bucket, moving it
+// from the older layout.
+func putGroup(ob *bolt.Bucket, id string, raw, idx []byte) error {
+	groups, k := ob.Bucket(bucketGroups), []byte(id)
+	if groups.Get(k) != nil {
+		if err := deleteGroup(ob, id); err != nil {
+			return err
+		}
+	}
+	g, err := groups.CreateBucketIfNotExists(k)
+	if err != nil {
+		return err
+	}
+	if err := g.Put(keyGroupJSON, raw); err != nil {
+		return err
+	}
+	return g.Put(keyGroupIndex, idx)
+}
+
+// deleteGroup deletes a group's record in either layout.
+func deleteGroup(ob *bolt.Bucket, id string) error {
+	groups, k := ob.Bucket(bucketGroups), []byte(id)
+	if groups.Bucket(k) != nil {
+		return groups.DeleteBucket(k)
+	}
+	if err := groups.Delete(k); err != nil {
+		return err
+	}
+	return ob.Bucket(bucketGIndex).Delete(k)
 }
 
 // snapshot reads a resource's stored bytes (a copy) outside the write
@@ -759,12 +832,12 @@ func (snap *groupSnapshot) sameRaw(cur []byte) bool {
 func (s *Store) snapshotGroup(org, id string) (snap groupSnapshot, err error) {
 	err = s.db.View(func(tx *bolt.Tx) error {
 		ob, _ := orgBucket(tx, org, false)
-		raw := get(ob, bucketGroups, id)
+		raw, idx := getGroup(ob, id)
 		if raw == nil {
 			return nil
 		}
 		snap.found, snap.rawLen, snap.rawHash = true, len(raw), fingerprint(raw)
-		return decodePrev(&snap.prev, raw, get(ob, bucketGIndex, id))
+		return decodePrev(&snap.prev, raw, idx)
 	})
 	return snap, err
 }
@@ -966,16 +1039,15 @@ func (s *Store) tryPutSecurityGroup(ctx context.Context, org, id string, create 
 		if err != nil {
 			return err
 		}
-		groups := ob.Bucket(bucketGroups)
 		var prevSync *cp.SyncState
 		if !create {
-			cur := groups.Get([]byte(id))
+			cur, curIdx := getGroup(ob, id)
 			if cur == nil {
 				return cp.NotFound(cp.KindSecurityGroup, id)
 			}
 			if inTx {
 				var prev cp.SecurityGroup
-				if err := decodePrev(&prev, cur, ob.Bucket(bucketGIndex).Get([]byte(id))); err != nil {
+				if err := decodePrev(&prev, cur, curIdx); err != nil {
 					return err
 				}
 				p = prepareGroup(built, prev)
@@ -1009,10 +1081,7 @@ func (s *Store) tryPutSecurityGroup(ctx context.Context, org, id string, create 
 			affected[site] = true
 		}
 		// Store the group before revising, so the Revisioner sees it.
-		if err := groups.Put([]byte(id), data); err != nil {
-			return err
-		}
-		if err := ob.Bucket(bucketGIndex).Put([]byte(id), p.index); err != nil {
+		if err := putGroup(ob, id, data, p.index); err != nil {
 			return err
 		}
 		revs, err := s.revise(tx, ob, org, affected)
@@ -1044,10 +1113,7 @@ func (s *Store) DeleteSecurityGroup(ctx context.Context, org, id string) error {
 		if err != nil {
 			return err
 		}
-		if err := ob.Bucket(bucketGroups).Delete([]byte(id)); err != nil {
-			return err
-		}
-		if err := ob.Bucket(bucketGIndex).Delete([]byte(id)); err != nil {
+		if err := deleteGroup(ob, id); err != nil {
 			return err
 		}
 		if err := setRefs(ob, id, prev.ReferencedPrefixLists(), nil); err != nil {
@@ -1177,7 +1243,7 @@ func (s *Store) tryPutPrefixList(ctx context.Context, org, id string, create boo
 			var g struct {
 				Sites []string `json:"sites"`
 			}
-			if raw := ob.Bucket(bucketGroups).Get([]byte(gid)); raw != nil {
+			if raw := get(ob, bucketGroups, gid); raw != nil {
 				if err := json.Unmarshal(raw, &g); err != nil {
 					return fmt.Errorf("decode security group %s: %w", gid, err)
 				}

@@ -1,10 +1,12 @@
 package bolt
 
 import (
+	"encoding/binary"
 	"encoding/json"
 	"slices"
 	"strconv"
 	"unicode/utf8"
+	"unsafe"
 
 	"github.com/segmentio/ksuid"
 
@@ -162,8 +164,7 @@ func appendGroupJSON(b []byte, g *cp.SecurityGroup) []byte {
 func appendString(b []byte, s string) []byte {
 	i := 0
 	for ; i+8 <= len(s); i += 8 {
-		if needsEscape(uint64(s[i]) | uint64(s[i+1])<<8 | uint64(s[i+2])<<16 | uint64(s[i+3])<<24 |
-			uint64(s[i+4])<<32 | uint64(s[i+5])<<40 | uint64(s[i+6])<<48 | uint64(s[i+7])<<56) {
+		if needsEscape(binary.LittleEndian.Uint64(unsafe.Slice(unsafe.StringData(s[i:]), 8))) {
 			return appendMarshalled(b, s)
 		}
 	}
