@@ -1,21 +1,19 @@
 package broker
 
 import (
-	"bufio"
 	"bytes"
 	"fmt"
 	"io"
 	"net"
 	"os"
-	"os/exec"
 	"runtime"
-	"strconv"
 	"testing"
 	"time"
 
 	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/rampart-fw/rampart/controlplane/keys"
+	"github.com/rampart-fw/rampart/internal/benchproc"
 	"github.com/rampart-fw/rampart/protocol"
 )
 
@@ -46,24 +44,7 @@ func benchConnectionMemory(b *testing.B, n, pending int) {
 	defer brk.Close()
 	var before, after runtime.MemStats
 	readMem(&before)
-	cmd := exec.Command(os.Args[0], "-test.run=^TestHoldConnections$")
-	cmd.Env = append(os.Environ(), "RAMPART_BROKER_MEM_CHILD="+brk.Addr(), "RAMPART_BROKER_MEM_N="+strconv.Itoa(n))
-	cmd.Stderr = os.Stderr
-	in, err := cmd.StdinPipe()
-	if err != nil {
-		b.Fatal(err)
-	}
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		b.Fatal(err)
-	}
-	defer func() { in.Close(); _ = cmd.Wait() }()
-	sc := bufio.NewScanner(out)
-	for sc.Scan() && sc.Text() != "ready" {
-	}
+	benchproc.WaitReady(b, benchproc.Start(b, holdEnv, fmt.Sprintf("%s %d", brk.Addr(), n)))
 	for deadline := time.Now().Add(time.Minute); brk.Clients() < int64(n); {
 		if time.Now().After(deadline) {
 			b.Fatalf("%d of %d sites connected after a minute", brk.Clients(), n)
@@ -89,20 +70,35 @@ func readMem(ms *runtime.MemStats) {
 	runtime.ReadMemStats(ms)
 }
 
-// TestHoldConnections is BenchmarkConnectionMemory's child: it connects and
-// subscribes N sites, says ready, and holds them until stdin closes.
-func TestHoldConnections(t *testing.T) {
-	addr := os.Getenv("RAMPART_BROKER_MEM_CHILD")
-	if addr == "" {
-		t.Skip("child process of BenchmarkConnectionMemory")
+const holdEnv = "RAMPART_BENCH_HOLD_CONNECTIONS"
+
+func TestMain(m *testing.M) {
+	benchproc.Serve(holdEnv, holdConnections)
+	os.Exit(m.Run())
+}
+
+// holdConnections is BenchmarkConnectionMemory's child: spec is "addr n";
+// it connects and subscribes n sites, says ready, and holds them until
+// stdin closes.
+func holdConnections(spec string) error {
+	var (
+		addr string
+		n    int
+	)
+	if _, err := fmt.Sscanf(spec, "%s %d", &addr, &n); err != nil {
+		return fmt.Errorf("parse spec %q: %w", spec, err)
 	}
-	n, _ := strconv.Atoi(os.Getenv("RAMPART_BROKER_MEM_N"))
 	conns := make([]net.Conn, 0, n)
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
 	for i := range n {
 		org, site := "org_bench", fmt.Sprintf("site_%d", i)
 		c, err := net.Dial("tcp", addr)
 		if err != nil {
-			t.Fatal(err)
+			return err
 		}
 		conns = append(conns, c)
 		var buf bytes.Buffer
@@ -111,21 +107,19 @@ func TestHoldConnections(t *testing.T) {
 				ClientIdentifier: keys.SiteMQTTUser(org, site), UsernameFlag: true, PasswordFlag: true,
 				Username: []byte(keys.SiteMQTTUser(org, site)), Password: []byte(testKey.SiteSecret(org, site))}}
 		if err := cp.ConnectEncode(&buf); err != nil {
-			t.Fatal(err)
+			return err
 		}
 		sp := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Subscribe, Qos: 1}, PacketID: 1, ProtocolVersion: 4,
 			Filters: packets.Subscriptions{{Filter: protocol.DesiredTopic(root, org, site), Qos: 1}}}
 		if err := sp.SubscribeEncode(&buf); err != nil {
-			t.Fatal(err)
+			return err
 		}
 		if _, err := c.Write(buf.Bytes()); err != nil {
-			t.Fatal(err)
+			return err
 		}
 		go io.Copy(io.Discard, c)
 	}
-	fmt.Println("ready")
-	io.Copy(io.Discard, os.Stdin)
-	for _, c := range conns {
-		c.Close()
-	}
+	fmt.Println(benchproc.Ready)
+	_, err := io.Copy(io.Discard, os.Stdin)
+	return err
 }
