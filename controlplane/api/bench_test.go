@@ -150,9 +150,12 @@ func send(client *http.Client, method, url, token string, body []byte, want int)
 // and 64 concurrent clients. In PUT250 each client replaces its own group
 // (many operators, many groups); PUT250-onegroup has all clients replace
 // the same group, the worst case for the optimistic write path. "batch" is
-// the default (bbolt Batch), "update" one Update per write.
+// the default (group commit, store/bolt/commit.go), "update" one Update per
+// write. The clients are Go's net/http in this process, so cpu-µs/op is
+// server and clients together; BenchmarkAPIWrk measures the server alone
+// with wrk.
 //
-//	go test -run '^$' -bench BenchmarkAPI -benchtime 3s ./controlplane/api
+//	go test -run '^$' -bench 'BenchmarkAPI$' -benchtime 3s ./controlplane/api
 func BenchmarkAPI(b *testing.B) {
 	bodies := make([][]byte, 2)
 	for i := range bodies {
