@@ -195,10 +195,17 @@ const (
 func needsEscape(x uint64) bool {
 	m := x & msb             // non-ASCII
 	m |= (x - lsb*0x20) &^ x // below 0x20
-	for _, c := range [...]uint64{'"', '\\', '<', '>', '&'} {
-		v := x ^ (lsb * c)
-		m |= (v - lsb) &^ v
-	}
+	// Unrolled by hand: the compiler kept a loop over the five.
+	v := x ^ (lsb * '"')
+	m |= (v - lsb) &^ v
+	v = x ^ (lsb * '\\')
+	m |= (v - lsb) &^ v
+	v = x ^ (lsb * '<')
+	m |= (v - lsb) &^ v
+	v = x ^ (lsb * '>')
+	m |= (v - lsb) &^ v
+	v = x ^ (lsb * '&')
+	m |= (v - lsb) &^ v
 	return m&msb != 0
 }
 
