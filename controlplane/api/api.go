@@ -175,7 +175,7 @@ func (s *Server) routes() {
 		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 		defer cancel()
 		if err := s.opts.Store.Ping(ctx); err != nil {
-			s.log.Error("readiness check failed", "request_id", requestID(r), "error", err)
+			s.log.Error("readiness check failed", "request_id", requestID(w), "error", err)
 			w.WriteHeader(http.StatusServiceUnavailable)
 			fmt.Fprintln(w, "store not ready")
 			return
@@ -239,12 +239,20 @@ func authMessage(err error) string {
 
 var requestIDRe = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
 
-type ctxKey struct{}
-
-func requestID(r *http.Request) string {
-	id, _ := r.Context().Value(ctxKey{}).(string)
-	return id
+// requestID is the request's id, which ServeHTTP puts in the response's
+// X-Request-Id header before anything else runs (carrying it in the
+// request's context instead cost a copy of the request every time).
+func requestID(w http.ResponseWriter) string {
+	if h := w.Header()["X-Request-Id"]; len(h) > 0 {
+		return h[0]
+	}
+	return ""
 }
+
+// jsonContentType is the Content-Type of every JSON answer, one slice
+// shared by all responses (net/http copies header values, never modifies
+// them; Add would append to a copy since the slice is full).
+var jsonContentType = []string{"application/json"}
 
 // ServeHTTP adds the request id, answers unknown routes with JSON errors,
 // and records metrics.
@@ -252,12 +260,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	id := r.Header.Get("X-Request-Id")
 	if !requestIDRe.MatchString(id) {
-		b := make([]byte, 12)
-		rand.Read(b)
-		id = hex.EncodeToString(b)
+		var b [12]byte
+		rand.Read(b[:])
+		id = hex.EncodeToString(b[:])
 	}
-	w.Header().Set("X-Request-Id", id)
-	r = r.WithContext(context.WithValue(r.Context(), ctxKey{}, id))
+	w.Header()["X-Request-Id"] = []string{id} // canonical already: no Set
 	sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
 	defer func() {
 		if p := recover(); p != nil {
@@ -376,7 +383,7 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	de, ok := errors.AsType[*cp.Error](err)
 	entry, known := errorTable[cp.ErrorCode(err)]
 	if !ok || !known {
-		id := requestID(r)
+		id := requestID(w)
 		if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
 			s.log.Info("request cancelled by client", "request_id", id, "method", r.Method, "path", r.URL.Path)
 		} else {
@@ -418,8 +425,8 @@ func writeRaw(w http.ResponseWriter, status int) func([]byte, error) error {
 		// instead of a last one-byte write. With the length known the
 		// body goes out unchunked.
 		h := w.Header()
-		h.Set("Content-Type", "application/json")
-		h.Set("Content-Length", strconv.Itoa(len(b)+1))
+		h["Content-Type"] = jsonContentType
+		h["Content-Length"] = []string{strconv.Itoa(len(b) + 1)}
 		w.WriteHeader(status)
 		if n := len(b); cap(b) > n && b[:n+1][n] == '\n' {
 			w.Write(b[:n+1])
