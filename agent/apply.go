@@ -17,6 +17,10 @@ import (
 	"github.com/rampart-fw/rampart/protocol"
 )
 
+// errConfirm makes update read the router before reporting a new revision
+// that the observation says needs no write.
+var errConfirm = errors.New("a new revision with nothing to write is confirmed against the router")
+
 // bigRead is the number of rows above which a sync hands freed memory back
 // to the OS at once (see sync).
 const bigRead = 2000
@@ -41,7 +45,9 @@ func (a *Agent) update(ctx context.Context) error {
 	trusted := a.observed != nil
 	writes, err := a.syncOnce(ctx, 0)
 	if err != nil && trusted && ctx.Err() == nil {
-		a.log.Info("the router no longer matches the last observation; reading it again", "err", err)
+		if !errors.Is(err, errConfirm) {
+			a.log.Info("the router no longer matches the last observation; reading it again", "err", err)
+		}
 		a.observed = nil
 		_, err = a.syncOnce(ctx, writes)
 	}
@@ -99,6 +105,11 @@ func (a *Agent) syncOnce(ctx context.Context, prior int) (int, error) {
 	if len(ops) == 0 && !isNew && a.published {
 		a.observed = &st
 		return 0, nil // steady state: nothing to write, nothing new to say
+	}
+	if len(ops) == 0 && isNew && trusted {
+		// A new revision that needs no write has no read-back to confirm
+		// it: it is reported applied only after a read of the router.
+		return fail(0, errConfirm)
 	}
 	if len(ops) > 0 {
 		if addsJumps(ops) {

@@ -580,4 +580,23 @@ func TestNewRevisionPlansFromTheLastObservation(t *testing.T) {
 	if !strings.Contains(logs.String(), "reading it again") {
 		t.Errorf("the apply planned from the stale observation did not fail and retry; log:\n%s", logs.String())
 	}
+
+	// A revision that changes nothing on the router (a prefix list's name
+	// is not written) after a hand edit: with nothing to write there is no
+	// read-back, so the agent reads the router before saying applied, and
+	// repairs the edit.
+	ids = managedIDs(r.Snapshot())
+	mustExec(t, r, "/ip/firewall/filter/disable", "=.id="+ids["fltr_dns"])
+	d4 := d3
+	d4.Revision = 4
+	d4.PrefixLists = slices.Clone(d4.PrefixLists)
+	d4.PrefixLists[0].Name = "Head office"
+	d4.Seal()
+	s.apply(t, d4)
+	if rest := s.remaining(t); len(rest) > 0 {
+		t.Fatalf("revision 4 reported applied without reading the router: %v", rest)
+	}
+	if s.status.State != protocol.StateApplied || s.status.Revision != 4 {
+		t.Errorf("status %+v, want applied 4", s.status)
+	}
 }
