@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"slices"
 	"strconv"
+	"strings"
 	"unicode/utf8"
 	"unsafe"
 
@@ -25,6 +26,12 @@ func buildGroup(w *cp.SecurityGroupWrite, org, id string) cp.SecurityGroup {
 	bare := *w
 	bare.Rules = nil
 	g := bare.NewSecurityGroup(org, id)
+	// The write's strings may share the request body's memory (the API's
+	// decoder cuts them from it). Sites go on in the Change to listeners
+	// that may keep them: copies, so none pins a whole body.
+	for i := range g.Sites {
+		g.Sites[i] = strings.Clone(g.Sites[i])
+	}
 	g.Rules = make([]cp.FilterRule, len(w.Rules))
 	for i, r := range w.Rules {
 		g.Rules[i] = cp.FilterRule{Direction: r.Direction, Order: r.Order, Protocol: r.Protocol,
