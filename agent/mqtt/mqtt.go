@@ -14,6 +14,7 @@
 package mqtt
 
 import (
+	"bufio"
 	"context"
 	"crypto/tls"
 	"encoding/json"
@@ -227,8 +228,19 @@ func (cl *Client) dial(uri *url.URL, o paho.ClientOptions) (net.Conn, error) {
 		cl.local = ap.Addr().Unmap()
 		cl.mu.Unlock()
 	}
-	return conn, nil
+	return &bufferedConn{Conn: conn, r: bufio.NewReaderSize(conn, 4<<10)}, nil
 }
+
+// bufferedConn reads through a buffer: paho reads every packet's fixed
+// header a byte at a time (packets.ReadPacket, decodeLength in v1.5.1), which
+// on a bare TCP connection is a read syscall per byte. paho reads the
+// connection from one goroutine only.
+type bufferedConn struct {
+	net.Conn
+	r *bufio.Reader
+}
+
+func (c *bufferedConn) Read(p []byte) (int, error) { return c.r.Read(p) }
 
 // LocalAddr is the local address of the most recent broker connection; the
 // zero Addr until one was made.
