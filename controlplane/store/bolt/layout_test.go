@@ -154,3 +154,42 @@ func TestOldLayoutIsReadAndMoved(t *testing.T) {
 		}
 	}
 }
+
+// TestGroupWithoutIndex: a group stored before groups had an index (the
+// value groups/<id> alone) keeps its rule ids through a replace, read from
+// its JSON.
+func TestGroupWithoutIndex(t *testing.T) {
+	ctx := context.Background()
+	s, err := Open(filepath.Join(t.TempDir(), "db"), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	w := &cp.SecurityGroupWrite{Name: "web", Sites: []string{}, Rules: []cp.FilterRuleWrite{
+		{Direction: "inbound", Order: 1, Protocol: 6, Port: "443", Address: "0.0.0.0/0"},
+		{Direction: "inbound", Order: 2, Protocol: 6, Port: "22", Address: "10.0.0.0/8"},
+	}}
+	g, err := s.CreateSecurityGroup(ctx, "org_a", w)
+	if err != nil {
+		t.Fatal(err)
+	}
+	toOldLayout(t, s, "org_a", g.ID)
+	if err := s.db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketOrgs).Bucket([]byte("org_a")).Bucket(bucketGIndex).Delete([]byte(g.ID))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	w2 := *w
+	w2.Rules = []cp.FilterRuleWrite{w.Rules[1], {Direction: "outbound", Order: 3, Protocol: 17, Port: "53", Address: "10.0.0.0/8"}}
+	w2.Rules[0].Order = 1
+	r, err := s.ReplaceSecurityGroup(ctx, "org_a", g.ID, &w2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Rules[0].ID != g.Rules[1].ID || r.Rules[1].ID == g.Rules[0].ID || r.Rules[1].ID == g.Rules[1].ID {
+		t.Errorf("rule ids %s %s; want %s kept and a new one", r.Rules[0].ID, r.Rules[1].ID, g.Rules[1].ID)
+	}
+	if l := layout(t, s, "org_a", g.ID); l != "bucket" {
+		t.Errorf("replaced group stored as %q", l)
+	}
+}
