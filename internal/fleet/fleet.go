@@ -17,7 +17,7 @@
 // One listener and one connection on the simulator's side, one RouterOS
 // session, one MQTT connection and one small bbolt file on the agent's side.
 // The agent's metrics listener is off and its registry is private. Measured
-// with 1,000 applied sites and the embedded broker in the same process: 16
+// with 1,000 applied sites and the embedded broker in the same process: 17
 // goroutines and about 270 KiB of heap and stacks per site, the broker's side
 // of the connection included (TestCostPerSite; BENCHMARKS.md, "End to end").
 // The file descriptors (about five per site, against a limit of 20,000 here)
