@@ -65,7 +65,7 @@ type Options struct {
 	// Throttle is the least time between two applies, so a burst of
 	// documents costs one apply; zero means 100 ms.
 	Throttle time.Duration
-	// RouterSessions is the RouterOS session pool size; zero means 4.
+	// RouterSessions is the RouterOS session pool size; zero means 2.
 	RouterSessions int
 	// RouterTimeout bounds each RouterOS command; zero means 15 s.
 	RouterTimeout time.Duration

@@ -324,12 +324,16 @@ func (s *Session) Broken() bool { return s.broken }
 func (s *Session) Close() error { return s.c.Close() }
 
 // Client is a pool of sessions to one router. It is safe for concurrent use;
-// each session serves one caller at a time.
+// each session serves one caller at a time. An idle session is reused
+// before another is dialled, so a caller that uses one session at a time
+// (the agent's loop) logs in once, not once per pool slot: each API login
+// is logged by RouterOS and holds one of its API sessions.
 type Client struct {
-	opts Options
-	free chan *Session // idle sessions; nil entries are slots to dial
-	mu   sync.Mutex
-	all  map[*Session]bool
+	opts  Options
+	slots chan struct{} // a token per session in use; capacity Sessions
+	mu    sync.Mutex
+	idle  []*Session // logged in and free, the most recently used last
+	all   map[*Session]bool
 }
 
 // New makes a Client; sessions are dialled on first use.
@@ -340,34 +344,31 @@ func New(o Options) *Client {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	c := &Client{opts: o, free: make(chan *Session, o.Sessions), all: map[*Session]bool{}}
-	for range o.Sessions {
-		c.free <- nil
-	}
-	return c
+	return &Client{opts: o, slots: make(chan struct{}, o.Sessions), all: map[*Session]bool{}}
 }
 
 // Size is the number of sessions the pool may hold.
 func (c *Client) Size() int { return c.opts.Sessions }
 
-// Acquire takes a session from the pool, dialling one if needed. The caller
-// must Release it.
+// Acquire takes a session from the pool, dialling one if none is idle. The
+// caller must Release it.
 func (c *Client) Acquire(ctx context.Context) (*Session, error) {
-	var s *Session
 	select {
-	case s = <-c.free:
+	case c.slots <- struct{}{}:
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
-	if s != nil && !s.broken {
+	c.mu.Lock()
+	if n := len(c.idle); n > 0 {
+		s := c.idle[n-1]
+		c.idle = c.idle[:n-1]
+		c.mu.Unlock()
 		return s, nil
 	}
-	if s != nil {
-		c.drop(s)
-	}
+	c.mu.Unlock()
 	s, err := Dial(ctx, c.opts)
 	if err != nil {
-		c.free <- nil
+		<-c.slots
 		return nil, err
 	}
 	c.mu.Lock()
@@ -376,15 +377,18 @@ func (c *Client) Acquire(ctx context.Context) (*Session, error) {
 	return s, nil
 }
 
-// Release returns a session to the pool; a broken one is closed and its slot
-// freed for a new dial.
+// Release returns a session to the pool; a broken one is closed.
 func (c *Client) Release(s *Session) {
 	if s.broken {
 		c.drop(s)
-		c.free <- nil
-		return
+	} else {
+		c.mu.Lock()
+		if c.all[s] { // not closed by Close meanwhile
+			c.idle = append(c.idle, s)
+		}
+		c.mu.Unlock()
 	}
-	c.free <- s
+	<-c.slots
 }
 
 func (c *Client) drop(s *Session) {
@@ -412,5 +416,6 @@ func (c *Client) Close() error {
 		s.Close()
 	}
 	c.all = map[*Session]bool{}
+	c.idle = nil
 	return nil
 }

@@ -121,3 +121,40 @@ func TestDroppedConnectionBreaksSessionAndRedials(t *testing.T) {
 		t.Errorf("%d logins, want 2", got)
 	}
 }
+
+// TestPoolReusesAnIdleSession: a caller that uses one session at a time
+// logs in once, whatever the pool size; concurrent callers get sessions of
+// their own, up to the pool size.
+func TestPoolReusesAnIdleSession(t *testing.T) {
+	r := sim(t, rossim.Options{})
+	c := New(Options{Addr: r.Addr(), User: "admin", Sessions: 3})
+	defer c.Close()
+	ctx := context.Background()
+	for range 5 {
+		if _, _, err := c.Run(ctx, "/system/identity/print"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := r.Stats().Logins; n != 1 {
+		t.Fatalf("%d logins for one caller at a time, want 1", n)
+	}
+	var held []*Session
+	for range 3 {
+		s, err := c.Acquire(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, s)
+	}
+	if n := r.Stats().Logins; n != 3 {
+		t.Errorf("%d logins for three sessions held at once, want 3", n)
+	}
+	short, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer cancel()
+	if _, err := c.Acquire(short); err == nil {
+		t.Error("a fourth session was handed out by a pool of three")
+	}
+	for _, s := range held {
+		c.Release(s)
+	}
+}
