@@ -26,7 +26,8 @@ var errConfirm = errors.New("a new revision with nothing to write is confirmed a
 const bigRead = 2000
 
 // sync re-reads the router and makes it match the current desired state:
-// the resync, which catches drift, and every retry after a failure.
+// the resync, which catches drift. (A retry after a failure reads the
+// router too: every failure drops the observation.)
 func (a *Agent) sync(ctx context.Context) error {
 	a.observed = nil
 	return a.update(ctx)
