@@ -159,8 +159,9 @@ func (v *Verifier) Verify(raw string) (org string, err error) {
 		}
 		// Expired (or the clock went back): verify again, which words
 		// the refusal.
-		v.verified.Delete(raw)
-		v.numEntries.Add(-1)
+		if _, deleted := v.verified.LoadAndDelete(raw); deleted {
+			v.numEntries.Add(-1)
+		}
 	}
 	org, claims, err := v.verify(raw)
 	if err != nil {
