@@ -36,7 +36,11 @@
 //
 // After each change the syncer also asks the store to Settle the affected
 // sites: a write that leaves a site's content as it was gives it its current
-// revision again, which an agent that already applied it never reports again.
+// revision again, which an agent that already applied it never reports
+// again. The write confirms such sites for its own resource in its
+// transaction; Settle puts the sites' own state right (a delete leaves a
+// site syncing to a revision no resource awaits) and lets the propagation
+// metric count them.
 //
 // # Metrics
 //

@@ -266,6 +266,9 @@ func writableSync(ob *bolt.Bucket, kind, id string, now time.Time) (cp.SyncState
 // returns the sync state and the change to announce after commit.
 func (s *Store) startSync(tx *bolt.Tx, ob *bolt.Bucket, org, kind, id string, prev *cp.SyncState, await map[string]uint64, affected map[string]bool, revs map[string]uint64, now time.Time) (cp.SyncState, cp.Change, error) {
 	st := cp.NewSyncState(await, now, s.opts.SyncTimeout)
+	if err := confirmApplied(ob, &st); err != nil {
+		return st, cp.Change{}, err
+	}
 	if err := writeSync(ob, kind, id, &st); err != nil {
 		return st, cp.Change{}, err
 	}
@@ -276,6 +279,33 @@ func (s *Store) startSync(tx *bolt.Tx, ob *bolt.Bucket, org, kind, id string, pr
 		return st, cp.Change{}, err
 	}
 	return st, cp.Change{OrgID: org, Sites: sortedKeys(affected), Kind: kind, ID: id, Revisions: revsOrNil(s, revs)}, nil
+}
+
+// confirmApplied confirms, in the write's own transaction, the sites st
+// awaits that have already applied the revision it waits for. A write that
+// leaves a site's content as it was gives it its current revision again,
+// which its agent will not report again; confirming it here means the
+// write's own answer already reads active when no site has anything to do,
+// instead of syncing until Settle runs after the commit.
+func confirmApplied(ob *bolt.Bucket, st *cp.SyncState) error {
+	if st.Status != cp.StatusSyncing {
+		return nil
+	}
+	sb, rb := ob.Bucket(bucketSites), ob.Bucket(bucketReports)
+	for _, site := range slices.Sorted(maps.Keys(st.Awaiting)) {
+		want := st.Awaiting[site]
+		if want == cp.UnknownRevision { // no Revisioner: only a report confirms
+			continue
+		}
+		rec, err := getSite(sb, site)
+		if err != nil {
+			return err
+		}
+		if rev, ok := appliedRevision(rb, site, rec); ok && rev >= want {
+			st.Confirm(site, rev, true, "")
+		}
+	}
+	return nil
 }
 
 func writeSync(ob *bolt.Bucket, kind, id string, st *cp.SyncState) error {
@@ -981,6 +1011,13 @@ func (s *Store) putSecurityGroup(ctx context.Context, org, id string, w *cp.Secu
 		return cp.SecurityGroup{}, nil, wrap("store security group", err)
 	}
 	s.notify(change)
+	if p.g.Sync.Status != p.g.Status {
+		// Every site had already applied what it is given (confirmApplied):
+		// the answer says what a read now says. The stored copy's status is
+		// never read; reads splice in the sync state's.
+		p.g.Status = p.g.Sync.Status
+		p.data = spliceStatus(p.data, p.g.Status)
+	}
 	return p.g, p.data, nil
 }
 
@@ -1270,6 +1307,7 @@ func (s *Store) tryPutPrefixList(ctx context.Context, org, id string, create boo
 			return err
 		}
 		l.Sync, change, err = s.startSync(tx, ob, org, cp.KindPrefixList, id, prevSync, pick(revs, pending), affected, revs, now)
+		l.Status = l.Sync.Status // active when every site had already applied it (confirmApplied)
 		return err
 	})
 	return l, change, err

@@ -277,12 +277,14 @@ func (s *Store) ingestPresence(tx *bolt.Tx, org, site string, p protocol.Presenc
 }
 
 // Settle confirms, for each of sites, every group and prefix list waiting
-// for a revision the site has already applied. A write that leaves a site's
-// content as it was gives the site its current revision again, and an agent
-// that already applied it never reports it again: without this the resource
-// would wait for the deadline and fail. The MQTT side calls it after every
-// committed write (controlplane.Change). A site whose newest report is a
-// failure of that very revision confirms nothing.
+// for a revision the site has already applied, and sets each site's state
+// from its revisions. A write that leaves a site's content as it was gives
+// the site its current revision again, and an agent that already applied it
+// never reports it again; the write itself confirms its own resource
+// (confirmApplied), and Settle catches the rest: other resources waiting
+// for the site, and a site left syncing by a delete. The MQTT side calls it
+// after every committed write (controlplane.Change). A site whose newest
+// report is a failure of that very revision confirms nothing.
 func (s *Store) Settle(ctx context.Context, org string, sites []string) error {
 	err := s.write(ctx, func(tx *bolt.Tx) error {
 		ob, _ := orgBucket(tx, org, false)
@@ -300,20 +302,16 @@ func (s *Store) Settle(ctx context.Context, org string, sites []string) error {
 			if rec == nil {
 				continue
 			}
-			if rec.AppliedRevision == cp.UnknownRevision {
-				if err := settleState(sb, site, rec, s.opts.Now().Add(s.opts.SyncTimeout)); err != nil {
-					return err
+			rev, ok := appliedRevision(rb, site, rec)
+			if !ok {
+				if rec.AppliedRevision == cp.UnknownRevision {
+					if err := settleState(sb, site, rec, s.opts.Now().Add(s.opts.SyncTimeout)); err != nil {
+						return err
+					}
 				}
 				continue
 			}
-			if rb != nil {
-				var last lastReport
-				if raw := rb.Get([]byte(site)); raw != nil && json.Unmarshal(raw, &last) == nil &&
-					last.Revision == rec.AppliedRevision && last.State == protocol.StateFailed {
-					continue
-				}
-			}
-			if err := b.confirm(ob, org, site, rec.AppliedRevision, true, ""); err != nil {
+			if err := b.confirm(ob, org, site, rev, true, ""); err != nil {
 				return err
 			}
 			if err := settleState(sb, site, rec, s.opts.Now().Add(s.opts.SyncTimeout)); err != nil {
@@ -323,6 +321,24 @@ func (s *Store) Settle(ctx context.Context, org string, sites []string) error {
 		return b.flush()
 	})
 	return wrap("settle confirmed sites", err)
+}
+
+// appliedRevision is the revision site (its record rec, nil if unknown)
+// has applied and still stands by: none when it never applied one, or when
+// its newest report is a failure of that very revision (a drift repair that
+// failed), since the router may no longer hold it.
+func appliedRevision(rb *bolt.Bucket, site string, rec *cp.Site) (uint64, bool) {
+	if rec == nil || rec.AppliedRevision == cp.UnknownRevision {
+		return 0, false
+	}
+	if rb != nil {
+		var last lastReport
+		if raw := rb.Get([]byte(site)); raw != nil && json.Unmarshal(raw, &last) == nil &&
+			last.Revision == rec.AppliedRevision && last.State == protocol.StateFailed {
+			return 0, false
+		}
+	}
+	return rec.AppliedRevision, true
 }
 
 // resumedState is a site's state when its agent comes back online, from

@@ -115,14 +115,21 @@ func TestReportStatusStateTable(t *testing.T) {
 	step("late applied 2 (retry)", report(s, ep, 2, protocol.StateApplied, ""), want{cp.ReportStale, cp.StatusActive, cp.SiteInSync, 3})
 
 	// A write that does not change what the router gets (the description)
-	// asks for revision 3 again, which the site applied: Settle confirms it.
+	// asks for revision 3 again, which the site applied: the write itself
+	// confirms it, so its answer, and every read after it, say active.
 	clk.Advance(time.Second)
 	same, err := s.ReplaceSecurityGroup(ctx, org, g.ID, webGroup("8443", "reworded", "site_a"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if same.Sync.Awaiting["site_a"] != 3 {
-		t.Fatalf("unchanged content awaits %v, want revision 3 again", same.Sync.Awaiting)
+	if same.Status != cp.StatusActive || len(same.Sync.Awaiting) != 0 {
+		t.Errorf("unchanged content: %q awaiting %v, want active at once", same.Status, same.Sync.Awaiting)
+	}
+	if cur, _ := s.GetSecurityGroup(ctx, org, g.ID); cur.Status != cp.StatusActive {
+		t.Errorf("read after an unchanged write: %q, want active", cur.Status)
+	}
+	if site, _ := s.GetSite(ctx, org, "site_a"); site.State != cp.SiteInSync || site.DesiredRevision != 3 {
+		t.Errorf("site after an unchanged write: %+v, want in_sync at revision 3", site)
 	}
 	if err := s.Settle(ctx, org, []string{"site_a"}); err != nil {
 		t.Fatal(err)
@@ -146,7 +153,8 @@ func TestReportStatusStateTable(t *testing.T) {
 }
 
 // TestSettleSkipsAFailedRevision: a site whose newest report is a failure
-// of the revision asked again does not confirm it.
+// of the revision asked again does not confirm it, neither in the write nor
+// in Settle.
 func TestSettleSkipsAFailedRevision(t *testing.T) {
 	ctx := context.Background()
 	s, clk := compiled(t)
@@ -155,8 +163,12 @@ func TestSettleSkipsAFailedRevision(t *testing.T) {
 	s.ReportStatus(ctx, org, "site_a", report(s, ep, 1, protocol.StateApplied, ""))
 	s.ReportStatus(ctx, org, "site_a", report(s, ep, 1, protocol.StateFailed, "drift repair failed"))
 	clk.Advance(time.Second)
-	if _, err := s.ReplaceSecurityGroup(ctx, org, g.ID, webGroup("443", "reworded", "site_a")); err != nil {
+	same, err := s.ReplaceSecurityGroup(ctx, org, g.ID, webGroup("443", "reworded", "site_a"))
+	if err != nil {
 		t.Fatal(err)
+	}
+	if same.Status != cp.StatusSyncing {
+		t.Errorf("the write confirmed a revision whose repair failed: %q", same.Status)
 	}
 	if err := s.Settle(ctx, org, []string{"site_a"}); err != nil {
 		t.Fatal(err)
