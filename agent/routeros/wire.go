@@ -65,7 +65,10 @@ func newSentenceReader(r io.Reader) *sentenceReader {
 }
 
 // appendLength encodes a word length in the shortest form [reference 1.1;
-// the table of go-routeros proto/writer.go encodeLength].
+// the table of go-routeros proto/writer.go encodeLength]. rossim has its own
+// copy on purpose: the simulator stands for the router, and an encoder the
+// two shared would hide its own bugs from the tests that put them face to
+// face.
 func appendLength(b []byte, n int) []byte {
 	switch {
 	case n < 0x80:

@@ -17,22 +17,7 @@ import (
 //
 //	go test -run '^$' -bench DecodeValidate -benchmem ./controlplane/api
 func BenchmarkDecodeValidate250(b *testing.B) {
-	doc, err := LoadSpec(context.Background())
-	if err != nil {
-		b.Fatal(err)
-	}
-	schemas, err := newBodySchemas(doc)
-	if err != nil {
-		b.Fatal(err)
-	}
-	w := cp.SecurityGroupWrite{Name: "Big group", Sites: []string{}}
-	for i := range cp.MaxRules {
-		w.Rules = append(w.Rules, cp.FilterRuleWrite{Direction: "inbound", Order: i + 1, Protocol: 6,
-			Port: fmt.Sprint(1000 + i), Address: fmt.Sprintf("10.%d.%d.0/24", i/256, i%256), Description: "benchmark rule with a description"})
-	}
-	body, _ := json.Marshal(w)
-	b.SetBytes(int64(len(body)))
-	b.ReportAllocs()
+	body, schemas := body250(b)
 	for b.Loop() {
 		var got cp.SecurityGroupWrite
 		if err := decodeBody(body, schemas["SecurityGroupWrite"], &got); err != nil {
@@ -51,6 +36,18 @@ func BenchmarkDecodeValidate250(b *testing.B) {
 //
 //	go test -run '^$' -bench 'Decode250$' -benchmem ./controlplane/api
 func BenchmarkDecode250(b *testing.B) {
+	body, schemas := body250(b)
+	for b.Loop() {
+		var got cp.SecurityGroupWrite
+		if err := decodeBody(body, schemas["SecurityGroupWrite"], &got); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// body250 is a 250-rule SecurityGroupWrite body and the body schemas to
+// decode it with; it sets the benchmark's bytes and reports allocations.
+func body250(b *testing.B) ([]byte, bodySchemas) {
 	doc, err := LoadSpec(context.Background())
 	if err != nil {
 		b.Fatal(err)
@@ -67,10 +64,5 @@ func BenchmarkDecode250(b *testing.B) {
 	body, _ := json.Marshal(w)
 	b.SetBytes(int64(len(body)))
 	b.ReportAllocs()
-	for b.Loop() {
-		var got cp.SecurityGroupWrite
-		if err := decodeBody(body, schemas["SecurityGroupWrite"], &got); err != nil {
-			b.Fatal(err)
-		}
-	}
+	return body, schemas
 }

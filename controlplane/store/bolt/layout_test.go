@@ -69,15 +69,7 @@ func layout(t *testing.T, s *Store, org, id string) string {
 // replaced (which moves it to its bucket), and deletes cleanly.
 func TestOldLayoutIsReadAndMoved(t *testing.T) {
 	ctx := context.Background()
-	s, err := Open(filepath.Join(t.TempDir(), "db"), Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	w := &cp.SecurityGroupWrite{Name: "web", Sites: []string{}, Rules: []cp.FilterRuleWrite{
-		{Direction: "inbound", Order: 1, Protocol: 6, Port: "443", Address: "0.0.0.0/0"},
-		{Direction: "inbound", Order: 2, Protocol: 6, Port: "22", Address: "10.0.0.0/8"},
-	}}
+	s, w := layoutStore(t)
 	g, err := s.CreateSecurityGroup(ctx, "org_a", w)
 	if err != nil {
 		t.Fatal(err)
@@ -160,15 +152,7 @@ func TestOldLayoutIsReadAndMoved(t *testing.T) {
 // its JSON.
 func TestGroupWithoutIndex(t *testing.T) {
 	ctx := context.Background()
-	s, err := Open(filepath.Join(t.TempDir(), "db"), Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	w := &cp.SecurityGroupWrite{Name: "web", Sites: []string{}, Rules: []cp.FilterRuleWrite{
-		{Direction: "inbound", Order: 1, Protocol: 6, Port: "443", Address: "0.0.0.0/0"},
-		{Direction: "inbound", Order: 2, Protocol: 6, Port: "22", Address: "10.0.0.0/8"},
-	}}
+	s, w := layoutStore(t)
 	g, err := s.CreateSecurityGroup(ctx, "org_a", w)
 	if err != nil {
 		t.Fatal(err)
@@ -192,4 +176,19 @@ func TestGroupWithoutIndex(t *testing.T) {
 	if l := layout(t, s, "org_a", g.ID); l != "bucket" {
 		t.Errorf("replaced group stored as %q", l)
 	}
+}
+
+// layoutStore opens a store in a temporary directory and gives a two-rule
+// group to write to it.
+func layoutStore(t *testing.T) (*Store, *cp.SecurityGroupWrite) {
+	t.Helper()
+	s, err := Open(filepath.Join(t.TempDir(), "db"), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s, &cp.SecurityGroupWrite{Name: "web", Sites: []string{}, Rules: []cp.FilterRuleWrite{
+		{Direction: "inbound", Order: 1, Protocol: 6, Port: "443", Address: "0.0.0.0/0"},
+		{Direction: "inbound", Order: 2, Protocol: 6, Port: "22", Address: "10.0.0.0/8"},
+	}}
 }
