@@ -1,11 +1,12 @@
 // Command rampart-controlplane serves the Security Groups REST API, stores
-// policy in bbolt and (with issue #5) publishes each site's desired state
-// over MQTT.
+// policy in bbolt, publishes each site's desired state over MQTT (an
+// embedded broker or an external one) and takes the sites' status back.
 //
 // Usage:
 //
 //	rampart-controlplane [flags]                         serve (the default)
 //	rampart-controlplane token --data-dir D --org ORG    print a bearer token
+//	rampart-controlplane enroll --org ORG --site SITE    print a site's agent environment
 //	rampart-controlplane <subcommand> -h                 help of a subcommand
 //
 // Every flag can also be set in the environment as RAMPART_<FLAG_IN_CAPS>
@@ -76,8 +77,8 @@ func subcommandNames() []string {
 type Config struct {
 	HTTPAddr   string
 	DataDir    string
-	MQTTURL    string // external broker; empty means embedded (issue #5)
-	MQTTListen string // embedded broker's listen address (issue #5)
+	MQTTURL    string // external broker; empty means embedded
+	MQTTListen string // embedded broker's listen address
 	// AgentMQTTURL is the broker URL enrollment hands to agents (how routers
 	// reach the broker); empty means DefaultAgentMQTTURL of the two above.
 	AgentMQTTURL string
@@ -86,7 +87,7 @@ type Config struct {
 	JWTAudience  string
 	JWTOrgClaim  string
 	SyncTimeout  time.Duration
-	Demo         int // simulated routers to start in-process (issue #5)
+	Demo         int // simulated routers to start in-process
 	LogLevel     string
 }
 

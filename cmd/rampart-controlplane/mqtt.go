@@ -1,6 +1,6 @@
 package main
 
-// The MQTT side of the serve path (issue #5): the embedded broker or an
+// The MQTT side of the serve path: the embedded broker or an
 // external one, the bus, and the syncer that publishes desired state and
 // ingests status (DESIGN.md sections 4 to 6).
 

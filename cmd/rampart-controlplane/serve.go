@@ -29,8 +29,8 @@ import (
 const DBFile = "rampart.db"
 
 // Extension plugs another part (the MQTT broker, publisher and status
-// ingestion of issue #5, the --demo routers) into the serve path without
-// changing it. Files of this package register theirs in init:
+// ingestion, the --demo routers) into the serve path without changing it.
+// Files of this package register theirs in init:
 //
 //	func init() { extensions = append(extensions, mqttExtension{}) }
 type Extension interface {
@@ -199,7 +199,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs := newFlagSet()
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, `Usage: rampart-controlplane [flags]            serve the API (and, with issue #5, MQTT)
+		fmt.Fprintf(stderr, `Usage: rampart-controlplane [flags]            serve the API and the MQTT side
        rampart-controlplane SUBCOMMAND [flags]  one of: %s ("SUBCOMMAND -h" for its flags)
 
 Every flag can also be set as RAMPART_<FLAG_IN_CAPS> in the environment.
