@@ -40,6 +40,14 @@ func bigGroup(variant int) cp.SecurityGroupWrite {
 // that keeps enough connections for 64 clients.
 func benchServer(b *testing.B, noBatch bool, groups int) (url, token string, client *http.Client, ids []string) {
 	b.Helper()
+	url, token, client, ids, _ = benchServerRegistry(b, noBatch, groups)
+	return url, token, client, ids
+}
+
+// benchServerRegistry is benchServer that also returns the API's metrics
+// registry, for the server's own view of its latency.
+func benchServerRegistry(b *testing.B, noBatch bool, groups int) (url, token string, client *http.Client, ids []string, reg *prometheus.Registry) {
+	b.Helper()
 	st, err := bolt.Open(filepath.Join(b.TempDir(), "bench.db"), bolt.Options{NoBatch: noBatch})
 	if err != nil {
 		b.Fatal(err)
@@ -49,7 +57,8 @@ func benchServer(b *testing.B, noBatch bool, groups int) (url, token string, cli
 	if err != nil {
 		b.Fatal(err)
 	}
-	a, err := api.New(api.Options{Store: st, Verifier: v, Registry: prometheus.NewRegistry()})
+	reg = prometheus.NewRegistry()
+	a, err := api.New(api.Options{Store: st, Verifier: v, Registry: reg})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -71,7 +80,7 @@ func benchServer(b *testing.B, noBatch bool, groups int) (url, token string, cli
 		}
 		ids = append(ids, g.ID)
 	}
-	return srv.URL, token, client, ids
+	return srv.URL, token, client, ids, reg
 }
 
 // runClients sends b.N requests from n concurrent clients and reports

@@ -39,3 +39,7 @@ function request()
   next = next % #reqs + 1
   return reqs[next]
 end
+
+-- Think time, when RAMPART_WRK_THINK_MS asks for it (think.lua beside this
+-- file).
+dofile((debug.getinfo(1, "S").source:match("^@(.*/)") or "") .. "think.lua")
