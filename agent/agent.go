@@ -81,6 +81,11 @@ type Options struct {
 	// the broker accepted, so an embedder (the in-process demo fleet, its
 	// benchmark) sees what the control plane sees without subscribing.
 	OnStatus func(protocol.SiteStatus)
+	// OnApplyStart, if set, is called on the agent's goroutine when the
+	// first writes of a new revision are about to go to the router, with
+	// the number of writes planned, whether or not the apply is large
+	// enough to be announced as applying (announceWrites).
+	OnApplyStart func(revision uint64, writes int)
 }
 
 // Agent is one running agent.
@@ -116,7 +121,7 @@ type Agent struct {
 	lastGuard      netip.Addr
 	routerVersion  string
 	routerBoard    string
-	pendingApplied bool // a new revision still to be announced as applying
+	pendingApplied bool // a new revision whose writes have not started yet
 	rendered       struct {
 		doc   *protocol.DesiredState
 		guard netip.Addr

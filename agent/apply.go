@@ -21,6 +21,20 @@ import (
 // that the observation says needs no write.
 var errConfirm = errors.New("a new revision with nothing to write is confirmed against the router")
 
+// announceWrites is the size of plan from which a new revision is
+// announced as applying before its writes. A router takes about a
+// millisecond a write (rossim's WriteServiceTime models that), so a
+// smaller plan is applied, read back and reported applied within a few
+// tenths of a second: an "applying" would be overwritten before anyone
+// could read it, yet it cost every site a status through the broker and
+// the control plane's ingestion, and the apply a broker round trip
+// before its first write. At 10,000 sites changing one rule that was a
+// third of the status traffic (BENCHMARKS.md, end to end). A large
+// apply (a first sync of thousands of address-list entries takes
+// seconds) still says so, which also keeps its site syncing past the
+// control plane's sync deadline while it works.
+const announceWrites = 100
+
 // bigRead is the number of rows above which a sync hands freed memory back
 // to the OS at once (see sync).
 const bigRead = 2000
@@ -120,8 +134,13 @@ func (a *Agent) syncOnce(ctx context.Context, prior int) (int, error) {
 		}
 		if isNew && a.pendingApplied {
 			a.pendingApplied = false
-			a.status = a.newStatus(d, protocol.StateApplying)
-			a.publish(ctx)
+			if a.opts.OnApplyStart != nil {
+				a.opts.OnApplyStart(d.Revision, len(ops))
+			}
+			if len(ops) >= announceWrites {
+				a.status = a.newStatus(d, protocol.StateApplying)
+				a.publish(ctx)
+			}
 		}
 		a.log.Info("applying", "revision", d.Revision, "writes", len(ops), "drift", !isNew)
 	}

@@ -519,23 +519,51 @@ func TestStatesInRandomOrder(t *testing.T) {
 	}
 }
 
+// TestOnStatusSeesEveryReport: every status goes to OnStatus, and a new
+// revision is announced as applying only when its plan is large enough
+// for anyone to see it (announceWrites); OnApplyStart sees every start.
 func TestOnStatusSeesEveryReport(t *testing.T) {
-	r := newSim(t, rossim.Options{})
-	var got []string
-	a, err := New(testConfig(t, r.Addr()), Options{OnStatus: func(st protocol.SiteStatus) {
-		got = append(got, fmt.Sprintf("%s@%d", st.State, st.Revision))
-	}})
-	if err != nil {
-		t.Fatal(err)
+	big := sampleDoc(1)
+	for i := range announceWrites {
+		big.PrefixLists[0].CIDRs = append(big.PrefixLists[0].CIDRs, fmt.Sprintf("10.1.%d.0/24", i))
 	}
-	t.Cleanup(func() { a.router.Close() })
-	r.InjectTrap("/ip/firewall/filter/add", "failure: simulated", 1)
-	d := sampleDoc(1)
-	a.desired, a.pendingApplied = &d, true
-	a.sync(context.Background()) // fails on the trap
-	a.sync(context.Background())
-	if diff := cmp.Diff([]string{"applying@1", "failed@1", "applied@1"}, got); diff != "" {
-		t.Errorf("reports (-want +got):\n%s", diff)
+	big.Seal()
+	for _, tc := range []struct {
+		name string
+		doc  protocol.DesiredState
+		want []string
+	}{
+		// The retry after the failure is the same revision: no new start.
+		{"small plan", sampleDoc(1), []string{"start@1", "failed@1", "applied@1"}},
+		{"large plan", big, []string{"start@1", "applying@1", "failed@1", "applied@1"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newSim(t, rossim.Options{})
+			var got []string
+			a, err := New(testConfig(t, r.Addr()), Options{
+				OnStatus: func(st protocol.SiteStatus) {
+					got = append(got, fmt.Sprintf("%s@%d", st.State, st.Revision))
+				},
+				OnApplyStart: func(rev uint64, writes int) {
+					if writes == 0 {
+						t.Errorf("apply of revision %d started with no write", rev)
+					}
+					got = append(got, fmt.Sprintf("start@%d", rev))
+				},
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { a.router.Close() })
+			r.InjectTrap("/ip/firewall/filter/add", "failure: simulated", 1)
+			d := tc.doc
+			a.desired, a.pendingApplied = &d, true
+			a.sync(context.Background()) // fails on the trap
+			a.sync(context.Background())
+			if diff := cmp.Diff(tc.want, got); diff != "" {
+				t.Errorf("reports (-want +got):\n%s", diff)
+			}
+		})
 	}
 }
 

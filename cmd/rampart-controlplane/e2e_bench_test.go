@@ -109,7 +109,7 @@ func runE2EFleet(spec string) error {
 			fmt.Fprintf(out, "done cpu=%d", processCPU()-cpu0)
 			for i := range n {
 				_, rev, at := f.Site(i).Applied()
-				started := at // no applying announced: count the apply as instant
+				started := at // no apply start recorded: count the apply as instant
 				if t := f.Site(i).Started(rev); !t.IsZero() {
 					started = t
 				}
@@ -334,7 +334,7 @@ func benchEndToEnd(b *testing.B, target string, n int) {
 	b.ReportMetric(slices.Max(maxs)/1e6, "max-ms")
 	b.ReportMetric(med(actives)/1e6, "active-ms")
 	b.ReportMetric(med(answered[1:])/1e6, "put-ms")
-	// When the document reached the agents (their "applying" report).
+	// When the document reached the agents (they started writing it).
 	b.ReportMetric(med(reach50s)/1e6, "reach-p50-ms")
 	b.ReportMetric(med(reach99s)/1e6, "reach-p99-ms")
 	// CPU per site and write, in milliseconds: the control plane (from the

@@ -108,14 +108,14 @@ type Site struct {
 	applied uint64    // highest revision reported applied (current epoch)
 	epoch   string    // epoch of applied
 	at      time.Time // when applied was first reported
-	// applying is when the agent last announced it started applying a new
-	// revision (the document had reached it).
+	// applying is when the agent last started writing a new revision to
+	// the router (the document had reached it).
 	applying    time.Time
 	applyingRev uint64
 }
 
-// Started is when the agent announced it was applying revision rev (the
-// document had reached it), or the zero time if it did not for that
+// Started is when the agent started writing revision rev to the router
+// (the document had reached it), or the zero time if it did not for that
 // revision.
 func (s *Site) Started(rev uint64) time.Time {
 	s.mu.Lock()
@@ -146,9 +146,6 @@ func (s *Site) record(st protocol.SiteStatus) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.status = st
-	if st.State == protocol.StateApplying && st.Revision != s.applyingRev {
-		s.applying, s.applyingRev = now, st.Revision
-	}
 	if st.State != protocol.StateApplied {
 		return
 	}
@@ -290,6 +287,11 @@ func (f *Fleet) startSite(ctx context.Context, i int, s *Site, u *url.URL) error
 		RouterSessions: 1,
 		// After a broker restart, come back within seconds, not 30.
 		MQTTMaxReconnect: 5 * time.Second,
+		OnApplyStart: func(rev uint64, _ int) {
+			s.mu.Lock()
+			s.applying, s.applyingRev = time.Now(), rev
+			s.mu.Unlock()
+		},
 		OnStatus: func(st protocol.SiteStatus) {
 			s.record(st)
 			if st.State == protocol.StateApplied {
