@@ -23,13 +23,15 @@ var errConfirm = errors.New("a new revision with nothing to write is confirmed a
 
 // announceWrites is the size of plan from which a new revision is
 // announced as applying before its writes. A router takes about a
-// millisecond a write (rossim's WriteServiceTime models that), so a
-// smaller plan is applied, read back and reported applied within a few
-// tenths of a second: an "applying" would be overwritten before anyone
-// could read it, yet it cost every site a status through the broker and
-// the control plane's ingestion, and the apply a broker round trip
-// before its first write. At 10,000 sites changing one rule that was a
-// third of the status traffic (BENCHMARKS.md, end to end). A large
+// millisecond a write (the agent's benchmarks give rossim that
+// WriteServiceTime), so a smaller plan is applied, read back and reported
+// applied within a few tenths of a second: an "applying" would be
+// overwritten before anyone could read it, yet it cost every site a
+// status through the broker and the control plane's ingestion, and the
+// apply a broker round trip before its first write. When 10,000 sites
+// each changed one rule, it was one of the three messages per site
+// (document, applying, applied) and about a third of the CPU of both
+// sides (BENCHMARKS.md, end to end). A large
 // apply (a first sync of thousands of address-list entries takes
 // seconds) still says so, which also keeps its site syncing past the
 // control plane's sync deadline while it works.
