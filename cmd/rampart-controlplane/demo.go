@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/rampart-fw/rampart/controlplane/auth"
+	"github.com/rampart-fw/rampart/controlplane/console"
 	"github.com/rampart-fw/rampart/internal/fleet"
 	"github.com/rampart-fw/rampart/rossim"
 )
@@ -139,7 +140,14 @@ func (d *demoExtension) Start(ctx context.Context, m *Main) (func(), error) {
 		return nil, fmt.Errorf("demo: mint token: %w", err)
 	}
 	api := "http://" + hostPort(m.Addr)
-	fmt.Fprint(demoStdout, demoInstructions(api, routersURL, url, tok, d.fleet, m.Config.JWKSURL != ""))
+	consoleURL := api + "/"
+	if m.Config.JWKSURL == "" {
+		if consoleURL, err = console.LoginURL(console.LinkOptions{JWTKey: m.Key.JWTSigningKey(), Org: DemoOrg, BaseURL: api, TTL: demoLinkTTL}); err != nil {
+			stop()
+			return nil, fmt.Errorf("demo: %w", err)
+		}
+	}
+	fmt.Fprint(demoStdout, demoInstructions(api, consoleURL, routersURL, url, tok, d.fleet, m.Config.JWKSURL != ""))
 	m.Logger.Info("demo started", "sites", n, "org", DemoOrg, "mqtt_url", url, "routers", routersURL)
 	return stop, nil
 }
@@ -177,7 +185,11 @@ func demoGroup(sites []string) string {
   "sites": ` + string(ss) + `}`
 }
 
-func demoInstructions(api, routers, mqttURL, token string, f *fleet.Fleet, jwks bool) string {
+// demoLinkTTL is how long the demo's console link can be opened: longer
+// than login-url's default, since a newcomer reads the output first.
+const demoLinkTTL = 30 * time.Minute
+
+func demoInstructions(api, consoleURL, routers, mqttURL, token string, f *fleet.Fleet, jwks bool) string {
 	var b strings.Builder
 	ids := f.SiteIDs()
 	user, pass := f.RouterCredentials()
@@ -186,7 +198,13 @@ func demoInstructions(api, routers, mqttURL, token string, f *fleet.Fleet, jwks 
 	if jwks {
 		b.WriteString("Note: --jwks-url is set, so the API accepts only that issuer's tokens, not the one below.\n\n")
 	}
-	fmt.Fprintf(&b, "1. A bearer token for %s (24 hours):\n\n    export TOKEN=%s\n\n", DemoOrg, token)
+	if jwks {
+		fmt.Fprintf(&b, "Console: %s (log in with a token of your identity provider).\n\n", consoleURL)
+	} else {
+		fmt.Fprintf(&b, "Console: open this one-time link in a browser (logs in once, within %s; `rampart-controlplane login-url --org %s` makes another):\n\n    %s\n\n",
+			demoLinkTTL, DemoOrg, consoleURL)
+	}
+	fmt.Fprintf(&b, "Or with curl:\n\n1. A bearer token for %s (24 hours):\n\n    export TOKEN=%s\n\n", DemoOrg, token)
 	fmt.Fprintf(&b, "2. Attach the create page's security group to the demo sites:\n\n"+
 		"    curl -s %s/vpc/security-groups -H \"Authorization: Bearer $TOKEN\" -H \"Content-Type: application/json\" --data '%s'\n\n",
 		api, demoGroup(ids))

@@ -21,6 +21,7 @@ import (
 	cp "github.com/rampart-fw/rampart/controlplane"
 	"github.com/rampart-fw/rampart/controlplane/api"
 	"github.com/rampart-fw/rampart/controlplane/auth"
+	"github.com/rampart-fw/rampart/controlplane/console"
 	"github.com/rampart-fw/rampart/controlplane/keys"
 	"github.com/rampart-fw/rampart/controlplane/store/bolt"
 )
@@ -65,6 +66,8 @@ type Main struct {
 	Store *bolt.Store
 	Key   keys.Key
 	API   *api.Server
+	// Console serves / and the session cookie in front of API (console.go).
+	Console *console.Console
 	// Addr is the HTTP listener's address (useful with port 0).
 	Addr net.Addr
 
@@ -129,12 +132,16 @@ func (m *Main) Start(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
+	handler, err := newConsole(m, verifier)
+	if err != nil {
+		return err
+	}
 	ln, err := net.Listen("tcp", c.HTTPAddr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", c.HTTPAddr, err)
 	}
 	m.Addr = ln.Addr()
-	m.http = &http.Server{Handler: m.API, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute,
+	m.http = &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute,
 		IdleTimeout: 2 * time.Minute, ErrorLog: slog.NewLogLogger(m.Logger.Handler(), slog.LevelWarn)}
 	m.wg.Add(2)
 	go func() {

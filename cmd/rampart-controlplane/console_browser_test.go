@@ -1,0 +1,258 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/network"
+	"github.com/chromedp/chromedp"
+	"github.com/chromedp/chromedp/kb"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/rampart-fw/rampart/controlplane/console"
+)
+
+// chromiumPath is Debian's chromium package (.ci/run installs it).
+const chromiumPath = "/usr/bin/chromium"
+
+// TestConsoleInBrowser drives the operator console in a real headless
+// Chromium against a control plane with three simulated routers and
+// their real agents (the --demo setup): log in through a one-time link
+// from the login-url subcommand, create a group with a port on ICMP and
+// see the API's error at that field, fix it and see the group go syncing
+// then active and every site in_sync without a reload, see a write to a
+// group that is still syncing refused with when to retry, read the page
+// at a phone's width, and log out, after which the session's cookie opens
+// nothing. Screenshots of each step go to $RAMPART_CONSOLE_SCREENSHOTS
+// (default: a new temporary directory, named in the log).
+func TestConsoleInBrowser(t *testing.T) {
+	if _, err := os.Stat(chromiumPath); err != nil {
+		t.Skipf("skipping the console's browser test: %s is missing (apt-get install chromium; .ci/run installs it)", chromiumPath)
+	}
+	if len(extensions) < 2 {
+		t.Skip("this build has no MQTT extension")
+	}
+	shots := os.Getenv("RAMPART_CONSOLE_SCREENSHOTS")
+	if shots == "" {
+		var err error
+		if shots, err = os.MkdirTemp("", "rampart-console-screenshots-"); err != nil {
+			t.Fatal(err)
+		}
+	} else if err := os.MkdirAll(shots, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("screenshots in %s", shots)
+
+	demoStdout = io.Discard
+	defer func() { demoStdout = os.Stdout }()
+	dir := t.TempDir()
+	m := &Main{Config: Config{HTTPAddr: "127.0.0.1:0", DataDir: dir, MQTTListen: "127.0.0.1:0", JWTOrgClaim: "org_id",
+		SyncTimeout: time.Minute, Demo: 3, LogLevel: "info"},
+		Logger: slog.New(slog.DiscardHandler), Registry: prometheus.NewRegistry(), SweepInterval: 100 * time.Millisecond}
+	if err := m.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	base := "http://" + m.Addr.String()
+
+	var out bytes.Buffer
+	if err := run(context.Background(), []string{"login-url", "--data-dir", dir, "--org", DemoOrg, "--url", base}, &out, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	link := strings.TrimSpace(out.String())
+	if !strings.HasPrefix(link, base+"/#login=") {
+		t.Fatalf("login-url printed %q", link)
+	}
+
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(),
+		chromedp.ExecPath(chromiumPath), chromedp.Headless, chromedp.NoSandbox, chromedp.DisableGPU,
+		chromedp.NoFirstRun, chromedp.NoDefaultBrowserCheck,
+		chromedp.Flag("disable-background-networking", true), chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true), chromedp.UserDataDir(t.TempDir()), chromedp.WindowSize(1280, 860))
+	defer cancelAlloc()
+	ctx, cancelBrowser := chromedp.NewContext(actx)
+	defer cancelBrowser()
+	ctx, cancel := context.WithTimeout(ctx, 50*time.Second)
+	defer cancel()
+
+	n := 0
+	shot := func(name string) {
+		t.Helper()
+		n++
+		png, err := chromedp.Run(ctx, chromedp.CaptureScreenshot())
+		if err != nil {
+			t.Fatalf("screenshot after %s: %v", name, err)
+		}
+		if err := os.WriteFile(filepath.Join(shots, fmt.Sprintf("%02d-%s.png", n, name)), png, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// step runs actions, then keeps a screenshot named after the step.
+	step := func(name string, actions ...chromedp.Action[chromedp.Void]) {
+		t.Helper()
+		if err := chromedp.Do(ctx, actions...); err != nil {
+			shot(name + "-failed")
+			t.Fatalf("step %s: %v", name, err)
+		}
+		shot(name)
+	}
+	// waitJS polls a JavaScript expression until it is true.
+	waitJS := func(expr string) chromedp.Action[chromedp.Void] {
+		return chromedp.Poll[chromedp.Void](expr, chromedp.WithPollingTimeout(30*time.Second), chromedp.WithPollingInterval(50*time.Millisecond))
+	}
+	const siteStates = `[...document.querySelectorAll('#sites-table tbody tr[data-site] td[data-col=state] .badge')].map(e => e.textContent)`
+
+	// 1. The one-time link logs in; the token leaves the address bar.
+	step("login-link-fleet",
+		chromedp.Navigate(link),
+		chromedp.WaitVisible(`#fleet-table tbody tr[data-site="site_demo3"]`))
+	if loc := value(t, ctx, chromedp.Location()); strings.Contains(loc, "login=") {
+		t.Errorf("the login token stayed in the address bar: %s", loc)
+	}
+	// The link was spent: a second login with it is refused.
+	if code, body := postJSON(t, base+"/console/login", `{"link": "`+link+`"}`); code != http.StatusUnauthorized || !strings.Contains(body, "already used") {
+		t.Errorf("second use of the link: %d %s", code, body)
+	}
+
+	// 2. A port on ICMP: the API's own error, at the port of rule 1.
+	step("icmp-port-field-error",
+		chromedp.Click(`a[data-nav="groups"]`),
+		chromedp.Click(`#new-resource`, chromedp.NodeVisible),
+		chromedp.WaitVisible(`#f-name`),
+		chromedp.SendKeys(`#f-name`, "Ping from anywhere"),
+		chromedp.Click(`#add-row`),
+		chromedp.SetValue(`[data-field="rules[0].protocol"]`, "1"),
+		chromedp.SendKeys(`[data-field="rules[0].port"]`, "22"),
+		chromedp.SendKeys(`[data-field="rules[0].description"]`, "Allow ping"),
+		chromedp.SendKeys(`#f-sites`, "site_demo1, site_demo2, site_demo3"),
+		chromedp.Click(`#save-resource`),
+		chromedp.WaitVisible(`[data-error-for="rules[0].port"]`))
+	errText := value(t, ctx, chromedp.Text(`[data-error-for="rules[0].port"]`))
+	invalid := value(t, ctx, chromedp.AttributeValue(`[data-field="rules[0].port"]`, "aria-invalid"))
+	if !strings.Contains(errText, "rules[0].port") || !strings.Contains(errText, "protocol 1") || invalid.Value != "true" {
+		t.Errorf("field error %q, aria-invalid %q; want the API's rules[0].port message at the port", errText, invalid.Value)
+	}
+
+	// 3. Fixed: syncing, then active and every site in_sync, live.
+	step("saved",
+		chromedp.Evaluate[chromedp.Void](`window.__marker = 'same page';
+			window.__statuses = [];
+			new MutationObserver(() => {
+				const el = document.querySelector('#resource-status');
+				const s = el ? el.textContent : '';
+				if (s && window.__statuses[window.__statuses.length - 1] !== s) window.__statuses.push(s);
+			}).observe(document.body, {subtree: true, childList: true, characterData: true});`),
+		chromedp.SendKeys(`[data-field="rules[0].port"]`, kb.End+kb.Backspace+kb.Backspace),
+		chromedp.Click(`#save-resource`),
+		chromedp.WaitVisible(`#resource-status .badge`))
+	step("active-in-sync",
+		waitJS(`document.querySelector('#resource-status').textContent === 'active' &&
+			(s => s.length === 3 && s.every(x => x === 'in_sync'))(`+siteStates+`)`))
+	if statuses := value(t, ctx, chromedp.Evaluate[[]string](`window.__statuses`)); len(statuses) < 2 || statuses[0] != "syncing" || statuses[len(statuses)-1] != "active" {
+		t.Errorf("the group's status went %v; want syncing first and active last", statuses)
+	}
+	step("fleet-in-sync",
+		chromedp.Click(`a[data-nav="fleet"]`),
+		waitJS(`(document.querySelector('#state-counts [data-state="in_sync"] .n') || {}).textContent === '3'`))
+	if marker := value(t, ctx, chromedp.Evaluate[string](`window.__marker`)); marker != "same page" {
+		t.Error("the page reloaded")
+	}
+
+	// 4. A write to a group still syncing (its site has no agent, so
+	// nothing confirms) is refused with when to retry.
+	step("locked-retry-after",
+		chromedp.Click(`a[data-nav="groups"]`),
+		chromedp.Click(`#new-resource`, chromedp.NodeVisible),
+		chromedp.WaitVisible(`#f-name`),
+		chromedp.SendKeys(`#f-name`, "Waits for a router"),
+		chromedp.SendKeys(`#f-sites`, "site_noagent1"),
+		chromedp.Click(`#save-resource`),
+		chromedp.WaitVisible(`#resource-status .st-syncing`),
+		chromedp.Click(`#edit-resource`),
+		chromedp.WaitVisible(`#f-name`),
+		chromedp.SendKeys(`#f-name`, kb.End+" (renamed)"),
+		chromedp.Click(`#save-resource`),
+		chromedp.WaitVisible(`#write-error[data-code="resource_locked"]`))
+	if locked := value(t, ctx, chromedp.Text(`#write-error`)); !strings.Contains(locked, "Save again after") || !strings.Contains(locked, " s).") {
+		t.Errorf("409 message %q does not say when to retry", locked)
+	}
+
+	// 5. A phone's width: the page does not scroll sideways (wide tables
+	// scroll inside their frame).
+	step("phone-fleet",
+		chromedp.EmulateViewport(390, 844, chromedp.EmulateMobile),
+		chromedp.Click(`a[data-nav="fleet"]`),
+		chromedp.WaitVisible(`#fleet-table tbody tr[data-site="site_demo1"]`))
+	if width := value(t, ctx, chromedp.Evaluate[int](`document.documentElement.scrollWidth`)); width > 390 {
+		t.Errorf("at 390 px the page is %d px wide", width)
+	}
+
+	// 6. Log out: the server forgets the session, so a copy of the cookie
+	// opens nothing.
+	cookies, err := chromedp.Call(ctx, network.GetCookies, network.GetCookiesParams{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cookie string
+	for _, c := range cookies.Cookies {
+		if c.Name == console.CookieName {
+			cookie = c.Value
+			if !c.HTTPOnly || c.SameSite != network.CookieSameSiteStrict {
+				t.Errorf("cookie HttpOnly=%v SameSite=%v; want HttpOnly, Strict", c.HTTPOnly, c.SameSite)
+			}
+		}
+	}
+	if cookie == "" {
+		t.Fatal("the browser had no session cookie")
+	}
+	step("logged-out",
+		chromedp.EmulateViewport(1280, 860),
+		chromedp.Click(`#logout`),
+		chromedp.WaitVisible(`#login-form`))
+	if m.Console.Sessions() != 0 {
+		t.Errorf("%d sessions remain after logout", m.Console.Sessions())
+	}
+	req, _ := http.NewRequest(http.MethodGet, base+"/vpc/sites", nil)
+	req.AddCookie(&http.Cookie{Name: console.CookieName, Value: cookie})
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var e struct{ Code string }
+	json.NewDecoder(resp.Body).Decode(&e)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized || e.Code != "session_expired" {
+		t.Errorf("the old cookie after logout: %d %q; want 401 session_expired", resp.StatusCode, e.Code)
+	}
+}
+
+// value runs one browser action and returns its result.
+func value[T any](t *testing.T, ctx context.Context, a chromedp.Action[T]) T {
+	t.Helper()
+	v, err := chromedp.Run(ctx, a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+func postJSON(t *testing.T, url, body string) (int, string) {
+	t.Helper()
+	resp, err := http.Post(url, "application/json", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
