@@ -40,6 +40,13 @@ func TestDemo(t *testing.T) {
 	printed := out.String()
 	t.Log(printed)
 
+	// The console's one-time link comes first, and it logs in.
+	first := regexp.MustCompile(`https?://\S+`).FindString(printed)
+	if !strings.Contains(first, "/#login=") {
+		t.Errorf("the first link printed is %q; want the console's login link", first)
+	} else if code, body := postJSON(t, first[:strings.Index(first, "/#")]+"/console/login", `{"link": "`+first+`"}`); code != http.StatusOK {
+		t.Errorf("console login with the demo's link: %d %s", code, body)
+	}
 	tok := regexp.MustCompile(`export TOKEN=(\S+)`).FindStringSubmatch(printed)
 	if tok == nil {
 		t.Fatalf("no token in:\n%s", printed)

@@ -94,6 +94,15 @@ type Options struct {
 	Logger *slog.Logger
 }
 
+// Assets are the page's files (index.html, app.js, api.js, app.css).
+func Assets() fs.FS {
+	sub, err := fs.Sub(assets, "assets")
+	if err != nil {
+		panic(err) // a constant, valid path
+	}
+	return sub
+}
+
 // Console is the console and the API behind it, as one http.Handler.
 type Console struct {
 	opts     Options
@@ -127,12 +136,8 @@ func New(opts Options) (*Console, error) {
 	if opts.MaxSessions <= 0 {
 		opts.MaxSessions = DefaultMaxSessions
 	}
-	sub, err := fs.Sub(assets, "assets")
-	if err != nil {
-		return nil, fmt.Errorf("create console: %w", err)
-	}
 	c := &Console{opts: opts, log: opts.Logger, sessions: newSessions(opts.MaxSessions, opts.IdleTimeout),
-		static: http.StripPrefix("/console/assets/", http.FileServerFS(sub)), mux: http.NewServeMux()}
+		static: http.StripPrefix("/console/assets/", http.FileServerFS(Assets())), mux: http.NewServeMux()}
 	if opts.LinkKey != nil {
 		c.links = newLinks(opts.LinkKey, opts.Now(), opts.Now)
 	}
