@@ -156,7 +156,7 @@ func TestConsoleInBrowser(t *testing.T) {
 		chromedp.Click(`#save-resource`),
 		chromedp.WaitVisible(`#resource-status .badge`))
 	step("active-in-sync",
-		waitJS(`document.querySelector('#resource-status').textContent === 'active' &&
+		waitJS(`document.querySelector('#resource-status')?.textContent === 'active' &&
 			(s => s.length === 3 && s.every(x => x === 'in_sync'))(`+siteStates+`)`))
 	if statuses := value(t, ctx, chromedp.Evaluate[[]string](`window.__statuses`)); len(statuses) < 2 || statuses[0] != "syncing" || statuses[len(statuses)-1] != "active" {
 		t.Errorf("the group's status went %v; want syncing first and active last", statuses)
@@ -167,6 +167,33 @@ func TestConsoleInBrowser(t *testing.T) {
 	if marker := value(t, ctx, chromedp.Evaluate[string](`window.__marker`)); marker != "same page" {
 		t.Error("the page reloaded")
 	}
+
+	// A site's page lists the group that now applies to it.
+	step("site",
+		chromedp.Click(`#fleet-table a[href="#/sites/site_demo1"]`),
+		chromedp.WaitVisible(`#site-props`),
+		waitJS(`[...document.querySelectorAll('#site-groups a')].some(a => a.textContent === 'Ping from anywhere')`))
+
+	// A prefix list: a CIDR with host bits gets the API's error at that
+	// prefix, which says what was probably meant.
+	step("prefix-list-field-error",
+		chromedp.Click(`a[data-nav="lists"]`),
+		chromedp.Click(`#new-resource`, chromedp.NodeVisible),
+		chromedp.WaitVisible(`#f-name`),
+		chromedp.SendKeys(`#f-name`, "Office"),
+		chromedp.Click(`#add-row`),
+		chromedp.SendKeys(`[data-field="prefixes[0].cidr"]`, "10.0.0.1/24"),
+		chromedp.SendKeys(`[data-field="prefixes[0].description"]`, "HQ"),
+		chromedp.Click(`#save-resource`),
+		chromedp.WaitVisible(`[data-error-for="prefixes[0].cidr"]`))
+	if got := value(t, ctx, chromedp.Text(`[data-error-for="prefixes[0].cidr"]`)); !strings.Contains(got, "10.0.0.0/24") {
+		t.Errorf("prefix error %q does not name 10.0.0.0/24", got)
+	}
+	step("prefix-list-active",
+		chromedp.SendKeys(`[data-field="prefixes[0].cidr"]`, kb.End+kb.Backspace+kb.Backspace+kb.Backspace+kb.Backspace+"0/24"),
+		chromedp.Click(`#save-resource`),
+		waitJS(`document.querySelector('#resource-status')?.textContent === 'active' &&
+			document.querySelector('#rows-table tbody')?.textContent.includes('10.0.0.0/24')`))
 
 	// 4. A write to a group still syncing (its site has no agent, so
 	// nothing confirms) is refused with when to retry.

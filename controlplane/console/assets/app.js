@@ -25,6 +25,7 @@ function h(tag, attrs, ...children) {
   return el;
 }
 
+const or = (items, none) => (items.length ? items : [none]);
 const badge = (state) => h('span', { class: `badge st-${state}` }, state || 'unknown');
 const announce = (msg) => { $('#live').textContent = msg; };
 const fmtTime = (t) => (t ? new Date(t).toLocaleString() : '—');
@@ -235,8 +236,9 @@ async function siteView(view, id) {
       h('li', {}, h('a', { href: `#/${k}/${r.id}` }, r.name), ' ', badge(r.status)));
     body.replaceChildren(
       h('dl', { class: 'props', id: 'site-props' }, props.flatMap(([k, v]) => [h('dt', {}, k), h('dd', {}, v)])),
-      h('h2', {}, 'Security groups attached'), h('ul', {}, mine('groups', groups).length ? mine('groups', groups) : h('li', {}, 'none')),
-      h('h2', {}, 'Prefix lists attached directly'), h('ul', {}, mine('lists', lists).length ? mine('lists', lists) : h('li', {}, 'none')));
+      h('h2', {}, 'Security groups attached'), h('ul', { id: 'site-groups' }, or(mine('groups', groups), h('li', {}, 'none'))),
+      h('h2', {}, 'Prefix lists attached directly'), h('ul', { id: 'site-lists' }, or(mine('lists', lists), h('li', {}, 'none'))),
+      h('p', { class: 'hint' }, 'The site\'s compiled policy, as its router enforces it, will show here once the API serves /vpc/sites/{id}/policy.'));
   }, 3000);
 }
 
