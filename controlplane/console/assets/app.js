@@ -38,16 +38,17 @@ function ago(t) {
   return `${Math.round(s / 86400)} d ago`;
 }
 
-// poll runs fn now and then every ms while the view lives, skipping
-// ticks while the tab is hidden. The view's cleanup stops it.
-function poll(view, fn, ms) {
+// poll runs fn now and then every ms (a number, or a function giving
+// it) while the view lives, skipping ticks while the tab is hidden. The
+// view's cleanup stops it.
+function poll(view, fn, every) {
   let timer = null;
   const tick = async () => {
     if (view.stopped) return;
     if (!document.hidden) {
       try { await fn(); view.clearError?.(); } catch (e) { if (!(e instanceof APIError && e.status === 401)) view.showError?.(e); }
     }
-    if (!view.stopped) timer = setTimeout(tick, ms);
+    if (!view.stopped) timer = setTimeout(tick, typeof every === 'function' ? every() : every);
   };
   tick();
   view.cleanups.push(() => clearTimeout(timer));
@@ -216,7 +217,7 @@ function fleetView(view) {
     sites.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
     updated.textContent = `Updated ${new Date().toLocaleTimeString()}`;
     render();
-  }, 3000);
+  }, () => (sites.length > 2000 ? 10000 : 3000)); // a large fleet's list is megabytes: fetch it less often
   render();
 }
 
