@@ -328,13 +328,20 @@ function detailView(view, kind, id, first) {
   let etag = null;
   let syncingSince = null;
   let lastStatus = null;
-  const del = h('button', { type: 'button', class: 'danger', id: 'delete-resource', onclick: async () => {
-    if (!confirm(`Delete ${k.one} "${title.textContent}"? Its ${k.rowsKey} leave its sites.`)) return;
-    try {
-      await request('DELETE', `${k.path}/${id}`, undefined, { ifMatch: etag });
-      announce(`${k.one} deleted`);
-      location.hash = `#/${kind}`;
-    } catch (e) { note.replaceChildren(writeErrorBanner(e, k)); }
+  // Deleting asks once more, in the page (a native confirm() would block
+  // the polling and cannot be styled or announced).
+  const del = h('button', { type: 'button', class: 'danger', id: 'delete-resource', onclick: () => {
+    const keep = h('button', { type: 'button', class: 'secondary', onclick: () => { note.replaceChildren(); del.focus(); } }, 'Keep it');
+    note.replaceChildren(h('div', { class: 'banner info', role: 'alertdialog', 'aria-labelledby': 'confirm-text' },
+      h('p', { id: 'confirm-text' }, `Delete ${k.one} "${title.textContent}"? Its ${k.rowsKey} leave its sites.`),
+      h('div', { class: 'actions' }, h('button', { type: 'button', class: 'danger', id: 'confirm-delete', onclick: async () => {
+        try {
+          await request('DELETE', `${k.path}/${id}`, undefined, { ifMatch: etag });
+          announce(`${k.one} deleted`);
+          location.hash = `#/${kind}`;
+        } catch (e) { note.replaceChildren(writeErrorBanner(e, k)); }
+      } }, 'Delete'), keep)));
+    keep.focus();
   } }, 'Delete');
   main.replaceChildren(
     h('p', {}, h('a', { href: `#/${kind}` }, `← ${k.title}`)),
@@ -448,7 +455,7 @@ async function editorView(view, kind, id) {
       tr.append(h('td', { class: c.key }, input, fieldErr(path)));
     }
     tr.append(h('td', {}, h('button', { type: 'button', class: 'secondary', 'aria-label': `Remove row ${i + 1}`,
-      onclick: () => { const rows = readRows(); rows.splice(i, 1); setRows(rows); } }, 'Remove'), fieldErr(`${k.rowsKey}[${i}]`)));
+      onclick: () => { const rows = readRows(); rows.splice(i, 1); setRows(rows); $('#add-row').focus(); } }, 'Remove'), fieldErr(`${k.rowsKey}[${i}]`)));
     rowsBody.append(tr);
   }
   function readRows() {
