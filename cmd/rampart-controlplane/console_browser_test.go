@@ -17,6 +17,7 @@ import (
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
 	"github.com/chromedp/chromedp/kb"
+	"github.com/google/go-cmp/cmp"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/rampart-fw/rampart/controlplane/console"
@@ -32,9 +33,11 @@ const chromiumPath = "/usr/bin/chromium"
 // see the API's error at that field, fix it and see the group go syncing
 // then active and every site in_sync without a reload, see a write to a
 // group that is still syncing refused with when to retry, read the page
-// at a phone's width, and log out, after which the session's cookie opens
-// nothing. Screenshots of each step go to $RAMPART_CONSOLE_SCREENSHOTS
-// (default: a new temporary directory, named in the log).
+// at a phone's width, log out, after which the session's cookie opens
+// nothing, and log in again with a pasted token using only the keyboard.
+// Every page is checked for unnamed controls and low contrast.
+// Screenshots of each step go to $RAMPART_CONSOLE_SCREENSHOTS (default: a
+// new temporary directory, named in the log).
 func TestConsoleInBrowser(t *testing.T) {
 	if _, err := os.Stat(chromiumPath); err != nil {
 		t.Skipf("skipping the console's browser test: %s is missing (apt-get install chromium; .ci/run installs it)", chromiumPath)
@@ -127,6 +130,23 @@ func TestConsoleInBrowser(t *testing.T) {
 	if loc := value(t, ctx, chromedp.Location()); strings.Contains(loc, "login=") {
 		t.Errorf("the login token stayed in the address bar: %s", loc)
 	}
+	// The client finds the field an API message names, and the next page
+	// of a Link header.
+	type parsed struct{ Fields, Next []string }
+	got := value(t, ctx, chromedp.Evaluate[parsed](`import('/console/assets/api.js').then(m => ({
+		fields: ['rules[2].port must be "" for protocol 1: ...', 'name is 2 characters long; it must be 3 to 255 characters.',
+			'sites[1] "hq" is not a site id; ...', 'prefixes[0].cidr: ...', 'rules is required: ...',
+			'The security group "sec_grp_x" is being deployed ...'].map(m.fieldOf),
+		next: ['</vpc/sites?limit=1000&starting_after=site_b>; rel="next"',
+			'</vpc/sites?limit=2>; rel="prev", </vpc/sites?limit=2&starting_after=site_c>; rel="next"', ''].map(m.nextLink),
+	}))`, chromedp.EvalAwaitPromise))
+	if diff := cmp.Diff(parsed{
+		Fields: []string{"rules[2].port", "name", "sites[1]", "prefixes[0].cidr", "rules", ""},
+		Next:   []string{"/vpc/sites?limit=1000&starting_after=site_b", "/vpc/sites?limit=2&starting_after=site_c", ""},
+	}, got); diff != "" {
+		t.Errorf("api.js parsing (-want +got):\n%s", diff)
+	}
+
 	// The link was spent: a second login with it is refused.
 	if code, body := postJSON(t, base+"/console/login", `{"link": "`+link+`"}`); code != http.StatusUnauthorized || !strings.Contains(body, "already used") {
 		t.Errorf("second use of the link: %d %s", code, body)
@@ -286,6 +306,21 @@ func TestConsoleInBrowser(t *testing.T) {
 	if resp.StatusCode != http.StatusUnauthorized || e.Code != "session_expired" {
 		t.Errorf("the old cookie after logout: %d %q; want 401 session_expired", resp.StatusCode, e.Code)
 	}
+
+	// 7. Log in again with a pasted token, by keyboard alone: the login
+	// page puts the focus in the token box; Tab reaches the button.
+	out.Reset()
+	if err := run(context.Background(), []string{"token", "--data-dir", dir, "--org", DemoOrg}, &out, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	if f := value(t, ctx, chromedp.Evaluate[string](`document.activeElement.id`)); f != "token" {
+		t.Errorf("the login page's focus is on %q; want the token box", f)
+	}
+	step("token-login-by-keyboard",
+		chromedp.KeyEvent(strings.TrimSpace(out.String())),
+		chromedp.KeyEvent(kb.Tab),
+		chromedp.KeyEvent(kb.Enter),
+		chromedp.WaitVisible(`#fleet-table tbody tr[data-site="site_demo1"]`))
 }
 
 // value runs one browser action and returns its result.

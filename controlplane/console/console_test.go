@@ -424,3 +424,32 @@ func TestPageIsSelfContained(t *testing.T) {
 		t.Errorf("missing asset: %d", a.status)
 	}
 }
+
+// TestSessionTableIsBounded: past MaxSessions the session used least
+// recently goes.
+func TestSessionTableIsBounded(t *testing.T) {
+	e := newEnv(t, false, func(o *console.Options) { o.MaxSessions = 2 })
+	login := func() *http.Cookie {
+		e.clock.Advance(time.Second)
+		ck, _ := e.login(`{"token": "` + e.token("org_a") + `"}`)
+		return ck
+	}
+	first, second := login(), login()
+	e.clock.Advance(time.Second)
+	if a := e.do("GET", "/vpc/sites", "", first); a.status != 200 { // first is now the more recent
+		t.Fatalf("first: %d", a.status)
+	}
+	third := login()
+	for _, c := range []struct {
+		name   string
+		cookie *http.Cookie
+		want   int
+	}{{"first", first, 200}, {"second", second, 401}, {"third", third, 200}} {
+		if a := e.do("GET", "/vpc/sites", "", c.cookie); a.status != c.want {
+			t.Errorf("%s session: %d; want %d", c.name, a.status, c.want)
+		}
+	}
+	if n := e.console.Sessions(); n != 2 {
+		t.Errorf("%d sessions; want 2", n)
+	}
+}

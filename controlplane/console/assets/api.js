@@ -28,7 +28,7 @@ export class APIError extends Error {
 
 // fieldOf finds the field path an API message starts with, such as
 // rules[2].port or name: the API's messages name their field first.
-const fieldRe = /^((?:rules|prefixes|sites)\[\d+\](?:\.[a-z_]+)?|name|description|rules|prefixes|sites)\b/;
+const fieldRe = /^((?:rules|prefixes|sites)\[\d+\](?:\.[a-z_]+)?|name|description|rules|prefixes|sites)(?![\w[])/;
 export function fieldOf(message) {
   const m = fieldRe.exec(message || '');
   return m ? m[1] : '';
