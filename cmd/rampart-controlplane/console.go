@@ -15,7 +15,7 @@ import (
 // only the identity provider's tokens, so the console does too: login
 // links (signed with the data directory's key) are off.
 func newConsole(m *Main, verifier *auth.Verifier) (http.Handler, error) {
-	opts := console.Options{API: m.API, Verifier: verifier, Now: m.Now, Logger: m.Logger}
+	opts := console.Options{API: m.API, Verifier: verifier, Now: m.Now, Logger: m.Logger, Registry: m.Registry}
 	if m.Config.JWKSURL == "" {
 		key := m.Key.JWTSigningKey()
 		opts.LinkKey = key

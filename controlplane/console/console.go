@@ -45,6 +45,7 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 //go:embed assets
@@ -92,6 +93,9 @@ type Options struct {
 	// Now is the clock; nil means time.Now.
 	Now    func() time.Time
 	Logger *slog.Logger
+	// Registry receives rampart_console_logins_total and
+	// rampart_console_sessions; nil means a private one.
+	Registry prometheus.Registerer
 }
 
 // Assets are the page's files (index.html, app.js, api.js, app.css).
@@ -111,6 +115,7 @@ type Console struct {
 	links    *links // nil without LinkKey
 	static   http.Handler
 	mux      *http.ServeMux
+	logins   *prometheus.CounterVec // by method (token, link) and result (ok, refused)
 }
 
 // New builds the console in front of opts.API.
@@ -136,10 +141,27 @@ func New(opts Options) (*Console, error) {
 	if opts.MaxSessions <= 0 {
 		opts.MaxSessions = DefaultMaxSessions
 	}
+	if opts.Registry == nil {
+		opts.Registry = prometheus.NewRegistry()
+	}
 	c := &Console{opts: opts, log: opts.Logger, sessions: newSessions(opts.MaxSessions, opts.IdleTimeout),
 		static: http.StripPrefix("/console/assets/", http.FileServerFS(Assets())), mux: http.NewServeMux()}
 	if opts.LinkKey != nil {
 		c.links = newLinks(opts.LinkKey, opts.Now(), opts.Now)
+	}
+	c.logins = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "rampart_console_logins_total",
+		Help: "Console logins by method (token, link) and result (ok, refused)."}, []string{"method", "result"})
+	for _, m := range []string{"token", "link"} {
+		for _, r := range []string{"ok", "refused"} {
+			c.logins.WithLabelValues(m, r)
+		}
+	}
+	sessions := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "rampart_console_sessions",
+		Help: "Console sessions held in memory (live, or expired and not yet swept)."}, func() float64 { return float64(c.sessions.len()) })
+	for _, col := range []prometheus.Collector{c.logins, sessions} {
+		if err := opts.Registry.Register(col); err != nil {
+			return nil, fmt.Errorf("create console: register metrics: %w", err)
+		}
 	}
 	c.mux.HandleFunc("GET /{$}", c.index)
 	c.mux.HandleFunc("GET /console/assets/", c.asset)
@@ -294,6 +316,7 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 	if in.Token != "" {
 		tok := strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(in.Token), "Bearer "))
 		if s.org, err = c.opts.Verifier.Verify(tok); err != nil {
+			c.logins.WithLabelValues("token", "refused").Inc()
 			writeError(w, http.StatusUnauthorized, "authentication_error", "unauthenticated", sentence(err))
 			return
 		}
@@ -312,6 +335,8 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 			link = frag
 		}
 		if s.org, err = c.links.redeem(link, now); err != nil {
+			c.logins.WithLabelValues("link", "refused").Inc()
+			c.log.Info("console login refused", "by", "link", "reason", err.Error())
 			writeError(w, http.StatusUnauthorized, "authentication_error", "login_link_refused", sentence(err))
 			return
 		}
@@ -324,7 +349,9 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 	id := c.sessions.create(s, now)
 	http.SetCookie(w, &http.Cookie{Name: CookieName, Value: id, Path: "/", HttpOnly: true, Secure: r.TLS != nil,
 		SameSite: http.SameSiteStrictMode, Expires: s.expiresAt})
-	c.log.Info("console login", "org", s.org, "by", map[bool]string{true: "token", false: "link"}[in.Token != ""])
+	method := map[bool]string{true: "token", false: "link"}[in.Token != ""]
+	c.logins.WithLabelValues(method, "ok").Inc()
+	c.log.Info("console login", "org", s.org, "by", method)
 	writeJSON(w, http.StatusOK, sessionInfo{Org: s.org, CSRFToken: s.csrf, ExpiresAt: s.expiresAt, LoginLinks: c.links != nil})
 }
 

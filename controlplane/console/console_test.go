@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/rampart-fw/rampart/controlplane/api"
 	"github.com/rampart-fw/rampart/controlplane/auth"
@@ -42,6 +44,7 @@ type env struct {
 	clock   *clock
 	console *console.Console
 	srv     *httptest.Server
+	reg     *prometheus.Registry
 }
 
 // newEnv serves the console in front of the real API on a real bbolt
@@ -62,7 +65,7 @@ func newEnv(t *testing.T, tls bool, mod func(*console.Options)) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	opts := console.Options{API: a, Verifier: v, LinkKey: jwtKey, Now: clk.Now,
+	opts := console.Options{API: a, Verifier: v, LinkKey: jwtKey, Now: clk.Now, Registry: prometheus.NewRegistry(),
 		MintToken: func(org string, ttl time.Duration) (string, error) {
 			return auth.Mint(auth.MintOptions{Key: jwtKey, Org: org, TTL: ttl, Now: clk.Now()})
 		}}
@@ -73,7 +76,7 @@ func newEnv(t *testing.T, tls bool, mod func(*console.Options)) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{t: t, clock: clk, console: c}
+	e := &env{t: t, clock: clk, console: c, reg: opts.Registry.(*prometheus.Registry)}
 	if tls {
 		e.srv = httptest.NewTLSServer(c)
 	} else {
@@ -260,6 +263,19 @@ func TestLoginLinkLogsInOnce(t *testing.T) {
 	// The whole link works as well as its token, but only once.
 	if a := e.do("POST", "/console/login", `{"link": "`+link+`"}`, nil); a.status != 401 || !strings.Contains(a.body, "already used") {
 		t.Errorf("replayed link: %d %s", a.status, a.body)
+	}
+	if err := testutil.GatherAndCompare(e.reg, strings.NewReader(`
+# HELP rampart_console_logins_total Console logins by method (token, link) and result (ok, refused).
+# TYPE rampart_console_logins_total counter
+rampart_console_logins_total{method="link",result="ok"} 1
+rampart_console_logins_total{method="link",result="refused"} 1
+rampart_console_logins_total{method="token",result="ok"} 0
+rampart_console_logins_total{method="token",result="refused"} 0
+# HELP rampart_console_sessions Console sessions held in memory (live, or expired and not yet swept).
+# TYPE rampart_console_sessions gauge
+rampart_console_sessions 1
+`)); err != nil {
+		t.Error(err)
 	}
 	// A link is not a bearer token.
 	if a := e.do("GET", "/vpc/sites", "", nil, "Authorization: Bearer "+tok); a.status != 401 {
