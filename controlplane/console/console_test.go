@@ -277,6 +277,9 @@ rampart_console_sessions 1
 `)); err != nil {
 		t.Error(err)
 	}
+	if problems, err := testutil.GatherAndLint(e.reg); err != nil || len(problems) > 0 {
+		t.Errorf("promlint: %v %v", err, problems)
+	}
 	// A link is not a bearer token.
 	if a := e.do("GET", "/vpc/sites", "", nil, "Authorization: Bearer "+tok); a.status != 401 {
 		t.Errorf("the link's token as a bearer token: %d %s", a.status, a.body)
