@@ -109,7 +109,7 @@ func routerOSMinor(v string) (int, error) {
 	}
 	minor, _ := strconv.Atoi(m[1])
 	if minor < minMinor || minor > maxMinor {
-		return 0, fmt.Errorf("%w: %s is not supported; want %s", ErrRouterOSVersion, v, SupportedRouterOS)
+		return 0, fmt.Errorf("%w %s; Rampart supports %s", ErrRouterOSVersion, v, SupportedRouterOS)
 	}
 	return minor, nil
 }

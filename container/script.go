@@ -121,8 +121,8 @@ func (o ScriptOptions) validate() error {
 //
 // The script names only what exists on o.RouterOSVersion (see routeros.go
 // for why it is generated per version); its first step stops it on a router
-// whose version uses other names. An unsupported or missing version is an
-// error wrapping both ErrInvalid and ErrRouterOSVersion.
+// whose version uses other names. A missing version is an error wrapping
+// ErrInvalid; an unsupported one wraps ErrRouterOSVersion too.
 //
 // Tests call it as the control plane does:
 //
@@ -130,7 +130,7 @@ func (o ScriptOptions) validate() error {
 //	script, err := s.Script(container.ScriptOptions{RouterOSVersion: "7.21"})
 func (s Site) Script(o ScriptOptions) (string, error) {
 	if o.RouterOSVersion == "" {
-		return "", fmt.Errorf("%w: routeros-version: %w: is required: the script names what exists on one RouterOS version (supported: %s); /system/resource/print on the router shows its version", ErrInvalid, ErrRouterOSVersion, SupportedRouterOS)
+		return "", fmt.Errorf("%w: routeros-version: required: the script names only what exists on one RouterOS version; give the router's, %s (/system/resource/print shows it)", ErrInvalid, SupportedRouterOS)
 	}
 	minor, err := routerOSMinor(o.RouterOSVersion)
 	if err != nil {

@@ -197,13 +197,17 @@ func TestScriptNamesPerVersion(t *testing.T) {
 // TestScriptVersionRejected: a missing, malformed or unsupported version
 // gives no script and an error naming the supported range.
 func TestScriptVersionRejected(t *testing.T) {
-	for _, v := range []string{"", "7.19", "7.19.9", "7.25", "6.49", "8.0", "7", "7.x", " 7.22", "7.22\n/system/reset-configuration", "latest"} {
+	if _, err := demoSite().Script(container.ScriptOptions{}); !errors.Is(err, container.ErrInvalid) ||
+		!strings.Contains(err.Error(), "routeros-version: required") || !strings.Contains(err.Error(), "7.20 to 7.24") {
+		t.Errorf("no RouterOSVersion: got %v, want ErrInvalid saying it is required and naming 7.20 to 7.24", err)
+	}
+	for _, v := range []string{"7.19", "7.19.9", "7.25", "6.49", "8.0", "7", "7.x", " 7.22", "7.22\n/system/reset-configuration", "latest"} {
 		script, err := demoSite().Script(container.ScriptOptions{RouterOSVersion: v})
 		if script != "" || !errors.Is(err, container.ErrInvalid) || !errors.Is(err, container.ErrRouterOSVersion) ||
 			!strings.Contains(err.Error(), "routeros-version") || !strings.Contains(err.Error(), "7.20 to 7.24") {
 			t.Errorf("RouterOSVersion %q: got %v and %d bytes, want ErrInvalid and ErrRouterOSVersion naming 7.20 to 7.24", v, err, len(script))
 		}
-		if v != "" && container.CheckRouterOSVersion(v) == nil {
+		if container.CheckRouterOSVersion(v) == nil {
 			t.Errorf("CheckRouterOSVersion(%q) accepted it", v)
 		}
 	}

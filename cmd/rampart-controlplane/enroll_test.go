@@ -112,7 +112,7 @@ func TestEnrollErrors(t *testing.T) {
 		{"bad gateway", []string{"--data-dir", initialised, "--org", "o", "--site", "site_a", "--mqtt-url", "tcp://b:1883", "--rsc", "--routeros-version", "7.22", "--gateway", "10.0.0.1"}, "gateway:"},
 		{"bad api-allow", []string{"--data-dir", initialised, "--org", "o", "--site", "site_a", "--mqtt-url", "tcp://b:1883", "--rsc", "--api-allow", "lan"}, "not a prefix"},
 		{"rsc without version", []string{"--data-dir", initialised, "--org", "o", "--site", "site_a", "--mqtt-url", "tcp://b:1883", "--rsc"}, "--rsc needs --routeros-version: the script names what exists on one RouterOS version (7.20 to 7.24)"},
-		{"old version", []string{"--data-dir", initialised, "--org", "o", "--site", "site_a", "--mqtt-url", "tcp://b:1883", "--rsc", "--routeros-version", "7.19"}, "--routeros-version: unsupported RouterOS version: 7.19 is not supported; want 7.20 to 7.24"},
+		{"old version", []string{"--data-dir", initialised, "--org", "o", "--site", "site_a", "--mqtt-url", "tcp://b:1883", "--rsc", "--routeros-version", "7.19"}, "--routeros-version: unsupported RouterOS version 7.19; Rampart supports 7.20 to 7.24"},
 		{"not a version", []string{"--data-dir", initialised, "--org", "o", "--site", "site_a", "--mqtt-url", "tcp://b:1883", "--rsc", "--routeros-version", "stable"}, `"stable" is not a RouterOS 7.x version; want 7.20 to 7.24`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

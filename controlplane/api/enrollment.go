@@ -60,7 +60,7 @@ func (s *Server) EnableEnrollment(e Enroller) {
 		rosVersion := r.URL.Query().Get("routeros_version")
 		if rosVersion != "" {
 			if err := container.CheckRouterOSVersion(rosVersion); err != nil {
-				return cp.Errorf(cp.CodeInvalidValue, "routeros_version", "routeros_version: %v. /system/resource/print on the router shows its version.", err)
+				return cp.Errorf(cp.CodeInvalidValue, "routeros_version", "routeros_version: %v.", err)
 			}
 		}
 		cs := e.Enroll(org, site)

@@ -112,8 +112,8 @@ func TestEnrollment(t *testing.T) {
 	}
 	for _, c := range []struct{ query, want string }{
 		{"format=rsc", `"code":"parameter_missing"`},
-		{"format=rsc&routeros_version=7.19", `7.19 is not supported; want 7.20 to 7.24`},
-		{"format=rsc&routeros_version=7.25", `7.25 is not supported; want 7.20 to 7.24`},
+		{"format=rsc&routeros_version=7.19", `unsupported RouterOS version 7.19; Rampart supports 7.20 to 7.24`},
+		{"format=rsc&routeros_version=7.25", `unsupported RouterOS version 7.25; Rampart supports 7.20 to 7.24`},
 		{"format=json&routeros_version=latest", `\"latest\" is not a RouterOS 7.x version; want 7.20 to 7.24`},
 	} {
 		r := get("/vpc/sites/site_hq/enrollment?"+c.query, "", true)
