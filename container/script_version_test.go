@@ -184,6 +184,14 @@ func TestScriptNamesPerVersion(t *testing.T) {
 						codeLines = append(codeLines, l)
 					}
 				}
+				// Everything the script adds carries the tag, so that a
+				// second run finds and replaces it.
+				for _, l := range codeLines {
+					if strings.Contains(l, "/add ") && !strings.Contains(l, "comment=$tag") && !strings.Contains(l, "list=$tag ") &&
+						!strings.Contains(l, "mounts/add name=$tag ") {
+						t.Errorf("an add without the tag: %s", strings.TrimSpace(l))
+					}
+				}
 				for _, a := range absent {
 					if strings.Contains(strings.Join(codeLines, "\n"), a) {
 						t.Errorf("script for %s contains %q", v, a)
