@@ -44,6 +44,11 @@ var rules = []rule{
 		from:   []string{mod + "/rossim/..."},
 		forbid: []string{mod + "/agent/...", mod + "/controlplane/..."},
 	},
+	{
+		why:    "chromedp drives the console's browser test; no package links it",
+		from:   []string{mod + "/..."},
+		forbid: []string{"github.com/chromedp/..."},
+	},
 }
 
 func match(patterns []string, path string) bool {
