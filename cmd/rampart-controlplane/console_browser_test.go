@@ -163,10 +163,18 @@ func TestConsoleInBrowser(t *testing.T) {
 		chromedp.SetValue(`[data-field="rules[0].protocol"]`, "1"),
 		chromedp.SendKeys(`[data-field="rules[0].port"]`, "22"),
 		chromedp.SendKeys(`[data-field="rules[0].description"]`, "Allow ping"),
+		// A second rule through the Type picker, as in AWS's table.
+		chromedp.Click(`#add-row`),
+		chromedp.SetValue(`tr[data-row="1"] [data-key="service"]`, "https"),
+		chromedp.Evaluate[chromedp.Void](`document.querySelector('tr[data-row="1"] [data-key="service"]').dispatchEvent(new Event('change'))`),
+		chromedp.SendKeys(`[data-field="rules[1].description"]`, "Allow HTTPS"),
 		chromedp.SendKeys(`#f-sites`, "site_demo1, site_demo2, site_demo3"),
 		chromedp.Click(`#save-resource`),
 		chromedp.WaitVisible(`[data-error-for="rules[0].port"]`))
 	accessible("editor with an error")
+	if got := value(t, ctx, chromedp.Evaluate[[]string](`['protocol', 'port', 'order'].map(k => document.querySelector('tr[data-row="1"] [data-key="' + k + '"]').value)`)); !cmp.Equal(got, []string{"6", "443", "20"}) {
+		t.Errorf("the https type set protocol, port and order %v; want [6 443 20]", got)
+	}
 	errText := value(t, ctx, chromedp.Text(`[data-error-for="rules[0].port"]`))
 	invalid := value(t, ctx, chromedp.AttributeValue(`[data-field="rules[0].port"]`, "aria-invalid"))
 	if !strings.Contains(errText, "rules[0].port") || !strings.Contains(errText, "protocol 1") || invalid.Value != "true" {

@@ -246,8 +246,12 @@ async function siteView(view, id) {
 // --- security groups and prefix lists ---
 
 let protocols = null;
+let services = [];
 async function loadProtocols() {
-  if (!protocols) protocols = (await get('/vpc/reference/protocols')).data;
+  if (!protocols) {
+    [protocols, services] = await Promise.all([get('/vpc/reference/protocols').then((r) => r.data),
+      get('/vpc/reference/services').then((r) => r.data).catch(() => [])]);
+  }
   return protocols;
 }
 const protoName = (n) => {
@@ -386,12 +390,14 @@ function detailView(view, kind, id, first) {
     body.replaceChildren(...children.filter(Boolean));
   }
   if (first) render(first, first.sites.map((s) => ({ id: s, state: first.status === 'syncing' ? 'syncing' : 'unknown' })));
+  let many = false;
   poll(view, async () => {
     await loadProtocols();
     const got = await get(`${k.path}/${id}`);
     etag = got.etag;
+    many = (got.data.sites || []).length > 25;
     render(got.data, await sitesOf(got.data.sites || []));
-  }, 1000);
+  }, () => (many ? 5000 : 1000)); // many sites means reading the whole fleet: less often
 }
 
 // writeErrorBanner words an error of a write: the API's message, plus
@@ -436,8 +442,22 @@ async function editorView(view, kind, id) {
   const save = h('button', { type: 'submit', id: 'save-resource' }, id ? 'Save' : `Create ${k.one}`);
 
   function addRow(row) {
-    const i = rowsBody.children.length;
+    const i = rowsBody.querySelectorAll('tr[data-row]').length;
     const tr = h('tr', { 'data-row': i });
+    let service = null;
+    if (kind === 'groups') {
+      // AWS's "Type": picking a service fills protocol and port; editing
+      // either shows Custom again. Not sent: the API keeps protocol and port.
+      service = h('select', { 'aria-label': `Type of rule ${i + 1}`, 'data-key': 'service', onchange: () => {
+        const sv = services.find((x) => x.name === service.value);
+        if (!sv) return;
+        tr.querySelector('[data-key="protocol"]').value = String(sv.protocol);
+        tr.querySelector('[data-key="port"]').value = sv.port;
+      } }, h('option', { value: '' }, 'Custom'), services.map((sv) => h('option', { value: sv.name }, `${sv.name} (${protoName(sv.protocol).split(' ')[0]} ${sv.port})`)));
+      const match = services.find((sv) => sv.protocol === Number(row.protocol) && sv.port === row.port);
+      service.value = match ? match.name : '';
+      tr.append(h('td', { class: 'service' }, service));
+    }
     for (const c of k.columns) {
       const path = `${k.rowsKey}[${i}].${c.key}`;
       const label = `${c.label} of ${k.rowsKey === 'rules' ? 'rule' : 'prefix'} ${i + 1}`;
@@ -450,16 +470,27 @@ async function editorView(view, kind, id) {
         input.value = row[c.key] ?? c.def;
       }
       Object.assign(input.dataset, { field: path, key: c.key });
+      if (service && (c.key === 'protocol' || c.key === 'port')) {
+        input.addEventListener(c.key === 'port' ? 'input' : 'change', () => {
+          const p = Number(tr.querySelector('[data-key="protocol"]').value);
+          const port = tr.querySelector('[data-key="port"]').value;
+          const m = services.find((sv) => sv.protocol === p && sv.port === port);
+          service.value = m ? m.name : '';
+        });
+      }
       input.setAttribute('aria-label', label);
-      input.setAttribute('aria-describedby', `err-${path}`);
-      tr.append(h('td', { class: c.key }, input, fieldErr(path)));
+      input.setAttribute('aria-describedby', `err-row-${i}`);
+      tr.append(h('td', { class: c.key }, input));
     }
     tr.append(h('td', {}, h('button', { type: 'button', class: 'secondary', 'aria-label': `Remove row ${i + 1}`,
-      onclick: () => { const rows = readRows(); rows.splice(i, 1); setRows(rows); $('#add-row').focus(); } }, 'Remove'), fieldErr(`${k.rowsKey}[${i}]`)));
-    rowsBody.append(tr);
+      onclick: () => { const rows = readRows(); rows.splice(i, 1); setRows(rows); $('#add-row').focus(); } }, 'Remove')));
+    // A row's error goes in a full-width row under it, as in AWS's table;
+    // showWriteError names the field it is for.
+    const err = h('p', { class: 'field-error', id: `err-row-${i}`, 'data-row-error': i, hidden: true });
+    rowsBody.append(tr, h('tr', { class: 'row-error', hidden: true }, h('td', { colspan: tr.children.length }, err)));
   }
   function readRows() {
-    return [...rowsBody.children].map((tr) => {
+    return [...rowsBody.querySelectorAll('tr[data-row]')].map((tr) => {
       const row = {};
       for (const c of k.columns) {
         const v = tr.querySelector(`[data-key="${c.key}"]`).value;
@@ -498,13 +529,14 @@ async function editorView(view, kind, id) {
   h('div', { class: 'field' }, h('label', { for: 'f-description' }, 'Description'), desc, fieldErr('description')),
   h('h2', { id: 'rows-title' }, k.rowsTitle), fieldErr(k.rowsKey),
   h('div', { class: 'table-wrap' }, h('table', { class: 'rules-editor', 'aria-labelledby': 'rows-title' },
-    h('thead', {}, h('tr', {}, k.columns.map((c) => h('th', { scope: 'col' }, c.label)), h('th', {}, h('span', { class: 'visually-hidden' }, 'Actions')))),
+    h('thead', {}, h('tr', {}, kind === 'groups' ? h('th', { scope: 'col' }, 'Type') : null,
+      k.columns.map((c) => h('th', { scope: 'col' }, c.label)), h('th', {}, h('span', { class: 'visually-hidden' }, 'Actions')))),
     rowsBody)),
   h('div', { class: 'actions' }, h('button', { type: 'button', class: 'secondary', id: 'add-row', onclick: () => {
     const row = Object.fromEntries(k.columns.map((c) => [c.key, c.def]));
     if ('order' in row) row.order = nextOrder();
     addRow(row);
-    rowsBody.lastElementChild.querySelector('input, select').focus();
+    [...rowsBody.querySelectorAll('tr[data-row]')].pop().querySelector('input, select').focus();
   } }, kind === 'groups' ? 'Add rule' : 'Add prefix')),
   h('div', { class: 'field' }, h('label', { for: 'f-sites' }, 'Sites'), sites,
     h('p', { class: 'hint', id: 'sites-hint' }, 'Site ids (site_…), one per line or separated by commas.'), fieldErr('sites')),
@@ -515,16 +547,26 @@ async function editorView(view, kind, id) {
     summary.replaceChildren();
     for (const el of form.querySelectorAll('[aria-invalid]')) el.removeAttribute('aria-invalid');
     for (const el of form.querySelectorAll('.field-error')) { el.hidden = true; el.textContent = ''; }
+    for (const el of form.querySelectorAll('tr.row-error')) el.hidden = true;
+    for (const el of form.querySelectorAll('[data-row-error]')) el.removeAttribute('data-error-for');
   }
   function showWriteError(e) {
     summary.replaceChildren(writeErrorBanner(e, k, () => route()));
     if (!(e instanceof APIError) || !e.field) return;
     // sites[3] and rules[2] name a whole entry: show them at the list's
     // own place or the row's.
-    const at = form.querySelector(`[data-error-for="${CSS.escape(e.field)}"]`) ||
-      form.querySelector(`[data-error-for="${CSS.escape(e.field.replace(/\[\d+\]$/, ''))}"]`);
+    const row = new RegExp(`^${k.rowsKey}\\[(\\d+)\\]`).exec(e.field);
+    let at = row && form.querySelector(`[data-row-error="${row[1]}"]`);
+    if (at) {
+      at.setAttribute('data-error-for', e.field);
+      at.closest('tr').hidden = false;
+    } else {
+      at = form.querySelector(`[data-error-for="${CSS.escape(e.field)}"]`) ||
+        form.querySelector(`[data-error-for="${CSS.escape(e.field.replace(/\[\d+\]$/, ''))}"]`);
+    }
     if (at) { at.textContent = e.message; at.hidden = false; }
     const input = form.querySelector(`[data-field="${CSS.escape(e.field)}"]`) ||
+      (row && form.querySelector(`tr[data-row="${row[1]}"] [data-field]`)) ||
       form.querySelector(`[data-field="${CSS.escape(e.field.replace(/\[\d+\].*$/, ''))}"]`);
     if (input) { input.setAttribute('aria-invalid', 'true'); input.focus(); }
   }
