@@ -359,7 +359,7 @@ function detailView(view, kind, id, first) {
     if (r.status === 'syncing' && lastStatus !== 'syncing') syncingSince = Date.now();
     if (r.status !== lastStatus) {
       if (r.status === 'syncing') progress.textContent = `Deploying to ${r.sites.length} site(s) since ${new Date(syncingSince).toLocaleTimeString()}…`;
-      else if (r.status === 'active' && syncingSince) progress.textContent = `Active: every site confirmed it (${((Date.now() - syncingSince) / 1000).toFixed(1)} s after it was seen syncing).`;
+      else if (r.status === 'active' && syncingSince) progress.textContent = `Active since ${new Date().toLocaleTimeString()}: every site confirmed it.`;
       else if (r.status === 'failed') progress.textContent = 'Failed: a site reported an error or did not confirm in time; see the sites below. The next save deploys again.';
       else progress.textContent = '';
       if (lastStatus) announce(`${k.one} ${r.status}`);
