@@ -260,7 +260,10 @@ func (c *Console) index(w http.ResponseWriter, r *http.Request) {
 
 func (c *Console) asset(w http.ResponseWriter, r *http.Request) {
 	securityHeaders(w.Header())
-	w.Header().Set("Cache-Control", "no-cache") // revalidated by Last-Modified-free ETag-less GETs: small files
+	// Embedded files have no modification time, so nothing could
+	// revalidate a cached copy: the browser fetches these few small files
+	// again on each load, and never runs an old script after an upgrade.
+	w.Header().Set("Cache-Control", "no-cache")
 	if ct := mime.TypeByExtension(pathExt(r.URL.Path)); ct != "" {
 		w.Header().Set("Content-Type", ct)
 	}

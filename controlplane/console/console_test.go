@@ -187,6 +187,8 @@ func TestTokenLoginCookieAndCSRF(t *testing.T) {
 		{"write with the CSRF token", "POST", ck, []string{origin, "X-CSRF-Token: " + s.CSRFToken}, 201, ""},
 		{"write by a script with a bearer token", "POST", nil, []string{"Authorization: Bearer " + e.token("org_a")}, 201, ""},
 		{"an unknown cookie", "GET", &http.Cookie{Name: console.CookieName, Value: "forged"}, nil, 401, "session_expired"},
+		{"a bearer token beside a stale cookie", "POST", &http.Cookie{Name: console.CookieName, Value: "forged"},
+			[]string{"Authorization: Bearer " + e.token("org_a")}, 201, ""},
 		{"no credential at all", "GET", nil, nil, 401, "unauthenticated"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -200,17 +202,17 @@ func TestTokenLoginCookieAndCSRF(t *testing.T) {
 			}
 		})
 	}
-	// Refused writes wrote nothing: two lists, from the two accepted.
+	// Refused writes wrote nothing: three lists, from the three accepted.
 	var lists []struct{ Name string }
 	json.Unmarshal([]byte(e.do("GET", "/vpc/prefix-lists", "", ck).body), &lists)
-	if len(lists) != 2 {
-		t.Errorf("%d lists stored; want 2", len(lists))
+	if len(lists) != 3 {
+		t.Errorf("%d lists stored; want 3", len(lists))
 	}
 	// The session is the organisation's, and only its.
 	e.do("POST", "/vpc/prefix-lists", listBody, nil, "Authorization: Bearer "+e.token("org_b"))
 	json.Unmarshal([]byte(e.do("GET", "/vpc/prefix-lists", "", ck).body), &lists)
-	if len(lists) != 2 {
-		t.Errorf("the session sees %d lists; want its organisation's 2", len(lists))
+	if len(lists) != 3 {
+		t.Errorf("the session sees %d lists; want its organisation's 3", len(lists))
 	}
 }
 
