@@ -308,10 +308,10 @@ function listView(view, kind) {
   }, 2000);
 }
 
-// sitesOf returns the states of some sites: one GET each for a few, the
-// whole (paged) list for many.
+// sitesOf returns the states of some sites: one GET each for up to ten,
+// else the whole (paged) list.
 async function sitesOf(ids) {
-  if (ids.length <= 25) {
+  if (ids.length <= 10) {
     return Promise.all(ids.map((id) => get(`/vpc/sites/${encodeURIComponent(id)}`).then((r) => r.data)
       .catch((e) => ({ id, state: 'unknown', last_error: e.status === 404 ? 'not known yet' : e.message }))));
   }
@@ -395,9 +395,11 @@ function detailView(view, kind, id, first) {
     await loadProtocols();
     const got = await get(`${k.path}/${id}`);
     etag = got.etag;
-    many = (got.data.sites || []).length > 25;
+    many = (got.data.sites || []).length > 10;
     render(got.data, await sitesOf(got.data.sites || []));
-  }, () => (many ? 5000 : 1000)); // many sites means reading the whole fleet: less often
+  // Every second while it syncs; many sites means reading the whole
+  // fleet, so less often.
+  }, () => (many ? 5000 : lastStatus === 'syncing' ? 1000 : 3000));
 }
 
 // writeErrorBanner words an error of a write: the API's message, plus
