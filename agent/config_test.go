@@ -28,7 +28,7 @@ func TestLoadConfigDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := []any{c.MQTTURL.String(), c.MQTTUser(), c.RouterOSAddr, c.RouterOSTLS, c.StateDir, c.MetricsAddr, c.ResyncInterval, c.WANList, c.TopicRoot}
+	got := []any{c.MQTTURLs[0].String(), c.MQTTUser(), c.RouterOSAddr, c.RouterOSTLS, c.StateDir, c.MetricsAddr, c.ResyncInterval, c.WANList, c.TopicRoot}
 	want := []any{"tcp://127.0.0.1:1883", "org_demo/site_hq", "172.17.0.1:8728", false, DefaultStateDir, DefaultMetricsAddr, 60 * time.Second, "WAN", "rampart/v1"}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("defaults (-want +got):\n%s", diff)

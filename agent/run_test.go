@@ -160,7 +160,7 @@ func TestRunOverMQTT(t *testing.T) {
 	b := startBroker(t)
 	r := newSim(t, rossim.Options{})
 	cfg := testConfig(t, r.Addr())
-	cfg.MQTTURL, _ = url.Parse("tcp://" + b.addr)
+	cfg.MQTTURLs = mustURLs(t, "tcp://"+b.addr)
 	cfg.MetricsAddr = "127.0.0.1:0"
 	b.publish(t, marshal(t, sampleDoc(1)), true)
 	a, stop := runAgent(t, cfg)
@@ -260,7 +260,7 @@ func TestRestartEnforcesCacheWithBrokerDown(t *testing.T) {
 	b := startBroker(t)
 	r := newSim(t, rossim.Options{})
 	cfg := testConfig(t, r.Addr())
-	cfg.MQTTURL, _ = url.Parse("tcp://" + b.addr)
+	cfg.MQTTURLs = mustURLs(t, "tcp://"+b.addr)
 	b.publish(t, marshal(t, sampleDoc(4)), true)
 	_, stop := runAgent(t, cfg)
 	eventually(t, "applied", func() bool { return b.status().State == protocol.StateApplied })
@@ -275,7 +275,7 @@ func TestRestartEnforcesCacheWithBrokerDown(t *testing.T) {
 	ln.Close()
 	cfg2 := cfg
 	cfg2.RouterOSAddr = r2.Addr()
-	cfg2.MQTTURL, _ = url.Parse("tcp://" + dead)
+	cfg2.MQTTURLs = mustURLs(t, "tcp://"+dead)
 	a2, _ := runAgent(t, cfg2)
 	eventually(t, "the cached policy on the new router", func() bool { return managedRows(r2) == 13 })
 	eventually(t, "applied revision 4", func() bool { return testutil.ToFloat64(a2.m.appliedRevision) == 4 })
@@ -285,7 +285,7 @@ func TestResyncRepairsDriftAndReports(t *testing.T) {
 	b := startBroker(t)
 	r := newSim(t, rossim.Options{})
 	cfg := testConfig(t, r.Addr())
-	cfg.MQTTURL, _ = url.Parse("tcp://" + b.addr)
+	cfg.MQTTURLs = mustURLs(t, "tcp://"+b.addr)
 	cfg.ResyncInterval = 100 * time.Millisecond
 	b.publish(t, marshal(t, sampleDoc(1)), true)
 	a, _ := runAgent(t, cfg)
@@ -303,7 +303,7 @@ func TestFailedApplyIsReportedAndRetried(t *testing.T) {
 	b := startBroker(t)
 	r := newSim(t, rossim.Options{})
 	cfg := testConfig(t, r.Addr())
-	cfg.MQTTURL, _ = url.Parse("tcp://" + b.addr)
+	cfg.MQTTURLs = mustURLs(t, "tcp://"+b.addr)
 	r.InjectTrap("/ip/firewall/filter/add", "failure: simulated", 2)
 	b.publish(t, marshal(t, sampleDoc(1)), true)
 	runAgent(t, cfg)
@@ -318,7 +318,7 @@ func TestBrokerRestartResubscribes(t *testing.T) {
 	b := startBroker(t)
 	r := newSim(t, rossim.Options{})
 	cfg := testConfig(t, r.Addr())
-	cfg.MQTTURL, _ = url.Parse("tcp://" + b.addr)
+	cfg.MQTTURLs = mustURLs(t, "tcp://"+b.addr)
 	b.publish(t, marshal(t, sampleDoc(1)), true)
 	a, err := New(cfg, Options{RetryBase: 50 * time.Millisecond, Throttle: 10 * time.Millisecond, MQTTMaxReconnect: 200 * time.Millisecond, MQTTConnectTimeout: time.Second})
 	if err != nil {
@@ -354,7 +354,7 @@ func TestLastWillSaysOffline(t *testing.T) {
 	b := startBroker(t)
 	r := newSim(t, rossim.Options{})
 	cfg := testConfig(t, r.Addr())
-	cfg.MQTTURL, _ = url.Parse("tcp://" + b.addr)
+	cfg.MQTTURLs = mustURLs(t, "tcp://"+b.addr)
 	runAgent(t, cfg)
 	eventually(t, "online", func() bool {
 		p, err := protocol.ParsePresence(b.get(protocol.KindPresence))
@@ -381,4 +381,17 @@ func TestLastWillSaysOffline(t *testing.T) {
 		p, err := protocol.ParsePresence(b.get(protocol.KindPresence))
 		return err == nil && p.State == protocol.PresenceOnline
 	})
+}
+
+func mustURLs(t testing.TB, raw ...string) []*url.URL {
+	t.Helper()
+	var out []*url.URL
+	for _, r := range raw {
+		u, err := url.Parse(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, u)
+	}
+	return out
 }

@@ -2,6 +2,7 @@ package routeros
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -46,7 +47,7 @@ func TestTrapKeepsSessionUsable(t *testing.T) {
 	defer c.Close()
 	ctx := context.Background()
 	_, _, err := c.Run(ctx, "/ip/firewall/filter/remove", "=.id=*999")
-	if !IsTrap(err, "no such item") {
+	if !errors.Is(err, ErrNoSuchItem) {
 		t.Fatalf("remove of a missing id: %v", err)
 	}
 	if _, _, err := c.Run(ctx, "/system/resource/print"); err != nil {
@@ -79,7 +80,7 @@ func TestPipelineAndStream(t *testing.T) {
 		switch {
 		case err == nil && strings.HasPrefix(ret, "*"):
 			ok++
-		case IsTrap(err, "already have such entry") && i == n-1:
+		case errors.Is(err, ErrExists) && i == n-1:
 			traps++
 		default:
 			t.Errorf("reply %d: %q %v", i, ret, err)
