@@ -50,12 +50,19 @@ func startBroker(t *testing.T) *broker {
 	return startBrokerOn(t, ln)
 }
 
-func startBrokerOn(t *testing.T, ln net.Listener) *broker {
+// startBrokerOn serves a broker on ln; without hooks it allows everyone
+// everything (auth.AllowHook).
+func startBrokerOn(t *testing.T, ln net.Listener, hooks ...mochi.Hook) *broker {
 	t.Helper()
 	b := &broker{addr: ln.Addr().String(), last: map[string][]byte{}, hist: map[string][][]byte{}}
 	b.srv = mochi.New(&mochi.Options{InlineClient: true, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err := b.srv.AddHook(new(auth.AllowHook), nil); err != nil {
-		t.Fatal(err)
+	if len(hooks) == 0 {
+		hooks = []mochi.Hook{new(auth.AllowHook)}
+	}
+	for _, h := range hooks {
+		if err := b.srv.AddHook(h, nil); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if err := b.srv.AddListener(listeners.NewNet("t", ln)); err != nil {
 		t.Fatal(err)
@@ -114,10 +121,21 @@ func eventually(t *testing.T, what string, cond func() bool) {
 	wait.For(t, 20*time.Second, what, cond)
 }
 
+// testOptions are fast retries for tests.
+func testOptions() Options {
+	return Options{RetryBase: 50 * time.Millisecond, RetryMax: 500 * time.Millisecond, Throttle: 10 * time.Millisecond, MQTTMaxReconnect: 200 * time.Millisecond, MQTTConnectTimeout: time.Second, PresenceInterval: 200 * time.Millisecond}
+}
+
 // runAgent runs an agent until the test ends; stop ends it early.
 func runAgent(t *testing.T, cfg Config) (a *Agent, stop func()) {
 	t.Helper()
-	a, err := New(cfg, Options{RetryBase: 50 * time.Millisecond, RetryMax: 500 * time.Millisecond, Throttle: 10 * time.Millisecond, MQTTMaxReconnect: 200 * time.Millisecond, MQTTConnectTimeout: time.Second, PresenceInterval: 200 * time.Millisecond})
+	return runAgentWith(t, cfg, testOptions())
+}
+
+// runAgentWith is runAgent with opts.
+func runAgentWith(t *testing.T, cfg Config, opts Options) (a *Agent, stop func()) {
+	t.Helper()
+	a, err := New(cfg, opts)
 	if err != nil {
 		t.Fatal(err)
 	}

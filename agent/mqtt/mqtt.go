@@ -139,10 +139,11 @@ type Client struct {
 	statusVal protocol.SiteStatus
 	resyncing bool
 
-	kick chan struct{} // wakes the publisher
-	lost chan struct{} // the connection was lost
-	stop chan struct{} // closed by Close
-	wg   sync.WaitGroup
+	kick      chan struct{} // wakes the publisher
+	lost      chan struct{} // the connection was lost
+	stop      chan struct{} // closed by Close
+	closeOnce sync.Once
+	wg        sync.WaitGroup
 }
 
 // slot is the latest payload of one topic and whether the broker has
@@ -638,9 +639,13 @@ func (cl *Client) LocalAddr() netip.Addr {
 func (cl *Client) Connected() bool { return cl.c.IsConnectionOpen() }
 
 // Close publishes presence offline (a clean stop sends no will) and
-// disconnects.
+// disconnects. Calls after the first do nothing.
 func (cl *Client) Close() {
-	close(cl.stop)
+	first := false
+	cl.closeOnce.Do(func() { first = true; close(cl.stop) })
+	if !first {
+		return
+	}
 	cl.wg.Wait()
 	if cl.c.IsConnectionOpen() {
 		tok := cl.c.Publish(cl.presence, 1, true, protocol.OfflinePayload)
