@@ -159,3 +159,56 @@ func TestPoolReusesAnIdleSession(t *testing.T) {
 		c.Release(s)
 	}
 }
+
+// TestErrorsAreTyped: what the agent classifies comes as types, so it
+// never matches messages: a refused login, an API it cannot reach, a
+// session the router cut, and the trap kinds.
+func TestErrorsAreTyped(t *testing.T) {
+	ctx := context.Background()
+	r := sim(t, rossim.Options{Password: "pw"})
+
+	_, err := Dial(ctx, Options{Addr: r.Addr(), User: "admin", Password: "bad", Timeout: 5 * time.Second})
+	var login *LoginError
+	if !errors.As(err, &login) || login.User != "admin" || login.Message == "" {
+		t.Errorf("bad password: %#v", err)
+	}
+
+	dead := sim(t, rossim.Options{})
+	addr := dead.Addr()
+	dead.Close()
+	_, err = Dial(ctx, Options{Addr: addr, User: "admin", Timeout: 5 * time.Second})
+	var ce *ConnError
+	if !errors.As(err, &ce) || !ce.Dialing() || ce.Addr != addr {
+		t.Errorf("unreachable API: %#v", err)
+	}
+
+	c := New(Options{Addr: r.Addr(), User: "admin", Password: "pw", Sessions: 1})
+	defer c.Close()
+	r.DropAfter(0)
+	_, _, err = c.Run(ctx, "/system/resource/print")
+	if !errors.As(err, &ce) || ce.Dialing() {
+		t.Errorf("session cut: %#v", err)
+	}
+
+	for _, tc := range []struct {
+		message string
+		kind    error
+	}{
+		{"failure: already have such entry", ErrExists},
+		{"not enough permissions (9)", ErrPermission},
+		{"no such item (4)", ErrNoSuchItem},
+		{"input does not match any value of in-interface-list", ErrNoSuchValue},
+	} {
+		r.InjectTrap("/ip/firewall/filter/print", tc.message, 1)
+		_, _, err := c.Run(ctx, "/ip/firewall/filter/print")
+		var trap *Trap
+		if !errors.As(err, &trap) || !errors.Is(err, tc.kind) {
+			t.Errorf("trap %q: %v, want %v", tc.message, err, tc.kind)
+		}
+		for _, other := range []error{ErrExists, ErrPermission, ErrNoSuchItem, ErrNoSuchValue} {
+			if other != tc.kind && errors.Is(err, other) {
+				t.Errorf("trap %q also reads as %v", tc.message, other)
+			}
+		}
+	}
+}
