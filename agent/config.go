@@ -12,7 +12,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/rampart-fw/rampart/controlplane/keys"
 	"github.com/rampart-fw/rampart/protocol"
 )
 
@@ -59,7 +58,7 @@ type Config struct {
 }
 
 // MQTTUser is the broker username of this site, "org/site".
-func (c Config) MQTTUser() string { return keys.SiteMQTTUser(c.OrgID, c.SiteID) }
+func (c Config) MQTTUser() string { return protocol.SiteMQTTUser(c.OrgID, c.SiteID) }
 
 // MQTTTLSConfig is the TLS configuration for ssl:// brokers: the system's
 // roots (the image's CA bundle), plus the CA in MQTTCA if set.
