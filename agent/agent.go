@@ -47,12 +47,13 @@ import (
 	"github.com/rampart-fw/rampart/agent/reconcile"
 	"github.com/rampart-fw/rampart/agent/render"
 	"github.com/rampart-fw/rampart/agent/routeros"
+	"github.com/rampart-fw/rampart/internal/buildinfo"
 	"github.com/rampart-fw/rampart/protocol"
 )
 
-// Version is the agent's version, reported in SiteStatus; set at link time
-// with -ldflags "-X github.com/rampart-fw/rampart/agent.Version=...".
-var Version = "dev"
+// agentVersion is the build's version (buildinfo), reported in every
+// status; read once, as it cannot change.
+var agentVersion = buildinfo.Version()
 
 // Options are the agent's non-environment knobs, for tests and embedding.
 // The zero value is usable.

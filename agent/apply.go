@@ -229,7 +229,7 @@ func (a *Agent) newStatus(d *protocol.DesiredState, state string) protocol.SiteS
 		Schema: protocol.SchemaVersion, OrgID: a.cfg.OrgID, SiteID: a.cfg.SiteID,
 		Epoch: d.Epoch, Revision: d.Revision, State: state,
 		AppliedAt: time.Now().UTC(), DriftRepairs: a.driftRepairs,
-		AgentVersion: Version, RouterOSVersion: a.routerVersion, Board: a.routerBoard,
+		AgentVersion: agentVersion, RouterOSVersion: a.routerVersion, Board: a.routerBoard,
 	}
 }
 

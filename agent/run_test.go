@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/rampart-fw/rampart/agent/render"
+	"github.com/rampart-fw/rampart/internal/buildinfo"
 	"github.com/rampart-fw/rampart/protocol"
 	"github.com/rampart-fw/rampart/rossim"
 
@@ -188,7 +189,7 @@ func TestRunOverMQTT(t *testing.T) {
 		return st.State == protocol.StateApplied && st.Revision == 1
 	})
 	st := b.status()
-	if st.Rules != 13 || st.AddressEntries != 3 || st.Operations == 0 || st.RouterOSVersion == "" || st.Board == "" || st.Epoch != "e1" {
+	if st.Rules != 13 || st.AddressEntries != 3 || st.Operations == 0 || st.RouterOSVersion == "" || st.Board == "" || st.Epoch != "e1" || st.AgentVersion != buildinfo.Version() {
 		t.Errorf("status %+v", st)
 	}
 	p, err := protocol.ParsePresence(b.get(protocol.KindPresence))
