@@ -60,9 +60,7 @@ func TestCorruptCacheIsMovedAsideAndTheAgentRunsOn(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			b := startBroker(t)
-			r := newSim(t, rossim.Options{})
-			cfg := testConfig(t, r.Addr())
-			cfg.MQTTURLs = mustURLs(t, "tcp://"+b.addr)
+			r, cfg := simSite(t, b)
 			cfg.ResyncInterval = 100 * time.Millisecond
 			c, _ := cache.Open(cfg.StateDir, cache.Options{})
 			if _, err := c.Put(sampleDoc(1)); err != nil {
@@ -93,9 +91,7 @@ func TestCorruptCacheIsMovedAsideAndTheAgentRunsOn(t *testing.T) {
 
 func TestUnusableStateDirectoryWorksFromMemory(t *testing.T) {
 	b := startBroker(t)
-	r := newSim(t, rossim.Options{})
-	cfg := testConfig(t, r.Addr())
-	cfg.MQTTURLs = mustURLs(t, "tcp://"+b.addr)
+	r, cfg := simSite(t, b)
 	cfg.ResyncInterval = 100 * time.Millisecond
 	cfg.StateDir = filepath.Join(fsfault.ReadOnlyDir(t), "state")
 	b.publish(t, marshal(t, sampleDoc(1)), true)

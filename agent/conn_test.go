@@ -215,9 +215,7 @@ func TestReconnectsFastAfterEachOfThreeOutages(t *testing.T) {
 func TestOneConnectPerAttemptAndAWrongSecretExplained(t *testing.T) {
 	g := &gate{secret: "right"}
 	b := startBrokerOn(t, listen(t), g)
-	r := newSim(t, rossim.Options{})
-	cfg := testConfig(t, r.Addr())
-	cfg.MQTTURLs = mustURLs(t, "tcp://"+b.addr)
+	_, cfg := simSite(t, b)
 	opts, logs := logged(testOptions())
 	a, _ := runAgentWith(t, cfg, opts)
 	explainsWithin(t, logs, 5*time.Second, "refused the site's credentials", protocol.EnvSiteSecret)
@@ -291,9 +289,7 @@ func TestRouterProblemsExplained(t *testing.T) {
 // a new session each time and reports applied, never failed.
 func TestFlappingRouterConnectionIsNotReportedFailed(t *testing.T) {
 	b := startBroker(t)
-	r := newSim(t, rossim.Options{})
-	cfg := testConfig(t, r.Addr())
-	cfg.MQTTURLs = mustURLs(t, "tcp://"+b.addr)
+	r, cfg := simSite(t, b)
 	a, _ := runAgentWith(t, cfg, testOptions())
 	eventually(t, "the agent to log in to the router", func() bool { return r.Stats().Logins >= 1 })
 	r.SetLatency(3 * time.Millisecond) // so the watcher below arms each drop before the session's third command
@@ -450,9 +446,7 @@ func TestRefusedSubscriptionIsRetriedOnTheSameConnection(t *testing.T) {
 	g.denySubs.Store(3)
 	b := startBrokerOn(t, listen(t), g)
 	b.publish(t, marshal(t, sampleDoc(1)), true)
-	r := newSim(t, rossim.Options{})
-	cfg := testConfig(t, r.Addr())
-	cfg.MQTTURLs = mustURLs(t, "tcp://"+b.addr)
+	_, cfg := simSite(t, b)
 	opts, logs := logged(testOptions())
 	runAgentWith(t, cfg, opts)
 	eventually(t, "applied", appliedOn(b, 1))
@@ -472,9 +466,7 @@ func TestUnacknowledgedPublishIsRetried(t *testing.T) {
 	g.dropPubs.Store(2)
 	b := startBrokerOn(t, listen(t), g)
 	b.publish(t, marshal(t, sampleDoc(1)), true)
-	r := newSim(t, rossim.Options{})
-	cfg := testConfig(t, r.Addr())
-	cfg.MQTTURLs = mustURLs(t, "tcp://"+b.addr)
+	_, cfg := simSite(t, b)
 	runAgent(t, cfg)
 	eventually(t, "applied", appliedOn(b, 1))
 	if n := g.connects.Load(); n != 1 {
@@ -491,9 +483,7 @@ func TestUnacknowledgedPublishIsRetried(t *testing.T) {
 func TestResyncRequestRepublishes(t *testing.T) {
 	b := startBroker(t)
 	b.publish(t, marshal(t, sampleDoc(1)), true)
-	r := newSim(t, rossim.Options{})
-	cfg := testConfig(t, r.Addr())
-	cfg.MQTTURLs = mustURLs(t, "tcp://"+b.addr)
+	_, cfg := simSite(t, b)
 	var mu sync.Mutex
 	var seen []string
 	opts := testOptions()

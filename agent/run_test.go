@@ -177,9 +177,7 @@ func marshal(t *testing.T, d protocol.DesiredState) []byte {
 
 func TestRunOverMQTT(t *testing.T) {
 	b := startBroker(t)
-	r := newSim(t, rossim.Options{})
-	cfg := testConfig(t, r.Addr())
-	cfg.MQTTURLs = mustURLs(t, "tcp://"+b.addr)
+	r, cfg := simSite(t, b)
 	cfg.MetricsAddr = "127.0.0.1:0"
 	b.publish(t, marshal(t, sampleDoc(1)), true)
 	a, stop := runAgent(t, cfg)
@@ -277,9 +275,7 @@ func TestRunOverMQTT(t *testing.T) {
 
 func TestRestartEnforcesCacheWithBrokerDown(t *testing.T) {
 	b := startBroker(t)
-	r := newSim(t, rossim.Options{})
-	cfg := testConfig(t, r.Addr())
-	cfg.MQTTURLs = mustURLs(t, "tcp://"+b.addr)
+	_, cfg := simSite(t, b)
 	b.publish(t, marshal(t, sampleDoc(4)), true)
 	_, stop := runAgent(t, cfg)
 	eventually(t, "applied", func() bool { return b.status().State == protocol.StateApplied })
@@ -302,9 +298,7 @@ func TestRestartEnforcesCacheWithBrokerDown(t *testing.T) {
 
 func TestResyncRepairsDriftAndReports(t *testing.T) {
 	b := startBroker(t)
-	r := newSim(t, rossim.Options{})
-	cfg := testConfig(t, r.Addr())
-	cfg.MQTTURLs = mustURLs(t, "tcp://"+b.addr)
+	r, cfg := simSite(t, b)
 	cfg.ResyncInterval = 100 * time.Millisecond
 	b.publish(t, marshal(t, sampleDoc(1)), true)
 	a, _ := runAgent(t, cfg)
@@ -320,9 +314,7 @@ func TestResyncRepairsDriftAndReports(t *testing.T) {
 
 func TestFailedApplyIsReportedAndRetried(t *testing.T) {
 	b := startBroker(t)
-	r := newSim(t, rossim.Options{})
-	cfg := testConfig(t, r.Addr())
-	cfg.MQTTURLs = mustURLs(t, "tcp://"+b.addr)
+	r, cfg := simSite(t, b)
 	r.InjectTrap("/ip/firewall/filter/add", "failure: simulated", 2)
 	b.publish(t, marshal(t, sampleDoc(1)), true)
 	runAgent(t, cfg)
@@ -335,9 +327,7 @@ func TestFailedApplyIsReportedAndRetried(t *testing.T) {
 
 func TestBrokerRestartResubscribes(t *testing.T) {
 	b := startBroker(t)
-	r := newSim(t, rossim.Options{})
-	cfg := testConfig(t, r.Addr())
-	cfg.MQTTURLs = mustURLs(t, "tcp://"+b.addr)
+	_, cfg := simSite(t, b)
 	b.publish(t, marshal(t, sampleDoc(1)), true)
 	a, err := New(cfg, Options{RetryBase: 50 * time.Millisecond, Throttle: 10 * time.Millisecond, MQTTMaxReconnect: 200 * time.Millisecond, MQTTConnectTimeout: time.Second})
 	if err != nil {
@@ -371,9 +361,7 @@ func TestBrokerRestartResubscribes(t *testing.T) {
 
 func TestLastWillSaysOffline(t *testing.T) {
 	b := startBroker(t)
-	r := newSim(t, rossim.Options{})
-	cfg := testConfig(t, r.Addr())
-	cfg.MQTTURLs = mustURLs(t, "tcp://"+b.addr)
+	_, cfg := simSite(t, b)
 	runAgent(t, cfg)
 	eventually(t, "online", func() bool {
 		p, err := protocol.ParsePresence(b.get(protocol.KindPresence))
@@ -413,4 +401,14 @@ func mustURLs(t testing.TB, raw ...string) []*url.URL {
 		out = append(out, u)
 	}
 	return out
+}
+
+// simSite is a simulated router and the configuration of an agent for it
+// whose broker is b.
+func simSite(t *testing.T, b *broker) (*rossim.Router, Config) {
+	t.Helper()
+	r := newSim(t, rossim.Options{})
+	cfg := testConfig(t, r.Addr())
+	cfg.MQTTURLs = mustURLs(t, "tcp://"+b.addr)
+	return r, cfg
 }

@@ -127,17 +127,18 @@ type Client struct {
 	status   string
 	presence string
 
-	mu        sync.Mutex
-	local     netip.Addr
-	gen       uint64 // connection generation: +1 per connection made
-	up        bool
-	attempts  []attempt // the current attempt's per-URL results (dial)
-	maxSlept  time.Duration
-	failures  int // failed attempts since the last connection that held
-	st        slot
-	pr        slot
-	statusVal protocol.SiteStatus
-	resyncing bool
+	mu         sync.Mutex
+	local      netip.Addr
+	gen        uint64 // connection generation: +1 per connection made
+	up         bool
+	attempts   []attempt // the current attempt's per-URL results (dial)
+	maxSlept   time.Duration
+	failures   int // failed attempts since the last connection that held
+	st         slot
+	pr         slot
+	statusVal  protocol.SiteStatus
+	resyncing  bool
+	connecting paho.Token // the last Connect, for Close to wait out
 
 	kick      chan struct{} // wakes the publisher
 	lost      chan struct{} // the connection was lost
@@ -280,6 +281,9 @@ func (cl *Client) connect() {
 		cl.attempts = cl.attempts[:0]
 		cl.mu.Unlock()
 		tok := cl.c.Connect()
+		cl.mu.Lock()
+		cl.connecting = tok
+		cl.mu.Unlock()
 		select {
 		case <-cl.stop:
 			return
@@ -647,6 +651,14 @@ func (cl *Client) Close() {
 		return
 	}
 	cl.wg.Wait()
+	cl.mu.Lock()
+	tok := cl.connecting
+	cl.mu.Unlock()
+	if tok != nil {
+		// An attempt in flight would otherwise complete after Disconnect
+		// and leave a connection nobody closes.
+		tok.WaitTimeout(cl.opts.ConnectTimeout)
+	}
 	if cl.c.IsConnectionOpen() {
 		tok := cl.c.Publish(cl.presence, 1, true, protocol.OfflinePayload)
 		tok.WaitTimeout(2 * time.Second)
