@@ -288,9 +288,15 @@ func (a *Agent) Run(ctx context.Context) error {
 	reread := false // the resync is due: read the router, do not trust the observation
 	var lastApply time.Time
 	retryPending := false
+	// With nothing to apply (no cache, no broker yet) the router is still
+	// reached, so a wrong address, user or password is in the log within
+	// seconds of starting, not after the first document. Its own timer: a
+	// document that arrives meanwhile is not held up by the probe's backoff.
+	probe := time.NewTimer(0)
+	defer probe.Stop()
+	probeFailures := 0
 	for {
-		switch {
-		case dirty && !retryPending:
+		if dirty && !retryPending {
 			if wait := a.opts.Throttle - time.Since(lastApply); wait > 0 {
 				retry.Reset(wait)
 				retryPending = true
@@ -310,22 +316,6 @@ func (a *Agent) Run(ctx context.Context) error {
 					retryPending = true
 				}
 			}
-		case a.desired == nil && a.routerVersion == "" && !retryPending:
-			// Nothing to apply yet (no cache, no broker): still reach the
-			// router, so a wrong address, user or password is in the log
-			// within seconds of starting, not after the first document.
-			if err := a.identify(ctx); err != nil {
-				if ctx.Err() != nil {
-					return nil
-				}
-				a.routerSays.say("cannot use the router: "+a.explain(err), err)
-				retry.Reset(a.backoff())
-				retryPending = true
-			} else {
-				a.failures = 0
-				a.routerSays.clear()
-				a.log.Info("RouterOS API reachable", "version", a.routerVersion, "board", a.routerBoard)
-			}
 		}
 		select {
 		case <-ctx.Done():
@@ -342,6 +332,21 @@ func (a *Agent) Run(ctx context.Context) error {
 			retryPending = false
 		case <-cacheRetry.C:
 			a.retryCache()
+		case <-probe.C:
+			if a.desired != nil || a.routerVersion != "" {
+				continue // an apply reaches the router, and says what fails
+			}
+			if err := a.identify(ctx); err != nil {
+				if ctx.Err() != nil {
+					return nil
+				}
+				a.routerSays.say("cannot use the router: "+a.explain(err), err)
+				probeFailures++
+				probe.Reset(jitter(min(a.opts.RetryBase<<min(probeFailures-1, 16), a.opts.RetryMax)))
+			} else {
+				a.routerSays.clear()
+				a.log.Info("RouterOS API reachable", "version", a.routerVersion, "board", a.routerBoard)
+			}
 		}
 	}
 }
@@ -470,6 +475,9 @@ func (a *Agent) accept(b []byte) bool {
 	return true
 }
 
+// jitter spreads d over its upper half.
+func jitter(d time.Duration) time.Duration { return d/2 + rand.N(d/2+1) }
+
 func (a *Agent) backoff() time.Duration {
 	a.failures++
 	d := a.opts.RetryBase
@@ -479,7 +487,7 @@ func (a *Agent) backoff() time.Duration {
 	d = min(d, a.opts.RetryMax)
 	// Full jitter on the upper half: routers that failed together (a broker
 	// or control plane hiccup) do not retry in lockstep.
-	return d/2 + rand.N(d/2+1)
+	return jitter(d)
 }
 
 func (a *Agent) setHealthy(ok bool) {
