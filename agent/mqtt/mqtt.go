@@ -57,10 +57,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"net"
 	"net/netip"
 	"net/url"
+	"slices"
 	"sync"
 	"time"
 
@@ -327,6 +329,7 @@ func (cl *Client) connect() {
 		case <-cl.lost:
 		}
 		cl.mu.Lock()
+		cl.up = false // again: the loss may have been handled before up was set
 		if time.Since(since) >= cl.opts.HeldAfter {
 			cl.failures = 0
 		}
@@ -395,7 +398,7 @@ func (cl *Client) subscribe(gen uint64) {
 				cl.opts.Logger.Debug("mqtt subscribed", "topics", []string{cl.desired, cl.resync})
 				return
 			}
-			err = fmt.Errorf("broker refused the subscription (SUBACK 0x80) to %v", keys(pending))
+			err = fmt.Errorf("broker refused the subscription (SUBACK 0x80) to %v", slices.Sorted(maps.Keys(pending)))
 		}
 		failures++
 		wait := jitter(backoff(cl.opts.RetryBase, 5*time.Second, failures))
@@ -404,14 +407,6 @@ func (cl *Client) subscribe(gen uint64) {
 			return
 		}
 	}
-}
-
-func keys(m map[string]byte) []string {
-	var out []string
-	for k := range m {
-		out = append(out, k)
-	}
-	return out
 }
 
 func (cl *Client) current(gen uint64) bool {
