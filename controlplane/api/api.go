@@ -376,12 +376,19 @@ var errorTable = map[string]struct {
 	cp.CodeDuplicatePrefix:      {http.StatusUnprocessableEntity, typeInvalidRequest},
 	cp.CodeTooManyRules:         {http.StatusUnprocessableEntity, typeInvalidRequest},
 	cp.CodeTooManyPrefixes:      {http.StatusUnprocessableEntity, typeInvalidRequest},
+	cp.CodeTooManySites:         {http.StatusUnprocessableEntity, typeInvalidRequest},
+	cp.CodeQuotaExceeded:        {http.StatusUnprocessableEntity, typeInvalidRequest},
 	cp.CodeInternal:             {http.StatusInternalServerError, typeAPI},
+	cp.CodeStorageUnavailable:   {http.StatusServiceUnavailable, typeAPI},
 }
 
 func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	de, ok := errors.AsType[*cp.Error](err)
 	entry, known := errorTable[cp.ErrorCode(err)]
+	if se, storage := errors.AsType[*cp.StorageError](err); storage && !ok { // apisec: #13.10
+		s.log.Error("storage unavailable", "request_id", requestID(w), "method", r.Method, "path", r.URL.Path, "op", se.Op, "cause", se.Err)
+		de, ok = cp.StorageUnavailable(), true
+	}
 	if !ok || !known {
 		id := requestID(w)
 		if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
@@ -580,11 +587,7 @@ func (s *Server) deleteList(w http.ResponseWriter, r *http.Request, org string) 
 }
 
 func (s *Server) listSites(w http.ResponseWriter, r *http.Request, org string) error {
-	sites, err := s.opts.Store.ListSites(r.Context(), org)
-	if err != nil {
-		return err
-	}
-	return writeJSON(w, http.StatusOK, sites)
+	return s.listSitesPage(w, r, org) // apisec #13.2: paged, sites.go
 }
 
 func (s *Server) getSite(w http.ResponseWriter, r *http.Request, org string) error {

@@ -54,6 +54,11 @@ func (s *Server) EnableEnrollment(e Enroller) {
 				format = "env"
 			}
 		}
+		if rs, ok := s.opts.Store.(SiteReserver); ok { // within the site quota (#13.5)
+			if err := rs.ReserveSite(r.Context(), org, site); err != nil {
+				return err
+			}
+		}
 		cs := e.Enroll(org, site)
 		switch format {
 		case "json":

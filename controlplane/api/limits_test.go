@@ -1,0 +1,265 @@
+package api_test
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/rampart-fw/rampart/container"
+	cp "github.com/rampart-fw/rampart/controlplane"
+	"github.com/rampart-fw/rampart/controlplane/api"
+	"github.com/rampart-fw/rampart/controlplane/keys"
+)
+
+func siteIDs(prefix string, n int) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = fmt.Sprintf("site_%s%06d", prefix, i)
+	}
+	return out
+}
+
+func portList(n int) string {
+	ps := make([]string, n)
+	for i := range ps {
+		ps[i] = fmt.Sprint(1000 + i)
+	}
+	return strings.Join(ps, ",")
+}
+
+// TestBounds (#13.2, #13.6): every collection and string of a write has a
+// bound, and going over is a 422 that names the field and the limit, with
+// nothing stored. The security test's bodies: 100,000 sites, a port of
+// 20,001 entries.
+func TestBounds(t *testing.T) {
+	e := newEnv(t)
+	group := func(sites []string, port, address string) cp.SecurityGroupWrite {
+		return cp.SecurityGroupWrite{Name: "bounded", Rules: []cp.FilterRuleWrite{{Direction: "inbound", Order: 1, Protocol: 6, Port: port, Address: address}}, Sites: sites}
+	}
+	list := func(sites []string, cidr string) cp.PrefixListWrite {
+		return cp.PrefixListWrite{Name: "bounded", Prefixes: []cp.PrefixWrite{{CIDR: cidr}}, Sites: sites}
+	}
+	cases := []struct {
+		name string
+		path string
+		body any
+		want verdict
+		hint string
+	}{
+		{"group 1001 sites", "/vpc/security-groups", group(siteIDs("a", 1001), "443", "0.0.0.0/0"), verdict{422, cp.CodeTooManySites, "sites"}, "at most 1000"},
+		{"group 100000 sites", "/vpc/security-groups", group(siteIDs("a", 100000), "443", "0.0.0.0/0"), verdict{422, cp.CodeTooManySites, "sites"}, "at most 1000"},
+		{"list 1001 sites", "/vpc/prefix-lists", list(siteIDs("a", 1001), "192.0.2.0/24"), verdict{422, cp.CodeTooManySites, "sites"}, "at most 1000"},
+		{"port 16 entries", "/vpc/security-groups", group(nil, portList(16), "0.0.0.0/0"), verdict{422, cp.CodeInvalidPort, "rules[0].port"}, "at most 15"},
+		{"port 20001 entries", "/vpc/security-groups", group(nil, portList(20001), "0.0.0.0/0"), verdict{422, cp.CodeInvalidValue, "rules[0].port"}, "at most 255"},
+		{"port 256 characters", "/vpc/security-groups", group(nil, strings.Repeat("0", 251)+"80,81", "0.0.0.0/0"), verdict{422, cp.CodeInvalidValue, "rules[0].port"}, "at most 255"},
+		{"address 65 characters", "/vpc/security-groups", group(nil, "443", strings.Repeat("1", 65)), verdict{422, cp.CodeInvalidValue, "rules[0].address"}, "at most 64"},
+		{"cidr 65 characters", "/vpc/prefix-lists", list(nil, strings.Repeat("1", 65)), verdict{422, cp.CodeInvalidValue, "prefixes[0].cidr"}, "at most 64"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			if w, ok := c.body.(cp.SecurityGroupWrite); ok {
+				w.Sites = append([]string{}, w.Sites...)
+				if w.Sites == nil {
+					w.Sites = []string{}
+				}
+				c.body = w
+			}
+			r := e.do("POST", c.path, orgA, c.body)
+			er := r.errorResponse(t)
+			got := verdict{Status: r.status, Code: er.Code}
+			if strings.HasPrefix(er.Message, c.want.Field) {
+				got.Field = c.want.Field
+			}
+			if d := cmp.Diff(c.want, got); d != "" {
+				t.Errorf("verdict (-want +got):\n%s\nmessage: %s", d, er.Message)
+			}
+			if !strings.Contains(er.Message, c.hint) {
+				t.Errorf("message %q does not say %q", er.Message, c.hint)
+			}
+		})
+	}
+	for _, p := range []string{"/vpc/security-groups", "/vpc/prefix-lists", "/vpc/sites"} {
+		if body := strings.TrimSpace(string(e.do("GET", p, orgA, nil).body)); body != "[]" {
+			t.Errorf("GET %s after refused writes = %.200s, want []", p, body)
+		}
+	}
+	// At the limits, writes are taken.
+	if r := e.do("POST", "/vpc/security-groups", orgA, group(siteIDs("a", 1000), portList(15), "0.0.0.0/0")); r.status != http.StatusCreated {
+		t.Errorf("group with 1000 sites and 15 port entries: %d %s", r.status, r.body)
+	}
+	if r := e.do("POST", "/vpc/prefix-lists", orgA, list(siteIDs("b", 1000), "192.0.2.0/24")); r.status != http.StatusCreated {
+		t.Errorf("list with 1000 sites: %d %s", r.status, r.body)
+	}
+}
+
+// TestSpecBoundsMatchDomain: openapi.yaml states the bounds the domain
+// enforces.
+func TestSpecBoundsMatchDomain(t *testing.T) {
+	doc, err := api.LoadSpec(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := doc.Components.Schemas
+	rule := s["FilterRuleWrite"].Value.Properties
+	for name, c := range map[string]struct{ got, want uint64 }{
+		"group sites maxItems": {*s["SecurityGroupWrite"].Value.Properties["sites"].Value.MaxItems, cp.MaxSitesPerResource},
+		"list sites maxItems":  {*s["PrefixListWrite"].Value.Properties["sites"].Value.MaxItems, cp.MaxSitesPerResource},
+		"port maxLength":       {*rule["port"].Value.MaxLength, cp.MaxPortLength},
+		"address maxLength":    {*rule["address"].Value.MaxLength, cp.MaxAddressLength},
+		"cidr maxLength":       {*s["PrefixWrite"].Value.Properties["cidr"].Value.MaxLength, cp.MaxAddressLength},
+	} {
+		if c.got != c.want {
+			t.Errorf("%s: openapi.yaml %d, domain %d", name, c.got, c.want)
+		}
+	}
+	if d := rule["port"].Value.Description; !strings.Contains(d, fmt.Sprintf("At most %d comma-separated entries", cp.MaxPortEntries)) {
+		t.Errorf("port's description does not state the %d entries: %q", cp.MaxPortEntries, d)
+	}
+}
+
+// TestQuotas (#13.2, #13.5): each organisation's sites, groups and prefix
+// lists are bounded; going over is a 422 quota_exceeded naming the quota
+// and its flag, changes nothing, and leaves other organisations alone.
+// Enrollment mints credentials only for sites within the quota.
+func TestQuotas(t *testing.T) {
+	e := newEnv(t, func(e *env) { e.quotas = cp.Quotas{Sites: 5, SecurityGroups: 2, PrefixLists: 1} })
+	a := e.srv.Config.Handler.(*api.Server)
+	key := keys.FromBytes([]byte("quota test key, at least 32 bytes long"))
+	a.EnableEnrollment(api.EnrollerFunc(func(org, site string) container.Site {
+		return container.ForSite(key, org, site, "tcp://broker.example:1883")
+	}))
+	group := func(sites ...string) cp.SecurityGroupWrite {
+		return cp.SecurityGroupWrite{Name: "quota", Rules: []cp.FilterRuleWrite{}, Sites: sites}
+	}
+	refused := func(r response, quota, flag string) {
+		t.Helper()
+		er := r.errorResponse(t)
+		if r.status != 422 || er.Code != cp.CodeQuotaExceeded || !strings.Contains(er.Message, quota) || !strings.Contains(er.Message, flag) {
+			t.Errorf("got %d %s %q; want 422 quota_exceeded naming %q and %s", r.status, er.Code, er.Message, quota, flag)
+		}
+	}
+	sites := func(org string) []string {
+		var ss []cp.Site
+		e.do("GET", "/vpc/sites", org, nil).decode(t, &ss)
+		var ids []string
+		for _, s := range ss {
+			ids = append(ids, s.ID)
+		}
+		return ids
+	}
+	r := e.do("POST", "/vpc/security-groups", orgA, group("site_1", "site_2", "site_3"))
+	if r.status != http.StatusCreated {
+		t.Fatalf("first group: %d %s", r.status, r.body)
+	}
+	var g cp.SecurityGroup
+	r.decode(t, &g)
+	// 3 known + 3 new = 6 > 5.
+	refused(e.do("POST", "/vpc/security-groups", orgA, group("site_3", "site_4", "site_5", "site_6")), "quota is 5 sites", "--quota-sites")
+	refused(e.do("PUT", "/vpc/security-groups/"+g.ID, orgA, group("site_1", "site_4", "site_5", "site_6")), "quota is 5 sites", "--quota-sites")
+	if d := cmp.Diff([]string{"site_1", "site_2", "site_3"}, sites(orgA)); d != "" {
+		t.Errorf("sites after refused writes (-want +got):\n%s", d)
+	}
+	// Known sites cost nothing; up to the quota is fine.
+	if r := e.do("POST", "/vpc/security-groups", orgA, group("site_1", "site_4", "site_5")); r.status != http.StatusCreated {
+		t.Fatalf("second group within quota: %d %s", r.status, r.body)
+	}
+	refused(e.do("POST", "/vpc/security-groups", orgA, group([]string{}...)), "quota of 2", "--quota-security-groups")
+	if r := e.do("POST", "/vpc/prefix-lists", orgA, cp.PrefixListWrite{Name: "one", Prefixes: []cp.PrefixWrite{}}); r.status != http.StatusCreated {
+		t.Fatalf("first list: %d %s", r.status, r.body)
+	}
+	refused(e.do("POST", "/vpc/prefix-lists", orgA, cp.PrefixListWrite{Name: "two", Prefixes: []cp.PrefixWrite{}}), "quota of 1", "--quota-prefix-lists")
+	// Enrollment: a known site is enrolled again and again; a new one
+	// would be the sixth site.
+	if r := e.do("GET", "/vpc/sites/site_1/enrollment", orgA, nil); r.status != http.StatusOK {
+		t.Errorf("enroll a known site: %d %s", r.status, r.body)
+	}
+	r = e.do("GET", "/vpc/sites/site_new/enrollment", orgA, nil)
+	refused(r, "quota is 5 sites", "--quota-sites")
+	if strings.Contains(string(r.body), "RAMPART_SITE_SECRET") {
+		t.Error("a refused enrollment carries credentials")
+	}
+	// Another organisation has its own quota: enrollment makes its sites
+	// known, up to 5.
+	for i := range 5 {
+		if r := e.do("GET", fmt.Sprintf("/vpc/sites/site_b%d/enrollment", i), orgB, nil); r.status != http.StatusOK {
+			t.Fatalf("enroll site %d of org B: %d %s", i, r.status, r.body)
+		}
+	}
+	if got := len(sites(orgB)); got != 5 {
+		t.Errorf("org B knows %d sites after 5 enrollments, want 5", got)
+	}
+	refused(e.do("GET", "/vpc/sites/site_b5/enrollment", orgB, nil), "quota is 5 sites", "--quota-sites")
+	// Quotas hold across a restart (they count what is stored).
+	e.restart()
+	refused(e.do("POST", "/vpc/security-groups", orgA, group("site_9")), "quota", "--quota")
+}
+
+// TestSitesPaging (#13.2): GET /vpc/sites answers a page at a time (bare
+// arrays, default 100), the Link header leads through every site exactly
+// once in id order, and bad paging parameters are 422s naming them.
+func TestSitesPaging(t *testing.T) {
+	e := newEnv(t)
+	all := siteIDs("p", 250)
+	for i := 0; i < len(all); i += 100 {
+		w := cp.SecurityGroupWrite{Name: "paging", Rules: []cp.FilterRuleWrite{}, Sites: all[i:min(i+100, len(all))]}
+		if r := e.do("POST", "/vpc/security-groups", orgA, w); r.status != http.StatusCreated {
+			t.Fatalf("create: %d %s", r.status, r.body)
+		}
+	}
+	walk := func(first string) (pages []int, ids []string) {
+		next := first
+		for next != "" {
+			r := e.do("GET", next, orgA, nil)
+			if r.status != 200 {
+				t.Fatalf("GET %s: %d %s", next, r.status, r.body)
+			}
+			var ss []cp.Site
+			r.decode(t, &ss)
+			pages = append(pages, len(ss))
+			for _, s := range ss {
+				ids = append(ids, s.ID)
+			}
+			next = ""
+			if l := r.header.Get("Link"); l != "" {
+				u, rel, ok := strings.Cut(l, ">; ")
+				if !ok || rel != `rel="next"` || !strings.HasPrefix(u, "<") {
+					t.Fatalf("Link %q", l)
+				}
+				next = u[1:]
+			}
+			if len(pages) > 10 {
+				t.Fatal("paging does not end")
+			}
+		}
+		return pages, ids
+	}
+	pages, ids := walk("/vpc/sites")
+	if d := cmp.Diff([]int{100, 100, 50}, pages); d != "" {
+		t.Errorf("default page sizes (-want +got):\n%s", d)
+	}
+	if d := cmp.Diff(all, ids); d != "" {
+		t.Errorf("sites over all pages (-want +got):\n%s", d)
+	}
+	pages, ids = walk("/sites?limit=125")
+	if d := cmp.Diff([]int{125, 125}, pages); d != "" {
+		t.Errorf("limit=125 pages (-want +got):\n%s", d)
+	}
+	if d := cmp.Diff(all, ids); d != "" {
+		t.Errorf("sites over limit=125 pages (-want +got):\n%s", d)
+	}
+	if _, ids = walk("/vpc/sites?limit=1000&starting_after=" + all[199]); cmp.Diff(all[200:], ids) != "" {
+		t.Errorf("starting_after %s gave %v", all[199], ids)
+	}
+	for _, q := range []string{"limit=0", "limit=1001", "limit=ten", "starting_after=nope"} {
+		r := e.do("GET", "/vpc/sites?"+q, orgA, nil)
+		er := r.errorResponse(t)
+		field, _, _ := strings.Cut(q, "=")
+		if r.status != 422 || er.Code != cp.CodeInvalidValue || !strings.HasPrefix(er.Message, field) {
+			t.Errorf("GET /vpc/sites?%s: %d %s %q; want 422 invalid_value naming %s", q, r.status, er.Code, er.Message, field)
+		}
+	}
+}
