@@ -6,8 +6,10 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/rampart-fw/rampart/container"
 	cp "github.com/rampart-fw/rampart/controlplane"
@@ -262,4 +264,51 @@ func TestSitesPaging(t *testing.T) {
 			t.Errorf("GET /vpc/sites?%s: %d %s %q; want 422 invalid_value naming %s", q, r.status, er.Code, er.Message, field)
 		}
 	}
+}
+
+// TestResourceCountsStayRight (#13.7): rampart_resources is a running
+// count; it follows creates, status changes (a confirmation, the
+// deadline's sweep), deletes and a restart.
+func TestResourceCountsStayRight(t *testing.T) {
+	e := newEnv(t)
+	want := func(step string, gActive, gSyncing, gFailed, lActive int) {
+		t.Helper()
+		text := fmt.Sprintf(`
+# HELP rampart_resources Security groups and prefix lists, by kind and sync status.
+# TYPE rampart_resources gauge
+rampart_resources{kind="prefix_list",status="active"} %d
+rampart_resources{kind="prefix_list",status="failed"} 0
+rampart_resources{kind="prefix_list",status="syncing"} 0
+rampart_resources{kind="security_group",status="active"} %d
+rampart_resources{kind="security_group",status="failed"} %d
+rampart_resources{kind="security_group",status="syncing"} %d
+`, lActive, gActive, gFailed, gSyncing)
+		if err := testutil.GatherAndCompare(e.reg, strings.NewReader(text), "rampart_resources"); err != nil {
+			t.Errorf("%s: %v", step, err)
+		}
+	}
+	ctx := context.Background()
+	a := e.createGroup(orgA, cp.SecurityGroupWrite{Name: "Active", Rules: []cp.FilterRuleWrite{}, Sites: []string{}})
+	e.createGroup(orgA, cp.SecurityGroupWrite{Name: "Syncing", Rules: []cp.FilterRuleWrite{}, Sites: []string{"site_a"}})
+	e.createGroup(orgB, cp.SecurityGroupWrite{Name: "Syncing B", Rules: []cp.FilterRuleWrite{}, Sites: []string{"site_b"}})
+	l := e.createList(orgB, "10.0.0.0/8")
+	want("after creates", 1, 2, 0, 1)
+	if err := e.store.Confirm(ctx, orgA, "site_a", cp.UnknownRevision, true, ""); err != nil {
+		t.Fatal(err)
+	}
+	want("after a confirmation", 2, 1, 0, 1)
+	e.clock.Advance(3 * time.Minute)
+	if _, err := e.store.Sweep(ctx); err != nil {
+		t.Fatal(err)
+	}
+	want("after the deadline", 2, 0, 1, 1)
+	if r := e.do("DELETE", "/vpc/security-groups/"+a.ID, orgA, nil); r.status != http.StatusNoContent {
+		t.Fatalf("delete: %d %s", r.status, r.body)
+	}
+	if r := e.do("DELETE", "/vpc/prefix-lists/"+l.ID, orgB, nil); r.status != http.StatusNoContent {
+		t.Fatalf("delete list: %d %s", r.status, r.body)
+	}
+	want("after deletes", 1, 0, 1, 0)
+	e.restart()
+	want("after a restart", 1, 0, 1, 0)
 }
