@@ -35,10 +35,13 @@ type Quotas struct {
 	PrefixLists    int
 }
 
-// DefaultQuotas are the quotas unless the operator sets others: a large
-// fleet's worth of sites, and groups and lists well beyond what a person
-// maintains by hand.
-var DefaultQuotas = Quotas{Sites: 10000, SecurityGroups: 1000, PrefixLists: 1000}
+// DefaultQuotas are the quotas unless the operator sets others. The site
+// quota bounds the widest write: a prefix list that every site uses is
+// recompiled for each of them inside the store's single writer, about
+// 45 µs a site on a 2-core machine (BENCHMARKS.md, "Cross-organisation
+// write delay"), so 2000 sites keep another organisation's wait under
+// ~100 ms. Groups and lists are well beyond what people maintain by hand.
+var DefaultQuotas = Quotas{Sites: 2000, SecurityGroups: 1000, PrefixLists: 1000}
 
 // WithDefaults returns q with every zero field set to its default.
 func (q Quotas) WithDefaults() Quotas {
