@@ -46,7 +46,7 @@ func BenchmarkCrossOrgWriteDelay(b *testing.B) {
 func benchCrossOrg(b *testing.B, sites int, fanout bool) {
 	st, err := bolt.Open(filepath.Join(b.TempDir(), "rampart.db"), bolt.Options{Revisioner: compile.Revisioner{},
 		SyncTimeout: time.Millisecond, // no agents confirm: let the next PUT in at once
-		Quotas: cp.Quotas{Sites: 1 << 30, SecurityGroups: 1 << 30, PrefixLists: 1 << 30}})
+		Quotas:      cp.Quotas{Sites: 1 << 30, SecurityGroups: 1 << 30, PrefixLists: 1 << 30}})
 	if err != nil {
 		b.Fatal(err)
 	}
