@@ -75,6 +75,52 @@ type siteKey struct {
 	SyncDeadline time.Time    `json:"sync_deadline"`
 }
 
+var (
+	stateField    = []byte(`"state":"`)
+	deadlineField = []byte(`"sync_deadline":"`)
+)
+
+// readSiteKey reads the state and sync deadline of a stored site record
+// without decoding the rest: every site write reads the previous record's,
+// and a full decode cost 13% of a write that touches 10,000 sites. The
+// record is encoding/json's output of siteRecord, whose only fields named
+// state and sync_deadline are these top-level strings, and a JSON string
+// value cannot hold an unescaped quote, so the first match of `"state":"`
+// is the field (as spliceStatus relies on for resources). Records the
+// scan cannot read are decoded in full.
+func readSiteKey(raw []byte) (siteKey, error) {
+	var k siteKey
+	if v, ok := stringField(raw, stateField); ok {
+		k.State = cp.SiteState(v)
+		d, ok := stringField(raw, deadlineField)
+		if !ok {
+			return k, nil // omitzero: no deadline
+		}
+		if t, err := time.Parse(time.RFC3339Nano, string(d)); err == nil {
+			k.SyncDeadline = t
+			return k, nil
+		}
+	}
+	k = siteKey{}
+	err := json.Unmarshal(raw, &k)
+	return k, err
+}
+
+// stringField returns the value of the first `"name":"value"` of raw, if
+// it has no escapes.
+func stringField(raw, field []byte) ([]byte, bool) {
+	i := bytes.Index(raw, field)
+	if i < 0 {
+		return nil, false
+	}
+	v := raw[i+len(field):]
+	end := bytes.IndexByte(v, '"')
+	if end < 0 || bytes.IndexByte(v[:end], '\\') >= 0 {
+		return nil, false
+	}
+	return v[:end], true
+}
+
 func deadlineNano(t time.Time) int64 {
 	if t.IsZero() { // no deadline: past at once (siteView)
 		return math.MinInt64
@@ -107,10 +153,11 @@ func putSite(b *bolt.Bucket, id string, rec *cp.Site) error {
 	if c := countsOf(b.Tx()); c != nil {
 		var prev *siteKey
 		if raw := b.Get([]byte(id)); raw != nil {
-			prev = &siteKey{}
-			if err := json.Unmarshal(raw, prev); err != nil {
+			k, err := readSiteKey(raw)
+			if err != nil {
 				return fmt.Errorf("decode site %s: %w", id, err)
 			}
+			prev = &k
 		}
 		next := siteKey{State: rec.State, SyncDeadline: rec.SyncDeadline}
 		b.Tx().OnCommit(func() {
@@ -169,8 +216,8 @@ func (s *Store) loadCounts() error {
 				return nil
 			}
 			return sb.ForEach(func(id, raw []byte) error {
-				var k siteKey
-				if err := json.Unmarshal(raw, &k); err != nil {
+				k, err := readSiteKey(raw)
+				if err != nil {
 					return fmt.Errorf("decode site %s of %s: %w", id, org, err)
 				}
 				c.addSite(k, 1)
