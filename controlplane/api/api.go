@@ -458,14 +458,7 @@ func base(r *http.Request) string {
 // --- handlers ---
 
 func (s *Server) listGroups(w http.ResponseWriter, r *http.Request, org string) error {
-	if s.raw != nil {
-		return writeRaw(w, http.StatusOK)(s.raw.ListJSON(r.Context(), org, cp.KindSecurityGroup))
-	}
-	gs, err := s.opts.Store.ListSecurityGroups(r.Context(), org)
-	if err != nil {
-		return err
-	}
-	return writeJSON(w, http.StatusOK, gs)
+	return s.listPage(w, r, org, cp.KindSecurityGroup) // apisec: paged, paging.go
 }
 
 func (s *Server) createGroup(w http.ResponseWriter, r *http.Request, org string) error {
@@ -528,14 +521,7 @@ func (s *Server) deleteGroup(w http.ResponseWriter, r *http.Request, org string)
 }
 
 func (s *Server) listLists(w http.ResponseWriter, r *http.Request, org string) error {
-	if s.raw != nil {
-		return writeRaw(w, http.StatusOK)(s.raw.ListJSON(r.Context(), org, cp.KindPrefixList))
-	}
-	ls, err := s.opts.Store.ListPrefixLists(r.Context(), org)
-	if err != nil {
-		return err
-	}
-	return writeJSON(w, http.StatusOK, ls)
+	return s.listPage(w, r, org, cp.KindPrefixList) // apisec: paged, paging.go
 }
 
 func (s *Server) createList(w http.ResponseWriter, r *http.Request, org string) error {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -311,4 +312,64 @@ rampart_resources{kind="security_group",status="syncing"} %d
 	want("after deletes", 1, 0, 1, 0)
 	e.restart()
 	want("after a restart", 1, 0, 1, 0)
+}
+
+// TestGroupAndListPaging (#13.2, #16): the groups and prefix lists page the
+// same way as the sites, with the same helper.
+func TestGroupAndListPaging(t *testing.T) {
+	e := newEnv(t)
+	var groups, lists []string
+	for i := range 130 {
+		groups = append(groups, e.createGroup(orgA, cp.SecurityGroupWrite{Name: fmt.Sprintf("group %d", i), Rules: []cp.FilterRuleWrite{}, Sites: []string{}}).ID)
+		if i < 105 {
+			lists = append(lists, e.createList(orgA, fmt.Sprintf("10.%d.0.0/16", i)).ID)
+		}
+	}
+	e.createGroup(orgB, cp.SecurityGroupWrite{Name: "other org", Rules: []cp.FilterRuleWrite{}, Sites: []string{}})
+	slices.Sort(groups) // ids order lists: KSUIDs of one second are in random order
+	slices.Sort(lists)
+	for _, c := range []struct {
+		path  string
+		want  []string
+		pages []int
+	}{
+		{"/vpc/security-groups", groups, []int{100, 30}},
+		{"/security-groups?limit=50", groups, []int{50, 50, 30}},
+		{"/vpc/prefix-lists", lists, []int{100, 5}},
+		{"/vpc/prefix-lists?limit=105", lists, []int{105}},
+	} {
+		var pages []int
+		var ids []string
+		for next := c.path; next != ""; {
+			r := e.do("GET", next, orgA, nil)
+			var items []struct {
+				ID string `json:"id"`
+			}
+			r.decode(t, &items)
+			pages = append(pages, len(items))
+			for _, it := range items {
+				ids = append(ids, it.ID)
+			}
+			next = ""
+			if l := r.header.Get("Link"); l != "" {
+				u, _, _ := strings.Cut(l, ">; ")
+				next = strings.TrimPrefix(u, "<")
+			}
+			if len(pages) > 10 {
+				t.Fatalf("%s: paging does not end", c.path)
+			}
+		}
+		if d := cmp.Diff(c.pages, pages); d != "" {
+			t.Errorf("%s: page sizes (-want +got):\n%s", c.path, d)
+		}
+		if d := cmp.Diff(c.want, ids); d != "" {
+			t.Errorf("%s: ids over all pages (-want +got):\n%s", c.path, d)
+		}
+	}
+	for _, q := range []string{"/vpc/security-groups?limit=0", "/vpc/security-groups?starting_after=" + lists[0], "/vpc/prefix-lists?starting_after=site_a"} {
+		r := e.do("GET", q, orgA, nil)
+		if er := r.errorResponse(t); r.status != 422 || er.Code != cp.CodeInvalidValue {
+			t.Errorf("GET %s: %d %+v; want 422 invalid_value", q, r.status, er)
+		}
+	}
 }

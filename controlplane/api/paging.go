@@ -10,7 +10,7 @@ import (
 	"github.com/rampart-fw/rampart/protocol"
 )
 
-// Paging of lists (DESIGN.md section 2): the answer stays a bare JSON
+// Paging of lists (DESIGN.md section 2, #13.2, #16): the answer stays a bare JSON
 // array; `limit` (1 to MaxPageSize, default DefaultPageSize) bounds it and
 // `starting_after` (the last id of the previous page) continues it. When
 // more follow, the Link header names the next page: `<...>; rel="next"`.
@@ -23,6 +23,12 @@ const (
 // (bolt.Store does); without it, GET /vpc/sites pages over ListSites.
 type SitePager interface {
 	ListSitesPage(ctx context.Context, org, after string, limit int) ([]cp.Site, bool, error)
+}
+
+// JSONPager is implemented by a RawStore that lists groups and prefix
+// lists a page at a time as the API's JSON (bolt.Store does).
+type JSONPager interface {
+	ListJSONPage(ctx context.Context, org, kind, after string, limit int) (body []byte, last string, more bool, err error)
 }
 
 // SiteReserver is implemented by a Store that keeps the site quota:
@@ -67,8 +73,8 @@ func (s *Server) listSitesPage(w http.ResponseWriter, r *http.Request, org strin
 	var more bool
 	if p, ok := s.opts.Store.(SitePager); ok {
 		sites, more, err = p.ListSitesPage(r.Context(), org, after, limit)
-	} else {
-		sites, more, err = pageOf(r.Context(), s.opts.Store, org, after, limit)
+	} else if sites, err = s.opts.Store.ListSites(r.Context(), org); err == nil {
+		sites, more = pageOf(sites, func(s cp.Site) string { return s.ID }, after, limit)
 	}
 	if err != nil {
 		return err
@@ -79,19 +85,67 @@ func (s *Server) listSitesPage(w http.ResponseWriter, r *http.Request, org strin
 	return writeJSON(w, http.StatusOK, sites)
 }
 
-// pageOf pages over a store's whole list (ordered by id).
-func pageOf(ctx context.Context, st Store, org, after string, limit int) ([]cp.Site, bool, error) {
-	all, err := st.ListSites(ctx, org)
-	if err != nil {
-		return nil, false, err
+// listPage answers GET of the groups or the prefix lists, a page at a
+// time.
+func (s *Server) listPage(w http.ResponseWriter, r *http.Request, org, kind string) error {
+	prefix := cp.SecurityGroupIDPrefix
+	if kind == cp.KindPrefixList {
+		prefix = cp.PrefixListIDPrefix
 	}
+	limit, after, err := page(r, func(id string) bool { return cp.ValidID(prefix, id) }, "an id "+prefix+"...")
+	if err != nil {
+		return err
+	}
+	if p, ok := s.opts.Store.(JSONPager); ok {
+		body, last, more, err := p.ListJSONPage(r.Context(), org, kind, after, limit)
+		if err != nil {
+			return err
+		}
+		if more {
+			setNext(w, r, limit, last)
+		}
+		return writeRaw(w, http.StatusOK)(body, nil)
+	}
+	var list any
+	var more bool
+	var last string
+	if kind == cp.KindSecurityGroup {
+		var gs []cp.SecurityGroup
+		if gs, err = s.opts.Store.ListSecurityGroups(r.Context(), org); err == nil {
+			gs, more = pageOf(gs, func(g cp.SecurityGroup) string { return g.ID }, after, limit)
+			if len(gs) > 0 {
+				last = gs[len(gs)-1].ID
+			}
+			list = gs
+		}
+	} else {
+		var ls []cp.PrefixList
+		if ls, err = s.opts.Store.ListPrefixLists(r.Context(), org); err == nil {
+			ls, more = pageOf(ls, func(l cp.PrefixList) string { return l.ID }, after, limit)
+			if len(ls) > 0 {
+				last = ls[len(ls)-1].ID
+			}
+			list = ls
+		}
+	}
+	if err != nil {
+		return err
+	}
+	if more {
+		setNext(w, r, limit, last)
+	}
+	return writeJSON(w, http.StatusOK, list)
+}
+
+// pageOf is one page of a whole list ordered by id.
+func pageOf[T any](all []T, id func(T) string, after string, limit int) ([]T, bool) {
 	i := 0
-	for i < len(all) && after != "" && all[i].ID <= after {
+	for i < len(all) && after != "" && id(all[i]) <= after {
 		i++
 	}
 	all = all[i:]
 	if len(all) > limit {
-		return all[:limit], true, nil
+		return all[:limit], true
 	}
-	return all, false, nil
+	return all, false
 }
