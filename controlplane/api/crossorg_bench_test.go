@@ -2,11 +2,9 @@ package api_test
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"net/http/httptest"
 	"path/filepath"
 	"slices"
 	"sync"
@@ -14,8 +12,6 @@ import (
 	"time"
 
 	cp "github.com/rampart-fw/rampart/controlplane"
-	"github.com/rampart-fw/rampart/controlplane/api"
-	"github.com/rampart-fw/rampart/controlplane/auth"
 	"github.com/rampart-fw/rampart/controlplane/compile"
 	"github.com/rampart-fw/rampart/controlplane/store/bolt"
 )
@@ -51,24 +47,8 @@ func benchCrossOrg(b *testing.B, sites int, fanout bool) {
 		b.Fatal(err)
 	}
 	defer st.Close()
-	v, err := auth.New(context.Background(), auth.Options{HMACKey: testKey})
-	if err != nil {
-		b.Fatal(err)
-	}
-	a, err := api.New(api.Options{Store: st, Verifier: v})
-	if err != nil {
-		b.Fatal(err)
-	}
-	srv := httptest.NewServer(a)
-	defer srv.Close()
-	token := func(org string) string {
-		tok, err := auth.Mint(auth.MintOptions{Key: testKey, Org: org, TTL: time.Hour})
-		if err != nil {
-			b.Fatal(err)
-		}
-		return tok
-	}
-	tokA, tokB := token("org_big"), token("org_small")
+	srv, toks := serveAPI(b, st, nil, "org_big", "org_small")
+	tokA, tokB := toks[0], toks[1]
 	send := func(tok, method, path string, body []byte) (time.Duration, []byte) {
 		req, _ := http.NewRequest(method, srv.URL+path, bytes.NewReader(body))
 		req.Header.Set("Authorization", "Bearer "+tok)

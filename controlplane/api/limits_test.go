@@ -205,7 +205,15 @@ func TestQuotas(t *testing.T) {
 // arrays, default 100), the Link header leads through every site exactly
 // once in id order, and bad paging parameters are 422s naming them.
 func TestSitesPaging(t *testing.T) {
-	e := newEnv(t)
+	t.Run("store pages", func(t *testing.T) { testSitesPaging(t, newEnv(t)) })
+	t.Run("api pages", func(t *testing.T) {
+		testSitesPaging(t, newEnv(t, func(e *env) {
+			e.wrap = func(s api.Store) api.Store { return struct{ api.Store }{s} } // no SitePager
+		}))
+	})
+}
+
+func testSitesPaging(t *testing.T, e *env) {
 	all := siteIDs("p", 250)
 	for i := 0; i < len(all); i += 100 {
 		w := cp.SecurityGroupWrite{Name: "paging", Rules: []cp.FilterRuleWrite{}, Sites: all[i:min(i+100, len(all))]}
@@ -213,33 +221,7 @@ func TestSitesPaging(t *testing.T) {
 			t.Fatalf("create: %d %s", r.status, r.body)
 		}
 	}
-	walk := func(first string) (pages []int, ids []string) {
-		next := first
-		for next != "" {
-			r := e.do("GET", next, orgA, nil)
-			if r.status != 200 {
-				t.Fatalf("GET %s: %d %s", next, r.status, r.body)
-			}
-			var ss []cp.Site
-			r.decode(t, &ss)
-			pages = append(pages, len(ss))
-			for _, s := range ss {
-				ids = append(ids, s.ID)
-			}
-			next = ""
-			if l := r.header.Get("Link"); l != "" {
-				u, rel, ok := strings.Cut(l, ">; ")
-				if !ok || rel != `rel="next"` || !strings.HasPrefix(u, "<") {
-					t.Fatalf("Link %q", l)
-				}
-				next = u[1:]
-			}
-			if len(pages) > 10 {
-				t.Fatal("paging does not end")
-			}
-		}
-		return pages, ids
-	}
+	walk := func(first string) ([]int, []string) { return walkPages(t, e, orgA, first) }
 	pages, ids := walk("/vpc/sites")
 	if d := cmp.Diff([]int{100, 100, 50}, pages); d != "" {
 		t.Errorf("default page sizes (-want +got):\n%s", d)
@@ -314,10 +296,51 @@ rampart_resources{kind="security_group",status="syncing"} %d
 	want("after a restart", 1, 0, 1, 0)
 }
 
+// walkPages follows the Link headers from first and returns the size of
+// each page and every id, in order.
+func walkPages(t *testing.T, e *env, org, first string) (pages []int, ids []string) {
+	t.Helper()
+	for next := first; next != ""; {
+		r := e.do("GET", next, org, nil)
+		if r.status != 200 {
+			t.Fatalf("GET %s: %d %s", next, r.status, r.body)
+		}
+		var items []struct {
+			ID string `json:"id"`
+		}
+		r.decode(t, &items)
+		pages = append(pages, len(items))
+		for _, it := range items {
+			ids = append(ids, it.ID)
+		}
+		next = ""
+		if l := r.header.Get("Link"); l != "" {
+			u, rel, ok := strings.Cut(l, ">; ")
+			if !ok || rel != `rel="next"` || !strings.HasPrefix(u, "<") {
+				t.Fatalf("Link %q", l)
+			}
+			next = u[1:]
+		}
+		if len(pages) > 10 {
+			t.Fatalf("%s: paging does not end", first)
+		}
+	}
+	return pages, ids
+}
+
 // TestGroupAndListPaging (#13.2, #16): the groups and prefix lists page the
-// same way as the sites, with the same helper.
+// same way as the sites, with the same helper, and so does a store that
+// cannot page itself (the API pages its whole list).
 func TestGroupAndListPaging(t *testing.T) {
-	e := newEnv(t)
+	t.Run("store pages", func(t *testing.T) { testGroupAndListPaging(t, newEnv(t)) })
+	t.Run("api pages", func(t *testing.T) {
+		testGroupAndListPaging(t, newEnv(t, func(e *env) {
+			e.wrap = func(s api.Store) api.Store { return struct{ api.Store }{s} } // no RawStore, no pagers
+		}))
+	})
+}
+
+func testGroupAndListPaging(t *testing.T, e *env) {
 	var groups, lists []string
 	for i := range 130 {
 		groups = append(groups, e.createGroup(orgA, cp.SecurityGroupWrite{Name: fmt.Sprintf("group %d", i), Rules: []cp.FilterRuleWrite{}, Sites: []string{}}).ID)
@@ -337,28 +360,9 @@ func TestGroupAndListPaging(t *testing.T) {
 		{"/security-groups?limit=50", groups, []int{50, 50, 30}},
 		{"/vpc/prefix-lists", lists, []int{100, 5}},
 		{"/vpc/prefix-lists?limit=105", lists, []int{105}},
+		{"/vpc/sites", nil, []int{0}},
 	} {
-		var pages []int
-		var ids []string
-		for next := c.path; next != ""; {
-			r := e.do("GET", next, orgA, nil)
-			var items []struct {
-				ID string `json:"id"`
-			}
-			r.decode(t, &items)
-			pages = append(pages, len(items))
-			for _, it := range items {
-				ids = append(ids, it.ID)
-			}
-			next = ""
-			if l := r.header.Get("Link"); l != "" {
-				u, _, _ := strings.Cut(l, ">; ")
-				next = strings.TrimPrefix(u, "<")
-			}
-			if len(pages) > 10 {
-				t.Fatalf("%s: paging does not end", c.path)
-			}
-		}
+		pages, ids := walkPages(t, e, orgA, c.path)
 		if d := cmp.Diff(c.pages, pages); d != "" {
 			t.Errorf("%s: page sizes (-want +got):\n%s", c.path, d)
 		}

@@ -69,13 +69,12 @@ func (s *Server) listSitesPage(w http.ResponseWriter, r *http.Request, org strin
 	if err != nil {
 		return err
 	}
-	var sites []cp.Site
-	var more bool
-	if p, ok := s.opts.Store.(SitePager); ok {
-		sites, more, err = p.ListSitesPage(r.Context(), org, after, limit)
-	} else if sites, err = s.opts.Store.ListSites(r.Context(), org); err == nil {
-		sites, more = pageOf(sites, func(s cp.Site) string { return s.ID }, after, limit)
+	p, ok := s.opts.Store.(SitePager)
+	if !ok {
+		sites, err := s.opts.Store.ListSites(r.Context(), org)
+		return writePage(w, r, sites, err, func(s cp.Site) string { return s.ID }, after, limit)
 	}
+	sites, more, err := p.ListSitesPage(r.Context(), org, after, limit)
 	if err != nil {
 		return err
 	}
@@ -106,46 +105,28 @@ func (s *Server) listPage(w http.ResponseWriter, r *http.Request, org, kind stri
 		}
 		return writeRaw(w, http.StatusOK)(body, nil)
 	}
-	var list any
-	var more bool
-	var last string
 	if kind == cp.KindSecurityGroup {
-		var gs []cp.SecurityGroup
-		if gs, err = s.opts.Store.ListSecurityGroups(r.Context(), org); err == nil {
-			gs, more = pageOf(gs, func(g cp.SecurityGroup) string { return g.ID }, after, limit)
-			if len(gs) > 0 {
-				last = gs[len(gs)-1].ID
-			}
-			list = gs
-		}
-	} else {
-		var ls []cp.PrefixList
-		if ls, err = s.opts.Store.ListPrefixLists(r.Context(), org); err == nil {
-			ls, more = pageOf(ls, func(l cp.PrefixList) string { return l.ID }, after, limit)
-			if len(ls) > 0 {
-				last = ls[len(ls)-1].ID
-			}
-			list = ls
-		}
+		gs, err := s.opts.Store.ListSecurityGroups(r.Context(), org)
+		return writePage(w, r, gs, err, func(g cp.SecurityGroup) string { return g.ID }, after, limit)
 	}
+	ls, err := s.opts.Store.ListPrefixLists(r.Context(), org)
+	return writePage(w, r, ls, err, func(l cp.PrefixList) string { return l.ID }, after, limit)
+}
+
+// writePage answers with the page of all (a whole list ordered by id, or
+// err) that follows after, for a store that cannot page itself.
+func writePage[T any](w http.ResponseWriter, r *http.Request, all []T, err error, id func(T) string, after string, limit int) error {
 	if err != nil {
 		return err
 	}
-	if more {
-		setNext(w, r, limit, last)
-	}
-	return writeJSON(w, http.StatusOK, list)
-}
-
-// pageOf is one page of a whole list ordered by id.
-func pageOf[T any](all []T, id func(T) string, after string, limit int) ([]T, bool) {
 	i := 0
 	for i < len(all) && after != "" && id(all[i]) <= after {
 		i++
 	}
 	all = all[i:]
 	if len(all) > limit {
-		return all[:limit], true
+		all = all[:limit]
+		setNext(w, r, limit, id(all[limit-1]))
 	}
-	return all, false
+	return writeJSON(w, http.StatusOK, all)
 }

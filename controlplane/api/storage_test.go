@@ -41,6 +41,31 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
+// serveAPI serves the API over st on a real HTTP server (closed when tb
+// ends) and mints a token for each of orgs.
+func serveAPI(tb testing.TB, st api.Store, logger *slog.Logger, orgs ...string) (*httptest.Server, []string) {
+	tb.Helper()
+	v, err := auth.New(context.Background(), auth.Options{HMACKey: testKey})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	a, err := api.New(api.Options{Store: st, Verifier: v, Logger: logger})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	srv := httptest.NewServer(a)
+	tb.Cleanup(srv.Close)
+	var toks []string
+	for _, org := range orgs {
+		tok, err := auth.Mint(auth.MintOptions{Key: testKey, Org: org, TTL: time.Hour})
+		if err != nil {
+			tb.Fatal(err)
+		}
+		toks = append(toks, tok)
+	}
+	return srv, toks
+}
+
 // TestFullDiskAnswers503 (#13.10): on a real full disk (a 4 MiB tmpfs,
 // filled up) a write answers 503 storage_unavailable, not 500
 // internal_error; the log names the cause; nothing is half written; and
@@ -57,21 +82,8 @@ func TestFullDiskAnswers503(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	v, err := auth.New(context.Background(), auth.Options{HMACKey: testKey})
-	if err != nil {
-		t.Fatal(err)
-	}
 	var logs syncBuffer
-	a, err := api.New(api.Options{Store: st, Verifier: v, Logger: slog.New(slog.NewJSONHandler(&logs, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(a)
-	defer srv.Close()
-	tok, err := auth.Mint(auth.MintOptions{Key: testKey, Org: orgA, TTL: time.Hour})
-	if err != nil {
-		t.Fatal(err)
-	}
+	srv, tok := serveAPI(t, st, slog.New(slog.NewJSONHandler(&logs, nil)), orgA)
 	// A large group (250 rules, 1000 sites) needs many new pages.
 	body := func(n int) []byte {
 		w := cp.SecurityGroupWrite{Name: fmt.Sprintf("big %d", n), Sites: siteIDs(fmt.Sprint(n), 1000)}
@@ -83,7 +95,7 @@ func TestFullDiskAnswers503(t *testing.T) {
 	}
 	post := func(n int) (int, api.ErrorResponse) {
 		req, _ := http.NewRequest("POST", srv.URL+"/vpc/security-groups", bytes.NewReader(body(n)))
-		req.Header.Set("Authorization", "Bearer "+tok)
+		req.Header.Set("Authorization", "Bearer "+tok[0])
 		req.Header.Set("Content-Type", "application/json")
 		resp, err := srv.Client().Do(req)
 		if err != nil {

@@ -25,14 +25,7 @@ func (s *Store) ListSitesPage(ctx context.Context, org, after string, limit int)
 			return nil
 		}
 		c := b.Cursor()
-		k, _ := c.First()
-		if after != "" {
-			k, _ = c.Seek([]byte(after))
-			if k != nil && bytes.Equal(k, []byte(after)) {
-				k, _ = c.Next()
-			}
-		}
-		for ; k != nil; k, _ = c.Next() {
+		for k, _ := seekAfter(c, after); k != nil; k, _ = c.Next() {
 			if len(out) == limit {
 				more = true
 				return nil
@@ -65,14 +58,8 @@ func (s *Store) ListJSONPage(ctx context.Context, org, kind, after string, limit
 			return nil
 		}
 		c := b.Cursor()
-		k, v := c.First()
-		if after != "" {
-			k, v = c.Seek([]byte(after))
-			if k != nil && bytes.Equal(k, []byte(after)) {
-				k, v = c.Next()
-			}
-		}
-		for n := 0; k != nil; k, v = c.Next() {
+		n := 0
+		for k, v := seekAfter(c, after); k != nil; k, v = c.Next() {
 			if n == limit {
 				more = true
 				return nil
@@ -97,4 +84,16 @@ func (s *Store) ListJSONPage(ctx context.Context, org, kind, after string, limit
 		return nil, "", false, fmt.Errorf("list %s: %w", kind, err)
 	}
 	return append(out, ']'), last, more, nil
+}
+
+// seekAfter positions c on the first key after after ("": the first key).
+func seekAfter(c *bolt.Cursor, after string) (k, v []byte) {
+	if after == "" {
+		return c.First()
+	}
+	k, v = c.Seek([]byte(after))
+	if k != nil && bytes.Equal(k, []byte(after)) {
+		return c.Next()
+	}
+	return k, v
 }
