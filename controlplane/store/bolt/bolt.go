@@ -1458,7 +1458,8 @@ func touchSites(ob *bolt.Bucket, affected map[string]bool, revs map[string]uint6
 	return nil
 }
 
-// siteRecord stores the Site's internal fields too.
+// siteRecord stores the Site's internal fields too. Write one only through
+// putSite (counts.go), which keeps the metrics' running counts.
 type siteRecord struct {
 	cp.Site
 	SyncDeadline time.Time `json:"sync_deadline,omitzero"`
