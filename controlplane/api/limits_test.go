@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -375,5 +376,37 @@ func testGroupAndListPaging(t *testing.T, e *env) {
 		if er := r.errorResponse(t); r.status != 422 || er.Code != cp.CodeInvalidValue {
 			t.Errorf("GET %s: %d %+v; want 422 invalid_value", q, r.status, er)
 		}
+	}
+}
+
+// TestQuotaHoldsUnderConcurrentWrites: the quota is checked inside the
+// write transaction, so writes committed together (group commit) see each
+// other: of 40 concurrent writes each adding one new site to an
+// organisation with room for 10, exactly 10 are taken.
+func TestQuotaHoldsUnderConcurrentWrites(t *testing.T) {
+	e := newEnv(t, func(e *env) { e.quotas = cp.Quotas{Sites: 10} })
+	codes := make(chan int, 40)
+	var wg sync.WaitGroup
+	for i := range 40 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			w := cp.SecurityGroupWrite{Name: fmt.Sprintf("g%d", i), Rules: []cp.FilterRuleWrite{}, Sites: []string{fmt.Sprintf("site_c%d", i)}}
+			codes <- e.do("POST", "/vpc/security-groups", orgA, w).status
+		}()
+	}
+	wg.Wait()
+	close(codes)
+	got := map[int]int{}
+	for c := range codes {
+		got[c]++
+	}
+	if d := cmp.Diff(map[int]int{201: 10, 422: 30}, got); d != "" {
+		t.Errorf("answers by status (-want +got):\n%s", d)
+	}
+	var sites []cp.Site
+	e.do("GET", "/vpc/sites", orgA, nil).decode(t, &sites)
+	if len(sites) != 10 {
+		t.Errorf("%d sites stored, quota 10", len(sites))
 	}
 }
