@@ -402,6 +402,9 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	if de.Code == cp.CodeResourceLocked {
 		w.Header().Set("Retry-After", strconv.Itoa(int((de.RetryAfter+time.Second-1)/time.Second)))
 	}
+	if de.Code == cp.CodeStorageUnavailable {
+		w.Header().Set("Retry-After", "30") // the operator has to act first
+	}
 	if entry.status == http.StatusUnauthorized {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="rampart"`)
 	}

@@ -104,6 +104,9 @@ func TestFullDiskAnswers503(t *testing.T) {
 		defer resp.Body.Close()
 		var er api.ErrorResponse
 		json.NewDecoder(resp.Body).Decode(&er)
+		if resp.StatusCode == http.StatusServiceUnavailable && resp.Header.Get("Retry-After") != "30" {
+			t.Errorf("503 with Retry-After %q, want 30", resp.Header.Get("Retry-After"))
+		}
 		return resp.StatusCode, er
 	}
 	created := 0
