@@ -87,23 +87,27 @@ var (
 // state and sync_deadline are these top-level strings, and a JSON string
 // value cannot hold an unescaped quote, so the first match of `"state":"`
 // is the field (as spliceStatus relies on for resources). Records the
-// scan cannot read are decoded in full.
-func readSiteKey(raw []byte) (siteKey, error) {
+// scan cannot read are decoded in full, and one that cannot be decoded
+// counts as unknown (consistently, at Open and when it is overwritten): a
+// damaged record must not stop the control plane from starting.
+func readSiteKey(raw []byte) siteKey {
 	var k siteKey
 	if v, ok := stringField(raw, stateField); ok {
 		k.State = cp.SiteState(v)
 		d, ok := stringField(raw, deadlineField)
 		if !ok {
-			return k, nil // omitzero: no deadline
+			return k // omitzero: no deadline
 		}
 		if t, err := time.Parse(time.RFC3339Nano, string(d)); err == nil {
 			k.SyncDeadline = t
-			return k, nil
+			return k
 		}
 	}
 	k = siteKey{}
-	err := json.Unmarshal(raw, &k)
-	return k, err
+	if json.Unmarshal(raw, &k) != nil || k.State == "" {
+		return siteKey{State: cp.SiteUnknown}
+	}
+	return k
 }
 
 // stringField returns the value of the first `"name":"value"` of raw, if
@@ -153,10 +157,7 @@ func putSite(b *bolt.Bucket, id string, rec *cp.Site) error {
 	if c := countsOf(b.Tx()); c != nil {
 		var prev *siteKey
 		if raw := b.Get([]byte(id)); raw != nil {
-			k, err := readSiteKey(raw)
-			if err != nil {
-				return fmt.Errorf("decode site %s: %w", id, err)
-			}
+			k := readSiteKey(raw)
 			prev = &k
 		}
 		next := siteKey{State: rec.State, SyncDeadline: rec.SyncDeadline}
@@ -215,12 +216,8 @@ func (s *Store) loadCounts() error {
 			if v != nil || sb == nil {
 				return nil
 			}
-			return sb.ForEach(func(id, raw []byte) error {
-				k, err := readSiteKey(raw)
-				if err != nil {
-					return fmt.Errorf("decode site %s of %s: %w", id, org, err)
-				}
-				c.addSite(k, 1)
+			return sb.ForEach(func(_, raw []byte) error {
+				c.addSite(readSiteKey(raw), 1)
 				return nil
 			})
 		})

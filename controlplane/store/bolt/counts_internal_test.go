@@ -32,22 +32,19 @@ func TestReadSiteKeyAgreesWithDecode(t *testing.T) {
 		if err := json.Unmarshal(raw, &want); err != nil {
 			t.Fatal(err)
 		}
-		got, err := readSiteKey(raw)
-		if err != nil {
-			t.Fatal(err)
-		}
+		got := readSiteKey(raw)
 		if got.State != want.State || !got.SyncDeadline.Equal(want.SyncDeadline) {
 			t.Fatalf("record %d %s: got %+v, want %+v", i, raw, got, want)
 		}
 	}
-	if d := cmp.Diff(siteKey{State: cp.SiteFailed}, must(readSiteKey([]byte(`{"id":"site_a","last_error":"a \"quoted\" one","state":"failed"}`)))); d != "" {
-		t.Error(d)
+	for raw, want := range map[string]siteKey{
+		`{"id":"site_a","last_error":"a \"quoted\" one","state":"failed"}`: {State: cp.SiteFailed},
+		`{"id":"site_a","state":"sync\u0069ng","sync_deadline":"2030-01-01T00:00:00Z"}`: {State: cp.SiteSyncing, SyncDeadline: time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)},
+		`{"id":"site_a","state":"syncing","sync_deadline":"not a time"}`: {State: cp.SiteUnknown}, // damaged
+		`not json`: {State: cp.SiteUnknown},
+	} {
+		if d := cmp.Diff(want, readSiteKey([]byte(raw))); d != "" {
+			t.Errorf("%s (-want +got):\n%s", raw, d)
+		}
 	}
-}
-
-func must[T any](v T, err error) T {
-	if err != nil {
-		panic(err)
-	}
-	return v
 }
