@@ -38,9 +38,9 @@ func TestReadSiteKeyAgreesWithDecode(t *testing.T) {
 		}
 	}
 	for raw, want := range map[string]siteKey{
-		`{"id":"site_a","last_error":"a \"quoted\" one","state":"failed"}`: {State: cp.SiteFailed},
+		`{"id":"site_a","last_error":"a \"quoted\" one","state":"failed"}`:              {State: cp.SiteFailed},
 		`{"id":"site_a","state":"sync\u0069ng","sync_deadline":"2030-01-01T00:00:00Z"}`: {State: cp.SiteSyncing, SyncDeadline: time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)},
-		`{"id":"site_a","state":"syncing","sync_deadline":"not a time"}`: {State: cp.SiteUnknown}, // damaged
+		`{"id":"site_a","state":"syncing","sync_deadline":"not a time"}`:                {State: cp.SiteUnknown}, // damaged
 		`not json`: {State: cp.SiteUnknown},
 	} {
 		if d := cmp.Diff(want, readSiteKey([]byte(raw))); d != "" {
