@@ -409,4 +409,14 @@ func TestQuotaHoldsUnderConcurrentWrites(t *testing.T) {
 	if len(sites) != 10 {
 		t.Errorf("%d sites stored, quota 10", len(sites))
 	}
+	// The running counts saw only what committed (the refused writes were
+	// rolled back with the batches they were tried in).
+	counts, err := e.store.CountSites(context.Background())
+	total := 0
+	for _, n := range counts {
+		total += n
+	}
+	if err != nil || counts[cp.SiteSyncing] != 10 || total != 10 {
+		t.Errorf("site counts %v, %v; want 10 syncing", counts, err)
+	}
 }
