@@ -576,7 +576,7 @@ func (s *Server) deleteList(w http.ResponseWriter, r *http.Request, org string) 
 }
 
 func (s *Server) listSites(w http.ResponseWriter, r *http.Request, org string) error {
-	return s.listSitesPage(w, r, org) // apisec #13.2: paged, sites.go
+	return s.listSitesPage(w, r, org) // apisec #13.2: paged, paging.go
 }
 
 func (s *Server) getSite(w http.ResponseWriter, r *http.Request, org string) error {

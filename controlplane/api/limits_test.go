@@ -163,6 +163,15 @@ func TestQuotas(t *testing.T) {
 	r.decode(t, &g)
 	// 3 known + 3 new = 6 > 5.
 	refused(e.do("POST", "/vpc/security-groups", orgA, group("site_3", "site_4", "site_5", "site_6")), "quota is 5 sites", "--quota-sites")
+	// A PUT of a syncing group is locked (409) before any quota; once the
+	// sync deadline failed it, the PUT meets the quota.
+	if r := e.do("PUT", "/vpc/security-groups/"+g.ID, orgA, group("site_1", "site_4", "site_5", "site_6")); r.status != http.StatusConflict {
+		t.Errorf("PUT of a syncing group: %d %s", r.status, r.body)
+	}
+	e.clock.Advance(3 * time.Minute)
+	if _, err := e.store.Sweep(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 	refused(e.do("PUT", "/vpc/security-groups/"+g.ID, orgA, group("site_1", "site_4", "site_5", "site_6")), "quota is 5 sites", "--quota-sites")
 	if d := cmp.Diff([]string{"site_1", "site_2", "site_3"}, sites(orgA)); d != "" {
 		t.Errorf("sites after refused writes (-want +got):\n%s", d)

@@ -1085,9 +1085,6 @@ func (s *Store) tryPutSecurityGroup(ctx context.Context, org, id string, create 
 		if err != nil {
 			return err
 		}
-		if err := s.checkQuota(ob, cp.KindSecurityGroup, create, built.Sites); err != nil { // apisec #13.2: quota.go
-			return err
-		}
 		var prevSync *cp.SyncState
 		if !create {
 			cur, curIdx := getGroup(ob, id)
@@ -1110,6 +1107,9 @@ func (s *Store) tryPutSecurityGroup(ctx context.Context, org, id string, create 
 			prevSync = &st
 		} else if inTx {
 			p = prepareGroup(built, cp.SecurityGroup{})
+		}
+		if err := s.checkQuota(ob, cp.KindSecurityGroup, create, built.Sites); err != nil { // apisec #13.2: quota.go
+			return err
 		}
 		g, prev, data, oldRefs, newRefs := p.g, p.prev, p.data, p.oldRefs, p.newRefs
 		lists := ob.Bucket(bucketLists)
@@ -1261,9 +1261,6 @@ func (s *Store) tryPutPrefixList(ctx context.Context, org, id string, create boo
 		if err != nil {
 			return err
 		}
-		if err := s.checkQuota(ob, cp.KindPrefixList, create, l.Sites); err != nil { // apisec #13.2: quota.go
-			return err
-		}
 		lists := ob.Bucket(bucketLists)
 		var prevSync *cp.SyncState
 		affected := map[string]bool{}
@@ -1290,6 +1287,9 @@ func (s *Store) tryPutPrefixList(ctx context.Context, org, id string, create boo
 			for _, site := range prev.Sites {
 				affected[site] = true
 			}
+		}
+		if err := s.checkQuota(ob, cp.KindPrefixList, create, l.Sites); err != nil { // apisec #13.2: quota.go
+			return err
 		}
 		// The list must be confirmed by its own sites and by the sites of
 		// every group that refers to it: all of them get new content.
