@@ -40,6 +40,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"syscall"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -130,9 +131,11 @@ func (c *Cache) open(timeout time.Duration) error {
 		os.Remove(path)
 	}
 	if err != nil {
-		if errors.Is(err, bolt.ErrTimeout) || errors.Is(err, os.ErrPermission) || !existed {
-			// Locked by another process, or not ours to open: nothing to
-			// repair here.
+		if errors.Is(err, bolt.ErrTimeout) || errors.Is(err, os.ErrPermission) || errors.Is(err, syscall.EROFS) || !existed {
+			// Locked by another process, not ours to open, or on a
+			// read-only file system: nothing to repair here. Such a file
+			// is not read either: a write that failed on it could not
+			// move it aside, so it may be older than what was applied.
 			return fmt.Errorf("open cache %s: %w", path, err)
 		}
 		if moved = c.moveAside(path, "corrupt", fmt.Errorf("%w: %w", ErrCorrupt, err)); !isMoved(moved) {

@@ -157,3 +157,31 @@ func TestFullDiskKeepsTheDocumentPendingAndNeverAnOlderFile(t *testing.T) {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+// TestReadOnlyFileSystemIsNeitherReadNorMovedAside: a cache on a file
+// system that went read-only is left alone and not trusted (a write that
+// failed there could not move it aside, so it may be older than what was
+// applied): the cache works from memory.
+func TestReadOnlyFileSystemIsNeitherReadNorMovedAside(t *testing.T) {
+	dir := fsfault.SmallDisk(t, "1m")
+	c, err := Open(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Put(sealed(1)); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	fsfault.RemountReadOnly(t, dir)
+	c, err = Open(dir, Options{})
+	defer c.Close()
+	if err == nil || c.Persistent() || isMoved(err) {
+		t.Fatalf("Open on a read-only file system: %v, persistent %v", err, c.Persistent())
+	}
+	if _, err := c.Get(); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Get: %v, want nothing from a file that cannot be trusted", err)
+	}
+	if n := len(asideFiles(t, dir, "corrupt")); n != 0 {
+		t.Errorf("%d files moved aside on a read-only file system", n)
+	}
+}

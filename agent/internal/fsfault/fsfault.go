@@ -112,3 +112,12 @@ func CorruptPastMeta(t testing.TB, path string) {
 		t.Fatal(err)
 	}
 }
+
+// RemountReadOnly makes the tmpfs of a SmallDisk directory read-only, as a
+// file system remounted read-only after errors is.
+func RemountReadOnly(t testing.TB, dir string) {
+	t.Helper()
+	if out, err := exec.Command("mount", "-o", "remount,ro", dir).CombinedOutput(); err != nil {
+		t.Fatalf("remount %s read-only: %v: %s", dir, err, out)
+	}
+}
