@@ -134,8 +134,7 @@ type Client struct {
 	gen        uint64 // connection generation: +1 per connection made
 	up         bool
 	attempts   []attempt // the current attempt's per-URL results (dial)
-	maxSlept   time.Duration
-	failures   int // failed attempts since the last connection that held
+	policy     reconnectPolicy
 	st         slot
 	pr         slot
 	statusVal  protocol.SiteStatus
@@ -192,6 +191,7 @@ func Start(o Options) (*Client, error) {
 		status:   protocol.StatusTopic(o.TopicRoot, o.OrgID, o.SiteID),
 		presence: protocol.PresenceTopic(o.TopicRoot, o.OrgID, o.SiteID),
 		pr:       slot{version: 1},
+		policy:   reconnectPolicy{base: o.RetryBase, unreachableMax: o.MaxReconnectInterval, refusedMax: o.MaxRefusedInterval, heldAfter: o.HeldAfter},
 		kick:     make(chan struct{}, 1),
 		lost:     make(chan struct{}, 1),
 		stop:     make(chan struct{}),
@@ -294,13 +294,7 @@ func (cl *Client) connect() {
 		if err := tok.Error(); err != nil {
 			ce := cl.connectError(err)
 			cl.mu.Lock()
-			cl.failures++
-			limit := cl.opts.MaxReconnectInterval
-			if ce.Refused() {
-				limit = max(limit, cl.opts.MaxRefusedInterval)
-			}
-			wait := jitter(backoff(cl.opts.RetryBase, limit, cl.failures))
-			cl.maxSlept = max(cl.maxSlept, wait)
+			wait := cl.policy.failed(ce.Refused())
 			cl.mu.Unlock()
 			if cl.opts.OnConnectFailed != nil {
 				cl.opts.OnConnectFailed(ce)
@@ -330,14 +324,7 @@ func (cl *Client) connect() {
 		}
 		cl.mu.Lock()
 		cl.up = false // again: the loss may have been handled before up was set
-		if time.Since(since) >= cl.opts.HeldAfter {
-			cl.failures = 0
-		}
-		wait := rand.N(cl.opts.RetryBase + 1)
-		if cl.failures > 0 {
-			wait = jitter(backoff(cl.opts.RetryBase, cl.opts.MaxReconnectInterval, cl.failures))
-		}
-		cl.failures++
+		wait := cl.policy.lost(time.Since(since))
 		cl.mu.Unlock()
 		if !cl.sleep(wait) {
 			return
@@ -351,7 +338,48 @@ func (cl *Client) connect() {
 func (cl *Client) Backoff() (longest time.Duration, failures int) {
 	cl.mu.Lock()
 	defer cl.mu.Unlock()
-	return cl.maxSlept, cl.failures
+	return cl.policy.longest, cl.policy.failures
+}
+
+// reconnectPolicy is the wait before each connection attempt (see the
+// package doc), kept apart from the connection so it can be tested alone.
+type reconnectPolicy struct {
+	base, unreachableMax, refusedMax, heldAfter time.Duration
+
+	failures int           // attempts since the last connection that held
+	longest  time.Duration // the longest wait so far
+}
+
+// failed is the wait after a failed attempt; refused says a broker
+// answered and said no.
+func (p *reconnectPolicy) failed(refused bool) time.Duration {
+	p.failures++
+	limit := p.unreachableMax
+	if refused {
+		limit = max(limit, p.refusedMax)
+	}
+	return p.waited(jitter(backoff(p.base, limit, p.failures)))
+}
+
+// lost is the wait after a connection that was up for up: one that held
+// resets the backoff and is followed by an attempt within base.
+func (p *reconnectPolicy) lost(up time.Duration) time.Duration {
+	if up >= p.heldAfter {
+		p.failures = 0
+	}
+	var wait time.Duration
+	if p.failures == 0 {
+		wait = rand.N(p.base + 1)
+	} else {
+		wait = jitter(backoff(p.base, p.unreachableMax, p.failures))
+	}
+	p.failures++
+	return p.waited(wait)
+}
+
+func (p *reconnectPolicy) waited(d time.Duration) time.Duration {
+	p.longest = max(p.longest, d)
+	return d
 }
 
 func (cl *Client) connectedURL() string {

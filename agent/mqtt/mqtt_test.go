@@ -61,3 +61,40 @@ func TestConnectErrorNamesTheMostTellingCause(t *testing.T) {
 		})
 	}
 }
+
+// TestReconnectPolicy: the waits of issue 12 item 5, as state rather than
+// timing. While no broker answers the wait never exceeds the 1 s cap,
+// whatever the outage's length; a broker that refuses is retried more
+// slowly; a connection that held resets the backoff, so the first attempt
+// after it comes within the base wait, outage after outage; one that
+// dropped at once does not.
+func TestReconnectPolicy(t *testing.T) {
+	p := reconnectPolicy{base: 250 * time.Millisecond, unreachableMax: time.Second, refusedMax: 15 * time.Second, heldAfter: 10 * time.Second}
+	for outage := range 3 {
+		for range 100 * (outage + 1) { // a long outage: 100 to 300 failed attempts
+			if w := p.failed(false); w > time.Second {
+				t.Fatalf("outage %d: waited %s with no broker answering, over the 1 s cap", outage, w)
+			}
+		}
+		// The broker is back; the connection holds for a minute, then drops.
+		if w := p.lost(time.Minute); w > p.base {
+			t.Errorf("outage %d: first attempt after a connection that held waits %s, want at most %s", outage, w, p.base)
+		}
+		if p.failures != 1 {
+			t.Errorf("outage %d: %d failures counted after a reset, want 1 (this attempt)", outage, p.failures)
+		}
+	}
+	for range 10 {
+		p.lost(time.Millisecond) // accepted, then dropped at once: no reset
+	}
+	if p.failures < 10 {
+		t.Errorf("connections that did not hold reset the backoff (%d failures)", p.failures)
+	}
+	var longest time.Duration
+	for range 20 {
+		longest = max(longest, p.failed(true))
+	}
+	if longest <= time.Second || longest > 15*time.Second {
+		t.Errorf("a refusing broker is retried after at most %s, want between 1 s and 15 s", longest)
+	}
+}
