@@ -50,9 +50,18 @@ func (a *Agent) explain(err error) string {
 		wan   *wanMissingError
 		login *routeros.LoginError
 		conn  *routeros.ConnError
+		trap  *routeros.Trap
 	)
+	if errors.As(err, &trap) {
+		switch trap.Property() {
+		case "in-interface-list", "out-interface-list":
+			// Only the jumps name an interface list: the WAN list went
+			// away between checkWAN and the write.
+			wan = &wanMissingError{list: a.cfg.WANList}
+		}
+	}
 	switch {
-	case errors.As(err, &wan):
+	case wan != nil, errors.As(err, &wan):
 		return fmt.Sprintf("interface list %q does not exist on the router: create it (/interface/list/add name=%s) and add the Internet-facing interfaces, or set %s to the list that holds them", a.cfg.WANList, a.cfg.WANList, protocol.EnvWANList)
 	case errors.As(err, &login):
 		return fmt.Sprintf("RouterOS at %s refused the login of user %q (%s): check %s and %s", login.Addr, login.User, login.Message, protocol.EnvRouterOSUser, protocol.EnvRouterOSPassword)

@@ -91,6 +91,17 @@ func (t *Trap) Is(target error) bool {
 	return false
 }
 
+// Property is the property a "no such value" trap names ("input does not
+// match any value of in-interface-list" → "in-interface-list"), or "".
+func (t *Trap) Property() string {
+	const prefix = "input does not match any value of "
+	if !t.Is(ErrNoSuchValue) {
+		return ""
+	}
+	p, _, _ := strings.Cut(t.Message[len(prefix):], ",")
+	return strings.TrimSpace(p)
+}
+
 // LoginError is a login the router refused: "invalid user name or
 // password (6)" from 6.43 on, "cannot log in" before [reference section
 // 2; rossim's login].

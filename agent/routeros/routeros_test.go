@@ -205,6 +205,9 @@ func TestErrorsAreTyped(t *testing.T) {
 		if !errors.As(err, &trap) || !errors.Is(err, tc.kind) {
 			t.Errorf("trap %q: %v, want %v", tc.message, err, tc.kind)
 		}
+		if tc.kind == ErrNoSuchValue && trap.Property() != "in-interface-list" {
+			t.Errorf("trap %q names property %q", tc.message, trap.Property())
+		}
 		for _, other := range []error{ErrExists, ErrPermission, ErrNoSuchItem, ErrNoSuchValue} {
 			if other != tc.kind && errors.Is(err, other) {
 				t.Errorf("trap %q also reads as %v", tc.message, other)
