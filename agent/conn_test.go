@@ -222,7 +222,9 @@ func TestOneConnectPerAttemptAndAWrongSecretExplained(t *testing.T) {
 	eventually(t, "several attempts", func() bool { return g.connects.Load() >= 4 })
 	a.mq.Close() // stop attempting, to compare the counts
 	_, failures := a.mq.Backoff()
-	if n := g.connects.Load(); n != int64(failures) {
+	// One more CONNECT than counted failures is the attempt Close cut
+	// short; a fallback to 3.1 would make twice as many.
+	if n := g.connects.Load(); n < int64(failures) || n > int64(failures)+1 {
 		t.Errorf("%d CONNECTs for %d failed attempts, want one each", n, failures)
 	}
 	g.mu.Lock()
