@@ -88,10 +88,6 @@ type Options struct {
 	OnConnection func(up bool)
 	// OnConnectFailed is told about every failed connection attempt.
 	OnConnectFailed func(*ConnectError)
-	// OnStatusPublished is called with each status the broker acknowledged,
-	// once per status (a status republished on a new connection is not
-	// reported again).
-	OnStatusPublished func(protocol.SiteStatus)
 	// RetryBase is the first wait after a failed attempt, subscription or
 	// publish; zero means 250 ms.
 	RetryBase time.Duration
@@ -137,7 +133,6 @@ type Client struct {
 	policy     reconnectPolicy
 	st         slot
 	pr         slot
-	statusVal  protocol.SiteStatus
 	resyncing  bool
 	connecting paho.Token // the last Connect, for Close to wait out
 
@@ -156,7 +151,6 @@ type slot struct {
 	version uint64 // +1 per new payload; 0: nothing to publish yet
 	acked   uint64 // version acknowledged...
 	ackGen  uint64 // ...on this connection
-	told    uint64 // version given to OnStatusPublished
 }
 
 func (s *slot) dirty(gen uint64) bool {
@@ -533,7 +527,7 @@ func (cl *Client) flush() error {
 			cl.mu.Unlock()
 			continue
 		}
-		payload, version, st := s.payload, s.version, cl.statusVal
+		payload, version := s.payload, s.version
 		cl.mu.Unlock()
 		if !isStatus {
 			payload, _ = json.Marshal(protocol.Presence{State: protocol.PresenceOnline, At: time.Now().UTC()})
@@ -556,17 +550,10 @@ func (cl *Client) flush() error {
 			return fmt.Errorf("publish %s: %w", topic, err)
 		}
 		cl.mu.Lock()
-		tell := false
 		if s.version == version {
 			s.acked, s.ackGen = version, gen
-			if isStatus && s.told != version {
-				s.told, tell = version, true
-			}
 		}
 		cl.mu.Unlock()
-		if tell && cl.opts.OnStatusPublished != nil {
-			cl.opts.OnStatusPublished(st)
-		}
 	}
 	return nil
 }
@@ -599,7 +586,7 @@ func (cl *Client) PublishStatus(st protocol.SiteStatus) error {
 		return fmt.Errorf("encode status: %w", err)
 	}
 	cl.mu.Lock()
-	cl.st.payload, cl.st.version, cl.statusVal = b, cl.st.version+1, st
+	cl.st.payload, cl.st.version = b, cl.st.version+1
 	cl.mu.Unlock()
 	cl.wake()
 	return nil
