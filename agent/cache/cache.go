@@ -178,20 +178,28 @@ func openBolt(path string, timeout time.Duration) (db *bolt.DB, err error) {
 				err = fmt.Errorf("bbolt panicked checking it: %v", p)
 			}
 		}()
-		if err := db.Update(func(tx *bolt.Tx) error {
+		// Read only: a valid cache on a full disk must still open (an
+		// update would need free pages and fail it).
+		missing := false
+		if err := db.View(func(tx *bolt.Tx) error {
 			for e := range tx.Check() {
 				return e
 			}
-			_, err := tx.CreateBucketIfNotExists(bucket)
-			return err
-		}); err != nil {
-			return err
-		}
-		return db.View(func(tx *bolt.Tx) error {
-			if v := tx.Bucket(bucket).Get(desiredKey); v != nil && !json.Valid(v) {
+			b := tx.Bucket(bucket)
+			if b == nil {
+				missing = true
+				return nil
+			}
+			if v := b.Get(desiredKey); v != nil && !json.Valid(v) {
 				return errors.New("the cached document is not JSON")
 			}
 			return nil
+		}); err != nil || !missing {
+			return err
+		}
+		return db.Update(func(tx *bolt.Tx) error {
+			_, err := tx.CreateBucketIfNotExists(bucket)
+			return err
 		})
 	}
 	if err := check(); err != nil {

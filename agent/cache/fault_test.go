@@ -185,3 +185,26 @@ func TestReadOnlyFileSystemIsNeitherReadNorMovedAside(t *testing.T) {
 		t.Errorf("%d files moved aside on a read-only file system", n)
 	}
 }
+
+// TestValidCacheOpensOnAFullDisk: a full disk does not make a good cache
+// look corrupt: it opens and is read.
+func TestValidCacheOpensOnAFullDisk(t *testing.T) {
+	dir := fsfault.SmallDisk(t, "1m")
+	c, err := Open(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Put(sealed(4)); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	fsfault.Fill(t, dir)
+	c, err = Open(dir, Options{})
+	if err != nil {
+		t.Fatalf("Open on a full disk: %v", err)
+	}
+	defer c.Close()
+	if d, err := c.Get(); err != nil || d.Revision != 4 {
+		t.Fatalf("Get on a full disk: %d %v", d.Revision, err)
+	}
+}
