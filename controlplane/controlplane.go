@@ -19,9 +19,14 @@
 // site revision that the site must confirm (see Revisioner). SyncState holds
 // that bookkeeping and is the one place where the status rules of DESIGN.md
 // section 5 live: NewSyncState starts a sync, SyncState.Confirm folds in a
-// site's report, SyncState.Expire applies the deadline. Stores persist
-// SyncState beside the resource and call these methods; they never decide a
-// status themselves.
+// site's report, SyncState.Expire applies the deadline.
+//
+// The site state machine (DESIGN.md section 6) lives beside it, in
+// site.go, as pure functions: FoldStatus of a site and an agent's status
+// report (order, epochs, forged revisions refused, text bounded),
+// FoldPresence of a site and a presence, AssignRevision and Settle for the
+// revisions writes give. Stores persist SyncState and Site records and call
+// these functions; they never decide a status or a site's state themselves.
 //
 // # Seams for the MQTT side
 //
@@ -34,9 +39,10 @@
 //     every site whose compiled policy may have changed (old and new sites of a
 //     group, sites of groups that reference a changed prefix list, sites of a
 //     deleted resource).
-//   - The store's Confirm(ctx, org, site, revision, applied, errMsg) and
-//     UpdateSite(ctx, org, site, func(*Site)) feed status reports and presence
-//     back; GET /vpc/sites reads the same Site records.
+//   - The store's Ingest(ctx, []Report) feeds agents' status reports and
+//     presence back, many in one transaction, through FoldStatus and
+//     FoldPresence; Settle(ctx, org, sites) confirms, after a write, what
+//     sites had already applied. GET /vpc/sites reads the same Site records.
 //   - The store's ViewPolicy(ctx, org, func(PolicyTx) error) gives a
 //     read-only, consistent view of an organisation's policy and per-site
 //     data outside writes (to compile and republish), Orgs(ctx) lists the
@@ -197,9 +203,9 @@ const (
 )
 
 // Site is what the control plane knows of one site. The store creates the
-// record when a group or prefix list first names the site; the MQTT side
-// updates it from the agent's status and presence (store.UpdateSite and
-// store.Confirm).
+// record when a group or prefix list first names the site; the agent's
+// status and presence move it (FoldStatus, FoldPresence, through the
+// store's Ingest).
 type Site struct {
 	ID    string `json:"id"`
 	OrgID string `json:"-"`

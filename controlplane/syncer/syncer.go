@@ -229,7 +229,7 @@ func New(opts Options) *Syncer {
 		}),
 		reports: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "rampart_status_reports_total",
-			Help: "Site status reports folded into the store, by result (taken, stale, other_epoch).",
+			Help: "Site status reports folded into the store, by result (taken, stale, other_epoch, refused: a revision the site was never given).",
 		}, []string{"result"}),
 		compileErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "rampart_desired_compile_errors_total",
@@ -240,7 +240,7 @@ func New(opts Options) *Syncer {
 			Help: "Publish rounds that failed and were retried.",
 		}),
 	}
-	for _, r := range []cp.ReportResult{cp.ReportTaken, cp.ReportStale, cp.ReportOtherEpoch} {
+	for _, r := range cp.ReportResults {
 		s.m.reports.WithLabelValues(r.String())
 	}
 	if opts.Registry != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"math"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -136,7 +137,10 @@ func TestPublishAfterWriteAndRepublish(t *testing.T) {
 		t.Fatalf("PUT while syncing: %v", err)
 	}
 	for _, site := range []string{"site_a", "site_b"} {
-		st.ReportStatus(ctx, org, site, protocol.SiteStatus{Schema: 1, OrgID: org, SiteID: site, Epoch: st.Epoch(), Revision: 1, State: protocol.StateApplied})
+		applied := protocol.SiteStatus{Schema: 1, OrgID: org, SiteID: site, Epoch: st.Epoch(), Revision: 1, State: protocol.StateApplied}
+		if _, err := st.Ingest(ctx, []cp.Report{{OrgID: org, SiteID: site, Status: &applied}}); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if _, err := st.ReplaceSecurityGroup(ctx, org, g.ID, group("443", "site_a")); err != nil {
 		t.Fatal(err)
@@ -256,7 +260,7 @@ func TestUnheardSitesGoOffline(t *testing.T) {
 	ctx := context.Background()
 	online := protocol.Presence{State: protocol.PresenceOnline, At: time.Now()}
 	for _, site := range []string{"site_a", "site_b"} {
-		if err := st.SetPresence(ctx, org, site, online); err != nil {
+		if _, err := st.Ingest(ctx, []cp.Report{{OrgID: org, SiteID: site, Presence: &online}}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -339,5 +343,36 @@ func TestReportQueueIsBounded(t *testing.T) {
 	}
 	if site.AppliedRevision != doc.Revision || site.State != cp.SiteInSync {
 		t.Errorf("after the queue drained, site is %+v; want applied revision %d, in_sync", site, doc.Revision)
+	}
+}
+
+// TestForgedStatusCounted: a status for a revision the site was never
+// given is refused by the store and counted as refused.
+func TestForgedStatusCounted(t *testing.T) {
+	pub := &recorder{}
+	st, s, reg := setup(t, pub)
+	ctx := context.Background()
+	if _, err := st.CreateSecurityGroup(ctx, org, group("443", "site_a")); err != nil {
+		t.Fatal(err)
+	}
+	s.SiteStatus(ctx, org, "site_a", protocol.SiteStatus{Schema: 1, OrgID: org, SiteID: "site_a", Epoch: st.Epoch(), Revision: math.MaxUint64, State: protocol.StateApplied})
+	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := s.Drain(dctx); err != nil {
+		t.Fatal(err)
+	}
+	want := `
+# HELP rampart_status_reports_total Site status reports folded into the store, by result (taken, stale, other_epoch, refused: a revision the site was never given).
+# TYPE rampart_status_reports_total counter
+rampart_status_reports_total{result="other_epoch"} 0
+rampart_status_reports_total{result="refused"} 1
+rampart_status_reports_total{result="stale"} 0
+rampart_status_reports_total{result="taken"} 0
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "rampart_status_reports_total"); err != nil {
+		t.Error(err)
+	}
+	if site, _ := st.GetSite(ctx, org, "site_a"); site.AppliedRevision != 0 {
+		t.Errorf("forged revision applied: %+v", site)
 	}
 }

@@ -45,9 +45,10 @@
 //
 // # Status
 //
-// The status rules are controlplane.SyncState's; this package only stores it
-// and keeps the indexes (deadlines, awaiting) that let Confirm and Sweep find
-// the resources concerned without scanning.
+// The status rules are controlplane.SyncState's and the site state
+// machine's (controlplane.FoldStatus and its kin); this package only stores
+// their results and keeps the indexes (deadlines, awaiting) that let Ingest
+// and Sweep find the resources concerned without scanning.
 package bolt
 
 import (
@@ -291,17 +292,16 @@ func confirmApplied(ob *bolt.Bucket, st *cp.SyncState) error {
 	if st.Status != cp.StatusSyncing {
 		return nil
 	}
-	sb, rb := ob.Bucket(bucketSites), ob.Bucket(bucketReports)
 	for _, site := range slices.Sorted(maps.Keys(st.Awaiting)) {
 		want := st.Awaiting[site]
-		if want == cp.UnknownRevision { // no Revisioner: only a report confirms
+		if want == cp.UnknownRevision || getSiteRaw(ob, site) == nil { // no Revisioner: only a report confirms
 			continue
 		}
-		rec, err := getSite(sb, site)
+		rec, last, err := readSite(ob, site)
 		if err != nil {
 			return err
 		}
-		if rev, ok := appliedRevision(rb, site, rec); ok && rev >= want {
+		if rev, ok := cp.StandingRevision(rec, last); ok && rev >= want {
 			st.Confirm(site, rev, true, "")
 		}
 	}
@@ -346,7 +346,7 @@ func orgBucket(tx *bolt.Tx, org string, create bool) (*bolt.Bucket, error) {
 	if err != nil {
 		return nil, err
 	}
-	for _, name := range [][]byte{bucketGroups, bucketLists, bucketRefs, bucketSites, bucketSiteData, bucketSync, bucketGIndex} {
+	for _, name := range [][]byte{bucketGroups, bucketLists, bucketRefs, bucketSites, bucketSiteData, bucketSync, bucketGIndex, bucketReports} {
 		if _, err := b.CreateBucketIfNotExists(name); err != nil {
 			return nil, err
 		}
@@ -1416,27 +1416,22 @@ func pick(revs map[string]uint64, sites []string) map[string]uint64 {
 // touchSites creates missing site records and records new desired
 // revisions; sites awaited by sync are marked syncing until its deadline.
 func touchSites(ob *bolt.Bucket, affected map[string]bool, revs map[string]uint64, sync *cp.SyncState) error {
-	b := ob.Bucket(bucketSites)
 	for _, id := range sortedKeys(affected) {
-		site, err := getSite(b, id)
+		site, err := getSite(ob.Bucket(bucketSites), id)
 		if err != nil {
 			return err
 		}
 		if site == nil {
-			site = &cp.Site{ID: id, State: cp.SiteUnknown}
+			site = &cp.Site{}
+			*site = cp.NewSite(id)
 		}
-		if r := revs[id]; r > site.DesiredRevision {
-			site.DesiredRevision = r
-		}
+		var awaited bool
+		var deadline time.Time
 		if sync != nil {
-			if _, ok := sync.Awaiting[id]; ok {
-				site.State = cp.SiteSyncing
-				if sync.Deadline.After(site.SyncDeadline) {
-					site.SyncDeadline = sync.Deadline
-				}
-			}
+			_, awaited = sync.Awaiting[id]
+			deadline = sync.Deadline
 		}
-		if err := putJSON(b, id, siteRecord{Site: *site, SyncDeadline: site.SyncDeadline}); err != nil {
+		if err := putSite(ob, cp.AssignRevision(*site, revs[id], awaited, deadline)); err != nil {
 			return err
 		}
 	}
@@ -1458,14 +1453,10 @@ func getSite(b *bolt.Bucket, id string) (*cp.Site, error) {
 	return &r.Site, nil
 }
 
-// siteView is a site as a client sees it at now: a sync that passed its
-// deadline without a report reads as unknown.
+// siteView is a site as a client sees it at now.
 func siteView(site cp.Site, org string, now time.Time) cp.Site {
 	site.OrgID = org
-	if site.State == cp.SiteSyncing && !now.Before(site.SyncDeadline) {
-		site.State = cp.SiteUnknown
-	}
-	return site
+	return site.At(now)
 }
 
 // ListSites returns the sites the organisation's policy names or whose
@@ -1510,76 +1501,6 @@ func (s *Store) GetSite(ctx context.Context, org, id string) (cp.Site, error) {
 		return nil
 	})
 	return out, err
-}
-
-// UpdateSite changes a site's record in one transaction, creating it if
-// needed: the MQTT side records presence, versions and reported state here.
-func (s *Store) UpdateSite(ctx context.Context, org, id string, fn func(*cp.Site)) error {
-	err := s.write(ctx, func(tx *bolt.Tx) error {
-		ob, err := orgBucket(tx, org, true)
-		if err != nil {
-			return err
-		}
-		b := ob.Bucket(bucketSites)
-		site, err := getSite(b, id)
-		if err != nil {
-			return err
-		}
-		if site == nil {
-			site = &cp.Site{ID: id, State: cp.SiteUnknown}
-		}
-		c := *site
-		fn(&c)
-		c.ID = id
-		return putJSON(b, id, siteRecord{Site: c, SyncDeadline: c.SyncDeadline})
-	})
-	return wrap("update site", err)
-}
-
-// Confirm folds a site's report into every group and prefix list waiting for
-// that site (see controlplane.SyncState.Confirm) and into the site's record:
-// applied (or failed with errMsg) for revision. Reports for a revision older
-// than what a resource waits for are ignored by that resource.
-func (s *Store) Confirm(ctx context.Context, org, site string, revision uint64, applied bool, errMsg string) error {
-	err := s.write(ctx, func(tx *bolt.Tx) error {
-		ob, _ := orgBucket(tx, org, false)
-		if ob == nil {
-			return nil
-		}
-		prefix := append(key(org, site), 0)
-		var keys [][]byte
-		c := tx.Bucket(bucketAwaiting).Cursor()
-		for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
-			keys = append(keys, slices.Clone(k[len(prefix):]))
-		}
-		for _, k := range keys {
-			kind, id, _ := bytes.Cut(k, []byte{0})
-			if err := s.updateSync(tx, ob, org, string(kind), string(id), func(st *cp.SyncState) bool {
-				return st.Confirm(site, revision, applied, errMsg)
-			}); err != nil {
-				return err
-			}
-		}
-		b := ob.Bucket(bucketSites)
-		rec, err := getSite(b, site)
-		if err != nil {
-			return err
-		}
-		if rec == nil {
-			rec = &cp.Site{ID: site, State: cp.SiteUnknown}
-		}
-		if applied {
-			rec.AppliedRevision = max(rec.AppliedRevision, revision)
-			rec.State, rec.LastError = cp.SiteInSync, ""
-			if rec.DesiredRevision > revision {
-				rec.State = cp.SiteSyncing
-			}
-		} else {
-			rec.State, rec.LastError = cp.SiteFailed, errMsg
-		}
-		return putJSON(b, site, siteRecord{Site: *rec, SyncDeadline: rec.SyncDeadline})
-	})
-	return wrap("confirm site revision", err)
 }
 
 // updateSync applies fn to one resource's stored SyncState and keeps the

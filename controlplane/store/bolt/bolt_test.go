@@ -116,16 +116,16 @@ func TestRevisionsChangesAndConfirm(t *testing.T) {
 	}
 	// site_a confirms revision 1 (what the Revisioner assigned); site_b
 	// reports an older revision, which does not count.
-	if err := s.Confirm(ctx, org, "site_a", 1, true, ""); err != nil {
+	if err := confirm(ctx, s, org, "site_a", 1, true, ""); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Confirm(ctx, org, "site_b", 0, true, ""); err != nil {
+	if err := confirm(ctx, s, org, "site_b", 0, true, ""); err != nil {
 		t.Fatal(err)
 	}
 	if got, _ := s.GetSecurityGroup(ctx, org, g.ID); got.Status != cp.StatusSyncing {
 		t.Errorf("after a stale report: %q, want syncing", got.Status)
 	}
-	if err := s.Confirm(ctx, org, "site_b", 1, true, ""); err != nil {
+	if err := confirm(ctx, s, org, "site_b", 1, true, ""); err != nil {
 		t.Fatal(err)
 	}
 	if got, _ := s.GetSecurityGroup(ctx, org, g.ID); got.Status != cp.StatusActive {
@@ -184,7 +184,7 @@ func TestFailedReportFailsAndRecovers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Confirm(ctx, org, "site_a", 1, false, "no such item"); err != nil {
+	if err := confirm(ctx, s, org, "site_a", 1, false, "no such item"); err != nil {
 		t.Fatal(err)
 	}
 	got, _ := s.GetSecurityGroup(ctx, org, g.ID)
@@ -364,7 +364,7 @@ func TestDecodedGroupsAreNotShared(t *testing.T) {
 		all[0].Rules[0].Port = "changed too"
 	}
 	// A replace is seen at once (the cache is keyed by the stored bytes).
-	if err := s.Confirm(ctx, org, "site_a", 0, true, ""); err != nil {
+	if err := confirm(ctx, s, org, "site_a", 0, true, ""); err != nil {
 		t.Fatal(err)
 	}
 	r.Port = "2222"

@@ -48,7 +48,7 @@ func TestGetJSONSeesEveryChange(t *testing.T) {
 		}
 	}
 	check("created", "Group", cp.StatusSyncing)
-	if err := s.Confirm(ctx, org, "site_a", 1, true, ""); err != nil {
+	if err := confirm(ctx, s, org, "site_a", 1, true, ""); err != nil {
 		t.Fatal(err)
 	}
 	check("confirmed", "Group", cp.StatusActive)
@@ -66,7 +66,7 @@ func TestGetJSONSeesEveryChange(t *testing.T) {
 		t.Fatal(err)
 	}
 	check("replaced after failing", "Fourth", cp.StatusSyncing)
-	if err := s.Confirm(ctx, org, "site_a", 3, false, "no such item"); err != nil {
+	if err := confirm(ctx, s, org, "site_a", 3, false, "no such item"); err != nil {
 		t.Fatal(err)
 	}
 	check("failed report", "Fourth", cp.StatusFailed)
