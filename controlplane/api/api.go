@@ -7,11 +7,13 @@
 // openapi.yaml (embedded, served at /openapi.yaml) is the one description of
 // the API: request bodies are validated against it before the domain checks
 // of the controlplane package, and the tests validate every response against
-// it. Group writes, the hot path, take a strict one-pass decoder instead
-// (fastdecode.go) that only ever accepts; every rejection still comes from
-// the schema, and tests hold the two to the same answers. Domain errors (*controlplane.Error) become HTTP responses through one
-// table, errorTable; anything else is a 500 that shows the client only the
-// request id, which every response carries in X-Request-Id.
+// it. Group writes, the hot path, are decoded by encoding/json into their
+// typed value with the schema's structural checks (decode.go); what that
+// refuses goes through the schema, which words every error, and tests hold
+// the two to the same answers. Domain errors (*controlplane.Error) become
+// HTTP responses through one table, errorTable; anything else is a 500
+// that shows the client only the request id, which every response carries
+// in X-Request-Id.
 //
 // # Dependencies
 //
