@@ -209,7 +209,11 @@ func TestExtensionSeam(t *testing.T) {
 	if err := m.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
-	g, err := m.Store.CreateSecurityGroup(ctx, "org_a", &cp.SecurityGroupWrite{Name: "Group", Rules: []cp.FilterRuleWrite{}, Sites: []string{"site_a"}})
+	id, _, err := m.Store.CreateSecurityGroup(ctx, "org_a", &cp.SecurityGroupWrite{Name: "Group", Rules: []cp.FilterRuleWrite{}, Sites: []string{"site_a"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := m.Store.GetSecurityGroup(ctx, "org_a", id)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -43,18 +43,20 @@ import (
 	cp "github.com/rampart-fw/rampart/controlplane"
 )
 
-// Store is what the API needs from storage.
+// Store is what the API needs from storage. Groups and prefix lists come
+// and go as the API's JSON, which the store keeps as it answers it: a read
+// costs a copy, not a decode and an encode. kind is cp.KindSecurityGroup
+// or cp.KindPrefixList. The bytes returned may be shared (bolt.Store
+// caches GET answers): the API only writes them, never modifies them.
 type Store interface {
-	ListSecurityGroups(ctx context.Context, org string) ([]cp.SecurityGroup, error)
-	GetSecurityGroup(ctx context.Context, org, id string) (cp.SecurityGroup, error)
-	CreateSecurityGroup(ctx context.Context, org string, w *cp.SecurityGroupWrite) (cp.SecurityGroup, error)
-	ReplaceSecurityGroup(ctx context.Context, org, id string, w *cp.SecurityGroupWrite) (cp.SecurityGroup, error)
+	ListJSON(ctx context.Context, org, kind string) ([]byte, error)
+	GetJSON(ctx context.Context, org, kind, id string) ([]byte, error)
+	// Writes answer with the resource as stored (and its new id).
+	CreateSecurityGroup(ctx context.Context, org string, w *cp.SecurityGroupWrite) (id string, body []byte, err error)
+	ReplaceSecurityGroup(ctx context.Context, org, id string, w *cp.SecurityGroupWrite) ([]byte, error)
 	DeleteSecurityGroup(ctx context.Context, org, id string) error
-
-	ListPrefixLists(ctx context.Context, org string) ([]cp.PrefixList, error)
-	GetPrefixList(ctx context.Context, org, id string) (cp.PrefixList, error)
-	CreatePrefixList(ctx context.Context, org string, w *cp.PrefixListWrite) (cp.PrefixList, error)
-	ReplacePrefixList(ctx context.Context, org, id string, w *cp.PrefixListWrite) (cp.PrefixList, error)
+	CreatePrefixList(ctx context.Context, org string, w *cp.PrefixListWrite) (id string, body []byte, err error)
+	ReplacePrefixList(ctx context.Context, org, id string, w *cp.PrefixListWrite) ([]byte, error)
 	DeletePrefixList(ctx context.Context, org, id string) error
 
 	ListSites(ctx context.Context, org string) ([]cp.Site, error)
@@ -62,19 +64,6 @@ type Store interface {
 
 	CountByStatus(ctx context.Context) (map[string]map[cp.Status]int, error)
 	Ping(ctx context.Context) error
-}
-
-// RawStore is optionally implemented by a Store that can produce the API's
-// JSON of groups and prefix lists without decoding them (bolt.Store does):
-// reads then cost a copy instead of a decode and an encode. The bytes
-// returned may be shared (bolt.Store caches GET answers): the API only
-// writes them, never modifies them.
-type RawStore interface {
-	GetJSON(ctx context.Context, org, kind, id string) ([]byte, error)
-	ListJSON(ctx context.Context, org, kind string) ([]byte, error)
-	// The group writes answer with the JSON they stored.
-	CreateSecurityGroupJSON(ctx context.Context, org string, w *cp.SecurityGroupWrite) (id string, body []byte, err error)
-	ReplaceSecurityGroupJSON(ctx context.Context, org, id string, w *cp.SecurityGroupWrite) ([]byte, error)
 }
 
 // TokenVerifier checks a bearer token and returns its organisation
@@ -108,7 +97,6 @@ type Server struct {
 	mux     *http.ServeMux
 	schemas bodySchemas
 	metrics *metrics
-	raw     RawStore // nil unless Store implements it
 }
 
 // New builds the API. It loads and checks the embedded OpenAPI document.
@@ -138,21 +126,20 @@ func New(opts Options) (*Server, error) {
 		return nil, fmt.Errorf("create api: %w", err)
 	}
 	s := &Server{opts: opts, log: opts.Logger, mux: http.NewServeMux(), schemas: schemas, metrics: m}
-	s.raw, _ = opts.Store.(RawStore)
 	s.routes()
 	return s, nil
 }
 
 func (s *Server) routes() {
 	for _, base := range []string{"/vpc", ""} {
-		s.handle("GET "+base+"/security-groups", s.listGroups)
+		s.handle("GET "+base+"/security-groups", s.list(cp.KindSecurityGroup))
 		s.handle("POST "+base+"/security-groups", s.createGroup)
-		s.handle("GET "+base+"/security-groups/{securityGroupId}", s.getGroup)
+		s.handle("GET "+base+"/security-groups/{securityGroupId}", s.get(cp.KindSecurityGroup, "securityGroupId"))
 		s.handle("PUT "+base+"/security-groups/{securityGroupId}", s.replaceGroup)
 		s.handle("DELETE "+base+"/security-groups/{securityGroupId}", s.deleteGroup)
-		s.handle("GET "+base+"/prefix-lists", s.listLists)
+		s.handle("GET "+base+"/prefix-lists", s.list(cp.KindPrefixList))
 		s.handle("POST "+base+"/prefix-lists", s.createList)
-		s.handle("GET "+base+"/prefix-lists/{prefixListId}", s.getList)
+		s.handle("GET "+base+"/prefix-lists/{prefixListId}", s.get(cp.KindPrefixList, "prefixListId"))
 		s.handle("PUT "+base+"/prefix-lists/{prefixListId}", s.replaceList)
 		s.handle("DELETE "+base+"/prefix-lists/{prefixListId}", s.deleteList)
 		s.handle("GET "+base+"/reference/protocols", func(w http.ResponseWriter, r *http.Request, _ string) error {
@@ -452,15 +439,27 @@ func base(r *http.Request) string {
 
 // --- handlers ---
 
-func (s *Server) listGroups(w http.ResponseWriter, r *http.Request, org string) error {
-	if s.raw != nil {
-		return writeRaw(w, http.StatusOK)(s.raw.ListJSON(r.Context(), org, cp.KindSecurityGroup))
+// list answers every resource of a kind of the organisation.
+func (s *Server) list(kind string) handlerFunc {
+	return func(w http.ResponseWriter, r *http.Request, org string) error {
+		return writeRaw(w, http.StatusOK)(s.opts.Store.ListJSON(r.Context(), org, kind))
 	}
-	gs, err := s.opts.Store.ListSecurityGroups(r.Context(), org)
+}
+
+// get answers one resource of a kind, its id in the path parameter param.
+func (s *Server) get(kind, param string) handlerFunc {
+	return func(w http.ResponseWriter, r *http.Request, org string) error {
+		return writeRaw(w, http.StatusOK)(s.opts.Store.GetJSON(r.Context(), org, kind, r.PathValue(param)))
+	}
+}
+
+// created answers a create: 201 with the new resource at path/id.
+func created(w http.ResponseWriter, r *http.Request, path, id string, body []byte, err error) error {
 	if err != nil {
 		return err
 	}
-	return writeJSON(w, http.StatusOK, gs)
+	w.Header().Set("Location", base(r)+path+id)
+	return writeRaw(w, http.StatusCreated)(body, nil)
 }
 
 func (s *Server) createGroup(w http.ResponseWriter, r *http.Request, org string) error {
@@ -468,31 +467,8 @@ func (s *Server) createGroup(w http.ResponseWriter, r *http.Request, org string)
 	if err := s.decode(w, r, "SecurityGroupWrite", &in); err != nil {
 		return err
 	}
-	if s.raw != nil {
-		id, body, err := s.raw.CreateSecurityGroupJSON(r.Context(), org, &in)
-		if err != nil {
-			return err
-		}
-		w.Header().Set("Location", base(r)+"/security-groups/"+id)
-		return writeRaw(w, http.StatusCreated)(body, nil)
-	}
-	g, err := s.opts.Store.CreateSecurityGroup(r.Context(), org, &in)
-	if err != nil {
-		return err
-	}
-	w.Header().Set("Location", base(r)+"/security-groups/"+g.ID)
-	return writeJSON(w, http.StatusCreated, g)
-}
-
-func (s *Server) getGroup(w http.ResponseWriter, r *http.Request, org string) error {
-	if s.raw != nil {
-		return writeRaw(w, http.StatusOK)(s.raw.GetJSON(r.Context(), org, cp.KindSecurityGroup, r.PathValue("securityGroupId")))
-	}
-	g, err := s.opts.Store.GetSecurityGroup(r.Context(), org, r.PathValue("securityGroupId"))
-	if err != nil {
-		return err
-	}
-	return writeJSON(w, http.StatusOK, g)
+	id, body, err := s.opts.Store.CreateSecurityGroup(r.Context(), org, &in)
+	return created(w, r, "/security-groups/", id, body, err)
 }
 
 func (s *Server) replaceGroup(w http.ResponseWriter, r *http.Request, org string) error {
@@ -504,33 +480,11 @@ func (s *Server) replaceGroup(w http.ResponseWriter, r *http.Request, org string
 	if err := s.decode(w, r, "SecurityGroupWrite", &in); err != nil {
 		return err
 	}
-	if s.raw != nil {
-		return writeRaw(w, http.StatusOK)(s.raw.ReplaceSecurityGroupJSON(r.Context(), org, id, &in))
-	}
-	g, err := s.opts.Store.ReplaceSecurityGroup(r.Context(), org, id, &in)
-	if err != nil {
-		return err
-	}
-	return writeJSON(w, http.StatusOK, g)
+	return writeRaw(w, http.StatusOK)(s.opts.Store.ReplaceSecurityGroup(r.Context(), org, id, &in))
 }
 
 func (s *Server) deleteGroup(w http.ResponseWriter, r *http.Request, org string) error {
-	if err := s.opts.Store.DeleteSecurityGroup(r.Context(), org, r.PathValue("securityGroupId")); err != nil {
-		return err
-	}
-	w.WriteHeader(http.StatusNoContent)
-	return nil
-}
-
-func (s *Server) listLists(w http.ResponseWriter, r *http.Request, org string) error {
-	if s.raw != nil {
-		return writeRaw(w, http.StatusOK)(s.raw.ListJSON(r.Context(), org, cp.KindPrefixList))
-	}
-	ls, err := s.opts.Store.ListPrefixLists(r.Context(), org)
-	if err != nil {
-		return err
-	}
-	return writeJSON(w, http.StatusOK, ls)
+	return noContent(w, s.opts.Store.DeleteSecurityGroup(r.Context(), org, r.PathValue("securityGroupId")))
 }
 
 func (s *Server) createList(w http.ResponseWriter, r *http.Request, org string) error {
@@ -538,23 +492,8 @@ func (s *Server) createList(w http.ResponseWriter, r *http.Request, org string) 
 	if err := s.decode(w, r, "PrefixListWrite", &in); err != nil {
 		return err
 	}
-	l, err := s.opts.Store.CreatePrefixList(r.Context(), org, &in)
-	if err != nil {
-		return err
-	}
-	w.Header().Set("Location", base(r)+"/prefix-lists/"+l.ID)
-	return writeJSON(w, http.StatusCreated, l)
-}
-
-func (s *Server) getList(w http.ResponseWriter, r *http.Request, org string) error {
-	if s.raw != nil {
-		return writeRaw(w, http.StatusOK)(s.raw.GetJSON(r.Context(), org, cp.KindPrefixList, r.PathValue("prefixListId")))
-	}
-	l, err := s.opts.Store.GetPrefixList(r.Context(), org, r.PathValue("prefixListId"))
-	if err != nil {
-		return err
-	}
-	return writeJSON(w, http.StatusOK, l)
+	id, body, err := s.opts.Store.CreatePrefixList(r.Context(), org, &in)
+	return created(w, r, "/prefix-lists/", id, body, err)
 }
 
 func (s *Server) replaceList(w http.ResponseWriter, r *http.Request, org string) error {
@@ -566,15 +505,16 @@ func (s *Server) replaceList(w http.ResponseWriter, r *http.Request, org string)
 	if err := s.decode(w, r, "PrefixListWrite", &in); err != nil {
 		return err
 	}
-	l, err := s.opts.Store.ReplacePrefixList(r.Context(), org, id, &in)
-	if err != nil {
-		return err
-	}
-	return writeJSON(w, http.StatusOK, l)
+	return writeRaw(w, http.StatusOK)(s.opts.Store.ReplacePrefixList(r.Context(), org, id, &in))
 }
 
 func (s *Server) deleteList(w http.ResponseWriter, r *http.Request, org string) error {
-	if err := s.opts.Store.DeletePrefixList(r.Context(), org, r.PathValue("prefixListId")); err != nil {
+	return noContent(w, s.opts.Store.DeletePrefixList(r.Context(), org, r.PathValue("prefixListId")))
+}
+
+// noContent answers a delete: 204, or the store's error.
+func noContent(w http.ResponseWriter, err error) error {
+	if err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)

@@ -440,7 +440,7 @@ func TestUnauthenticatedRoutes(t *testing.T) {
 // brokenStore fails one call the way a broken disk would.
 type brokenStore struct{ api.Store }
 
-func (brokenStore) ListSecurityGroups(context.Context, string) ([]cp.SecurityGroup, error) {
+func (brokenStore) ListJSON(context.Context, string, string) ([]byte, error) {
 	return nil, errors.New("read /var/lib/rampart/rampart.db: input/output error")
 }
 

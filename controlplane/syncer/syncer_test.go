@@ -116,13 +116,13 @@ func TestPublishAfterWriteAndRepublish(t *testing.T) {
 	pub := &recorder{}
 	st, s, _ := setup(t, pub)
 	ctx := context.Background()
-	g, err := st.CreateSecurityGroup(ctx, org, group("443", "site_a", "site_b"))
+	gid, _, err := st.CreateSecurityGroup(ctx, org, group("443", "site_a", "site_b"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	first := published(t, pub, "site_a", "site_b")
 	for _, d := range first {
-		if d.Epoch != st.Epoch() || d.Revision != 1 || len(d.SecurityGroups) != 1 || d.SecurityGroups[0].ID != g.ID || d.Validate(org, d.SiteID) != nil {
+		if d.Epoch != st.Epoch() || d.Revision != 1 || len(d.SecurityGroups) != 1 || d.SecurityGroups[0].ID != gid || d.Validate(org, d.SiteID) != nil {
 			t.Errorf("document %+v", d)
 		}
 	}
@@ -133,7 +133,7 @@ func TestPublishAfterWriteAndRepublish(t *testing.T) {
 			t.Errorf("republished %s as revision %d %s, was %d %s", site, d.Revision, d.Hash, first[site].Revision, first[site].Hash)
 		}
 	}
-	if _, err := st.ReplaceSecurityGroup(ctx, org, g.ID, group("443", "site_a")); !isLocked(err) {
+	if _, err := st.ReplaceSecurityGroup(ctx, org, gid, group("443", "site_a")); !isLocked(err) {
 		t.Fatalf("PUT while syncing: %v", err)
 	}
 	for _, site := range []string{"site_a", "site_b"} {
@@ -142,7 +142,7 @@ func TestPublishAfterWriteAndRepublish(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if _, err := st.ReplaceSecurityGroup(ctx, org, g.ID, group("443", "site_a")); err != nil {
+	if _, err := st.ReplaceSecurityGroup(ctx, org, gid, group("443", "site_a")); err != nil {
 		t.Fatal(err)
 	}
 	docs := published(t, pub, "site_b")
@@ -161,7 +161,7 @@ func isLocked(err error) bool {
 func TestRetryAfterFailedPublish(t *testing.T) {
 	pub := &recorder{fails: 3}
 	st, s, reg := setup(t, pub)
-	if _, err := st.CreateSecurityGroup(context.Background(), org, group("443", "site_a")); err != nil {
+	if _, _, err := st.CreateSecurityGroup(context.Background(), org, group("443", "site_a")); err != nil {
 		t.Fatal(err)
 	}
 	published(t, pub, "site_a")
@@ -199,7 +199,7 @@ func TestMetrics(t *testing.T) {
 	pub := &recorder{}
 	st, s, reg := setup(t, pub)
 	ctx := context.Background()
-	if _, err := st.CreateSecurityGroup(ctx, org, group("443", "site_a", "site_b")); err != nil {
+	if _, _, err := st.CreateSecurityGroup(ctx, org, group("443", "site_a", "site_b")); err != nil {
 		t.Fatal(err)
 	}
 	published(t, pub, "site_a", "site_b")
@@ -312,7 +312,7 @@ func TestReportQueueIsBounded(t *testing.T) {
 	})
 	t.Cleanup(func() { open.Do(func() { close(gate) }) }) // before setup's: a failure must not hang the syncer
 	ctx := context.Background()
-	if _, err := st.CreateSecurityGroup(ctx, org, group("443", "site_a")); err != nil {
+	if _, _, err := st.CreateSecurityGroup(ctx, org, group("443", "site_a")); err != nil {
 		t.Fatal(err)
 	}
 	doc := published(t, pub, "site_a")["site_a"]
@@ -352,7 +352,7 @@ func TestForgedStatusCounted(t *testing.T) {
 	pub := &recorder{}
 	st, s, reg := setup(t, pub)
 	ctx := context.Background()
-	if _, err := st.CreateSecurityGroup(ctx, org, group("443", "site_a")); err != nil {
+	if _, _, err := st.CreateSecurityGroup(ctx, org, group("443", "site_a")); err != nil {
 		t.Fatal(err)
 	}
 	s.SiteStatus(ctx, org, "site_a", protocol.SiteStatus{Schema: 1, OrgID: org, SiteID: "site_a", Epoch: st.Epoch(), Revision: math.MaxUint64, State: protocol.StateApplied})

@@ -966,30 +966,17 @@ func decodeGroupIndex(b []byte) (sites []string, rules []cp.FilterRule, err erro
 
 // --- group writes ---
 
-// CreateSecurityGroup stores a new group built from a validated write.
-func (s *Store) CreateSecurityGroup(ctx context.Context, org string, w *cp.SecurityGroupWrite) (cp.SecurityGroup, error) {
-	g, _, err := s.putSecurityGroup(ctx, org, "", w)
-	return g, err
-}
-
-// ReplaceSecurityGroup replaces a group whole (PUT). Rules that match the
-// same traffic as before keep their ids.
-func (s *Store) ReplaceSecurityGroup(ctx context.Context, org, id string, w *cp.SecurityGroupWrite) (cp.SecurityGroup, error) {
-	g, _, err := s.putSecurityGroup(ctx, org, id, w)
-	return g, err
-}
-
-// CreateSecurityGroupJSON is CreateSecurityGroup answering with the new
-// group's id and its JSON as the API shows it (the bytes just stored, so
-// the API need not encode the group again).
-func (s *Store) CreateSecurityGroupJSON(ctx context.Context, org string, w *cp.SecurityGroupWrite) (string, []byte, error) {
+// CreateSecurityGroup stores a new group built from a validated write and
+// answers with its id and its JSON as the API shows it (the bytes just
+// stored, so the API need not encode the group again).
+func (s *Store) CreateSecurityGroup(ctx context.Context, org string, w *cp.SecurityGroupWrite) (string, []byte, error) {
 	g, data, err := s.putSecurityGroup(ctx, org, "", w)
 	return g.ID, data, err
 }
 
-// ReplaceSecurityGroupJSON is ReplaceSecurityGroup answering with the
-// group's JSON as the API shows it.
-func (s *Store) ReplaceSecurityGroupJSON(ctx context.Context, org, id string, w *cp.SecurityGroupWrite) ([]byte, error) {
+// ReplaceSecurityGroup replaces a group whole (PUT) and answers with its
+// JSON. Rules that match the same traffic as before keep their ids.
+func (s *Store) ReplaceSecurityGroup(ctx context.Context, org, id string, w *cp.SecurityGroupWrite) ([]byte, error) {
 	_, data, err := s.putSecurityGroup(ctx, org, id, w)
 	return data, err
 }
@@ -1197,34 +1184,37 @@ func referencingGroups(ob *bolt.Bucket, list string) []string {
 
 // --- prefix list writes ---
 
-// CreatePrefixList stores a new prefix list built from a validated write.
-func (s *Store) CreatePrefixList(ctx context.Context, org string, w *cp.PrefixListWrite) (cp.PrefixList, error) {
-	return s.putPrefixList(ctx, org, "", w)
+// CreatePrefixList stores a new prefix list built from a validated write
+// and answers with its id and its JSON as the API shows it.
+func (s *Store) CreatePrefixList(ctx context.Context, org string, w *cp.PrefixListWrite) (string, []byte, error) {
+	l, data, err := s.putPrefixList(ctx, org, "", w)
+	return l.ID, data, err
 }
 
-// ReplacePrefixList replaces a prefix list whole (PUT). Prefixes with an
-// unchanged CIDR keep their ids.
-func (s *Store) ReplacePrefixList(ctx context.Context, org, id string, w *cp.PrefixListWrite) (cp.PrefixList, error) {
-	return s.putPrefixList(ctx, org, id, w)
+// ReplacePrefixList replaces a prefix list whole (PUT) and answers with its
+// JSON. Prefixes with an unchanged CIDR keep their ids.
+func (s *Store) ReplacePrefixList(ctx context.Context, org, id string, w *cp.PrefixListWrite) ([]byte, error) {
+	_, data, err := s.putPrefixList(ctx, org, id, w)
+	return data, err
 }
 
-func (s *Store) putPrefixList(ctx context.Context, org, id string, w *cp.PrefixListWrite) (cp.PrefixList, error) {
+func (s *Store) putPrefixList(ctx context.Context, org, id string, w *cp.PrefixListWrite) (cp.PrefixList, []byte, error) {
 	create := id == ""
 	if create {
 		id = cp.NewID(cp.PrefixListIDPrefix)
 	}
-	l, change, err := s.tryPutPrefixList(ctx, org, id, create, w, false)
+	l, data, change, err := s.tryPutPrefixList(ctx, org, id, create, w, false)
 	if errors.Is(err, errConflict) { // see putSecurityGroup
-		l, change, err = s.tryPutPrefixList(ctx, org, id, create, w, true)
+		l, data, change, err = s.tryPutPrefixList(ctx, org, id, create, w, true)
 	}
 	if err != nil {
-		return cp.PrefixList{}, wrap("store prefix list", err)
+		return cp.PrefixList{}, nil, wrap("store prefix list", err)
 	}
 	s.notify(change)
-	return l, nil
+	return l, withNewline(spliceStatus(data, l.Status)), nil
 }
 
-func (s *Store) tryPutPrefixList(ctx context.Context, org, id string, create bool, w *cp.PrefixListWrite, inTx bool) (cp.PrefixList, cp.Change, error) {
+func (s *Store) tryPutPrefixList(ctx context.Context, org, id string, create bool, w *cp.PrefixListWrite, inTx bool) (cp.PrefixList, []byte, cp.Change, error) {
 	var prevRaw []byte
 	var prev cp.PrefixList
 	built := w.NewPrefixList(org, id)
@@ -1232,17 +1222,18 @@ func (s *Store) tryPutPrefixList(ctx context.Context, org, id string, create boo
 	if !create && !inTx {
 		var err error
 		if prevRaw, err = s.snapshot(org, bucketLists, id); err != nil {
-			return l, cp.Change{}, err
+			return l, nil, cp.Change{}, err
 		}
 		if prevRaw == nil {
-			return l, cp.Change{}, cp.NotFound(cp.KindPrefixList, id)
+			return l, nil, cp.Change{}, cp.NotFound(cp.KindPrefixList, id)
 		}
 		if err := json.Unmarshal(prevRaw, &prev); err != nil {
-			return l, cp.Change{}, fmt.Errorf("decode prefix list: %w", err)
+			return l, nil, cp.Change{}, fmt.Errorf("decode prefix list: %w", err)
 		}
 		cp.KeepPrefixIDs(prev.Prefixes, l.Prefixes)
 	}
 	var change cp.Change
+	var data []byte
 	err := s.write(ctx, func(tx *bolt.Tx) error {
 		now := s.opts.Now()
 		ob, err := orgBucket(tx, org, true)
@@ -1299,7 +1290,10 @@ func (s *Store) tryPutPrefixList(ctx context.Context, org, id string, create boo
 		if len(pending) > 0 {
 			l.Status = cp.StatusSyncing
 		}
-		if err := putJSON(lists, id, &l); err != nil {
+		if data, err = json.Marshal(&l); err != nil {
+			return fmt.Errorf("encode prefix list: %w", err)
+		}
+		if err := lists.Put([]byte(id), data); err != nil {
 			return err
 		}
 		revs, err := s.revise(tx, ob, org, affected)
@@ -1310,7 +1304,7 @@ func (s *Store) tryPutPrefixList(ctx context.Context, org, id string, create boo
 		l.Status = l.Sync.Status // active when every site had already applied it (confirmApplied)
 		return err
 	})
-	return l, change, err
+	return l, data, change, err
 }
 
 // DeletePrefixList deletes a prefix list no group refers to.

@@ -99,12 +99,12 @@ func TestRevisionsChangesAndConfirm(t *testing.T) {
 	clk := &clock{t: time.Date(2026, 11, 21, 10, 0, 0, 0, time.UTC)}
 	s, changes := open(t, bolt.Options{Revisioner: rev, Now: clk.Now})
 
-	list, err := s.CreatePrefixList(ctx, org, &cp.PrefixListWrite{Name: "Office", Prefixes: []cp.PrefixWrite{{CIDR: "192.0.2.0/24"}}})
+	list, err := createList(ctx, s, org, &cp.PrefixListWrite{Name: "Office", Prefixes: []cp.PrefixWrite{{CIDR: "192.0.2.0/24"}}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ssh := cp.FilterRuleWrite{Direction: "inbound", Order: 1, Protocol: 6, Port: "22", Address: list.ID}
-	g, err := s.CreateSecurityGroup(ctx, org, group("Group", []string{"site_a", "site_b"}, ssh))
+	g, err := createGroup(ctx, s, org, group("Group", []string{"site_a", "site_b"}, ssh))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -133,11 +133,11 @@ func TestRevisionsChangesAndConfirm(t *testing.T) {
 	}
 
 	// Move the group from site_a to site_c: both need recompiling.
-	if _, err := s.ReplaceSecurityGroup(ctx, org, g.ID, group("Group", []string{"site_b", "site_c"}, ssh)); err != nil {
+	if _, err := replaceGroup(ctx, s, org, g.ID, group("Group", []string{"site_b", "site_c"}, ssh)); err != nil {
 		t.Fatal(err)
 	}
 	// A change to the prefix list reaches the group's sites.
-	if _, err := s.ReplacePrefixList(ctx, org, list.ID, &cp.PrefixListWrite{Name: "Office", Prefixes: []cp.PrefixWrite{{CIDR: "198.51.100.0/24"}}}); err != nil {
+	if _, err := replaceList(ctx, s, org, list.ID, &cp.PrefixListWrite{Name: "Office", Prefixes: []cp.PrefixWrite{{CIDR: "198.51.100.0/24"}}}); err != nil {
 		t.Fatal(err)
 	}
 	clk.add(time.Hour)
@@ -180,7 +180,7 @@ func TestRevisionsChangesAndConfirm(t *testing.T) {
 func TestFailedReportFailsAndRecovers(t *testing.T) {
 	ctx := context.Background()
 	s, _ := open(t, bolt.Options{Revisioner: &counter{}})
-	g, err := s.CreateSecurityGroup(ctx, org, group("Group", []string{"site_a"}))
+	g, err := createGroup(ctx, s, org, group("Group", []string{"site_a"}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -193,7 +193,7 @@ func TestFailedReportFailsAndRecovers(t *testing.T) {
 		t.Errorf("after a failure: group %q, site %+v", got.Status, site)
 	}
 	// failed does not lock: the next write starts a new sync.
-	g2, err := s.ReplaceSecurityGroup(ctx, org, g.ID, group("Group 2", []string{"site_a"}))
+	g2, err := replaceGroup(ctx, s, org, g.ID, group("Group 2", []string{"site_a"}))
 	if err != nil || g2.Status != cp.StatusSyncing {
 		t.Errorf("write after failure: %v, %q", err, g2.Status)
 	}
@@ -203,13 +203,13 @@ func TestFailedWriteLeavesNothing(t *testing.T) {
 	ctx := context.Background()
 	rev := &counter{}
 	s, changes := open(t, bolt.Options{Revisioner: rev})
-	g, err := s.CreateSecurityGroup(ctx, org, group("Group", []string{"site_a"}))
+	g, err := createGroup(ctx, s, org, group("Group", []string{"site_a"}))
 	if err != nil {
 		t.Fatal(err)
 	}
 	before, _ := s.ListSites(ctx, org)
 	rev.fail = true
-	if _, err := s.CreateSecurityGroup(ctx, org, group("Other", []string{"site_new"})); err == nil {
+	if _, err := createGroup(ctx, s, org, group("Other", []string{"site_new"})); err == nil {
 		t.Fatal("write succeeded although the Revisioner failed")
 	}
 	if err := s.DeleteSecurityGroup(ctx, org, g.ID); err == nil {
@@ -226,11 +226,11 @@ func TestSweeperFailsAtDeadline(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	s, _ := open(t, bolt.Options{SyncTimeout: 200 * time.Millisecond})
-	g, err := s.CreateSecurityGroup(ctx, org, group("Group", []string{"site_a"}))
+	g, err := createGroup(ctx, s, org, group("Group", []string{"site_a"}))
 	if err != nil {
 		t.Fatal(err)
 	}
-	l, err := s.CreatePrefixList(ctx, org, &cp.PrefixListWrite{Name: "L", Prefixes: []cp.PrefixWrite{}, Sites: []string{"site_b"}})
+	l, err := createList(ctx, s, org, &cp.PrefixListWrite{Name: "L", Prefixes: []cp.PrefixWrite{}, Sites: []string{"site_b"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -288,7 +288,7 @@ func TestConcurrentWrites(t *testing.T) {
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
-					if _, err := s.CreateSecurityGroup(ctx, org, group(fmt.Sprintf("Group %d", i), []string{})); err != nil {
+					if _, err := createGroup(ctx, s, org, group(fmt.Sprintf("Group %d", i), []string{})); err != nil {
 						t.Error(err)
 					}
 				}()
@@ -308,7 +308,7 @@ func TestConcurrentWrites(t *testing.T) {
 func TestConcurrentReplaceOfOneGroup(t *testing.T) {
 	ctx := context.Background()
 	s, _ := open(t, bolt.Options{})
-	g, err := s.CreateSecurityGroup(ctx, org, group("Group", []string{}))
+	g, err := createGroup(ctx, s, org, group("Group", []string{}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -321,7 +321,7 @@ func TestConcurrentReplaceOfOneGroup(t *testing.T) {
 			for j := range 5 {
 				rules = append(rules, cp.FilterRuleWrite{Direction: "inbound", Order: j + 1, Protocol: 6, Port: fmt.Sprint(1000*i + j + 1), Address: "0.0.0.0/0"})
 			}
-			if _, err := s.ReplaceSecurityGroup(ctx, org, g.ID, group(fmt.Sprintf("Writer %d", i), []string{}, rules...)); err != nil {
+			if _, err := replaceGroup(ctx, s, org, g.ID, group(fmt.Sprintf("Writer %d", i), []string{}, rules...)); err != nil {
 				t.Error(err)
 			}
 		}()
@@ -347,7 +347,7 @@ func TestDecodedGroupsAreNotShared(t *testing.T) {
 	ctx := context.Background()
 	s, _ := open(t, bolt.Options{})
 	r := cp.FilterRuleWrite{Direction: "inbound", Order: 1, Protocol: 6, Port: "22", Address: "10.0.0.0/8"}
-	g, err := s.CreateSecurityGroup(ctx, org, group("Group", []string{"site_a"}, r))
+	g, err := createGroup(ctx, s, org, group("Group", []string{"site_a"}, r))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -368,7 +368,7 @@ func TestDecodedGroupsAreNotShared(t *testing.T) {
 		t.Fatal(err)
 	}
 	r.Port = "2222"
-	if _, err := s.ReplaceSecurityGroup(ctx, org, g.ID, group("Group", []string{}, r)); err != nil {
+	if _, err := replaceGroup(ctx, s, org, g.ID, group("Group", []string{}, r)); err != nil {
 		t.Fatal(err)
 	}
 	if got, _ := s.GetSecurityGroup(ctx, org, g.ID); got.Rules[0].Port != "2222" || len(got.Sites) != 0 {
@@ -380,10 +380,10 @@ func TestViewPolicyAndOrgs(t *testing.T) {
 	ctx := context.Background()
 	rev := &counter{}
 	s, _ := open(t, bolt.Options{Revisioner: rev})
-	if _, err := s.CreateSecurityGroup(ctx, "org_b", group("Group B", []string{"site_b"})); err != nil {
+	if _, err := createGroup(ctx, s, "org_b", group("Group B", []string{"site_b"})); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.CreateSecurityGroup(ctx, org, group("Group A", []string{"site_a"})); err != nil {
+	if _, err := createGroup(ctx, s, org, group("Group A", []string{"site_a"})); err != nil {
 		t.Fatal(err)
 	}
 	orgs, err := s.Orgs(ctx)

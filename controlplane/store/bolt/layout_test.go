@@ -70,11 +70,11 @@ func layout(t *testing.T, s *Store, org, id string) string {
 func TestOldLayoutIsReadAndMoved(t *testing.T) {
 	ctx := context.Background()
 	s, w := layoutStore(t)
-	g, err := s.CreateSecurityGroup(ctx, "org_a", w)
+	g, err := createGroup(ctx, s, "org_a", w)
 	if err != nil {
 		t.Fatal(err)
 	}
-	other, err := s.CreateSecurityGroup(ctx, "org_a", w)
+	other, err := createGroup(ctx, s, "org_a", w)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -114,7 +114,7 @@ func TestOldLayoutIsReadAndMoved(t *testing.T) {
 	// Replace: rule 1 is unchanged and keeps its id; the group moves.
 	w2 := *w
 	w2.Rules = []cp.FilterRuleWrite{w.Rules[0], {Direction: "outbound", Order: 3, Protocol: 17, Port: "53", Address: "10.0.0.0/8"}}
-	r, err := s.ReplaceSecurityGroup(ctx, "org_a", g.ID, &w2)
+	r, err := replaceGroup(ctx, s, "org_a", g.ID, &w2)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -153,7 +153,7 @@ func TestOldLayoutIsReadAndMoved(t *testing.T) {
 func TestGroupWithoutIndex(t *testing.T) {
 	ctx := context.Background()
 	s, w := layoutStore(t)
-	g, err := s.CreateSecurityGroup(ctx, "org_a", w)
+	g, err := createGroup(ctx, s, "org_a", w)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -166,7 +166,7 @@ func TestGroupWithoutIndex(t *testing.T) {
 	w2 := *w
 	w2.Rules = []cp.FilterRuleWrite{w.Rules[1], {Direction: "outbound", Order: 3, Protocol: 17, Port: "53", Address: "10.0.0.0/8"}}
 	w2.Rules[0].Order = 1
-	r, err := s.ReplaceSecurityGroup(ctx, "org_a", g.ID, &w2)
+	r, err := replaceGroup(ctx, s, "org_a", g.ID, &w2)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -191,4 +191,19 @@ func layoutStore(t *testing.T) (*Store, *cp.SecurityGroupWrite) {
 		{Direction: "inbound", Order: 1, Protocol: 6, Port: "443", Address: "0.0.0.0/0"},
 		{Direction: "inbound", Order: 2, Protocol: 6, Port: "22", Address: "10.0.0.0/8"},
 	}}
+}
+
+func createGroup(ctx context.Context, s *Store, org string, w *cp.SecurityGroupWrite) (cp.SecurityGroup, error) {
+	id, _, err := s.CreateSecurityGroup(ctx, org, w)
+	if err != nil {
+		return cp.SecurityGroup{}, err
+	}
+	return s.GetSecurityGroup(ctx, org, id)
+}
+
+func replaceGroup(ctx context.Context, s *Store, org, id string, w *cp.SecurityGroupWrite) (cp.SecurityGroup, error) {
+	if _, err := s.ReplaceSecurityGroup(ctx, org, id, w); err != nil {
+		return cp.SecurityGroup{}, err
+	}
+	return s.GetSecurityGroup(ctx, org, id)
 }

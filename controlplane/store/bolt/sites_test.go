@@ -91,7 +91,7 @@ func report(s *bolt.Store, epoch string, rev uint64, state, errMsg string) proto
 func TestReportStatusStateTable(t *testing.T) {
 	ctx := context.Background()
 	s, clk := compiled(t)
-	g, err := s.CreateSecurityGroup(ctx, org, webGroup("443", "", "site_a"))
+	g, err := createGroup(ctx, s, org, webGroup("443", "", "site_a"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -120,7 +120,7 @@ func TestReportStatusStateTable(t *testing.T) {
 	step("late retained applying 1", report(s, ep, 1, protocol.StateApplying, ""), want{cp.ReportStale, cp.StatusActive, cp.SiteInSync, 1})
 	step("another epoch's revision 9", report(s, "0123456789abcdef", 9, protocol.StateApplied, ""), want{cp.ReportOtherEpoch, cp.StatusActive, cp.SiteInSync, 1})
 
-	if _, err := s.ReplaceSecurityGroup(ctx, org, g.ID, webGroup("8443", "", "site_a")); err != nil {
+	if _, err := replaceGroup(ctx, s, org, g.ID, webGroup("8443", "", "site_a")); err != nil {
 		t.Fatal(err)
 	}
 	step("failed 2", report(s, ep, 2, protocol.StateFailed, "the router said no"), want{cp.ReportTaken, cp.StatusFailed, cp.SiteFailed, 1})
@@ -130,7 +130,7 @@ func TestReportStatusStateTable(t *testing.T) {
 	step("late applied 1", report(s, ep, 1, protocol.StateApplied, ""), want{cp.ReportStale, cp.StatusFailed, cp.SiteFailed, 1})
 	// Another group's write gives the site revision 3; applying it confirms
 	// the failed group too (3 ≥ the 2 it waits for).
-	other, err := s.CreateSecurityGroup(ctx, org, webGroup("22", "", "site_a"))
+	other, err := createGroup(ctx, s, org, webGroup("22", "", "site_a"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -147,7 +147,7 @@ func TestReportStatusStateTable(t *testing.T) {
 	// asks for revision 3 again, which the site applied: the write itself
 	// confirms it, so its answer, and every read after it, say active.
 	clk.Advance(time.Second)
-	same, err := s.ReplaceSecurityGroup(ctx, org, g.ID, webGroup("8443", "reworded", "site_a"))
+	same, err := replaceGroup(ctx, s, org, g.ID, webGroup("8443", "reworded", "site_a"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -187,12 +187,12 @@ func TestReportStatusStateTable(t *testing.T) {
 func TestSettleSkipsAFailedRevision(t *testing.T) {
 	ctx := context.Background()
 	s, clk := compiled(t)
-	g, _ := s.CreateSecurityGroup(ctx, org, webGroup("443", "", "site_a"))
+	g, _ := createGroup(ctx, s, org, webGroup("443", "", "site_a"))
 	ep := s.Epoch()
 	reportStatus(ctx, s, org, "site_a", report(s, ep, 1, protocol.StateApplied, ""))
 	reportStatus(ctx, s, org, "site_a", report(s, ep, 1, protocol.StateFailed, "drift repair failed"))
 	clk.Advance(time.Second)
-	same, err := s.ReplaceSecurityGroup(ctx, org, g.ID, webGroup("443", "reworded", "site_a"))
+	same, err := replaceGroup(ctx, s, org, g.ID, webGroup("443", "reworded", "site_a"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -217,13 +217,13 @@ func TestReportsInAnyOrder(t *testing.T) {
 	rng := rand.New(rand.NewPCG(seed, 1))
 	for i := range 20 {
 		s, clk := compiled(t)
-		g, err := s.CreateSecurityGroup(ctx, org, webGroup("1", "", "site_a"))
+		g, err := createGroup(ctx, s, org, webGroup("1", "", "site_a"))
 		if err != nil {
 			t.Fatal(err)
 		}
 		for _, port := range []string{"2", "3"} {
 			clk.Advance(2 * time.Minute) // past the deadline: writable
-			if _, err := s.ReplaceSecurityGroup(ctx, org, g.ID, webGroup(port, "", "site_a")); err != nil {
+			if _, err := replaceGroup(ctx, s, org, g.ID, webGroup(port, "", "site_a")); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -253,7 +253,7 @@ func TestReportsInAnyOrder(t *testing.T) {
 func TestSettleAfterDelete(t *testing.T) {
 	ctx := context.Background()
 	s, _ := compiled(t)
-	g, _ := s.CreateSecurityGroup(ctx, org, webGroup("443", "", "site_a"))
+	g, _ := createGroup(ctx, s, org, webGroup("443", "", "site_a"))
 	ep := s.Epoch()
 	reportStatus(ctx, s, org, "site_a", report(s, ep, 1, protocol.StateApplied, ""))
 	if err := s.DeleteSecurityGroup(ctx, org, g.ID); err != nil {
@@ -281,7 +281,7 @@ func TestIngestBatch(t *testing.T) {
 	for i := range 50 {
 		sites = append(sites, "site_"+string(rune('a'+i%26))+string(rune('a'+i/26)))
 	}
-	g, err := s.CreateSecurityGroup(ctx, org, webGroup("443", "", sites...))
+	g, err := createGroup(ctx, s, org, webGroup("443", "", sites...))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -337,7 +337,7 @@ func BenchmarkIngest(b *testing.B) {
 					b.Fatal(err)
 				}
 				w := webGroup("443", "", sites...)
-				if _, err := s.CreateSecurityGroup(ctx, org, w); err != nil {
+				if _, err := createGroup(ctx, s, org, w); err != nil {
 					b.Fatal(err)
 				}
 				var reports []cp.Report
@@ -368,7 +368,7 @@ func BenchmarkIngest(b *testing.B) {
 func TestForgedStatusRefused(t *testing.T) {
 	ctx := context.Background()
 	s, _ := compiled(t)
-	g, err := s.CreateSecurityGroup(ctx, org, webGroup("443", "", "site_a"))
+	g, err := createGroup(ctx, s, org, webGroup("443", "", "site_a"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -406,7 +406,7 @@ func TestForgedStatusRefused(t *testing.T) {
 func TestReportTextBounded(t *testing.T) {
 	ctx := context.Background()
 	s, _ := compiled(t)
-	g, _ := s.CreateSecurityGroup(ctx, org, webGroup("443", "", "site_a"))
+	g, _ := createGroup(ctx, s, org, webGroup("443", "", "site_a"))
 	if _, err := reportStatus(ctx, s, org, "site_a", report(s, s.Epoch(), 1, protocol.StateFailed, strings.Repeat("x", 8<<20))); err != nil {
 		t.Fatal(err)
 	}
