@@ -23,7 +23,7 @@ func BenchmarkDecodeValidate250(b *testing.B) {
 		if err := decodeBody(body, schemas["SecurityGroupWrite"], &got); err != nil {
 			b.Fatal(err)
 		}
-		g := got.NewSecurityGroup("org_a", "sec_grp_x")
+		g := got.NewSecurityGroup("org_a", "sec_grp_x", nil)
 		if _, err := json.Marshal(&g); err != nil {
 			b.Fatal(err)
 		}

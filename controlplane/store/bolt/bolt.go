@@ -986,13 +986,12 @@ func (s *Store) putSecurityGroup(ctx context.Context, org, id string, w *cp.Secu
 	if create {
 		id = cp.NewID(cp.SecurityGroupIDPrefix)
 	}
-	built := buildGroup(w, org, id) // rules sorted by order, ids drawn in prepareGroup
 	// Optimistic first; if another write to the same group committed in
 	// between, prepare inside the transaction instead, which cannot
 	// conflict (batched writers then see each other's results in turn).
-	p, change, err := s.tryPutSecurityGroup(ctx, org, id, create, built, false)
+	p, change, err := s.tryPutSecurityGroup(ctx, org, id, create, w, false)
 	if errors.Is(err, errConflict) {
-		p, change, err = s.tryPutSecurityGroup(ctx, org, id, create, built, true)
+		p, change, err = s.tryPutSecurityGroup(ctx, org, id, create, w, true)
 	}
 	if err != nil {
 		return cp.SecurityGroup{}, nil, wrap("store security group", err)
@@ -1016,16 +1015,11 @@ type preparedGroup struct {
 	oldRefs, newRefs []string
 }
 
-// prepareGroup keeps rule ids from prev, draws the others and encodes the
-// group. It may run more than once for one write (optimistically, then in
-// the transaction): built.Rules is reused, its ids set afresh each time.
-func prepareGroup(built cp.SecurityGroup, prev cp.SecurityGroup) preparedGroup {
-	p := preparedGroup{prev: prev, g: built}
-	for i := range p.g.Rules { // sorted by order
-		p.g.Rules[i].ID = ""
-	}
-	keepRuleIDs(p.prev.Rules, p.g.Rules)
-	fillRuleIDs(p.g.Rules)
+// prepareGroup builds the group w writes over prev (keeping rule ids, see
+// cp.SecurityGroupWrite.NewSecurityGroup) and encodes it. It may run more
+// than once for one write (optimistically, then in the transaction).
+func prepareGroup(w *cp.SecurityGroupWrite, org, id string, prev cp.SecurityGroup) preparedGroup {
+	p := preparedGroup{prev: prev, g: w.NewSecurityGroup(org, id, prev.Rules)}
 	// The status the write will have is known now: syncing when it has
 	// sites (they must confirm), active otherwise.
 	p.g.Status = cp.StatusActive
@@ -1038,7 +1032,7 @@ func prepareGroup(built cp.SecurityGroup, prev cp.SecurityGroup) preparedGroup {
 	return p
 }
 
-func (s *Store) tryPutSecurityGroup(ctx context.Context, org, id string, create bool, built cp.SecurityGroup, inTx bool) (preparedGroup, cp.Change, error) {
+func (s *Store) tryPutSecurityGroup(ctx context.Context, org, id string, create bool, w *cp.SecurityGroupWrite, inTx bool) (preparedGroup, cp.Change, error) {
 	var p preparedGroup
 	var snap groupSnapshot
 	if !inTx {
@@ -1053,9 +1047,8 @@ func (s *Store) tryPutSecurityGroup(ctx context.Context, org, id string, create 
 				return p, cp.Change{}, cp.NotFound(cp.KindSecurityGroup, id)
 			}
 		}
-		p = prepareGroup(built, snap.prev)
+		p = prepareGroup(w, org, id, snap.prev)
 	}
-	rules := built.Rules // for error paths; only their addresses are read
 	var change cp.Change
 	err := s.write(ctx, func(tx *bolt.Tx) error {
 		now := s.opts.Now()
@@ -1074,7 +1067,7 @@ func (s *Store) tryPutSecurityGroup(ctx context.Context, org, id string, create 
 				if err := decodePrev(&prev, cur, curIdx); err != nil {
 					return err
 				}
-				p = prepareGroup(built, prev)
+				p = prepareGroup(w, org, id, prev)
 			} else if !snap.sameRaw(cur) {
 				return errConflict
 			}
@@ -1084,15 +1077,15 @@ func (s *Store) tryPutSecurityGroup(ctx context.Context, org, id string, create 
 			}
 			prevSync = &st
 		} else if inTx {
-			p = prepareGroup(built, cp.SecurityGroup{})
+			p = prepareGroup(w, org, id, cp.SecurityGroup{})
 		}
 		g, prev, data, oldRefs, newRefs := p.g, p.prev, p.data, p.oldRefs, p.newRefs
 		lists := ob.Bucket(bucketLists)
 		// newRefs lists every address that names a prefix list: without
 		// one, the rules need no look (250 of them in bbolt's single
 		// writer cost more than the lookups).
-		for i := 0; len(newRefs) > 0 && i < len(rules); i++ {
-			if a := rules[i].Address; strings.HasPrefix(a, cp.PrefixListIDPrefix) && lists.Get([]byte(a)) == nil {
+		for i := 0; len(newRefs) > 0 && i < len(g.Rules); i++ {
+			if a := g.Rules[i].Address; strings.HasPrefix(a, cp.PrefixListIDPrefix) && lists.Get([]byte(a)) == nil {
 				return cp.Errorf(cp.CodePrefixListNotFound, fmt.Sprintf("rules[%d].address", i),
 					"rules[%d].address %q names no prefix list of this organisation; create it first (POST /vpc/prefix-lists) or use a CIDR.", i, a)
 			}
@@ -1217,8 +1210,7 @@ func (s *Store) putPrefixList(ctx context.Context, org, id string, w *cp.PrefixL
 func (s *Store) tryPutPrefixList(ctx context.Context, org, id string, create bool, w *cp.PrefixListWrite, inTx bool) (cp.PrefixList, []byte, cp.Change, error) {
 	var prevRaw []byte
 	var prev cp.PrefixList
-	built := w.NewPrefixList(org, id)
-	l := built
+	l := w.NewPrefixList(org, id, nil)
 	if !create && !inTx {
 		var err error
 		if prevRaw, err = s.snapshot(org, bucketLists, id); err != nil {
@@ -1230,7 +1222,7 @@ func (s *Store) tryPutPrefixList(ctx context.Context, org, id string, create boo
 		if err := json.Unmarshal(prevRaw, &prev); err != nil {
 			return l, nil, cp.Change{}, fmt.Errorf("decode prefix list: %w", err)
 		}
-		cp.KeepPrefixIDs(prev.Prefixes, l.Prefixes)
+		l = w.NewPrefixList(org, id, prev.Prefixes)
 	}
 	var change cp.Change
 	var data []byte
@@ -1253,8 +1245,7 @@ func (s *Store) tryPutPrefixList(ctx context.Context, org, id string, create boo
 				if err := json.Unmarshal(cur, &prev); err != nil {
 					return fmt.Errorf("decode prefix list: %w", err)
 				}
-				l.Prefixes = slices.Clone(built.Prefixes)
-				cp.KeepPrefixIDs(prev.Prefixes, l.Prefixes)
+				l = w.NewPrefixList(org, id, prev.Prefixes)
 			} else if !bytes.Equal(cur, prevRaw) {
 				return errConflict
 			}
