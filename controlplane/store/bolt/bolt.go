@@ -2,7 +2,8 @@
 //
 // # Layout
 //
-//	meta                      epoch: random id created once, the store's identity
+//	meta                      epoch: random id created once, the store's identity;
+//	                          schema: the layout's version (migrate.go)
 //	orgs/<org>/groups/<id>/json   the group as the API's JSON (status as of the write)
 //	orgs/<org>/groups/<id>/index  its sites and rule ids and matches, binary
 //	                          (what a replace needs, without decoding the JSON)
@@ -11,6 +12,7 @@
 //	orgs/<org>/refs/<list>\x00<group>   a group's rule refers to a prefix list
 //	orgs/<org>/sites/<site>   JSON controlplane.Site
 //	orgs/<org>/sitedata/<site>  the Revisioner's own per-site bytes
+//	orgs/<org>/reports/<site>   JSON controlplane.LastReport: the newest status taken
 //	deadlines/<unixnano BE><org>\x00<kind>\x00<id>   syncing resources by deadline
 //	awaiting/<org>\x00<site>\x00<kind>\x00<id>       which resources wait for a site
 //	status/<org>\x00<kind>\x00<id>                   status, for metrics
@@ -20,9 +22,7 @@
 // every write rewrote a neighbouring group too (135 KB of pages per
 // write, the largest allocation and I/O of a PUT); in its own bucket a
 // group's JSON and index (written together) are a leaf of their own.
-// Files written before keep a group as the value groups/<id> with its
-// index at gindex/<id>; both layouts are read, and a write moves the group
-// to its bucket.
+// Files written before (schema 0) are migrated when opened (migrate.go).
 //
 // Ids are KSUIDs, so a bucket's key order is creation order, and lists come
 // out sorted by id without sorting.
@@ -107,7 +107,7 @@ var (
 	bucketSites    = []byte("sites")
 	bucketSiteData = []byte("sitedata")
 	bucketSync     = []byte("sync")
-	bucketGIndex   = []byte("gindex")
+	bucketGIndex   = []byte("gindex") // schema 0 only; see migrate.go
 
 	keyEpoch = []byte("epoch")
 )
@@ -146,6 +146,9 @@ func Open(path string, opts Options) (*Store, error) {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
+		}
+		if err := migrate(tx); err != nil {
+			return err
 		}
 		meta := tx.Bucket(bucketMeta)
 		if e := meta.Get(keyEpoch); e != nil {
@@ -346,7 +349,7 @@ func orgBucket(tx *bolt.Tx, org string, create bool) (*bolt.Bucket, error) {
 	if err != nil {
 		return nil, err
 	}
-	for _, name := range [][]byte{bucketGroups, bucketLists, bucketRefs, bucketSites, bucketSiteData, bucketSync, bucketGIndex, bucketReports} {
+	for _, name := range [][]byte{bucketGroups, bucketLists, bucketRefs, bucketSites, bucketSiteData, bucketSync, bucketReports} {
 		if _, err := b.CreateBucketIfNotExists(name); err != nil {
 			return nil, err
 		}
@@ -757,13 +760,10 @@ func get(ob *bolt.Bucket, bucket []byte, id string) []byte {
 	if b == nil {
 		return nil
 	}
-	if v := b.Get([]byte(id)); v != nil {
-		return v
-	}
-	if g := b.Bucket([]byte(id)); g != nil { // a group in its own bucket
+	if g := b.Bucket([]byte(id)); g != nil { // a group: a bucket of its own
 		return g.Get(keyGroupJSON)
 	}
-	return nil
+	return b.Get([]byte(id))
 }
 
 var (
@@ -771,33 +771,18 @@ var (
 	keyGroupIndex = []byte("index")
 )
 
-// getGroup returns a group's stored JSON and index in either layout (see
-// the package doc); nil raw when there is no such group, nil idx when it
-// has no index.
+// getGroup returns a group's stored JSON and index; nil when there is no
+// such group.
 func getGroup(ob *bolt.Bucket, id string) (raw, idx []byte) {
-	groups := sub(ob, bucketGroups)
-	if groups == nil {
-		return nil, nil
-	}
-	if g := groups.Bucket([]byte(id)); g != nil {
+	if g := sub(sub(ob, bucketGroups), []byte(id)); g != nil {
 		return g.Get(keyGroupJSON), g.Get(keyGroupIndex)
 	}
-	if raw = groups.Get([]byte(id)); raw == nil {
-		return nil, nil
-	}
-	return raw, get(ob, bucketGIndex, id)
+	return nil, nil
 }
 
-// putGroup stores a group's JSON and index in its own bucket, moving it
-// from the older layout.
+// putGroup stores a group's JSON and index in its own bucket.
 func putGroup(ob *bolt.Bucket, id string, raw, idx []byte) error {
-	groups, k := ob.Bucket(bucketGroups), []byte(id)
-	if groups.Get(k) != nil {
-		if err := deleteGroup(ob, id); err != nil {
-			return err
-		}
-	}
-	g, err := groups.CreateBucketIfNotExists(k)
+	g, err := ob.Bucket(bucketGroups).CreateBucketIfNotExists([]byte(id))
 	if err != nil {
 		return err
 	}
@@ -807,16 +792,9 @@ func putGroup(ob *bolt.Bucket, id string, raw, idx []byte) error {
 	return g.Put(keyGroupIndex, idx)
 }
 
-// deleteGroup deletes a group's record in either layout.
+// deleteGroup deletes a group's record.
 func deleteGroup(ob *bolt.Bucket, id string) error {
-	groups, k := ob.Bucket(bucketGroups), []byte(id)
-	if groups.Bucket(k) != nil {
-		return groups.DeleteBucket(k)
-	}
-	if err := groups.Delete(k); err != nil {
-		return err
-	}
-	return ob.Bucket(bucketGIndex).Delete(k)
+	return ob.Bucket(bucketGroups).DeleteBucket([]byte(id))
 }
 
 // snapshot reads a resource's stored bytes (a copy) outside the write
@@ -867,24 +845,17 @@ func (s *Store) snapshotGroup(org, id string) (snap groupSnapshot, err error) {
 			return nil
 		}
 		snap.found, snap.rawLen, snap.rawHash = true, len(raw), fingerprint(raw)
-		return decodePrev(&snap.prev, raw, idx)
+		return decodePrev(&snap.prev, idx)
 	})
 	return snap, err
 }
 
-// decodePrev reads a stored group's sites and rules from its index, or
-// from its JSON when it has none. What it keeps is copied out of raw and
-// idx, which may be bbolt's memory.
-func decodePrev(prev *cp.SecurityGroup, raw, idx []byte) error {
-	if idx != nil {
-		var err error
-		if prev.Sites, prev.Rules, err = decodeGroupIndex(idx); err != nil {
-			return fmt.Errorf("decode security group index: %w", err)
-		}
-		return nil
-	}
-	if err := json.Unmarshal(raw, prev); err != nil {
-		return fmt.Errorf("decode security group: %w", err)
+// decodePrev reads a stored group's sites and rules from its index. What
+// it keeps is copied out of idx, which may be bbolt's memory.
+func decodePrev(prev *cp.SecurityGroup, idx []byte) error {
+	var err error
+	if prev.Sites, prev.Rules, err = decodeGroupIndex(idx); err != nil {
+		return fmt.Errorf("decode security group index: %w", err)
 	}
 	return nil
 }
@@ -1064,7 +1035,7 @@ func (s *Store) tryPutSecurityGroup(ctx context.Context, org, id string, create 
 			}
 			if inTx {
 				var prev cp.SecurityGroup
-				if err := decodePrev(&prev, cur, curIdx); err != nil {
+				if err := decodePrev(&prev, curIdx); err != nil {
 					return err
 				}
 				p = prepareGroup(w, org, id, prev)

@@ -96,7 +96,7 @@ func BenchmarkPrepareGroup250(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		var prev cp.SecurityGroup
-		if err := decodePrev(&prev, stored.data, stored.index); err != nil {
+		if err := decodePrev(&prev, stored.index); err != nil {
 			b.Fatal(err)
 		}
 		p := prepareGroup(w, "org_a", "sec_grp_x", prev)

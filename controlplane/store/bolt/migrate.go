@@ -1,0 +1,108 @@
+package bolt
+
+import (
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strconv"
+
+	bolt "go.etcd.io/bbolt"
+
+	cp "github.com/rampart-fw/rampart/controlplane"
+)
+
+// The file's layout has a version, meta/schema (decimal). Open migrates an
+// older file once, in one transaction, and refuses a newer one; the rest of
+// the package reads and writes only the current layout.
+//
+//	0  (no meta/schema) groups stored as the value groups/<id>, their
+//	   index at gindex/<id> or none at all, beside groups in a bucket of
+//	   their own; no reports bucket in older organisations.
+//	1  every group in its own bucket, json and index; each organisation
+//	   has every bucket of orgBucket.
+const schemaVersion = 1
+
+var keySchema = []byte("schema")
+
+// migrations[v] takes a file from version v to v+1.
+var migrations = []func(tx *bolt.Tx) error{
+	migrateGroupBuckets,
+}
+
+// migrate brings the file to schemaVersion, or refuses a file written by a
+// newer build. It runs in Open's transaction.
+func migrate(tx *bolt.Tx) error {
+	meta := tx.Bucket(bucketMeta)
+	v := 0
+	if raw := meta.Get(keySchema); raw != nil {
+		var err error
+		if v, err = strconv.Atoi(string(raw)); err != nil || v < 0 {
+			return fmt.Errorf("read schema version %q: not a version", raw)
+		}
+	}
+	if v > schemaVersion {
+		return fmt.Errorf("check schema version: the file has version %d, newer than this build's %d; run the build that wrote it or a newer one", v, schemaVersion)
+	}
+	for ; v < schemaVersion; v++ {
+		if err := migrations[v](tx); err != nil {
+			return fmt.Errorf("migrate schema %d to %d: %w", v, v+1, err)
+		}
+	}
+	return meta.Put(keySchema, []byte(strconv.Itoa(schemaVersion)))
+}
+
+// migrateGroupBuckets (0 → 1) moves every group stored as a value into a
+// bucket of its own with its index (computed from its JSON when it has
+// none), drops the gindex buckets, and gives every organisation every
+// bucket.
+func migrateGroupBuckets(tx *bolt.Tx) error {
+	var orgs [][]byte
+	if err := tx.Bucket(bucketOrgs).ForEach(func(k, _ []byte) error {
+		orgs = append(orgs, slices.Clone(k))
+		return nil
+	}); err != nil {
+		return err
+	}
+	for _, org := range orgs {
+		ob, err := orgBucket(tx, string(org), true)
+		if err != nil {
+			return err
+		}
+		groups, gindex := ob.Bucket(bucketGroups), ob.Bucket(bucketGIndex)
+		type old struct{ id, raw, idx []byte }
+		var moves []old
+		if err := groups.ForEach(func(k, v []byte) error {
+			if v != nil { // a value, not a bucket
+				var idx []byte
+				if gindex != nil {
+					idx = slices.Clone(gindex.Get(k))
+				}
+				moves = append(moves, old{slices.Clone(k), slices.Clone(v), idx})
+			}
+			return nil
+		}); err != nil {
+			return err
+		}
+		for _, m := range moves {
+			if m.idx == nil {
+				var g cp.SecurityGroup
+				if err := json.Unmarshal(m.raw, &g); err != nil {
+					return fmt.Errorf("decode security group %s of %s: %w", m.id, org, err)
+				}
+				m.idx = encodeGroupIndex(&g)
+			}
+			if err := groups.Delete(m.id); err != nil {
+				return err
+			}
+			if err := putGroup(ob, string(m.id), m.raw, m.idx); err != nil {
+				return err
+			}
+		}
+		if gindex != nil {
+			if err := ob.DeleteBucket(bucketGIndex); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
