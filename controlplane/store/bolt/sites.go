@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -262,4 +263,69 @@ func (s *Store) Settle(ctx context.Context, org string, sites []string) error {
 // getSiteRaw is a site's stored record, nil when there is none.
 func getSiteRaw(ob *bolt.Bucket, site string) []byte {
 	return sub(ob, bucketSites).Get([]byte(site))
+}
+
+// siteRecord stores the Site's internal fields too.
+type siteRecord struct {
+	cp.Site
+	SyncDeadline time.Time `json:"sync_deadline,omitzero"`
+}
+
+func getSite(b *bolt.Bucket, id string) (*cp.Site, error) {
+	r, err := getJSON[siteRecord](b, id)
+	if err != nil || r == nil {
+		return nil, err
+	}
+	r.Site.SyncDeadline = r.SyncDeadline
+	return &r.Site, nil
+}
+
+// siteView is a site as a client sees it at now.
+func siteView(site cp.Site, org string, now time.Time) cp.Site {
+	site.OrgID = org
+	return site.At(now)
+}
+
+// ListSites returns the sites the organisation's policy names or whose
+// agents reported, ordered by id.
+func (s *Store) ListSites(ctx context.Context, org string) ([]cp.Site, error) {
+	out := []cp.Site{}
+	now := s.opts.Now()
+	err := s.db.View(func(tx *bolt.Tx) error {
+		ob, _ := orgBucket(tx, org, false)
+		b := sub(ob, bucketSites)
+		if b == nil {
+			return nil
+		}
+		return b.ForEach(func(k, v []byte) error {
+			site, err := getSite(b, string(k))
+			if err != nil {
+				return err
+			}
+			out = append(out, siteView(*site, org, now))
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list sites: %w", err)
+	}
+	return out, nil
+}
+
+// GetSite returns one site.
+func (s *Store) GetSite(ctx context.Context, org, id string) (cp.Site, error) {
+	var out cp.Site
+	err := s.db.View(func(tx *bolt.Tx) error {
+		ob, _ := orgBucket(tx, org, false)
+		site, err := getSite(sub(ob, bucketSites), id)
+		if err != nil {
+			return err
+		}
+		if site == nil {
+			return cp.NotFound("site", id)
+		}
+		out = siteView(*site, org, s.opts.Now())
+		return nil
+	})
+	return out, err
 }
