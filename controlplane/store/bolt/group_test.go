@@ -91,17 +91,18 @@ func BenchmarkPrepareGroup250(b *testing.B) {
 		w.Rules = append(w.Rules, cp.FilterRuleWrite{Direction: "inbound", Order: i + 1, Protocol: 6,
 			Port: fmt.Sprint(1000 + i), Address: fmt.Sprintf("10.%d.%d.0/24", i/256, i%256), Description: "benchmark rule with a description"})
 	}
-	stored := prepareGroup(w, "org_a", "sec_grp_x", cp.SecurityGroup{})
+	stored := &groupWrite{w: w, org: "org_a", gid: "sec_grp_x"}
+	stored.prepare()
 	b.SetBytes(int64(len(stored.data)))
 	b.ReportAllocs()
 	for b.Loop() {
-		var prev cp.SecurityGroup
-		if err := decodePrev(&prev, stored.index); err != nil {
+		gw := &groupWrite{w: w, org: "org_a", gid: "sec_grp_x"}
+		if err := decodePrev(&gw.prev, stored.index); err != nil {
 			b.Fatal(err)
 		}
-		p := prepareGroup(w, "org_a", "sec_grp_x", prev)
-		if len(p.data) != len(stored.data) {
-			b.Fatalf("encoded %d bytes, want %d", len(p.data), len(stored.data))
+		gw.prepare()
+		if len(gw.data) != len(stored.data) {
+			b.Fatalf("encoded %d bytes, want %d", len(gw.data), len(stored.data))
 		}
 	}
 }

@@ -20,57 +20,166 @@ import (
 // bbolt's single writer, then one transaction that checks, stores, asks
 // the Revisioner for revisions and starts the resource's sync.
 
-// snapshot reads a resource's stored bytes (a copy) outside the write
-// transaction, for an optimistic write; nil when it does not exist.
-func (s *Store) snapshot(org string, bucket []byte, id string) ([]byte, error) {
-	var raw []byte
-	err := s.db.View(func(tx *bolt.Tx) error {
-		ob, _ := orgBucket(tx, org, false)
-		raw = slices.Clone(get(ob, bucket, id))
-		return nil
-	})
-	return raw, err
+// resourceWrite is one create or replace of a group or prefix list, as
+// the one write path (put) drives it. Writes are optimistic: read and
+// prepare run outside bbolt's single writer, and the write transaction
+// only checks that the stored resource is still the one read (same), else
+// the write starts over with read and prepare inside the transaction,
+// where nothing can change under it. Each method may run more than once
+// for one write, so each depends only on its inputs and the transaction.
+type resourceWrite interface {
+	kind() string
+	id() string
+	// read reads what the write needs of the stored resource (ob may be
+	// nil); false when there is none.
+	read(ob *bolt.Bucket) (bool, error)
+	// same reports whether the stored resource is still the one read.
+	same(ob *bolt.Bucket) bool
+	// prepare builds (keeping ids of what read found) and encodes the new
+	// resource.
+	prepare()
+	// store checks references and stores the resource in the write
+	// transaction, and returns the sites the write affects and those that
+	// must confirm it.
+	store(tx *bolt.Tx, ob *bolt.Bucket) (affected map[string]bool, await []string, err error)
+	// answer is the stored resource as the API shows it, with status st.
+	answer(st cp.Status) []byte
 }
 
-// groupSnapshot is what an optimistic replace needs of the stored group,
-// read outside the write transaction: its previous sites and rules
-// (decoded, so they outlive the read transaction) and a fingerprint of its
-// stored bytes, which the write transaction compares with what it finds
-// instead of the bytes themselves, so the 44 KB of a 250-rule group are
-// neither copied nor kept.
-type groupSnapshot struct {
-	found   bool
+// put runs a create (when w's resource is new) or replace, announces its
+// change after commit and answers with the resource's JSON.
+func (s *Store) put(ctx context.Context, org string, create bool, w resourceWrite) ([]byte, error) {
+	st, change, err := s.tryPut(ctx, org, create, w, false)
+	if errors.Is(err, errConflict) {
+		// Another write to the same resource committed in between:
+		// prepare inside the transaction, which cannot conflict (batched
+		// writers then see each other's results in turn).
+		st, change, err = s.tryPut(ctx, org, create, w, true)
+	}
+	if err != nil {
+		return nil, wrap("store "+strings.ReplaceAll(w.kind(), "_", " "), err)
+	}
+	s.notify(change)
+	return w.answer(st.Status), nil
+}
+
+func (s *Store) tryPut(ctx context.Context, org string, create bool, w resourceWrite, inTx bool) (cp.SyncState, cp.Change, error) {
+	var st cp.SyncState
+	if !inTx {
+		if !create {
+			var found bool
+			err := s.db.View(func(tx *bolt.Tx) error {
+				ob, _ := orgBucket(tx, org, false)
+				var err error
+				found, err = w.read(ob)
+				return err
+			})
+			if err != nil {
+				return st, cp.Change{}, err
+			}
+			if !found {
+				return st, cp.Change{}, cp.NotFound(w.kind(), w.id())
+			}
+		}
+		w.prepare()
+	}
+	var change cp.Change
+	err := s.write(ctx, func(tx *bolt.Tx) error {
+		now := s.opts.Now()
+		ob, err := orgBucket(tx, org, true)
+		if err != nil {
+			return err
+		}
+		var prevSync *cp.SyncState
+		if !create {
+			if inTx {
+				found, err := w.read(ob)
+				if err != nil {
+					return err
+				}
+				if !found {
+					return cp.NotFound(w.kind(), w.id())
+				}
+				w.prepare()
+			} else if !w.same(ob) {
+				return errConflict
+			}
+			prev, err := writableSync(ob, w.kind(), w.id(), now)
+			if err != nil {
+				return err
+			}
+			prevSync = &prev
+		} else if inTx {
+			w.prepare()
+		}
+		affected, await, err := w.store(tx, ob)
+		if err != nil {
+			return err
+		}
+		revs, err := s.revise(tx, ob, org, affected)
+		if err != nil {
+			return err
+		}
+		st, change, err = s.startSync(tx, ob, org, w.kind(), w.id(), prevSync, pick(revs, await), affected, revs, now)
+		return err
+	})
+	return st, change, err
+}
+
+// CreateSecurityGroup stores a new group built from a validated write and
+// answers with its id and its JSON as the API shows it (the bytes just
+// stored, so the API need not encode the group again).
+func (s *Store) CreateSecurityGroup(ctx context.Context, org string, w *cp.SecurityGroupWrite) (string, []byte, error) {
+	gw := &groupWrite{w: w, org: org, gid: cp.NewID(cp.SecurityGroupIDPrefix)}
+	data, err := s.put(ctx, org, true, gw)
+	return gw.gid, data, err
+}
+
+// ReplaceSecurityGroup replaces a group whole (PUT) and answers with its
+// JSON. Rules that match the same traffic as before keep their ids.
+func (s *Store) ReplaceSecurityGroup(ctx context.Context, org, id string, w *cp.SecurityGroupWrite) ([]byte, error) {
+	return s.put(ctx, org, false, &groupWrite{w: w, org: org, gid: id})
+}
+
+// groupWrite is the resourceWrite of a group. What it reads of the stored
+// group is its index (sites, rule ids and matches) and a fingerprint of its
+// JSON, which same compares instead of the bytes themselves, so the 44 KB
+// of a 250-rule group are neither copied nor kept.
+type groupWrite struct {
+	w        *cp.SecurityGroupWrite
+	org, gid string
+
 	prev    cp.SecurityGroup // Sites and Rules (ids and matches) only
 	rawLen  int
 	rawHash uint64
+
+	g                cp.SecurityGroup // the new group, status as stored
+	data, index      []byte
+	oldRefs, newRefs []string
 }
 
 // rawSeed keys the fingerprints of stored groups (random per process).
 var rawSeed = maphash.MakeSeed()
 
-func fingerprint(raw []byte) uint64 { return maphash.Bytes(rawSeed, raw) }
+func (gw *groupWrite) kind() string { return cp.KindSecurityGroup }
+func (gw *groupWrite) id() string   { return gw.gid }
 
-// sameRaw reports whether cur is the stored group snap was taken of. A
-// 64-bit keyed hash of the same length: two different values agree with
-// probability 2^-64, and then the cost is rule ids kept from a version one
-// write older.
-func (snap *groupSnapshot) sameRaw(cur []byte) bool {
-	return len(cur) == snap.rawLen && fingerprint(cur) == snap.rawHash
+func (gw *groupWrite) read(ob *bolt.Bucket) (bool, error) {
+	raw, idx := getGroup(ob, gw.gid)
+	if raw == nil {
+		return false, nil
+	}
+	gw.prev = cp.SecurityGroup{}
+	gw.rawLen, gw.rawHash = len(raw), maphash.Bytes(rawSeed, raw)
+	return true, decodePrev(&gw.prev, idx)
 }
 
-// snapshotGroup reads a group's previous sites and rules and the
-// fingerprint of its stored JSON outside the write transaction.
-func (s *Store) snapshotGroup(org, id string) (snap groupSnapshot, err error) {
-	err = s.db.View(func(tx *bolt.Tx) error {
-		ob, _ := orgBucket(tx, org, false)
-		raw, idx := getGroup(ob, id)
-		if raw == nil {
-			return nil
-		}
-		snap.found, snap.rawLen, snap.rawHash = true, len(raw), fingerprint(raw)
-		return decodePrev(&snap.prev, idx)
-	})
-	return snap, err
+// same compares a 64-bit keyed hash and the length: two different values
+// agree with probability 2^-64, and then the cost is rule ids kept from a
+// version one write older.
+func (gw *groupWrite) same(ob *bolt.Bucket) bool {
+	raw, _ := getGroup(ob, gw.gid)
+	return raw != nil && len(raw) == gw.rawLen && maphash.Bytes(rawSeed, raw) == gw.rawHash
 }
 
 // decodePrev reads a stored group's sites and rules from its index. What
@@ -83,152 +192,52 @@ func decodePrev(prev *cp.SecurityGroup, idx []byte) error {
 	return nil
 }
 
-// CreateSecurityGroup stores a new group built from a validated write and
-// answers with its id and its JSON as the API shows it (the bytes just
-// stored, so the API need not encode the group again).
-func (s *Store) CreateSecurityGroup(ctx context.Context, org string, w *cp.SecurityGroupWrite) (string, []byte, error) {
-	g, data, err := s.putSecurityGroup(ctx, org, "", w)
-	return g.ID, data, err
-}
-
-// ReplaceSecurityGroup replaces a group whole (PUT) and answers with its
-// JSON. Rules that match the same traffic as before keep their ids.
-func (s *Store) ReplaceSecurityGroup(ctx context.Context, org, id string, w *cp.SecurityGroupWrite) ([]byte, error) {
-	_, data, err := s.putSecurityGroup(ctx, org, id, w)
-	return data, err
-}
-
-func (s *Store) putSecurityGroup(ctx context.Context, org, id string, w *cp.SecurityGroupWrite) (cp.SecurityGroup, []byte, error) {
-	create := id == ""
-	if create {
-		id = cp.NewID(cp.SecurityGroupIDPrefix)
-	}
-	// Optimistic first; if another write to the same group committed in
-	// between, prepare inside the transaction instead, which cannot
-	// conflict (batched writers then see each other's results in turn).
-	p, change, err := s.tryPutSecurityGroup(ctx, org, id, create, w, false)
-	if errors.Is(err, errConflict) {
-		p, change, err = s.tryPutSecurityGroup(ctx, org, id, create, w, true)
-	}
-	if err != nil {
-		return cp.SecurityGroup{}, nil, wrap("store security group", err)
-	}
-	s.notify(change)
-	if p.g.Sync.Status != p.g.Status {
-		// Every site had already applied what it is given (confirmApplied):
-		// the answer says what a read now says. The stored copy's status is
-		// never read; reads splice in the sync state's.
-		p.g.Status = p.g.Sync.Status
-		p.data = spliceStatus(p.data, p.g.Status)
-	}
-	return p.g, p.data, nil
-}
-
-// preparedGroup is a group write ready to store: the previous version's
-// sites and rules, the new one with kept rule ids and its encoding.
-type preparedGroup struct {
-	prev, g          cp.SecurityGroup
-	data, index      []byte
-	oldRefs, newRefs []string
-}
-
-// prepareGroup builds the group w writes over prev (keeping rule ids, see
-// cp.SecurityGroupWrite.NewSecurityGroup) and encodes it. It may run more
-// than once for one write (optimistically, then in the transaction).
-func prepareGroup(w *cp.SecurityGroupWrite, org, id string, prev cp.SecurityGroup) preparedGroup {
-	p := preparedGroup{prev: prev, g: w.NewSecurityGroup(org, id, prev.Rules)}
+func (gw *groupWrite) prepare() {
+	gw.g = gw.w.NewSecurityGroup(gw.org, gw.gid, gw.prev.Rules)
 	// The status the write will have is known now: syncing when it has
 	// sites (they must confirm), active otherwise.
-	p.g.Status = cp.StatusActive
-	if len(p.g.Sites) > 0 {
-		p.g.Status = cp.StatusSyncing
+	gw.g.Status = cp.StatusActive
+	if len(gw.g.Sites) > 0 {
+		gw.g.Status = cp.StatusSyncing
 	}
-	p.data = withNewline(appendGroupJSON(make([]byte, 0, groupJSONSize(&p.g)), &p.g))
-	p.newRefs, p.oldRefs = p.g.ReferencedPrefixLists(), p.prev.ReferencedPrefixLists()
-	p.index = encodeGroupIndex(&p.g)
-	return p
+	gw.data = withNewline(appendGroupJSON(make([]byte, 0, groupJSONSize(&gw.g)), &gw.g))
+	gw.newRefs, gw.oldRefs = gw.g.ReferencedPrefixLists(), gw.prev.ReferencedPrefixLists()
+	gw.index = encodeGroupIndex(&gw.g)
 }
 
-func (s *Store) tryPutSecurityGroup(ctx context.Context, org, id string, create bool, w *cp.SecurityGroupWrite, inTx bool) (preparedGroup, cp.Change, error) {
-	var p preparedGroup
-	var snap groupSnapshot
-	if !inTx {
-		// Outside the write transaction: read what is stored, keep rule
-		// ids, encode the new group.
-		if !create {
-			var err error
-			if snap, err = s.snapshotGroup(org, id); err != nil {
-				return p, cp.Change{}, err
-			}
-			if !snap.found {
-				return p, cp.Change{}, cp.NotFound(cp.KindSecurityGroup, id)
-			}
+func (gw *groupWrite) store(tx *bolt.Tx, ob *bolt.Bucket) (map[string]bool, []string, error) {
+	lists := ob.Bucket(bucketLists)
+	// newRefs lists every address that names a prefix list: without one,
+	// the rules need no look (250 of them in bbolt's single writer cost
+	// more than the lookups).
+	for i := 0; len(gw.newRefs) > 0 && i < len(gw.g.Rules); i++ {
+		if a := gw.g.Rules[i].Address; strings.HasPrefix(a, cp.PrefixListIDPrefix) && lists.Get([]byte(a)) == nil {
+			return nil, nil, cp.Errorf(cp.CodePrefixListNotFound, fmt.Sprintf("rules[%d].address", i),
+				"rules[%d].address %q names no prefix list of this organisation; create it first (POST /vpc/prefix-lists) or use a CIDR.", i, a)
 		}
-		p = prepareGroup(w, org, id, snap.prev)
 	}
-	var change cp.Change
-	err := s.write(ctx, func(tx *bolt.Tx) error {
-		now := s.opts.Now()
-		ob, err := orgBucket(tx, org, true)
-		if err != nil {
-			return err
-		}
-		var prevSync *cp.SyncState
-		if !create {
-			cur, curIdx := getGroup(ob, id)
-			if cur == nil {
-				return cp.NotFound(cp.KindSecurityGroup, id)
-			}
-			if inTx {
-				var prev cp.SecurityGroup
-				if err := decodePrev(&prev, curIdx); err != nil {
-					return err
-				}
-				p = prepareGroup(w, org, id, prev)
-			} else if !snap.sameRaw(cur) {
-				return errConflict
-			}
-			st, err := writableSync(ob, cp.KindSecurityGroup, id, now)
-			if err != nil {
-				return err
-			}
-			prevSync = &st
-		} else if inTx {
-			p = prepareGroup(w, org, id, cp.SecurityGroup{})
-		}
-		g, prev, data, oldRefs, newRefs := p.g, p.prev, p.data, p.oldRefs, p.newRefs
-		lists := ob.Bucket(bucketLists)
-		// newRefs lists every address that names a prefix list: without
-		// one, the rules need no look (250 of them in bbolt's single
-		// writer cost more than the lookups).
-		for i := 0; len(newRefs) > 0 && i < len(g.Rules); i++ {
-			if a := g.Rules[i].Address; strings.HasPrefix(a, cp.PrefixListIDPrefix) && lists.Get([]byte(a)) == nil {
-				return cp.Errorf(cp.CodePrefixListNotFound, fmt.Sprintf("rules[%d].address", i),
-					"rules[%d].address %q names no prefix list of this organisation; create it first (POST /vpc/prefix-lists) or use a CIDR.", i, a)
-			}
-		}
-		if err := setRefs(ob, id, oldRefs, newRefs); err != nil {
-			return err
-		}
-		affected := map[string]bool{}
-		for _, site := range g.Sites {
-			affected[site] = true
-		}
-		for _, site := range prev.Sites {
-			affected[site] = true
-		}
-		// Store the group before revising, so the Revisioner sees it.
-		if err := putGroup(ob, id, data, p.index); err != nil {
-			return err
-		}
-		revs, err := s.revise(tx, ob, org, affected)
-		if err != nil {
-			return err
-		}
-		p.g.Sync, change, err = s.startSync(tx, ob, org, cp.KindSecurityGroup, id, prevSync, pick(revs, g.Sites), affected, revs, now)
-		return err
-	})
-	return p, change, err
+	if err := setRefs(ob, gw.gid, gw.oldRefs, gw.newRefs); err != nil {
+		return nil, nil, err
+	}
+	affected := map[string]bool{}
+	for _, site := range gw.g.Sites {
+		affected[site] = true
+	}
+	for _, site := range gw.prev.Sites {
+		affected[site] = true
+	}
+	// Stored before revising, so the Revisioner sees it.
+	return affected, gw.g.Sites, putGroup(ob, gw.gid, gw.data, gw.index)
+}
+
+// answer is the stored bytes, with the status of the new sync when every
+// site had already applied what it is given (confirmApplied). The stored
+// copy's status is never read; reads splice in the sync state's.
+func (gw *groupWrite) answer(st cp.Status) []byte {
+	if st == gw.g.Status {
+		return gw.data
+	}
+	return withNewline(spliceStatus(gw.data, st))
 }
 
 // DeleteSecurityGroup deletes a group; its rules leave its sites
@@ -295,123 +304,85 @@ func referencingGroups(ob *bolt.Bucket, list string) []string {
 // CreatePrefixList stores a new prefix list built from a validated write
 // and answers with its id and its JSON as the API shows it.
 func (s *Store) CreatePrefixList(ctx context.Context, org string, w *cp.PrefixListWrite) (string, []byte, error) {
-	l, data, err := s.putPrefixList(ctx, org, "", w)
-	return l.ID, data, err
+	lw := &listWrite{w: w, org: org, lid: cp.NewID(cp.PrefixListIDPrefix)}
+	data, err := s.put(ctx, org, true, lw)
+	return lw.lid, data, err
 }
 
 // ReplacePrefixList replaces a prefix list whole (PUT) and answers with its
 // JSON. Prefixes with an unchanged CIDR keep their ids.
 func (s *Store) ReplacePrefixList(ctx context.Context, org, id string, w *cp.PrefixListWrite) ([]byte, error) {
-	_, data, err := s.putPrefixList(ctx, org, id, w)
-	return data, err
+	return s.put(ctx, org, false, &listWrite{w: w, org: org, lid: id})
 }
 
-func (s *Store) putPrefixList(ctx context.Context, org, id string, w *cp.PrefixListWrite) (cp.PrefixList, []byte, error) {
-	create := id == ""
-	if create {
-		id = cp.NewID(cp.PrefixListIDPrefix)
-	}
-	l, data, change, err := s.tryPutPrefixList(ctx, org, id, create, w, false)
-	if errors.Is(err, errConflict) { // see putSecurityGroup
-		l, data, change, err = s.tryPutPrefixList(ctx, org, id, create, w, true)
-	}
-	if err != nil {
-		return cp.PrefixList{}, nil, wrap("store prefix list", err)
-	}
-	s.notify(change)
-	return l, withNewline(spliceStatus(data, l.Status)), nil
+// listWrite is the resourceWrite of a prefix list.
+type listWrite struct {
+	w        *cp.PrefixListWrite
+	org, lid string
+
+	prevRaw []byte
+	prev    cp.PrefixList
+
+	l    cp.PrefixList
+	data []byte
 }
 
-func (s *Store) tryPutPrefixList(ctx context.Context, org, id string, create bool, w *cp.PrefixListWrite, inTx bool) (cp.PrefixList, []byte, cp.Change, error) {
-	var prevRaw []byte
-	var prev cp.PrefixList
-	l := w.NewPrefixList(org, id, nil)
-	if !create && !inTx {
-		var err error
-		if prevRaw, err = s.snapshot(org, bucketLists, id); err != nil {
-			return l, nil, cp.Change{}, err
-		}
-		if prevRaw == nil {
-			return l, nil, cp.Change{}, cp.NotFound(cp.KindPrefixList, id)
-		}
-		if err := json.Unmarshal(prevRaw, &prev); err != nil {
-			return l, nil, cp.Change{}, fmt.Errorf("decode prefix list: %w", err)
-		}
-		l = w.NewPrefixList(org, id, prev.Prefixes)
+func (lw *listWrite) kind() string { return cp.KindPrefixList }
+func (lw *listWrite) id() string   { return lw.lid }
+
+func (lw *listWrite) read(ob *bolt.Bucket) (bool, error) {
+	raw := get(ob, bucketLists, lw.lid)
+	if raw == nil {
+		return false, nil
 	}
-	var change cp.Change
-	var data []byte
-	err := s.write(ctx, func(tx *bolt.Tx) error {
-		now := s.opts.Now()
-		ob, err := orgBucket(tx, org, true)
-		if err != nil {
-			return err
-		}
-		lists := ob.Bucket(bucketLists)
-		var prevSync *cp.SyncState
-		affected := map[string]bool{}
-		if !create {
-			cur := lists.Get([]byte(id))
-			if cur == nil {
-				return cp.NotFound(cp.KindPrefixList, id)
-			}
-			if inTx {
-				prev = cp.PrefixList{}
-				if err := json.Unmarshal(cur, &prev); err != nil {
-					return fmt.Errorf("decode prefix list: %w", err)
-				}
-				l = w.NewPrefixList(org, id, prev.Prefixes)
-			} else if !bytes.Equal(cur, prevRaw) {
-				return errConflict
-			}
-			st, err := writableSync(ob, cp.KindPrefixList, id, now)
-			if err != nil {
-				return err
-			}
-			prevSync = &st
-			for _, site := range prev.Sites {
-				affected[site] = true
-			}
-		}
-		// The list must be confirmed by its own sites and by the sites of
-		// every group that refers to it: all of them get new content.
-		pending := slices.Clone(l.Sites)
-		for _, gid := range referencingGroups(ob, id) {
-			var g struct {
-				Sites []string `json:"sites"`
-			}
-			if raw := get(ob, bucketGroups, gid); raw != nil {
-				if err := json.Unmarshal(raw, &g); err != nil {
-					return fmt.Errorf("decode security group %s: %w", gid, err)
-				}
-				pending = append(pending, g.Sites...)
-			}
-		}
-		slices.Sort(pending)
-		pending = slices.Compact(pending)
-		for _, site := range pending {
-			affected[site] = true
-		}
-		l.Status = cp.StatusActive
-		if len(pending) > 0 {
-			l.Status = cp.StatusSyncing
-		}
-		if data, err = json.Marshal(&l); err != nil {
-			return fmt.Errorf("encode prefix list: %w", err)
-		}
-		if err := lists.Put([]byte(id), data); err != nil {
-			return err
-		}
-		revs, err := s.revise(tx, ob, org, affected)
-		if err != nil {
-			return err
-		}
-		l.Sync, change, err = s.startSync(tx, ob, org, cp.KindPrefixList, id, prevSync, pick(revs, pending), affected, revs, now)
-		l.Status = l.Sync.Status // active when every site had already applied it (confirmApplied)
-		return err
-	})
-	return l, data, change, err
+	lw.prevRaw, lw.prev = slices.Clone(raw), cp.PrefixList{}
+	if err := json.Unmarshal(raw, &lw.prev); err != nil {
+		return false, fmt.Errorf("decode prefix list: %w", err)
+	}
+	return true, nil
 }
+
+func (lw *listWrite) same(ob *bolt.Bucket) bool {
+	raw := get(ob, bucketLists, lw.lid)
+	return raw != nil && bytes.Equal(raw, lw.prevRaw)
+}
+
+func (lw *listWrite) prepare() { lw.l = lw.w.NewPrefixList(lw.org, lw.lid, lw.prev.Prefixes) }
+
+// store: the list must be confirmed by its own sites and by the sites of
+// every group that refers to it: all of them get new content.
+func (lw *listWrite) store(tx *bolt.Tx, ob *bolt.Bucket) (map[string]bool, []string, error) {
+	pending := slices.Clone(lw.l.Sites)
+	for _, gid := range referencingGroups(ob, lw.lid) {
+		if _, idx := getGroup(ob, gid); idx != nil {
+			var g cp.SecurityGroup
+			if err := decodePrev(&g, idx); err != nil {
+				return nil, nil, fmt.Errorf("security group %s: %w", gid, err)
+			}
+			pending = append(pending, g.Sites...)
+		}
+	}
+	slices.Sort(pending)
+	pending = slices.Compact(pending)
+	affected := map[string]bool{}
+	for _, site := range lw.prev.Sites {
+		affected[site] = true
+	}
+	for _, site := range pending {
+		affected[site] = true
+	}
+	lw.l.Status = cp.StatusActive
+	if len(pending) > 0 {
+		lw.l.Status = cp.StatusSyncing
+	}
+	var err error
+	if lw.data, err = json.Marshal(&lw.l); err != nil {
+		return nil, nil, fmt.Errorf("encode prefix list: %w", err)
+	}
+	return affected, pending, ob.Bucket(bucketLists).Put([]byte(lw.lid), lw.data)
+}
+
+func (lw *listWrite) answer(st cp.Status) []byte { return withNewline(spliceStatus(lw.data, st)) }
 
 // DeletePrefixList deletes a prefix list no group refers to.
 func (s *Store) DeletePrefixList(ctx context.Context, org, id string) error {
