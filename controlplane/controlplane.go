@@ -235,8 +235,11 @@ const UnknownRevision uint64 = 0
 // commits, and a small per-site byte store that commits (or rolls back) with
 // the write, for the compiler's own per-site revision and hash.
 type PolicyTx interface {
-	SecurityGroups() ([]SecurityGroup, error)
-	PrefixLists() ([]PrefixList, error)
+	// Policy returns what the documents of sites are made of: the groups
+	// and prefix lists attached to any of them and the prefix lists those
+	// groups' rules use, each once, ordered by id. Its cost grows with
+	// what sites hold, not with the organisation.
+	Policy(sites []string) (groups []SecurityGroup, lists []PrefixList, err error)
 	SiteData(site string) ([]byte, error)
 	SetSiteData(site string, data []byte) error
 }

@@ -68,16 +68,13 @@ func (Revisioner) Revise(tx controlplane.PolicyTx, org string, sites []string) (
 	return out, nil
 }
 
-// CompileTx compiles sites from the policy tx sees. Documents carry no
-// revision or epoch: see Stamp.
+// CompileTx compiles sites from the policy tx sees: only the groups and
+// lists that make up their documents are read. Documents carry no revision
+// or epoch: see Stamp.
 func CompileTx(tx controlplane.PolicyTx, org string, sites []string) (map[string]protocol.DesiredState, error) {
-	groups, err := tx.SecurityGroups()
+	groups, lists, err := tx.Policy(sites)
 	if err != nil {
-		return nil, fmt.Errorf("read security groups: %w", err)
-	}
-	lists, err := tx.PrefixLists()
-	if err != nil {
-		return nil, fmt.Errorf("read prefix lists: %w", err)
+		return nil, fmt.Errorf("read the policy of %d sites: %w", len(sites), err)
 	}
 	return CompileSites(org, Policy{Groups: groups, PrefixLists: lists}, sites), nil
 }

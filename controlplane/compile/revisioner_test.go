@@ -17,9 +17,12 @@ type memTx struct {
 	writes int
 }
 
-func (tx *memTx) SecurityGroups() ([]controlplane.SecurityGroup, error) { return tx.p.Groups, nil }
-func (tx *memTx) PrefixLists() ([]controlplane.PrefixList, error)       { return tx.p.PrefixLists, nil }
-func (tx *memTx) SiteData(site string) ([]byte, error)                  { return tx.data[site], nil }
+// Policy returns the whole policy: a superset of what sites hold compiles
+// to the same documents.
+func (tx *memTx) Policy([]string) ([]controlplane.SecurityGroup, []controlplane.PrefixList, error) {
+	return tx.p.Groups, tx.p.PrefixLists, nil
+}
+func (tx *memTx) SiteData(site string) ([]byte, error) { return tx.data[site], nil }
 func (tx *memTx) SetSiteData(site string, b []byte) error {
 	tx.writes++
 	tx.data[site] = b

@@ -10,6 +10,7 @@
 //	orgs/<org>/lists/<id>     the prefix list as the API's JSON
 //	orgs/<org>/sync/<kind>\x00<id>   JSON controlplane.SyncState of a group or list
 //	orgs/<org>/refs/<list>\x00<group>   a group's rule refers to a prefix list
+//	orgs/<org>/members/<site>\x00<kind>\x00<id>   a group or list is attached to a site
 //	orgs/<org>/sites/<site>   JSON controlplane.Site
 //	orgs/<org>/sitedata/<site>  the Revisioner's own per-site bytes
 //	orgs/<org>/reports/<site>   JSON controlplane.LastReport: the newest status taken
@@ -115,6 +116,7 @@ var (
 	bucketSites    = []byte("sites")
 	bucketSiteData = []byte("sitedata")
 	bucketSync     = []byte("sync")
+	bucketMembers  = []byte("members")
 	bucketGIndex   = []byte("gindex") // schema 0 only; see migrate.go
 
 	keyEpoch = []byte("epoch")

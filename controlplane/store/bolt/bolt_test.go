@@ -25,7 +25,7 @@ const org = "org_a"
 type counter struct {
 	mu    sync.Mutex
 	fail  bool
-	seen  map[string]int // site → groups the policy applies to it, at the last call
+	seen  map[string]int // site → groups the policy of the affected sites applies to it, at the last call
 	calls int
 }
 
@@ -36,7 +36,7 @@ func (c *counter) Revise(tx cp.PolicyTx, org string, sites []string) (map[string
 	if c.fail {
 		return nil, errors.New("compiler exploded")
 	}
-	groups, err := tx.SecurityGroups()
+	groups, _, err := tx.Policy(sites)
 	if err != nil {
 		return nil, err
 	}
@@ -391,7 +391,7 @@ func TestViewPolicyAndOrgs(t *testing.T) {
 		t.Errorf("Orgs = %v, %v", orgs, err)
 	}
 	err = s.ViewPolicy(ctx, org, func(tx cp.PolicyTx) error {
-		gs, err := tx.SecurityGroups()
+		gs, _, err := tx.Policy([]string{"site_a"})
 		if err != nil || len(gs) != 1 || gs[0].Name != "Group A" {
 			t.Errorf("groups %v, %v", gs, err)
 		}
@@ -408,12 +408,79 @@ func TestViewPolicyAndOrgs(t *testing.T) {
 		t.Fatal(err)
 	}
 	if err := s.ViewPolicy(ctx, "org_none", func(tx cp.PolicyTx) error {
-		gs, err := tx.SecurityGroups()
+		gs, _, err := tx.Policy([]string{"site_a"})
 		if len(gs) != 0 || err != nil {
 			t.Errorf("empty org: %v, %v", gs, err)
 		}
 		return nil
 	}); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestPolicyOfSites: a PolicyTx gives what the sites' documents are made of
+// (their groups, their lists and the lists those groups use) and nothing
+// else, through writes, moves and deletes.
+func TestPolicyOfSites(t *testing.T) {
+	ctx := context.Background()
+	clk := &clock{t: time.Date(2026, 11, 21, 10, 0, 0, 0, time.UTC)}
+	s, _ := open(t, bolt.Options{Now: clk.Now})
+	list := func(name string, sites ...string) string {
+		l, err := createList(ctx, s, org, &cp.PrefixListWrite{Name: name, Prefixes: []cp.PrefixWrite{{CIDR: "192.0.2.0/24"}}, Sites: sites})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return l.ID
+	}
+	used, direct := list("Used"), list("Direct", "site_a")
+	list("Other", "site_b")
+	ssh := cp.FilterRuleWrite{Direction: "inbound", Order: 1, Protocol: 6, Port: "22", Address: used}
+	g1, err := createGroup(ctx, s, org, group("G1", []string{"site_a"}, ssh))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := createGroup(ctx, s, org, group("G2", []string{"site_b"})); err != nil {
+		t.Fatal(err)
+	}
+	policy := func(sites ...string) []string {
+		t.Helper()
+		var names []string
+		err := s.ViewPolicy(ctx, org, func(tx cp.PolicyTx) error {
+			gs, ls, err := tx.Policy(sites)
+			for _, g := range gs {
+				names = append(names, "group "+g.Name)
+			}
+			for _, l := range ls {
+				names = append(names, "list "+l.Name)
+			}
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		slices.Sort(names) // ids order them, and ids made in one second are in no particular order
+		return names
+	}
+	if d := cmp.Diff([]string{"group G1", "list Direct", "list Used"}, policy("site_a")); d != "" {
+		t.Errorf("site_a (-want +got):\n%s", d)
+	}
+	clk.add(time.Hour) // past every sync deadline: writable
+	if _, err := replaceGroup(ctx, s, org, g1.ID, group("G1", []string{"site_c"}, ssh)); err != nil {
+		t.Fatal(err)
+	}
+	if d := cmp.Diff([]string{"list Direct"}, policy("site_a")); d != "" {
+		t.Errorf("site_a after G1 moved (-want +got):\n%s", d)
+	}
+	if err := s.DeletePrefixList(ctx, org, direct); err != nil {
+		t.Fatal(err)
+	}
+	if got := policy("site_a"); len(got) != 0 {
+		t.Errorf("site_a after its list was deleted: %v", got)
+	}
+	if d := cmp.Diff([]string{"group G2", "list Other"}, policy("site_b")); d != "" {
+		t.Errorf("site_b (-want +got):\n%s", d)
+	}
+	if d := cmp.Diff([]string{"group G1", "list Used"}, policy("site_c", "site_zz")); d != "" {
+		t.Errorf("site_c (-want +got):\n%s", d)
 	}
 }

@@ -55,7 +55,7 @@ func orgBucket(tx *bolt.Tx, org string, create bool) (*bolt.Bucket, error) {
 	if err != nil {
 		return nil, err
 	}
-	for _, name := range [][]byte{bucketGroups, bucketLists, bucketRefs, bucketSites, bucketSiteData, bucketSync, bucketReports} {
+	for _, name := range [][]byte{bucketGroups, bucketLists, bucketRefs, bucketSites, bucketSiteData, bucketSync, bucketReports, bucketMembers} {
 		if _, err := b.CreateBucketIfNotExists(name); err != nil {
 			return nil, err
 		}
@@ -234,4 +234,21 @@ func decodeGroupIndex(b []byte) (sites []string, rules []cp.FilterRule, err erro
 		rules = append(rules, r)
 	}
 	return sites, rules, err
+}
+
+// setMembers moves a group or list (kind, id) from the sites remove to the
+// sites add in the members index.
+func setMembers(ob *bolt.Bucket, kind, id string, remove, add []string) error {
+	b := ob.Bucket(bucketMembers)
+	for _, site := range remove {
+		if err := b.Delete(key(site, kind, id)); err != nil {
+			return err
+		}
+	}
+	for _, site := range add {
+		if err := b.Put(key(site, kind, id), nil); err != nil {
+			return err
+		}
+	}
+	return nil
 }

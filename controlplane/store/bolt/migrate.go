@@ -19,14 +19,16 @@ import (
 //	   index at gindex/<id> or none at all, beside groups in a bucket of
 //	   their own; no reports bucket in older organisations.
 //	1  every group in its own bucket, json and index; each organisation
-//	   has every bucket of orgBucket.
-const schemaVersion = 1
+//	   has every bucket of orgBucket but members.
+//	2  the members index: which groups and lists each site holds.
+const schemaVersion = 2
 
 var keySchema = []byte("schema")
 
 // migrations[v] takes a file from version v to v+1.
 var migrations = []func(tx *bolt.Tx) error{
 	migrateGroupBuckets,
+	migrateMembers,
 }
 
 // migrate brings the file to schemaVersion, or refuses a file written by a
@@ -56,11 +58,8 @@ func migrate(tx *bolt.Tx) error {
 // none), drops the gindex buckets, and gives every organisation every
 // bucket.
 func migrateGroupBuckets(tx *bolt.Tx) error {
-	var orgs [][]byte
-	if err := tx.Bucket(bucketOrgs).ForEach(func(k, _ []byte) error {
-		orgs = append(orgs, slices.Clone(k))
-		return nil
-	}); err != nil {
+	orgs, err := orgNames(tx)
+	if err != nil {
 		return err
 	}
 	for _, org := range orgs {
@@ -105,4 +104,49 @@ func migrateGroupBuckets(tx *bolt.Tx) error {
 		}
 	}
 	return nil
+}
+
+// migrateMembers (1 → 2) builds the members index from every group's index
+// and every list's JSON.
+func migrateMembers(tx *bolt.Tx) error {
+	orgs, err := orgNames(tx)
+	if err != nil {
+		return err
+	}
+	for _, org := range orgs {
+		ob, err := orgBucket(tx, string(org), true)
+		if err != nil {
+			return err
+		}
+		if err := ob.Bucket(bucketGroups).ForEach(func(id, _ []byte) error {
+			var g cp.SecurityGroup
+			if err := decodePrev(&g, ob.Bucket(bucketGroups).Bucket(id).Get(keyGroupIndex)); err != nil {
+				return fmt.Errorf("security group %s of %s: %w", id, org, err)
+			}
+			return setMembers(ob, cp.KindSecurityGroup, string(id), nil, g.Sites)
+		}); err != nil {
+			return err
+		}
+		if err := ob.Bucket(bucketLists).ForEach(func(id, raw []byte) error {
+			var l cp.PrefixList
+			if err := json.Unmarshal(raw, &l); err != nil {
+				return fmt.Errorf("decode prefix list %s of %s: %w", id, org, err)
+			}
+			return setMembers(ob, cp.KindPrefixList, string(id), nil, l.Sites)
+		}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// orgNames are the organisations' bucket names, copied out so that a
+// migration may change their buckets.
+func orgNames(tx *bolt.Tx) ([][]byte, error) {
+	var orgs [][]byte
+	err := tx.Bucket(bucketOrgs).ForEach(func(k, _ []byte) error {
+		orgs = append(orgs, slices.Clone(k))
+		return nil
+	})
+	return orgs, err
 }

@@ -17,7 +17,7 @@ import (
 // toSchema0 rewrites a closed store file as files of schema 0 were: the
 // group id as the value groups/<id> with its index at gindex/<id> (or,
 // without index, no gindex entry), no schema in meta, and no reports
-// bucket in the organisation.
+// or members bucket in the organisation.
 func toSchema0(t *testing.T, path, org string, withIndex map[string]bool) {
 	t.Helper()
 	db, err := bolt.Open(path, 0o600, nil)
@@ -48,6 +48,9 @@ func toSchema0(t *testing.T, path, org string, withIndex map[string]bool) {
 			}
 		}
 		if err := ob.DeleteBucket(bucketReports); err != nil {
+			return err
+		}
+		if err := ob.DeleteBucket(bucketMembers); err != nil {
 			return err
 		}
 		return tx.Bucket(bucketMeta).Delete(keySchema)
@@ -93,6 +96,9 @@ func TestMigrateSchema0(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if _, _, err := s.CreatePrefixList(ctx, "org_a", &cp.PrefixListWrite{Name: "Office", Prefixes: []cp.PrefixWrite{{CIDR: "192.0.2.0/24"}}, Sites: []string{"site_b"}}); err != nil {
+		t.Fatal(err)
+	}
 	wantJSON, _ := s.GetJSON(ctx, "org_a", cp.KindSecurityGroup, g.ID)
 	wantJSON = slices.Clone(wantJSON)
 	wantList, _ := s.ListJSON(ctx, "org_a", cp.KindSecurityGroup)
@@ -112,10 +118,17 @@ func TestMigrateSchema0(t *testing.T) {
 		if got, err := s.ListJSON(ctx, "org_a", cp.KindSecurityGroup); err != nil || string(got) != string(wantList) {
 			t.Errorf("ListJSON after migration = %s, %v; want %s", got, err, wantList)
 		}
+		var lists []cp.PrefixList
+		if err := s.ViewPolicy(ctx, "org_a", func(tx cp.PolicyTx) error {
+			_, lists, err = tx.Policy([]string{"site_b"})
+			return err
+		}); err != nil || len(lists) != 1 || lists[0].Name != "Office" {
+			t.Errorf("members index after migration: site_b holds %v, %v; want the list Office", lists, err)
+		}
 		var schema string
 		s.db.View(func(tx *bolt.Tx) error { schema = string(tx.Bucket(bucketMeta).Get(keySchema)); return nil })
-		if schema != "1" {
-			t.Errorf("schema %q after open, want 1", schema)
+		if schema != "2" {
+			t.Errorf("schema %q after open, want 2", schema)
 		}
 		s.Close()
 	}
@@ -156,10 +169,10 @@ func TestMigrateSchema0(t *testing.T) {
 func TestNewerSchemaRefused(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "db")
 	s, _ := layoutStore(t, path)
-	s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketMeta).Put(keySchema, []byte("2")) })
+	s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketMeta).Put(keySchema, []byte("3")) })
 	s.Close()
 	_, err := Open(path, Options{})
-	if err == nil || !strings.Contains(err.Error(), "version 2, newer than this build's 1") {
+	if err == nil || !strings.Contains(err.Error(), "version 3, newer than this build's 2") {
 		t.Fatalf("Open of a newer file: %v", err)
 	}
 }

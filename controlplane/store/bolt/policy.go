@@ -1,9 +1,11 @@
 package bolt
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"time"
 
@@ -24,24 +26,58 @@ type policyTx struct {
 	now      time.Time
 }
 
-func (p policyTx) SecurityGroups() ([]cp.SecurityGroup, error) {
-	var out []cp.SecurityGroup
-	err := each(p.ob, cp.KindSecurityGroup, func(id string, raw []byte, st cp.SyncState) error {
+// Policy reads the groups and lists attached to sites from the members
+// index, then the lists those groups use.
+func (p policyTx) Policy(sites []string) ([]cp.SecurityGroup, []cp.PrefixList, error) {
+	groupIDs, listIDs := map[string]bool{}, map[string]bool{}
+	c := p.ob.Bucket(bucketMembers).Cursor()
+	for _, site := range sites {
+		prefix := append([]byte(site), 0)
+		for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+			kind, id, _ := bytes.Cut(k[len(prefix):], []byte{0})
+			if string(kind) == cp.KindSecurityGroup {
+				groupIDs[string(id)] = true
+			} else {
+				listIDs[string(id)] = true
+			}
+		}
+	}
+	groups := make([]cp.SecurityGroup, 0, len(groupIDs))
+	for _, id := range slices.Sorted(maps.Keys(groupIDs)) {
+		raw := get(p.ob, bucketGroups, id)
+		if raw == nil {
+			return nil, nil, fmt.Errorf("members index names security group %s, which is not stored", id)
+		}
+		st, err := readSync(p.ob, cp.KindSecurityGroup, id)
+		if err != nil {
+			return nil, nil, err
+		}
 		g, err := p.s.decodeGroup(raw, p.org, id, st, p.now)
-		out = append(out, g)
-		return err
-	})
-	return out, err
-}
-
-func (p policyTx) PrefixLists() ([]cp.PrefixList, error) {
-	var out []cp.PrefixList
-	err := each(p.ob, cp.KindPrefixList, func(_ string, raw []byte, st cp.SyncState) error {
+		if err != nil {
+			return nil, nil, err
+		}
+		for _, l := range g.ReferencedPrefixLists() {
+			listIDs[l] = true
+		}
+		groups = append(groups, g)
+	}
+	lists := make([]cp.PrefixList, 0, len(listIDs))
+	for _, id := range slices.Sorted(maps.Keys(listIDs)) {
+		raw := get(p.ob, bucketLists, id)
+		if raw == nil {
+			continue // a rule's reference to a deleted list: the compiler leaves it out
+		}
+		st, err := readSync(p.ob, cp.KindPrefixList, id)
+		if err != nil {
+			return nil, nil, err
+		}
 		l, err := decodeList(raw, p.org, st, p.now)
-		out = append(out, l)
-		return err
-	})
-	return out, err
+		if err != nil {
+			return nil, nil, err
+		}
+		lists = append(lists, l)
+	}
+	return groups, lists, nil
 }
 
 // ViewPolicy calls fn with a read-only PolicyTx of one organisation: the
@@ -77,9 +113,9 @@ func (s *Store) Orgs(ctx context.Context) ([]string, error) {
 // emptyPolicy is the view of an organisation that never stored anything.
 type emptyPolicy struct{}
 
-func (emptyPolicy) SecurityGroups() ([]cp.SecurityGroup, error) { return nil, nil }
-
-func (emptyPolicy) PrefixLists() ([]cp.PrefixList, error) { return nil, nil }
+func (emptyPolicy) Policy([]string) ([]cp.SecurityGroup, []cp.PrefixList, error) {
+	return nil, nil, nil
+}
 
 func (emptyPolicy) SiteData(string) ([]byte, error) { return nil, nil }
 

@@ -219,6 +219,9 @@ func (gw *groupWrite) store(tx *bolt.Tx, ob *bolt.Bucket) (map[string]bool, []st
 	if err := setRefs(ob, gw.gid, gw.oldRefs, gw.newRefs); err != nil {
 		return nil, nil, err
 	}
+	if err := setMembers(ob, cp.KindSecurityGroup, gw.gid, gw.prev.Sites, gw.g.Sites); err != nil {
+		return nil, nil, err
+	}
 	affected := map[string]bool{}
 	for _, site := range gw.g.Sites {
 		affected[site] = true
@@ -375,6 +378,9 @@ func (lw *listWrite) store(tx *bolt.Tx, ob *bolt.Bucket) (map[string]bool, []str
 	if len(pending) > 0 {
 		lw.l.Status = cp.StatusSyncing
 	}
+	if err := setMembers(ob, cp.KindPrefixList, lw.lid, lw.prev.Sites, lw.l.Sites); err != nil {
+		return nil, nil, err
+	}
 	var err error
 	if lw.data, err = json.Marshal(&lw.l); err != nil {
 		return nil, nil, fmt.Errorf("encode prefix list: %w", err)
@@ -434,6 +440,9 @@ func joinQuoted(ids []string) string {
 // record and status indexes go, and every site it applied to gets the
 // revision without it. It returns the change to announce after commit.
 func (s *Store) deleted(tx *bolt.Tx, ob *bolt.Bucket, org, kind, id string, st *cp.SyncState, sites []string) (cp.Change, error) {
+	if err := setMembers(ob, kind, id, sites, nil); err != nil {
+		return cp.Change{}, err
+	}
 	if err := writeSync(ob, kind, id, nil); err != nil {
 		return cp.Change{}, err
 	}
