@@ -244,13 +244,15 @@ type PolicyTx interface {
 	SetSiteData(site string, data []byte) error
 }
 
-// Revisioner assigns, inside a write transaction, the revision each affected
-// site must confirm. It must be deterministic given tx (a batched write may
-// run it more than once) and must not publish anything: publishing happens
-// after commit, from a ChangeFunc. Sites missing from the result get
-// UnknownRevision.
+// Revisioner compiles, inside a write transaction, the document of each
+// affected site and assigns the revision the site must confirm
+// (Document.Revision; the epoch is the publisher's to stamp). It must be
+// deterministic given tx (a batched write may run it more than once) and
+// must not publish anything: the store hands the documents over after
+// commit, in the Change, so the MQTT side publishes them without compiling
+// again. Sites missing from the result get UnknownRevision.
 type Revisioner interface {
-	Revise(tx PolicyTx, org string, sites []string) (map[string]uint64, error)
+	Revise(tx PolicyTx, org string, sites []string) (map[string]protocol.DesiredState, error)
 }
 
 // Change tells the MQTT side, after a write has committed, which sites of an
@@ -264,8 +266,11 @@ type Change struct {
 	Kind    string
 	ID      string
 	Deleted bool
-	// Revisions is what the Revisioner returned (nil without one).
+	// Revisions and Documents are what the Revisioner returned for each
+	// site (nil without one): the revision each must confirm, and the
+	// document that carries it.
 	Revisions map[string]uint64
+	Documents map[string]protocol.DesiredState
 }
 
 // Resource kinds, as used in Change.Kind and metrics.

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
@@ -374,5 +375,82 @@ rampart_status_reports_total{result="taken"} 0
 	}
 	if site, _ := st.GetSite(ctx, org, "site_a"); site.AppliedRevision != 0 {
 		t.Errorf("forged revision applied: %+v", site)
+	}
+}
+
+// viewCounter counts the syncer's compiles (each reads a ViewPolicy).
+type viewCounter struct {
+	syncer.Store
+	mu    sync.Mutex
+	views int
+}
+
+func (v *viewCounter) ViewPolicy(ctx context.Context, org string, fn func(cp.PolicyTx) error) error {
+	v.mu.Lock()
+	v.views++
+	v.mu.Unlock()
+	return v.Store.ViewPolicy(ctx, org, fn)
+}
+
+func (v *viewCounter) count() int {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.views
+}
+
+// TestWriteIsCompiledOnce: a write's documents, compiled in its
+// transaction, are published as they are, without the syncer compiling
+// them again; a republish (no write behind it) compiles, and gives the
+// same documents.
+func TestWriteIsCompiledOnce(t *testing.T) {
+	pub := &recorder{}
+	var views *viewCounter
+	st, s, _ := setup(t, pub, func(o *syncer.Options) { views = &viewCounter{Store: o.Store}; o.Store = views })
+	ctx := context.Background()
+	if _, _, err := st.CreateSecurityGroup(ctx, org, group("443", "site_a", "site_b")); err != nil {
+		t.Fatal(err)
+	}
+	first := published(t, pub, "site_a", "site_b")
+	if n := views.count(); n != 0 {
+		t.Errorf("the syncer compiled %d times after a write", n)
+	}
+	for _, d := range first {
+		if d.Epoch != st.Epoch() || d.Revision != 1 || d.Validate(org, d.SiteID) != nil {
+			t.Errorf("handed-over document %+v", d)
+		}
+	}
+	s.RepublishAll()
+	again := published(t, pub, "site_a", "site_b")
+	if views.count() == 0 {
+		t.Error("a republish did not compile")
+	}
+	if d := cmp.Diff(first, again); d != "" {
+		t.Errorf("republished documents differ from the write's (-write +republish):\n%s", d)
+	}
+}
+
+// TestLateChangeNeverRegresses: a change announced after a newer one was
+// published (writes committed together announce in any order) publishes
+// nothing older.
+func TestLateChangeNeverRegresses(t *testing.T) {
+	pub := &recorder{}
+	_, s, _ := setup(t, pub)
+	doc := func(rev uint64) protocol.DesiredState {
+		return protocol.DesiredState{Schema: protocol.SchemaVersion, OrgID: org, SiteID: "site_a", Revision: rev}
+	}
+	s.Changed(cp.Change{OrgID: org, Sites: []string{"site_a"}, Documents: map[string]protocol.DesiredState{"site_a": doc(6)}})
+	if got := published(t, pub, "site_a")["site_a"]; got.Revision != 6 {
+		t.Fatalf("published revision %d, want 6", got.Revision)
+	}
+	s.Changed(cp.Change{OrgID: org, Sites: []string{"site_a"}, Documents: map[string]protocol.DesiredState{"site_a": doc(5)}})
+	for deadline := time.Now().Add(10 * time.Second); !s.Idle(); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the syncer never went idle")
+		}
+	}
+	for _, d := range pub.take() {
+		if d.Revision < 6 {
+			t.Errorf("published revision %d after 6", d.Revision)
+		}
 	}
 }

@@ -15,6 +15,7 @@ import (
 
 	cp "github.com/rampart-fw/rampart/controlplane"
 	"github.com/rampart-fw/rampart/controlplane/store/bolt"
+	"github.com/rampart-fw/rampart/protocol"
 )
 
 const org = "org_a"
@@ -29,7 +30,7 @@ type counter struct {
 	calls int
 }
 
-func (c *counter) Revise(tx cp.PolicyTx, org string, sites []string) (map[string]uint64, error) {
+func (c *counter) Revise(tx cp.PolicyTx, org string, sites []string) (map[string]protocol.DesiredState, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.calls++
@@ -46,7 +47,7 @@ func (c *counter) Revise(tx cp.PolicyTx, org string, sites []string) (map[string
 			c.seen[s]++
 		}
 	}
-	out := map[string]uint64{}
+	out := map[string]protocol.DesiredState{}
 	for _, s := range sites {
 		b, err := tx.SiteData(s)
 		if err != nil {
@@ -60,7 +61,7 @@ func (c *counter) Revise(tx cp.PolicyTx, org string, sites []string) (map[string
 		if err := tx.SetSiteData(s, binary.BigEndian.AppendUint64(nil, rev)); err != nil {
 			return nil, err
 		}
-		out[s] = rev
+		out[s] = protocol.DesiredState{OrgID: org, SiteID: s, Revision: rev}
 	}
 	return out, nil
 }

@@ -58,7 +58,7 @@ func (s *Store) startSync(tx *bolt.Tx, ob *bolt.Bucket, org, kind, id string, pr
 	if err := touchSites(ob, affected, revs, &st); err != nil {
 		return st, cp.Change{}, err
 	}
-	return st, cp.Change{OrgID: org, Sites: sortedKeys(affected), Kind: kind, ID: id, Revisions: revsOrNil(s, revs)}, nil
+	return st, cp.Change{OrgID: org, Sites: sortedKeys(affected), Kind: kind, ID: id, Revisions: revs}, nil
 }
 
 // confirmApplied confirms, in the write's own transaction, the sites st

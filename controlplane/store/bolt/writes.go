@@ -14,6 +14,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	cp "github.com/rampart-fw/rampart/controlplane"
+	"github.com/rampart-fw/rampart/protocol"
 )
 
 // This file writes groups and prefix lists: optimistic preparation outside
@@ -116,11 +117,13 @@ func (s *Store) tryPut(ctx context.Context, org string, create bool, w resourceW
 		if err != nil {
 			return err
 		}
-		revs, err := s.revise(tx, ob, org, affected)
+		docs, err := s.revise(tx, ob, org, affected)
 		if err != nil {
 			return err
 		}
+		revs := revisions(docs)
 		st, change, err = s.startSync(tx, ob, org, w.kind(), w.id(), prevSync, pick(revs, await), affected, revs, now)
+		change.Documents = docs
 		return err
 	})
 	return st, change, err
@@ -453,31 +456,38 @@ func (s *Store) deleted(tx *bolt.Tx, ob *bolt.Bucket, org, kind, id string, st *
 	for _, site := range sites {
 		affected[site] = true
 	}
-	revs, err := s.revise(tx, ob, org, affected)
+	docs, err := s.revise(tx, ob, org, affected)
 	if err != nil {
 		return cp.Change{}, err
 	}
+	revs := revisions(docs)
 	if err := touchSites(ob, affected, revs, nil); err != nil {
 		return cp.Change{}, err
 	}
-	return cp.Change{OrgID: org, Sites: sortedKeys(affected), Kind: kind, ID: id, Deleted: true, Revisions: revsOrNil(s, revs)}, nil
+	return cp.Change{OrgID: org, Sites: sortedKeys(affected), Kind: kind, ID: id, Deleted: true, Revisions: revs, Documents: docs}, nil
 }
 
-// revise asks the Revisioner for the revisions of the affected sites.
-func (s *Store) revise(tx *bolt.Tx, ob *bolt.Bucket, org string, affected map[string]bool) (map[string]uint64, error) {
+// revise asks the Revisioner for the documents and revisions of the
+// affected sites; nil without one.
+func (s *Store) revise(tx *bolt.Tx, ob *bolt.Bucket, org string, affected map[string]bool) (map[string]protocol.DesiredState, error) {
 	if s.opts.Revisioner == nil || len(affected) == 0 {
 		return nil, nil
 	}
-	revs, err := s.opts.Revisioner.Revise(policyTx{s: s, ob: ob, org: org, now: s.opts.Now()}, org, sortedKeys(affected))
+	docs, err := s.opts.Revisioner.Revise(policyTx{s: s, ob: ob, org: org, now: s.opts.Now()}, org, sortedKeys(affected))
 	if err != nil {
 		return nil, fmt.Errorf("assign site revisions: %w", err)
 	}
-	return revs, nil
+	return docs, nil
 }
 
-func revsOrNil(s *Store, revs map[string]uint64) map[string]uint64 {
-	if s.opts.Revisioner == nil {
+// revisions are the revisions of docs; nil when docs is.
+func revisions(docs map[string]protocol.DesiredState) map[string]uint64 {
+	if docs == nil {
 		return nil
+	}
+	revs := make(map[string]uint64, len(docs))
+	for site, d := range docs {
+		revs[site] = d.Revision
 	}
 	return revs
 }
