@@ -30,7 +30,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"regexp"
 	"sort"
 	"strconv"
@@ -172,7 +171,11 @@ func (s *Server) routes() {
 		fmt.Fprintln(w, "ok")
 	})
 	s.mux.Handle("GET /metrics", promhttp.HandlerFor(s.opts.Registry, promhttp.HandlerOpts{Registry: s.opts.Registry}))
+	s.mux.HandleFunc(noRoutePattern, s.noRoute)
 }
+
+// noRoutePattern matches every request no other route matches.
+const noRoutePattern = "/"
 
 // handlerFunc is an authenticated handler: it gets the caller's
 // organisation and returns an error instead of writing one.
@@ -266,37 +269,36 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 		d := time.Since(start)
-		s.metrics.observe(r.Pattern, sw.status, d)
+		pattern := r.Pattern
+		if pattern == noRoutePattern {
+			pattern = ""
+		}
+		s.metrics.observe(pattern, sw.status, d)
 		if !s.log.Enabled(r.Context(), slog.LevelDebug) { // spare building the record
 			return
 		}
-		s.log.Debug("request", "request_id", id, "method", r.Method, "path", r.URL.Path, "route", r.Pattern,
+		s.log.Debug("request", "request_id", id, "method", r.Method, "path", r.URL.Path, "route", pattern,
 			"status", sw.status, "duration_ms", float64(d.Microseconds())/1000)
 	}()
-	if _, pattern := s.mux.Handler(r); pattern == "" {
-		s.noRoute(sw, r)
-		return
-	}
 	s.mux.ServeHTTP(sw, r)
 }
 
-// noRoute answers a request no route matches, as the mux would (404, or
-// 405 with Allow), but with an ErrorResponse.
+// noRoute answers a request no route matches as the mux would (404, or
+// 405 with Allow when the path has routes for other methods), but with an
+// ErrorResponse. It runs only for such requests: a matched request is
+// matched once.
 func (s *Server) noRoute(w http.ResponseWriter, r *http.Request) {
-	rec := httptest.NewRecorder()
-	s.mux.ServeHTTP(rec, r)
-	if rec.Code == http.StatusMethodNotAllowed {
-		if allow := rec.Header().Get("Allow"); allow != "" {
-			w.Header().Set("Allow", allow)
+	var allow []string
+	for _, m := range []string{http.MethodDelete, http.MethodGet, http.MethodHead, http.MethodPatch, http.MethodPost, http.MethodPut} {
+		probe := *r
+		probe.Method = m
+		if _, p := s.mux.Handler(&probe); p != noRoutePattern {
+			allow = append(allow, m)
 		}
-		s.writeError(w, r, cp.Errorf(cp.CodeMethodNotAllowed, "", "%s is not allowed on %s; allowed: %s.", r.Method, r.URL.Path, rec.Header().Get("Allow")))
-		return
 	}
-	if rec.Code >= 300 && rec.Code < 400 { // path cleaning redirects
-		for k, v := range rec.Header() {
-			w.Header()[k] = v
-		}
-		w.WriteHeader(rec.Code)
+	if len(allow) > 0 {
+		w.Header().Set("Allow", strings.Join(allow, ", "))
+		s.writeError(w, r, cp.Errorf(cp.CodeMethodNotAllowed, "", "%s is not allowed on %s; allowed: %s.", r.Method, r.URL.Path, strings.Join(allow, ", ")))
 		return
 	}
 	s.writeError(w, r, cp.Errorf(cp.CodeRouteNotFound, "", "No route %s %s; see /openapi.yaml for the API.", r.Method, r.URL.Path))
