@@ -12,6 +12,8 @@
 // may send; Validate checks everything the OpenAPI document cannot express
 // (ports only with port protocols, CIDRs without host bits, unique orders,
 // site ids) and answers with an *Error naming the field by path.
+// NewSecurityGroup and NewPrefixList build the resource a write stores,
+// keeping the ids of the rules and prefixes a replace leaves alone.
 //
 // # Status
 //
@@ -31,14 +33,16 @@
 // # Seams for the MQTT side
 //
 //   - Revisioner: called inside the store's write transaction with the
-//     organisation's policy as it will be committed and the affected sites; it
-//     returns the revision each site must confirm (and may persist its own
-//     per-site data in the same transaction through PolicyTx). Without one,
-//     revisions are UnknownRevision and any "applied" report confirms.
-//   - ChangeFunc: called after every committed write with the organisation and
-//     every site whose compiled policy may have changed (old and new sites of a
-//     group, sites of groups that reference a changed prefix list, sites of a
-//     deleted resource).
+//     affected sites and a PolicyTx that reads what those sites hold, as it
+//     will be committed; it returns each site's compiled document with the
+//     revision the site must confirm (and may persist its own per-site data
+//     in the same transaction through PolicyTx). Without one, revisions are
+//     UnknownRevision and any "applied" report confirms.
+//   - ChangeFunc: called after every committed write with the organisation,
+//     every site whose compiled policy may have changed (old and new sites of
+//     a group, sites of groups that reference a changed prefix list, sites of
+//     a deleted resource) and the documents the Revisioner compiled for them,
+//     which the MQTT side publishes as they are.
 //   - The store's Ingest(ctx, []Report) feeds agents' status reports and
 //     presence back, many in one transaction, through FoldStatus and
 //     FoldPresence; Settle(ctx, org, sites) confirms, after a write, what
