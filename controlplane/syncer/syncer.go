@@ -30,9 +30,11 @@
 // 10,000. The queue is bounded (Options.MaxQueuedReports): when it is full,
 // receiving waits, which holds up the broker connection that delivered the
 // report, so a flood of reports slows its sender and loses nothing. The
-// store takes status reports in order only (an older revision,
-// or an "applying" after that revision's outcome, is stale), ignores another
-// epoch's revisions, and confirms the resources waiting for the site. A site stored as online that announces no
+// store folds each report with controlplane.FoldStatus: reports are taken
+// in order only (an older revision, or an "applying" after that revision's
+// outcome, is stale), another epoch's revisions confirm nothing, a revision
+// higher than any the site was given is refused, and a report taken
+// confirms the resources waiting for the site. A site stored as online that announces no
 // presence within Options.PresenceGrace of a connection is marked offline: an
 // embedded broker forgets retained presence when it restarts, and an agent
 // that died meanwhile leaves no last will.
@@ -49,7 +51,7 @@
 //
 //	rampart_propagation_seconds          write commit → last affected site confirmed
 //	rampart_sites{state}                 sites by state (on scrape)
-//	rampart_status_reports_total{result} taken, stale, other_epoch
+//	rampart_status_reports_total{result} taken, stale, other_epoch, refused (a forged revision)
 //	rampart_desired_compile_errors_total documents that could not be stamped
 //
 // Publishes, broker clients and connection state are counted by packages bus
