@@ -48,7 +48,10 @@ import (
 // or cp.KindPrefixList. The bytes returned may be shared (bolt.Store
 // caches GET answers): the API only writes them, never modifies them.
 type Store interface {
-	ListJSON(ctx context.Context, org, kind string) ([]byte, error)
+	// ListJSONPage answers at most limit resources of a kind after the id
+	// after ("" for the first), as a JSON array, the id of the last, and
+	// whether more follow (paging.go).
+	ListJSONPage(ctx context.Context, org, kind, after string, limit int) (body []byte, last string, more bool, err error)
 	GetJSON(ctx context.Context, org, kind, id string) ([]byte, error)
 	// Writes answer with the resource as stored (and its new id).
 	CreateSecurityGroup(ctx context.Context, org string, w *cp.SecurityGroupWrite) (id string, body []byte, err error)
@@ -58,8 +61,13 @@ type Store interface {
 	ReplacePrefixList(ctx context.Context, org, id string, w *cp.PrefixListWrite) ([]byte, error)
 	DeletePrefixList(ctx context.Context, org, id string) error
 
-	ListSites(ctx context.Context, org string) ([]cp.Site, error)
+	// ListSitesPage is ListJSONPage for sites, decoded.
+	ListSitesPage(ctx context.Context, org, after string, limit int) ([]cp.Site, bool, error)
 	GetSite(ctx context.Context, org, id string) (cp.Site, error)
+	// ReserveSite makes a site known within the organisation's site quota:
+	// enrollment reserves a site before handing out its credentials, so an
+	// organisation gets credentials for at most its quota of sites.
+	ReserveSite(ctx context.Context, org, site string) error
 
 	CountByStatus(ctx context.Context) (map[string]map[cp.Status]int, error)
 	Ping(ctx context.Context) error
@@ -367,12 +375,19 @@ var errorTable = map[string]struct {
 	cp.CodeDuplicatePrefix:      {http.StatusUnprocessableEntity, typeInvalidRequest},
 	cp.CodeTooManyRules:         {http.StatusUnprocessableEntity, typeInvalidRequest},
 	cp.CodeTooManyPrefixes:      {http.StatusUnprocessableEntity, typeInvalidRequest},
+	cp.CodeTooManySites:         {http.StatusUnprocessableEntity, typeInvalidRequest},
+	cp.CodeQuotaExceeded:        {http.StatusUnprocessableEntity, typeInvalidRequest},
 	cp.CodeInternal:             {http.StatusInternalServerError, typeAPI},
+	cp.CodeStorageUnavailable:   {http.StatusServiceUnavailable, typeAPI},
 }
 
 func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	de, ok := errors.AsType[*cp.Error](err)
 	entry, known := errorTable[cp.ErrorCode(err)]
+	if se, storage := errors.AsType[*cp.StorageError](err); storage && !ok { // apisec: #13.10
+		s.log.Error("storage unavailable", "request_id", requestID(w), "method", r.Method, "path", r.URL.Path, "op", se.Op, "cause", se.Err)
+		de, ok = cp.StorageUnavailable(), true
+	}
 	if !ok || !known {
 		id := requestID(w)
 		if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
@@ -385,6 +400,9 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	}
 	if de.Code == cp.CodeResourceLocked {
 		w.Header().Set("Retry-After", strconv.Itoa(int((de.RetryAfter+time.Second-1)/time.Second)))
+	}
+	if de.Code == cp.CodeStorageUnavailable {
+		w.Header().Set("Retry-After", "30") // the operator has to act first
 	}
 	if entry.status == http.StatusUnauthorized {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="rampart"`)
@@ -441,10 +459,11 @@ func base(r *http.Request) string {
 
 // --- handlers ---
 
-// list answers every resource of a kind of the organisation.
+// list answers the resources of a kind of the organisation, a page at a
+// time (paging.go).
 func (s *Server) list(kind string) handlerFunc {
 	return func(w http.ResponseWriter, r *http.Request, org string) error {
-		return writeRaw(w, http.StatusOK)(s.opts.Store.ListJSON(r.Context(), org, kind))
+		return s.listPage(w, r, org, kind)
 	}
 }
 
@@ -524,11 +543,7 @@ func noContent(w http.ResponseWriter, err error) error {
 }
 
 func (s *Server) listSites(w http.ResponseWriter, r *http.Request, org string) error {
-	sites, err := s.opts.Store.ListSites(r.Context(), org)
-	if err != nil {
-		return err
-	}
-	return writeJSON(w, http.StatusOK, sites)
+	return s.listSitesPage(w, r, org) // apisec #13.2: paged, paging.go
 }
 
 func (s *Server) getSite(w http.ResponseWriter, r *http.Request, org string) error {

@@ -440,8 +440,8 @@ func TestUnauthenticatedRoutes(t *testing.T) {
 // brokenStore fails one call the way a broken disk would.
 type brokenStore struct{ api.Store }
 
-func (brokenStore) ListJSON(context.Context, string, string) ([]byte, error) {
-	return nil, errors.New("read /var/lib/rampart/rampart.db: input/output error")
+func (brokenStore) ListJSONPage(context.Context, string, string, string, int) ([]byte, string, bool, error) {
+	return nil, "", false, errors.New("read /var/lib/rampart/rampart.db: input/output error")
 }
 
 func TestInternalErrorsDoNotLeak(t *testing.T) {

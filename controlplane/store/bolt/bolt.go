@@ -101,6 +101,9 @@ type Options struct {
 	// transaction. Zero means no wait (group commit: writes arriving while
 	// a transaction commits share the next one), which measured best.
 	MaxBatchDelay time.Duration
+	// Quotas bound each organisation (quota.go); zero fields mean
+	// controlplane.DefaultQuotas.
+	Quotas cp.Quotas
 }
 
 var (
@@ -133,6 +136,7 @@ type Store struct {
 	cache    groupCache
 	reads    readCache
 	commits  *committer // nil with NoBatch
+	counts   *counts    // running counts for metrics (counts.go)
 }
 
 // Open opens (or creates) the database at path.
@@ -176,6 +180,10 @@ func Open(path string, opts Options) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("initialise database %s: %w", path, err)
 	}
+	if err := s.loadCounts(); err != nil { // apisec #13.7
+		db.Close()
+		return nil, err
+	}
 	if !opts.NoBatch {
 		s.commits = newCommitter(db, opts.MaxBatchDelay)
 	}
@@ -187,6 +195,7 @@ func (s *Store) Close() error {
 	if s.commits != nil {
 		s.commits.close()
 	}
+	allCounts.Delete(s.db)
 	return s.db.Close()
 }
 
@@ -231,9 +240,9 @@ func (s *Store) write(ctx context.Context, fn func(tx *bolt.Tx) error) error {
 	// answers cached before are stale.
 	defer s.reads.invalidate()
 	if s.commits == nil {
-		return s.db.Update(fn)
+		return storageFault(s.db.Update(fn)) // apisec #13.10: storage.go
 	}
-	return s.commits.write(fn)
+	return storageFault(s.commits.write(fn))
 }
 
 // errConflict means the stored resource changed between the optimistic read

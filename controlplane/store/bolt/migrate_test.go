@@ -101,7 +101,7 @@ func TestMigrateSchema0(t *testing.T) {
 	}
 	wantJSON, _ := s.GetJSON(ctx, "org_a", cp.KindSecurityGroup, g.ID)
 	wantJSON = slices.Clone(wantJSON)
-	wantList, _ := s.ListJSON(ctx, "org_a", cp.KindSecurityGroup)
+	wantList, _, _, _ := s.ListJSONPage(ctx, "org_a", cp.KindSecurityGroup, "", 100)
 	s.Close()
 	toSchema0(t, path, "org_a", map[string]bool{g.ID: true, other.ID: false})
 
@@ -115,8 +115,8 @@ func TestMigrateSchema0(t *testing.T) {
 		if got, err := s.GetJSON(ctx, "org_a", cp.KindSecurityGroup, g.ID); err != nil || string(got) != string(wantJSON) {
 			t.Errorf("GetJSON after migration = %s, %v; want %s", got, err, wantJSON)
 		}
-		if got, err := s.ListJSON(ctx, "org_a", cp.KindSecurityGroup); err != nil || string(got) != string(wantList) {
-			t.Errorf("ListJSON after migration = %s, %v; want %s", got, err, wantList)
+		if got, _, _, err := s.ListJSONPage(ctx, "org_a", cp.KindSecurityGroup, "", 100); err != nil || string(got) != string(wantList) {
+			t.Errorf("ListJSONPage after migration = %s, %v; want %s", got, err, wantList)
 		}
 		var lists []cp.PrefixList
 		if err := s.ViewPolicy(ctx, "org_a", func(tx cp.PolicyTx) error {

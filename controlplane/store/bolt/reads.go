@@ -303,24 +303,3 @@ func (c *readCache) put(k string, e *readEntry) {
 	}
 	c.size.Add(n)
 }
-
-// ListJSON returns every group or prefix list of the organisation as the
-// API's JSON array, ordered by id, without decoding them.
-func (s *Store) ListJSON(ctx context.Context, org, kind string) ([]byte, error) {
-	out := []byte{'['}
-	now := s.opts.Now()
-	err := s.db.View(func(tx *bolt.Tx) error {
-		ob, _ := orgBucket(tx, org, false)
-		return each(ob, kind, func(_ string, raw []byte, st cp.SyncState) error {
-			if len(out) > 1 {
-				out = append(out, ',')
-			}
-			out = append(out, spliceStatus(raw, st.At(now).Status)...)
-			return nil
-		})
-	})
-	if err != nil {
-		return nil, fmt.Errorf("list %s: %w", kind, err)
-	}
-	return append(out, ']'), nil
-}

@@ -89,7 +89,7 @@ func (s *Store) ingestStatus(b *syncBatch, org, site string, st *protocol.SiteSt
 			return 0, err
 		}
 	}
-	return out.Result, putSite(ob, out.Site)
+	return out.Result, storeSite(ob, out.Site)
 }
 
 // siteRules are the state machine's rules for this store.
@@ -117,9 +117,10 @@ func readSite(ob *bolt.Bucket, site string) (cp.Site, cp.LastReport, error) {
 	return *rec, last, nil
 }
 
-// putSite stores a site's record.
-func putSite(ob *bolt.Bucket, rec cp.Site) error {
-	return putJSON(ob.Bucket(bucketSites), rec.ID, siteRecord{Site: rec, SyncDeadline: rec.SyncDeadline})
+// storeSite stores a site's record (through putSite, which keeps the
+// running counts).
+func storeSite(ob *bolt.Bucket, rec cp.Site) error {
+	return putSite(ob.Bucket(bucketSites), rec.ID, &rec)
 }
 
 // syncBatch holds the sync records of resources that one transaction
@@ -212,7 +213,7 @@ func (s *Store) ingestPresence(tx *bolt.Tx, org, site string, p protocol.Presenc
 	if err != nil {
 		return err
 	}
-	return putSite(ob, cp.FoldPresence(rec, last, p, s.epoch, s.opts.Now()))
+	return storeSite(ob, cp.FoldPresence(rec, last, p, s.epoch, s.opts.Now()))
 }
 
 // Settle confirms, for each of sites, every group and prefix list waiting
@@ -250,7 +251,7 @@ func (s *Store) Settle(ctx context.Context, org string, sites []string) error {
 				}
 			}
 			if rec, changed := cp.Settle(rec, deadline); changed {
-				if err := putSite(ob, rec); err != nil {
+				if err := storeSite(ob, rec); err != nil {
 					return err
 				}
 			}
@@ -265,7 +266,8 @@ func getSiteRaw(ob *bolt.Bucket, site string) []byte {
 	return sub(ob, bucketSites).Get([]byte(site))
 }
 
-// siteRecord stores the Site's internal fields too.
+// siteRecord stores the Site's internal fields too. Write one only through
+// putSite (counts.go), which keeps the metrics' running counts.
 type siteRecord struct {
 	cp.Site
 	SyncDeadline time.Time `json:"sync_deadline,omitzero"`

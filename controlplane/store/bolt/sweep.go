@@ -86,22 +86,3 @@ func (s *Store) RunSweeper(ctx context.Context, interval time.Duration, onErr fu
 		}
 	}
 }
-
-// CountByStatus counts groups and prefix lists by kind and status, for
-// metrics.
-func (s *Store) CountByStatus(ctx context.Context) (map[string]map[cp.Status]int, error) {
-	out := map[string]map[cp.Status]int{cp.KindSecurityGroup: {}, cp.KindPrefixList: {}}
-	err := s.db.View(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketStatus).ForEach(func(k, v []byte) error {
-			parts := bytes.SplitN(k, []byte{0}, 3)
-			if len(parts) == 3 && out[string(parts[1])] != nil {
-				out[string(parts[1])][cp.Status(v)]++
-			}
-			return nil
-		})
-	})
-	if err != nil {
-		return nil, fmt.Errorf("count resources: %w", err)
-	}
-	return out, nil
-}

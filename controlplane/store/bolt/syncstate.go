@@ -112,7 +112,7 @@ func setIndexes(tx *bolt.Tx, org, kind, id string, prev, next *cp.SyncState) err
 		}
 	}
 	if next == nil {
-		return st.Delete(key(org, kind, id))
+		return putStatus(st, key(org, kind, id), kind, "") // apisec #13.7: counts.go
 	}
 	if next.Status == cp.StatusSyncing {
 		if err := dl.Put(deadlineKey(next.Deadline, org, kind, id), nil); err != nil {
@@ -124,7 +124,7 @@ func setIndexes(tx *bolt.Tx, org, kind, id string, prev, next *cp.SyncState) err
 			return err
 		}
 	}
-	return st.Put(key(org, kind, id), []byte(next.Status))
+	return putStatus(st, key(org, kind, id), kind, next.Status)
 }
 
 // updateSync applies fn to one resource's stored SyncState and keeps the

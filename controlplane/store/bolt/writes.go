@@ -45,6 +45,8 @@ type resourceWrite interface {
 	store(tx *bolt.Tx, ob *bolt.Bucket) (affected map[string]bool, await []string, err error)
 	// answer is the stored resource as the API shows it, with status st.
 	answer(st cp.Status) []byte
+	// sites are the sites the write attaches the resource to.
+	sites() []string
 }
 
 // put runs a create (when w's resource is new) or replace, announces its
@@ -113,6 +115,11 @@ func (s *Store) tryPut(ctx context.Context, org string, create bool, w resourceW
 		} else if inTx {
 			w.prepare()
 		}
+		// After existence and lock: a missing or syncing resource answers
+		// 404 or 409 first.
+		if err := s.checkQuota(ob, w.kind(), create, w.sites()); err != nil { // apisec #13.2: quota.go
+			return err
+		}
 		affected, await, err := w.store(tx, ob)
 		if err != nil {
 			return err
@@ -164,8 +171,9 @@ type groupWrite struct {
 // rawSeed keys the fingerprints of stored groups (random per process).
 var rawSeed = maphash.MakeSeed()
 
-func (gw *groupWrite) kind() string { return cp.KindSecurityGroup }
-func (gw *groupWrite) id() string   { return gw.gid }
+func (gw *groupWrite) kind() string    { return cp.KindSecurityGroup }
+func (gw *groupWrite) sites() []string { return gw.w.Sites }
+func (gw *groupWrite) id() string      { return gw.gid }
 
 func (gw *groupWrite) read(ob *bolt.Bucket) (bool, error) {
 	raw, idx := getGroup(ob, gw.gid)
@@ -333,8 +341,9 @@ type listWrite struct {
 	data []byte
 }
 
-func (lw *listWrite) kind() string { return cp.KindPrefixList }
-func (lw *listWrite) id() string   { return lw.lid }
+func (lw *listWrite) kind() string    { return cp.KindPrefixList }
+func (lw *listWrite) sites() []string { return lw.w.Sites }
+func (lw *listWrite) id() string      { return lw.lid }
 
 func (lw *listWrite) read(ob *bolt.Bucket) (bool, error) {
 	raw := get(ob, bucketLists, lw.lid)
@@ -519,7 +528,7 @@ func touchSites(ob *bolt.Bucket, affected map[string]bool, revs map[string]uint6
 			_, awaited = sync.Awaiting[id]
 			deadline = sync.Deadline
 		}
-		if err := putSite(ob, cp.AssignRevision(*site, revs[id], awaited, deadline)); err != nil {
+		if err := storeSite(ob, cp.AssignRevision(*site, revs[id], awaited, deadline)); err != nil {
 			return err
 		}
 	}
