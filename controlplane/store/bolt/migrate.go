@@ -58,15 +58,7 @@ func migrate(tx *bolt.Tx) error {
 // none), drops the gindex buckets, and gives every organisation every
 // bucket.
 func migrateGroupBuckets(tx *bolt.Tx) error {
-	orgs, err := orgNames(tx)
-	if err != nil {
-		return err
-	}
-	for _, org := range orgs {
-		ob, err := orgBucket(tx, string(org), true)
-		if err != nil {
-			return err
-		}
+	return eachOrg(tx, func(org string, ob *bolt.Bucket) error {
 		groups, gindex := ob.Bucket(bucketGroups), ob.Bucket(bucketGIndex)
 		type old struct{ id, raw, idx []byte }
 		var moves []old
@@ -98,26 +90,16 @@ func migrateGroupBuckets(tx *bolt.Tx) error {
 			}
 		}
 		if gindex != nil {
-			if err := ob.DeleteBucket(bucketGIndex); err != nil {
-				return err
-			}
+			return ob.DeleteBucket(bucketGIndex)
 		}
-	}
-	return nil
+		return nil
+	})
 }
 
 // migrateMembers (1 → 2) builds the members index from every group's index
 // and every list's JSON.
 func migrateMembers(tx *bolt.Tx) error {
-	orgs, err := orgNames(tx)
-	if err != nil {
-		return err
-	}
-	for _, org := range orgs {
-		ob, err := orgBucket(tx, string(org), true)
-		if err != nil {
-			return err
-		}
+	return eachOrg(tx, func(org string, ob *bolt.Bucket) error {
 		if err := ob.Bucket(bucketGroups).ForEach(func(id, _ []byte) error {
 			var g cp.SecurityGroup
 			if err := decodePrev(&g, ob.Bucket(bucketGroups).Bucket(id).Get(keyGroupIndex)); err != nil {
@@ -127,26 +109,35 @@ func migrateMembers(tx *bolt.Tx) error {
 		}); err != nil {
 			return err
 		}
-		if err := ob.Bucket(bucketLists).ForEach(func(id, raw []byte) error {
+		return ob.Bucket(bucketLists).ForEach(func(id, raw []byte) error {
 			var l cp.PrefixList
 			if err := json.Unmarshal(raw, &l); err != nil {
 				return fmt.Errorf("decode prefix list %s of %s: %w", id, org, err)
 			}
 			return setMembers(ob, cp.KindPrefixList, string(id), nil, l.Sites)
-		}); err != nil {
+		})
+	})
+}
+
+// eachOrg calls fn with every organisation's bucket, every bucket of
+// orgBucket in it. The names are copied out first, so fn may change the
+// buckets.
+func eachOrg(tx *bolt.Tx, fn func(org string, ob *bolt.Bucket) error) error {
+	var orgs []string
+	if err := tx.Bucket(bucketOrgs).ForEach(func(k, _ []byte) error {
+		orgs = append(orgs, string(k))
+		return nil
+	}); err != nil {
+		return err
+	}
+	for _, org := range orgs {
+		ob, err := orgBucket(tx, org, true)
+		if err != nil {
+			return err
+		}
+		if err := fn(org, ob); err != nil {
 			return err
 		}
 	}
 	return nil
-}
-
-// orgNames are the organisations' bucket names, copied out so that a
-// migration may change their buckets.
-func orgNames(tx *bolt.Tx) ([][]byte, error) {
-	var orgs [][]byte
-	err := tx.Bucket(bucketOrgs).ForEach(func(k, _ []byte) error {
-		orgs = append(orgs, slices.Clone(k))
-		return nil
-	})
-	return orgs, err
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"math"
 	"slices"
 	"time"
 
@@ -289,29 +290,10 @@ func siteView(site cp.Site, org string, now time.Time) cp.Site {
 }
 
 // ListSites returns the sites the organisation's policy names or whose
-// agents reported, ordered by id.
+// agents reported, ordered by id: every page of ListSitesPage at once.
 func (s *Store) ListSites(ctx context.Context, org string) ([]cp.Site, error) {
-	out := []cp.Site{}
-	now := s.opts.Now()
-	err := s.db.View(func(tx *bolt.Tx) error {
-		ob, _ := orgBucket(tx, org, false)
-		b := sub(ob, bucketSites)
-		if b == nil {
-			return nil
-		}
-		return b.ForEach(func(k, v []byte) error {
-			site, err := getSite(b, string(k))
-			if err != nil {
-				return err
-			}
-			out = append(out, siteView(*site, org, now))
-			return nil
-		})
-	})
-	if err != nil {
-		return nil, fmt.Errorf("list sites: %w", err)
-	}
-	return out, nil
+	sites, _, err := s.ListSitesPage(ctx, org, "", math.MaxInt)
+	return sites, err
 }
 
 // GetSite returns one site.
