@@ -246,3 +246,24 @@ func Truncate(s string, n int) string {
 	}
 	return s[:cut] + mark
 }
+
+// Unforged undoes, in a site's record and its newest report, what a forged
+// report did before FoldStatus refused them (issue #13 item 3): an applied
+// revision above any the site was given is unknown again, and a newest
+// report above it is forgotten, so the agent's next real report is taken
+// instead of discarded as stale. It reports whether anything changed. The
+// resources such a report confirmed keep their status; their next write
+// syncs again. Only for a store that assigns revisions (SiteRules.Revisioned).
+func Unforged(rec Site, last LastReport, epoch string) (Site, LastReport, bool) {
+	changed := false
+	if rec.AppliedRevision > rec.DesiredRevision {
+		rec.AppliedRevision, changed = UnknownRevision, true
+		if rec.State == SiteInSync {
+			rec.State = SiteUnknown
+		}
+	}
+	if last.Epoch == epoch && last.Revision > rec.DesiredRevision {
+		last, changed = LastReport{}, true
+	}
+	return rec, last, changed
+}

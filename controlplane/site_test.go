@@ -215,3 +215,37 @@ func TestSettleAndAssign(t *testing.T) {
 		t.Errorf("StandingRevision = %d, %v; want 3", rev, ok)
 	}
 }
+
+// TestUnforged: what a forged report left is undone, and nothing else.
+func TestUnforged(t *testing.T) {
+	forged := cp.LastReport{Epoch: epoch, Revision: math.MaxUint64, State: protocol.StateApplied}
+	honest := cp.LastReport{Epoch: epoch, Revision: 2, State: protocol.StateApplied}
+	other := cp.LastReport{Epoch: "fedcba9876543210", Revision: 9, State: protocol.StateApplied}
+	cases := []struct {
+		name     string
+		rec      cp.Site
+		last     cp.LastReport
+		wantRec  cp.Site
+		wantLast cp.LastReport
+		changed  bool
+	}{
+		{"forged applied revision and report", cp.Site{ID: "s", State: cp.SiteInSync, DesiredRevision: 2, AppliedRevision: math.MaxUint64}, forged,
+			cp.Site{ID: "s", State: cp.SiteUnknown, DesiredRevision: 2}, cp.LastReport{}, true},
+		{"a forged applying left only the report", cp.Site{ID: "s", State: cp.SiteSyncing, DesiredRevision: 2, AppliedRevision: 1},
+			cp.LastReport{Epoch: epoch, Revision: 7, State: protocol.StateApplying},
+			cp.Site{ID: "s", State: cp.SiteSyncing, DesiredRevision: 2, AppliedRevision: 1}, cp.LastReport{}, true},
+		{"honest", cp.Site{ID: "s", State: cp.SiteInSync, DesiredRevision: 2, AppliedRevision: 2}, honest,
+			cp.Site{ID: "s", State: cp.SiteInSync, DesiredRevision: 2, AppliedRevision: 2}, honest, false},
+		{"another epoch's report is another store's numbers", cp.Site{ID: "s", State: cp.SiteSyncing, DesiredRevision: 2}, other,
+			cp.Site{ID: "s", State: cp.SiteSyncing, DesiredRevision: 2}, other, false},
+	}
+	for _, c := range cases {
+		rec, last, changed := cp.Unforged(c.rec, c.last, epoch)
+		if d := cmp.Diff(c.wantRec, rec); d != "" {
+			t.Errorf("%s: record (-want +got):\n%s", c.name, d)
+		}
+		if d := cmp.Diff(c.wantLast, last); d != "" || changed != c.changed {
+			t.Errorf("%s: report (-want +got), changed %v:\n%s", c.name, changed, d)
+		}
+	}
+}

@@ -21,7 +21,9 @@ import (
 //	1  every group in its own bucket, json and index; each organisation
 //	   has every bucket of orgBucket but members.
 //	2  the members index: which groups and lists each site holds.
-const schemaVersion = 2
+//	3  no site record or newest report carries a revision above the site's
+//	   desired one: what forged reports left before they were refused.
+const schemaVersion = 3
 
 var keySchema = []byte("schema")
 
@@ -29,6 +31,7 @@ var keySchema = []byte("schema")
 var migrations = []func(tx *bolt.Tx) error{
 	migrateGroupBuckets,
 	migrateMembers,
+	migrateUnforge,
 }
 
 // migrate brings the file to schemaVersion, or refuses a file written by a
@@ -140,4 +143,41 @@ func eachOrg(tx *bolt.Tx, fn func(org string, ob *bolt.Bucket) error) error {
 		}
 	}
 	return nil
+}
+
+// migrateUnforge (2 → 3) undoes what forged status reports left in site
+// records before they were refused (controlplane.Unforged).
+func migrateUnforge(tx *bolt.Tx) error {
+	epoch := string(tx.Bucket(bucketMeta).Get(keyEpoch))
+	return eachOrg(tx, func(org string, ob *bolt.Bucket) error {
+		var ids []string
+		if err := ob.Bucket(bucketSites).ForEach(func(k, _ []byte) error {
+			ids = append(ids, string(k))
+			return nil
+		}); err != nil {
+			return err
+		}
+		for _, id := range ids {
+			rec, last, err := readSite(ob, id)
+			if err != nil {
+				return fmt.Errorf("site %s of %s: %w", id, org, err)
+			}
+			rec, last, changed := cp.Unforged(rec, last, epoch)
+			if !changed {
+				continue
+			}
+			if err := storeSite(ob, rec); err != nil {
+				return err
+			}
+			if last == (cp.LastReport{}) {
+				err = ob.Bucket(bucketReports).Delete([]byte(id))
+			} else {
+				err = putJSON(ob.Bucket(bucketReports), id, last)
+			}
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }

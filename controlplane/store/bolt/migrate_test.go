@@ -2,6 +2,7 @@ package bolt
 
 import (
 	"context"
+	"math"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -11,6 +12,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	cp "github.com/rampart-fw/rampart/controlplane"
+	"github.com/rampart-fw/rampart/controlplane/compile"
 	"github.com/rampart-fw/rampart/protocol"
 )
 
@@ -127,8 +129,8 @@ func TestMigrateSchema0(t *testing.T) {
 		}
 		var schema string
 		s.db.View(func(tx *bolt.Tx) error { schema = string(tx.Bucket(bucketMeta).Get(keySchema)); return nil })
-		if schema != "2" {
-			t.Errorf("schema %q after open, want 2", schema)
+		if schema != "3" {
+			t.Errorf("schema %q after open, want 3", schema)
 		}
 		s.Close()
 	}
@@ -169,10 +171,10 @@ func TestMigrateSchema0(t *testing.T) {
 func TestNewerSchemaRefused(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "db")
 	s, _ := layoutStore(t, path)
-	s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketMeta).Put(keySchema, []byte("3")) })
+	s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketMeta).Put(keySchema, []byte("4")) })
 	s.Close()
 	_, err := Open(path, Options{})
-	if err == nil || !strings.Contains(err.Error(), "version 3, newer than this build's 2") {
+	if err == nil || !strings.Contains(err.Error(), "version 4, newer than this build's 3") {
 		t.Fatalf("Open of a newer file: %v", err)
 	}
 }
@@ -205,4 +207,61 @@ func replaceGroup(ctx context.Context, s *Store, org, id string, w *cp.SecurityG
 		return cp.SecurityGroup{}, err
 	}
 	return s.GetSecurityGroup(ctx, org, id)
+}
+
+// TestMigrateUnforges: a file of schema 2 holding what a forged status left
+// (issue #13 item 3: applied revision 2^64-1, the same as the newest
+// report) opens with both undone, and the agent's real report is then
+// taken instead of discarded as stale.
+func TestMigrateUnforges(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "db")
+	s, err := Open(path, Options{Revisioner: compile.Revisioner{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.CreateSecurityGroup(ctx, "org_a", &cp.SecurityGroupWrite{Name: "web", Sites: []string{"site_a"}, Rules: []cp.FilterRuleWrite{}}); err != nil {
+		t.Fatal(err)
+	}
+	epoch := s.Epoch()
+	forged := uint64(math.MaxUint64)
+	if err := s.db.Update(func(tx *bolt.Tx) error {
+		ob := tx.Bucket(bucketOrgs).Bucket([]byte("org_a"))
+		rec, _, err := readSite(ob, "site_a")
+		if err != nil {
+			return err
+		}
+		rec.AppliedRevision, rec.State = forged, cp.SiteInSync
+		if err := storeSite(ob, rec); err != nil {
+			return err
+		}
+		if err := putJSON(ob.Bucket(bucketReports), "site_a", cp.LastReport{Epoch: epoch, Revision: forged, State: protocol.StateApplied}); err != nil {
+			return err
+		}
+		return tx.Bucket(bucketMeta).Put(keySchema, []byte("2"))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+
+	s, err = Open(path, Options{Revisioner: compile.Revisioner{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	site, err := s.GetSite(ctx, "org_a", "site_a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if site.AppliedRevision != 0 || site.State == cp.SiteInSync || site.DesiredRevision != 1 {
+		t.Errorf("site after the migration: %+v, want applied 0, not in sync, desired 1", site)
+	}
+	st := protocol.SiteStatus{Schema: 1, OrgID: "org_a", SiteID: "site_a", Epoch: epoch, Revision: 1, State: protocol.StateApplied}
+	res, err := s.Ingest(ctx, []cp.Report{{OrgID: "org_a", SiteID: "site_a", Status: &st}})
+	if err != nil || res[0] != cp.ReportTaken {
+		t.Fatalf("the real report after the migration: %v, %v; want taken", res, err)
+	}
+	if site, _ := s.GetSite(ctx, "org_a", "site_a"); site.AppliedRevision != 1 || site.State != cp.SiteInSync {
+		t.Errorf("site after the real report: %+v", site)
+	}
 }
