@@ -133,7 +133,6 @@ type Store struct {
 
 	mu       sync.Mutex
 	onChange []cp.ChangeFunc
-	cache    groupCache
 	reads    readCache
 	commits  *committer // nil with NoBatch
 	counts   *counts    // running counts for metrics (counts.go)
@@ -154,7 +153,7 @@ func Open(path string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open database %s: %w", path, err)
 	}
-	s := &Store{db: db, opts: opts, cache: groupCache{max: cacheBytes}}
+	s := &Store{db: db, opts: opts}
 	err = db.Update(func(tx *bolt.Tx) error {
 		for _, b := range [][]byte{bucketMeta, bucketOrgs, bucketDeadlines, bucketAwaiting, bucketStatus} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {

@@ -342,8 +342,7 @@ func TestConcurrentReplaceOfOneGroup(t *testing.T) {
 }
 
 // TestDecodedGroupsAreNotShared checks that what reads return can be changed
-// by the caller without changing what later reads (served from the decode
-// cache) return.
+// by the caller without changing what later reads return.
 func TestDecodedGroupsAreNotShared(t *testing.T) {
 	ctx := context.Background()
 	s, _ := open(t, bolt.Options{})
@@ -364,7 +363,7 @@ func TestDecodedGroupsAreNotShared(t *testing.T) {
 		all, _ := s.ListSecurityGroups(ctx, org)
 		all[0].Rules[0].Port = "changed too"
 	}
-	// A replace is seen at once (the cache is keyed by the stored bytes).
+	// A replace is seen at once.
 	if err := confirm(ctx, s, org, "site_a", 0, true, ""); err != nil {
 		t.Fatal(err)
 	}

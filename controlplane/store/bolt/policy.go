@@ -19,7 +19,6 @@ import (
 
 // policyTx is the Revisioner's view of one organisation inside a write.
 type policyTx struct {
-	s        *Store
 	readOnly bool
 	ob       *bolt.Bucket
 	org      string
@@ -52,7 +51,7 @@ func (p policyTx) Policy(sites []string) ([]cp.SecurityGroup, []cp.PrefixList, e
 		if err != nil {
 			return nil, nil, err
 		}
-		g, err := p.s.decodeGroup(raw, p.org, id, st, p.now)
+		g, err := decodeGroup(raw, p.org, st, p.now)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -91,7 +90,7 @@ func (s *Store) ViewPolicy(ctx context.Context, org string, fn func(cp.PolicyTx)
 		if ob == nil {
 			return fn(emptyPolicy{})
 		}
-		return fn(policyTx{s: s, readOnly: true, ob: ob, org: org, now: s.opts.Now()})
+		return fn(policyTx{readOnly: true, ob: ob, org: org, now: s.opts.Now()})
 	})
 }
 

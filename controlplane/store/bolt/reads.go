@@ -1,11 +1,9 @@
 package bolt
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -17,84 +15,6 @@ import (
 
 // This file reads groups and prefix lists: as the API's JSON (spliced
 // with the current status, cached until the next write) and decoded.
-
-// groupCache keeps decoded groups keyed by organisation and id, each with
-// the stored bytes it was decoded from: an entry is used only when those
-// bytes are still exactly what is stored, so it can never be stale. It
-// exists for the Revisioner, which reads every group of an organisation
-// inside each write transaction (where decoding would hold up every other
-// writer), and for reads that need decoded groups.
-type groupCache struct {
-	mu      sync.Mutex
-	entries map[string]cachedGroup
-	size    int // approximate bytes held
-	max     int
-}
-
-type cachedGroup struct {
-	raw []byte
-	g   cp.SecurityGroup
-}
-
-// cacheBytes bounds the cache; a decoded 250-rule group is about twice its
-// JSON.
-const cacheBytes = 64 << 20
-
-func (c *groupCache) get(org, id string, raw []byte) (cp.SecurityGroup, bool) {
-	c.mu.Lock()
-	e, ok := c.entries[org+"\x00"+id]
-	c.mu.Unlock()
-	if !ok || !bytes.Equal(e.raw, raw) {
-		return cp.SecurityGroup{}, false
-	}
-	g := e.g // callers own what they get: copy the slices
-	g.Sites = slices.Clone(g.Sites)
-	g.Rules = slices.Clone(g.Rules)
-	return g, true
-}
-
-func (c *groupCache) put(org, id string, raw []byte, g cp.SecurityGroup) {
-	cost := 3 * len(raw)
-	if cost > c.max/16 {
-		return
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.entries == nil {
-		c.entries = map[string]cachedGroup{}
-	}
-	k := org + "\x00" + id
-	if old, ok := c.entries[k]; ok {
-		c.size -= 3 * len(old.raw)
-	}
-	for k2, e := range c.entries { // evict arbitrary entries until it fits
-		if c.size+cost <= c.max {
-			break
-		}
-		delete(c.entries, k2)
-		c.size -= 3 * len(e.raw)
-	}
-	g.Sites, g.Rules = slices.Clone(g.Sites), slices.Clone(g.Rules)
-	c.entries[k] = cachedGroup{raw: slices.Clone(raw), g: g}
-	c.size += cost
-}
-
-// decodeGroup decodes a stored group (through the cache) and sets its
-// status from sync at now.
-func (s *Store) decodeGroup(raw []byte, org, id string, sync cp.SyncState, now time.Time) (cp.SecurityGroup, error) {
-	g, ok := s.cache.get(org, id, raw)
-	if !ok {
-		var err error
-		if g, err = decodeGroup(raw, org, sync, now); err != nil {
-			return g, err
-		}
-		s.cache.put(org, id, raw, g)
-	}
-	g.OrgID = org
-	g.Sync = sync.At(now)
-	g.Status = g.Sync.Status
-	return g, nil
-}
 
 // decodeGroup decodes a stored group and sets its status from sync at now.
 func decodeGroup(raw []byte, org string, sync cp.SyncState, now time.Time) (cp.SecurityGroup, error) {
@@ -152,43 +72,37 @@ func each(ob *bolt.Bucket, kind string, fn func(id string, raw []byte, sync cp.S
 
 // ListSecurityGroups returns the organisation's groups ordered by id.
 func (s *Store) ListSecurityGroups(ctx context.Context, org string) ([]cp.SecurityGroup, error) {
-	out, err := listKind(s, org, cp.KindSecurityGroup, s.decodeGroup)
+	out, err := listKind(s, org, cp.KindSecurityGroup, decodeGroup)
 	return out, wrap("list security groups", err)
 }
 
 // GetSecurityGroup returns one group; another organisation's id is not found.
 func (s *Store) GetSecurityGroup(ctx context.Context, org, id string) (cp.SecurityGroup, error) {
-	g, err := getKind(s, org, cp.KindSecurityGroup, id, s.decodeGroup)
+	g, err := getKind(s, org, cp.KindSecurityGroup, id, decodeGroup)
 	return g, wrap("get security group", err)
 }
 
 // ListPrefixLists returns the organisation's prefix lists ordered by id.
 func (s *Store) ListPrefixLists(ctx context.Context, org string) ([]cp.PrefixList, error) {
-	out, err := listKind(s, org, cp.KindPrefixList, decodeListByID)
+	out, err := listKind(s, org, cp.KindPrefixList, decodeList)
 	return out, wrap("list prefix lists", err)
 }
 
 // GetPrefixList returns one prefix list.
 func (s *Store) GetPrefixList(ctx context.Context, org, id string) (cp.PrefixList, error) {
-	l, err := getKind(s, org, cp.KindPrefixList, id, decodeListByID)
+	l, err := getKind(s, org, cp.KindPrefixList, id, decodeList)
 	return l, wrap("get prefix list", err)
-}
-
-// decodeListByID has the shape listKind and getKind take; a list's id is in
-// its stored form.
-func decodeListByID(raw []byte, org, _ string, st cp.SyncState, now time.Time) (cp.PrefixList, error) {
-	return decodeList(raw, org, st, now)
 }
 
 // listKind decodes every resource of one kind of the organisation, ordered
 // by id, each with its sync state as of now.
-func listKind[T any](s *Store, org, kind string, decode func(raw []byte, org, id string, st cp.SyncState, now time.Time) (T, error)) ([]T, error) {
+func listKind[T any](s *Store, org, kind string, decode func(raw []byte, org string, st cp.SyncState, now time.Time) (T, error)) ([]T, error) {
 	out := []T{}
 	now := s.opts.Now()
 	err := s.db.View(func(tx *bolt.Tx) error {
 		ob, _ := orgBucket(tx, org, false)
-		return each(ob, kind, func(id string, raw []byte, st cp.SyncState) error {
-			v, err := decode(raw, org, id, st, now)
+		return each(ob, kind, func(_ string, raw []byte, st cp.SyncState) error {
+			v, err := decode(raw, org, st, now)
 			out = append(out, v)
 			return err
 		})
@@ -200,7 +114,7 @@ func listKind[T any](s *Store, org, kind string, decode func(raw []byte, org, id
 }
 
 // getKind decodes one resource; another organisation's id is not found.
-func getKind[T any](s *Store, org, kind, id string, decode func(raw []byte, org, id string, st cp.SyncState, now time.Time) (T, error)) (T, error) {
+func getKind[T any](s *Store, org, kind, id string, decode func(raw []byte, org string, st cp.SyncState, now time.Time) (T, error)) (T, error) {
 	var v T
 	err := s.db.View(func(tx *bolt.Tx) error {
 		ob, _ := orgBucket(tx, org, false)
@@ -212,7 +126,7 @@ func getKind[T any](s *Store, org, kind, id string, decode func(raw []byte, org,
 		if err != nil {
 			return err
 		}
-		v, err = decode(raw, org, id, st, s.opts.Now())
+		v, err = decode(raw, org, st, s.opts.Now())
 		return err
 	})
 	return v, err
