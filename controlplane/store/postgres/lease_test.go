@@ -1,0 +1,259 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rampart-fw/rampart/internal/pgtest"
+	"github.com/rampart-fw/rampart/internal/wait"
+)
+
+// TestLeaseSequence walks the lease through its states on one database,
+// two replicas (each its own pool, as two processes would be).
+func TestLeaseSequence(t *testing.T) {
+	dsn := pgtest.DSN(t)
+	a, b := open(t, dsn), open(t, dsn)
+	ctx := context.Background()
+	const name, hour = "sweeper", time.Hour
+
+	la, err := a.AcquireLease(ctx, name, "replica-a", hour)
+	if err != nil || la.Token != 1 {
+		t.Fatalf("a acquires a free lease: %+v, %v; want token 1", la, err)
+	}
+	_, err = b.AcquireLease(ctx, name, "replica-b", hour)
+	var held *LeaseHeldError
+	if !errors.Is(err, ErrLeaseHeld) || !errors.As(err, &held) || held.Holder != "replica-a" || !held.Expires.Equal(la.Expires) {
+		t.Fatalf("b acquires a's lease: %v; want ErrLeaseHeld naming replica-a until %s", err, la.Expires)
+	}
+	again, err := a.AcquireLease(ctx, name, "replica-a", hour)
+	if err != nil || again.Token != la.Token || again.Expires.Before(la.Expires) {
+		t.Fatalf("a acquires its own lease again: %+v, %v; want it extended under token %d", again, err, la.Token)
+	}
+	renewed, err := a.RenewLease(ctx, again, hour)
+	if err != nil || renewed.Token != la.Token || renewed.Expires.Before(again.Expires) || renewed.ValidUntil.Before(again.ValidUntil) {
+		t.Fatalf("a renews: %+v, %v", renewed, err)
+	}
+	if _, err := b.RenewLease(ctx, Lease{Name: name, Holder: "replica-b", Token: la.Token}, hour); !errors.Is(err, ErrLeaseLost) {
+		t.Errorf("b renews a lease it never held: %v; want ErrLeaseLost", err)
+	}
+	if err := b.ReleaseLease(ctx, Lease{Name: name, Holder: "replica-b", Token: la.Token}); !errors.Is(err, ErrLeaseLost) {
+		t.Errorf("b releases a's lease: %v; want ErrLeaseLost", err)
+	}
+	if err := a.ReleaseLease(ctx, renewed); err != nil {
+		t.Fatalf("a releases: %v", err)
+	}
+	if _, err := a.RenewLease(ctx, renewed, hour); !errors.Is(err, ErrLeaseLost) {
+		t.Errorf("a renews after releasing: %v; want ErrLeaseLost", err)
+	}
+	lb, err := b.AcquireLease(ctx, name, "replica-b", hour)
+	if err != nil || lb.Token != 2 {
+		t.Fatalf("b acquires the released lease: %+v, %v; want token 2", lb, err)
+	}
+	if err := a.ReleaseLease(ctx, renewed); !errors.Is(err, ErrLeaseLost) {
+		t.Errorf("a releases again, now b's: %v; want ErrLeaseLost", err)
+	}
+
+	// Expiry, without release: b lets a short lease lapse; a takes it when
+	// the database's clock passes the expiry, and b's renewal then fails.
+	other, err := b.AcquireLease(ctx, "other", "replica-b", 300*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var la2 Lease
+	wait.Until(t, 10*time.Second, "a acquires b's expired lease", func() string {
+		la2, err = a.AcquireLease(ctx, "other", "replica-a", hour)
+		if err != nil {
+			return err.Error()
+		}
+		return ""
+	})
+	if la2.Token != other.Token+1 {
+		t.Errorf("token after expiry %d; want %d", la2.Token, other.Token+1)
+	}
+	if _, err := b.RenewLease(ctx, other, hour); !errors.Is(err, ErrLeaseLost) {
+		t.Errorf("b renews its expired lease: %v; want ErrLeaseLost", err)
+	}
+	// Leases are independent of each other: "sweeper" is still b's.
+	if _, err := a.AcquireLease(ctx, name, "replica-a", hour); !errors.Is(err, ErrLeaseHeld) {
+		t.Errorf("a acquires sweeper while b holds it: %v; want ErrLeaseHeld", err)
+	}
+}
+
+// TestLeaseSameHolderAfterExpiry: a holder that lets its lease expire and
+// acquires it again gets a new token (its continuity broke).
+func TestLeaseSameHolderAfterExpiry(t *testing.T) {
+	db := open(t, pgtest.DSN(t))
+	ctx := context.Background()
+	l, err := db.AcquireLease(ctx, "sweeper", "replica-a", 50*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wait.For(t, 10*time.Second, "the lease expires on the database's clock", func() bool {
+		var expired bool
+		err := db.pool.QueryRow(ctx, `SELECT expires_at <= clock_timestamp() FROM leases WHERE name = 'sweeper'`).Scan(&expired)
+		return err == nil && expired
+	})
+	if _, err := db.RenewLease(ctx, l, time.Hour); !errors.Is(err, ErrLeaseLost) {
+		t.Fatalf("renew after expiry: %v; want ErrLeaseLost", err)
+	}
+	l2, err := db.AcquireLease(ctx, "sweeper", "replica-a", time.Hour)
+	if err != nil || l2.Token != l.Token+1 {
+		t.Errorf("re-acquire after expiry: %+v, %v; want token %d", l2, err, l.Token+1)
+	}
+}
+
+func TestLeaseBadArguments(t *testing.T) {
+	db := open(t, pgtest.DSN(t))
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name, lease, holder string
+		ttl                 time.Duration
+	}{
+		{"no name", "", "a", time.Second},
+		{"no holder", "sweeper", "", time.Second},
+		{"ttl too short", "sweeper", "a", time.Microsecond},
+	} {
+		if _, err := db.AcquireLease(ctx, tc.lease, tc.holder, tc.ttl); err == nil || errors.Is(err, ErrLeaseHeld) {
+			t.Errorf("%s: acquire: %v; want an argument error", tc.name, err)
+		}
+	}
+}
+
+// TestLeaseExclusiveUnderContention: replicas (each its own pool) race for
+// one lease with short TTLs, renewing, releasing and letting it lapse at
+// random. Every time a replica believed it held the lease (from the
+// answer to its acquire or renew until ValidUntil) is recorded; no two such
+// intervals of different tokens may overlap, and tokens must follow the
+// order of the intervals. This is the sweeper's guarantee: one replica at a
+// time, whatever the interleaving.
+func TestLeaseExclusiveUnderContention(t *testing.T) {
+	dsn := pgtest.DSN(t)
+	const replicas, ttl = 6, 150 * time.Millisecond
+	run := 3 * time.Second
+	if testing.Short() {
+		run = time.Second
+	}
+	type held struct {
+		holder     string
+		token      int64
+		from, till time.Time
+	}
+	var mu sync.Mutex
+	var intervals []held
+	record := func(l Lease, from, till time.Time) {
+		mu.Lock()
+		defer mu.Unlock()
+		intervals = append(intervals, held{l.Holder, l.Token, from, till})
+	}
+	ctx := context.Background()
+	end := time.Now().Add(run)
+	var wg sync.WaitGroup
+	errs := make(chan error, replicas)
+	for i := range replicas {
+		db := open(t, dsn)
+		holder := fmt.Sprintf("replica-%d", i)
+		wg.Go(func() {
+			rng := rand.New(rand.NewPCG(uint64(i), 1))
+			for time.Now().Before(end) {
+				l, err := db.AcquireLease(ctx, "sweeper", holder, ttl)
+				if errors.Is(err, ErrLeaseHeld) {
+					time.Sleep(time.Duration(rng.IntN(20)) * time.Millisecond)
+					continue
+				}
+				if err != nil {
+					errs <- err
+					return
+				}
+				record(l, time.Now(), l.ValidUntil)
+				// Hold for a few renewals, then release or let it lapse.
+				for range rng.IntN(4) {
+					time.Sleep(ttl / 3)
+					if l, err = db.RenewLease(ctx, l, ttl); err != nil {
+						break
+					}
+					record(l, time.Now(), l.ValidUntil)
+				}
+				if err == nil && rng.IntN(2) == 0 {
+					// The holder stops acting, then releases.
+					stop := time.Now()
+					record(l, stop, stop)
+					if err := db.ReleaseLease(ctx, l); err != nil && !errors.Is(err, ErrLeaseLost) {
+						errs <- err
+						return
+					}
+				} else {
+					time.Sleep(ttl + time.Duration(rng.IntN(50))*time.Millisecond)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	// Merge each token's intervals: one holding, from its first answer to
+	// its last ValidUntil, or to its release if released before.
+	byToken := map[int64]held{}
+	for _, h := range intervals {
+		cur, ok := byToken[h.token]
+		switch {
+		case !ok:
+			byToken[h.token] = h
+		case cur.holder != h.holder:
+			t.Fatalf("token %d held by %s and %s", h.token, cur.holder, h.holder)
+		case h.from.Equal(h.till): // released
+			cur.till = h.till
+			byToken[h.token] = cur
+		default:
+			cur.from = minTime(cur.from, h.from)
+			cur.till = maxTime(cur.till, h.till)
+			byToken[h.token] = cur
+		}
+	}
+	var all []held
+	for _, h := range byToken {
+		all = append(all, h)
+	}
+	slices.SortFunc(all, func(a, b held) int { return a.from.Compare(b.from) })
+	holders := map[string]bool{}
+	for i, h := range all {
+		holders[h.holder] = true
+		if i == 0 {
+			continue
+		}
+		prev := all[i-1]
+		if h.token <= prev.token {
+			t.Errorf("token %d (%s) held after token %d (%s): tokens must grow", h.token, h.holder, prev.token, prev.holder)
+		}
+		if h.from.Before(prev.till) {
+			t.Errorf("%s held token %d from %s while %s held token %d until %s",
+				h.holder, h.token, h.from.Format("15:04:05.000000"), prev.holder, prev.token, prev.till.Format("15:04:05.000000"))
+		}
+	}
+	// The test proves something only if the lease changed hands often.
+	if len(all) < 5 || len(holders) < 2 {
+		t.Errorf("%d holdings by %d replicas; want several by several", len(all), len(holders))
+	}
+	t.Logf("%d holdings by %d replicas in %s", len(all), len(holders), run)
+}
+
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
