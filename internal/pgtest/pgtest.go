@@ -120,6 +120,20 @@ func (s *server) exec(ctx context.Context, sql string) error {
 	return err
 }
 
+// Tool returns the path of one of the server's command-line tools (psql,
+// pg_dump…), from the same installation the server runs from.
+func Tool(name string) (string, error) {
+	dir, err := binDir()
+	if err != nil {
+		return "", err
+	}
+	p := filepath.Join(dir, name)
+	if _, err := os.Stat(p); err != nil {
+		return "", fmt.Errorf("PostgreSQL tool %s: %w", name, err)
+	}
+	return p, nil
+}
+
 // binDir finds the newest installed major version's bin directory.
 func binDir() (string, error) {
 	dirs, _ := filepath.Glob("/usr/lib/postgresql/*/bin")

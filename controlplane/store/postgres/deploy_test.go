@@ -3,7 +3,9 @@ package postgres
 import (
 	"bufio"
 	"context"
+	"net/url"
 	"os"
+	"os/exec"
 	"slices"
 	"strings"
 	"testing"
@@ -65,5 +67,45 @@ func TestDeploySettingsKnown(t *testing.T) {
 			}
 			tx.Rollback(ctx)
 		}
+	}
+}
+
+// TestDeploySetupSQL: deploy/postgresql/setup.sql, run by psql as the
+// README says, creates a role that can open (and so migrate) its database
+// without being a superuser.
+func TestDeploySetupSQL(t *testing.T) {
+	dsn := pgtest.DSN(t)
+	psql, err := pgtest.Tool("psql")
+	if err != nil {
+		t.Skip(err)
+	}
+	ctx := context.Background()
+	admin := pool(t, dsn)
+	t.Cleanup(func() {
+		admin.Exec(ctx, `DROP DATABASE IF EXISTS rampart WITH (FORCE)`)
+		admin.Exec(ctx, `DROP ROLE IF EXISTS rampart`)
+	})
+	out, err := exec.Command(psql, "-X", "-v", "ON_ERROR_STOP=1", "-v", "password='s3cret'",
+		"-f", "../../../deploy/postgresql/setup.sql", dsn).CombinedOutput()
+	if err != nil {
+		t.Fatalf("psql -f setup.sql: %v\n%s", err, out)
+	}
+	u, err := url.Parse(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.User, u.Path = url.UserPassword("rampart", "s3cret"), "/rampart"
+	db := open(t, u.String())
+	var user string
+	var super bool
+	if err := db.pool.QueryRow(ctx, `SELECT current_user, usesuper FROM pg_user WHERE usename = current_user`).Scan(&user, &super); err != nil {
+		t.Fatal(err)
+	}
+	if user != "rampart" || super {
+		t.Errorf("connected as %q (superuser %v); want rampart, not a superuser", user, super)
+	}
+	var owner string
+	if err := db.pool.QueryRow(ctx, `SELECT tableowner FROM pg_tables WHERE tablename = 'security_groups'`).Scan(&owner); err != nil || owner != "rampart" {
+		t.Errorf("security_groups owned by %q (%v); want rampart, who migrated it", owner, err)
 	}
 }
