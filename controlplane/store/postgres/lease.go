@@ -146,3 +146,38 @@ func (db *DB) ReleaseLease(ctx context.Context, l Lease) error {
 	}
 	return nil
 }
+
+// WithLease runs fn in a transaction that holds l: it starts by checking,
+// on the database's clock, that l is still the holder's and unexpired, and
+// locks the lease's row FOR SHARE until the transaction ends. Another
+// replica's AcquireLease must update that row, so it waits for the
+// transaction and only then sees the lease (by now perhaps expired) and
+// takes it: everything fn writes is ordered before any other holder's
+// writes, even when fn runs past the expiry, however slow the holder or
+// its clock. The sweeper's writes go through here; a lost lease returns
+// ErrLeaseLost without calling fn.
+func (db *DB) WithLease(ctx context.Context, l Lease, fn func(ctx context.Context, tx pgx.Tx) error) error {
+	tx, err := db.pool.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("begin transaction under lease %q: %w", l.Name, err)
+	}
+	defer tx.Rollback(context.Background())
+	var one int
+	err = tx.QueryRow(ctx, `
+		SELECT 1 FROM leases
+		WHERE name = $1 AND holder = $2 AND token = $3 AND expires_at > clock_timestamp()
+		FOR SHARE`, l.Name, l.Holder, l.Token).Scan(&one)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return fmt.Errorf("write under lease %q of %q (token %d): %w", l.Name, l.Holder, l.Token, ErrLeaseLost)
+	}
+	if err != nil {
+		return fmt.Errorf("check lease %q: %w", l.Name, err)
+	}
+	if err := fn(ctx, tx); err != nil {
+		return err
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return fmt.Errorf("commit under lease %q: %w", l.Name, err)
+	}
+	return nil
+}

@@ -10,6 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
+	"github.com/jackc/pgx/v5"
+
 	"github.com/rampart-fw/rampart/internal/pgtest"
 	"github.com/rampart-fw/rampart/internal/wait"
 )
@@ -256,4 +259,88 @@ func maxTime(a, b time.Time) time.Time {
 		return a
 	}
 	return b
+}
+
+// TestWithLeaseFencesTakeover: a holder's transaction under the lease that
+// runs past the expiry still commits before another replica can take the
+// lease (the other's acquire waits for it), and a holder whose lease is
+// gone cannot write under it.
+func TestWithLeaseFencesTakeover(t *testing.T) {
+	dsn := pgtest.DSN(t)
+	a, b := open(t, dsn), open(t, dsn)
+	ctx := context.Background()
+	if _, err := a.pool.Exec(ctx, `CREATE TABLE swept (token bigint, at timestamptz DEFAULT clock_timestamp())`); err != nil {
+		t.Fatal(err)
+	}
+	const ttl = 300 * time.Millisecond
+	la, err := a.AcquireLease(ctx, "sweeper", "replica-a", ttl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inTx := make(chan struct{})
+	var acquired time.Time
+	var lb Lease
+	acquireErr := make(chan error, 1)
+	go func() {
+		<-inTx
+		// Retry until the lease is free: it expires while a's transaction
+		// still runs, and the acquire that sees that must wait for it.
+		for {
+			l, err := b.AcquireLease(ctx, "sweeper", "replica-b", time.Hour)
+			if errors.Is(err, ErrLeaseHeld) {
+				time.Sleep(10 * time.Millisecond)
+				continue
+			}
+			lb, acquired = l, time.Now()
+			acquireErr <- err
+			return
+		}
+	}()
+	var committedBy time.Time
+	err = a.WithLease(ctx, la, func(ctx context.Context, tx pgx.Tx) error {
+		close(inTx)
+		// Outlive the lease inside the transaction, then write.
+		if _, err := tx.Exec(ctx, `SELECT pg_sleep($1::float8)`, (2 * ttl).Seconds()); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, `INSERT INTO swept (token) VALUES ($1)`, la.Token)
+		committedBy = time.Now()
+		return err
+	})
+	if err != nil {
+		t.Fatalf("a writes under its lease: %v", err)
+	}
+	if err := <-acquireErr; err != nil {
+		t.Fatalf("b acquires: %v", err)
+	}
+	if lb.Token != la.Token+1 {
+		t.Errorf("b's token %d; want %d", lb.Token, la.Token+1)
+	}
+	if acquired.Before(committedBy) {
+		t.Errorf("b acquired at %s, before a's write under the lease finished at %s", acquired.Format(time.StampMicro), committedBy.Format(time.StampMicro))
+	}
+	// a's lease is gone now: nothing it tries under it runs.
+	called := false
+	err = a.WithLease(ctx, la, func(context.Context, pgx.Tx) error { called = true; return nil })
+	if !errors.Is(err, ErrLeaseLost) || called {
+		t.Errorf("a writes under a lost lease: %v (fn called: %v); want ErrLeaseLost without a call", err, called)
+	}
+	// b's writes come after a's, in the database's own order.
+	if err := b.WithLease(ctx, lb, func(ctx context.Context, tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, `INSERT INTO swept (token) VALUES ($1)`, lb.Token)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	rows, err := a.pool.Query(ctx, `SELECT token FROM swept ORDER BY at`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tokens, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := cmp.Diff([]int64{la.Token, lb.Token}, tokens); d != "" {
+		t.Errorf("writes in commit order (-want +got):\n%s", d)
+	}
 }

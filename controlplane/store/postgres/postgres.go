@@ -17,8 +17,11 @@
 //
 // # Leases
 //
-// A lease is a row (leases) naming its holder and its expiry, on the
-// database's clock so replicas' clocks do not matter. See Lease.
+// A lease is a row (leases) naming its holder, a fencing token and its
+// expiry, on the database's clock so replicas' clocks do not matter (see
+// Lease). The holder's writes go through WithLease, whose transaction
+// keeps any other replica from taking the lease until it ends: a slow
+// holder cannot write after its successor has started.
 package postgres
 
 import (
