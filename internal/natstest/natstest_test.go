@@ -1,20 +1,8 @@
 package natstest
 
 import (
-	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
 	"fmt"
-	"math/big"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -219,86 +207,4 @@ func TestRetainedSurvivesNodeDeath(t *testing.T) {
 		}
 		return err
 	})
-}
-
-// TestDeployConfigsValid: the example cluster configuration under
-// deploy/nats is accepted by the real nats-server (-t checks a
-// configuration and exits), and the same check fails on a key nats-server
-// does not know, so a misspelt option cannot pass unnoticed.
-func TestDeployConfigsValid(t *testing.T) {
-	bin, err := Binary()
-	if err != nil {
-		t.Skip("natstest: " + err.Error())
-	}
-	confs, _ := filepath.Glob("../../deploy/nats/*.conf")
-	if len(confs) < Size {
-		t.Fatalf("found %d configurations under deploy/nats; want one per node (%d)", len(confs), Size)
-	}
-	check := func(conf string) (string, error) {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		out, err := exec.CommandContext(ctx, bin, "-t", "-c", conf).CombinedOutput()
-		return string(out), err
-	}
-	// nats-server -t loads the TLS files: point the configurations at a
-	// certificate made here instead of /etc/nats/tls.
-	tlsDir := t.TempDir()
-	writeTestCert(t, tlsDir)
-	for _, conf := range confs {
-		b, err := os.ReadFile(conf)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !strings.Contains(string(b), "/etc/nats/tls/") {
-			t.Errorf("%s: no TLS files under /etc/nats/tls/; MQTT must be served over TLS", conf)
-		}
-		local := filepath.Join(t.TempDir(), filepath.Base(conf))
-		if err := os.WriteFile(local, []byte(strings.ReplaceAll(string(b), "/etc/nats/tls/", tlsDir+"/")), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		if out, err := check(local); err != nil {
-			t.Errorf("nats-server -t -c %s: %v\n%s", conf, err, out)
-		}
-	}
-	bad := filepath.Join(t.TempDir(), "bad.conf")
-	if err := os.WriteFile(bad, []byte("mqtt {\n  listen: 127.0.0.1:0\n  stream_replica: 3\n}\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	out, err := check(bad)
-	if err == nil || !strings.Contains(out, "stream_replica") {
-		t.Errorf("nats-server -t on a misspelt key: err %v, output %q; want a failure naming the key", err, out)
-	}
-}
-
-// writeTestCert writes server.pem and server-key.pem, a self-signed ECDSA
-// certificate for localhost, into dir.
-func writeTestCert(t *testing.T, dir string) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1),
-		Subject:      pkix.Name{CommonName: "localhost"},
-		DNSNames:     []string{"localhost"},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for name, block := range map[string]*pem.Block{
-		"server.pem":     {Type: "CERTIFICATE", Bytes: der},
-		"server-key.pem": {Type: "EC PRIVATE KEY", Bytes: kder},
-	} {
-		if err := os.WriteFile(filepath.Join(dir, name), pem.EncodeToMemory(block), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
 }
