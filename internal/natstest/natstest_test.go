@@ -164,7 +164,8 @@ func TestRetainedReplicatedAcrossNodes(t *testing.T) {
 // TestRetainedSurvivesNodeDeath: after the node that took a retained
 // message is killed with SIGKILL, the message is still delivered from the
 // other nodes, a new retained publish is accepted there (after the leader
-// elections), and the restarted node catches up with it.
+// elections) and reaches, live, a subscription made on a survivor before
+// the death, and the restarted node catches up with it.
 func TestRetainedSurvivesNodeDeath(t *testing.T) {
 	c := Start(t)
 	topic := "rampart/v1/org_test/site_b/desired"
@@ -180,6 +181,21 @@ func TestRetainedSurvivesNodeDeath(t *testing.T) {
 		})
 	}
 
+	// A subscriber on n3 from before the death, as an agent would be.
+	live, err := dial(c.Node(2).MQTTURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer live.Disconnect(50)
+	msgs := make(chan string, 16)
+	tok := live.Subscribe(topic, 1, func(_ paho.Client, m paho.Message) { msgs <- string(m.Payload()) })
+	if !tok.WaitTimeout(opTimeout) || tok.Error() != nil || tok.(*paho.SubscribeToken).Result()[topic] == 0x80 {
+		t.Fatalf("subscribe on n3 before the kill: %v", tok.Error())
+	}
+	if got := <-msgs; got != "before" {
+		t.Fatalf("live subscriber got %q first; want the retained before", got)
+	}
+
 	c.Kill(0)
 	killed := time.Now()
 	var got string
@@ -191,10 +207,18 @@ func TestRetainedSurvivesNodeDeath(t *testing.T) {
 		t.Errorf("n3 delivered %q after n1's death; want before", got)
 	}
 	t.Logf("n3 delivered the retained message %s after n1's death (%d refused attempts)", took, failed)
-	took, failed = retry(t, 60*time.Second, "retained publish on n2 after n1's death", func() error {
+	_, failed = retry(t, 60*time.Second, "retained publish on n2 after n1's death", func() error {
 		return publishRetained(c.Node(1).MQTTURL, topic, "after")
 	})
 	t.Logf("n2 accepted a retained publish %s after n1's death (%d refused attempts)", time.Since(killed), failed)
+	select {
+	case got := <-msgs:
+		if got != "after" {
+			t.Errorf("live subscriber on n3 got %q; want after", got)
+		}
+	case <-time.After(opTimeout):
+		t.Error("the subscriber on n3 from before n1's death did not receive the publish made on n2 after it")
+	}
 
 	if _, err := dial(c.Node(0).MQTTURL); err == nil {
 		t.Fatal("n1 still accepts connections after Kill")

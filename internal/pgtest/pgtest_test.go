@@ -2,7 +2,10 @@ package pgtest
 
 import (
 	"context"
+	"fmt"
 	"os"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -40,10 +43,21 @@ func TestServerAnswers(t *testing.T) {
 		t.Errorf("got sum %d user %q superuser %v; want 42, postgres, true", sum, user, superuser)
 	}
 	t.Logf("PostgreSQL %s", version)
-	// The server process itself must not be root: PostgreSQL refuses it,
-	// and the harness must have dropped to another user.
-	if srv.cmd.SysProcAttr.Credential != nil && srv.cmd.SysProcAttr.Credential.Uid == 0 {
-		t.Error("server started as root")
+	// The server process itself must not be root (PostgreSQL refuses it):
+	// read its real and effective uid from the kernel.
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", srv.cmd.Process.Pid))
+	if err != nil {
+		t.Fatalf("read the server's status: %v", err)
+	}
+	for _, line := range strings.Split(string(status), "\n") {
+		if f := strings.Fields(line); len(f) >= 3 && f[0] == "Uid:" {
+			if f[1] == "0" || f[2] == "0" {
+				t.Errorf("server runs as root: %s", line)
+			}
+			if os.Geteuid() != 0 && f[2] != strconv.Itoa(os.Geteuid()) {
+				t.Errorf("server runs as %s; want our own uid %d", f[2], os.Geteuid())
+			}
+		}
 	}
 }
 
