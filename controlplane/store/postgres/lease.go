@@ -181,3 +181,57 @@ func (db *DB) WithLease(ctx context.Context, l Lease, fn func(ctx context.Contex
 	}
 	return nil
 }
+
+// Lead runs duty on one replica at a time until ctx ends: it keeps trying
+// to acquire the lease name for holder and, while it holds it, renews it
+// at every tick (the shorter of interval and a third of ttl) and calls duty
+// every interval with the current lease
+// (duty writes through WithLease, and gets a ctx that ends at the lease's
+// ValidUntil). When ctx ends it releases the lease, so another replica
+// takes over at once; a replica that dies instead is replaced once its
+// lease expires, within ttl plus a third of it. Errors other than the lease
+// being held elsewhere go to onErr (nil: dropped), and Lead carries on.
+func (db *DB) Lead(ctx context.Context, name, holder string, ttl, interval time.Duration, duty func(ctx context.Context, l Lease) error, onErr func(error)) {
+	if onErr == nil {
+		onErr = func(error) {}
+	}
+	tick := min(interval, ttl/3)
+	var l Lease
+	held := false
+	var lastDuty time.Time
+	t := time.NewTicker(tick)
+	defer t.Stop()
+	for {
+		var err error
+		if held {
+			l, err = db.RenewLease(ctx, l, ttl)
+		} else {
+			l, err = db.AcquireLease(ctx, name, holder, ttl)
+			lastDuty = time.Time{}
+		}
+		held = err == nil
+		if err != nil && !errors.Is(err, ErrLeaseHeld) && ctx.Err() == nil {
+			onErr(err)
+		}
+		if held && time.Since(lastDuty) >= interval {
+			lastDuty = time.Now()
+			dctx, cancel := context.WithDeadline(ctx, l.ValidUntil)
+			if err := duty(dctx, l); err != nil && ctx.Err() == nil {
+				onErr(fmt.Errorf("%s under lease %q: %w", holder, name, err))
+			}
+			cancel()
+		}
+		select {
+		case <-ctx.Done():
+			if held {
+				rctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				if err := db.ReleaseLease(rctx, l); err != nil && !errors.Is(err, ErrLeaseLost) {
+					onErr(err)
+				}
+				cancel()
+			}
+			return
+		case <-t.C:
+		}
+	}
+}

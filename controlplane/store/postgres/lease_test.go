@@ -344,3 +344,135 @@ func TestWithLeaseFencesTakeover(t *testing.T) {
 		t.Errorf("writes in commit order (-want +got):\n%s", d)
 	}
 }
+
+// TestLeadOneAtATimeAndTakeover: three replicas Lead the same duty, each
+// run of which records its token through WithLease. The leader stops
+// cleanly (another takes over without waiting for the expiry), then the
+// next one dies without a word (its connections closed: another takes
+// over once the lease expires). Throughout, the recorded tokens never go
+// back (no run of an older holder after a newer one) and each token is
+// one replica's.
+func TestLeadOneAtATimeAndTakeover(t *testing.T) {
+	dsn := pgtest.DSN(t)
+	const ttl, interval = 600 * time.Millisecond, 50 * time.Millisecond
+	setup := open(t, dsn)
+	ctx := context.Background()
+	if _, err := setup.pool.Exec(ctx, `CREATE TABLE runs (id bigserial PRIMARY KEY, holder text, token bigint)`); err != nil {
+		t.Fatal(err)
+	}
+	type replica struct {
+		db     *DB
+		cancel context.CancelFunc
+		done   chan struct{}
+	}
+	replicas := map[string]*replica{}
+	var errsMu sync.Mutex
+	errs := map[string][]error{}
+	for i := range 3 {
+		holder := fmt.Sprintf("replica-%d", i)
+		db, err := Open(ctx, dsn) // closed by the test, as a death
+		if err != nil {
+			t.Fatal(err)
+		}
+		rctx, cancel := context.WithCancel(ctx)
+		r := &replica{db: db, cancel: cancel, done: make(chan struct{})}
+		replicas[holder] = r
+		go func() {
+			defer close(r.done)
+			db.Lead(rctx, "sweeper", holder, ttl, interval, func(ctx context.Context, l Lease) error {
+				return db.WithLease(ctx, l, func(ctx context.Context, tx pgx.Tx) error {
+					_, err := tx.Exec(ctx, `INSERT INTO runs (holder, token) VALUES ($1, $2)`, l.Holder, l.Token)
+					return err
+				})
+			}, func(err error) {
+				if errors.Is(err, ErrLeaseLost) {
+					return // the leader's own view ends at ValidUntil; not a failure
+				}
+				errsMu.Lock()
+				errs[holder] = append(errs[holder], err)
+				errsMu.Unlock()
+			})
+		}()
+	}
+	t.Cleanup(func() {
+		for _, r := range replicas {
+			r.cancel()
+			<-r.done
+			r.db.Close()
+		}
+	})
+	// last returns the holder of the latest run and how many runs there are.
+	last := func() (string, int) {
+		var holder string
+		var n int
+		setup.pool.QueryRow(ctx, `SELECT coalesce((SELECT holder FROM runs ORDER BY id DESC LIMIT 1), ''), (SELECT count(*) FROM runs)`).Scan(&holder, &n)
+		return holder, n
+	}
+	var first string
+	wait.For(t, 20*time.Second, "a leader runs the duty a few times", func() bool {
+		var n int
+		first, n = last()
+		return n >= 3
+	})
+
+	// Clean stop: release, and another replica takes over without the TTL.
+	stopped := time.Now()
+	replicas[first].cancel()
+	<-replicas[first].done
+	var second string
+	wait.Until(t, 20*time.Second, "another replica takes over after a clean stop", func() string {
+		second, _ = last()
+		if second == first || second == "" {
+			return "latest run by " + second
+		}
+		return ""
+	})
+	t.Logf("after %s stopped, %s ran the duty %s later (TTL %s)", first, second, time.Since(stopped).Round(time.Millisecond), ttl)
+
+	// Death: the leader's connections close under it, so it cannot
+	// release; only then is its loop stopped.
+	died := time.Now()
+	replicas[second].db.Close()
+	replicas[second].cancel()
+	<-replicas[second].done
+	var third string
+	wait.Until(t, 20*time.Second, "the last replica takes over after a death", func() string {
+		third, _ = last()
+		if third == second || third == first {
+			return "latest run by " + third
+		}
+		return ""
+	})
+	t.Logf("after %s died, %s ran the duty %s later (TTL %s)", second, third, time.Since(died).Round(time.Millisecond), ttl)
+
+	rows, err := setup.pool.Query(ctx, `SELECT holder, token FROM runs ORDER BY id`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	type run struct {
+		Holder string
+		Token  int64
+	}
+	runs, err := pgx.CollectRows(rows, pgx.RowToStructByPos[run])
+	if err != nil {
+		t.Fatal(err)
+	}
+	owner := map[int64]string{}
+	for i, r := range runs {
+		if o, ok := owner[r.Token]; ok && o != r.Holder {
+			t.Errorf("token %d used by %s and %s", r.Token, o, r.Holder)
+		}
+		owner[r.Token] = r.Holder
+		if i > 0 && r.Token < runs[i-1].Token {
+			t.Errorf("run %d by %s under token %d after a run under token %d", i, r.Holder, r.Token, runs[i-1].Token)
+		}
+	}
+	errsMu.Lock()
+	defer errsMu.Unlock()
+	for holder, es := range errs {
+		// The dead replica's own errors (its pool closed) are expected.
+		if holder != second {
+			t.Errorf("Lead of %s reported: %v", holder, es)
+		}
+	}
+}
