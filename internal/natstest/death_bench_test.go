@@ -138,15 +138,7 @@ func benchDeath(b *testing.B, opts Options, kill bool) {
 	for range b.N {
 		c := StartWith(b, opts)
 		topic := "rampart/v1/org_bench/site_a/desired"
-		if err := publishRetained(c.Node(0).MQTTURL, topic, "before"); err != nil {
-			b.Fatalf("publish: %v", err)
-		}
-		for i := range Size {
-			retry(b, 15*time.Second, "retained message before the kill", func() error {
-				_, err := readRetained(c.Node(i).MQTTURL, topic)
-				return err
-			})
-		}
+		seedRetained(b, c, topic, "before")
 		victim := c.StreamLeader(0, "$MQTT_rmsgs")
 		if victim < 0 {
 			b.Fatal("no leader known for $MQTT_rmsgs")

@@ -109,6 +109,24 @@ func readRetained(url, topic string) (string, error) {
 	}
 }
 
+// seedRetained publishes payload, retained, on n1 and waits until every
+// node delivers it to a fresh subscription.
+func seedRetained(t testing.TB, c *Cluster, topic, payload string) {
+	t.Helper()
+	if err := publishRetained(c.Node(0).MQTTURL, topic, payload); err != nil {
+		t.Fatalf("publish on n1: %v", err)
+	}
+	for i := range Size {
+		retry(t, 15*time.Second, "retained message on "+c.Node(i).Name, func() error {
+			got, err := readRetained(c.Node(i).MQTTURL, topic)
+			if err == nil && got != payload {
+				err = fmt.Errorf("%s delivers %q", c.Node(i).Name, got)
+			}
+			return err
+		})
+	}
+}
+
 // retry repeats op until it succeeds or within has passed, and returns how
 // long it took and how many attempts failed (with the last failure).
 func retry(t testing.TB, within time.Duration, what string, op func() error) (time.Duration, int) {
@@ -169,17 +187,9 @@ func TestRetainedReplicatedAcrossNodes(t *testing.T) {
 func TestRetainedSurvivesNodeDeath(t *testing.T) {
 	c := Start(t)
 	topic := "rampart/v1/org_test/site_b/desired"
-	if err := publishRetained(c.Node(0).MQTTURL, topic, "before"); err != nil {
-		t.Fatalf("publish on n1: %v", err)
-	}
 	// Every node has it before the kill, so what is read after comes from
 	// the survivors' replicas, not from a message in flight.
-	for i := range Size {
-		retry(t, 15*time.Second, "retained message before the kill", func() error {
-			_, err := readRetained(c.Node(i).MQTTURL, topic)
-			return err
-		})
-	}
+	seedRetained(t, c, topic, "before")
 
 	// A subscriber on n3 from before the death, as an agent would be.
 	live, err := dial(c.Node(2).MQTTURL)
