@@ -188,3 +188,54 @@ func benchDeath(b *testing.B, opts Options, kill bool) {
 	b.ReportMetric(float64(pubAfter), "pub_failed_after_restart")
 	b.ReportMetric(0, "ns/op")
 }
+
+// BenchmarkRetainedPublishAfterDeath counts, over iterations, what becomes
+// of one retained QoS 1 publish made on n2 right after kill -9 of n1 (which
+// took the previous retained message): whether it was acknowledged
+// (PUBACK), and whether a fresh subscription then gets it on n2, on n3,
+// and on n1 once restarted. Metrics are counts of iterations:
+// acked_everywhere (PUBACK and every node serves it), acked_but_stale
+// (PUBACK, yet some node serves the previous message: a lost update as far
+// as that node's subscribers know), failed_but_stored and failed_not_stored
+// (no PUBACK; the client must retry either way).
+//
+//	go test -run '^$' -bench RetainedPublishAfterDeath -benchtime 10x -timeout 30m ./internal/natstest
+func BenchmarkRetainedPublishAfterDeath(b *testing.B) {
+	counts := map[string]int{}
+	for iter := range b.N {
+		c := Start(b)
+		topic := fmt.Sprintf("rampart/v1/org_bench/site_%d/desired", iter)
+		seedRetained(b, c, topic, "before")
+		c.Kill(0)
+		start := time.Now()
+		pubErr := publishRetained(c.Node(1).MQTTURL, topic, "after")
+		took := time.Since(start)
+		serves := func(i int) string {
+			var got string
+			retry(b, 60*time.Second, "read on "+c.Node(i).Name, func() (err error) {
+				got, err = readRetained(c.Node(i).MQTTURL, topic)
+				return err
+			})
+			return got
+		}
+		n2, n3 := serves(1), serves(2)
+		c.Restart(0)
+		n1 := serves(0)
+		stale := n1 != "after" || n2 != "after" || n3 != "after"
+		outcome := "acked_everywhere"
+		switch {
+		case pubErr == nil && stale:
+			outcome = "acked_but_stale"
+		case pubErr != nil && !stale:
+			outcome = "failed_but_stored"
+		case pubErr != nil:
+			outcome = "failed_not_stored"
+		}
+		counts[outcome]++
+		b.Logf("%-18s publish %v in %.1fs; fresh subscriptions get n1 %q, n2 %q, n3 %q", outcome, pubErr, took.Seconds(), n1, n2, n3)
+	}
+	for _, k := range []string{"acked_everywhere", "acked_but_stale", "failed_but_stored", "failed_not_stored"} {
+		b.ReportMetric(float64(counts[k]), k)
+	}
+	b.ReportMetric(0, "ns/op")
+}

@@ -332,8 +332,7 @@ func (n *Node) get(ctx context.Context, path string, v any) error {
 }
 
 func (n *Node) logTail() string {
-	b, _ := os.ReadFile(filepath.Join(n.dir, "nats.log"))
-	s := string(b)
+	s := n.Log()
 	if len(s) > 3000 {
 		s = s[len(s)-3000:]
 	}
@@ -387,4 +386,11 @@ func (c *Cluster) StreamLeader(i int, stream string) int {
 		}
 	}
 	return -1
+}
+
+// Log returns the node's log so far (all its runs), for a test to show or
+// search when something went wrong.
+func (n *Node) Log() string {
+	b, _ := os.ReadFile(filepath.Join(n.dir, "nats.log"))
+	return string(b)
 }
