@@ -9,8 +9,9 @@
 // nats-server 2.9.10 the other two keep every retained message, but refuse
 // retained publishes for about 8 s while JetStream elects new leaders, and
 // refuse about a third of new QoS 1 subscriptions (SUBACK 0x80) for as long
-// as the node stays dead (BENCHMARKS.md, "NATS node death"): clients must
-// retry both.
+// as the node stays dead, and may even acknowledge a retained publish it
+// did not store (BENCHMARKS.md, "NATS node death"): clients must retry
+// both, and a PUBACK is no proof that new subscribers will get a message.
 //
 // Where nats-server is missing, Start skips the test and says how to
 // install it.
