@@ -12,7 +12,7 @@ import (
 	cp "github.com/rampart-fw/rampart/controlplane"
 )
 
-func groupSchema(t testing.TB) *openapi3.Schema {
+func bodySchema(t testing.TB, name string) *openapi3.Schema {
 	t.Helper()
 	doc, err := LoadSpec(context.Background())
 	if err != nil {
@@ -22,7 +22,7 @@ func groupSchema(t testing.TB) *openapi3.Schema {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return s["SecurityGroupWrite"]
+	return s[name]
 }
 
 // checkAgreement is the contract between the typed decoder and
@@ -31,11 +31,14 @@ func groupSchema(t testing.TB) *openapi3.Schema {
 // the same 400 or 422), and the typed decoder must take every body the
 // schema path accepts (else it is merely slow, but it would hide a
 // divergence from these tests).
-func checkAgreement(t *testing.T, schema *openapi3.Schema, body []byte) {
+func checkAgreement[T any, P interface {
+	*T
+	Validate() error
+}](t *testing.T, schema *openapi3.Schema, body []byte, typed func([]byte, P) error) {
 	t.Helper()
-	var slow, got cp.SecurityGroupWrite
-	slowErr := schemaDecode(body, schema, &slow)
-	gotErr := decodeBody(body, schema, &got)
+	var slow, got T
+	slowErr := schemaDecode(body, schema, P(&slow))
+	gotErr := decodeBody(body, schema, P(&got))
 	if diff := cmp.Diff(fmt.Sprint(slowErr), fmt.Sprint(gotErr)); diff != "" {
 		t.Fatalf("body %.300s\nerror differs from the schema path (-schema +decodeBody):\n%s", body, diff)
 	}
@@ -43,8 +46,8 @@ func checkAgreement(t *testing.T, schema *openapi3.Schema, body []byte) {
 		if diff := cmp.Diff(slow, got); diff != "" {
 			t.Fatalf("body %.300s\nvalue differs from the schema path (-schema +decodeBody):\n%s", body, diff)
 		}
-		var typed cp.SecurityGroupWrite
-		if err := decodeGroup(body, &typed); err != nil {
+		var v T
+		if err := typed(body, &v); err != nil {
 			t.Fatalf("body %.300s\nthe schema path accepts it but the typed decoder declines", body)
 		}
 	}
@@ -168,10 +171,10 @@ func agreementBodies() []string {
 }
 
 func TestGroupDecoderAgreesWithSchema(t *testing.T) {
-	schema := groupSchema(t)
+	schema := bodySchema(t, "SecurityGroupWrite")
 	accepted := 0
 	for _, body := range agreementBodies() {
-		checkAgreement(t, schema, []byte(body))
+		checkAgreement(t, schema, []byte(body), decodeGroup)
 		var w cp.SecurityGroupWrite
 		if decodeGroup([]byte(body), &w) == nil && w.Validate() == nil {
 			accepted++
@@ -193,8 +196,94 @@ func FuzzGroupDecoder(f *testing.F) {
 			f.Add([]byte(b))
 		}
 	}
-	schema := groupSchema(f)
+	schema := bodySchema(f, "SecurityGroupWrite")
 	f.Fuzz(func(t *testing.T, body []byte) {
-		checkAgreement(t, schema, body)
+		checkAgreement(t, schema, body, decodeGroup)
+	})
+}
+
+func basePrefix(cidr string) []field {
+	return []field{{"cidr", cidr}, {"description", `"HQ"`}}
+}
+
+func baseList(prefixes ...string) []field {
+	if prefixes == nil {
+		prefixes = []string{object(basePrefix(`"203.0.113.0/24"`)), object(basePrefix(`"10.0.0.0/8"`))}
+	}
+	return []field{{"name", `"Office"`}, {"description", `"d"`}, {"prefixes", "[" + strings.Join(prefixes, ",") + "]"}, {"sites", `["site_a"]`}}
+}
+
+// prefixListBodies are, for PrefixListWrite, what agreementBodies are for
+// a group: valid bodies, every single-field variation of the list and of a
+// prefix, prefix counts around the limit, and broken JSON.
+func prefixListBodies() []string {
+	var out []string
+	l := baseList()
+	out = append(out, object(l), object(baseList([]string{}...)))
+	for _, k := range []string{"name", "description", "prefixes", "sites", "extra", "Name"} {
+		out = append(out, object(with(l, k, "")))
+		for _, v := range values {
+			out = append(out, object(with(l, k, v)))
+		}
+	}
+	for _, k := range []string{"cidr", "description", "id", "CIDR"} {
+		out = append(out, object(baseList(object(with(basePrefix(`"203.0.113.0/24"`), k, "")))))
+		for _, v := range values {
+			out = append(out, object(baseList(object(with(basePrefix(`"203.0.113.0/24"`), k, v)), object(basePrefix(`"10.0.0.0/8"`)))))
+		}
+	}
+	for _, v := range values {
+		out = append(out, object(baseList(object(basePrefix(`"203.0.113.0/24"`)), v)))
+	}
+	for _, n := range []int{cp.MaxPrefixes - 1, cp.MaxPrefixes, cp.MaxPrefixes + 1} {
+		prefixes := make([]string, n)
+		for i := range prefixes {
+			prefixes[i] = object(basePrefix(fmt.Sprintf(`"10.%d.%d.0/24"`, i/256, i%256)))
+		}
+		out = append(out, object(baseList(prefixes...)))
+	}
+	valid := object(l)
+	out = append(out,
+		`{"name":"Office","name":"Dup","prefixes":[]}`,
+		`{"n\u0061me":"Office","prefixes":[]}`,
+		`{"name":"Office","prefixes":[{"cidr":"10.0.0.0/8","cidr":"10.0.0.0/16"}]}`,
+		`{"name":"Office","description":null,"prefixes":[{"cidr":"10.0.0.0/8","description":null}]}`,
+		`{"name":"Office","prefixes":[],"sites":null}`,
+		" \t\r\n"+valid+" \n", valid+"x", valid+"{}", "["+valid+"]", `null`, ``, `{`, `{"name":"Office","prefixes":[],}`,
+		"{\"name\":\"O\xfffice\",\"prefixes\":[]}",
+	)
+	for i := range len(valid) {
+		out = append(out, valid[:i])
+	}
+	return out
+}
+
+func TestPrefixListDecoderAgreesWithSchema(t *testing.T) {
+	schema := bodySchema(t, "PrefixListWrite")
+	accepted := 0
+	for _, body := range prefixListBodies() {
+		checkAgreement(t, schema, []byte(body), decodePrefixList)
+		var w cp.PrefixListWrite
+		if decodePrefixList([]byte(body), &w) == nil && w.Validate() == nil {
+			accepted++
+		}
+	}
+	if accepted < 20 {
+		t.Fatalf("only %d bodies accepted: the table no longer tests the typed decoder", accepted)
+	}
+}
+
+// FuzzPrefixListDecoder checks the same agreement on arbitrary bodies.
+//
+// Run: go test -run '^$' -fuzz FuzzPrefixListDecoder -fuzztime 3m ./controlplane/api
+func FuzzPrefixListDecoder(f *testing.F) {
+	for _, b := range prefixListBodies() {
+		if len(b) < 2000 {
+			f.Add([]byte(b))
+		}
+	}
+	schema := bodySchema(f, "PrefixListWrite")
+	f.Fuzz(func(t *testing.T, body []byte) {
+		checkAgreement(t, schema, body, decodePrefixList)
 	})
 }
