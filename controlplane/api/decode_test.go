@@ -30,11 +30,11 @@ func bodySchema(t testing.TB, name string) *openapi3.Schema {
 // answers (same value, or the same error: code, field and message, hence
 // the same 400 or 422), and the typed decoder must take every body the
 // schema path accepts (else it is merely slow, but it would hide a
-// divergence from these tests).
+// divergence from these tests). It answers whether the body is accepted.
 func checkAgreement[T any, P interface {
 	*T
 	Validate() error
-}](t *testing.T, schema *openapi3.Schema, body []byte, typed func([]byte, P) error) {
+}](t *testing.T, schema *openapi3.Schema, body []byte, typed func([]byte, P) error) bool {
 	t.Helper()
 	var slow, got T
 	slowErr := schemaDecode(body, schema, P(&slow))
@@ -51,6 +51,42 @@ func checkAgreement[T any, P interface {
 			t.Fatalf("body %.300s\nthe schema path accepts it but the typed decoder declines", body)
 		}
 	}
+	return slowErr == nil
+}
+
+// agreeOnTable checks the agreement on each body of a table, which must
+// exercise both sides: many accepted bodies, many rejected ones.
+func agreeOnTable[T any, P interface {
+	*T
+	Validate() error
+}](t *testing.T, schemaName string, bodies []string, typed func([]byte, P) error) {
+	schema := bodySchema(t, schemaName)
+	accepted := 0
+	for _, body := range bodies {
+		if checkAgreement(t, schema, []byte(body), typed) {
+			accepted++
+		}
+	}
+	if accepted < 20 {
+		t.Fatalf("only %d bodies accepted: the table no longer tests the typed decoder", accepted)
+	}
+}
+
+// fuzzAgreement checks the agreement on arbitrary bodies, seeded with the
+// table's (but its largest).
+func fuzzAgreement[T any, P interface {
+	*T
+	Validate() error
+}](f *testing.F, schemaName string, bodies []string, typed func([]byte, P) error) {
+	for _, b := range bodies {
+		if len(b) < 2000 {
+			f.Add([]byte(b))
+		}
+	}
+	schema := bodySchema(f, schemaName)
+	f.Fuzz(func(t *testing.T, body []byte) {
+		checkAgreement(t, schema, body, typed)
+	})
 }
 
 // field is one key and its raw JSON value, so tests can write any body.
@@ -171,35 +207,14 @@ func agreementBodies() []string {
 }
 
 func TestGroupDecoderAgreesWithSchema(t *testing.T) {
-	schema := bodySchema(t, "SecurityGroupWrite")
-	accepted := 0
-	for _, body := range agreementBodies() {
-		checkAgreement(t, schema, []byte(body), decodeGroup)
-		var w cp.SecurityGroupWrite
-		if decodeGroup([]byte(body), &w) == nil && w.Validate() == nil {
-			accepted++
-		}
-	}
-	// The table must exercise both sides: many accepted bodies, many
-	// rejected ones.
-	if accepted < 20 {
-		t.Fatalf("only %d bodies accepted: the table no longer tests the typed decoder", accepted)
-	}
+	agreeOnTable(t, "SecurityGroupWrite", agreementBodies(), decodeGroup)
 }
 
 // FuzzGroupDecoder checks the same agreement on arbitrary bodies.
 //
 // Run: go test -run '^$' -fuzz FuzzGroupDecoder -fuzztime 3m ./controlplane/api
 func FuzzGroupDecoder(f *testing.F) {
-	for _, b := range agreementBodies() {
-		if len(b) < 2000 {
-			f.Add([]byte(b))
-		}
-	}
-	schema := bodySchema(f, "SecurityGroupWrite")
-	f.Fuzz(func(t *testing.T, body []byte) {
-		checkAgreement(t, schema, body, decodeGroup)
-	})
+	fuzzAgreement(f, "SecurityGroupWrite", agreementBodies(), decodeGroup)
 }
 
 func basePrefix(cidr string) []field {
@@ -259,31 +274,12 @@ func prefixListBodies() []string {
 }
 
 func TestPrefixListDecoderAgreesWithSchema(t *testing.T) {
-	schema := bodySchema(t, "PrefixListWrite")
-	accepted := 0
-	for _, body := range prefixListBodies() {
-		checkAgreement(t, schema, []byte(body), decodePrefixList)
-		var w cp.PrefixListWrite
-		if decodePrefixList([]byte(body), &w) == nil && w.Validate() == nil {
-			accepted++
-		}
-	}
-	if accepted < 20 {
-		t.Fatalf("only %d bodies accepted: the table no longer tests the typed decoder", accepted)
-	}
+	agreeOnTable(t, "PrefixListWrite", prefixListBodies(), decodePrefixList)
 }
 
 // FuzzPrefixListDecoder checks the same agreement on arbitrary bodies.
 //
 // Run: go test -run '^$' -fuzz FuzzPrefixListDecoder -fuzztime 3m ./controlplane/api
 func FuzzPrefixListDecoder(f *testing.F) {
-	for _, b := range prefixListBodies() {
-		if len(b) < 2000 {
-			f.Add([]byte(b))
-		}
-	}
-	schema := bodySchema(f, "PrefixListWrite")
-	f.Fuzz(func(t *testing.T, body []byte) {
-		checkAgreement(t, schema, body, decodePrefixList)
-	})
+	fuzzAgreement(f, "PrefixListWrite", prefixListBodies(), decodePrefixList)
 }
