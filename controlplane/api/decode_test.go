@@ -213,6 +213,9 @@ func TestGroupDecoderAgreesWithSchema(t *testing.T) {
 // FuzzGroupDecoder checks the same agreement on arbitrary bodies.
 //
 // Run: go test -run '^$' -fuzz FuzzGroupDecoder -fuzztime 3m ./controlplane/api
+// With segmentio/encoding/json it ran 3 minutes (493,664 executions, 46
+// new interesting inputs, -parallel 1 on the shared machine) and 1 more
+// under -race without a finding.
 func FuzzGroupDecoder(f *testing.F) {
 	fuzzAgreement(f, "SecurityGroupWrite", agreementBodies(), decodeGroup)
 }
@@ -280,6 +283,8 @@ func TestPrefixListDecoderAgreesWithSchema(t *testing.T) {
 // FuzzPrefixListDecoder checks the same agreement on arbitrary bodies.
 //
 // Run: go test -run '^$' -fuzz FuzzPrefixListDecoder -fuzztime 3m ./controlplane/api
+// It ran 2 minutes (765,874 executions, 73 new interesting inputs) and 45 s
+// under -race without a finding.
 func FuzzPrefixListDecoder(f *testing.F) {
 	fuzzAgreement(f, "PrefixListWrite", prefixListBodies(), decodePrefixList)
 }
