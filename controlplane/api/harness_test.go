@@ -152,11 +152,18 @@ func (e *env) restart() {
 
 func (e *env) token(org string) string {
 	e.t.Helper()
+	return e.tokenFor(org, "")
+}
+
+// tokenFor is a token of org whose sub claim is subject ("" for the
+// default).
+func (e *env) tokenFor(org, subject string) string {
+	e.t.Helper()
 	now := e.clock.Now()
 	if e.realAuthClock {
 		now = time.Now()
 	}
-	tok, err := auth.Mint(auth.MintOptions{Key: testKey, Org: org, TTL: time.Hour, Now: now})
+	tok, err := auth.Mint(auth.MintOptions{Key: testKey, Org: org, Subject: subject, TTL: time.Hour, Now: now})
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -199,6 +206,12 @@ func (e *env) bearer(org string) string {
 
 func (e *env) doRaw(method, path, authz string, body any) response {
 	e.t.Helper()
+	return e.doWith(method, path, authz, nil, body)
+}
+
+// doWith is doRaw with extra request headers.
+func (e *env) doWith(method, path, authz string, hdr map[string]string, body any) response {
+	e.t.Helper()
 	var rd io.Reader
 	switch b := body.(type) {
 	case nil:
@@ -222,6 +235,9 @@ func (e *env) doRaw(method, path, authz string, body any) response {
 	}
 	if authz != "" {
 		req.Header.Set("Authorization", authz)
+	}
+	for k, v := range hdr {
+		req.Header.Set(k, v)
 	}
 	resp, err := e.srv.Client().Do(req)
 	if err != nil {
