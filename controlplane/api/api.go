@@ -72,6 +72,11 @@ type Store interface {
 	// organisation gets credentials for at most its quota of sites.
 	ReserveSite(ctx context.Context, org, site string) error
 
+	// Epoch and ViewPolicy give a site's document as the syncer publishes
+	// it (compile.Published).
+	Epoch() string
+	ViewPolicy(ctx context.Context, org string, fn func(cp.PolicyTx) error) error
+
 	CountByStatus(ctx context.Context) (map[string]map[cp.Status]int, error)
 	Ping(ctx context.Context) error
 }
@@ -160,6 +165,7 @@ func (s *Server) routes() {
 		})
 		s.handle("GET "+base+"/sites", s.listSites)
 		s.handle("GET "+base+"/sites/{siteId}", s.getSite)
+		s.handle("GET "+base+"/sites/{siteId}/policy", s.sitePolicy)
 	}
 	s.mux.HandleFunc("GET /openapi.yaml", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/yaml")

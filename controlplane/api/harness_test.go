@@ -22,6 +22,7 @@ import (
 	cp "github.com/rampart-fw/rampart/controlplane"
 	"github.com/rampart-fw/rampart/controlplane/api"
 	"github.com/rampart-fw/rampart/controlplane/auth"
+	"github.com/rampart-fw/rampart/controlplane/compile"
 	"github.com/rampart-fw/rampart/controlplane/store/bolt"
 	"github.com/rampart-fw/rampart/protocol"
 )
@@ -62,6 +63,9 @@ type env struct {
 	realAuthClock bool
 	// quotas are the store's (zero: the defaults).
 	quotas cp.Quotas
+	// revise gives the store the compiler's Revisioner, so writes compile
+	// documents and give sites revisions (sites' policy, decommission).
+	revise bool
 }
 
 var (
@@ -97,7 +101,11 @@ func newEnv(t testing.TB, opts ...func(*env)) *env {
 
 func (e *env) start() {
 	e.t.Helper()
-	st, err := bolt.Open(e.path, bolt.Options{Now: e.clock.Now, SyncTimeout: 2 * time.Minute, MaxBatchDelay: time.Millisecond, Quotas: e.quotas})
+	bo := bolt.Options{Now: e.clock.Now, SyncTimeout: 2 * time.Minute, MaxBatchDelay: time.Millisecond, Quotas: e.quotas}
+	if e.revise {
+		bo.Revisioner = compile.Revisioner{}
+	}
+	st, err := bolt.Open(e.path, bo)
 	if err != nil {
 		e.t.Fatal(err)
 	}
