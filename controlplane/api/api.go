@@ -72,6 +72,11 @@ type Store interface {
 	// organisation gets credentials for at most its quota of sites.
 	ReserveSite(ctx context.Context, org, site string) error
 
+	// AuditEvents answers the organisation's audit events q selects,
+	// newest first, each as its JSON (cp.AuditEvent), and whether more
+	// follow.
+	AuditEvents(ctx context.Context, org string, q cp.AuditQuery) ([]json.RawMessage, bool, error)
+
 	// Epoch and ViewPolicy give a site's document as the syncer publishes
 	// it (compile.Published).
 	Epoch() string
@@ -166,6 +171,9 @@ func (s *Server) routes() {
 		s.handle("GET "+base+"/sites", s.listSites)
 		s.handle("GET "+base+"/sites/{siteId}", s.getSite)
 		s.handle("GET "+base+"/sites/{siteId}/policy", s.sitePolicy)
+		s.handle("GET "+base+"/audit-events", s.auditEvents)
+		s.handle("GET "+base+"/security-groups/{securityGroupId}/versions", s.versions(cp.KindSecurityGroup, "securityGroupId"))
+		s.handle("GET "+base+"/prefix-lists/{prefixListId}/versions", s.versions(cp.KindPrefixList, "prefixListId"))
 	}
 	s.mux.HandleFunc("GET /openapi.yaml", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/yaml")

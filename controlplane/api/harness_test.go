@@ -298,7 +298,7 @@ func validateResponse(t testing.TB, rt routers.Router, req *http.Request, r resp
 }
 
 func isAPIPath(p string) bool {
-	for _, pre := range []string{"/security-groups", "/prefix-lists", "/reference/", "/sites"} {
+	for _, pre := range []string{"/security-groups", "/prefix-lists", "/reference/", "/sites", "/audit-events"} {
 		if strings.HasPrefix(p, pre) {
 			return true
 		}

@@ -2,9 +2,11 @@ package bolt
 
 import (
 	"context"
+	"fmt"
 	"math"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -129,8 +131,8 @@ func TestMigrateSchema0(t *testing.T) {
 		}
 		var schema string
 		s.db.View(func(tx *bolt.Tx) error { schema = string(tx.Bucket(bucketMeta).Get(keySchema)); return nil })
-		if schema != "3" {
-			t.Errorf("schema %q after open, want 3", schema)
+		if schema != strconv.Itoa(schemaVersion) {
+			t.Errorf("schema %q after open, want %d", schema, schemaVersion)
 		}
 		s.Close()
 	}
@@ -171,10 +173,12 @@ func TestMigrateSchema0(t *testing.T) {
 func TestNewerSchemaRefused(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "db")
 	s, _ := layoutStore(t, path)
-	s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketMeta).Put(keySchema, []byte("4")) })
+	s.db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketMeta).Put(keySchema, []byte(strconv.Itoa(schemaVersion+1)))
+	})
 	s.Close()
 	_, err := Open(path, Options{})
-	if err == nil || !strings.Contains(err.Error(), "version 4, newer than this build's 3") {
+	if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("version %d, newer than this build's %d", schemaVersion+1, schemaVersion)) {
 		t.Fatalf("Open of a newer file: %v", err)
 	}
 }

@@ -45,6 +45,8 @@ type resourceWrite interface {
 	store(tx *bolt.Tx, ob *bolt.Bucket) (affected map[string]bool, await []string, err error)
 	// answer is the stored resource as the API shows it, with status st.
 	answer(st cp.Status) []byte
+	// stored is the resource as stored (the audit trail's body).
+	stored() []byte
 	// sites are the sites the write attaches the resource to.
 	sites() []string
 }
@@ -132,7 +134,10 @@ func (s *Store) tryPut(ctx context.Context, org string, create bool, w resourceW
 		revs := revisions(docs)
 		st, change, err = s.startSync(tx, ob, org, w.kind(), w.id(), prevSync, pick(revs, await), affected, revs, now)
 		change.Documents = docs
-		return err
+		if err != nil {
+			return err
+		}
+		return s.audit(ctx, ob, org, w.kind(), w.id(), st.Version, w.stored(), now)
 	})
 	return st, change, err
 }
@@ -244,6 +249,8 @@ func (gw *groupWrite) store(tx *bolt.Tx, ob *bolt.Bucket) (map[string]bool, []st
 	return affected, gw.g.Sites, putGroup(ob, gw.gid, gw.data, gw.index)
 }
 
+func (gw *groupWrite) stored() []byte { return gw.data }
+
 // answer is the stored bytes, with the status of the new sync when every
 // site had already applied what it is given (confirmApplied). The stored
 // copy's status is never read; reads splice in the sync state's.
@@ -280,7 +287,10 @@ func (s *Store) DeleteSecurityGroup(ctx context.Context, org, id string) error {
 			return err
 		}
 		change, err = s.deleted(tx, ob, org, cp.KindSecurityGroup, id, &st, prev.Sites)
-		return err
+		if err != nil {
+			return err
+		}
+		return s.audit(ctx, ob, org, cp.KindSecurityGroup, id, st.Version+1, nil, now)
 	})
 	if err != nil {
 		return wrap("delete security group", err)
@@ -400,6 +410,8 @@ func (lw *listWrite) store(tx *bolt.Tx, ob *bolt.Bucket) (map[string]bool, []str
 
 func (lw *listWrite) answer(st cp.Status) []byte { return withNewline(spliceStatus(lw.data, st)) }
 
+func (lw *listWrite) stored() []byte { return lw.data }
+
 // DeletePrefixList deletes a prefix list no group refers to.
 func (s *Store) DeletePrefixList(ctx context.Context, org, id string) error {
 	var change cp.Change
@@ -426,7 +438,10 @@ func (s *Store) DeletePrefixList(ctx context.Context, org, id string) error {
 			return err
 		}
 		change, err = s.deleted(tx, ob, org, cp.KindPrefixList, id, &st, prev.Sites)
-		return err
+		if err != nil {
+			return err
+		}
+		return s.audit(ctx, ob, org, cp.KindPrefixList, id, st.Version+1, nil, now)
 	})
 	if err != nil {
 		return wrap("delete prefix list", err)
