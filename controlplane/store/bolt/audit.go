@@ -17,13 +17,28 @@ import (
 // write, recorded in the write's transaction, read newest first, and
 // pruned in bounded batches.
 //
-//	orgs/<org>/audit/<AuditKey>   resource id, 0, the event's JSON
+//	orgs/<org>/audit/<AuditKey>/e   resource id, 0, the event's JSON
 //	orgs/<org>/auditres/<resource id>\x00<AuditKey>   the resource's events
+//
+// Each event has a bucket of its own, for the reason groups do (the
+// package doc): bbolt keeps at least two keys in a leaf, so with events
+// of 44 KB as values of one bucket every write rewrote the previous
+// event too (~600 cpu-µs more per 250-rule PUT than without the trail);
+// in its own bucket an event is written once.
 
 var (
 	bucketAudit    = []byte("audit")
 	bucketAuditRes = []byte("auditres")
+	keyEvent       = []byte("e")
 )
+
+// getEvent returns the stored event at k, nil if there is none.
+func getEvent(audit *bolt.Bucket, k []byte) []byte {
+	if b := audit.Bucket(k); b != nil {
+		return b.Get(keyEvent)
+	}
+	return nil
+}
 
 // recordAudit stores e (its ID from its key) in the write's transaction.
 // The event's JSON is built around the body, which is spliced in as
@@ -46,7 +61,11 @@ func recordAudit(ob *bolt.Bucket, e cp.AuditEvent) error {
 	v := make([]byte, 0, len(e.ResourceID)+1+len(head)+len(body)+1)
 	v = append(append(append(v, e.ResourceID...), 0), head...)
 	v = append(append(v, body...), '}')
-	if err := audit.Put(k[:], v); err != nil {
+	eb, err := audit.CreateBucket(k[:])
+	if err != nil {
+		return err
+	}
+	if err := eb.Put(keyEvent, v); err != nil {
 		return err
 	}
 	return ob.Bucket(bucketAuditRes).Put(key(e.ResourceID, string(k[:])), nil)
@@ -117,7 +136,7 @@ func (s *Store) AuditEvents(ctx context.Context, org string, q cp.AuditQuery) ([
 				more = true
 				break
 			}
-			v := audit.Get(ak[:])
+			v := getEvent(audit, ak[:])
 			if v == nil {
 				continue
 			}
@@ -151,15 +170,15 @@ func (s *Store) PruneAudit(ctx context.Context, cutoff time.Time, max int) (int,
 			type old struct{ k, res []byte }
 			var olds []old
 			c := audit.Cursor()
-			for k, v := c.First(); k != nil && bytes.Compare(k, end[:]) < 0 && n+len(olds) < max; k, v = c.Next() {
-				res, _, err := splitEvent(v)
+			for k, _ := c.First(); k != nil && bytes.Compare(k, end[:]) < 0 && n+len(olds) < max; k, _ = c.Next() {
+				res, _, err := splitEvent(getEvent(audit, k))
 				if err != nil {
 					return err
 				}
 				olds = append(olds, old{slices.Clone(k), []byte(res)})
 			}
 			for _, o := range olds {
-				if err := audit.Delete(o.k); err != nil {
+				if err := audit.DeleteBucket(o.k); err != nil {
 					return err
 				}
 				if err := ob.Bucket(bucketAuditRes).Delete(key(string(o.res), string(o.k))); err != nil {
