@@ -267,3 +267,29 @@ func TestRestoreAVersion(t *testing.T) {
 		}
 	}
 }
+
+// TestWalk2500Sites is #16's paging check: walking every page of 2,500
+// sites yields each exactly once, in id order, at the default page size
+// and at the largest.
+func TestWalk2500Sites(t *testing.T) {
+	e := newEnv(t, func(e *env) { e.quotas = cp.Quotas{Sites: 3000} })
+	all := siteIDs("w", 2500)
+	for i := 0; i < len(all); i += cp.MaxSitesPerResource {
+		w := cp.SecurityGroupWrite{Name: "walk", Rules: []cp.FilterRuleWrite{}, Sites: all[i:min(i+cp.MaxSitesPerResource, len(all))]}
+		if r := e.do("POST", "/vpc/security-groups", orgA, w); r.status != http.StatusCreated {
+			t.Fatalf("create: %d %s", r.status, r.body)
+		}
+	}
+	for _, c := range []struct {
+		first string
+		pages int
+	}{{"/vpc/sites", 25}, {"/vpc/sites?limit=1000", 3}} {
+		pages, ids := walkPages(t, e, orgA, c.first)
+		if len(pages) != c.pages {
+			t.Errorf("%s: %d pages, want %d", c.first, len(pages), c.pages)
+		}
+		if diff := cmp.Diff(all, ids); diff != "" {
+			t.Errorf("%s: sites over every page (-want +got)\n%s", c.first, diff)
+		}
+	}
+}
