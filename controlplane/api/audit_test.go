@@ -239,6 +239,18 @@ func TestRestoreAVersion(t *testing.T) {
 		t.Errorf("versions' Link %q", r.header.Get("Link"))
 	}
 
+	// Versions and ETags are stored: a restart keeps them.
+	e.restart()
+	r = e.do("GET", path+"/versions", orgA, nil)
+	var after []cp.Version
+	r.decode(t, &after)
+	if len(after) != 4 || after[0].Subject != "carol" {
+		t.Errorf("after a restart: %d versions, want 4, the newest by carol: %+v", len(after), after)
+	}
+	if etag := e.do("GET", path, orgA, nil).header.Get("ETag"); etag != `"v4"` {
+		t.Errorf("after a restart: ETag %q, want \"v4\"", etag)
+	}
+
 	// The list v1 names goes: restoring v1 again is a 422 naming it.
 	if r := e.do("PUT", path, orgA, v2); r.status != http.StatusOK {
 		t.Fatalf("PUT v2: %d", r.status)

@@ -124,3 +124,62 @@ func TestAuditRetentionOption(t *testing.T) {
 		}
 	}
 }
+
+// TestMigrateToAudit (schema 3 → 4): a file written before versions and
+// the audit trail opens with both; its resources read as version 0 until
+// their next write, which a client can make conditional on "v0".
+func TestMigrateToAudit(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "db")
+	s, w := layoutStore(t, path)
+	st, err := s.CreateSecurityGroup(ctx, "org_a", w)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	// Rewrite it as schema 3 wrote it: no audit buckets, no versions.
+	db, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		ob := tx.Bucket(bucketOrgs).Bucket([]byte("org_a"))
+		for _, b := range [][]byte{bucketAudit, bucketAuditRes} {
+			if err := ob.DeleteBucket(b); err != nil {
+				return err
+			}
+		}
+		sync, err := readSync(ob, cp.KindSecurityGroup, st.ID)
+		if err != nil {
+			return err
+		}
+		sync.Version = 0
+		if err := writeSync(ob, cp.KindSecurityGroup, st.ID, &sync); err != nil {
+			return err
+		}
+		return tx.Bucket(bucketMeta).Put(keySchema, []byte("3"))
+	})
+	db.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err = Open(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	got, err := s.GetJSON(ctx, "org_a", cp.KindSecurityGroup, st.ID)
+	if err != nil || got.ETag() != `"v0"` {
+		t.Fatalf("after migration: ETag %s, %v; want \"v0\"", got.ETag(), err)
+	}
+	pre, _ := cp.ParseIfMatch(`"v0"`)
+	wctx := cp.WithWriteRequest(ctx, cp.WriteRequest{Subject: "alice", Method: "PUT", IfMatch: pre})
+	put, err := s.ReplaceSecurityGroup(wctx, "org_a", st.ID, w)
+	if err != nil || put.ETag() != `"v1"` {
+		t.Fatalf("conditional PUT after migration: %s, %v; want \"v1\"", put.ETag(), err)
+	}
+	evs, _, err := s.AuditEvents(ctx, "org_a", cp.AuditQuery{Limit: 10})
+	if err != nil || len(evs) != 1 {
+		t.Fatalf("events after migration and one write: %d, %v; want 1", len(evs), err)
+	}
+}
