@@ -1,6 +1,8 @@
 // Package api serves the control plane's REST API over HTTP: security
-// groups, prefix lists, reference data and sites, under /vpc/ and, as an
-// alias, without it, plus /openapi.yaml, /healthz, /readyz and /metrics.
+// groups and prefix lists (with ETags, If-Match and their versions),
+// reference data, sites and their published policy, and the audit trail,
+// under /vpc/ and, as an alias, without it, plus /openapi.yaml, /healthz,
+// /readyz and /metrics.
 //
 // # Contract
 //
