@@ -48,11 +48,14 @@ type AuditEvent struct {
 // store (AuditEventID).
 func NewAuditEvent(wr WriteRequest, org, kind, id string, version uint64, body []byte, at time.Time) AuditEvent {
 	method := wr.Method
-	if method == "" { // not from the API
+	switch {
+	case method != "": // from the API
+	case body == nil:
+		method = "DELETE"
+	case version == 1:
+		method = "POST"
+	default:
 		method = "PUT"
-		if body == nil {
-			method = "DELETE"
-		}
 	}
 	subject := wr.Subject
 	if subject == "" {

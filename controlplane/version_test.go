@@ -2,6 +2,7 @@ package controlplane
 
 import (
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 )
@@ -50,5 +51,29 @@ func TestPreconditionCheck(t *testing.T) {
 		if (err == nil) != c.ok || (err != nil && ErrorCode(err) != CodePreconditionFailed) {
 			t.Errorf("%q at v%d: %v", c.header, c.version, err)
 		}
+	}
+}
+
+// TestNewAuditEventMethod: a write that does not come from the API (no
+// WriteRequest) still records a method the API's schema allows.
+func TestNewAuditEventMethod(t *testing.T) {
+	at := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	var got []string
+	for _, c := range []struct {
+		wr      WriteRequest
+		version uint64
+		body    []byte
+	}{
+		{WriteRequest{}, 1, []byte(`{}`)},
+		{WriteRequest{}, 2, []byte(`{}`)},
+		{WriteRequest{}, 3, nil},
+		{WriteRequest{Method: "PUT", Subject: "alice"}, 1, []byte(`{}`)},
+	} {
+		e := NewAuditEvent(c.wr, "org_a", KindSecurityGroup, "sec_grp_x", c.version, c.body, at)
+		got = append(got, e.Method+" "+e.Subject+" "+string(e.Body))
+	}
+	want := []string{"POST unknown {}", "PUT unknown {}", "DELETE unknown null", "PUT alice {}"}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("(-want +got)\n%s", diff)
 	}
 }
