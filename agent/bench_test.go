@@ -27,7 +27,8 @@ const benchService = time.Millisecond
 // bigPolicy is the benchmark policy: 250 rules in 5 groups (a fifth
 // outbound, a fifth using prefix lists) and 20 prefix lists of 500 CIDRs,
 // 10,000 address-list entries. variant 1 changes one rule, variant 2 moves
-// one rule to another place in the order.
+// one rule to another place in the order, variant 3 adds one entry to a
+// list.
 func bigPolicy(rev uint64, variant int) protocol.DesiredState {
 	var groups []protocol.SecurityGroup
 	for g := range 5 {
@@ -58,6 +59,10 @@ func bigPolicy(rev uint64, variant int) protocol.DesiredState {
 			pl.CIDRs = append(pl.CIDRs, fmt.Sprintf("100.%d.%d.%d/32", 64+l, i/250, i%250))
 		}
 		lists = append(lists, pl)
+	}
+	if variant == 3 {
+		// One entry more in one list.
+		lists[7].CIDRs = append(lists[7].CIDRs, "100.71.3.1/32")
 	}
 	return doc(rev, groups, lists)
 }

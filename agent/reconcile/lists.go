@@ -9,16 +9,44 @@ import (
 
 // listInfo is what the planner knows of one owned address list.
 type listInfo struct {
-	static  []string       // enabled static addresses as observed, sorted
-	dynamic []string       // enabled dynamic addresses as observed (they match too)
+	obs     observedRange  // its observed entries, sorted by address
 	want    []render.Entry // wanted entries, sorted by address
-	gains   bool           // wanted has addresses static lacks
-	loses   bool           // static or dynamic has addresses wanted lacks
+	filled  bool           // it holds an enabled entry now
+	gains   bool           // wanted has addresses no enabled static entry has
+	loses   bool           // an enabled entry has an address wanted lacks
 	oldCopy string         // set once a copy of the present content was planned
 	newCopy string         // set once a copy of the wanted content was planned
 
 	content [3][]span // what the list holds at each moment, once computed
 	known   [3]bool
+}
+
+// now returns the addresses of the list's enabled entries (static ones
+// only, or dynamic ones too: they match like static ones), sorted.
+func (l *listInfo) now(withDynamic bool) []string {
+	var out []string
+	r := l.obs
+	for k := r.from; k < r.to; k++ {
+		i := k
+		if r.order != nil {
+			i = int(r.order[k])
+		}
+		e := &r.addrs[i]
+		if !e.Disabled && (withDynamic || !e.Dynamic) {
+			if a := render.Address(e.Address); len(out) == 0 || out[len(out)-1] != a {
+				out = append(out, a)
+			}
+		}
+	}
+	return out
+}
+
+// observedRange is where a list's entries are in the observation: walk
+// positions from..to, through order when the observation was not sorted.
+type observedRange struct {
+	addrs    []Entry
+	order    []int32
+	from, to int
 }
 
 func (l *listInfo) wantedAddrs() []string {
@@ -35,7 +63,7 @@ func (l *listInfo) at(m moment) []span {
 	if !l.known[m] {
 		var addrs []string
 		if m != atEnd {
-			addrs = slices.Concat(l.static, l.dynamic)
+			addrs = l.now(true)
 		}
 		if m != atStart {
 			addrs = append(addrs, l.wantedAddrs()...)
@@ -61,9 +89,9 @@ func isCopy(list string) bool {
 	return strings.HasPrefix(list, CopyPrefix) || strings.HasPrefix(list, NewCopyPrefix)
 }
 
-// observedEntry is an entry the planner may touch, keyed as the wanted
-// entries are.
-type observedEntry struct {
+// observed is an entry the planner may touch, keyed as the wanted entries
+// are.
+type observed struct {
 	list, addr string
 	pos        int // in the router's order
 	e          *Entry
@@ -109,56 +137,80 @@ func (p *planner) addressLists(addrs []Entry, want []render.Entry) map[string]*l
 		i = j
 	}
 
-	obs := make([]observedEntry, 0, len(addrs))
-	for i := range addrs {
-		it := &addrs[i]
-		if !strings.HasPrefix(it.List, render.ListPrefix) && !strings.HasPrefix(it.Comment, render.CommentPrefix) {
-			continue // not ours
-		}
-		obs = append(obs, observedEntry{it.List, render.Address(it.Address), i, it})
+	// The agent keeps its observation sorted (SortEntries), so this walks
+	// it in order and allocates nothing per entry; otherwise it sorts
+	// indices first.
+	var order []int32
+	key := func(i int) (string, string) { return addrs[i].List, render.Address(addrs[i].Address) }
+	sorted := true
+	for i := 1; i < len(addrs) && sorted; i++ {
+		l0, a0 := key(i - 1)
+		l1, a1 := key(i)
+		sorted = l0 < l1 || (l0 == l1 && a0 <= a1)
 	}
-	slices.SortFunc(obs, func(a, b observedEntry) int {
-		if c := strings.Compare(a.list, b.list); c != 0 {
-			return c
+	if !sorted {
+		order = make([]int32, len(addrs))
+		for i := range order {
+			order[i] = int32(i)
 		}
-		if c := strings.Compare(a.addr, b.addr); c != 0 {
-			return c
+		slices.SortStableFunc(order, func(x, y int32) int {
+			lx, ax := key(int(x))
+			ly, ay := key(int(y))
+			if c := strings.Compare(lx, ly); c != 0 {
+				return c
+			}
+			return strings.Compare(ax, ay)
+		})
+	}
+	// next returns the next observed entry that is ours.
+	k := 0
+	next := func() (observed, bool) {
+		for ; k < len(addrs); k++ {
+			i := k
+			if order != nil {
+				i = int(order[k])
+			}
+			it := &addrs[i]
+			if !strings.HasPrefix(it.List, render.ListPrefix) && !strings.HasPrefix(it.Comment, render.CommentPrefix) {
+				continue // not ours
+			}
+			k++
+			return observed{it.List, render.Address(it.Address), i, it}, true
 		}
-		return a.pos - b.pos
-	})
+		return observed{}, false
+	}
 
-	var prune, stale []observedEntry
-	// seen records an observed entry's address in its list's content.
-	seen := func(o observedEntry) *listInfo {
+	var prune, stale []observed
+	// seen records an observed entry in its list.
+	seen := func(o observed) *listInfo {
 		if !strings.HasPrefix(o.list, render.ListPrefix) {
 			return lists[o.list] // a managed entry in someone else's list
 		}
 		l := info(o.list)
-		if !o.e.Disabled {
-			if o.e.Dynamic {
-				l.dynamic = append(l.dynamic, o.addr)
-			} else if n := len(l.static); n == 0 || l.static[n-1] != o.addr {
-				l.static = append(l.static, o.addr)
-			}
+		if l.obs.addrs == nil {
+			l.obs = observedRange{addrs: addrs, order: order, from: k - 1}
 		}
+		l.obs.to = k
+		l.filled = l.filled || !o.e.Disabled
 		return l
 	}
-	i, j := 0, 0
-	for i < len(obs) || j < len(want) {
+	cur0, ok := next()
+	j := 0
+	for ok || j < len(want) {
 		c := 0
 		switch {
-		case i == len(obs):
+		case !ok:
 			c = 1
 		case j == len(want):
 			c = -1
 		default:
-			if c = strings.Compare(obs[i].list, want[j].List); c == 0 {
-				c = strings.Compare(obs[i].addr, want[j].Address)
+			if c = strings.Compare(cur0.list, want[j].List); c == 0 {
+				c = strings.Compare(cur0.addr, want[j].Address)
 			}
 		}
 		switch {
 		case c < 0: // observed, not wanted
-			o := obs[i]
+			o := cur0
 			l := seen(o)
 			owned := strings.HasPrefix(o.list, render.ListPrefix)
 			if (l != nil && l.want != nil) || (owned && !isCopy(o.list)) {
@@ -169,7 +221,7 @@ func (p *planner) addressLists(addrs []Entry, want []render.Entry) map[string]*l
 			if l != nil && !o.e.Disabled {
 				l.loses = true
 			}
-			i++
+			cur0, ok = next()
 		case c > 0: // wanted, absent
 			e := &want[j]
 			info(e.List).gains = true
@@ -181,8 +233,8 @@ func (p *planner) addressLists(addrs []Entry, want []render.Entry) map[string]*l
 		default: // wanted and observed, maybe several times
 			e := &want[j]
 			kept, blocked, enabled := false, false, false
-			for ; i < len(obs) && obs[i].list == e.List && obs[i].addr == e.Address; i++ {
-				o := obs[i]
+			for ; ok && cur0.list == e.List && cur0.addr == e.Address; cur0, ok = next() {
+				o := cur0
 				seen(o)
 				switch {
 				case kept:
@@ -195,14 +247,14 @@ func (p *planner) addressLists(addrs []Entry, want []render.Entry) map[string]*l
 					blocked = true
 				default:
 					kept, enabled = true, !o.e.Disabled
-					set := map[string]string{}
-					if o.e.Disabled {
-						set["disabled"] = "no"
-					}
-					if o.e.Comment != e.Comment {
-						set["comment"] = e.Comment
-					}
-					if len(set) > 0 {
+					if o.e.Disabled || o.e.Comment != e.Comment {
+						set := map[string]string{}
+						if o.e.Disabled {
+							set["disabled"] = "no"
+						}
+						if o.e.Comment != e.Comment {
+							set["comment"] = e.Comment
+						}
 						p.emit(Op{Phase: PhaseListAdd, Kind: Set, Path: AddressListPath, ID: o.e.ID, Props: set, Key: e.List + " " + e.Address})
 					}
 				}
@@ -225,8 +277,8 @@ func (p *planner) addressLists(addrs []Entry, want []render.Entry) map[string]*l
 	return lists
 }
 
-func inRouterOrder(es []observedEntry) []string {
-	slices.SortFunc(es, func(a, b observedEntry) int { return a.pos - b.pos })
+func inRouterOrder(es []observed) []string {
+	slices.SortFunc(es, func(a, b observed) int { return a.pos - b.pos })
 	ids := make([]string, len(es))
 	for i, o := range es {
 		ids[i] = o.e.ID
@@ -241,7 +293,7 @@ func inRouterOrder(es []observedEntry) []string {
 func (p *planner) copyList(name string, addrs []string, lists map[string]*listInfo) {
 	have := map[string]bool{}
 	if c := lists[name]; c != nil {
-		for _, a := range c.static {
+		for _, a := range c.now(false) {
 			have[a] = true
 		}
 	}
@@ -261,7 +313,7 @@ func (p *planner) copyList(name string, addrs []string, lists map[string]*listIn
 func (p *planner) freezeOld(name string, l *listInfo, lists map[string]*listInfo) string {
 	if l.oldCopy == "" {
 		l.oldCopy = CopyPrefix + strings.TrimPrefix(name, render.ListPrefix)
-		addrs := slices.Concat(l.static, l.dynamic)
+		addrs := l.now(true)
 		slices.Sort(addrs)
 		p.copyList(l.oldCopy, slices.Compact(addrs), lists)
 	}
@@ -292,4 +344,76 @@ func content(lists map[string]*listInfo) listContent {
 		}
 		return l.at(at), true
 	}
+}
+
+// WrittenLists returns the address lists a plan writes to, sorted: after the
+// writes only these need reading back (addrs is the observation the plan
+// was made from; a remove or set names entries by id).
+func WrittenLists(ops []Op, addrs []Entry) []string {
+	lists := map[string]bool{}
+	ids := map[string]bool{}
+	for _, op := range ops {
+		if op.Path != AddressListPath {
+			continue
+		}
+		if op.Entry != nil {
+			lists[op.Entry.List] = true
+		} else if l := op.Props["list"]; l != "" {
+			lists[l] = true
+		}
+		if op.ID != "" {
+			ids[op.ID] = true
+		}
+		for _, id := range op.IDs {
+			ids[id] = true // a Ref names an add above, whose list is counted
+		}
+	}
+	if len(ids) > 0 {
+		for _, e := range addrs {
+			if ids[e.ID] {
+				lists[e.List] = true
+			}
+		}
+	}
+	return slices.Sorted(func(yield func(string) bool) {
+		for l := range lists {
+			if !yield(l) {
+				return
+			}
+		}
+	})
+}
+
+// SortEntries sorts entries by list and address, keeping the router's order
+// among equal ones: Plan reads a sorted observation in one pass.
+func SortEntries(es []Entry) {
+	slices.SortStableFunc(es, compareObserved)
+}
+
+func compareObserved(a, b Entry) int {
+	if c := strings.Compare(a.List, b.List); c != 0 {
+		return c
+	}
+	return strings.Compare(a.Address, b.Address)
+}
+
+// ReplaceLists returns the sorted observation es with the entries of lists
+// (sorted names) replaced by read, the lists' entries as just read back.
+// It reuses es's array.
+func ReplaceLists(es []Entry, lists []string, read []Entry) []Entry {
+	es = slices.DeleteFunc(es, func(e Entry) bool {
+		_, found := slices.BinarySearch(lists, e.List)
+		return found
+	})
+	SortEntries(read)
+	for len(read) > 0 {
+		n := 1
+		for n < len(read) && read[n].List == read[0].List {
+			n++
+		}
+		at, _ := slices.BinarySearchFunc(es, read[0], func(e, t Entry) int { return strings.Compare(e.List, t.List) })
+		es = slices.Insert(es, at, read[:n]...)
+		read = read[n:]
+	}
+	return es
 }

@@ -1,6 +1,7 @@
 package reconcile
 
 import (
+	"slices"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -156,5 +157,64 @@ func TestNarrowWhileAnotherWidens(t *testing.T) {
 	ops = Plan(rows, nil, policy("198.19.251.0/24", "198.19.250.0/24"))
 	if diff := cmp.Diff([]string{"add fltr_later", "add fltr_first", "remove stale rows of owned chains"}, summary(ops)); diff != "" {
 		t.Fatalf("swap (-want +got):\n%s", diff)
+	}
+}
+
+func TestWrittenListsAndReplaceLists(t *testing.T) {
+	observed := []Entry{
+		{ID: "*1", List: "rampart-a", Address: "10.0.0.1"},
+		{ID: "*2", List: "rampart-b", Address: "10.0.0.2"},
+		{ID: "*3", List: "rampart-c", Address: "10.0.0.3"},
+		{ID: "*4", List: "office", Address: "10.0.0.4", Comment: "rampart:1"},
+	}
+	ops := []Op{
+		{Kind: Add, Path: AddressListPath, Entry: &render.Entry{List: "rampart-d", Address: "10.0.0.9"}},
+		{Kind: Add, Path: AddressListPath, Props: map[string]string{"list": "rampart-old-a", "address": "10.0.0.1"}},
+		{Kind: Set, Path: AddressListPath, ID: "*2", Props: map[string]string{"comment": "x"}},
+		{Kind: Remove, Path: AddressListPath, IDs: []string{"*4", "+1"}},
+		{Kind: Remove, Path: FilterPath, IDs: []string{"*3"}},
+	}
+	lists := WrittenLists(ops, observed)
+	if diff := cmp.Diff([]string{"office", "rampart-b", "rampart-d", "rampart-old-a"}, lists); diff != "" {
+		t.Errorf("written lists (-want +got):\n%s", diff)
+	}
+	SortEntries(observed)
+	read := []Entry{{ID: "*9", List: "rampart-d", Address: "10.0.0.9"}, {ID: "*2", List: "rampart-b", Address: "10.0.0.2", Comment: "x"}}
+	got := ReplaceLists(observed, lists, read)
+	want := []Entry{
+		{ID: "*1", List: "rampart-a", Address: "10.0.0.1"},
+		{ID: "*2", List: "rampart-b", Address: "10.0.0.2", Comment: "x"},
+		{ID: "*3", List: "rampart-c", Address: "10.0.0.3"},
+		{ID: "*9", List: "rampart-d", Address: "10.0.0.9"},
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("replaced (-want +got):\n%s", diff)
+	}
+}
+
+// TestPlanUnsortedObservation: an observation in the router's order plans
+// exactly as the same observation sorted (SortEntries), op for op.
+func TestPlanUnsortedObservation(t *testing.T) {
+	d := &protocol.DesiredState{PrefixLists: []protocol.PrefixList{
+		{ID: "prfx_lst_a", CIDRs: []string{"10.0.0.0/24", "10.0.0.10/32", "10.0.0.9/32", "10.0.1.0/24"}},
+		{ID: "prfx_lst_b", CIDRs: []string{"192.0.2.0/24"}},
+	}}
+	w := render.Render(d, render.Options{})
+	observed := []Entry{
+		{ID: "*5", List: "rampart-prfx_lst_b", Address: "192.0.2.0/24", Comment: "stale comment"},
+		{ID: "*1", List: "rampart-prfx_lst_a", Address: "10.0.0.9"},
+		{ID: "*2", List: "rampart-prfx_lst_a", Address: "10.0.0.0/24", Disabled: true},
+		{ID: "*3", List: "rampart-prfx_lst_gone", Address: "10.9.0.0/16"},
+		{ID: "*4", List: "rampart-prfx_lst_a", Address: "10.0.0.10", Dynamic: true},
+		{ID: "*6", List: "office", Address: "10.0.0.9"},
+	}
+	sorted := slices.Clone(observed)
+	SortEntries(sorted)
+	got, want := Plan(nil, observed, w), Plan(nil, sorted, w)
+	if diff := cmp.Diff(summary(want), summary(got)); diff != "" {
+		t.Errorf("(-sorted +unsorted):\n%s", diff)
+	}
+	if len(got) == 0 {
+		t.Fatal("nothing planned")
 	}
 }

@@ -416,7 +416,7 @@ func (p *planner) repoint(rows []row, stale []string, lists map[string]*listInfo
 			if l == nil || !l.gains {
 				continue // it matches what it matched before: nothing to protect
 			}
-			if len(l.static)+len(l.dynamic) == 0 && !neg {
+			if !l.filled && !neg {
 				// It matches nothing today; removing it now changes no
 				// verdict and saves the copy.
 				p.emit(Op{Phase: PhaseRepoint, Kind: Remove, Path: FilterPath, IDs: []string{r.id}, Key: "leaving rule on an empty list"})
@@ -678,29 +678,32 @@ var ignored = map[string]bool{
 // (nil when they already match). Properties the rule does not have are
 // unset with "!name".
 func Diff(it Item, want render.Rule) map[string]string {
-	set := map[string]string{}
+	var set map[string]string // allocated only for a row that differs
+	put := func(k, v string) {
+		if set == nil {
+			set = map[string]string{}
+		}
+		set[k] = v
+	}
 	for k, v := range want.Props {
 		if !equalProp(k, it[k], v) {
-			set[k] = v
+			put(k, v)
 		}
 	}
 	for k, v := range it {
 		if _, ok := want.Props[k]; ok || ignored[k] || v == "" {
 			continue
 		}
-		set["!"+k] = ""
+		put("!"+k, "")
 	}
 	if isTrue(it["disabled"]) {
-		set["disabled"] = "no"
+		put("disabled", "no")
 	}
 	if isTrue(it["log"]) {
-		set["log"] = "no"
+		put("log", "no")
 	}
 	if it["comment"] != want.Comment {
-		set["comment"] = want.Comment
-	}
-	if len(set) == 0 {
-		return nil
+		put("comment", want.Comment)
 	}
 	return set
 }
