@@ -35,40 +35,54 @@ import (
 // changes the wall time, not the agent's).
 //
 //	go test -run XXX -bench SmallChange -benchtime 200x ./agent/
+//	go test -run XXX -bench 'SmallChange/latency=0/limit=12MiB' -benchtime 200x ./agent/
 func BenchmarkSmallChange(b *testing.B) {
 	defer debug.SetMemoryLimit(debug.SetMemoryLimit(math.MaxInt64))
 	bin := filepath.Join(b.TempDir(), "routeros-sim")
 	if out, err := exec.Command("go", "build", "-o", bin, "github.com/rampart-fw/rampart/cmd/routeros-sim").CombinedOutput(); err != nil {
 		b.Fatalf("build: %v\n%s", err, out)
 	}
-	// One simulator per setting, loaded once (the first apply of 10,260
-	// writes takes seconds) and shared by its scenarios.
+	// One simulator per latency, loaded once (the first apply of 10,260
+	// writes takes seconds) and shared by the scenarios of that latency,
+	// which run one after the other; one agent lives at a time, so the heap
+	// limit applies to one agent's memory, as in production.
 	type router struct {
-		s   *simAgent
-		rev uint64
+		s    *simAgent
+		lat  time.Duration
+		rev  uint64
+		stop func()
 	}
-	routers := map[time.Duration]*router{}
-	parent := b // the routers live as long as the whole benchmark
-	setup := func(b *testing.B, lat, svc time.Duration) *router {
-		if r := routers[lat]; r != nil {
-			return r
+	var cur *router
+	parent := b // a router outlives the sub-benchmark that set it up
+	parent.Cleanup(func() {
+		if cur != nil {
+			cur.stop()
 		}
-		addr := startSim(parent, bin, lat, svc)
+	})
+	setup := func(b *testing.B, lat, svc time.Duration) *router {
+		if cur != nil && cur.lat == lat {
+			return cur
+		}
+		if cur != nil {
+			cur.stop()
+			cur = nil
+			runtime.GC()
+		}
+		addr, kill := startSim(bin, lat, svc)
 		a, err := New(testConfig(parent, addr), Options{RouterTimeout: 20 * time.Second})
 		if err != nil {
+			kill()
 			b.Fatal(err)
 		}
-		parent.Cleanup(func() { a.router.Close() })
 		c, err := cache.Open(parent.TempDir(), cache.Options{})
 		if err != nil {
+			kill()
 			b.Fatal(err)
 		}
-		parent.Cleanup(func() { c.Close() })
 		a.cache = c
-		r := &router{s: &simAgent{Agent: a}, rev: 1}
-		r.s.apply(b, bigPolicy(1, 0))
-		routers[lat] = r
-		return r
+		cur = &router{s: &simAgent{Agent: a}, lat: lat, rev: 1, stop: func() { a.router.Close(); c.Close(); kill() }}
+		cur.s.apply(b, bigPolicy(1, 0))
+		return cur
 	}
 	type scenario struct {
 		name     string
@@ -80,16 +94,19 @@ func BenchmarkSmallChange(b *testing.B) {
 	// With the agent's own soft heap limit, as in production (main.go),
 	// larger ones and none: the collector's work is part of the agent's
 	// time, and under 12 MiB it is most of it (BENCHMARKS.md).
-	for _, limit := range []int64{defaultMemoryLimit, 16 << 20, 20 << 20, math.MaxInt64} {
-		lim := fmt.Sprintf("limit=%dMiB", limit>>20)
-		if limit == math.MaxInt64 {
-			lim = "limit=none"
+	for _, net := range []struct {
+		name     string
+		lat, svc time.Duration
+	}{{"latency=0", 0, 0}, {"latency=2ms,service=1ms", 2 * time.Millisecond, benchService}} {
+		for _, limit := range []int64{defaultMemoryLimit, 16 << 20, 20 << 20, math.MaxInt64} {
+			lim := fmt.Sprintf("limit=%dMiB", limit>>20)
+			if limit == math.MaxInt64 {
+				lim = "limit=none"
+			}
+			scenarios = append(scenarios,
+				scenario{net.name + "/" + lim + "/one-rule", net.lat, net.svc, 1, limit},
+				scenario{net.name + "/" + lim + "/one-entry", net.lat, net.svc, 3, limit})
 		}
-		scenarios = append(scenarios,
-			scenario{lim + "/one-rule/latency=0", 0, 0, 1, limit},
-			scenario{lim + "/one-entry/latency=0", 0, 0, 3, limit},
-			scenario{lim + "/one-rule/latency=2ms,service=1ms", 2 * time.Millisecond, benchService, 1, limit},
-			scenario{lim + "/one-entry/latency=2ms,service=1ms", 2 * time.Millisecond, benchService, 3, limit})
 	}
 	for _, tc := range scenarios {
 		b.Run(tc.name, func(b *testing.B) {
@@ -161,17 +178,18 @@ func cpuTime() time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
-// startSim runs the simulator binary and returns its API address.
-func startSim(b *testing.B, bin string, lat, svc time.Duration) string {
+// startSim runs the simulator binary; it returns its API address and how
+// to stop it.
+func startSim(bin string, lat, svc time.Duration) (string, func()) {
 	cmd := exec.Command(bin, "--listen", "127.0.0.1:0", "--latency", lat.String(), "--write-service-time", svc.String())
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
-		b.Fatal(err)
+		panic(err)
 	}
 	if err := cmd.Start(); err != nil {
-		b.Fatal(err)
+		panic(fmt.Sprintf("start routeros-sim: %v", err))
 	}
-	b.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	kill := func() { cmd.Process.Kill(); cmd.Wait() }
 	sc := bufio.NewScanner(stderr)
 	for sc.Scan() {
 		var line struct{ Msg, Addr string }
@@ -180,9 +198,9 @@ func startSim(b *testing.B, bin string, lat, svc time.Duration) string {
 				for sc.Scan() {
 				}
 			}()
-			return line.Addr
+			return line.Addr, kill
 		}
 	}
-	b.Fatal(fmt.Errorf("routeros-sim did not say where it listens: %v", sc.Err()))
-	return ""
+	kill()
+	panic(fmt.Sprintf("routeros-sim did not say where it listens: %v", sc.Err()))
 }
