@@ -194,7 +194,7 @@ func (p *planner) addressLists(addrs []Entry, want []render.Entry) map[string]*l
 		l.filled = l.filled || !o.e.Disabled
 		return l
 	}
-	cur0, ok := next()
+	head, ok := next()
 	j := 0
 	for ok || j < len(want) {
 		c := 0
@@ -204,13 +204,13 @@ func (p *planner) addressLists(addrs []Entry, want []render.Entry) map[string]*l
 		case j == len(want):
 			c = -1
 		default:
-			if c = strings.Compare(cur0.list, want[j].List); c == 0 {
-				c = strings.Compare(cur0.addr, want[j].Address)
+			if c = strings.Compare(head.list, want[j].List); c == 0 {
+				c = strings.Compare(head.addr, want[j].Address)
 			}
 		}
 		switch {
 		case c < 0: // observed, not wanted
-			o := cur0
+			o := head
 			l := seen(o)
 			owned := strings.HasPrefix(o.list, render.ListPrefix)
 			if (l != nil && l.want != nil) || (owned && !isCopy(o.list)) {
@@ -221,7 +221,7 @@ func (p *planner) addressLists(addrs []Entry, want []render.Entry) map[string]*l
 			if l != nil && !o.e.Disabled {
 				l.loses = true
 			}
-			cur0, ok = next()
+			head, ok = next()
 		case c > 0: // wanted, absent
 			e := &want[j]
 			info(e.List).gains = true
@@ -233,8 +233,8 @@ func (p *planner) addressLists(addrs []Entry, want []render.Entry) map[string]*l
 		default: // wanted and observed, maybe several times
 			e := &want[j]
 			kept, blocked, enabled := false, false, false
-			for ; ok && cur0.list == e.List && cur0.addr == e.Address; cur0, ok = next() {
-				o := cur0
+			for ; ok && head.list == e.List && head.addr == e.Address; head, ok = next() {
+				o := head
 				seen(o)
 				switch {
 				case kept:
