@@ -130,7 +130,8 @@ func Render(d *protocol.DesiredState, opts Options) Wanted {
 // per CIDR instead of a parse and a hash (BENCHMARKS.md, "Small changes").
 // The zero value is ready; it is not safe for concurrent use.
 type Renderer struct {
-	lists map[string]renderedList // by prefix list id
+	lists   map[string]renderedList // by prefix list id
+	entries []Entry                 // the last result's entries
 }
 
 type renderedList struct {
@@ -199,17 +200,11 @@ func (rr *Renderer) Render(d *protocol.DesiredState, opts Options) Wanted {
 	}
 
 	lists := make(map[string]renderedList, len(d.PrefixLists))
-	n := 0
-	for _, pl := range d.PrefixLists {
-		n += len(pl.CIDRs)
-	}
-	if n > 0 {
-		w.Entries = make([]Entry, 0, n)
-	}
+	reused := 0
 	for _, pl := range d.PrefixLists {
 		if prev, ok := rr.lists[pl.ID]; ok && slices.Equal(prev.cidrs, pl.CIDRs) {
 			lists[pl.ID] = prev
-			w.Entries = append(w.Entries, prev.entries...)
+			reused++
 			continue
 		}
 		list := ListName(pl.ID)
@@ -227,7 +222,22 @@ func (rr *Renderer) Render(d *protocol.DesiredState, opts Options) Wanted {
 		// The document is not modified once accepted: its CIDRs are kept,
 		// not copied.
 		lists[pl.ID] = renderedList{cidrs: pl.CIDRs, entries: entries}
-		w.Entries = append(w.Entries, entries...)
+	}
+	if reused == len(rr.lists) && reused == len(lists) && rr.entries != nil {
+		// The same lists as last time: the same entries, not a copy
+		// (nothing writes to a Wanted's entries).
+		w.Entries = rr.entries
+	} else {
+		n := 0
+		for _, l := range lists {
+			n += len(l.entries)
+		}
+		if n > 0 {
+			w.Entries = make([]Entry, 0, n)
+		}
+		for _, pl := range d.PrefixLists {
+			w.Entries = append(w.Entries, lists[pl.ID].entries...)
+		}
 	}
 	rr.lists = lists
 	byListAddress := func(a, b Entry) int {
@@ -237,8 +247,10 @@ func (rr *Renderer) Render(d *protocol.DesiredState, opts Options) Wanted {
 		return strings.Compare(a.Address, b.Address)
 	}
 	if !slices.IsSortedFunc(w.Entries, byListAddress) {
+		w.Entries = slices.Clone(w.Entries) // rr.entries is shared
 		slices.SortFunc(w.Entries, byListAddress)
 	}
+	rr.entries = w.Entries
 	return w
 }
 

@@ -163,6 +163,8 @@ func TestRendererMatchesRender(t *testing.T) {
 	seq := []*protocol.DesiredState{
 		doc(map[string][]string{"prfx_lst_a": {"10.0.0.1/32", "10.0.0.10/32", "10.0.0.0/24"}, "prfx_lst_b": {"192.0.2.0/24"}}),
 		doc(map[string][]string{"prfx_lst_a": {"10.0.0.1/32", "10.0.0.10/32", "10.0.0.0/24"}, "prfx_lst_b": {"192.0.2.0/24", "192.0.2.7/32"}}),
+		doc(map[string][]string{"prfx_lst_a": {"10.0.0.1/32", "10.0.0.10/32", "10.0.0.0/24"}, "prfx_lst_b": {"192.0.2.0/24", "192.0.2.7/32"}}), // same lists: entries reused whole
+		doc(map[string][]string{"prfx_lst_a": {"10.0.0.1/32", "10.0.0.10/32", "10.0.0.0/24"}}),                                                 // one list fewer
 		doc(map[string][]string{"prfx_lst_b": {"192.0.2.0/24", "192.0.2.7/32"}, "prfx_lst_c": {"198.51.100.0/24"}}),
 		doc(map[string][]string{"prfx_lst_a": {"10.0.0.1/32"}, "prfx_lst_b": {"192.0.2.0/24", "192.0.2.7/32"}}),
 		doc(nil),
