@@ -492,7 +492,7 @@ func dump(f rossim.Firewall) string {
 	return b.String()
 }
 
-// nogapSeeds is the number of adversarial transitions: 200 in CI,
+// nogapSeeds is the number of adversarial seeds: 200 in CI,
 // RAMPART_NOGAP_SEEDS to run more.
 func nogapSeeds(def int) int {
 	if v, err := strconv.Atoi(os.Getenv("RAMPART_NOGAP_SEEDS")); err == nil && v > 0 {
