@@ -201,6 +201,41 @@ func TestConsoleInBrowser(t *testing.T) {
 	if statuses := value(t, ctx, chromedp.Evaluate[[]string](`window.__statuses`)); len(statuses) < 2 || statuses[0] != "syncing" || statuses[len(statuses)-1] != "active" {
 		t.Errorf("the group's status went %v; want syncing first and active last", statuses)
 	}
+	// Edited in two tabs: the second save is refused (the API's 412 on
+	// If-Match), says so, and offers the other tab's version.
+	groupURL := value(t, ctx, chromedp.Location())
+	tab2, cancelTab2 := chromedp.NewContext(ctx)
+	defer cancelTab2()
+	if err := chromedp.Do(tab2, chromedp.Navigate(groupURL+"/edit"), chromedp.WaitVisible(`#f-name`)); err != nil {
+		t.Fatalf("second tab: %v", err)
+	}
+	step("first-tab-saves",
+		chromedp.Click(`#edit-resource`),
+		chromedp.WaitVisible(`#f-name`),
+		chromedp.SendKeys(`#f-name`, kb.End+" v2"),
+		chromedp.Click(`#save-resource`),
+		waitJS(`document.querySelector('#resource-status')?.textContent === 'active' &&
+			document.querySelector('#resource-name').textContent === 'Ping from anywhere v2'`))
+	if err := chromedp.Do(tab2,
+		chromedp.SendKeys(`#f-description`, "from the second tab"),
+		chromedp.Click(`#save-resource`),
+		chromedp.WaitVisible(`#write-error[data-code="precondition_failed"]`)); err != nil {
+		t.Fatalf("second tab's save: %v", err)
+	}
+	n++
+	if png, err := chromedp.Run(tab2, chromedp.CaptureScreenshot()); err == nil {
+		os.WriteFile(filepath.Join(shots, fmt.Sprintf("%02d-second-tab-412.png", n)), png, 0o644)
+	}
+	if msg := value(t, tab2, chromedp.Text(`#write-error`)); !strings.Contains(msg, "Someone else changed this security group") {
+		t.Errorf("412 message %q", msg)
+	}
+	if err := chromedp.Do(tab2, chromedp.Click(`#write-error button`),
+		chromedp.Poll[chromedp.Void](`document.querySelector('#f-name')?.value === 'Ping from anywhere v2'`,
+			chromedp.WithPollingTimeout(10*time.Second))); err != nil {
+		t.Errorf("reloading the other tab's version: %v", err)
+	}
+	cancelTab2()
+
 	step("fleet-in-sync",
 		chromedp.Click(`a[data-nav="fleet"]`),
 		waitJS(`(document.querySelector('#state-counts [data-state="in_sync"] .n') || {}).textContent === '3'`))
@@ -212,7 +247,7 @@ func TestConsoleInBrowser(t *testing.T) {
 	step("site",
 		chromedp.Click(`#fleet-table a[href="#/sites/site_demo1"]`),
 		chromedp.WaitVisible(`#site-props`),
-		waitJS(`[...document.querySelectorAll('#site-groups a')].some(a => a.textContent === 'Ping from anywhere')`))
+		waitJS(`[...document.querySelectorAll('#site-groups a')].some(a => a.textContent === 'Ping from anywhere v2')`))
 
 	// A prefix list: a CIDR with host bits gets the API's error at that
 	// prefix, which says what was probably meant.
