@@ -247,7 +247,9 @@ func TestConsoleInBrowser(t *testing.T) {
 	step("site",
 		chromedp.Click(`#fleet-table a[href="#/sites/site_demo1"]`),
 		chromedp.WaitVisible(`#site-props`),
-		waitJS(`[...document.querySelectorAll('#site-groups a')].some(a => a.textContent === 'Ping from anywhere v2')`))
+		waitJS(`[...document.querySelectorAll('#site-groups a')].some(a => a.textContent === 'Ping from anywhere v2')`),
+		// Its compiled policy holds the new rules, as the router gets them.
+		waitJS(`(t => t.includes('icmp (1)') && t.includes('Allow ping') && t.includes('Allow HTTPS'))(document.querySelector('#policy-rules tbody')?.textContent || '')`))
 
 	// A prefix list: a CIDR with host bits gets the API's error at that
 	// prefix, which says what was probably meant.

@@ -228,8 +228,10 @@ async function siteView(view, id) {
   const body = h('div');
   main.replaceChildren(h('p', {}, h('a', { href: '#/fleet' }, '← Fleet')), h('h1', {}, id), errorBanner(view), body);
   poll(view, async () => {
-    const [{ data: s }, groups, lists] = await Promise.all([
-      get(`/vpc/sites/${encodeURIComponent(id)}`), listAll(KINDS.groups.path), listAll(KINDS.lists.path)]);
+    await loadProtocols();
+    const [{ data: s }, groups, lists, policy] = await Promise.all([
+      get(`/vpc/sites/${encodeURIComponent(id)}`), listAll(KINDS.groups.path), listAll(KINDS.lists.path),
+      get(`/vpc/sites/${encodeURIComponent(id)}/policy`).then((r) => r.data).catch((e) => (e.status === 404 ? null : Promise.reject(e)))]);
     const props = [['State', badge(s.state)], ['Online', s.online ? 'online' : 'offline'], ['Last seen', `${ago(s.last_seen)} (${fmtTime(s.last_seen)})`],
       ['Desired revision', s.desired_revision], ['Applied revision', s.applied_revision], ['Last error', s.last_error || '—'],
       ['Agent', s.agent_version || '—'], ['RouterOS', s.routeros_version || '—'], ['Board', s.board || '—']];
@@ -239,8 +241,30 @@ async function siteView(view, id) {
       h('dl', { class: 'props', id: 'site-props' }, props.flatMap(([k, v]) => [h('dt', {}, k), h('dd', {}, v)])),
       h('h2', {}, 'Security groups attached'), h('ul', { id: 'site-groups' }, or(mine('groups', groups), h('li', {}, 'none'))),
       h('h2', {}, 'Prefix lists attached directly'), h('ul', { id: 'site-lists' }, or(mine('lists', lists), h('li', {}, 'none'))),
-      h('p', { class: 'hint' }, 'The site\'s compiled policy, as its router enforces it, will show here once the API serves /vpc/sites/{id}/policy.'));
+      policyView(policy));
   }, 3000);
+}
+
+// policyView shows a site's compiled policy as published to its router:
+// inbound then outbound rules in order, each with its group, and the
+// address lists the prefix lists become.
+function policyView(p) {
+  if (!p) return h('section', { id: 'site-policy' }, h('h2', {}, 'Compiled policy'), h('p', {}, 'No policy: nothing was ever attached to this site.'));
+  const rules = (p.security_groups || []).flatMap((g) => (g.rules || []).map((r) => ({ ...r, group: g })));
+  rules.sort(KINDS.groups.sortRows);
+  return h('section', { id: 'site-policy' },
+    h('h2', {}, `Compiled policy, revision ${p.revision}`),
+    h('p', { class: 'meta' }, 'As published to the router: the groups\' allow rules in order (chains rampart-in and rampart-out), then the address lists. ',
+      h('span', { class: 'mono' }, p.hash || '')),
+    h('div', { class: 'table-wrap' }, h('table', { id: 'policy-rules' },
+      h('thead', {}, h('tr', {}, ['Direction', 'Order', 'Protocol', 'Port', 'Address', 'Description', 'Group'].map((c) => h('th', { scope: 'col' }, c)))),
+      h('tbody', {}, rules.length ? rules.map((r) => h('tr', {},
+        h('td', {}, r.direction), h('td', {}, r.order), h('td', {}, protoName(r.protocol)), h('td', {}, r.port || '—'),
+        h('td', {}, /^prfx_lst_/.test(r.address) ? `rampart-${r.address}` : r.address), h('td', {}, r.description),
+        h('td', {}, h('a', { href: `#/groups/${r.group.id}` }, r.group.name)))) : h('tr', {}, h('td', { colspan: 7 }, 'No rules.'))))),
+    h('h3', {}, 'Address lists'),
+    h('ul', { id: 'policy-lists' }, or((p.prefix_lists || []).map((l) => h('li', {}, h('a', { href: `#/lists/${l.id}` }, l.name), ` (rampart-${l.id}): `,
+      h('span', { class: 'mono' }, (l.cidrs || []).join(', ')))), h('li', {}, 'none'))));
 }
 
 // --- security groups and prefix lists ---
