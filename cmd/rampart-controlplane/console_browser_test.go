@@ -32,7 +32,10 @@ const chromiumPath = "/usr/bin/chromium"
 // their real agents (the --demo setup): log in through a one-time link
 // from the login-url subcommand, create a group with a port on ICMP and
 // see the API's error at that field, fix it and see the group go syncing
-// then active and every site in_sync without a reload, see a write to a
+// then active and every site in_sync without a reload, edit it in two
+// tabs and see the second save get the 412, find both writes in the audit
+// trail and restore the first version, see the new rules in a site's
+// compiled policy, see a write to a
 // group that is still syncing refused with when to retry, read the page
 // at a phone's width, log out, after which the session's cookie opens
 // nothing, and log in again with a pasted token using only the keyboard.
@@ -236,6 +239,20 @@ func TestConsoleInBrowser(t *testing.T) {
 	}
 	cancelTab2()
 
+	// Both writes are in the audit trail; restoring the first version goes
+	// through the same editor.
+	step("audit-trail",
+		chromedp.Click(`a[data-nav="audit"]`),
+		waitJS(`(t => t.includes('created') && t.includes('replaced') && t.includes('Ping from anywhere v2'))(document.querySelector('#audit-table tbody')?.textContent || '')`),
+		waitJS(`document.querySelector('#audit-more').offsetParent === null`)) // two events: no older page
+	step("restore-first-version",
+		chromedp.Click(`#audit-table tr:last-child button[data-restore="1"]`),
+		chromedp.WaitVisible(`#restoring`),
+		waitJS(`document.querySelector('#f-name')?.value === 'Ping from anywhere'`),
+		chromedp.Click(`#save-resource`),
+		waitJS(`document.querySelector('#resource-status')?.textContent === 'active' &&
+			document.querySelector('#resource-name').textContent === 'Ping from anywhere'`))
+
 	step("fleet-in-sync",
 		chromedp.Click(`a[data-nav="fleet"]`),
 		waitJS(`(document.querySelector('#state-counts [data-state="in_sync"] .n') || {}).textContent === '3'`))
@@ -247,7 +264,7 @@ func TestConsoleInBrowser(t *testing.T) {
 	step("site",
 		chromedp.Click(`#fleet-table a[href="#/sites/site_demo1"]`),
 		chromedp.WaitVisible(`#site-props`),
-		waitJS(`[...document.querySelectorAll('#site-groups a')].some(a => a.textContent === 'Ping from anywhere v2')`),
+		waitJS(`[...document.querySelectorAll('#site-groups a')].some(a => a.textContent === 'Ping from anywhere')`),
 		// Its compiled policy holds the new rules, as the router gets them.
 		waitJS(`(t => t.includes('icmp (1)') && t.includes('Allow ping') && t.includes('Allow HTTPS'))(document.querySelector('#policy-rules tbody')?.textContent || '')`))
 

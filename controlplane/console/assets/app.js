@@ -3,7 +3,7 @@
 // text, never parsed as HTML). Live status is polling, paused while the
 // tab is hidden. The REST client is api.js.
 
-import { request, get, listAll, setCSRF, setOnUnauthenticated, APIError } from './api.js';
+import { request, get, listAll, nextLink, setCSRF, setOnUnauthenticated, APIError } from './api.js';
 
 const $ = (sel) => document.querySelector(sel);
 const main = $('#main');
@@ -450,10 +450,16 @@ async function editorView(view, kind, id) {
   await loadProtocols();
   let cur = { name: '', description: '', sites: [], [k.rowsKey]: [] };
   let etag = null;
+  let restoring = null;
   if (id) {
     const got = await get(`${k.path}/${id}`);
     cur = got.data;
-    etag = got.etag;
+    etag = got.etag; // If-Match: the version being replaced, also when restoring an older one
+    if (restoreDraft && restoreDraft.id === id) {
+      restoring = restoreDraft;
+      cur = { ...cur, ...restoreDraft.body };
+    }
+    restoreDraft = null;
   }
   const prefixLists = kind === 'groups' ? await listAll(KINDS.lists.path).catch(() => []) : [];
   if (view.stopped) return;
@@ -598,8 +604,52 @@ async function editorView(view, kind, id) {
   }
   main.replaceChildren(
     h('p', {}, h('a', { href: id ? `#/${kind}/${id}` : `#/${kind}` }, '← Back')),
-    h('h1', {}, id ? `Edit ${k.one} ${cur.name}` : `New ${k.one}`), summary, form);
+    h('h1', {}, id ? `Edit ${k.one} ${cur.name}` : `New ${k.one}`),
+    restoring ? h('p', { class: 'banner info', id: 'restoring' }, `Restoring version ${restoring.version} of ${fmtTime(restoring.at)}: review it and save.`) : null,
+    summary, form);
   name.focus();
+}
+
+// --- audit trail ---
+
+// restoreDraft carries an audit event's body to the editor: restoring a
+// version is a PUT of that body through the same editor.
+let restoreDraft = null;
+const KIND_OF = { security_group: 'groups', prefix_list: 'lists' };
+
+function auditView(view) {
+  setNav('audit');
+  const tbody = h('tbody');
+  let next = '/vpc/audit-events?limit=50';
+  const more = h('button', { type: 'button', class: 'secondary', id: 'audit-more', onclick: () => load() }, 'Older events');
+  main.replaceChildren(h('h1', {}, 'Audit trail'), errorBanner(view),
+    h('p', { class: 'meta' }, 'Every change to security groups and prefix lists, newest first: who made it, and the resource as stored after it.'),
+    h('div', { class: 'table-wrap' }, h('table', { id: 'audit-table' },
+      h('thead', {}, h('tr', {}, ['When', 'Who', 'Change', 'Resource', 'Version', 'Request id', ''].map((c) => h('th', { scope: 'col' }, c)))), tbody)),
+    h('div', { class: 'actions' }, more));
+  async function load() {
+    const { data, res } = await request('GET', next);
+    next = nextLink(res.headers.get('Link'));
+    more.hidden = !next;
+    for (const e of data || []) {
+      const kind = KIND_OF[e.resource_kind];
+      const name = e.body && e.body.name ? e.body.name : e.resource_id;
+      tbody.append(h('tr', { 'data-event': e.id },
+        h('td', { title: e.at }, fmtTime(e.at)), h('td', {}, e.subject || '—'),
+        h('td', {}, { POST: 'created', PUT: 'replaced', DELETE: 'deleted' }[e.method] || e.method),
+        h('td', {}, kind && e.method !== 'DELETE' ? h('a', { href: `#/${kind}/${e.resource_id}` }, name) : name),
+        h('td', { class: 'num' }, e.version), h('td', { class: 'mono' }, e.request_id || ''),
+        h('td', {}, kind && e.body ? h('button', { type: 'button', class: 'secondary', 'data-restore': e.version,
+          'aria-label': `Restore version ${e.version} of ${name}`, onclick: () => {
+            const { id: _i, status: _s, ...body } = e.body;
+            if (KINDS[kind].rowsKey in body) body[KINDS[kind].rowsKey] = body[KINDS[kind].rowsKey].map(({ id: _r, ...row }) => row);
+            restoreDraft = { id: e.resource_id, body, version: e.version, at: e.at };
+            location.hash = `#/${kind}/${e.resource_id}/edit`;
+          } }, 'Restore') : '')));
+    }
+    if (!tbody.children.length) tbody.append(h('tr', {}, h('td', { colspan: 7 }, 'No changes yet.')));
+  }
+  show(load);
 }
 
 // --- routing ---
@@ -644,6 +694,7 @@ async function route(message, note) {
     return show(() => listView(view, page));
   }
   if (page === 'sites' && id) return show(() => siteView(view, id));
+  if (page === 'audit') return show(() => auditView(view));
   return show(() => fleetView(view));
 }
 
