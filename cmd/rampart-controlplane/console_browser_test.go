@@ -35,7 +35,7 @@ const chromiumPath = "/usr/bin/chromium"
 // then active and every site in_sync without a reload, edit it in two
 // tabs and see the second save get the 412, find both writes in the audit
 // trail and restore the first version, see the new rules in a site's
-// compiled policy, see a write to a
+// compiled policy, create and delete a prefix list, see a write to a
 // group that is still syncing refused with when to retry, read the page
 // at a phone's width, log out, after which the session's cookie opens
 // nothing, and log in again with a pasted token using only the keyboard.
