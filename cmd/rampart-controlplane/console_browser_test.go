@@ -124,6 +124,15 @@ func TestConsoleInBrowser(t *testing.T) {
 			t.Errorf("%s: %s", where, p)
 		}
 	}
+	// newResource opens the editor of a new group or list from the menu,
+	// once the list page (which has its own "New" button) is up.
+	newResource := func(kind string) chromedp.Action[chromedp.Void] {
+		return chromedp.Steps(
+			chromedp.Click(`a[data-nav="`+kind+`"]`),
+			chromedp.WaitVisible(`#`+kind+`-table`),
+			chromedp.Click(`#new-resource`, chromedp.NodeVisible),
+			chromedp.WaitVisible(`#f-name`))
+	}
 	const siteStates = `[...document.querySelectorAll('#sites-table tbody tr[data-site] td[data-col=state] .badge')].map(e => e.textContent)`
 
 	// 1. The one-time link logs in; the token leaves the address bar.
@@ -158,10 +167,7 @@ func TestConsoleInBrowser(t *testing.T) {
 
 	// 2. A port on ICMP: the API's own error, at the port of rule 1.
 	step("icmp-port-field-error",
-		chromedp.Click(`a[data-nav="groups"]`),
-		chromedp.WaitVisible(`#groups-table`),
-		chromedp.Click(`#new-resource`, chromedp.NodeVisible),
-		chromedp.WaitVisible(`#f-name`),
+		newResource("groups"),
 		chromedp.SendKeys(`#f-name`, "Ping from anywhere"),
 		chromedp.Click(`#add-row`),
 		chromedp.SetValue(`[data-field="rules[0].protocol"]`, "1"),
@@ -271,10 +277,7 @@ func TestConsoleInBrowser(t *testing.T) {
 	// A prefix list: a CIDR with host bits gets the API's error at that
 	// prefix, which says what was probably meant.
 	step("prefix-list-field-error",
-		chromedp.Click(`a[data-nav="lists"]`),
-		chromedp.WaitVisible(`#lists-table`),
-		chromedp.Click(`#new-resource`, chromedp.NodeVisible),
-		chromedp.WaitVisible(`#f-name`),
+		newResource("lists"),
 		chromedp.SendKeys(`#f-name`, "Office"),
 		chromedp.Click(`#add-row`),
 		chromedp.SendKeys(`[data-field="prefixes[0].cidr"]`, "10.0.0.1/24"),
@@ -303,10 +306,7 @@ func TestConsoleInBrowser(t *testing.T) {
 	// 4. A write to a group still syncing (its site has no agent, so
 	// nothing confirms) is refused with when to retry.
 	step("locked-retry-after",
-		chromedp.Click(`a[data-nav="groups"]`),
-		chromedp.WaitVisible(`#groups-table`),
-		chromedp.Click(`#new-resource`, chromedp.NodeVisible),
-		chromedp.WaitVisible(`#f-name`),
+		newResource("groups"),
 		chromedp.SendKeys(`#f-name`, "Waits for a router"),
 		chromedp.SendKeys(`#f-sites`, "site_noagent1"),
 		chromedp.Click(`#save-resource`),
