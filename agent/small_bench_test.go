@@ -130,6 +130,8 @@ func BenchmarkSmallChange(b *testing.B) {
 			ops := 0
 			wall := make([]time.Duration, 0, b.N)
 			cpu := make([]time.Duration, 0, b.N)
+			var gc0 runtime.MemStats
+			runtime.ReadMemStats(&gc0)
 			b.ReportAllocs()
 			b.ResetTimer()
 			for i := range b.N {
@@ -156,6 +158,9 @@ func BenchmarkSmallChange(b *testing.B) {
 			var ms runtime.MemStats
 			runtime.ReadMemStats(&ms)
 			b.ReportMetric(float64(ms.HeapAlloc)/(1<<20), "live-MiB")
+			// Collections per change (the one above not counted): under a
+			// tight heap limit they are most of the agent's time.
+			b.ReportMetric(float64(ms.NumGC-gc0.NumGC-1)/float64(b.N), "GCs/op")
 			b.ReportMetric(p50(wall), "wall-ms")
 			b.ReportMetric(p50(cpu), "agent-cpu-ms")
 			b.ReportMetric(float64(ops)/float64(b.N), "writes/op")
