@@ -37,7 +37,15 @@ func TestPutGetWritesOnlyOnChange(t *testing.T) {
 	}
 	c.Close()
 
-	c, err = Open(dir, Options{})
+	if diff := cmp.Diff(d, reopened(t, dir)); diff != "" {
+		t.Errorf("after reopen (-want +got):\n%s", diff)
+	}
+}
+
+// reopened opens the cache in dir again and returns what it holds.
+func reopened(t *testing.T, dir string) protocol.DesiredState {
+	t.Helper()
+	c, err := Open(dir, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -46,9 +54,7 @@ func TestPutGetWritesOnlyOnChange(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if diff := cmp.Diff(d, got); diff != "" {
-		t.Errorf("after reopen (-want +got):\n%s", diff)
-	}
+	return got
 }
 
 // TestPutStoresTheDocumentAsReceived: the cache holds the payload's bytes,
@@ -84,16 +90,7 @@ func TestPutStoresTheDocumentAsReceived(t *testing.T) {
 	if diff := cmp.Diff(string(raw), string(stored)); diff != "" {
 		t.Errorf("stored bytes (-received +stored):\n%s", diff)
 	}
-	c, err = Open(dir, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	got, err := c.Get()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if diff := cmp.Diff(d, got); diff != "" {
+	if diff := cmp.Diff(d, reopened(t, dir)); diff != "" {
 		t.Errorf("after reopen (-want +got):\n%s", diff)
 	}
 }
