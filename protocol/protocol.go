@@ -388,7 +388,7 @@ func (d *DesiredState) Canonicalize() {
 // {"security_groups":...,"prefix_lists":...} after Canonicalize (agents in
 // the field compare against it; TestContentHashIsCanonicalJSON pins it). It
 // is streamed into the digest instead of marshalled: the agent verifies
-// every document it receives, and on a router under a 12 MiB heap limit a
+// every document it receives, and on a router under a tight heap limit a
 // 0.5 MB copy per document costs collections (BENCHMARKS.md, "Agent:
 // receiving a document"). A document already in canonical order, as the
 // control plane publishes it, is not copied either.
