@@ -88,7 +88,8 @@
 //	dynamic dummy rule "special dummy rule to show fasttrack          [C] manual statistics sample; [3P] 7.x routers
 //	  counters" at the top while a fasttrack rule exists; cannot be     [3P] 7.24.2 "cannot move builtin"; tik4net
 //	  moved/targeted ("cannot move builtin"), removed ("cannot          fake router (remove/change texts)
-//	  remove builtin") or changed ("cannot change builtin")
+//	  remove builtin") or changed ("cannot change builtin"); its id is  [3P] reference 8: *D after defconf's *1..*C on a
+//	  the next of the filter counter, like any rule                     real hAP (public test code)
 //	printed filter row: .id chain action matchers log log-prefix      [I] reference 2.1 (consistent with captures)
 //	  bytes packets invalid dynamic disabled [comment]
 //	defconf: 11 filter rules, lists WAN (ether1) and LAN (bridge)     [3P] defconf exports, reference 2.5
