@@ -16,6 +16,15 @@ const (
 	tIfMember
 	tInterface
 	tVeth
+	tIPAddr    // /ip/address
+	tNAT       // /ip/firewall/nat
+	tUserGroup // /user/group
+	tUser      // /user
+	tService   // /ip/service (static rows; per-connection rows are synthesised)
+	tContainer // /container
+	tEnvs      // /container/envs
+	tMounts    // /container/mounts
+	tFile      // /file: no stored rows, listed from the router's files
 	nTables
 )
 
@@ -217,7 +226,7 @@ func (p *printer) print(t tableID, r *row) []kv {
 	case tVeth:
 		return printGeneric(r, []string{"name", "address", "gateway", "gateway6", "mac-address", "container-mac-address"}, []kv{{"running", "true"}, {"disabled", or(r.props["disabled"], "false")}})
 	}
-	return nil
+	return printMenuRow(t, r)
 }
 
 func boolStr(b bool) string {

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"strconv"
 	"strings"
 	"sync"
@@ -31,6 +32,21 @@ type Options struct {
 	Latency                       time.Duration
 	WriteServiceTime              time.Duration
 	Logger                        *slog.Logger // nil: discard
+
+	// FilesDir holds the router's files (/file, /import, container
+	// tarballs and mount sources). Empty: a temporary directory, created
+	// on first use and removed by Close.
+	FilesDir string
+	// ContainerRunner runs a container when /container/start starts it;
+	// nil: containers reach running but run nothing. See Container.
+	ContainerRunner ContainerRunner
+	// ExtractTime is how long /container/add stays extracting before the
+	// container is stopped (ready to start). Zero: 100 ms.
+	ExtractTime time.Duration
+	// ContainersDisabled emulates /system/device-mode container=no (the
+	// factory setting; the simulator defaults to a router prepared for
+	// containers).
+	ContainersDisabled bool
 
 	// HistoryLimit bounds History: 0 keeps every state (cheap: each write
 	// stores only the rows it changed, shared copy-on-write), n > 0 keeps
@@ -60,6 +76,8 @@ type Router struct {
 	opts      Options
 	log       *slog.Logger
 	version   string
+	minor     int                           // 7.minor
+	schema    *[nTables]map[string]propKind // version-dependent writable properties
 	emitEmpty bool
 	started   time.Time
 
@@ -76,6 +94,12 @@ type Router struct {
 	injects   map[string][]string
 	listeners []*listener
 	sessions  map[*session]struct{}
+	singles   map[string]map[string]string // singleton menus other than identity and resource
+	globals   map[string]val               // :global variables
+	files     fileStore
+	ctrs      map[uint64]*runningContainer
+	nextConn  uint64
+	routerLog []string
 	ln        net.Listener
 	closed    bool
 
@@ -115,6 +139,10 @@ func New(opts Options) *Router {
 	r := &Router{
 		opts: opts, log: log, version: opts.ROSVersion,
 		emitEmpty: versionAtLeast(opts.ROSVersion, 7, 18),
+		minor:     minorOf(opts.ROSVersion),
+		globals:   map[string]val{},
+		ctrs:      map[uint64]*runningContainer{},
+		files:     fileStore{dir: opts.FilesDir},
 		started:   time.Now(),
 		db:        newDB(), identity: opts.Identity,
 		dropAfter: -1, injects: map[string][]string{},
@@ -123,7 +151,16 @@ func New(opts Options) *Router {
 	}
 	r.latency.Store(int64(opts.Latency))
 	r.serviceTime.Store(int64(opts.WriteServiceTime))
+	r.schema = schemaFor(r.minor)
 	r.db.defconf(opts.Board)
+	r.db.defconfMenus(opts.User, opts.Password)
+	r.singles = map[string]map[string]string{
+		"/container/config":   {"registry-url": "https://lscr.io", "tmpdir": "", "ram-high": "0"},
+		"/system/device-mode": {"mode": "enterprise", "container": boolStr(!opts.ContainersDisabled)},
+		// DNS learnt from the WAN's DHCP client [I]: RouterOS starts no
+		// container without DNS [C: manual containers].
+		"/ip/dns": {"servers": "", "dynamic-servers": "192.168.1.1", "allow-remote-requests": "true"},
+	}
 	r.db.rec = nil
 	r.hist.limit = opts.HistoryLimit
 	for i := range r.hist.base {
@@ -179,7 +216,11 @@ func (r *Router) Serve(l net.Listener) error {
 	return r.serve(l)
 }
 
-func (r *Router) serve(l net.Listener) error {
+func (r *Router) serve(l net.Listener) error { return r.serveFrom(l, netip.Addr{}) }
+
+// serveFrom serves l; with from valid, every session appears to come from
+// that address (a container's veth) instead of its TCP peer.
+func (r *Router) serveFrom(l net.Listener, from netip.Addr) error {
 	for {
 		conn, err := l.Accept()
 		if err != nil {
@@ -212,6 +253,20 @@ func (r *Router) serve(l net.Listener) error {
 			continue
 		}
 		s := newSession(r, conn)
+		r.nextConn++
+		s.connID = r.nextConn
+		if from.IsValid() {
+			s.from = from
+		}
+		if !r.serviceAdmits(s.from) {
+			// A client outside available-from (or with the service
+			// disabled) completes the TCP connect, then the router closes
+			// it [C: manual ip/service].
+			r.mu.Unlock()
+			r.log.Info("api session refused by /ip/service", "remote", conn.RemoteAddr().String())
+			conn.Close()
+			continue
+		}
 		r.sessions[s] = struct{}{}
 		r.wg.Add(2)
 		r.mu.Unlock()
@@ -232,6 +287,7 @@ func (r *Router) Addr() string {
 
 // Close stops listening, closes every session and waits for its goroutines.
 func (r *Router) Close() error {
+	r.stopContainers()
 	r.mu.Lock()
 	if r.closed {
 		r.mu.Unlock()
@@ -248,6 +304,7 @@ func (r *Router) Close() error {
 	}
 	r.mu.Unlock()
 	r.wg.Wait()
+	r.files.close()
 	return err
 }
 
@@ -549,6 +606,10 @@ type session struct {
 	br       *bufio.Reader
 	loggedIn bool
 	chal     []byte
+	connID   uint64
+	from     netip.Addr      // where the router sees the session come from
+	user     string          // logged-in user
+	policies map[string]bool // the user's group policies
 
 	wmu     sync.Mutex
 	cond    *sync.Cond
@@ -563,7 +624,7 @@ type batch struct {
 }
 
 func newSession(r *Router, conn net.Conn) *session {
-	s := &session{r: r, conn: conn, br: bufio.NewReaderSize(conn, 32<<10)}
+	s := &session{r: r, conn: conn, br: bufio.NewReaderSize(conn, 32<<10), from: remoteIP(conn)}
 	s.cond = sync.NewCond(&s.wmu)
 	return s
 }
@@ -711,6 +772,10 @@ func (s *session) handle(c *command) bool {
 		s.cancel(c)
 		return true
 	}
+	if need := needs(c.path); need != "" && !s.policies[need] {
+		s.send(appendSentences(nil, trapResult(errPermission).sents, c.tag), false)
+		return true
+	}
 	var res result
 	if hasInject {
 		res = trapResult(&Trap{Message: injected})
@@ -773,10 +838,11 @@ func (s *session) login(c *command) result {
 	if resp, ok := c.get("response"); ok {
 		chal := s.chal
 		s.chal = nil
-		if chal != nil && name == r.opts.User && resp == ChallengeResponse(chal, r.opts.Password) {
-			return s.loginOK(name)
+		pol, why := r.userFor(name, func(pw string) bool { return chal != nil && resp == ChallengeResponse(chal, pw) }, s.from)
+		if pol != nil {
+			return s.loginOK(name, pol)
 		}
-		r.log.Info("api login failed", "user", name, "method", "challenge")
+		r.log.Info("api login failed", "user", name, "method", "challenge", "cause", why)
 		return trapResult(&Trap{Message: "cannot log in"})
 	}
 	if r.opts.LegacyLogin {
@@ -785,15 +851,18 @@ func (s *session) login(c *command) result {
 		return doneResult(hex.EncodeToString(s.chal))
 	}
 	pw, _ := c.get("password")
-	if name == r.opts.User && pw == r.opts.Password {
-		return s.loginOK(name)
+	pol, why := r.userFor(name, func(p string) bool { return p == pw }, s.from)
+	if pol != nil {
+		return s.loginOK(name, pol)
 	}
-	r.log.Info("api login failed", "user", name)
-	return trapResult(&Trap{Message: "invalid user name or password (6)"})
+	r.log.Info("api login failed", "user", name, "remote", s.from.String(), "cause", why)
+	return trapResult(errLogin)
 }
 
-func (s *session) loginOK(name string) result {
+func (s *session) loginOK(name string, pol map[string]bool) result {
 	s.loggedIn = true
+	s.user = name
+	s.policies = pol
 	s.r.mu.Lock()
 	s.r.stats.Logins++
 	s.r.mu.Unlock()

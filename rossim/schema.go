@@ -1,6 +1,7 @@
 package rossim
 
 import (
+	"net/netip"
 	"strings"
 )
 
@@ -19,6 +20,7 @@ const (
 	kIfList                    // interface list name, optional !
 	kBool                      // yes/no/true/false, printed true/false
 	kNatState                  // srcnat,dstnat, optional !
+	kIfAddr                    // an interface address a.b.c.d[/n], kept as typed with its prefix
 )
 
 type propSpec struct {
@@ -189,6 +191,14 @@ func (d *db) normalize(name string, k propKind, v string) (string, *Trap) {
 			}
 		}
 		return withNeg(neg, s), nil
+	case kIfAddr:
+		if a, err := netip.ParseAddr(v); err == nil && a.Is4() {
+			return v + "/32", nil
+		}
+		if p, err := netip.ParsePrefix(v); err == nil && p.Addr().Is4() {
+			return v, nil
+		}
+		return "", errBadValue(name)
 	case kIface:
 		neg, s := splitNeg(v)
 		if !d.hasName(tInterface, s) {
