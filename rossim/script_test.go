@@ -1,0 +1,316 @@
+package rossim
+
+import (
+	"context"
+	"errors"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/go-routeros/routeros/v3"
+	"github.com/google/go-cmp/cmp"
+)
+
+// configMenus are every menu a script can change.
+var configMenus = []string{"/ip/firewall/filter", "/ip/firewall/address-list", "/ip/firewall/nat", "/ip/address",
+	"/interface", "/interface/list", "/interface/list/member", "/interface/veth", "/user/group", "/user",
+	"/ip/service", "/container", "/container/envs", "/container/mounts", "/container/config", "/ip/dns",
+	"/system/identity"}
+
+// config prints every menu a script can change.
+func config(t testing.TB, r *Router) map[string][]Item {
+	t.Helper()
+	out := map[string][]Item{}
+	for _, m := range configMenus {
+		items, err := r.Exec(m + "/print")
+		if err != nil {
+			t.Fatalf("%s/print: %v", m, err)
+		}
+		out[m] = items
+	}
+	return out
+}
+
+// TestImportLoadErrors: a script naming what the version lacks fails to
+// load with RouterOS's message and position, wherever the name is (an
+// untaken :if branch, a :do with on-error), and changes nothing.
+func TestImportLoadErrors(t *testing.T) {
+	const svc = "/ip/service/set [find where name=api dynamic=no] "
+	for _, tc := range []struct {
+		name, version, script, want string
+	}{
+		// The 7.21.5 lab note of reference section 8, verbatim.
+		{"unknown argument", "7.21.5", "/system/resource/print bogus=1", "expected end of command (line 1 column 24)"},
+		{"available-from before 7.24", "7.23.1", "/ip/address/add address=10.9.9.1/24 interface=bridge\n" + svc + "available-from=10.0.0.0/8", "expected end of command (line 2 column 50)"},
+		{"address from 7.24", "7.24.2", svc + "address=10.0.0.0/8", "expected end of command (line 1 column 50)"},
+		{"mount list= on 7.20", "7.20.4", "/container/mounts/add list=x src=a dst=/b", "expected end of command (line 1 column 23)"},
+		{"mount name= on 7.21", "7.21.5", "/container/mounts/add name=x src=a dst=/b", "expected end of command (line 1 column 23)"},
+		{"mountlists= on 7.20", "7.20.4", "/container/add file=a.tar interface=v mountlists=x", "expected end of command (line 1 column 39)"},
+		{"mounts= on 7.21", "7.21.5", "/container/add file=a.tar interface=v mounts=x", "expected end of command (line 1 column 39)"},
+		{"in an untaken :if", "7.23.1", ":if (false) do={\n  " + svc + "available-from=10.0.0.0/8\n}", "expected end of command (line 2 column 52)"},
+		{"under :do on-error", "7.20.4", ":do {\n /container/add file=a mountlists=x } on-error={ :put no }", "expected end of command (line 2 column 24)"},
+		{"after a line continuation", "7.20.4", "/container/add file=a \\\n    mountlists=x", "expected end of command (line 2 column 5)"},
+		{"unknown command", "7.21.5", "/system/bogus", "bad command name bogus (line 1 column 9)"},
+		{"unknown verb", "7.21.5", "/ip/service/add name=x", "bad command name add (line 1 column 13)"},
+		{"unknown builtin", "7.21.5", "{\n:frobnicate 1\n}", "bad command name frobnicate (line 2 column 2)"},
+		{"unterminated string", "7.21.5", ":put \"abc", "unterminated string (line 1 column 6)"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := New(Options{ROSVersion: tc.version})
+			defer r.Close()
+			before := config(t, r)
+			// A script that would change things before the bad line.
+			err := r.Import(context.Background(), tc.script, nil)
+			var pe *ParseError
+			if !errors.As(err, &pe) || err.Error() != tc.want {
+				t.Fatalf("Import: %v, want ParseError %q", err, tc.want)
+			}
+			if d := cmp.Diff(before, config(t, r)); d != "" {
+				t.Errorf("a script that failed to load changed the router:\n%s", d)
+			}
+		})
+	}
+}
+
+// TestImportRuns: the language the onboarding script uses, run.
+func TestImportRuns(t *testing.T) {
+	r := New(Options{ROSVersion: "7.21.5"})
+	defer r.Close()
+	script := `# comment
+{
+:local tag "t\"q\$x"
+:global g 5
+:local n 0
+:while ($n < 3) do={ :set n ($n + 1) }
+:put ("n=" . $n . " g=$g tag=$tag")
+:if ($n = 3) do={ :put "if" } else={ :put "else" }
+:do { :error "boom" } on-error={ :put "caught" }
+:do { /ip/address/add address=bad interface=bridge } on-error={ :put "trap caught" }
+:local f do={ :return ("f(" . $1 . "," . $k . ")") }
+:put [$f a k=b]
+:local p [:parse ":return [/system/resource/get version]"]
+:put [$p]
+:do { :local bad [:parse "/ip/service/set api available-from=1.2.3.4"] } on-error={ :put "parse caught" }
+:put [:pick "7.21.5 (stable)" 2 4]
+:put [:typeof [:tonum "21"]]
+:put [:len [/interface/find where type=ether]]
+:delay 10ms
+/ip service
+set [find where name=api dynamic=no] \
+    address=10.0.0.0/8,192.168.88.0/24
+/interface/veth/add name=v1 address=172.17.0.2/24 gateway=172.17.0.1 comment=$tag
+:foreach i in=[/interface/veth/find] do={ :put [/interface/veth/get $i name] }
+:put [/ip/service/get [find where name=api dynamic=no] address]
+}`
+	var out strings.Builder
+	if err := r.Import(context.Background(), script, &out); err != nil {
+		t.Fatalf("Import: %v\noutput:\n%s", err, out.String())
+	}
+	want := `n=3 g=5 tag=t"q$x
+if
+caught
+trap caught
+f(a,b)
+7.21.5 (stable)
+parse caught
+21
+num
+9
+v1
+10.0.0.0/8,192.168.88.0/24
+`
+	if d := cmp.Diff(want, out.String()); d != "" {
+		t.Errorf("output (-want +got):\n%s", d)
+	}
+	items, _ := r.Exec("/interface/veth/print")
+	if len(items) != 1 || items[0]["comment"] != `t"q$x` {
+		t.Errorf("veth: %v", items)
+	}
+	// A run-time error stops the script there; what ran stays done.
+	err := r.Import(context.Background(), "/interface/veth/add name=v2\n:error \"stop here\"\n/interface/veth/add name=v3", nil)
+	var se *ScriptError
+	if !errors.As(err, &se) || se.Msg != "stop here" {
+		t.Fatalf("run-time error: %v", err)
+	}
+	if items, _ := r.Exec("/interface/veth/print"); len(items) != 2 {
+		t.Errorf("after a run-time error: %v", items)
+	}
+}
+
+// TestImportOverAPI: /import file-name= over the API, from /file.
+func TestImportOverAPI(t *testing.T) {
+	r := start(t, Options{ROSVersion: "7.24.2"})
+	c := dial(t, r, "admin", "")
+	if err := r.PutFile("ok.rsc", []byte("/interface/veth/add name=v1 address=172.17.0.2/24 gateway=172.17.0.1\n")); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.PutFile("bad.rsc", []byte("/interface/veth/add name=v2\n/ip/service/set api address=1.2.3.4\n")); err != nil {
+		t.Fatal(err)
+	}
+	run(t, c, "/import", "=file-name=ok.rsc")
+	if got := column(run(t, c, "/interface/veth/print"), "name"); !cmp.Equal(got, []string{"v1"}) {
+		t.Fatalf("veths after import: %v", got)
+	}
+	if msg := runErr(t, c, "/import", "=file-name=bad.rsc"); msg != "expected end of command (line 2 column 21)" {
+		t.Errorf("bad import: %q", msg)
+	}
+	if got := column(run(t, c, "/interface/veth/print"), "name"); !cmp.Equal(got, []string{"v1"}) {
+		t.Errorf("a script that failed to load changed the router: %v", got)
+	}
+	names := column(run(t, c, "/file/print"), "name")
+	if !cmp.Equal(names, []string{"bad.rsc", "ok.rsc"}) {
+		t.Errorf("/file: %v", names)
+	}
+}
+
+// TestUserPolicies: a user logs in only with the api policy, from its
+// address=; without write it cannot change anything.
+func TestUserPolicies(t *testing.T) {
+	r := start(t, Options{ROSVersion: "7.21.5"})
+	err := r.Import(context.Background(), `
+/user/group/add name=ro policy=api,read
+/user/group/add name=rw policy=api,read,write
+/user/group/add name=noapi policy=read,write
+/user/add name=reader group=ro password=p address=127.0.0.1/32
+/user/add name=writer group=rw password=p
+/user/add name=far group=rw password=p address=10.0.0.0/8
+/user/add name=web group=noapi password=p
+`, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := dial(t, r, "reader", "p")
+	run(t, c, "/ip/firewall/filter/print")
+	if msg := runErr(t, c, "/ip/firewall/filter/add", "=chain=input"); msg != "not enough permissions (9)" {
+		t.Errorf("add without write: %q", msg)
+	}
+	w := dial(t, r, "writer", "p")
+	run(t, w, "/ip/firewall/filter/add", "=chain=input")
+	for _, u := range []string{"far", "web"} {
+		if _, err := tryDial(r, u, "p"); err == nil || !strings.Contains(err.Error(), "invalid user name or password (6)") {
+			t.Errorf("login of %s: %v", u, err)
+		}
+	}
+}
+
+// TestServiceRows: /ip/service lists a dynamic row per API connection
+// from 7.19, and its address restriction refuses new connections.
+func TestServiceRows(t *testing.T) {
+	for _, v := range []string{"7.18.2", "7.21.5"} {
+		r := start(t, Options{ROSVersion: v})
+		c := dial(t, r, "admin", "")
+		want := 1
+		if v != "7.18.2" {
+			want = 2
+		}
+		if n := len(run(t, c, "/ip/service/print", "?name=api").Re); n != want {
+			t.Errorf("%s: %d rows named api with one session, want %d", v, n, want)
+		}
+		var out strings.Builder
+		if err := r.Import(context.Background(), ":put [:len [/ip/service/find where name=api]]\n/ip/service/set [find where name=api dynamic=no] address=10.0.0.0/8", &out); err != nil {
+			t.Fatal(err)
+		}
+		if strings.TrimSpace(out.String()) != itoa(want) {
+			t.Errorf("%s: find where name=api found %s", v, out.String())
+		}
+		run(t, c, "/system/resource/print") // the open session stays
+		if _, err := tryDial(r, "admin", ""); err == nil {
+			t.Errorf("%s: a connection from outside address= was served", v)
+		}
+	}
+}
+
+// TestContainer: add from a /file tarball -> extracting -> stopped; start
+// runs the runner with the envs, mounts and the mapped API address; stop
+// stops it.
+func TestContainer(t *testing.T) {
+	var mu sync.Mutex
+	var got []Container
+	stopped := 0
+	r := start(t, Options{ROSVersion: "7.21.5", ExtractTime: 50 * time.Millisecond, ContainerRunner: func(_ context.Context, c Container) (func(), error) {
+		mu.Lock()
+		defer mu.Unlock()
+		got = append(got, c)
+		return func() { mu.Lock(); stopped++; mu.Unlock() }, nil
+	}})
+	ctx := context.Background()
+	if err := r.Import(ctx, "/container/add file=a.tar interface=v", nil); err == nil || err.Error() != "failure: file does not exist" {
+		t.Fatalf("add without the file: %v", err)
+	}
+	if err := r.PutFile("a.tar", []byte("tar")); err != nil {
+		t.Fatal(err)
+	}
+	err := r.Import(ctx, `
+/interface/veth/add name=v address=172.17.0.2/24 gateway=172.17.0.1
+/user/group/add name=g policy=api,read,write
+/user/add name=agent group=g password=pw address=172.17.0.2/32
+/container/envs/add list=e key=A value="1"
+/container/envs/add list=other key=B value="2"
+/container/mounts/add list=m src=d/data dst=/data
+/container/add file=a.tar interface=v envlists=e mountlists=m root-dir=d/root logging=yes comment=c
+:put [/container/get [find where comment=c] status]
+`, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	status := func() string {
+		items, _ := r.Exec("/container/print")
+		return items[0]["status"]
+	}
+	if s := status(); s != "extracting" {
+		t.Errorf("status after add: %s", s)
+	}
+	waitFor(t, func() bool { return status() == "stopped" })
+	if err := r.Import(ctx, "/container/start [find]", nil); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { mu.Lock(); defer mu.Unlock(); return len(got) == 1 })
+	if err := r.Import(ctx, "/container/remove [find]", nil); err == nil {
+		t.Error("removed a running container")
+	}
+	c := got[0]
+	if d := cmp.Diff(map[string]string{"A": "1"}, c.Env); d != "" {
+		t.Errorf("env:\n%s", d)
+	}
+	if len(c.Mounts) != 1 || c.Mounts[0].Dst != "/data" || c.HostPath("/data/x") != c.Mounts[0].Src+"/x" {
+		t.Errorf("mounts: %+v", c.Mounts)
+	}
+	api, ok := c.RouterAddr("172.17.0.1:8728")
+	if !ok || api != c.APIAddr {
+		t.Fatalf("RouterAddr: %q %v", api, ok)
+	}
+	// The container's view of the API: sessions come from 172.17.0.2,
+	// which the user's address= allows; the host's own address does not.
+	if _, err := tryDial(r, "agent", "pw"); err == nil {
+		t.Error("agent user logged in from 127.0.0.1 despite address=172.17.0.2/32")
+	}
+	conn := containerDial(t, api, "agent", "pw")
+	run(t, conn, "/ip/firewall/filter/add", "=chain=input", "=comment=from the container")
+	if err := r.Import(ctx, "/container/stop [find]", nil); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { mu.Lock(); defer mu.Unlock(); return stopped == 1 && status() == "stopped" })
+	if err := r.Import(ctx, "/container/remove [find]", nil); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func containerDial(t testing.TB, addr, user, pass string) *routeros.Client {
+	t.Helper()
+	conn, err := net.DialTimeout("tcp", addr, 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = conn.SetDeadline(time.Now().Add(20 * time.Second))
+	c, err := routeros.NewClient(conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Login(user, pass); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
