@@ -247,6 +247,7 @@ func (r *Router) logf(format string, args ...any) {
 }
 
 func (r *Router) appendLog(line string) {
+	r.log.Info("router log", "line", line)
 	r.routerLog = append(r.routerLog, time.Now().UTC().Format("15:04:05")+" "+line)
 	if n := len(r.routerLog); n > maxLogLines {
 		r.routerLog = append(r.routerLog[:0], r.routerLog[n-maxLogLines:]...)

@@ -14,6 +14,7 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/rampart-fw/rampart/internal/simagent"
 	"github.com/rampart-fw/rampart/rossim"
 )
 
@@ -40,9 +41,14 @@ func Main(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.IntVar(&o.MaxSessions, "max-sessions", 20, "maximum concurrent API sessions")
 	fs.BoolVar(&o.LegacyLogin, "legacy-login", false, "answer /login with a challenge (pre-6.43 login)")
 	fs.IntVar(&o.HistoryLimit, "history-limit", -1, "firewall states kept for History (-1: none, 0: all)")
+	fs.StringVar(&o.FilesDir, "files", "", "directory holding the router's files (/file, /import file-name=, container tarballs and mounts); empty: a temporary one")
+	brokerURL := fs.String("container-broker-url", "", "broker URL the container's agent uses instead of its RAMPART_MQTT_URL (empty: keep it)")
+	console := fs.Bool("console", false, "read scripts from standard input, as the router's terminal: paste the enrollment script or type /import file-name=...")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	// A started container runs the real agent in this process.
+	o.ContainerRunner = simagent.Runner(simagent.Options{BrokerURL: *brokerURL})
 	o.Logger = slog.New(slog.NewJSONHandler(stderr, nil))
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {
@@ -53,7 +59,10 @@ func Main(ctx context.Context, args []string, stderr io.Writer) error {
 	defer stop()
 	errc := make(chan error, 1)
 	go func() { errc <- r.Serve(ln) }()
-	o.Logger.Info("routeros-sim serving", "addr", ln.Addr().String(), "ros_version", o.ROSVersion, "user", o.User)
+	o.Logger.Info("routeros-sim serving", "addr", ln.Addr().String(), "ros_version", o.ROSVersion, "user", o.User, "files", o.FilesDir)
+	if *console {
+		go runConsole(ctx, r, stdin, stdout, o.User, o.Identity)
+	}
 	select {
 	case <-ctx.Done():
 		r.Close()
