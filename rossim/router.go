@@ -860,10 +860,10 @@ func (s *session) login(c *command) result {
 }
 
 func (s *session) loginOK(name string, pol map[string]bool) result {
+	s.r.mu.Lock() // connectionRows reads these under r.mu
 	s.loggedIn = true
 	s.user = name
 	s.policies = pol
-	s.r.mu.Lock()
 	s.r.stats.Logins++
 	s.r.mu.Unlock()
 	s.r.log.Info("api user logged in", "user", name, "remote", s.conn.RemoteAddr().String())
