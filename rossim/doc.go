@@ -21,6 +21,11 @@
 //		v := state.Evaluate(rossim.Packet{Chain: "input", InInterface: "ether1", ...})
 //	}
 //
+// Scripts run as on the router's terminal: r.Import(ctx, script, out), or
+// /import file-name= over the API with the file among the router's files
+// (Options.FilesDir, PutFile). A container the script starts runs through
+// Options.ContainerRunner; internal/simagent runs the real agent there.
+//
 // cmd/routeros-sim serves the same router from the command line.
 //
 // # Behaviours and sources
@@ -98,6 +103,51 @@
 //	  such name"
 //	/system/resource, /system/identity, /interface, /interface/list   [I] field names and "7.x (stable)" as 7.x
 //	  (builtin all none dynamic static), /interface/list/member         prints them; values are plausible, not real
+//	scripts (Import, /import file-name=, the console) are parsed      [3P] reference 8 (public scripts, lab notes)
+//	  whole before anything runs; a name the version lacks is a
+//	  load-time error and nothing runs:
+//	  "expected end of command (line L column C)" at the argument      [3P] 7.21.5 lab note, reference 8
+//	  "bad command name X (line L column C)" at a command              [I] the console's wording
+//	  neither :do on-error nor an untaken :if protects a name          [3P] reference 8
+//	[:parse "..."] parses when it runs; its errors are catchable      [3P] reference 8
+//	find where: property names are not checked at load (an unknown    [I] reference 8 lists it as open
+//	  one matches nothing); yes/no compare equal to true/false
+//	remove/set/start [find ...] finding nothing does nothing          [3P] idiom of published scripts [I]
+//	a run-time error (:error, a failed command) stops the script;      [I]
+//	  what ran stays done
+//	/import over the API: !done, or !trap =message=<the error>         [I] framing undocumented
+//	string escapes \" \\ \n \r \t \$ \? \_ \a \b \f \v \XX; a \ at the  [C] manual "Scripting"
+//	  end of a line continues it; "$v", "$[cmd]", "$(expr)"
+//	functions (:local f do={...}): $1.. positional, named arguments    [C] manual "Scripting"
+//	  as variables, no access to the caller's locals, :return
+//	version-dependent names (writing one the version lacks is a
+//	  load-time error, and "unknown parameter" over the API):
+//	  /ip/service address (up to 7.23), available-from (7.24+)         [3P] 7.24 changelog, nasnet-panel PR #794
+//	  /container/envs name= (< 7.20), list= (7.20+); /container         [3P] tikoci notes (/console/inspect)
+//	    envlist (< 7.20), envlists (7.20+)
+//	  /container/mounts name= (7.20), list= (7.21+); /container         [3P] 7.21 changelog (MikroDash docs), Ansible
+//	    mounts (7.20), mountlists (7.21+); inline env=, mount=            on CHR 7.21.4, tikoci; [I] no 7.21+ aliases
+//	    (7.21+)
+//	  /container healthcheck-cmd, healthcheck-interval (7.23+)         [C] manual containers
+//	/ip/service lists a dynamic row per API connection (7.19+), named  [3P] terraform-provider-routeros #896 #897
+//	  like the service (find where name=api finds two); fields [I]       #769
+//	/ip/service api: a client outside address/available-from, or any   [C] manual ip/service
+//	  client while disabled, is accepted then closed
+//	login needs the user's password, its address= and the api policy;  [3P] BenMenking/routeros-api#52 (text); [I]
+//	  every refusal is "invalid user name or password (6)"               same text for every cause (logged apart)
+//	a command the group lacks write (changes) or read (prints) for:    [3P] homeassistant-mikrotik_router#235,
+//	  "not enough permissions (9)"                                       socialwifi/RouterOS-api#109 (7.19.2)
+//	groups read, write, full are builtin; /user password write-only    [C] manual "User"; [I] not printed
+//	/container add file= needs the file on /file: status extracting,   [C] manual containers (flags E S R, start once)
+//	  then stopped (Options.ExtractTime); start: running; stop:
+//	  stopped; remove only when stopped (texts [I])
+//	a started container runs through Options.ContainerRunner (rossim   simulator design: container.go documents the
+//	  runs nothing itself); it reaches the API at its gateway:8728,      address mapping
+//	  served by a loopback listener whose sessions come from the veth
+//	/system/device-mode container (Options.ContainersDisabled);        [C] manual device-mode; [I] get
+//	  update only records the request (a button press applies it)
+//	/ip/dns dynamic-servers set, as learnt from the WAN's DHCP         [I]
+//	/file lists Options.FilesDir (types script, tar file, directory)   [I] type names
 //	Evaluate: rules in order, disabled/invalid skipped, accept drop   [C] Filter doc (chains, jump/return, implicit
 //	  reject decide (tarpit drops), jump/return, user chain falls       accept of built-in chains); [I] fasttrack is
 //	  through to the caller, built-in chain ends in accept;             treated as non-terminating (defconf accepts

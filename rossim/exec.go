@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -100,6 +101,22 @@ var writeVerbs = map[string]bool{"add": true, "set": true, "unset": true, "remov
 // (<word>)" with category 0, then "no such command prefix" [3P: townet capture;
 // home-assistant/core#68115 on v7; reference 1.4].
 func resolve(path string) (string, string, []*Trap) {
+	if r, ok := resolved.Load(path); ok {
+		mv := r.([2]string)
+		return mv[0], mv[1], nil
+	}
+	m, v, traps := resolvePath(path)
+	if traps == nil {
+		// Only known paths are cached: they are finite (menus x verbs),
+		// whatever clients send.
+		resolved.Store(path, [2]string{m, v})
+	}
+	return m, v, traps
+}
+
+var resolved sync.Map // command path -> [menu, verb]
+
+func resolvePath(path string) (string, string, []*Trap) {
 	segs := strings.Split(strings.TrimPrefix(path, "/"), "/")
 	bad := func(w string) (string, string, []*Trap) {
 		return "", "", []*Trap{
