@@ -249,9 +249,28 @@ func (r *Router) logf(format string, args ...any) {
 func (r *Router) appendLog(line string) {
 	r.log.Info("router log", "line", line)
 	r.routerLog = append(r.routerLog, time.Now().UTC().Format("15:04:05")+" "+line)
+	r.logSeq++
 	if n := len(r.routerLog); n > maxLogLines {
 		r.routerLog = append(r.routerLog[:0], r.routerLog[n-maxLogLines:]...)
 	}
+}
+
+// logRows lists the router log as /log prints it (r.mu held): time,
+// topics and message [C: manual "Log"; topics here are container,info for
+// a container's output and system,info otherwise, I].
+func (r *Router) logRows() []*row {
+	out := make([]*row, 0, len(r.routerLog))
+	first := r.logSeq - uint64(len(r.routerLog)) + 1
+	for i, line := range r.routerLog {
+		tm, msg, _ := strings.Cut(line, " ")
+		topics := "system,info"
+		if strings.HasPrefix(msg, "container,") {
+			topics = "container,info"
+			_, msg, _ = strings.Cut(msg, ": ")
+		}
+		out = append(out, &row{id: first + uint64(i), props: map[string]string{"time": tm, "topics": topics, "message": msg}})
+	}
+	return out
 }
 
 // logWriter copies a container's output, line by line, to the router log.

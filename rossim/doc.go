@@ -148,6 +148,8 @@
 //	  update only records the request (a button press applies it)
 //	/ip/dns dynamic-servers set, as learnt from the WAN's DHCP         [I]
 //	/file lists Options.FilesDir (types script, tar file, directory)   [I] type names
+//	/log: time topics message; a container's output (logging=yes) is   [C] manual containers (logging=yes);
+//	  topics container,info                                               [I] topic names
 //	Evaluate: rules in order, disabled/invalid skipped, accept drop   [C] Filter doc (chains, jump/return, implicit
 //	  reject decide (tarpit drops), jump/return, user chain falls       accept of built-in chains); [I] fasttrack is
 //	  through to the caller, built-in chain ends in accept;             treated as non-terminating (defconf accepts

@@ -98,6 +98,7 @@ var scriptMenus = map[string]menu{
 	"/system/device-mode": {-1, verbs("print getall update")},
 	"/ip/dns":             {-1, verbs("print getall set")},
 	"/file":               {tFile, verbs("print getall")},
+	"/log":                {tLog, verbs("print getall")},
 }
 
 // nameKey is the property that names an item, for menus where a name can
@@ -224,6 +225,8 @@ func printMenuRow(t tableID, r *row) []kv {
 		tail = []kv{{"status", st}, {"running", boolStr(st == "running")}, {"stopped", boolStr(st == "stopped")}}
 	case tFile:
 		return []kv{{".id", idString(r.id)}, {"name", r.props["name"]}, {"type", r.props["type"]}, {"size", r.props["size"]}}
+	case tLog:
+		return []kv{{".id", idString(r.id)}, {"time", r.props["time"]}, {"topics", r.props["topics"]}, {"message", r.props["message"]}}
 	case tUserGroup, tNAT:
 		tail = []kv{{"dynamic", "false"}}
 	}

@@ -25,6 +25,7 @@ const (
 	tEnvs      // /container/envs
 	tMounts    // /container/mounts
 	tFile      // /file: no stored rows, listed from the router's files
+	tLog       // /log: no stored rows, listed from the router's log
 	nTables
 )
 

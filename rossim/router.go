@@ -100,6 +100,7 @@ type Router struct {
 	ctrs      map[uint64]*runningContainer
 	nextConn  uint64
 	routerLog []string
+	logSeq    uint64 // lines ever logged: /log ids
 	ln        net.Listener
 	closed    bool
 

@@ -3,6 +3,7 @@ package rossim
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"strings"
 	"sync"
@@ -233,6 +234,7 @@ func TestContainer(t *testing.T) {
 		mu.Lock()
 		defer mu.Unlock()
 		got = append(got, c)
+		fmt.Fprintln(c.Log, "hello from the container")
 		return func() { mu.Lock(); stopped++; mu.Unlock() }, nil
 	}})
 	ctx := context.Background()
@@ -271,6 +273,14 @@ func TestContainer(t *testing.T) {
 		t.Error("removed a running container")
 	}
 	c := got[0]
+	// logging=yes: the container's output is in the router's log.
+	var logOut strings.Builder
+	if err := r.Import(ctx, `:foreach l in=[/log/find where topics~"container"] do={ :put [/log/get $l message] }`, &logOut); err != nil {
+		t.Fatal(err)
+	}
+	if logOut.String() != "hello from the container\n" {
+		t.Errorf("container log: %q", logOut.String())
+	}
 	if d := cmp.Diff(map[string]string{"A": "1"}, c.Env); d != "" {
 		t.Errorf("env:\n%s", d)
 	}

@@ -131,6 +131,8 @@ func (r *Router) rowsOf(t tableID) []*row {
 		return append(append([]*row(nil), r.db.t[t].rows...), r.connectionRows()...)
 	case tFile:
 		return r.files.rows()
+	case tLog:
+		return r.logRows()
 	}
 	return r.db.t[t].rows
 }

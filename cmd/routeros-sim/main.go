@@ -1,5 +1,26 @@
 // Command routeros-sim serves a simulated RouterOS 7 router (package rossim)
 // on the binary API until it is killed.
+//
+// With --files DIR as the router's files and --console as its terminal, it
+// walks the onboarding of README "Deploy on a router" on this machine:
+//
+//	rampart-controlplane --data-dir ./data &
+//	mkdir files
+//	rampart-controlplane enroll --data-dir ./data --org org_demo --site site_hq --rsc \
+//	    --routeros-version 7.21 --agent-mqtt-url tcp://127.0.0.1:1883 --api-allow 127.0.0.1/32 > files/rampart.rsc
+//	rampart-image --arch arm64 --out files/rampart-agent-arm64.tar   # the simulator does not read it
+//	routeros-sim --ros-version 7.21 --files files --console
+//	[admin@MikroTik] > /import file-name=rampart.rsc
+//	[admin@MikroTik] > /container/print
+//	[admin@MikroTik] > /log/print
+//
+// The script creates the veth, the agent's user and group, the container's
+// envs and mounts, and starts the container: its agent runs in this
+// process with exactly that environment, reaches the router's API at the
+// veth gateway (172.17.0.1:8728, mapped to a loopback listener whose
+// sessions the router sees from the veth's address) and the broker at its
+// RAMPART_MQTT_URL (or --container-broker-url). /import file-name= also
+// works over the API from any client.
 package main
 
 import (
