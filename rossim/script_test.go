@@ -324,3 +324,34 @@ func containerDial(t testing.TB, addr, user, pass string) *routeros.Client {
 	t.Cleanup(func() { c.Close() })
 	return c
 }
+
+// TestVersionedNamesOverAPI: over the API, a name the version lacks is
+// "unknown parameter <name>", the name it has works.
+func TestVersionedNamesOverAPI(t *testing.T) {
+	for _, tc := range []struct{ version, good, bad string }{
+		{"7.23.1", "address", "available-from"},
+		{"7.24.2", "available-from", "address"},
+	} {
+		r := start(t, Options{ROSVersion: tc.version})
+		c := dial(t, r, "admin", "")
+		id := rows(run(t, c, "/ip/service/print", "?name=api", "?dynamic=false"))[0][".id"]
+		if msg := runErr(t, c, "/ip/service/set", "=.id="+id, "="+tc.bad+"=127.0.0.0/8"); msg != "unknown parameter "+tc.bad {
+			t.Errorf("%s: %s: %q", tc.version, tc.bad, msg)
+		}
+		run(t, c, "/ip/service/set", "=.id="+id, "="+tc.good+"=127.0.0.0/8")
+		if got := rows(run(t, c, "/ip/service/print", "?.id="+id))[0][tc.good]; got != "127.0.0.0/8" {
+			t.Errorf("%s: %s = %q", tc.version, tc.good, got)
+		}
+	}
+	for _, tc := range []struct{ version, good, bad string }{
+		{"7.20.4", "name", "list"},
+		{"7.21.5", "list", "name"},
+	} {
+		r := start(t, Options{ROSVersion: tc.version})
+		c := dial(t, r, "admin", "")
+		if msg := runErr(t, c, "/container/mounts/add", "="+tc.bad+"=m", "=src=a", "=dst=/b"); msg != "unknown parameter "+tc.bad {
+			t.Errorf("%s: %s: %q", tc.version, tc.bad, msg)
+		}
+		run(t, c, "/container/mounts/add", "="+tc.good+"=m", "=src=a", "=dst=/b")
+	}
+}
