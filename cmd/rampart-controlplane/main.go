@@ -27,6 +27,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/rampart-fw/rampart/internal/buildinfo"
 )
 
 // subcommands maps the first argument to a subcommand. Other files register
@@ -50,6 +52,10 @@ func main() {
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if buildinfo.VersionRequested(args) {
+		_, err := fmt.Fprintln(stdout, buildinfo.Line("rampart-controlplane"))
+		return err
+	}
 	if len(args) > 0 && args[0] == "serve" {
 		return runServe(ctx, args[1:], stdout, stderr)
 	}

@@ -23,6 +23,7 @@ import (
 	"github.com/rampart-fw/rampart/controlplane/auth"
 	"github.com/rampart-fw/rampart/controlplane/keys"
 	"github.com/rampart-fw/rampart/controlplane/store/bolt"
+	"github.com/rampart-fw/rampart/internal/buildinfo"
 )
 
 // DBFile is the bbolt file's name inside the data directory.
@@ -125,6 +126,7 @@ func (m *Main) Start(ctx context.Context) (err error) {
 		return err
 	}
 	m.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	buildinfo.Register(m.Registry, "controlplane")
 	m.API, err = api.New(api.Options{Store: m.Store, Verifier: verifier, Logger: m.Logger, Registry: m.Registry})
 	if err != nil {
 		return err
