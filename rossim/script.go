@@ -202,10 +202,8 @@ func (p *parser) command() *cmd {
 	c := &cmd{pos: p.posAt(start)}
 	switch ch := p.peek(); {
 	case ch == '{':
-		p.i++
 		c.kind = ckBlock
-		c.body = p.cmds('}')
-		p.i++
+		c.body = p.bracketed('}')
 		return c
 	case ch == ':':
 		p.i++
@@ -365,23 +363,33 @@ func (p *parser) args(where bool) []arg {
 	}
 }
 
+// paren parses "(expr)" at p.i.
+func (p *parser) paren() expr {
+	p.i++
+	e := p.expr(0)
+	p.space()
+	if p.peek() != ')' {
+		p.fail(p.i, "missing ')'")
+	}
+	p.i++
+	return e
+}
+
+// bracketed parses the commands of "{...}" or "[...]" at p.i.
+func (p *parser) bracketed(end byte) []*cmd {
+	p.i++
+	body := p.cmds(end)
+	p.i++
+	return body
+}
+
 // value parses one argument value.
 func (p *parser) value() expr {
 	switch p.peek() {
 	case '{':
-		p.i++
-		body := p.cmds('}')
-		p.i++
-		return &codeLit{body}
+		return &codeLit{p.bracketed('}')}
 	case '(':
-		p.i++
-		e := p.expr(0)
-		p.space()
-		if p.peek() != ')' {
-			p.fail(p.i, "missing ')'")
-		}
-		p.i++
-		return e
+		return p.paren()
 	}
 	if c := p.peek(); c == ' ' || c == '\t' || c == '\r' || isTerm(c) {
 		return &lit{""} // name= with nothing after it
@@ -418,10 +426,7 @@ loop:
 			parts = append(parts, p.dollar())
 		case c == '[':
 			flush()
-			p.i++
-			body := p.cmds(']')
-			p.i++
-			parts = append(parts, &subst{body})
+			parts = append(parts, &subst{p.bracketed(']')})
 		default:
 			lit.WriteByte(c)
 			p.i++
@@ -456,19 +461,9 @@ func (p *parser) dollar() expr {
 	p.i++
 	switch p.peek() {
 	case '[':
-		p.i++
-		body := p.cmds(']')
-		p.i++
-		return &subst{body}
+		return &subst{p.bracketed(']')}
 	case '(':
-		p.i++
-		e := p.expr(0)
-		p.space()
-		if p.peek() != ')' {
-			p.fail(p.i, "missing ')'")
-		}
-		p.i++
-		return e
+		return p.paren()
 	case '"':
 		s := p.str()
 		if l, ok := s.(*lit); ok {
@@ -616,14 +611,7 @@ func (p *parser) unary() expr {
 		p.i++
 		return &unop{"-", p.unary()}
 	case '(':
-		p.i++
-		e := p.expr(0)
-		p.space()
-		if p.peek() != ')' {
-			p.fail(p.i, "missing ')'")
-		}
-		p.i++
-		return e
+		return p.paren()
 	case '{':
 		return p.value()
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -309,16 +308,8 @@ func TestContainer(t *testing.T) {
 
 func containerDial(t testing.TB, addr, user, pass string) *routeros.Client {
 	t.Helper()
-	conn, err := net.DialTimeout("tcp", addr, 10*time.Second)
+	c, err := tryDialAddr(addr, user, pass)
 	if err != nil {
-		t.Fatal(err)
-	}
-	_ = conn.SetDeadline(time.Now().Add(20 * time.Second))
-	c, err := routeros.NewClient(conn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Login(user, pass); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
