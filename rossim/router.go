@@ -100,6 +100,8 @@ type Router struct {
 	ctrs      map[uint64]*runningContainer
 	nextConn  uint64
 	routerLog []string
+	ctx       context.Context // cancelled by Close: ends running scripts
+	cancel    context.CancelFunc
 	logSeq    uint64 // lines ever logged: /log ids
 	ln        net.Listener
 	closed    bool
@@ -150,6 +152,7 @@ func New(opts Options) *Router {
 		sessions: map[*session]struct{}{},
 		stats:    Stats{Writes: map[string]int{}},
 	}
+	r.ctx, r.cancel = context.WithCancel(context.Background())
 	r.latency.Store(int64(opts.Latency))
 	r.serviceTime.Store(int64(opts.WriteServiceTime))
 	r.schema = schemaFor(r.minor)
@@ -288,6 +291,7 @@ func (r *Router) Addr() string {
 
 // Close stops listening, closes every session and waits for its goroutines.
 func (r *Router) Close() error {
+	r.cancel()
 	r.stopContainers()
 	r.mu.Lock()
 	if r.closed {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"regexp"
 	"strconv"
 	"strings"
@@ -48,16 +49,32 @@ func (s *scope) lookup(name string) (*scope, bool) {
 }
 
 type interp struct {
-	r   *Router
-	ctx context.Context
-	out io.Writer
+	r     *Router
+	ctx   context.Context
+	out   io.Writer
+	steps int // commands run, bounded by maxSteps
+	depth int // function calls in progress, bounded by maxDepth
 }
+
+// Bounds on one script, so a runaway script cannot hold a session or the
+// process forever (the simulator's own limits; RouterOS documents none).
+const (
+	maxScriptBytes = 4 << 20
+	maxSteps       = 10_000_000
+	maxDepth       = 100
+)
 
 // Import parses script whole, then runs it as the local console would
 // (full permissions). A load-time error (*ParseError) changes nothing; a
 // run-time error (*ScriptError) stops the script where it happened.
 // Output of :put and print goes to out (nil: discarded).
 func (r *Router) Import(ctx context.Context, script string, out io.Writer) error {
+	if len(script) > maxScriptBytes {
+		return &ScriptError{Msg: fmt.Sprintf("script of %d bytes; the simulator runs scripts of up to %d", len(script), maxScriptBytes)}
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	defer context.AfterFunc(r.ctx, cancel)()
 	cmds, err := r.parseScript(script)
 	if err != nil {
 		return err
@@ -76,6 +93,11 @@ func (r *Router) Import(ctx context.Context, script string, out io.Writer) error
 
 // ImportFile runs /import file-name=name from the router's files.
 func (r *Router) ImportFile(ctx context.Context, name string, out io.Writer) error {
+	if p, err := r.files.hostPath(name); err == nil {
+		if st, err := os.Stat(p); err == nil && st.Size() > maxScriptBytes {
+			return &ScriptError{Msg: fmt.Sprintf("%s has %d bytes; the simulator runs scripts of up to %d", name, st.Size(), maxScriptBytes)}
+		}
+	}
 	b, err := r.ReadFile(name)
 	if err != nil {
 		// [I] wording
@@ -110,6 +132,9 @@ func (in *interp) block(cmds []*cmd, sc *scope) (val, error) {
 	for _, c := range cmds {
 		if err := in.ctx.Err(); err != nil {
 			return nil, &ScriptError{Msg: "interrupted"}
+		}
+		if in.steps++; in.steps > maxSteps {
+			return nil, &ScriptError{Msg: fmt.Sprintf("script stopped after %d commands (the simulator's bound)", maxSteps)}
 		}
 		v, err := in.run(c, sc)
 		if err != nil {
@@ -146,6 +171,11 @@ func (in *interp) call(fn val, args []arg, sc *scope) (val, error) {
 	if !ok {
 		return nothing{}, nil
 	}
+	if in.depth >= maxDepth {
+		return nil, &ScriptError{Msg: fmt.Sprintf("function calls nested deeper than %d (the simulator's bound)", maxDepth)}
+	}
+	in.depth++
+	defer func() { in.depth-- }()
 	fs := &scope{vars: map[string]val{}}
 	n := 1
 	for _, a := range args {

@@ -346,3 +346,25 @@ func TestVersionedNamesOverAPI(t *testing.T) {
 		run(t, c, "/container/mounts/add", "="+tc.good+"=m", "=src=a", "=dst=/b")
 	}
 }
+
+// TestImportBounds: runaway recursion stops with an error, and Close
+// interrupts a running script.
+func TestImportBounds(t *testing.T) {
+	r := New(Options{})
+	err := r.Import(context.Background(), ":global f do={ :return [$f] }\n:put [$f]", nil)
+	var se *ScriptError
+	if !errors.As(err, &se) || !strings.Contains(se.Msg, "nested deeper than 100") {
+		t.Errorf("recursion: %v", err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- r.Import(context.Background(), ":while (true) do={ :delay 1h }", nil) }()
+	r.Close() // before or while the script runs: either way it ends
+	select {
+	case err := <-done:
+		if !errors.As(err, &se) || se.Msg != "interrupted" {
+			t.Errorf("script after Close: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close did not interrupt the script")
+	}
+}
