@@ -42,13 +42,14 @@ type Mount struct{ Src, RouterSrc, Dst string }
 
 // Container is what a started container runs with.
 type Container struct {
-	ID, Name string
-	File     string            // the tarball, a /file name
-	Env      map[string]string // envs lists named by envlists (and inline env=)
-	Mounts   []Mount
-	RootDir  string // host directory that stands for root-dir
-	Address  netip.Prefix
-	Gateway  netip.Addr
+	ID, Name  string
+	File      string            // the tarball, a /file name
+	Env       map[string]string // envs lists named by envlists (and inline env=)
+	Mounts    []Mount
+	RootDir   string // host directory that stands for root-dir
+	Interface string // the veth
+	Address   netip.Prefix
+	Gateway   netip.Addr
 	// APIAddr is the loopback listener where this container reaches the
 	// router's API (sessions appear from Address).
 	APIAddr string
@@ -368,6 +369,12 @@ func (r *Router) containerVerb(c *command, verb string) (func(), *Trap) {
 			if r.singles["/system/device-mode"]["container"] != "true" {
 				return nil, &Trap{Message: "failure: container mode is not enabled, see /system/device-mode"} // [I]
 			}
+			if dns := r.singles["/ip/dns"]; dns["servers"] == "" && dns["dynamic-servers"] == "" && row.props["dns"] == "" {
+				// "The container does not start if neither /ip/dns nor
+				// the container's dns= is set" [C: manual containers];
+				// the text is [I].
+				return nil, &Trap{Message: "failure: no DNS servers configured, set /ip/dns servers or the container's dns"}
+			}
 			spec, err := r.containerSpec(row)
 			if err != nil {
 				return nil, &Trap{Message: "failure: " + err.Error()}
@@ -483,6 +490,7 @@ func (r *Router) containerSpec(row *row) (Container, error) {
 	c.RootDir = host
 	for _, v := range d.t[tVeth].rows {
 		if v.props["name"] == p["interface"] {
+			c.Interface = v.props["name"]
 			c.Address, _ = netip.ParsePrefix(v.props["address"])
 			c.Gateway, _ = netip.ParseAddr(v.props["gateway"])
 		}
@@ -520,7 +528,7 @@ func (r *Router) runContainer(id uint64, c Container) {
 	r.mu.Unlock()
 	go func() {
 		defer r.wg.Done()
-		_ = r.serveFrom(ln, c.Address.Addr())
+		_ = r.serveFrom(ln, &origin{iface: c.Interface, from: c.Address.Addr(), to: c.Gateway})
 	}()
 	r.logf("container %s started (API for it at %s, seen from %s)", c.ID, c.APIAddr, c.Address.Addr())
 	if r.opts.ContainerRunner == nil {

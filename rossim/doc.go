@@ -144,6 +144,11 @@
 //	a started container runs through Options.ContainerRunner (rossim   simulator design: container.go documents the
 //	  runs nothing itself); it reaches the API at its gateway:8728,      address mapping
 //	  served by a loopback listener whose sessions come from the veth
+//	a container's API connection crosses the input chain from its      [3P] tikoci SKILL.md (reference 4); [I] a drop
+//	  veth (defconf drops it unless the veth is in LAN); dropped:         closes at once instead of timing out
+//	  closed, with a /log line
+//	a container does not start without DNS (/ip/dns servers or         [C] manual containers; text [I]
+//	  dynamic-servers, or its dns=)
 //	/system/device-mode container (Options.ContainersDisabled);        [C] manual device-mode; [I] get
 //	  update only records the request (a button press applies it)
 //	/ip/dns dynamic-servers set, as learnt from the WAN's DHCP         [I]

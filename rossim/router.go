@@ -220,11 +220,17 @@ func (r *Router) Serve(l net.Listener) error {
 	return r.serve(l)
 }
 
-func (r *Router) serve(l net.Listener) error { return r.serveFrom(l, netip.Addr{}) }
+func (r *Router) serve(l net.Listener) error { return r.serveFrom(l, nil) }
 
-// serveFrom serves l; with from valid, every session appears to come from
-// that address (a container's veth) instead of its TCP peer.
-func (r *Router) serveFrom(l net.Listener, from netip.Addr) error {
+// origin is where a container's connections come from: its veth.
+type origin struct {
+	iface    string
+	from, to netip.Addr // the container's address, the router's (gateway)
+}
+
+// serveFrom serves l; with o set, every session appears to come from the
+// container's veth instead of its TCP peer, and must pass the input chain.
+func (r *Router) serveFrom(l net.Listener, o *origin) error {
 	for {
 		conn, err := l.Accept()
 		if err != nil {
@@ -240,6 +246,20 @@ func (r *Router) serveFrom(l net.Listener, from netip.Addr) error {
 				continue
 			}
 			return fmt.Errorf("accept: %w", err)
+		}
+		if o != nil {
+			// The connection crosses the router's input chain from the
+			// veth: defconf drops it unless the veth is in the LAN list
+			// (or an earlier rule accepts it) [3P: tikoci SKILL.md,
+			// reference 4]. A real drop makes the connect time out; the
+			// simulator closes it at once.
+			v := r.Snapshot().Evaluate(Packet{Chain: "input", InInterface: o.iface, Src: o.from, Dst: o.to,
+				Protocol: 6, SrcPort: 40000, DstPort: 8728, ConnState: "new"})
+			if v.Action != "accept" {
+				r.logf("firewall: input %s from %s to %s:8728 on %s (rule %s)", v.Action, o.from, o.to, o.iface, v.RuleID)
+				conn.Close()
+				continue
+			}
 		}
 		r.mu.Lock()
 		if r.closed {
@@ -259,8 +279,8 @@ func (r *Router) serveFrom(l net.Listener, from netip.Addr) error {
 		s := newSession(r, conn)
 		r.nextConn++
 		s.connID = r.nextConn
-		if from.IsValid() {
-			s.from = from
+		if o != nil {
+			s.from = o.from
 		}
 		if !r.serviceAdmits(s.from) {
 			// A client outside available-from (or with the service

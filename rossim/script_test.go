@@ -295,6 +295,14 @@ func TestContainer(t *testing.T) {
 	if _, err := tryDial(r, "agent", "pw"); err == nil {
 		t.Error("agent user logged in from 127.0.0.1 despite address=172.17.0.2/32")
 	}
+	// defconf's input chain drops what does not come from LAN: the veth
+	// must join the list first.
+	if _, err := tryDialAddr(api, "agent", "pw"); err == nil {
+		t.Error("the container reached the API through defconf's drop rule")
+	}
+	if err := r.Import(ctx, "/interface/list/member/add list=LAN interface=v", nil); err != nil {
+		t.Fatal(err)
+	}
 	conn := containerDial(t, api, "agent", "pw")
 	run(t, conn, "/ip/firewall/filter/add", "=chain=input", "=comment=from the container")
 	if err := r.Import(ctx, "/container/stop [find]", nil); err != nil {
@@ -366,5 +374,36 @@ func TestImportBounds(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("Close did not interrupt the script")
+	}
+}
+
+// TestContainerNeedsDNS: RouterOS starts no container without DNS.
+func TestContainerNeedsDNS(t *testing.T) {
+	r := New(Options{ROSVersion: "7.21", ExtractTime: time.Millisecond})
+	defer r.Close()
+	r.mu.Lock()
+	r.singles["/ip/dns"]["dynamic-servers"] = "" // a router whose WAN gave no DNS
+	r.mu.Unlock()
+	if err := r.PutFile("a.tar", []byte("tar")); err != nil {
+		t.Fatal(err)
+	}
+	var out strings.Builder
+	err := r.Import(context.Background(), `
+/interface/veth/add name=v address=172.17.0.2/24 gateway=172.17.0.1
+/container/add file=a.tar interface=v
+:while ([/container/get [find] status] != "stopped") do={ :delay 10ms }
+:do { /container/start [find] } on-error={ :put "refused" }
+/container/set [find] dns=192.0.2.1
+/container/start [find]
+`, &out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out.String() != "refused\n" {
+		t.Errorf("start without DNS was not refused: %q", out.String())
+	}
+	items, _ := r.Exec("/container/print")
+	if items[0]["status"] != "running" {
+		t.Errorf("container with dns= set: %v", items)
 	}
 }
