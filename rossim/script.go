@@ -2,6 +2,7 @@ package rossim
 
 import (
 	"fmt"
+	"sort"
 	"strconv"
 	"strings"
 )
@@ -78,23 +79,25 @@ type (
 )
 
 type parser struct {
-	r    *Router
-	src  string
-	i    int
-	path string // current menu for relative commands
+	r     *Router
+	src   string
+	i     int
+	path  string // current menu for relative commands
+	lines []int  // offset of each line's start, built on first use
 }
 
 func (p *parser) posAt(i int) pos {
-	line, col := 1, 1
-	for j := 0; j < i && j < len(p.src); j++ {
-		if p.src[j] == '\n' {
-			line++
-			col = 1
-		} else {
-			col++
+	if p.lines == nil {
+		p.lines = []int{0}
+		for j := 0; j < len(p.src); j++ {
+			if p.src[j] == '\n' {
+				p.lines = append(p.lines, j+1)
+			}
 		}
 	}
-	return pos{line, col}
+	// The line is the last whose start is at or before i.
+	l := sort.SearchInts(p.lines, i+1) - 1
+	return pos{l + 1, i - p.lines[l] + 1}
 }
 
 func (p *parser) fail(i int, format string, args ...any) {
