@@ -139,8 +139,8 @@
 //	  "not enough permissions (9)"                                       socialwifi/RouterOS-api#109 (7.19.2)
 //	groups read, write, full are builtin; /user password write-only    [C] manual "User"; [I] not printed
 //	/container add file= needs the file on /file: status extracting,   [C] manual containers (flags E S R, start once)
-//	  then stopped (Options.ExtractTime); start: running; stop:
-//	  stopped; remove only when stopped (texts [I])
+//	  then stopped (Options.ExtractTime); start: running; stop:          [I] printed as status= plus running= and
+//	  stopped; remove only when stopped (texts [I])                       stopped= booleans; the tarball is not read
 //	a started container runs through Options.ContainerRunner (rossim   simulator design: container.go documents the
 //	  runs nothing itself); it reaches the API at its gateway:8728,      address mapping
 //	  served by a loopback listener whose sessions come from the veth

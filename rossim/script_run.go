@@ -437,6 +437,9 @@ func (in *interp) builtin(c *cmd, sc *scope) (val, error) {
 		return &codeVal{cmds}, nil
 	case "nothing":
 		return nothing{}, nil
+	case "execute", "resolve", "environment":
+		// RouterOS has them, so they load; running them is not modelled.
+		return nil, &ScriptError{Msg: "rossim: :" + c.name + " is not modelled by the simulator"}
 	}
 	// Conversions and string functions.
 	v, err := arg(0)
