@@ -52,6 +52,7 @@ func TestImportLoadErrors(t *testing.T) {
 		{"in an untaken :if", "7.23.1", ":if (false) do={\n  " + svc + "available-from=10.0.0.0/8\n}", "expected end of command (line 2 column 52)"},
 		{"under :do on-error", "7.20.4", ":do {\n /container/add file=a mountlists=x } on-error={ :put no }", "expected end of command (line 2 column 24)"},
 		{"after a line continuation", "7.20.4", "/container/add file=a \\\n    mountlists=x", "expected end of command (line 2 column 5)"},
+		{"unknown singleton property", "7.21.5", "/container/config/set bogus=1", "expected end of command (line 1 column 23)"},
 		{"unknown command", "7.21.5", "/system/bogus", "bad command name bogus (line 1 column 9)"},
 		{"unknown verb", "7.21.5", "/ip/service/add name=x", "bad command name add (line 1 column 13)"},
 		{"unknown builtin", "7.21.5", "{\n:frobnicate 1\n}", "bad command name frobnicate (line 2 column 2)"},
@@ -103,6 +104,9 @@ set [find where name=api dynamic=no] \
 /interface/veth/add name=v1 address=172.17.0.2/24 gateway=172.17.0.1 comment=$tag
 :foreach i in=[/interface/veth/find] do={ :put [/interface/veth/get $i name] }
 :put [/ip/service/get [find where name=api dynamic=no] address]
+/container/config/set tmpdir=disk1/tmp
+:put [/container/config/get tmpdir]
+:put [/system/device-mode/get container]
 }`
 	var out strings.Builder
 	if err := r.Import(context.Background(), script, &out); err != nil {
@@ -120,6 +124,8 @@ num
 9
 v1
 10.0.0.0/8,192.168.88.0/24
+disk1/tmp
+true
 `
 	if d := cmp.Diff(want, out.String()); d != "" {
 		t.Errorf("output (-want +got):\n%s", d)
