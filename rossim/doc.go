@@ -47,7 +47,8 @@
 //	  password (6)"; connection stays open after a failure            go-routeros TestLoginIncorrectPost643; [I]
 //	legacy login: !done =ret=<challenge>, =response=00<md5 hex>,      [C] librouteros-analysis, go-routeros
 //	  failure "cannot log in" (Options.LegacyLogin)                      TestLoginPre643
-//	max sessions (default 20): extra connections accepted then closed [C] manual ip/service (default 20); [I] closing
+//	/ip/service api max-sessions (default 20, 1..1000): extra          [C] manual ip/service (default 20); [I] closing
+//	  connections accepted then closed
 //	/cancel [=tag=]: !trap category 2 "interrupted" on the command,   [C] API-doc; librouteros-analysis
 //	  !done of /cancel, then !done of the command
 //	listen (and print =follow=, =follow-only=): !re per change,       [C] API-doc, cmd-notes; capture shows .dead=true

@@ -327,6 +327,19 @@ func TestSessionsAndMaxSessions(t *testing.T) {
 		}
 		return err == nil
 	})
+	// The limit is the api service's max-sessions [C: manual ip/service].
+	if items, _ := r.Exec("/ip/service/print", "?name=api"); items[0]["max-sessions"] != "3" {
+		t.Fatalf("api service: %v", items)
+	}
+	if _, err := r.Exec("/ip/service/set", "=numbers=api", "=max-sessions=2"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tryDial(r, "admin", ""); err == nil {
+		t.Fatal("a session past max-sessions=2 was served")
+	}
+	if _, err := r.Exec("/ip/service/set", "=numbers=api", "=max-sessions=0"); err == nil || err.Error() != "invalid value for argument max-sessions" {
+		t.Fatalf("max-sessions=0: %v", err)
+	}
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }

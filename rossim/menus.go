@@ -46,7 +46,7 @@ var menuProps = map[tableID][]verProp{
 	// in nasnet-community/nasnet-panel PR #794].
 	tService: {{name: "port", kind: kText}, {name: "address", kind: kText, until: 24}, {name: "available-from", kind: kText, since: 24},
 		{name: "certificate", kind: kText}, {name: "tls-version", kind: kText}, {name: "vrf", kind: kText},
-		{name: "max-sessions", kind: kText}, {name: "disabled", kind: kBool}},
+		{name: "max-sessions", kind: kSessions}, {name: "disabled", kind: kBool}},
 	// /container [C: manual cli-reference/container.md for the names];
 	// envlist -> envlists in 7.20 [3P: tikoci, checked with
 	// /console/inspect]; mounts -> mountlists and inline env=/mount= in
@@ -160,7 +160,7 @@ var defaultServices = [][2]string{{"telnet", "23"}, {"ftp", "21"}, {"www", "80"}
 	{"api", "8728"}, {"winbox", "8291"}, {"api-ssl", "8729"}}
 
 // defconfMenus loads the factory rows of the new menus.
-func (d *db) defconfMenus(user, password string) {
+func (d *db) defconfMenus(user, password string, maxSessions int) {
 	all := make([]string, 0, len(knownPolicies))
 	for p := range knownPolicies {
 		all = append(all, p)
@@ -175,6 +175,9 @@ func (d *db) defconfMenus(user, password string) {
 		"comment": "system default user"}})
 	for _, s := range defaultServices {
 		p := map[string]string{"name": s[0], "port": s[1], "max-sessions": "20", "vrf": "main"}
+		if s[0] == "api" {
+			p["max-sessions"] = strconv.Itoa(maxSessions)
+		}
 		if s[0] == "www-ssl" || s[0] == "api-ssl" {
 			p["certificate"] = "none"
 		}

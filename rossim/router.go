@@ -28,7 +28,7 @@ type Options struct {
 	ROSVersion                    string // e.g. "7.20.4"; zero: DefaultROSVersion; !empty only for >= 7.18
 	Board, Architecture, Identity string // zero: "RB5009UG+S+", "arm64", "MikroTik"
 	LegacyLogin                   bool   // answer the first /login with a challenge (pre-6.43 flow)
-	MaxSessions                   int    // zero: 20, RouterOS's default for the api service
+	MaxSessions                   int    // the api service's max-sessions; zero: 20, RouterOS's default
 	Latency                       time.Duration
 	WriteServiceTime              time.Duration
 	Logger                        *slog.Logger // nil: discard
@@ -157,7 +157,7 @@ func New(opts Options) *Router {
 	r.serviceTime.Store(int64(opts.WriteServiceTime))
 	r.schema = schemaFor(r.minor)
 	r.db.defconf(opts.Board)
-	r.db.defconfMenus(opts.User, opts.Password)
+	r.db.defconfMenus(opts.User, opts.Password, opts.MaxSessions)
 	r.singles = map[string]map[string]string{
 		"/container/config":   {"registry-url": "https://lscr.io", "tmpdir": "", "ram-high": "0"},
 		"/system/device-mode": {"mode": "enterprise", "container": boolStr(!opts.ContainersDisabled)},
@@ -267,7 +267,7 @@ func (r *Router) serveFrom(l net.Listener, o *origin) error {
 			conn.Close()
 			return ErrClosed
 		}
-		if len(r.sessions) >= r.opts.MaxSessions {
+		if len(r.sessions) >= r.maxSessions() {
 			// Undocumented on RouterOS; like a client outside
 			// available-from, the connection is accepted then closed [I:
 			// reference 1.9].

@@ -4,6 +4,7 @@ import (
 	"net"
 	"net/netip"
 	"sort"
+	"strconv"
 	"strings"
 )
 
@@ -45,6 +46,18 @@ func (r *Router) serviceAdmits(addr netip.Addr) bool {
 		return allowed(row.props[r.serviceAddressKey()], addr)
 	}
 	return true
+}
+
+// maxSessions is the api service's max-sessions (r.mu held).
+func (r *Router) maxSessions() int {
+	for _, row := range r.db.t[tService].rows {
+		if row.props["name"] == "api" {
+			if n, err := strconv.Atoi(row.props["max-sessions"]); err == nil {
+				return n
+			}
+		}
+	}
+	return r.opts.MaxSessions
 }
 
 // userFor returns the policies of user name if it may log in over the API
