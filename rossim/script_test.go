@@ -413,3 +413,24 @@ func TestContainerNeedsDNS(t *testing.T) {
 		t.Errorf("container with dns= set: %v", items)
 	}
 }
+
+// FuzzParseScript: any input loads or fails with a ParseError; it never
+// panics or hangs.
+func FuzzParseScript(f *testing.F) {
+	for _, s := range []string{
+		"/system/resource/print bogus=1", ":if ($a = \"x\") do={ :put [/ip/service/find where name=api dynamic=no] } else={}",
+		"{ :local f do={ :return ($1 . \"\\\"\") }; :put [$f a] }", "/ip service\nset [find] address=1.2.3.4 \\\n disabled=no",
+		":put \"$[:len \"ab\"] $(1 + 2)\"", "[", "{", "(", "\"", "$", ":foreach i in=[/file/find] do={ :put $i }",
+	} {
+		f.Add(s)
+	}
+	r := New(Options{ROSVersion: "7.21.5"})
+	f.Cleanup(func() { r.Close() })
+	f.Fuzz(func(t *testing.T, src string) {
+		_, err := r.parseScript(src)
+		var pe *ParseError
+		if err != nil && !errors.As(err, &pe) {
+			t.Fatalf("%q: %v", src, err)
+		}
+	})
+}
