@@ -130,11 +130,8 @@ func (r *Router) importCmd(ctx context.Context, c *command, out io.Writer) resul
 func (in *interp) block(cmds []*cmd, sc *scope) (val, error) {
 	var last val = nothing{}
 	for _, c := range cmds {
-		if err := in.ctx.Err(); err != nil {
-			return nil, &ScriptError{Msg: "interrupted"}
-		}
-		if in.steps++; in.steps > maxSteps {
-			return nil, &ScriptError{Msg: fmt.Sprintf("script stopped after %d commands (the simulator's bound)", maxSteps)}
+		if err := in.tick(); err != nil {
+			return nil, err
 		}
 		v, err := in.run(c, sc)
 		if err != nil {
@@ -143,6 +140,18 @@ func (in *interp) block(cmds []*cmd, sc *scope) (val, error) {
 		last = v
 	}
 	return last, nil
+}
+
+// tick counts one step (a command or a loop iteration) and stops the
+// script once interrupted or past maxSteps.
+func (in *interp) tick() error {
+	if err := in.ctx.Err(); err != nil {
+		return &ScriptError{Msg: "interrupted"}
+	}
+	if in.steps++; in.steps > maxSteps {
+		return &ScriptError{Msg: fmt.Sprintf("script stopped after %d steps (the simulator's bound)", maxSteps)}
+	}
+	return nil
 }
 
 func (in *interp) run(c *cmd, sc *scope) (val, error) {
@@ -308,6 +317,9 @@ func (in *interp) builtin(c *cmd, sc *scope) (val, error) {
 		}
 		if w, ok := in.named(c, "while"); ok {
 			for {
+				if err := in.tick(); err != nil {
+					return nil, err
+				}
 				if _, err := in.runCode(pos[0], sc); err != nil {
 					return nil, err
 				}
@@ -331,6 +343,9 @@ func (in *interp) builtin(c *cmd, sc *scope) (val, error) {
 	case "while":
 		body, _ := in.named(c, "do")
 		for {
+			if err := in.tick(); err != nil {
+				return nil, err
+			}
 			cond, err := arg(0)
 			if err != nil {
 				return nil, err
@@ -361,6 +376,9 @@ func (in *interp) builtin(c *cmd, sc *scope) (val, error) {
 		}
 		body, _ := in.named(c, "do")
 		for i := from; step > 0 && i <= to || step < 0 && i >= to; i += step {
+			if err := in.tick(); err != nil {
+				return nil, err
+			}
 			ls := &scope{vars: map[string]val{toStr(nameV): i}, parent: sc}
 			if _, err := in.runCode(body, ls); err != nil {
 				return nil, err
@@ -376,6 +394,9 @@ func (in *interp) builtin(c *cmd, sc *scope) (val, error) {
 		}
 		body, _ := in.named(c, "do")
 		for _, x := range toArray(list) {
+			if err := in.tick(); err != nil {
+				return nil, err
+			}
 			ls := &scope{vars: map[string]val{toStr(nameV): x}, parent: sc}
 			if _, err := in.runCode(body, ls); err != nil {
 				return nil, err

@@ -434,3 +434,30 @@ func FuzzParseScript(f *testing.F) {
 		}
 	})
 }
+
+// FuzzImport: running any script ends in time with nil, a ParseError or a
+// ScriptError; it never panics.
+func FuzzImport(f *testing.F) {
+	for _, s := range []string{
+		":local n 0\n:while ($n < 3) do={ :set n ($n + 1) }\n:put $n",
+		":do { :error x } on-error={ :put [:pick \"abc\" 1 2] }",
+		"/interface/veth/add name=v address=1.2.3.4/24 gateway=1.2.3.1\n:put [/interface/veth/get [find] name]",
+		":local f do={ :return [:len $1] }\n:put [$f [/ip/service/find]]",
+		":foreach i in=[:toarray \"a,b\"] do={ :put [:typeof $i] }",
+		":put [[:parse \":return 1\"]]",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, src string) {
+		r := New(Options{ROSVersion: "7.21.5"})
+		defer r.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+		defer cancel()
+		err := r.Import(ctx, src, nil)
+		var pe *ParseError
+		var se *ScriptError
+		if err != nil && !errors.As(err, &pe) && !errors.As(err, &se) {
+			t.Fatalf("%q: %v", src, err)
+		}
+	})
+}
