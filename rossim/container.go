@@ -338,8 +338,34 @@ func (r *Router) extractLater(id uint64) {
 	r.wg.Add(1)
 	time.AfterFunc(d, func() {
 		defer r.wg.Done()
+		r.mu.Lock()
+		row := r.db.t[tContainer].byID[id]
+		file := ""
+		if row != nil {
+			file = row.props["file"]
+		}
+		r.mu.Unlock()
+		if file != "" {
+			arch, err := r.loadImage(file)
+			if err != nil {
+				r.logf("container %s: could not load image %s: %v", idString(id), file, err)
+				r.setContainerStatus(id, "error", "extracting")
+				return
+			}
+			r.mu.Lock()
+			r.ctrArch[id] = arch
+			r.mu.Unlock()
+		}
 		r.setContainerStatus(id, "stopped", "extracting")
 	})
+}
+
+func (r *Router) loadImage(file string) (string, error) {
+	p, err := r.files.hostPath(file)
+	if err != nil {
+		return "", err
+	}
+	return imageArch(p)
 }
 
 // containerVerb runs /container/start or /container/stop (writeMu and
@@ -378,6 +404,14 @@ func (r *Router) containerVerb(c *command, verb string) (func(), *Trap) {
 			spec, err := r.containerSpec(row)
 			if err != nil {
 				return nil, &Trap{Message: "failure: " + err.Error()}
+			}
+			if arch := r.ctrArch[id]; arch != "" && !runsOn(arch, r.opts.Architecture) {
+				// It starts and dies at once: the binary cannot exec.
+				after = append(after, func() {
+					r.logf("container %s: exec format error: the image is linux/%s, this router is %s", idString(id), arch, r.opts.Architecture)
+					r.setContainerStatus(id, "stopped", "running")
+				})
+				continue
 			}
 			after = append(after, func() { r.runContainer(id, spec) })
 		case "stop":

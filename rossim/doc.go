@@ -141,7 +141,10 @@
 //	groups read, write, full are builtin; /user password write-only    [C] manual "User"; [I] not printed
 //	/container add file= needs the file on /file: status extracting,   [C] manual containers (flags E S R, start once)
 //	  then stopped (Options.ExtractTime); start: running; stop:          [I] printed as status= plus running= and
-//	  stopped; remove only when stopped (texts [I])                       stopped= booleans; the tarball is not read
+//	  stopped; remove only when stopped (texts [I])                       stopped= booleans
+//	the tarball must be a docker-save archive of exactly one image,    [C] manual containers (docker/podman save);
+//	  else status error; an image for another architecture stops at     [3P] tangentsoft (multi-platform refused),
+//	  once on start ("exec format error" in /log)                          catesin/AmneziaWG-MikroTik#20; [I] texts
 //	a started container runs through Options.ContainerRunner (rossim   simulator design: container.go documents the
 //	  runs nothing itself); it reaches the API at its gateway:8728,      address mapping
 //	  served by a loopback listener whose sessions come from the veth

@@ -98,6 +98,7 @@ type Router struct {
 	globals   map[string]val               // :global variables
 	files     fileStore
 	ctrs      map[uint64]*runningContainer
+	ctrArch   map[uint64]string // image architecture of each extracted container
 	nextConn  uint64
 	routerLog []string
 	ctx       context.Context // cancelled by Close: ends running scripts
@@ -145,6 +146,7 @@ func New(opts Options) *Router {
 		minor:     minorOf(opts.ROSVersion),
 		globals:   map[string]val{},
 		ctrs:      map[uint64]*runningContainer{},
+		ctrArch:   map[uint64]string{},
 		files:     fileStore{dir: opts.FilesDir},
 		started:   time.Now(),
 		db:        newDB(), identity: opts.Identity,

@@ -1,7 +1,10 @@
 package rossim
 
 import (
+	"archive/tar"
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -246,7 +249,7 @@ func TestContainer(t *testing.T) {
 	if err := r.Import(ctx, "/container/add file=a.tar interface=v", nil); err == nil || err.Error() != "failure: file does not exist" {
 		t.Fatalf("add without the file: %v", err)
 	}
-	if err := r.PutFile("a.tar", []byte("tar")); err != nil {
+	if err := r.PutFile("a.tar", dockerSave(t, "arm64")); err != nil {
 		t.Fatal(err)
 	}
 	err := r.Import(ctx, `
@@ -390,7 +393,7 @@ func TestContainerNeedsDNS(t *testing.T) {
 	r.mu.Lock()
 	r.singles["/ip/dns"]["dynamic-servers"] = "" // a router whose WAN gave no DNS
 	r.mu.Unlock()
-	if err := r.PutFile("a.tar", []byte("tar")); err != nil {
+	if err := r.PutFile("a.tar", dockerSave(t, "arm64")); err != nil {
 		t.Fatal(err)
 	}
 	var out strings.Builder
@@ -460,4 +463,83 @@ func FuzzImport(f *testing.F) {
 			t.Fatalf("%q: %v", src, err)
 		}
 	})
+}
+
+// dockerSave is a minimal `docker save` archive of one image per arch:
+// manifest.json and the config (the layer is not read).
+func dockerSave(t testing.TB, archs ...string) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	put := func(name string, b []byte) {
+		if err := tw.WriteHeader(&tar.Header{Name: name, Mode: 0o644, Size: int64(len(b)), Typeflag: tar.TypeReg}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tw.Write(b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var manifest []map[string]any
+	for i, a := range archs {
+		cfg := fmt.Sprintf("sha256:%064d", i)
+		put(cfg, []byte(`{"architecture":"`+a+`","os":"linux"}`))
+		put(fmt.Sprintf("%d/layer.tar", i), make([]byte, 1024))
+		manifest = append(manifest, map[string]any{"Config": cfg, "RepoTags": []string{"rampart-agent:latest"}, "Layers": []string{fmt.Sprintf("%d/layer.tar", i)}})
+	}
+	b, _ := json.Marshal(manifest)
+	put("manifest.json", b)
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+// TestContainerImages: a tarball that is no single-image docker save ends
+// in status error; an image for another architecture stops at once when
+// started, with the reason in the log.
+func TestContainerImages(t *testing.T) {
+	started := make(chan struct{}, 4)
+	r := start(t, Options{ROSVersion: "7.21.5", Architecture: "arm64", ExtractTime: time.Millisecond,
+		ContainerRunner: func(context.Context, Container) (func(), error) { started <- struct{}{}; return func() {}, nil }})
+	for name, data := range map[string][]byte{"junk.tar": []byte("not a tar"), "multi.tar": dockerSave(t, "arm64", "amd64"),
+		"amd64.tar": dockerSave(t, "amd64"), "arm64.tar": dockerSave(t, "arm64")} {
+		if err := r.PutFile(name, data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var out strings.Builder
+	err := r.Import(context.Background(), `
+/interface/veth/add name=v address=172.17.0.2/24 gateway=172.17.0.1
+:foreach f in=[:toarray "junk.tar,multi.tar,amd64.tar,arm64.tar"] do={ /container/add file=$f interface=v comment=$f }
+:foreach c in=[/container/find] do={
+  :while ([/container/get $c status] = "extracting") do={ :delay 10ms }
+  :put ([/container/get $c comment] . " " . [/container/get $c status])
+}
+`, &out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "junk.tar error\nmulti.tar error\namd64.tar stopped\narm64.tar stopped\n"
+	if out.String() != want {
+		t.Fatalf("after extraction:\n%s\nwant:\n%s", out.String(), want)
+	}
+	if err := r.Import(context.Background(), "/container/start [find where comment=amd64.tar]", nil); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool {
+		for _, l := range r.Log() {
+			if strings.Contains(l, "exec format error: the image is linux/amd64, this router is arm64") {
+				return true
+			}
+		}
+		return false
+	})
+	items, _ := r.Exec("/container/print", "?comment=amd64.tar")
+	if items[0]["status"] != "stopped" || len(started) != 0 {
+		t.Errorf("amd64 image on arm64: %v, runner called %d times", items, len(started))
+	}
+	if err := r.Import(context.Background(), "/container/start [find where comment=arm64.tar]", nil); err != nil {
+		t.Fatal(err)
+	}
+	<-started
 }

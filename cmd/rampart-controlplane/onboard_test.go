@@ -8,13 +8,20 @@ package main
 // real control plane and a group change reaches the router.
 
 import (
+	"bytes"
+	"context"
+	"debug/elf"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -23,6 +30,7 @@ import (
 
 	"github.com/rampart-fw/rampart/agent"
 	"github.com/rampart-fw/rampart/container"
+	"github.com/rampart-fw/rampart/container/image"
 	cp "github.com/rampart-fw/rampart/controlplane"
 	"github.com/rampart-fw/rampart/internal/simagent"
 	"github.com/rampart-fw/rampart/rossim"
@@ -52,12 +60,51 @@ func onboardRouter(t *testing.T, l *loop, v string) *rossim.Router {
 		}
 		r.Close()
 	})
-	// The simulator does not read the image: the agent runs in-process.
-	if err := r.PutFile(container.DefaultTarball, []byte("image tarball placeholder")); err != nil {
+	if err := r.PutFile(container.DefaultTarball, agentTarball(t)); err != nil {
 		t.Fatal(err)
 	}
 	return r
 }
+
+// agentTarball is the arm64 image as rampart-image writes it, around a
+// stand-in binary: the simulator checks the tarball (one image, its
+// architecture) but runs the real agent in-process, never the binary.
+func agentTarball(t *testing.T) []byte {
+	t.Helper()
+	tarballOnce.Do(func() {
+		// A bare ELF header: static, 64-bit, little-endian, AArch64.
+		h := make([]byte, 64)
+		copy(h, []byte{0x7f, 'E', 'L', 'F', 2, 1, 1})
+		binary.LittleEndian.PutUint16(h[16:], uint16(elf.ET_EXEC))
+		binary.LittleEndian.PutUint16(h[18:], uint16(elf.EM_AARCH64))
+		binary.LittleEndian.PutUint32(h[20:], 1)
+		binary.LittleEndian.PutUint16(h[52:], 64)
+		binary.LittleEndian.PutUint16(h[54:], 56)
+		binary.LittleEndian.PutUint16(h[58:], 64)
+		bin := filepath.Join(t.TempDir(), "rampart-agent")
+		if tarballErr = os.WriteFile(bin, h, 0o755); tarballErr != nil {
+			return
+		}
+		img, err := image.Build(context.Background(), image.Options{Arch: "arm64", Binary: bin})
+		if err != nil {
+			tarballErr = err
+			return
+		}
+		var buf bytes.Buffer
+		tarballErr = image.WriteTarball(img, "", &buf)
+		tarball = buf.Bytes()
+	})
+	if tarballErr != nil {
+		t.Fatal(tarballErr)
+	}
+	return tarball
+}
+
+var (
+	tarballOnce sync.Once
+	tarball     []byte
+	tarballErr  error
+)
 
 // onboardScript is the enrollment script for site on version v; the API
 // stays reachable from this host (--api-allow 127.0.0.1/32) so the test
