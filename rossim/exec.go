@@ -3,6 +3,7 @@ package rossim
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -415,7 +416,7 @@ func (r *Router) singleton(mpath string) []kv {
 		for k := range vals {
 			keys = append(keys, k)
 		}
-		sortStrings(keys)
+		slices.Sort(keys)
 		out := make([]kv, 0, len(keys))
 		for _, k := range keys {
 			out = append(out, kv{k, vals[k]})

@@ -2,6 +2,7 @@ package rossim
 
 import (
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -165,7 +166,7 @@ func (d *db) defconfMenus(user, password string, maxSessions int) {
 	for p := range knownPolicies {
 		all = append(all, p)
 	}
-	sortStrings(all)
+	slices.Sort(all)
 	readPol := "local,telnet,ssh,reboot,read,test,winbox,password,web,sniff,sensitive,api,romon,rest-api,tikapp"
 	for _, g := range [][2]string{{"read", readPol}, {"write", readPol + ",write"}, {"full", strings.Join(all, ",")}} {
 		d.insert(tUserGroup, len(d.t[tUserGroup].rows), &row{id: d.newID(tUserGroup), builtin: true,
@@ -185,14 +186,6 @@ func (d *db) defconfMenus(user, password string, maxSessions int) {
 			p["disabled"] = "true"
 		}
 		d.insert(tService, len(d.t[tService].rows), &row{id: d.newID(tService), props: p})
-	}
-}
-
-func sortStrings(s []string) {
-	for i := 1; i < len(s); i++ {
-		for j := i; j > 0 && s[j] < s[j-1]; j-- {
-			s[j], s[j-1] = s[j-1], s[j]
-		}
 	}
 }
 
