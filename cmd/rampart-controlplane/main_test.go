@@ -33,7 +33,7 @@ func TestFlagsFromEnvironment(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := Config{HTTPAddr: "127.0.0.1:9", DataDir: "/from/flag", MQTTURL: "tcp://broker:1883", MQTTListen: ":1883", JWTOrgClaim: "org_id",
-		SyncTimeout: 45 * time.Second, Demo: 3, LogLevel: "info"}
+		SyncTimeout: 45 * time.Second, Demo: 3, LogLevel: "info", Quotas: cp.DefaultQuotas}
 	if c != want {
 		t.Errorf("config = %+v\nwant     %+v", c, want)
 	}
