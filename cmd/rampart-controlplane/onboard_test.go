@@ -217,15 +217,17 @@ func (l *loop) site(id string) (cp.Site, bool) {
 // site in_sync -> a group change reaches the router, on every supported
 // version; pasting again gives the same state and the site comes back.
 func TestOnboardScript(t *testing.T) {
-	l := newLoop(t, false, time.Minute)
-	for _, v := range container.RouterOSVersions() {
-		t.Run(v, func(t *testing.T) {
-			t.Parallel()
-			lt := *l
-			lt.t = t
-			testOnboard(t, &lt, v)
-		})
-	}
+	bothBrokers(t, func(t *testing.T, external bool) {
+		l := newLoop(t, external, time.Minute)
+		for _, v := range container.RouterOSVersions() {
+			t.Run(v, func(t *testing.T) {
+				t.Parallel()
+				lt := *l
+				lt.t = t
+				testOnboard(t, &lt, v)
+			})
+		}
+	})
 }
 
 func testOnboard(t *testing.T, l *loop, v string) {
