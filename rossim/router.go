@@ -20,12 +20,12 @@ import (
 
 // DefaultROSVersion is the RouterOS version emulated when Options.ROSVersion
 // is empty: the newest 7.x whose behaviour the simulator models.
-const DefaultROSVersion = "7.20.4"
+const DefaultROSVersion = "7.24.3"
 
 // Options configure a Router. The zero value is a usable router.
 type Options struct {
 	User, Password                string // login credentials; zero value: "admin" and ""
-	ROSVersion                    string // e.g. "7.20.4"; zero: DefaultROSVersion; !empty only for >= 7.18
+	ROSVersion                    string // e.g. "7.21.5"; zero: DefaultROSVersion; names per version: see the package doc
 	Board, Architecture, Identity string // zero: "RB5009UG+S+", "arm64", "MikroTik"
 	LegacyLogin                   bool   // answer the first /login with a challenge (pre-6.43 flow)
 	MaxSessions                   int    // the api service's max-sessions; zero: 20, RouterOS's default

@@ -58,7 +58,7 @@ func Main(ctx context.Context, args []string, stderr io.Writer) error {
 	listen := fs.String("listen", "127.0.0.1:8728", "address of the API service")
 	fs.StringVar(&o.User, "user", "admin", "API user name")
 	fs.StringVar(&o.Password, "password", "", "API password")
-	fs.StringVar(&o.ROSVersion, "ros-version", rossim.DefaultROSVersion, "RouterOS version to emulate (!empty from 7.18)")
+	fs.StringVar(&o.ROSVersion, "ros-version", rossim.DefaultROSVersion, "RouterOS version to emulate: menus and names per version (7.20 to 7.24 modelled), !empty from 7.18")
 	fs.StringVar(&o.Board, "board", "RB5009UG+S+", "board-name in /system/resource")
 	fs.StringVar(&o.Architecture, "architecture", "arm64", "architecture-name in /system/resource")
 	fs.StringVar(&o.Identity, "identity", "MikroTik", "/system/identity name")
