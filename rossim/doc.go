@@ -119,6 +119,7 @@
 //	/import over the API: !done, or !trap =message=<the error>         [I] framing undocumented
 //	string escapes \" \\ \n \r \t \$ \? \_ \a \b \f \v \XX; a \ at the  [C] manual "Scripting"
 //	  end of a line continues it; "$v", "$[cmd]", "$(expr)"
+//	array constants {1;"a";{2}} and {k=v;...} (keys not looked up)     [C] manual "Scripting"; [I] no key access
 //	functions (:local f do={...}): $1.. positional, named arguments    [C] manual "Scripting"
 //	  as variables, no access to the caller's locals, :return
 //	version-dependent names (writing one the version lacks is a

@@ -366,6 +366,71 @@ func (p *parser) args(where bool) []arg {
 	}
 }
 
+type arrayLit struct {
+	keys  []string // "" for an element without a key
+	elems []expr
+}
+
+// array parses an array constant {1;2;"a"} or {a=1;b="x"} at p.i [C:
+// manual "Scripting", arrays], or reports false and consumes nothing. Only
+// elements that cannot start a command qualify (a quoted string, a number,
+// a nested array, key=value), so a { } of code is never taken for one.
+func (p *parser) array() (e expr, ok bool) {
+	save := p.i
+	defer func() {
+		if r := recover(); r != nil {
+			if _, isPE := r.(*ParseError); !isPE {
+				panic(r)
+			}
+			p.i, e, ok = save, nil, false
+		}
+	}()
+	p.i++
+	a := &arrayLit{}
+	for {
+		p.space()
+		if p.peek() == '}' {
+			p.i++
+			return a, true
+		}
+		key := ""
+		if c := p.peek(); isNameChar(c) && !(c >= '0' && c <= '9') {
+			key = p.word()
+			if key == "" || p.peek() != '=' {
+				p.fail(p.i, "not an array")
+			}
+			p.i++
+		}
+		var v expr
+		switch c := p.peek(); {
+		case c == '"':
+			v = p.str()
+		case c == '{':
+			sub, ok := p.array()
+			if !ok {
+				p.fail(p.i, "not an array")
+			}
+			v = sub
+		case c >= '0' && c <= '9' || c == '-':
+			v = p.wordValue(true)
+		case key != "" && (c == '$' || c == '['):
+			v = p.wordValue(true)
+		default:
+			p.fail(p.i, "not an array")
+		}
+		a.keys = append(a.keys, key)
+		a.elems = append(a.elems, v)
+		p.space()
+		switch p.peek() {
+		case ';':
+			p.i++
+		case '}':
+		default:
+			p.fail(p.i, "not an array")
+		}
+	}
+}
+
 // paren parses "(expr)" at p.i.
 func (p *parser) paren() expr {
 	p.i++
@@ -390,6 +455,9 @@ func (p *parser) bracketed(end byte) []*cmd {
 func (p *parser) value() expr {
 	switch p.peek() {
 	case '{':
+		if a, ok := p.array(); ok {
+			return a
+		}
 		return &codeLit{p.bracketed('}')}
 	case '(':
 		return p.paren()

@@ -552,6 +552,18 @@ func (in *interp) eval(e expr, sc *scope) (val, error) {
 		return in.block(x.cmds, sc)
 	case *codeLit:
 		return &codeVal{x.cmds}, nil
+	case *arrayLit:
+		// Keys are kept only as the order of the elements [I: enough for
+		// :foreach and :len; key lookup ($a->"k") is not modelled].
+		out := make([]val, 0, len(x.elems))
+		for _, el := range x.elems {
+			v, err := in.eval(el, sc)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, v)
+		}
+		return out, nil
 	case *concatEx:
 		var b strings.Builder
 		for _, p := range x.parts {

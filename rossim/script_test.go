@@ -107,6 +107,11 @@ set [find where name=api dynamic=no] \
 /interface/veth/add name=v1 address=172.17.0.2/24 gateway=172.17.0.1 comment=$tag
 :foreach i in=[/interface/veth/find] do={ :put [/interface/veth/get $i name] }
 :put [/ip/service/get [find where name=api dynamic=no] address]
+:local arr {1;"two";{3;4}}
+:put ([:len $arr] . " " . [:pick $arr 1])
+:local kv {a=1;b="x"}
+:foreach v in=$kv do={ :put $v }
+:if (true) do={ :put "code, not an array" }
 /container/config/set tmpdir=disk1/tmp
 :put [/container/config/get tmpdir]
 :put [/system/device-mode/get container]
@@ -127,6 +132,10 @@ num
 9
 v1
 10.0.0.0/8,192.168.88.0/24
+3 two
+1
+x
+code, not an array
 disk1/tmp
 true
 `
@@ -510,7 +519,7 @@ func TestContainerImages(t *testing.T) {
 	var out strings.Builder
 	err := r.Import(context.Background(), `
 /interface/veth/add name=v address=172.17.0.2/24 gateway=172.17.0.1
-:foreach f in=[:toarray "junk.tar,multi.tar,amd64.tar,arm64.tar"] do={ /container/add file=$f interface=v comment=$f }
+:foreach f in={"junk.tar";"multi.tar";"amd64.tar";"arm64.tar"} do={ /container/add file=$f interface=v comment=$f }
 :foreach c in=[/container/find] do={
   :while ([/container/get $c status] = "extracting") do={ :delay 10ms }
   :put ([/container/get $c comment] . " " . [/container/get $c status])
