@@ -101,6 +101,8 @@ func TestImportRuns(t *testing.T) {
 :put [:typeof [:tonum "21"]]
 :put [:len [/interface/find where type=ether]]
 :delay 10ms
+/ip service set [find where name=www dynamic=no] disabled=yes
+:put [/ip/service/get [find where name=www dynamic=no] disabled]
 /ip service
 set [find where name=api dynamic=no] \
     address=10.0.0.0/8,192.168.88.0/24
@@ -130,6 +132,7 @@ parse caught
 21
 num
 9
+true
 v1
 10.0.0.0/8,192.168.88.0/24
 3 two
