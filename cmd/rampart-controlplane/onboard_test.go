@@ -271,6 +271,12 @@ func testOnboard(t *testing.T, l *loop, v string) {
 	if s, _ := l.site(site); s.State != cp.SiteInSync || !s.Online || s.RouterOSVersion == "" {
 		t.Errorf("site: %+v", s)
 	}
+	// The agent's API sessions come from the container's veth address,
+	// the only one its user's address= allows.
+	conns, _ := r.Exec("/ip/service/print", "?dynamic=true")
+	if !slices.ContainsFunc(conns, func(it rossim.Item) bool { return it["remote"] == "172.17.0.2" }) {
+		t.Errorf("no API session from the container: %v", conns)
+	}
 	l.must(200, "PUT", gpath, groupBody("8443", "203.0.113.0/24", site), nil)
 	l.waitStatus(gpath, cp.StatusActive)
 	if !hasRule(r, "8443", "0.0.0.0/0") || hasRule(r, "443", "0.0.0.0/0") {
