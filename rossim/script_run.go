@@ -866,7 +866,7 @@ func (in *interp) menuCmd(c *cmd, sc *scope) (val, error) {
 		}
 		return nothing{}, nil
 	case "find":
-		return r.scriptFind(in, c, m, named, sc)
+		return r.scriptFind(in, c, m, sc)
 	case "get":
 		return r.scriptGet(c, m, vals, named)
 	case "print":
@@ -979,7 +979,7 @@ func (r *Router) scriptRows(in *interp, c *cmd, m menu, sc *scope) ([][]kv, erro
 	return out, nil
 }
 
-func (r *Router) scriptFind(in *interp, c *cmd, m menu, _ map[string]string, sc *scope) (val, error) {
+func (r *Router) scriptFind(in *interp, c *cmd, m menu, sc *scope) (val, error) {
 	rows, err := r.scriptRows(in, c, m, sc)
 	if err != nil {
 		return nil, err
