@@ -17,6 +17,7 @@ import (
 	cp "github.com/rampart-fw/rampart/controlplane"
 	"github.com/rampart-fw/rampart/controlplane/auth"
 	"github.com/rampart-fw/rampart/controlplane/keys"
+	"github.com/rampart-fw/rampart/protocol"
 )
 
 func TestFlagsFromEnvironment(t *testing.T) {
@@ -182,10 +183,10 @@ type recordingExtension struct {
 
 type oneRevision struct{}
 
-func (oneRevision) Revise(_ cp.PolicyTx, _ string, sites []string) (map[string]uint64, error) {
-	out := map[string]uint64{}
+func (oneRevision) Revise(_ cp.PolicyTx, _ string, sites []string) (map[string]protocol.DesiredState, error) {
+	out := map[string]protocol.DesiredState{}
 	for _, s := range sites {
-		out[s] = 7
+		out[s] = protocol.DesiredState{Revision: 7}
 	}
 	return out, nil
 }
@@ -209,7 +210,11 @@ func TestExtensionSeam(t *testing.T) {
 	if err := m.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
-	g, err := m.Store.CreateSecurityGroup(ctx, "org_a", &cp.SecurityGroupWrite{Name: "Group", Rules: []cp.FilterRuleWrite{}, Sites: []string{"site_a"}})
+	id, _, err := m.Store.CreateSecurityGroup(ctx, "org_a", &cp.SecurityGroupWrite{Name: "Group", Rules: []cp.FilterRuleWrite{}, Sites: []string{"site_a"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := m.Store.GetSecurityGroup(ctx, "org_a", id)
 	if err != nil {
 		t.Fatal(err)
 	}
