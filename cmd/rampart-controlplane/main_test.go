@@ -34,7 +34,7 @@ func TestFlagsFromEnvironment(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := Config{HTTPAddr: "127.0.0.1:9", DataDir: "/from/flag", MQTTURL: "tcp://broker:1883", MQTTListen: ":1883", JWTOrgClaim: "org_id",
-		SyncTimeout: 45 * time.Second, Demo: 3, LogLevel: "info", Quotas: cp.DefaultQuotas}
+		SyncTimeout: 45 * time.Second, Demo: 3, LogLevel: "info", Quotas: cp.DefaultQuotas, AuditRetention: cp.DefaultAuditRetention}
 	if c != want {
 		t.Errorf("config = %+v\nwant     %+v", c, want)
 	}
@@ -210,7 +210,8 @@ func TestExtensionSeam(t *testing.T) {
 	if err := m.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
-	id, _, err := m.Store.CreateSecurityGroup(ctx, "org_a", &cp.SecurityGroupWrite{Name: "Group", Rules: []cp.FilterRuleWrite{}, Sites: []string{"site_a"}})
+	created, err := m.Store.CreateSecurityGroup(ctx, "org_a", &cp.SecurityGroupWrite{Name: "Group", Rules: []cp.FilterRuleWrite{}, Sites: []string{"site_a"}})
+	id := created.ID
 	if err != nil {
 		t.Fatal(err)
 	}
