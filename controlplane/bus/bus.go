@@ -505,10 +505,10 @@ func (b *Bus) ingest(ev event) {
 	}
 	switch ev.kind {
 	case protocol.KindStatus:
-		st, err := parseStatus(ev.payload, ev.org, ev.site)
+		st, err := protocol.ParseStatus(ev.payload, ev.org, ev.site)
 		if err != nil {
 			result := "malformed"
-			if errors.Is(err, errMismatch) {
+			if errors.Is(err, protocol.ErrStatusMismatch) {
 				result = "mismatch"
 			}
 			b.m.ingested.WithLabelValues(protocol.KindStatus, result).Inc()
@@ -527,25 +527,6 @@ func (b *Bus) ingest(ev event) {
 		b.m.ingested.WithLabelValues(protocol.KindPresence, "accepted").Inc()
 		b.opts.Ingester.SitePresence(b.ctx, ev.org, ev.site, p)
 	}
-}
-
-var errMismatch = errors.New("status names another site than its topic")
-
-// parseStatus decodes a SiteStatus published on org/site's status topic.
-func parseStatus(b []byte, org, site string) (protocol.SiteStatus, error) {
-	var st protocol.SiteStatus
-	if err := json.Unmarshal(b, &st); err != nil {
-		return protocol.SiteStatus{}, fmt.Errorf("parse status: %w", err)
-	}
-	switch {
-	case st.Schema != protocol.SchemaVersion:
-		return protocol.SiteStatus{}, fmt.Errorf("parse status: schema %d is not supported (want %d)", st.Schema, protocol.SchemaVersion)
-	case st.OrgID != org || st.SiteID != site:
-		return protocol.SiteStatus{}, fmt.Errorf("%w: %s/%s on the topic of %s/%s", errMismatch, st.OrgID, st.SiteID, org, site)
-	case st.State != protocol.StateApplying && st.State != protocol.StateApplied && st.State != protocol.StateFailed:
-		return protocol.SiteStatus{}, fmt.Errorf("parse status: state %q is not one of %s, %s, %s", st.State, protocol.StateApplying, protocol.StateApplied, protocol.StateFailed)
-	}
-	return st, nil
 }
 
 type metrics struct {
