@@ -244,7 +244,7 @@ func (m *Main) startMQTT(ctx context.Context) (stop func(), err error) {
 	m.API.EnableEnrollment(api.EnrollerFunc(func(org, site string) container.Site {
 		return container.ForSite(key, org, site, enroll)
 	}))
-	log.Info("mqtt started", "brokers", opts.URLs, "embedded", brk != nil, "mqtts", m.MQTT.TLSListen, "agent_mqtt_url", enroll)
+	log.Info("mqtt started", "broker", strings.Join(opts.URLs, ","), "embedded", brk != nil, "mqtts", m.MQTT.TLSListen, "agent_mqtt_url", enroll)
 
 	return func() {
 		// Reverse order of start: stop publishing, leave the broker, stop it.
