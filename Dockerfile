@@ -7,22 +7,26 @@
 # (linux/arm/v7 and linux/amd64 likewise; one platform per tarball, as
 # RouterOS cannot load a multi-platform one). Without Docker,
 # `go run ./cmd/rampart-image --arch arm64 --out rampart-agent-arm64.tar`
-# builds the same image; keep the two equal (container/image.go: Entrypoint,
-# ImageUser, ImageEnv, StateDir, CACertsPath). The Go builder writes a single
+# builds the same image; keep the two equal (container/image/image.go:
+# Entrypoint, User, Env, CACertsPath; container.StateDir). --build-arg
+# VERSION=v1.2.3 is stamped into the agent, as rampart-image --agent-version. The Go builder writes a single
 # uncompressed layer, the layout RouterOS loads most reliably; if RouterOS
 # refuses a buildx tarball, use the Go builder's.
 
 FROM --platform=$BUILDPLATFORM golang:1.26 AS build
 ARG TARGETOS TARGETARCH TARGETVARIANT
+ARG VERSION=dev
 WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download
 COPY . .
-# Static (CGO_ENABLED=0), -trimpath, stripped; linux/arm is ARMv7 (GOARM=7).
+# Static (CGO_ENABLED=0), -trimpath, stripped, the version stamped;
+# linux/arm is ARMv7 (GOARM=7).
 RUN set -eu; \
     if [ "$TARGETARCH" = arm ]; then GOARM="${TARGETVARIANT#v}"; export GOARM="${GOARM:-7}"; fi; \
     CGO_ENABLED=0 GOOS="$TARGETOS" GOARCH="$TARGETARCH" GOFLAGS=-buildvcs=false \
-      go build -trimpath -ldflags "-s -w" -o /rootfs/rampart-agent ./cmd/rampart-agent
+      go build -trimpath -ldflags "-s -w -X github.com/rampart-fw/rampart/internal/buildinfo.version=$VERSION" \
+        -o /rootfs/rampart-agent ./cmd/rampart-agent
 # /data owned by the unprivileged image user, and passwd/group naming it.
 RUN set -eu; \
     mkdir -p /rootfs/etc /datafs/data; chmod 700 /datafs/data; \

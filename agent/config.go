@@ -9,7 +9,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/rampart-fw/rampart/controlplane/keys"
 	"github.com/rampart-fw/rampart/protocol"
 )
 
@@ -51,7 +50,7 @@ type Config struct {
 }
 
 // MQTTUser is the broker username of this site, "org/site".
-func (c Config) MQTTUser() string { return keys.SiteMQTTUser(c.OrgID, c.SiteID) }
+func (c Config) MQTTUser() string { return protocol.SiteMQTTUser(c.OrgID, c.SiteID) }
 
 // ConfigError lists every problem found in the environment, so an operator
 // fixes them all in one round.

@@ -2,6 +2,8 @@ package agent
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/rampart-fw/rampart/internal/buildinfo"
 )
 
 // metrics are the agent's Prometheus series (DESIGN.md section 10), all
@@ -78,6 +80,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Failed applies whose cause was not a refusal (!trap) by the router: connection, login, protocol, or a read-back mismatch.",
 		}),
 	}
+	buildinfo.Register(reg, "agent")
 	reg.MustRegister(m.applyDuration, m.applies, m.operations, m.driftRepairs, m.documents,
 		m.desiredRevision, m.appliedRevision, m.lastApplied, m.managedRules, m.managedEntries,
 		m.mqttConnected, m.routerConnected, m.routerReconnects)

@@ -238,7 +238,7 @@ func TestRunOverMQTT(t *testing.T) {
 		t.Errorf("/healthz: %q", h)
 	}
 	m := get("/metrics")
-	for _, want := range []string{"rampart_agent_applied_revision 2", "rampart_agent_desired_revision 2", "rampart_agent_mqtt_connected 1", "rampart_agent_managed_rules 7", `rampart_agent_routeros_operations_total{kind="add"}`, `rampart_agent_applies_total{result="applied"}`} {
+	for _, want := range []string{"rampart_agent_applied_revision 2", "rampart_agent_desired_revision 2", "rampart_agent_mqtt_connected 1", "rampart_agent_managed_rules 7", `rampart_agent_routeros_operations_total{kind="add"}`, `rampart_agent_applies_total{result="applied"}`, `rampart_build_info{component="agent",`} {
 		if !strings.Contains(m, want) {
 			t.Errorf("/metrics lacks %q", want)
 		}

@@ -173,7 +173,7 @@ func TestEnvRejectsBadInput(t *testing.T) {
 			if !errors.Is(err, container.ErrInvalid) || !strings.Contains(err.Error(), tc.field) {
 				t.Errorf("Env: got %v, want ErrInvalid naming %q", err, tc.field)
 			}
-			if _, err := s.Script(container.ScriptOptions{}); !errors.Is(err, container.ErrInvalid) {
+			if _, err := s.Script(container.ScriptOptions{RouterOSVersion: "7.22"}); !errors.Is(err, container.ErrInvalid) {
 				t.Errorf("Script: got %v, want ErrInvalid", err)
 			}
 		})
@@ -195,6 +195,9 @@ func TestScriptOptionsRejected(t *testing.T) {
 		{"arch", container.ScriptOptions{Arch: "mips"}, "arch:"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			if tc.o.RouterOSVersion == "" {
+				tc.o.RouterOSVersion = "7.22"
+			}
 			_, err := demoSite().Script(tc.o)
 			if !errors.Is(err, container.ErrInvalid) || !strings.Contains(err.Error(), tc.field) {
 				t.Errorf("got %v, want ErrInvalid naming %q", err, tc.field)
@@ -222,7 +225,7 @@ func step(t *testing.T, lines []string, from int, parts ...string) int {
 
 func TestScriptSteps(t *testing.T) {
 	s := demoSite()
-	script, err := s.Script(container.ScriptOptions{Tarball: "usb1/rampart-agent-arm64.tar", Dir: "usb1/rampart-agent", Arch: "arm64"})
+	script, err := s.Script(container.ScriptOptions{RouterOSVersion: "7.22", Tarball: "usb1/rampart-agent-arm64.tar", Dir: "usb1/rampart-agent", Arch: "arm64"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -262,6 +265,8 @@ func TestScriptSteps(t *testing.T) {
 	i := step(t, codeLines, 0, ":local tarball", `"usb1/rampart-agent-arm64.tar"`)
 	step(t, codeLines, 0, ":local apiPassword", `"`+pw+`"`)
 	i = step(t, codeLines, i, "/system/resource/get version")
+	i = step(t, codeLines, i, ":if ($minor < 21 || $minor > 23) do={")
+	i = step(t, codeLines, i, ":error", "generated for RouterOS 7.22", "exist on 7.21 to 7.23 only")
 	i = step(t, codeLines, i, "/file/find where name=$tarball")
 	i = step(t, codeLines, i, "/system/resource/get architecture-name")
 	i = step(t, codeLines, i, `$arch != "arm64"`)
@@ -275,8 +280,8 @@ func TestScriptSteps(t *testing.T) {
 	i = step(t, codeLines, i, "/ip/firewall/nat/add chain=srcnat action=masquerade src-address=172.17.0.0/24")
 	i = step(t, codeLines, i, "/user/group/add name=$tag policy=api,read,write ")
 	i = step(t, codeLines, i, "/user/add name=$apiUser group=$tag password=$apiPassword address=172.17.0.2/32")
-	i = step(t, codeLines, i, `/ip/service/find where name="api"`)
-	i = step(t, codeLines, i, "available-from=172.17.0.0/24 ", "address=172.17.0.0/24 }")
+	i = step(t, codeLines, i, `/ip/service/find where name="api" dynamic=no`)
+	i = step(t, codeLines, i, "/ip/service/set $svc disabled=no address=172.17.0.0/24")
 	env, _ := s.Env()
 	for _, e := range env {
 		value := container.Quote(e.Value)
@@ -290,7 +295,6 @@ func TestScriptSteps(t *testing.T) {
 	}
 	add := step(t, codeLines, i, "/container/add file=$tarball interface=$veth root-dir=$rootDir envlists=$tag start-on-boot=yes logging=yes", "mountlists=$tag", `user="0:0"`)
 	step(t, codeLines, i, "/container/mounts/add list=$tag src=$dataDir dst=\"/data\"")
-	step(t, codeLines, add, "/container/add", "mounts=$tag", "envlists=$tag")
 	i = step(t, codeLines, add, ":while ($st != \"stopped\"", "$n < 300", ":delay 1s")
 	i = step(t, codeLines, i, `:if ($st != "stopped")`)
 	step(t, codeLines, i, ":error")
@@ -312,7 +316,7 @@ func TestScriptSteps(t *testing.T) {
 		t.Error("the script mentions an address-list or a timeout; it must never set one")
 	}
 
-	again, _ := demoSite().Script(container.ScriptOptions{Tarball: "usb1/rampart-agent-arm64.tar", Dir: "usb1/rampart-agent", Arch: "arm64"})
+	again, _ := demoSite().Script(container.ScriptOptions{RouterOSVersion: "7.22", Tarball: "usb1/rampart-agent-arm64.tar", Dir: "usb1/rampart-agent", Arch: "arm64"})
 	if again != script {
 		t.Error("the same enrollment gave two different scripts")
 	}
@@ -322,6 +326,7 @@ func TestScriptOptions(t *testing.T) {
 	s := demoSite()
 	s.RouterOSTLS = true
 	script, err := s.Script(container.ScriptOptions{
+		RouterOSVersion:  "7.24",
 		ContainerAddress: netip.MustParsePrefix("10.200.0.10/29"),
 		Gateway:          netip.MustParseAddr("10.200.0.9"),
 		APIAllowFrom:     []netip.Prefix{netip.MustParsePrefix("192.168.88.0/24")},
@@ -336,7 +341,7 @@ func TestScriptOptions(t *testing.T) {
 		"src-address=10.200.0.8/29 ",
 		"address=10.200.0.10/32 ",
 		`/ip/service/find where name="api-ssl"`,
-		"available-from=10.200.0.8/29,192.168.88.0/24 ",
+		"/ip/service/set $svc disabled=no available-from=10.200.0.8/29,192.168.88.0/24\n",
 		`key="RAMPART_ROUTEROS_ADDR" value="10.200.0.9:8729"`,
 		`key="RAMPART_ROUTEROS_TLS" value="true"`,
 	} {
@@ -367,10 +372,11 @@ func TestScriptInjection(t *testing.T) {
 	s.RouterOSPassword = payload + `$apiPassword\`
 	s.RouterOSUser = `agent` + payload
 	o := container.ScriptOptions{
-		Tarball: `usb1/x` + payload + `.tar`,
-		Dir:     `usb1/$x` + payload,
-		Veth:    `veth` + payload,
-		LANList: `LAN` + payload + `?`,
+		RouterOSVersion: "7.20",
+		Tarball:         `usb1/x` + payload + `.tar`,
+		Dir:             `usb1/$x` + payload,
+		Veth:            `veth` + payload,
+		LANList:         `LAN` + payload + `?`,
 	}
 	script, err := s.Script(o)
 	if err != nil {

@@ -29,13 +29,14 @@ func runEnroll(_ context.Context, args []string, stdout, stderr io.Writer) error
 	fset := flag.NewFlagSet("enroll", flag.ContinueOnError)
 	fset.SetOutput(stderr)
 	fset.Usage = func() {
-		fmt.Fprint(stderr, `Usage: rampart-controlplane enroll --data-dir D --org ORG --site SITE [--agent-mqtt-url URL] [--rsc] [flags]
+		fmt.Fprintf(stderr, `Usage: rampart-controlplane enroll --data-dir D --org ORG --site SITE [--agent-mqtt-url URL] [--rsc --routeros-version V] [flags]
 
 Prints the agent's environment for the site (KEY=value lines), or with --rsc
-the RouterOS 7.20+ script that installs the agent container on the router.
-The output contains the site's secrets.
+the RouterOS script that installs the agent container on a router running
+RouterOS V (%s; /system/resource/print shows it). The script names only
+what exists on that version. The output contains the site's secrets.
 
-`)
+`, container.SupportedRouterOS)
 		fset.PrintDefaults()
 	}
 	dataDir := fset.String("data-dir", DefaultDataDir, "data directory of the control plane (holds rampart.key)")
@@ -47,6 +48,7 @@ The output contains the site's secrets.
 	tlsCert := fset.String("tls-cert", "", "the control plane's --tls-cert: with it the default broker URL is ssl:// on --mqtts-listen")
 	mqttsListen := fset.String("mqtts-listen", broker.DefaultTLSListen, "the control plane's --mqtts-listen, for the default broker URL with --tls-cert")
 	rsc := fset.Bool("rsc", false, "print the RouterOS script instead of the environment")
+	rosVersion := fset.String("routeros-version", "", "with --rsc (required): the router's RouterOS version, "+container.SupportedRouterOS+", e.g. 7.22")
 
 	rosUser := fset.String("routeros-user", container.DefaultRouterOSUser, "RouterOS user the agent logs in as (the script creates it)")
 	rosAddr := fset.String("routeros-addr", "", "router API address as seen from the container (default: the gateway, port 8728, or 8729 with --routeros-tls)")
@@ -88,6 +90,14 @@ The output contains the site's secrets.
 	if _, err := container.PlatformOf(*arch); err != nil {
 		return fmt.Errorf("enroll: --arch %w", err)
 	}
+	if *rsc && *rosVersion == "" {
+		return fmt.Errorf("enroll: --rsc needs --routeros-version: the script names what exists on one RouterOS version (%s); /system/resource/print on the router shows it", container.SupportedRouterOS)
+	}
+	if *rosVersion != "" {
+		if err := container.CheckRouterOSVersion(*rosVersion); err != nil {
+			return fmt.Errorf("enroll: --routeros-version: %w", err)
+		}
+	}
 
 	k, err := keys.Load(*dataDir)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -114,13 +124,14 @@ The output contains the site's secrets.
 	}
 
 	o := container.ScriptOptions{
-		Tarball:      *tarball,
-		Dir:          *dir,
-		Veth:         *veth,
-		LANList:      *lanList,
-		APIAllowFrom: apiAllow,
-		NoDataMount:  *noMount,
-		Arch:         *arch,
+		RouterOSVersion: *rosVersion,
+		Tarball:         *tarball,
+		Dir:             *dir,
+		Veth:            *veth,
+		LANList:         *lanList,
+		APIAllowFrom:    apiAllow,
+		NoDataMount:     *noMount,
+		Arch:            *arch,
 	}
 	if o.Tarball == "" {
 		o.Tarball = "rampart-agent-" + *arch + ".tar"

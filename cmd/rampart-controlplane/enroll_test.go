@@ -59,7 +59,7 @@ func TestEnrollScript(t *testing.T) {
 		t.Fatal(err)
 	}
 	args := []string{"--data-dir", dir, "--org", "org_demo", "--site", "site_hq", "--mqtt-url", "tcp://10.0.0.5:1883",
-		"--rsc", "--arch", "arm", "--dir", "usb1/rampart", "--api-allow", "192.168.88.0/24,10.10.0.0/16"}
+		"--rsc", "--routeros-version", "7.24.1", "--arch", "arm", "--dir", "usb1/rampart", "--api-allow", "192.168.88.0/24,10.10.0.0/16"}
 	out, err := enroll(t, args...)
 	if err != nil {
 		t.Fatal(err)
@@ -69,7 +69,8 @@ func TestEnrollScript(t *testing.T) {
 		`:local rootDir "usb1/rampart/root"`,
 		`:local apiPassword "` + k.RouterOSPassword("org_demo", "site_hq") + `"`,
 		`value="` + k.SiteSecret("org_demo", "site_hq") + `"`,
-		"available-from=172.17.0.0/24,192.168.88.0/24,10.10.0.0/16 ",
+		"available-from=172.17.0.0/24,192.168.88.0/24,10.10.0.0/16\n",
+		"for RouterOS 7.24.1",
 		"/container/start $c",
 	} {
 		if !strings.Contains(out, want) {
@@ -79,6 +80,16 @@ func TestEnrollScript(t *testing.T) {
 	again, err := enroll(t, args...)
 	if err != nil || again != out {
 		t.Errorf("a second enroll printed a different script (err %v)", err)
+	}
+	// The same site for a 7.21 router: its names, not 7.24's.
+	args[10] = "7.21"
+	old, err := enroll(t, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(old, "/ip/service/set $svc disabled=no address=172.17.0.0/24,192.168.88.0/24,10.10.0.0/16\n") || strings.Contains(old, "available-from=172") ||
+		!strings.Contains(old, "mountlists=$tag") {
+		t.Errorf("script for 7.21 does not use 7.21's names:\n%s", old)
 	}
 }
 
@@ -98,8 +109,11 @@ func TestEnrollErrors(t *testing.T) {
 		{"bad site", []string{"--data-dir", initialised, "--org", "o", "--site", "hq", "--mqtt-url", "tcp://b:1883"}, "site:"},
 		{"bad url", []string{"--data-dir", initialised, "--org", "o", "--site", "site_a", "--mqtt-url", "http://b"}, "mqtt-url:"},
 		{"bad arch", []string{"--data-dir", initialised, "--org", "o", "--site", "site_a", "--mqtt-url", "tcp://b:1883", "--arch", "mips"}, "arm64, arm or amd64"},
-		{"bad gateway", []string{"--data-dir", initialised, "--org", "o", "--site", "site_a", "--mqtt-url", "tcp://b:1883", "--rsc", "--gateway", "10.0.0.1"}, "gateway:"},
+		{"bad gateway", []string{"--data-dir", initialised, "--org", "o", "--site", "site_a", "--mqtt-url", "tcp://b:1883", "--rsc", "--routeros-version", "7.22", "--gateway", "10.0.0.1"}, "gateway:"},
 		{"bad api-allow", []string{"--data-dir", initialised, "--org", "o", "--site", "site_a", "--mqtt-url", "tcp://b:1883", "--rsc", "--api-allow", "lan"}, "not a prefix"},
+		{"rsc without version", []string{"--data-dir", initialised, "--org", "o", "--site", "site_a", "--mqtt-url", "tcp://b:1883", "--rsc"}, "--rsc needs --routeros-version: the script names what exists on one RouterOS version (7.20 to 7.24)"},
+		{"old version", []string{"--data-dir", initialised, "--org", "o", "--site", "site_a", "--mqtt-url", "tcp://b:1883", "--rsc", "--routeros-version", "7.19"}, "--routeros-version: unsupported RouterOS version 7.19; Rampart supports 7.20 to 7.24"},
+		{"not a version", []string{"--data-dir", initialised, "--org", "o", "--site", "site_a", "--mqtt-url", "tcp://b:1883", "--rsc", "--routeros-version", "stable"}, `"stable" is not a RouterOS 7.x version; want 7.20 to 7.24`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			out, err := enroll(t, tc.args...)

@@ -372,9 +372,13 @@ func testLoop(t *testing.T, external bool) {
 		return ""
 	})
 
-	// Metrics: propagation observed, sites counted by state, publishes.
+	// Metrics: propagation observed, sites counted by state, publishes,
+	// the build.
 	if n := testutil.CollectAndCount(l.reg, "rampart_propagation_seconds"); n != 1 {
 		t.Errorf("rampart_propagation_seconds: %d series", n)
+	}
+	if n := testutil.CollectAndCount(l.reg, "rampart_build_info"); n != 1 {
+		t.Errorf("rampart_build_info: %d series, want 1", n)
 	}
 	mfs, err := l.reg.Gather()
 	if err != nil {

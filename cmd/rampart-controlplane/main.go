@@ -29,6 +29,7 @@ import (
 	"time"
 
 	"github.com/rampart-fw/rampart/controlplane/broker"
+	"github.com/rampart-fw/rampart/internal/buildinfo"
 )
 
 // subcommands maps the first argument to a subcommand. No argument, a first
@@ -52,6 +53,10 @@ func main() {
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if buildinfo.VersionRequested(args) {
+		_, err := fmt.Fprintln(stdout, buildinfo.Line("rampart-controlplane"))
+		return err
+	}
 	if len(args) > 0 && args[0] == "serve" {
 		return runServe(ctx, args[1:], stdout, stderr)
 	}
@@ -92,7 +97,7 @@ type Config struct {
 	// embedded broker's ssl:// listener.
 	TLSCert, TLSKey string
 	// AgentMQTTURL is the broker URL enrollment hands to agents (how routers
-	// reach the broker); empty means DefaultAgentMQTTURL of the two above.
+	// reach the broker); empty means DefaultAgentMQTTURL of the above.
 	AgentMQTTURL string
 	JWKSURL      string
 	JWTIssuer    string

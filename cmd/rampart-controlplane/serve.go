@@ -24,6 +24,7 @@ import (
 	"github.com/rampart-fw/rampart/controlplane/compile"
 	"github.com/rampart-fw/rampart/controlplane/keys"
 	"github.com/rampart-fw/rampart/controlplane/store/bolt"
+	"github.com/rampart-fw/rampart/internal/buildinfo"
 )
 
 // DBFile is the bbolt file's name inside the data directory.
@@ -112,6 +113,7 @@ func (m *Main) Start(ctx context.Context) (err error) {
 		return err
 	}
 	m.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	buildinfo.Register(m.Registry, "controlplane")
 	m.API, err = api.New(api.Options{Store: m.Store, Verifier: verifier, Logger: m.Logger, Registry: m.Registry,
 		Ready: []api.ReadyCheck{
 			{Name: "disk", Check: func(context.Context) error { return probeDisk(c.DataDir) }},

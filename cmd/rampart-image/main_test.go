@@ -30,6 +30,17 @@ func TestRun(t *testing.T) {
 	if entries, _ := os.ReadDir(dir); len(entries) != 1 {
 		t.Errorf("temporary files left beside the tarball: %v", entries)
 	}
+
+	// --version prints the version it stamped into that agent.
+	var v bytes.Buffer
+	if err := run(ctx, []string{"--version"}, &v, &stderr); err != nil {
+		t.Fatal(err)
+	}
+	version, ok := strings.CutPrefix(v.String(), "rampart-image ")
+	version, _, _ = strings.Cut(version, " (go")
+	if !ok || version == "" || !strings.Contains(stdout.String(), "agent "+version+",") {
+		t.Errorf("--version printed %q; the build said %q", v.String(), stdout.String())
+	}
 }
 
 func TestRunErrors(t *testing.T) {
@@ -42,6 +53,7 @@ func TestRunErrors(t *testing.T) {
 		{[]string{"--arch", "mips", "--out", filepath.Join(dir, "x.tar")}, "want arm64, arm or amd64"},
 		{[]string{"--arch", "arm64", "--out", filepath.Join(dir, "x.tar"), "--binary", filepath.Join(dir, "missing")}, "read agent binary"},
 		{[]string{"--arch", "arm64", "--out", filepath.Join(dir, "x.tar"), "extra"}, "unexpected arguments"},
+		{[]string{"--arch", "arm64", "--out", filepath.Join(dir, "x.tar"), "--agent-version", "1.0 beta"}, `invalid version "1.0 beta": want`},
 	} {
 		var stdout, stderr bytes.Buffer
 		err := run(context.Background(), tc.args, &stdout, &stderr)

@@ -14,10 +14,15 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/rampart-fw/rampart/internal/buildinfo"
 	"github.com/rampart-fw/rampart/rossim"
 )
 
 func main() {
+	if buildinfo.VersionRequested(os.Args[1:]) {
+		fmt.Println(buildinfo.Line("routeros-sim"))
+		return
+	}
 	if err := Main(context.Background(), os.Args[1:], os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, "routeros-sim:", err)
 		os.Exit(1)

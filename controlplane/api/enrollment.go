@@ -38,7 +38,8 @@ type EnvVar struct {
 // EnableEnrollment serves GET /vpc/sites/{siteId}/enrollment (and its alias
 // without /vpc): the site's agent environment as JSON, or with
 // ?format=env or Accept: text/plain the KEY=value lines that `enroll`
-// prints, or with ?format=rsc the RouterOS script with the default options.
+// prints, or with ?format=rsc&routeros_version=V the RouterOS script for a
+// router running V, with the default options.
 // The answer holds the site's secret, so like every /vpc/ route it needs
 // the organisation's token. It may be called while serving.
 func (s *Server) EnableEnrollment(e Enroller) {
@@ -52,6 +53,14 @@ func (s *Server) EnableEnrollment(e Enroller) {
 			format = "json"
 			if accepts(r, "text/plain") {
 				format = "env"
+			}
+		}
+		// routeros_version is checked whenever it is given, so a bad one is
+		// reported even where it would not be used.
+		rosVersion := r.URL.Query().Get("routeros_version")
+		if rosVersion != "" {
+			if err := container.CheckRouterOSVersion(rosVersion); err != nil {
+				return cp.Errorf(cp.CodeInvalidValue, "routeros_version", "routeros_version: %v.", err)
 			}
 		}
 		cs := e.Enroll(org, site)
@@ -74,7 +83,10 @@ func (s *Server) EnableEnrollment(e Enroller) {
 			}
 			return writeText(w, lines)
 		case "rsc":
-			script, err := cs.Script(container.ScriptOptions{})
+			if rosVersion == "" {
+				return cp.Errorf(cp.CodeParameterMissing, "routeros_version", "format=rsc needs routeros_version, the RouterOS version of the router (%s, e.g. routeros_version=7.22): the script names only what exists on that version.", container.SupportedRouterOS)
+			}
+			script, err := cs.Script(container.ScriptOptions{RouterOSVersion: rosVersion})
 			if err != nil {
 				return err
 			}

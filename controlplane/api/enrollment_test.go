@@ -91,7 +91,9 @@ func TestEnrollment(t *testing.T) {
 	for _, c := range []struct{ path, accept, want string }{
 		{"/vpc/sites/site_hq/enrollment?format=env", "", "RAMPART_SITE_SECRET=" + key.SiteSecret("org_demo", "site_hq")},
 		{"/sites/site_hq/enrollment", "text/plain", "RAMPART_SITE_ID=site_hq"},
-		{"/vpc/sites/site_hq/enrollment?format=rsc", "", "/container"},
+		{"/vpc/sites/site_hq/enrollment?format=rsc&routeros_version=7.22", "", "/ip/service/set $svc disabled=no address=172.17.0.0/24\n"},
+		{"/vpc/sites/site_hq/enrollment?format=rsc&routeros_version=7.24.2", "", "/ip/service/set $svc disabled=no available-from=172.17.0.0/24\n"},
+		{"/vpc/sites/site_hq/enrollment?format=rsc&routeros_version=7.20", "", "/container/mounts/add name=$tag"},
 	} {
 		r := get(c.path, c.accept, true)
 		if r.status != 200 || !strings.HasPrefix(r.header.Get("Content-Type"), "text/plain") || !strings.Contains(string(r.body), c.want) {
@@ -107,5 +109,16 @@ func TestEnrollment(t *testing.T) {
 	}
 	if r := get("/vpc/sites/site_hq/enrollment?format=xml", "", true); r.status != 422 {
 		t.Errorf("bad format: %d %s", r.status, r.body)
+	}
+	for _, c := range []struct{ query, want string }{
+		{"format=rsc", `"code":"parameter_missing"`},
+		{"format=rsc&routeros_version=7.19", `unsupported RouterOS version 7.19; Rampart supports 7.20 to 7.24`},
+		{"format=rsc&routeros_version=7.25", `unsupported RouterOS version 7.25; Rampart supports 7.20 to 7.24`},
+		{"format=json&routeros_version=latest", `\"latest\" is not a RouterOS 7.x version; want 7.20 to 7.24`},
+	} {
+		r := get("/vpc/sites/site_hq/enrollment?"+c.query, "", true)
+		if r.status != 422 || !strings.Contains(string(r.body), c.want) || !strings.Contains(string(r.body), "routeros_version") {
+			t.Errorf("%s: %d %s, want 422 naming routeros_version and %s", c.query, r.status, r.body, c.want)
+		}
 	}
 }

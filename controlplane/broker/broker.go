@@ -4,7 +4,7 @@
 //
 // # Who may connect
 //
-// A site connects with username "org/site" (keys.SiteMQTTUser) and the
+// A site connects with username "org/site" (protocol.SiteMQTTUser) and the
 // password keys.Key.SiteSecret(org, site); the control plane connects as
 // keys.ControlPlaneMQTTUser with keys.Key.ControlPlaneMQTTPassword. Nothing
 // is stored per site: credentials are derived from the key, so enrolling a
@@ -426,8 +426,8 @@ func parseUser(user string) (identity, error) {
 	if user == keys.ControlPlaneMQTTUser {
 		return identity{controlPlane: true}, nil
 	}
-	org, site, ok := strings.Cut(user, "/")
-	if !ok || !protocol.ValidOrgID(org) || !protocol.ValidSiteID(site) {
+	org, site, ok := protocol.ParseSiteMQTTUser(user)
+	if !ok {
 		return identity{}, errNotSite
 	}
 	return identity{org: org, site: site}, nil

@@ -1,4 +1,4 @@
-package container_test
+package image_test
 
 import (
 	"strings"
@@ -7,13 +7,16 @@ import (
 
 	"github.com/rampart-fw/rampart/agent"
 	"github.com/rampart-fw/rampart/container"
+	"github.com/rampart-fw/rampart/container/image"
+	"github.com/rampart-fw/rampart/controlplane/keys"
 )
 
 // TestEnvLoadsInAgent feeds the environment enroll prints, on top of the
 // image's own, to the agent's config loader: what enroll accepts, the agent
 // must accept, with the same meaning.
 func TestEnvLoadsInAgent(t *testing.T) {
-	s := demoSite()
+	k := keys.FromBytes([]byte("0123456789abcdef0123456789abcdef"))
+	s := container.ForSite(k, "org_demo", "site_hq", "ssl://rampart.example.net:8883")
 	s.WANList = `W"$x;[/x]`
 	s.ResyncInterval = 90 * time.Second
 	env, err := s.Env()
@@ -21,7 +24,7 @@ func TestEnvLoadsInAgent(t *testing.T) {
 		t.Fatal(err)
 	}
 	vars := map[string]string{}
-	cfg := container.ImageConfig(container.Platforms["arm64"], "")
+	cfg := image.Config(container.Platforms["arm64"], "")
 	for _, kv := range cfg.Env {
 		k, v, _ := strings.Cut(kv, "=")
 		vars[k] = v

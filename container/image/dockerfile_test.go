@@ -1,4 +1,4 @@
-package container_test
+package image_test
 
 import (
 	"os"
@@ -10,13 +10,15 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/rampart-fw/rampart/container"
+	"github.com/rampart-fw/rampart/container/image"
+	"github.com/rampart-fw/rampart/internal/buildinfo"
 )
 
 // TestDockerfileMatchesImage keeps the Dockerfile (for machines with Docker)
 // equal to the image the Go builder writes: no Docker engine runs here, so
 // this is the check that the two stay one image.
 func TestDockerfileMatchesImage(t *testing.T) {
-	b, err := os.ReadFile("../Dockerfile")
+	b, err := os.ReadFile("../../Dockerfile")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,7 +53,7 @@ func TestDockerfileMatchesImage(t *testing.T) {
 		op, arg, _ := strings.Cut(in, " ")
 		got[op] = append(got[op], strings.TrimSpace(arg))
 	}
-	cfg := container.ImageConfig(container.Platforms["amd64"], "")
+	cfg := image.Config(container.Platforms["amd64"], "")
 	if d := cmp.Diff([]string{`["` + cfg.Entrypoint[0] + `"]`}, got["ENTRYPOINT"]); d != "" {
 		t.Errorf("ENTRYPOINT (-image +Dockerfile):\n%s", d)
 	}
@@ -72,7 +74,7 @@ func TestDockerfileMatchesImage(t *testing.T) {
 		t.Errorf("ENV (-image +Dockerfile):\n%s", d)
 	}
 	all := strings.Join(instrs, "\n")
-	for _, want := range []string{"CGO_ENABLED=0", "-trimpath", `-ldflags "-s -w"`, "./cmd/rampart-agent", container.CACertsPath, "--chown=" + container.ImageUser, `GOARM="${GOARM:-7}"`} {
+	for _, want := range []string{"CGO_ENABLED=0", "-trimpath", `-ldflags "-s -w -X ` + buildinfo.VersionVar + `=$VERSION"`, "./cmd/rampart-agent", image.CACertsPath, "--chown=" + image.User, `GOARM="${GOARM:-7}"`} {
 		if !strings.Contains(all, want) {
 			t.Errorf("Dockerfile lacks %q", want)
 		}

@@ -1,4 +1,4 @@
-package container_test
+package image_test
 
 import (
 	"archive/tar"
@@ -23,11 +23,15 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/rampart-fw/rampart/container"
+	"github.com/rampart-fw/rampart/container/image"
 )
 
 // The agent is built once per platform per test binary run, by `go build`
 // in a subprocess without -race (as the image builder does anyway): three
 // static cross-builds are the slow part of this package's tests.
+// testVersion is stamped into the agents the tests build.
+const testVersion = "v0.0.0-test+1"
+
 var (
 	buildDir  string
 	buildOnce = map[string]func() (string, error){}
@@ -44,7 +48,7 @@ func TestMain(m *testing.M) {
 			out := filepath.Join(buildDir, "rampart-agent-"+arch)
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 			defer cancel()
-			return out, container.BuildAgent(ctx, container.Options{Arch: arch}, out)
+			return out, image.BuildAgent(ctx, image.Options{Arch: arch, Version: testVersion}, out)
 		})
 	}
 	code := m.Run()
@@ -148,12 +152,12 @@ func TestImageTarball(t *testing.T) {
 	} {
 		t.Run(tc.arch, func(t *testing.T) {
 			bin := agentBinary(t, tc.arch)
-			img, err := container.BuildImage(context.Background(), container.Options{Arch: tc.arch, Binary: bin})
+			img, err := image.Build(context.Background(), image.Options{Arch: tc.arch, Binary: bin})
 			if err != nil {
 				t.Fatal(err)
 			}
 			var buf bytes.Buffer
-			if err := container.WriteTarball(img, "", &buf); err != nil {
+			if err := image.WriteTarball(img, "", &buf); err != nil {
 				t.Fatal(err)
 			}
 			t.Logf("%s tarball: %d bytes (%.2f MB)", tc.arch, buf.Len(), float64(buf.Len())/1e6)
@@ -236,8 +240,8 @@ func TestImageTarball(t *testing.T) {
 					t.Errorf("agent built with %s=%q, want %q", k, settings[k], v)
 				}
 			}
-			if bi.Path != container.AgentPackage {
-				t.Errorf("agent main package %q, want %q", bi.Path, container.AgentPackage)
+			if bi.Path != image.AgentPackage {
+				t.Errorf("agent main package %q, want %q", bi.Path, image.AgentPackage)
 			}
 		})
 	}
@@ -258,7 +262,7 @@ func contains(list []string, s string) bool {
 func TestImageAgentStarts(t *testing.T) {
 	bin := agentBinary(t, "amd64")
 	out := filepath.Join(t.TempDir(), "rampart-agent-amd64.tar")
-	if err := container.WriteTarballFile(context.Background(), container.Options{Arch: "amd64", Binary: bin}, out); err != nil {
+	if err := image.WriteTarballFile(context.Background(), image.Options{Arch: "amd64", Binary: bin}, out); err != nil {
 		t.Fatal(err)
 	}
 	b, err := os.ReadFile(out)
@@ -286,12 +290,21 @@ func TestImageAgentStarts(t *testing.T) {
 			t.Errorf("the agent's error does not name %s:\n%s", v, stderr.String())
 		}
 	}
+
+	// The version BuildAgent stamped is the one the agent reports.
+	version, err := exec.CommandContext(ctx, agent, "--version").Output()
+	if err != nil {
+		t.Fatalf("agent --version: %v", err)
+	}
+	if !strings.HasPrefix(string(version), "rampart-agent "+testVersion+" (go") {
+		t.Errorf("agent --version printed %q, want rampart-agent %s (go...)", version, testVersion)
+	}
 }
 
 func TestImageIsReproducible(t *testing.T) {
 	bin := agentBinary(t, "arm64")
 	digest := func() string {
-		img, err := container.BuildImage(context.Background(), container.Options{Arch: "arm64", Binary: bin, Version: "1.2.3"})
+		img, err := image.Build(context.Background(), image.Options{Arch: "arm64", Binary: bin, Version: "1.2.3"})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -306,20 +319,29 @@ func TestImageIsReproducible(t *testing.T) {
 	}
 }
 
+func TestImageRejectsBadVersion(t *testing.T) {
+	for _, v := range []string{"1.0 beta", `v1"; rm -rf /`, "-X", "v1\n", strings.Repeat("9", 129)} {
+		err := image.BuildAgent(context.Background(), image.Options{Arch: "amd64", Version: v}, filepath.Join(t.TempDir(), "agent"))
+		if !errors.Is(err, image.ErrVersion) {
+			t.Errorf("version %q: got %v, want ErrVersion", v, err)
+		}
+	}
+}
+
 func TestImageRejectsWrongBinary(t *testing.T) {
 	arm := agentBinary(t, "arm")
-	if _, err := container.BuildImage(context.Background(), container.Options{Arch: "arm64", Binary: arm}); err == nil || !strings.Contains(err.Error(), "want") {
+	if _, err := image.Build(context.Background(), image.Options{Arch: "arm64", Binary: arm}); err == nil || !strings.Contains(err.Error(), "want") {
 		t.Errorf("an arm binary packaged as arm64: got %v, want an architecture error", err)
 	}
 	// A dynamically linked executable of the right architecture: the
 	// host's ls, on the usual amd64 Linux test machine.
 	if dyn, err := exec.LookPath("ls"); err == nil && runtime.GOOS == "linux" && runtime.GOARCH == "amd64" {
-		_, err := container.BuildImage(context.Background(), container.Options{Arch: "amd64", Binary: dyn})
+		_, err := image.Build(context.Background(), image.Options{Arch: "amd64", Binary: dyn})
 		if err == nil || !strings.Contains(err.Error(), "dynamic") {
 			t.Errorf("packaging %s: got %v, want a dynamically linked error", dyn, err)
 		}
 	}
-	if _, err := container.BuildImage(context.Background(), container.Options{Arch: "mips"}); !errors.Is(err, container.ErrUnknownArch) {
+	if _, err := image.Build(context.Background(), image.Options{Arch: "mips"}); !errors.Is(err, container.ErrUnknownArch) {
 		t.Errorf("mips: got %v, want ErrUnknownArch", err)
 	}
 }

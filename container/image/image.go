@@ -1,4 +1,29 @@
-package container
+// Package image builds the Rampart agent's container image and writes it as
+// the tarball RouterOS's `/container/add file=` loads.
+//
+// Build compiles ./cmd/rampart-agent statically for one platform (or takes a
+// prebuilt binary), stamps its version (Options.Version, -ldflags -X into
+// internal/buildinfo), and wraps it in a one-layer image on an empty base;
+// WriteTarball writes it in the `docker save` layout. One platform per file:
+// RouterOS cannot load a multi-platform archive (routeros.md section 4,
+// "Images"). No Docker engine is involved; the repository's Dockerfile
+// builds the same image where Docker exists, and the two are kept equal
+// (entrypoint, user, env, volume: see Config; TestDockerfileMatchesImage).
+//
+// The layer is a single uncompressed tar and the archive carries both the
+// manifest.json of current `docker save` and the legacy per-layer
+// directories (`<id>/layer.tar`, `<id>/json`, `VERSION`, `repositories`) of
+// Docker's v1 save format. RouterOS's loader is known to reject some archives
+// that other tools accept; the reported working recipe is a single
+// uncompressed layer in the Docker v1 layout (routeros.md section 4 citing
+// tikoci's OCI image notes and tangentsoft's "Container Limitations"), so the
+// archive is built to that recipe while staying loadable by `docker load` and
+// `podman load`.
+//
+// This package links go-containerregistry; the enrollment side (package
+// container) must not, so that the control plane's API stays free of it
+// (internal/deps checks).
+package image
 
 import (
 	"archive/tar"
@@ -11,6 +36,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 	"time"
@@ -22,6 +48,9 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/static"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/rampart-fw/rampart/container"
+	"github.com/rampart-fw/rampart/internal/buildinfo"
 )
 
 // What the image contains and how it runs. The Dockerfile at the root of the
@@ -31,14 +60,12 @@ const (
 	AgentPackage = "github.com/rampart-fw/rampart/cmd/rampart-agent"
 	// Entrypoint is where the agent binary sits in the image.
 	Entrypoint = "/rampart-agent"
-	// ImageUser is the image's default user: an unprivileged uid/gid that
+	// User is the image's default user: an unprivileged uid/gid that
 	// owns /data in the image. Runtimes that create volumes from the image's
 	// directory (Docker, podman) keep that ownership. RouterOS creates mount
 	// sources owned by root and has no chown, so Script runs the container as
-	// root when it mounts /data (see ScriptOptions.NoDataMount).
-	ImageUser = "65532:65532"
-	// StateDir is the agent's state directory inside the container, a volume.
-	StateDir = "/data"
+	// root when it mounts /data (see container.ScriptOptions.NoDataMount).
+	User = "65532:65532"
 	// CACertsPath is where a CA bundle is placed when Options.CACerts is set:
 	// the first path Go's crypto/x509 reads on Linux.
 	CACertsPath = "/etc/ssl/certs/ca-certificates.crt"
@@ -48,46 +75,14 @@ const (
 
 const imageUID, imageGID = 65532, 65532
 
-// ImageEnv is the environment the image sets. Only values that hold for
+// Env is the environment the image sets. Only values that hold for
 // every router go here; the per-site settings come from the RouterOS
 // environment list that Script creates. RAMPART_ROUTEROS_ADDR is the veth
 // gateway Script sets up by default.
-var ImageEnv = []string{
-	"RAMPART_STATE_DIR=" + StateDir,
-	"RAMPART_ROUTEROS_ADDR=" + DefaultGateway + ":8728",
+var Env = []string{
+	"RAMPART_STATE_DIR=" + container.StateDir,
+	"RAMPART_ROUTEROS_ADDR=" + container.DefaultGateway + ":8728",
 	"RAMPART_WAN_LIST=WAN",
-}
-
-// Platform is how one supported architecture is named by Go and by image
-// configs.
-type Platform struct {
-	GOARCH, GOARM string
-	// Architecture and Variant as in the image config (OCI image spec).
-	Architecture, Variant string
-	// ELF machine of the binary, for checking a prebuilt one.
-	Machine elf.Machine
-	Class   elf.Class
-}
-
-// Platforms are the architectures RouterOS containers run (routeros.md
-// section 4: arm, arm64, x86). "arm" is ARMv7 (GOARM=7): EN7562CT devices
-// that only run arm32v5 are not supported.
-var Platforms = map[string]Platform{
-	"arm64": {GOARCH: "arm64", Architecture: "arm64", Variant: "v8", Machine: elf.EM_AARCH64, Class: elf.ELFCLASS64},
-	"arm":   {GOARCH: "arm", GOARM: "7", Architecture: "arm", Variant: "v7", Machine: elf.EM_ARM, Class: elf.ELFCLASS32},
-	"amd64": {GOARCH: "amd64", Architecture: "amd64", Machine: elf.EM_X86_64, Class: elf.ELFCLASS64},
-}
-
-// ErrUnknownArch is returned for an architecture not in Platforms.
-var ErrUnknownArch = errors.New("unknown architecture; want arm64, arm or amd64")
-
-// PlatformOf looks up arch in Platforms.
-func PlatformOf(arch string) (Platform, error) {
-	p, ok := Platforms[arch]
-	if !ok {
-		return Platform{}, fmt.Errorf("%q: %w", arch, ErrUnknownArch)
-	}
-	return p, nil
 }
 
 // Options says which image to build. The zero value of every field but Arch
@@ -103,7 +98,10 @@ type Options struct {
 	Dir string
 	// Go is the go command. Empty: "go".
 	Go string
-	// Version is recorded in the image's labels. Empty: "dev".
+	// Version is stamped into the agent it builds (what the agent reports
+	// in its status, its --version and rampart_build_info) and recorded in
+	// the image's labels. Empty: "dev". SourceVersion is what
+	// rampart-image passes by default.
 	Version string
 	// Tag names the image inside the tarball. Empty: DefaultTag.
 	Tag string
@@ -120,9 +118,14 @@ type Options struct {
 }
 
 // BuildAgent compiles the agent for arch into out: static
-// (CGO_ENABLED=0), -trimpath, stripped (-ldflags "-s -w").
+// (CGO_ENABLED=0), -trimpath, stripped (-ldflags "-s -w"), with o.Version
+// stamped into buildinfo (-X buildinfo.VersionVar=V).
 func BuildAgent(ctx context.Context, o Options, out string) error {
-	p, err := PlatformOf(o.Arch)
+	p, err := container.PlatformOf(o.Arch)
+	if err != nil {
+		return err
+	}
+	version, err := checkVersion(o.Version)
 	if err != nil {
 		return err
 	}
@@ -130,7 +133,7 @@ func BuildAgent(ctx context.Context, o Options, out string) error {
 	if goCmd == "" {
 		goCmd = "go"
 	}
-	cmd := exec.CommandContext(ctx, goCmd, "build", "-trimpath", "-ldflags", "-s -w", "-o", out, AgentPackage)
+	cmd := exec.CommandContext(ctx, goCmd, "build", "-trimpath", "-ldflags", "-s -w -X "+buildinfo.VersionVar+"="+version, "-o", out, AgentPackage)
 	cmd.Dir = o.Dir
 	env := make([]string, 0, len(os.Environ())+4)
 	for _, kv := range os.Environ() {
@@ -161,12 +164,55 @@ func BuildAgent(ctx context.Context, o Options, out string) error {
 	return nil
 }
 
+// ErrVersion is wrapped by the error for a version that cannot be stamped.
+var ErrVersion = errors.New("invalid version")
+
+var versionRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$`)
+
+// checkVersion returns v, or "dev" for "", if it can go into -ldflags -X
+// and an image label as it is: no spaces, quotes or control characters.
+func checkVersion(v string) (string, error) {
+	if v == "" {
+		return "dev", nil
+	}
+	if !versionRE.MatchString(v) {
+		return "", fmt.Errorf("%w %q: want 1 to 128 letters, digits, '.', '_', '+' or '-', starting with a letter or digit, e.g. v1.2.3", ErrVersion, v)
+	}
+	return v, nil
+}
+
+// SourceVersion is the version rampart-image stamps by default: its own
+// build's (buildinfo.Version), which is also the source tree's when both
+// come from one checkout. A binary built without a stamp or VCS information
+// (`go run`, or GOFLAGS=-buildvcs=false) says "dev"; the checkout in dir is
+// then asked (`git describe --tags --always --dirty`), so an agent built from
+// a checkout reports which. Still "dev" when that fails (no git, no
+// checkout).
+func SourceVersion(ctx context.Context, dir string) string {
+	if v := buildinfo.Version(); v != "dev" {
+		return v
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "git", "describe", "--tags", "--always", "--dirty")
+	cmd.Dir = dir
+	out, err := cmd.Output()
+	if err != nil {
+		return "dev"
+	}
+	v := strings.TrimSpace(string(out))
+	if _, err := checkVersion(v); err != nil || v == "" {
+		return "dev"
+	}
+	return v
+}
+
 // CheckBinary reports whether b is a static Linux ELF executable for arch:
 // the right machine and class, and neither a program interpreter nor a
 // dynamic section (a dynamically linked binary cannot start on an empty
 // base).
 func CheckBinary(b []byte, arch string) error {
-	p, err := PlatformOf(arch)
+	p, err := container.PlatformOf(arch)
 	if err != nil {
 		return err
 	}
@@ -192,16 +238,16 @@ func CheckBinary(b []byte, arch string) error {
 	return nil
 }
 
-// ImageConfig is the runtime configuration of the image for a platform.
-func ImageConfig(p Platform, version string) v1.Config {
+// Config is the runtime configuration of the image for a platform.
+func Config(p container.Platform, version string) v1.Config {
 	if version == "" {
 		version = "dev"
 	}
 	return v1.Config{
 		Entrypoint: []string{Entrypoint},
-		User:       ImageUser,
-		Env:        append([]string(nil), ImageEnv...),
-		Volumes:    map[string]struct{}{StateDir: {}},
+		User:       User,
+		Env:        append([]string(nil), Env...),
+		Volumes:    map[string]struct{}{container.StateDir: {}},
 		WorkingDir: "/",
 		Labels: map[string]string{
 			"org.opencontainers.image.title":   "rampart-agent",
@@ -211,11 +257,14 @@ func ImageConfig(p Platform, version string) v1.Config {
 	}
 }
 
-// BuildImage builds (or reads, with Options.Binary) the agent for o.Arch and
+// Build builds (or reads, with Options.Binary) the agent for o.Arch and
 // returns the image: one uncompressed layer on an empty base.
-func BuildImage(ctx context.Context, o Options) (v1.Image, error) {
-	p, err := PlatformOf(o.Arch)
+func Build(ctx context.Context, o Options) (v1.Image, error) {
+	p, err := container.PlatformOf(o.Arch)
 	if err != nil {
+		return nil, err
+	}
+	if o.Version, err = checkVersion(o.Version); err != nil {
 		return nil, err
 	}
 	bin := o.Binary
@@ -274,7 +323,7 @@ func BuildImage(ctx context.Context, o Options) (v1.Image, error) {
 	cf = cf.DeepCopy()
 	cf.Architecture, cf.Variant, cf.OS = p.Architecture, p.Variant, "linux"
 	cf.Created = v1.Time{Time: created}
-	cf.Config = ImageConfig(p, o.Version)
+	cf.Config = Config(p, o.Version)
 	img, err = mutate.ConfigFile(img, cf)
 	if err != nil {
 		return nil, fmt.Errorf("build image: %w", err)
@@ -303,7 +352,7 @@ func WriteTarball(img v1.Image, tag string, w io.Writer) error {
 // WriteTarballFile builds the image for o and writes its tarball to path,
 // replacing path only once the whole tarball is written.
 func WriteTarballFile(ctx context.Context, o Options, path string) error {
-	img, err := BuildImage(ctx, o)
+	img, err := Build(ctx, o)
 	if err != nil {
 		return err
 	}
