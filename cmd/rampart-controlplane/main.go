@@ -93,6 +93,9 @@ type Config struct {
 	// MQTTSListen is the embedded broker's ssl:// listener, used with TLS;
 	// empty means broker.DefaultTLSListen.
 	MQTTSListen string
+	// MQTTCA is a PEM file of CAs the control plane trusts for an external
+	// ssl:// broker, beside the system's.
+	MQTTCA string
 	// TLSCert and TLSKey (PEM files) turn on HTTPS for the API and the
 	// embedded broker's ssl:// listener.
 	TLSCert, TLSKey string
@@ -118,6 +121,7 @@ func bindConfig(fs *flag.FlagSet, c *Config) {
 	fs.StringVar(&c.MQTTURL, "mqtt-url", "", "external MQTT broker (tcp://host:1883, ssl://host:8883), or the nodes of a cluster separated by commas; empty starts the embedded broker")
 	fs.StringVar(&c.MQTTListen, "mqtt-listen", "", "plain (tcp://) listen address of the embedded MQTT broker (default :1883, or 127.0.0.1:1883 with --tls-cert)")
 	fs.StringVar(&c.MQTTSListen, "mqtts-listen", broker.DefaultTLSListen, "ssl:// listen address of the embedded MQTT broker, with --tls-cert")
+	fs.StringVar(&c.MQTTCA, "mqtt-ca", "", "PEM file of CAs to trust for an ssl:// --mqtt-url, beside the system's (a private CA)")
 	fs.StringVar(&c.TLSCert, "tls-cert", "", "PEM certificate (chain) for HTTPS on --http-addr and ssl:// on --mqtts-listen; with --tls-key")
 	fs.StringVar(&c.TLSKey, "tls-key", "", "PEM private key of --tls-cert")
 	fs.StringVar(&c.AgentMQTTURL, "agent-mqtt-url", "", "broker URL as agents on routers reach it, handed out by enrollment (default: --mqtt-url, or this host's name and the --mqtt-listen port)")

@@ -6,6 +6,9 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -89,14 +92,56 @@ func redactURLs(raw string) string {
 	return strings.Join(parts, ",")
 }
 
-// checkMQTTConfig refuses a --mqtt-url that is no broker URL before anything
-// starts.
+// checkMQTTConfig refuses a --mqtt-url that is no broker URL, and an
+// --mqtt-ca without one, before anything starts.
 func checkMQTTConfig(c Config) error {
 	if c.MQTTURL == "" {
+		if c.MQTTCA != "" {
+			return errors.New("--mqtt-ca is for an external ssl:// broker (--mqtt-url); the embedded broker needs none")
+		}
 		return nil
 	}
 	_, _, _, err := brokerURLs(c.MQTTURL)
 	return err
+}
+
+// clientTLS is the TLS configuration for an external broker: the system's
+// CAs, plus those of --mqtt-ca.
+func clientTLS(caFile string) (*tls.Config, error) {
+	if caFile == "" {
+		return nil, nil
+	}
+	pem, err := os.ReadFile(caFile)
+	if err != nil {
+		return nil, fmt.Errorf("read --mqtt-ca: %w", err)
+	}
+	pool, err := x509.SystemCertPool()
+	if err != nil {
+		pool = x509.NewCertPool()
+	}
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("--mqtt-ca %s: no PEM certificate in it; want a file of \"-----BEGIN CERTIFICATE-----\" blocks", caFile)
+	}
+	return &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}, nil
+}
+
+// warnCleartextURLs warns about every --mqtt-url the control plane reaches
+// without TLS beyond this machine.
+func warnCleartextURLs(log *slog.Logger, urls []string) {
+	for _, raw := range urls {
+		u, err := url.Parse(raw)
+		if err != nil {
+			continue
+		}
+		switch u.Scheme {
+		case "tcp", "mqtt", "ws":
+			port := u.Port()
+			if port == "" {
+				port = "1883"
+			}
+			warnCleartext(log, "the control plane's broker "+raw, net.JoinHostPort(u.Hostname(), port))
+		}
+	}
 }
 
 // embeddedListen is the embedded broker's plain listener: --mqtt-listen,
@@ -157,7 +202,7 @@ func warnCleartext(log *slog.Logger, what, addr string) {
 	if ip := net.ParseIP(host); host == "localhost" || ip != nil && ip.IsLoopback() {
 		return
 	}
-	log.Warn(what+" listens beyond loopback without TLS: site secrets and policies cross the network in clear; set --tls-cert and --tls-key, or bind it to 127.0.0.1",
+	log.Warn(what+" is beyond loopback without TLS: site secrets and policies cross the network in clear; use TLS (--tls-cert and --tls-key, ssl://), or loopback",
 		"addr", addr)
 }
 
@@ -197,8 +242,14 @@ func (m *Main) startMQTT(ctx context.Context) (stop func(), err error) {
 		opts.Username, opts.Password = keys.ControlPlaneMQTTUser, m.Key.ControlPlaneMQTTPassword()
 		// In process: nothing is dropped however many sites report.
 		opts.Reports = brk
-	} else if opts.URLs, opts.Username, opts.Password, err = brokerURLs(c.MQTTURL); err != nil {
-		return nil, err
+	} else {
+		if opts.URLs, opts.Username, opts.Password, err = brokerURLs(c.MQTTURL); err != nil {
+			return nil, err
+		}
+		if opts.TLS, err = clientTLS(c.MQTTCA); err != nil {
+			return nil, err
+		}
+		warnCleartextURLs(log, opts.URLs)
 	}
 	if m.TLS == nil {
 		warnCleartext(log, "the API", m.Addr.String())

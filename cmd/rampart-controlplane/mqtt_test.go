@@ -290,7 +290,7 @@ func TestWarnsOfCleartextBroker(t *testing.T) {
 			t.Fatal(err)
 		}
 		m.Close()
-		got := strings.Contains(logs.String(), "embedded MQTT broker's plain listener listens beyond loopback without TLS")
+		got := strings.Contains(logs.String(), "embedded MQTT broker's plain listener is beyond loopback without TLS")
 		if got != tc.warn {
 			t.Errorf("--mqtt-listen %s: warned %v, want %v; log:\n%s", tc.listen, got, tc.warn, logs.String())
 		}
@@ -309,5 +309,65 @@ func TestProbeDisk(t *testing.T) {
 	}
 	if err := probeDisk("/proc"); err == nil {
 		t.Fatal("probe of /proc succeeded")
+	}
+}
+
+// TestExternalBrokerOverTLS: the control plane reaches an external ssl://
+// broker whose certificate a private CA signed, given --mqtt-ca.
+func TestExternalBrokerOverTLS(t *testing.T) {
+	certs := testcert.New(t)
+	dir := t.TempDir()
+	k, err := keys.LoadOrCreate(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	brk, err := broker.Start(broker.Options{Listen: "127.0.0.1:0", TLSListen: "127.0.0.1:0", TLS: certs.ServerConfig(t), Key: k, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer brk.Close()
+	u := strings.Replace(brk.TLSURL(), "ssl://", "ssl://"+keys.ControlPlaneMQTTUser+":"+k.ControlPlaneMQTTPassword()+"@", 1)
+	m := &Main{Config: Config{HTTPAddr: "127.0.0.1:0", DataDir: dir, SyncTimeout: time.Minute, MQTTURL: u, MQTTCA: certs.CAFile},
+		Logger: slog.New(slog.DiscardHandler), Registry: prometheus.NewRegistry()}
+	if err := m.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	eventually(t, "the control plane connected over ssl://", func() string {
+		if err := m.MQTT.Bus.Ready(); err != nil {
+			return err.Error()
+		}
+		return ""
+	})
+	if m.MQTT.EnrollURL != brk.TLSURL() {
+		t.Errorf("enrollment hands out %q, want %q (the --mqtt-url without credentials)", m.MQTT.EnrollURL, brk.TLSURL())
+	}
+}
+
+func TestWarnsOfCleartextBrokerURLs(t *testing.T) {
+	for _, tc := range []struct {
+		url  string
+		warn bool
+	}{
+		{"tcp://mosquitto.example.net:1883", true},
+		{"mqtt://192.0.2.1", true},
+		{"tcp://127.0.0.1:1883", false},
+		{"tcp://localhost:1883", false},
+		{"ssl://mosquitto.example.net:8883", false},
+		{"wss://mosquitto.example.net/mqtt", false},
+	} {
+		var logs bytes.Buffer
+		warnCleartextURLs(slog.New(slog.NewJSONHandler(&logs, nil)), []string{tc.url})
+		if got := strings.Contains(logs.String(), "without TLS"); got != tc.warn {
+			t.Errorf("%s: warned %v, want %v", tc.url, got, tc.warn)
+		}
+	}
+}
+
+func TestMQTTCAWithoutExternalBroker(t *testing.T) {
+	m := &Main{Config: Config{HTTPAddr: "127.0.0.1:0", DataDir: t.TempDir(), MQTTCA: "ca.pem"}, Logger: slog.New(slog.DiscardHandler)}
+	if err := m.Start(context.Background()); err == nil || !strings.Contains(err.Error(), "--mqtt-ca is for an external ssl:// broker") {
+		m.Close()
+		t.Fatalf("start with --mqtt-ca and the embedded broker: %v", err)
 	}
 }
