@@ -342,16 +342,23 @@ func (b *Bus) connectLoop() {
 	defer b.wg.Done()
 	backoff := 100 * time.Millisecond
 	for {
-		tok := b.client.Connect()
-		<-tok.Done() // bounded by the connect timeout, per URL
-		err := tok.Error()
-		if err == nil {
-			return
-		}
+		// Close closes done before it disconnects, and paho's Disconnect
+		// waits for a connection attempt in progress and ends it, so an
+		// attempt started after this check cannot outlive Close.
 		select {
 		case <-b.done:
 			return
 		default:
+		}
+		tok := b.client.Connect()
+		select {
+		case <-tok.Done():
+		case <-b.done:
+			return // do not hold Close up for a connect timeout
+		}
+		err := tok.Error()
+		if err == nil {
+			return
 		}
 		if rc := tok.(*paho.ConnectToken).ReturnCode(); rc == packets.ErrRefusedBadUsernameOrPassword || rc == packets.ErrRefusedNotAuthorised {
 			err = fmt.Errorf("%w (user %q): %w", ErrCredentials, b.opts.Username, err)
@@ -497,8 +504,6 @@ func (b *Bus) Close() {
 	close(b.done)
 	b.client.Disconnect(250)
 	b.wg.Wait()
-	// The connect loop may have connected just before it saw done.
-	b.client.Disconnect(0)
 	b.m.connected.Set(0)
 }
 
