@@ -191,6 +191,12 @@ func StatusTopic(root, org, site string) string { return Topic(root, org, site, 
 // PresenceTopic is where an agent publishes its Presence.
 func PresenceTopic(root, org, site string) string { return Topic(root, org, site, KindPresence) }
 
+// ResyncTopic is where the control plane asks every agent to republish its
+// status and presence (non-retained, QoS 1, each time it (re)connects to a
+// broker), so it learns every site's status without relying on retained
+// delivery to wildcard subscriptions.
+func ResyncTopic(root string) string { return root + "/resync" }
+
 // ParseTopic splits a topic under root into its organisation, site and kind.
 // It reports false for anything that is not exactly root/org/site/kind with
 // valid ids and a known kind.

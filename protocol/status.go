@@ -57,19 +57,12 @@ func ParseStatus(b []byte, org, site string) (SiteStatus, error) {
 	return st, nil
 }
 
-// KindResync is the last level of the resync topic.
-const KindResync = "resync"
-
-// ResyncTopic is where the control plane asks every agent to report again:
-// <root>/resync, non-retained, QoS 1, a ResyncRequest. The control plane
+// ResyncRequest is the payload published on ResyncTopic. The control plane
 // publishes one each time it (re)connects to a broker; every agent subscribes
 // and, after a random delay of 0–2 s, republishes its status (retained) and
 // its presence. Some brokers never deliver retained messages to wildcard
-// subscriptions (RabbitMQ 3.x), so a control plane cannot rely on reading
-// the retained statuses after a restart.
-func ResyncTopic(root string) string { return root + "/" + KindResync }
-
-// ResyncRequest is the payload published on ResyncTopic.
+// subscriptions (RabbitMQ 3.x), so a control plane cannot rely on reading the
+// retained statuses after a restart.
 type ResyncRequest struct {
 	Schema int       `json:"schema"`
 	At     time.Time `json:"at"`
