@@ -212,15 +212,28 @@ func TestOversizedStatusRefused(t *testing.T) {
 }
 
 // TestTLSListener: with Options.TLS the broker serves ssl://, a client that
-// trusts the CA logs in over it, and one given another CA refuses the
-// server's certificate.
+// trusts the CA logs in over it, one given another CA refuses the server's
+// certificate, and one that never starts the handshake is closed at the
+// connect deadline.
 func TestTLSListener(t *testing.T) {
 	certs := testcert.New(t)
-	b, err := Start(Options{Listen: "127.0.0.1:0", TLSListen: "127.0.0.1:0", TLS: certs.ServerConfig(t), Key: testKey, Logger: quietLogger()})
+	b, err := Start(Options{Listen: "127.0.0.1:0", TLSListen: "127.0.0.1:0", TLS: certs.ServerConfig(t), Key: testKey, Logger: quietLogger(),
+		ConnectTimeout: 300 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer b.Close()
+	// The deadline covers the TLS handshake: a connection that never starts
+	// one is closed and counted like one that never sends its CONNECT.
+	idle, err := net.Dial("tcp", b.TLSAddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer idle.Close()
+	waitClosed(t, idle)
+	if got := refusedCount(b, refusedConnectTimeout); got != 1 {
+		t.Errorf("refused %s = %v after an idle TLS connection, want 1", refusedConnectTimeout, got)
+	}
 	if !strings.HasPrefix(b.TLSURL(), "ssl://127.0.0.1:") {
 		t.Fatalf("TLSURL() = %q, want ssl://127.0.0.1:port", b.TLSURL())
 	}
