@@ -134,9 +134,10 @@ type Options struct {
 	// Reports, if set, is where status and presence come from instead of an
 	// MQTT subscription: set it to the embedded broker.
 	Reports ReportSource
-	// OnConnect runs in its own goroutine after every connection, once the
-	// subscriptions are in place; its context ends when the connection is
-	// lost or the bus closes. Republish every site's document here.
+	// OnConnect runs in its own goroutine after every connection, beside the
+	// subscriptions (a broker that refuses them for a while must not hold
+	// up publishing); its context ends when the connection is lost or the
+	// bus closes. Republish every site's document here.
 	OnConnect func(ctx context.Context)
 	// MaxInFlight bounds unacknowledged publishes (DefaultMaxInFlight).
 	MaxInFlight int
