@@ -11,9 +11,12 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -369,5 +372,65 @@ func TestMQTTCAWithoutExternalBroker(t *testing.T) {
 	if err := m.Start(context.Background()); err == nil || !strings.Contains(err.Error(), "--mqtt-ca is for an external ssl:// broker") {
 		m.Close()
 		t.Fatalf("start with --mqtt-ca and the embedded broker: %v", err)
+	}
+}
+
+// TestReadyzFullDisk reproduces #13 item 9's other half: /readyz answered
+// 200 while the disk was full. The data directory is a 2 MiB tmpfs (the
+// test skips where it cannot mount one, e.g. without root); filling it
+// turns /readyz to 503 naming the disk, and freeing it turns it back.
+func TestReadyzFullDisk(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", dir).CombinedOutput(); err != nil {
+		t.Skipf("cannot mount a tmpfs to fill (%v: %s)", err, bytes.TrimSpace(out))
+	}
+	t.Cleanup(func() { _ = exec.Command("umount", dir).Run() })
+	m := &Main{Config: Config{HTTPAddr: "127.0.0.1:0", DataDir: dir, MQTTListen: "127.0.0.1:0", SyncTimeout: time.Minute},
+		Logger: slog.New(slog.DiscardHandler), Registry: prometheus.NewRegistry()}
+	if err := m.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	readyz := func() (int, string) {
+		resp, err := http.Get("http://" + m.Addr.String() + "/readyz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if st, body := readyz(); st != http.StatusOK {
+		t.Fatalf("/readyz before the disk fills: %d %q", st, body)
+	}
+
+	filler := filepath.Join(dir, "filler")
+	f, err := os.Create(filler)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for chunk := make([]byte, 64<<10); ; {
+		if _, err := f.Write(chunk); err != nil {
+			if !errors.Is(err, syscall.ENOSPC) {
+				t.Fatalf("fill the disk: %v", err)
+			}
+			break
+		}
+	}
+	f.Close()
+	st, body := readyz()
+	t.Logf("/readyz with the disk full: %d %q", st, body)
+	if st != http.StatusServiceUnavailable || !strings.Contains(body, "disk not ready") {
+		t.Errorf("/readyz with the disk full: %d %q, want 503 naming the disk", st, body)
+	}
+
+	if err := os.Remove(filler); err != nil {
+		t.Fatal(err)
+	}
+	if st, body := readyz(); st != http.StatusOK {
+		t.Errorf("/readyz once the disk has room again: %d %q", st, body)
 	}
 }
