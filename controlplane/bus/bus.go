@@ -76,6 +76,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"log/slog"
+	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -184,8 +185,9 @@ type Bus struct {
 
 	ready      chan struct{} // closed once the first connection is subscribed
 	readyOnce  sync.Once
-	refused    chan error  // credential refusals, for WaitConnected
-	subscribed atomic.Bool // the current connection's subscriptions are in place
+	refused    chan error             // credential refusals, for WaitConnected
+	subscribed atomic.Bool            // the current connection's subscriptions are in place
+	attempt    atomic.Pointer[string] // the URL of the latest connection attempt
 
 	liveMu sync.Mutex
 	live   map[liveKey]struct{} // (site, kind) seen live on this connection
@@ -284,9 +286,15 @@ func New(opts Options) (*Bus, error) {
 			b.endConnection()
 			b.log.Warn("mqtt connection lost; reconnecting", "urls", opts.URLs, "error", err)
 		}).
+		SetConnectionAttemptHandler(func(u *url.URL, tc *tls.Config) *tls.Config {
+			s := u.String()
+			b.attempt.Store(&s)
+			return tc
+		}).
 		SetOnConnectHandler(func(c paho.Client) {
 			b.m.connected.Set(1)
 			b.m.connects.Inc()
+			b.log.Info("mqtt connected", "url", b.Server())
 			cctx := b.beginConnection()
 			if opts.Reports == nil {
 				// A new subscription replays retained messages; they are
@@ -323,6 +331,14 @@ func (b *Bus) WaitConnected(ctx context.Context) error {
 	case <-ctx.Done():
 		return fmt.Errorf("connect to mqtt broker %s: %w", strings.Join(b.opts.URLs, ","), ctx.Err())
 	}
+}
+
+// Server is the URL of the broker the bus is connected to, or last tried.
+func (b *Bus) Server() string {
+	if p := b.attempt.Load(); p != nil {
+		return *p
+	}
+	return ""
 }
 
 // Ready is nil while the bus is connected with its subscriptions in place,
