@@ -39,8 +39,12 @@ const (
 	CodeDuplicatePrefix    = "duplicate_prefix"
 	CodeTooManyRules       = "too_many_rules"
 	CodeTooManyPrefixes    = "too_many_prefixes"
+	CodeTooManySites       = "too_many_sites"
+	CodeQuotaExceeded      = "quota_exceeded"
 	// 500.
 	CodeInternal = "internal_error"
+	// 503: the store cannot read or write (disk full, I/O error).
+	CodeStorageUnavailable = "storage_unavailable"
 )
 
 // Error is a domain error a client can act on. Message is a complete
@@ -62,12 +66,36 @@ func Errorf(code, field, format string, args ...any) *Error {
 	return &Error{Code: code, Field: field, Message: fmt.Sprintf(format, args...)}
 }
 
-// ErrorCode returns the code of err's *Error, or CodeInternal.
+// ErrorCode returns the code of err's *Error, CodeStorageUnavailable for a
+// *StorageError, or CodeInternal.
 func ErrorCode(err error) string {
 	if e, ok := errors.AsType[*Error](err); ok {
 		return e.Code
 	}
+	if _, ok := errors.AsType[*StorageError](err); ok {
+		return CodeStorageUnavailable
+	}
 	return CodeInternal
+}
+
+// StorageError is a failure of the storage itself (a full disk, an I/O
+// error, a read-only file system), as opposed to a bug: the request was
+// fine and may succeed later, once the operator fixed the storage. Storage
+// adapters classify their errors into it; the API answers 503
+// storage_unavailable and logs Err, the cause.
+type StorageError struct {
+	// Op is what the store was doing ("store security group").
+	Op  string
+	Err error
+}
+
+func (e *StorageError) Error() string { return e.Op + ": storage unavailable: " + e.Err.Error() }
+func (e *StorageError) Unwrap() error { return e.Err }
+
+// StorageUnavailable is the client's view of a *StorageError: it says
+// what happened without the internals, which go to the log.
+func StorageUnavailable() *Error {
+	return Errorf(CodeStorageUnavailable, "", "The control plane cannot write to its storage right now (the operator is told why); nothing was changed. Retry later.")
 }
 
 // NotFound is the error for a resource that does not exist in the caller's

@@ -57,12 +57,18 @@ func (r *FilterRuleWrite) validate(i int) error {
 	if r.Protocol < 0 || r.Protocol > 255 {
 		return Errorf(CodeInvalidValue, path()+".protocol", "%s.protocol %d is outside 0-255 (0 means all protocols; see /vpc/reference/protocols).", path(), r.Protocol)
 	}
+	if err := checkPortBounds(r.Port); err != nil {
+		return Errorf(CodeInvalidPort, path()+".port", "%s.port %v.", path(), err)
+	}
 	if err := protocol.ParsePort(r.Port); err != nil {
 		return Errorf(CodeInvalidPort, path()+".port", "%s.port: %v.", path(), err)
 	}
 	if _, ok := protocol.PortProtocols[r.Protocol]; r.Port != "" && !ok {
 		return Errorf(CodeInvalidPort, path()+".port",
 			"%s.port must be \"\" for protocol %d: ports can only be given with protocol 6 (tcp), 17 (udp), 33 (dccp), 132 (sctp) or 136 (udp-lite).", path(), r.Protocol)
+	}
+	if n := utf8.RuneCountInString(r.Address); n > MaxAddressLength {
+		return Errorf(CodeInvalidAddress, path()+".address", "%s.address is %d characters long; at most %d are allowed (an IPv4 CIDR or a prefix list id).", path(), n, MaxAddressLength)
 	}
 	if strings.HasPrefix(r.Address, PrefixListIDPrefix) {
 		if !ValidID(PrefixListIDPrefix, r.Address) {
@@ -99,6 +105,9 @@ func (w *PrefixListWrite) Validate() error {
 	seen := make(map[string]int, len(w.Prefixes))
 	for i, p := range w.Prefixes {
 		path := fmt.Sprintf("prefixes[%d]", i)
+		if n := utf8.RuneCountInString(p.CIDR); n > MaxAddressLength {
+			return Errorf(CodeInvalidAddress, path+".cidr", "%s.cidr is %d characters long; at most %d are allowed.", path, n, MaxAddressLength)
+		}
 		if _, err := protocol.ParseCIDR(p.CIDR); err != nil {
 			return Errorf(CodeInvalidAddress, path+".cidr", "%s.cidr: %v.", path, err)
 		}
@@ -114,6 +123,9 @@ func (w *PrefixListWrite) Validate() error {
 }
 
 func validateSites(sites []string) error {
+	if len(sites) > MaxSitesPerResource { // before looking at any of them
+		return Errorf(CodeTooManySites, "sites", "sites has %d items; at most %d are allowed.", len(sites), MaxSitesPerResource)
+	}
 	seen := make(map[string]int, len(sites))
 	for i, s := range sites {
 		path := fmt.Sprintf("sites[%d]", i)
@@ -124,6 +136,19 @@ func validateSites(sites []string) error {
 			return Errorf(CodeDuplicateSite, path, "%s %q is already listed as sites[%d]; list each site once.", path, s, j)
 		}
 		seen[s] = i
+	}
+	return nil
+}
+
+// checkPortBounds checks a port's size before it is parsed: its length
+// and its number of comma-separated entries (MaxPortEntries). The error
+// completes a sentence that starts with the field's path.
+func checkPortBounds(port string) error {
+	if n := utf8.RuneCountInString(port); n > MaxPortLength {
+		return fmt.Errorf("is %d characters long; at most %d are allowed", n, MaxPortLength)
+	}
+	if n := strings.Count(port, ",") + 1; n > MaxPortEntries {
+		return fmt.Errorf("has %d entries; a rule takes at most %d ports or ranges (N or N-M), so split it into several rules", n, MaxPortEntries)
 	}
 	return nil
 }

@@ -33,6 +33,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	cp "github.com/rampart-fw/rampart/controlplane"
 	"github.com/rampart-fw/rampart/controlplane/keys"
 	"github.com/rampart-fw/rampart/internal/benchproc"
 	"github.com/rampart-fw/rampart/internal/fleet"
@@ -142,9 +143,9 @@ func startE2EShards(b *testing.B, url, org, keyDir string, n int) []*benchproc.P
 	return shards
 }
 
-// BenchmarkEndToEnd: one iteration is one PUT of a group attached to every
-// site (one rule's port changes), timed from the request to each site's
-// agent reporting the new revision applied.
+// BenchmarkEndToEnd: one iteration is one PUT of a prefix list that groups
+// attached to every site use (its CIDR changes), timed from the request to
+// each site's agent reporting the new revision applied.
 //
 //	go test -run '^$' -bench 'EndToEnd/embedded' -benchtime 5x -timeout 60m ./cmd/rampart-controlplane
 //	RAMPART_TEST_MQTT_URL=tcp://127.0.0.1:PORT go test -run '^$' -bench 'EndToEnd/mosquitto' -benchtime 5x -timeout 60m ./cmd/rampart-controlplane
@@ -183,7 +184,8 @@ func e2eHeap() uint64 {
 
 func benchEndToEnd(b *testing.B, target string, n int) {
 	dir := b.TempDir()
-	cfg := Config{HTTPAddr: "127.0.0.1:0", DataDir: dir, MQTTListen: "127.0.0.1:0", JWTOrgClaim: "org_id", SyncTimeout: 30 * time.Minute, LogLevel: "warn"}
+	cfg := Config{HTTPAddr: "127.0.0.1:0", DataDir: dir, MQTTListen: "127.0.0.1:0", JWTOrgClaim: "org_id", SyncTimeout: 30 * time.Minute, LogLevel: "warn",
+		Quotas: cp.Quotas{Sites: max(n, cp.DefaultQuotas.Sites)}} // as an operator with that fleet sets --quota-sites
 	if target == "mosquitto" {
 		cfg.MQTTURL = os.Getenv("RAMPART_TEST_MQTT_URL")
 		if cfg.MQTTURL == "" {
@@ -213,13 +215,22 @@ func benchEndToEnd(b *testing.B, target string, n int) {
 	for i := range sites {
 		sites[i] = e2eSite + strconv.Itoa(i+1)
 	}
-	group := func(port int) []byte {
+	// A group holds at most cp.MaxSitesPerResource sites (#13.2): the
+	// sites are spread over groups that all use one prefix list, and a
+	// write is a PUT of that list (its one CIDR changes), which reaches
+	// every site, as a PUT of one group attached to every site did.
+	list := func(port int) []byte {
+		body, _ := json.Marshal(map[string]any{"name": "Office", "description": "end-to-end benchmark",
+			"prefixes": []map[string]any{{"cidr": fmt.Sprintf("10.%d.%d.0/24", port/256%256, port%256), "description": "office"}}})
+		return body
+	}
+	group := func(sites []string, list string) []byte {
 		body, _ := json.Marshal(map[string]any{
 			"name": "Bench", "description": "end-to-end benchmark", "sites": sites,
 			"rules": []map[string]any{
-				{"direction": "inbound", "order": 10, "protocol": 6, "port": strconv.Itoa(port), "address": "0.0.0.0/0", "description": "Allow HTTPS"},
+				{"direction": "inbound", "order": 10, "protocol": 6, "port": "443", "address": "0.0.0.0/0", "description": "Allow HTTPS"},
 				{"direction": "inbound", "order": 20, "protocol": 6, "port": "80", "address": "0.0.0.0/0", "description": "Allow HTTP"},
-				{"direction": "inbound", "order": 30, "protocol": 6, "port": "22", "address": "203.0.113.0/24", "description": "Allow SSH from Office"},
+				{"direction": "inbound", "order": 30, "protocol": 6, "port": "22", "address": list, "description": "Allow SSH from Office"},
 			}})
 		return body
 	}
@@ -254,21 +265,34 @@ func benchEndToEnd(b *testing.B, target string, n int) {
 		cpu0 := processCPU()
 		var fcpu time.Duration
 		t0 := time.Now()
-		if id == "" {
-			_, v := do("POST", "/vpc/security-groups", group(port))
+		watch := []string{"/vpc/prefix-lists/" + id}
+		if id == "" { // the warm-up: the list, then the groups
+			_, v := do("POST", "/vpc/prefix-lists", list(port))
 			id, _ = v["id"].(string)
+			watch = nil
+			for i := 0; i < n; i += cp.MaxSitesPerResource {
+				_, v := do("POST", "/vpc/security-groups", group(sites[i:min(i+cp.MaxSitesPerResource, n)], id))
+				gid, _ := v["id"].(string)
+				watch = append(watch, "/vpc/security-groups/"+gid)
+			}
 		} else {
-			do("PUT", "/vpc/security-groups/"+id, group(port))
+			do("PUT", "/vpc/prefix-lists/"+id, list(port))
 		}
 		answered = append(answered, float64(time.Since(t0)))
 		for deadline := time.Now().Add(25 * time.Minute); ; {
-			_, v := do("GET", "/vpc/security-groups/"+id, nil)
-			if v["status"] == "active" {
+			for len(watch) > 0 {
+				_, v := do("GET", watch[0], nil)
+				if v["status"] != "active" {
+					if v["status"] == "failed" || time.Now().After(deadline) {
+						b.Fatalf("%s is %v", watch[0], v["status"])
+					}
+					break
+				}
+				watch = watch[1:]
+			}
+			if len(watch) == 0 {
 				active = time.Since(t0)
 				break
-			}
-			if v["status"] == "failed" || time.Now().After(deadline) {
-				b.Fatalf("group %s is %v", id, v["status"])
 			}
 			// Every GET returns the group with all its sites: at 10,000
 			// sites, polling every 5 ms would cost this process (the control

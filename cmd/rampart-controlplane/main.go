@@ -28,6 +28,7 @@ import (
 	"syscall"
 	"time"
 
+	cp "github.com/rampart-fw/rampart/controlplane"
 	"github.com/rampart-fw/rampart/controlplane/broker"
 	"github.com/rampart-fw/rampart/internal/buildinfo"
 )
@@ -109,6 +110,8 @@ type Config struct {
 	SyncTimeout  time.Duration
 	Demo         int // simulated routers to start in-process
 	LogLevel     string
+	// Quotas bound each organisation (--quota-*).
+	Quotas cp.Quotas
 }
 
 // DefaultDataDir is where data lives unless --data-dir says otherwise.
@@ -132,6 +135,9 @@ func bindConfig(fs *flag.FlagSet, c *Config) {
 	fs.DurationVar(&c.SyncTimeout, "sync-timeout", 2*time.Minute, "how long a group or prefix list may stay syncing before it is failed")
 	fs.IntVar(&c.Demo, "demo", 0, "also start N simulated routers with their agents in-process")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
+	fs.IntVar(&c.Quotas.Sites, "quota-sites", cp.DefaultQuotas.Sites, "sites each organisation may have (named by its groups and prefix lists, or enrolled)")
+	fs.IntVar(&c.Quotas.SecurityGroups, "quota-security-groups", cp.DefaultQuotas.SecurityGroups, "security groups each organisation may have")
+	fs.IntVar(&c.Quotas.PrefixLists, "quota-prefix-lists", cp.DefaultQuotas.PrefixLists, "prefix lists each organisation may have")
 }
 
 // parseFlags parses args, then fills every flag not given on the command

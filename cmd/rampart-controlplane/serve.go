@@ -98,7 +98,7 @@ func (m *Main) Start(ctx context.Context) (err error) {
 		return err
 	}
 	m.Store, err = bolt.Open(filepath.Join(c.DataDir, DBFile), bolt.Options{
-		SyncTimeout: c.SyncTimeout, Now: m.Now, Revisioner: compile.Revisioner{},
+		SyncTimeout: c.SyncTimeout, Now: m.Now, Revisioner: compile.Revisioner{}, Quotas: c.Quotas,
 	})
 	if err != nil {
 		return err

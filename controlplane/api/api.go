@@ -367,12 +367,19 @@ var errorTable = map[string]struct {
 	cp.CodeDuplicatePrefix:      {http.StatusUnprocessableEntity, typeInvalidRequest},
 	cp.CodeTooManyRules:         {http.StatusUnprocessableEntity, typeInvalidRequest},
 	cp.CodeTooManyPrefixes:      {http.StatusUnprocessableEntity, typeInvalidRequest},
+	cp.CodeTooManySites:         {http.StatusUnprocessableEntity, typeInvalidRequest},
+	cp.CodeQuotaExceeded:        {http.StatusUnprocessableEntity, typeInvalidRequest},
 	cp.CodeInternal:             {http.StatusInternalServerError, typeAPI},
+	cp.CodeStorageUnavailable:   {http.StatusServiceUnavailable, typeAPI},
 }
 
 func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	de, ok := errors.AsType[*cp.Error](err)
 	entry, known := errorTable[cp.ErrorCode(err)]
+	if se, storage := errors.AsType[*cp.StorageError](err); storage && !ok { // apisec: #13.10
+		s.log.Error("storage unavailable", "request_id", requestID(w), "method", r.Method, "path", r.URL.Path, "op", se.Op, "cause", se.Err)
+		de, ok = cp.StorageUnavailable(), true
+	}
 	if !ok || !known {
 		id := requestID(w)
 		if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
@@ -385,6 +392,9 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	}
 	if de.Code == cp.CodeResourceLocked {
 		w.Header().Set("Retry-After", strconv.Itoa(int((de.RetryAfter+time.Second-1)/time.Second)))
+	}
+	if de.Code == cp.CodeStorageUnavailable {
+		w.Header().Set("Retry-After", "30") // the operator has to act first
 	}
 	if entry.status == http.StatusUnauthorized {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="rampart"`)
@@ -442,14 +452,7 @@ func base(r *http.Request) string {
 // --- handlers ---
 
 func (s *Server) listGroups(w http.ResponseWriter, r *http.Request, org string) error {
-	if s.raw != nil {
-		return writeRaw(w, http.StatusOK)(s.raw.ListJSON(r.Context(), org, cp.KindSecurityGroup))
-	}
-	gs, err := s.opts.Store.ListSecurityGroups(r.Context(), org)
-	if err != nil {
-		return err
-	}
-	return writeJSON(w, http.StatusOK, gs)
+	return s.listPage(w, r, org, cp.KindSecurityGroup) // apisec: paged, paging.go
 }
 
 func (s *Server) createGroup(w http.ResponseWriter, r *http.Request, org string) error {
@@ -512,14 +515,7 @@ func (s *Server) deleteGroup(w http.ResponseWriter, r *http.Request, org string)
 }
 
 func (s *Server) listLists(w http.ResponseWriter, r *http.Request, org string) error {
-	if s.raw != nil {
-		return writeRaw(w, http.StatusOK)(s.raw.ListJSON(r.Context(), org, cp.KindPrefixList))
-	}
-	ls, err := s.opts.Store.ListPrefixLists(r.Context(), org)
-	if err != nil {
-		return err
-	}
-	return writeJSON(w, http.StatusOK, ls)
+	return s.listPage(w, r, org, cp.KindPrefixList) // apisec: paged, paging.go
 }
 
 func (s *Server) createList(w http.ResponseWriter, r *http.Request, org string) error {
@@ -571,11 +567,7 @@ func (s *Server) deleteList(w http.ResponseWriter, r *http.Request, org string) 
 }
 
 func (s *Server) listSites(w http.ResponseWriter, r *http.Request, org string) error {
-	sites, err := s.opts.Store.ListSites(r.Context(), org)
-	if err != nil {
-		return err
-	}
-	return writeJSON(w, http.StatusOK, sites)
+	return s.listSitesPage(w, r, org) // apisec #13.2: paged, paging.go
 }
 
 func (s *Server) getSite(w http.ResponseWriter, r *http.Request, org string) error {

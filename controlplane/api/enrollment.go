@@ -41,7 +41,10 @@ type EnvVar struct {
 // prints, or with ?format=rsc&routeros_version=V the RouterOS script for a
 // router running V, with the default options.
 // The answer holds the site's secret, so like every /vpc/ route it needs
-// the organisation's token. It may be called while serving.
+// the organisation's token. A site the store does not know yet is first
+// reserved within the organisation's site quota (SiteReserver), so
+// credentials exist for at most that many sites. It may be called while
+// serving.
 func (s *Server) EnableEnrollment(e Enroller) {
 	h := func(w http.ResponseWriter, r *http.Request, org string) error {
 		site := r.PathValue("siteId")
@@ -61,6 +64,11 @@ func (s *Server) EnableEnrollment(e Enroller) {
 		if rosVersion != "" {
 			if err := container.CheckRouterOSVersion(rosVersion); err != nil {
 				return cp.Errorf(cp.CodeInvalidValue, "routeros_version", "routeros_version: %v.", err)
+			}
+		}
+		if rs, ok := s.opts.Store.(SiteReserver); ok { // within the site quota (#13.5)
+			if err := rs.ReserveSite(r.Context(), org, site); err != nil {
+				return err
 			}
 		}
 		cs := e.Enroll(org, site)

@@ -59,6 +59,8 @@ type env struct {
 	// realAuthClock makes tokens expire by the real clock, not the fake
 	// one (for the fuzz test, which moves the fake clock without bound).
 	realAuthClock bool
+	// quotas are the store's (zero: the defaults).
+	quotas cp.Quotas
 }
 
 var (
@@ -94,7 +96,7 @@ func newEnv(t testing.TB, opts ...func(*env)) *env {
 
 func (e *env) start() {
 	e.t.Helper()
-	st, err := bolt.Open(e.path, bolt.Options{Now: e.clock.Now, SyncTimeout: 2 * time.Minute, MaxBatchDelay: time.Millisecond})
+	st, err := bolt.Open(e.path, bolt.Options{Now: e.clock.Now, SyncTimeout: 2 * time.Minute, MaxBatchDelay: time.Millisecond, Quotas: e.quotas})
 	if err != nil {
 		e.t.Fatal(err)
 	}

@@ -262,6 +262,8 @@ func translate(se *openapi3.SchemaError) *cp.Error {
 			code = cp.CodeTooManyRules
 		case "prefixes":
 			code = cp.CodeTooManyPrefixes
+		case "sites":
+			code = cp.CodeTooManySites
 		}
 		n := 0
 		if a, ok := se.Value.([]any); ok {

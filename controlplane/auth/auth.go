@@ -33,6 +33,10 @@ import (
 // ErrUnauthenticated wraps every verification failure.
 var ErrUnauthenticated = errors.New("unauthenticated")
 
+// ErrJWKSNeedsIssuerAudience is New's error for a JWKS URL given without
+// both an issuer and an audience.
+var ErrJWKSNeedsIssuerAudience = errors.New("a JWKS URL needs both an issuer and an audience (--jwt-issuer and --jwt-audience): the identity provider signs tokens for other APIs with the same keys")
+
 // Defaults of the embedded mode's tokens.
 const (
 	DefaultOrgClaim = "org_id"
@@ -53,8 +57,8 @@ type Options struct {
 	// context given to New ends).
 	JWKSURL string
 	// Issuer and Audience are required claims; empty means DefaultIssuer and
-	// DefaultAudience in embedded mode, and no check in production mode
-	// (where the flags should always be set).
+	// DefaultAudience in embedded mode. With JWKSURL both must be set (New
+	// fails otherwise).
 	Issuer   string
 	Audience string
 	// OrgClaim names the organisation claim; empty means DefaultOrgClaim.
@@ -112,6 +116,12 @@ func New(ctx context.Context, opts Options) (*Verifier, error) {
 	v := &Verifier{opts: opts, leeway: 30 * time.Second}
 	popts := []jwt.ParserOption{jwt.WithTimeFunc(opts.Now), jwt.WithExpirationRequired(), jwt.WithLeeway(v.leeway)}
 	if opts.JWKSURL != "" {
+		// An identity provider signs tokens for every API of the tenant:
+		// the key alone says nothing about which API a token is for, so
+		// without both claims pinned any of them would be accepted here.
+		if opts.Issuer == "" || opts.Audience == "" {
+			return nil, fmt.Errorf("create verifier: %w", ErrJWKSNeedsIssuerAudience)
+		}
 		v.maxAge = jwksMaxAge
 		client := opts.HTTPClient
 		if client == nil {
@@ -122,13 +132,8 @@ func New(ctx context.Context, opts Options) (*Verifier, error) {
 			return nil, fmt.Errorf("load jwks %s: %w", opts.JWKSURL, err)
 		}
 		v.keyfunc = kf.Keyfunc
-		popts = append(popts, jwt.WithValidMethods([]string{"RS256", "RS384", "RS512", "ES256", "ES384", "PS256"}))
-		if opts.Issuer != "" {
-			popts = append(popts, jwt.WithIssuer(opts.Issuer))
-		}
-		if opts.Audience != "" {
-			popts = append(popts, jwt.WithAudience(opts.Audience))
-		}
+		popts = append(popts, jwt.WithValidMethods([]string{"RS256", "RS384", "RS512", "ES256", "ES384", "PS256"}),
+			jwt.WithIssuer(opts.Issuer), jwt.WithAudience(opts.Audience))
 	} else {
 		if len(opts.HMACKey) < 32 {
 			return nil, errors.New("create verifier: HMAC key shorter than 32 bytes")

@@ -280,3 +280,42 @@ func TestCacheIsBounded(t *testing.T) {
 		t.Error("a token signed with another key verified")
 	}
 }
+
+// TestJWKSNeedsIssuerAndAudience: a JWKS URL alone would accept any token
+// the identity provider signed for any of its APIs, so New refuses it (and
+// the control plane does not start) unless both claims are pinned. The
+// JWKS server counts fetches: the refusal comes before any network use.
+func TestJWKSNeedsIssuerAndAudience(t *testing.T) {
+	signer, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := jwksServer(t, "k1", &signer.PublicKey)
+	for _, c := range []struct{ name, iss, aud string }{
+		{"neither", "", ""},
+		{"issuer only", "https://tenant.auth0.example/", ""},
+		{"audience only", "", "https://rampart.example/api"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			v, err := auth.New(t.Context(), auth.Options{JWKSURL: srv.URL, Issuer: c.iss, Audience: c.aud})
+			if !errors.Is(err, auth.ErrJWKSNeedsIssuerAudience) {
+				t.Fatalf("New = %v, %v; want ErrJWKSNeedsIssuerAudience", v, err)
+			}
+		})
+	}
+	// A token for another API of the same tenant (same keys, other
+	// audience) is what the check is for: with both pinned it is refused.
+	const iss, aud = "https://tenant.auth0.example/", "https://rampart.example/api"
+	v, err := auth.New(t.Context(), auth.Options{JWKSURL: srv.URL, Issuer: iss, Audience: aud, Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := rs256(t, "k1", signer, jwt.MapClaims{"iss": iss, "aud": "https://billing.example/api", "exp": now.Add(time.Hour).Unix(), "org_id": "org_a"})
+	if org, err := v.Verify(other); !errors.Is(err, auth.ErrUnauthenticated) {
+		t.Errorf("Verify(token for another API) = %q, %v; want ErrUnauthenticated", org, err)
+	}
+	noAud := rs256(t, "k1", signer, jwt.MapClaims{"iss": iss, "exp": now.Add(time.Hour).Unix(), "org_id": "org_a"})
+	if org, err := v.Verify(noAud); !errors.Is(err, auth.ErrUnauthenticated) {
+		t.Errorf("Verify(token without aud) = %q, %v; want ErrUnauthenticated", org, err)
+	}
+}

@@ -277,14 +277,20 @@ func New(opts Options) (*Bus, error) {
 		SetPingTimeout(10 * time.Second).
 		SetConnectTimeout(10 * time.Second).
 		SetWriteTimeout(30 * time.Second).
-		SetAutoReconnect(true).
-		SetMaxReconnectInterval(opts.MaxReconnectInterval).
+		// The bus reconnects itself (connectLoop): paho's automatic
+		// reconnection resends stored QoS 1 publishes while new ones go
+		// out, and races with them (paho v1.5.1, client.resume sets Dup on a
+		// packet the writer is sending; seen by the race detector). Without
+		// it, a lost connection fails the publishes in flight at once, and
+		// the caller publishes again on the next connection.
+		SetAutoReconnect(false).
 		SetOrderMatters(true).
 		SetConnectionLostHandler(func(_ paho.Client, err error) {
 			b.m.connected.Set(0)
 			b.subscribed.Store(false)
 			b.endConnection()
 			b.log.Warn("mqtt connection lost; reconnecting", "urls", opts.URLs, "error", err)
+			go b.connectLoop()
 		}).
 		SetConnectionAttemptHandler(func(u *url.URL, tc *tls.Config) *tls.Config {
 			s := u.String()
@@ -315,7 +321,6 @@ func New(opts Options) (*Bus, error) {
 	if opts.Reports != nil && opts.Ingester != nil {
 		b.stopReports = opts.Reports.SubscribeReports(b.deliver)
 	}
-	b.wg.Add(1)
 	go b.connectLoop()
 	return b, nil
 }
@@ -353,10 +358,10 @@ func (b *Bus) Ready() error {
 	return nil
 }
 
-// connectLoop retries the first connection until a broker accepts it or the
-// bus closes. Later connections are paho's automatic reconnects.
+// connectLoop connects, retrying with backoff until a broker accepts the
+// connection or the bus closes. It runs at start and after every lost
+// connection, one at a time.
 func (b *Bus) connectLoop() {
-	defer b.wg.Done()
 	backoff := 100 * time.Millisecond
 	for {
 		// Close closes done before it disconnects, and paho's Disconnect
@@ -371,7 +376,15 @@ func (b *Bus) connectLoop() {
 		select {
 		case <-tok.Done():
 		case <-b.done:
-			return // do not hold Close up for a connect timeout
+			// Close does not wait for a connect timeout. Its Disconnect
+			// ends an attempt in progress; one that began after it is
+			// ended here.
+			go func() {
+				if tok.Wait() && tok.Error() == nil {
+					b.client.Disconnect(0)
+				}
+			}()
+			return
 		}
 		err := tok.Error()
 		if err == nil {

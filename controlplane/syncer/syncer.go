@@ -45,7 +45,7 @@
 // # Metrics
 //
 //	rampart_propagation_seconds          write commit → last affected site confirmed
-//	rampart_sites{state}                 sites by state (on scrape)
+//	rampart_sites{state}                 sites by state (running counts)
 //	rampart_status_reports_total{result} taken, stale, other_epoch
 //	rampart_desired_compile_errors_total documents that could not be stamped
 //
@@ -78,6 +78,9 @@ type Store interface {
 	// Ingest takes reports in order, many in one transaction.
 	Ingest(ctx context.Context, reports []cp.Report) ([]cp.ReportResult, error)
 	Settle(ctx context.Context, org string, sites []string) error
+	// CountSites counts sites by state as GET /vpc/sites shows them, for
+	// metrics, without listing them.
+	CountSites(ctx context.Context) (map[cp.SiteState]int, error)
 }
 
 // Publisher sends desired-state documents (bus.Bus implements it).
@@ -782,20 +785,10 @@ func (c *siteCollector) Describe(ch chan<- *prometheus.Desc) { ch <- sitesDesc }
 func (c *siteCollector) Collect(ch chan<- prometheus.Metric) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	counts := map[cp.SiteState]int{}
-	orgs, err := c.store.Orgs(ctx)
+	counts, err := c.store.CountSites(ctx) // O(1) in the sites (#13.7)
 	if err != nil {
-		c.log.Error("count sites", "error", err)
-	}
-	for _, org := range orgs {
-		sites, err := c.store.ListSites(ctx, org)
-		if err != nil {
-			c.log.Error("count sites", "org", org, "error", err)
-			continue
-		}
-		for _, site := range sites {
-			counts[site.State]++
-		}
+		ch <- prometheus.NewInvalidMetric(sitesDesc, err)
+		return
 	}
 	for _, st := range []cp.SiteState{cp.SiteInSync, cp.SiteSyncing, cp.SiteFailed, cp.SiteOffline, cp.SiteUnknown} {
 		ch <- prometheus.MustNewConstMetric(sitesDesc, prometheus.GaugeValue, float64(counts[st]), string(st))

@@ -91,6 +91,9 @@ type Options struct {
 	// transaction. Zero means no wait (group commit: writes arriving while
 	// a transaction commits share the next one), which measured best.
 	MaxBatchDelay time.Duration
+	// Quotas bound each organisation (quota.go); zero fields mean
+	// controlplane.DefaultQuotas.
+	Quotas cp.Quotas
 }
 
 var (
@@ -122,6 +125,7 @@ type Store struct {
 	cache    groupCache
 	reads    readCache
 	commits  *committer // nil with NoBatch
+	counts   *counts    // running counts for metrics (counts.go)
 }
 
 // Open opens (or creates) the database at path.
@@ -162,6 +166,10 @@ func Open(path string, opts Options) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("initialise database %s: %w", path, err)
 	}
+	if err := s.loadCounts(); err != nil { // apisec #13.7
+		db.Close()
+		return nil, err
+	}
 	if !opts.NoBatch {
 		s.commits = newCommitter(db, opts.MaxBatchDelay)
 	}
@@ -173,6 +181,7 @@ func (s *Store) Close() error {
 	if s.commits != nil {
 		s.commits.close()
 	}
+	allCounts.Delete(s.db)
 	return s.db.Close()
 }
 
@@ -227,9 +236,9 @@ func (s *Store) write(ctx context.Context, fn func(tx *bolt.Tx) error) error {
 	// answers cached before are stale.
 	defer s.reads.invalidate()
 	if s.commits == nil {
-		return s.db.Update(fn)
+		return storageFault(s.db.Update(fn)) // apisec #13.10: storage.go
 	}
-	return s.commits.write(fn)
+	return storageFault(s.commits.write(fn))
 }
 
 // --- records and keys ---
@@ -399,7 +408,7 @@ func setIndexes(tx *bolt.Tx, org, kind, id string, prev, next *cp.SyncState) err
 		}
 	}
 	if next == nil {
-		return st.Delete(key(org, kind, id))
+		return putStatus(st, key(org, kind, id), kind, "") // apisec #13.7: counts.go
 	}
 	if next.Status == cp.StatusSyncing {
 		if err := dl.Put(deadlineKey(next.Deadline, org, kind, id), nil); err != nil {
@@ -411,7 +420,7 @@ func setIndexes(tx *bolt.Tx, org, kind, id string, prev, next *cp.SyncState) err
 			return err
 		}
 	}
-	return st.Put(key(org, kind, id), []byte(next.Status))
+	return putStatus(st, key(org, kind, id), kind, next.Status)
 }
 
 func getJSON[T any](b *bolt.Bucket, id string) (*T, error) {
@@ -1109,6 +1118,9 @@ func (s *Store) tryPutSecurityGroup(ctx context.Context, org, id string, create 
 		} else if inTx {
 			p = prepareGroup(built, cp.SecurityGroup{})
 		}
+		if err := s.checkQuota(ob, cp.KindSecurityGroup, create, built.Sites); err != nil { // apisec #13.2: quota.go
+			return err
+		}
 		g, prev, data, oldRefs, newRefs := p.g, p.prev, p.data, p.oldRefs, p.newRefs
 		lists := ob.Bucket(bucketLists)
 		// newRefs lists every address that names a prefix list: without
@@ -1286,6 +1298,9 @@ func (s *Store) tryPutPrefixList(ctx context.Context, org, id string, create boo
 				affected[site] = true
 			}
 		}
+		if err := s.checkQuota(ob, cp.KindPrefixList, create, l.Sites); err != nil { // apisec #13.2: quota.go
+			return err
+		}
 		// The list must be confirmed by its own sites and by the sites of
 		// every group that refers to it: all of them get new content.
 		pending := slices.Clone(l.Sites)
@@ -1446,14 +1461,15 @@ func touchSites(ob *bolt.Bucket, affected map[string]bool, revs map[string]uint6
 				}
 			}
 		}
-		if err := putJSON(b, id, siteRecord{Site: *site, SyncDeadline: site.SyncDeadline}); err != nil {
+		if err := putSite(b, id, site); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// siteRecord stores the Site's internal fields too.
+// siteRecord stores the Site's internal fields too. Write one only through
+// putSite (counts.go), which keeps the metrics' running counts.
 type siteRecord struct {
 	cp.Site
 	SyncDeadline time.Time `json:"sync_deadline,omitzero"`
@@ -1541,7 +1557,7 @@ func (s *Store) UpdateSite(ctx context.Context, org, id string, fn func(*cp.Site
 		c := *site
 		fn(&c)
 		c.ID = id
-		return putJSON(b, id, siteRecord{Site: c, SyncDeadline: c.SyncDeadline})
+		return putSite(b, id, &c)
 	})
 	return wrap("update site", err)
 }
@@ -1587,7 +1603,7 @@ func (s *Store) Confirm(ctx context.Context, org, site string, revision uint64, 
 		} else {
 			rec.State, rec.LastError = cp.SiteFailed, errMsg
 		}
-		return putJSON(b, site, siteRecord{Site: *rec, SyncDeadline: rec.SyncDeadline})
+		return putSite(b, site, rec)
 	})
 	return wrap("confirm site revision", err)
 }
@@ -1683,25 +1699,6 @@ func (s *Store) RunSweeper(ctx context.Context, interval time.Duration, onErr fu
 		case <-t.C:
 		}
 	}
-}
-
-// CountByStatus counts groups and prefix lists by kind and status, for
-// metrics.
-func (s *Store) CountByStatus(ctx context.Context) (map[string]map[cp.Status]int, error) {
-	out := map[string]map[cp.Status]int{cp.KindSecurityGroup: {}, cp.KindPrefixList: {}}
-	err := s.db.View(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketStatus).ForEach(func(k, v []byte) error {
-			parts := bytes.SplitN(k, []byte{0}, 3)
-			if len(parts) == 3 && out[string(parts[1])] != nil {
-				out[string(parts[1])][cp.Status(v)]++
-			}
-			return nil
-		})
-	})
-	if err != nil {
-		return nil, fmt.Errorf("count resources: %w", err)
-	}
-	return out, nil
 }
 
 // policyTx is the Revisioner's view of one organisation inside a write.

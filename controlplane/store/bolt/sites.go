@@ -108,7 +108,7 @@ func (s *Store) ingestStatus(b *syncBatch, org, site string, st *protocol.SiteSt
 	}
 	rec.AgentVersion, rec.RouterOSVersion, rec.Board = st.AgentVersion, st.RouterOSVersion, st.Board
 	put := func(res cp.ReportResult) (cp.ReportResult, error) {
-		return res, putJSON(sb, site, siteRecord{Site: *rec, SyncDeadline: rec.SyncDeadline})
+		return res, putSite(sb, site, rec)
 	}
 	if st.Epoch != s.epoch {
 		return put(cp.ReportOtherEpoch)
@@ -273,7 +273,7 @@ func (s *Store) ingestPresence(tx *bolt.Tx, org, site string, p protocol.Presenc
 		}
 		rec.State = resumedState(rec, last, s.epoch)
 	}
-	return putJSON(sb, site, siteRecord{Site: *rec, SyncDeadline: rec.SyncDeadline})
+	return putSite(sb, site, rec)
 }
 
 // Settle confirms, for each of sites, every group and prefix list waiting
@@ -372,5 +372,5 @@ func settleState(sb *bolt.Bucket, site string, rec *cp.Site, deadline time.Time)
 	default:
 		return nil
 	}
-	return putJSON(sb, site, siteRecord{Site: *rec, SyncDeadline: rec.SyncDeadline})
+	return putSite(sb, site, rec)
 }

@@ -1,0 +1,132 @@
+package api
+
+import (
+	"context"
+	"net/http"
+	"net/url"
+	"strconv"
+
+	cp "github.com/rampart-fw/rampart/controlplane"
+	"github.com/rampart-fw/rampart/protocol"
+)
+
+// Paging of lists (DESIGN.md section 2, #13.2, #16): the answer stays a bare JSON
+// array; `limit` (1 to MaxPageSize, default DefaultPageSize) bounds it and
+// `starting_after` (the last id of the previous page) continues it. When
+// more follow, the Link header names the next page: `<...>; rel="next"`.
+const (
+	DefaultPageSize = 100
+	MaxPageSize     = 1000
+)
+
+// SitePager is implemented by a Store that can list sites a page at a time
+// (bolt.Store does); without it, GET /vpc/sites pages over ListSites.
+type SitePager interface {
+	ListSitesPage(ctx context.Context, org, after string, limit int) ([]cp.Site, bool, error)
+}
+
+// JSONPager is implemented by a RawStore that lists groups and prefix
+// lists a page at a time as the API's JSON (bolt.Store does).
+type JSONPager interface {
+	ListJSONPage(ctx context.Context, org, kind, after string, limit int) (body []byte, last string, more bool, err error)
+}
+
+// SiteReserver is implemented by a Store that keeps the site quota:
+// enrollment reserves a site before handing out its credentials, so an
+// organisation gets credentials for at most its quota of sites.
+type SiteReserver interface {
+	ReserveSite(ctx context.Context, org, site string) error
+}
+
+// page reads limit and starting_after. idOK checks starting_after.
+func page(r *http.Request, idOK func(string) bool, idHint string) (limit int, after string, err error) {
+	q := r.URL.Query()
+	limit = DefaultPageSize
+	if v := q.Get("limit"); v != "" {
+		n, convErr := strconv.Atoi(v)
+		if convErr != nil || n < 1 || n > MaxPageSize {
+			return 0, "", cp.Errorf(cp.CodeInvalidValue, "limit", "limit %q is not valid; use a whole number from 1 to %d (default %d).", v, MaxPageSize, DefaultPageSize)
+		}
+		limit = n
+	}
+	after = q.Get("starting_after")
+	if after != "" && !idOK(after) {
+		return 0, "", cp.Errorf(cp.CodeInvalidValue, "starting_after", "starting_after %q is not %s; send the id of the last item of the previous page.", after, idHint)
+	}
+	return limit, after, nil
+}
+
+// setNext sets the Link header to the page after last.
+func setNext(w http.ResponseWriter, r *http.Request, limit int, last string) {
+	q := url.Values{}
+	q.Set("limit", strconv.Itoa(limit))
+	q.Set("starting_after", last)
+	w.Header().Set("Link", "<"+r.URL.Path+"?"+q.Encode()+`>; rel="next"`)
+}
+
+func (s *Server) listSitesPage(w http.ResponseWriter, r *http.Request, org string) error {
+	limit, after, err := page(r, protocol.ValidSiteID, "a site id")
+	if err != nil {
+		return err
+	}
+	p, ok := s.opts.Store.(SitePager)
+	if !ok {
+		sites, err := s.opts.Store.ListSites(r.Context(), org)
+		return writePage(w, r, sites, err, func(s cp.Site) string { return s.ID }, after, limit)
+	}
+	sites, more, err := p.ListSitesPage(r.Context(), org, after, limit)
+	if err != nil {
+		return err
+	}
+	if more {
+		setNext(w, r, limit, sites[len(sites)-1].ID)
+	}
+	return writeJSON(w, http.StatusOK, sites)
+}
+
+// listPage answers GET of the groups or the prefix lists, a page at a
+// time.
+func (s *Server) listPage(w http.ResponseWriter, r *http.Request, org, kind string) error {
+	prefix := cp.SecurityGroupIDPrefix
+	if kind == cp.KindPrefixList {
+		prefix = cp.PrefixListIDPrefix
+	}
+	limit, after, err := page(r, func(id string) bool { return cp.ValidID(prefix, id) }, "an id "+prefix+"...")
+	if err != nil {
+		return err
+	}
+	if p, ok := s.opts.Store.(JSONPager); ok {
+		body, last, more, err := p.ListJSONPage(r.Context(), org, kind, after, limit)
+		if err != nil {
+			return err
+		}
+		if more {
+			setNext(w, r, limit, last)
+		}
+		return writeRaw(w, http.StatusOK)(body, nil)
+	}
+	if kind == cp.KindSecurityGroup {
+		gs, err := s.opts.Store.ListSecurityGroups(r.Context(), org)
+		return writePage(w, r, gs, err, func(g cp.SecurityGroup) string { return g.ID }, after, limit)
+	}
+	ls, err := s.opts.Store.ListPrefixLists(r.Context(), org)
+	return writePage(w, r, ls, err, func(l cp.PrefixList) string { return l.ID }, after, limit)
+}
+
+// writePage answers with the page of all (a whole list ordered by id, or
+// err) that follows after, for a store that cannot page itself.
+func writePage[T any](w http.ResponseWriter, r *http.Request, all []T, err error, id func(T) string, after string, limit int) error {
+	if err != nil {
+		return err
+	}
+	i := 0
+	for i < len(all) && after != "" && id(all[i]) <= after {
+		i++
+	}
+	all = all[i:]
+	if len(all) > limit {
+		all = all[:limit]
+		setNext(w, r, limit, id(all[limit-1]))
+	}
+	return writeJSON(w, http.StatusOK, all)
+}
