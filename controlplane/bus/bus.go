@@ -24,7 +24,8 @@
 // calls Options.OnConnect. The control plane republishes every site's
 // document there: republishing is harmless (agents ignore a revision they
 // have) and it restores retained state on a broker that restarted without
-// persistence.
+// persistence. Publishes in flight when a connection is lost fail at once
+// (the session is clean; nothing is resent behind the caller's back).
 //
 // A broker may refuse a subscription for a while (a NATS cluster electing
 // JetStream leaders refuses QoS 1 subscriptions for 10–15 s): the bus
