@@ -255,7 +255,8 @@ func TestTLSFlagsGoTogether(t *testing.T) {
 }
 
 // TestEnrollPrintsSSLWithTLS: enroll hands out ssl:// on --mqtts-listen
-// when --tls-cert is set (also from RAMPART_TLS_CERT), tcp:// otherwise.
+// when --tls-cert is set (also from RAMPART_TLS_CERT), tcp:// otherwise,
+// and every URL of a clustered --mqtt-url.
 func TestEnrollPrintsSSLWithTLS(t *testing.T) {
 	dir := t.TempDir()
 	if _, err := keys.LoadOrCreate(dir); err != nil {
@@ -267,6 +268,8 @@ func TestEnrollPrintsSSLWithTLS(t *testing.T) {
 	}{
 		{[]string{"--tls-cert", "cert.pem", "--mqtts-listen", "rampart.example.net:8883"}, "RAMPART_MQTT_URL=ssl://rampart.example.net:8883"},
 		{[]string{"--mqtt-listen", "rampart.example.net:1883"}, "RAMPART_MQTT_URL=tcp://rampart.example.net:1883"},
+		// Every node of a cluster, without the control plane's credentials.
+		{[]string{"--mqtt-url", "ssl://cp:secret@a.example.net:8883,ssl://b.example.net:8883"}, "RAMPART_MQTT_URL=ssl://a.example.net:8883,ssl://b.example.net:8883"},
 	} {
 		var out bytes.Buffer
 		args := append([]string{"enroll", "--data-dir", dir, "--org", "org_x", "--site", "site_a"}, tc.flags...)
