@@ -14,7 +14,8 @@
 // # Configuration
 //
 // Only the environment, read by LoadConfig (section 9 of the design):
-// RAMPART_MQTT_URL, RAMPART_ORG_ID, RAMPART_SITE_ID, RAMPART_SITE_SECRET,
+// RAMPART_MQTT_URL (one or several comma-separated URLs), RAMPART_MQTT_CA,
+// RAMPART_ORG_ID, RAMPART_SITE_ID, RAMPART_SITE_SECRET,
 // RAMPART_ROUTEROS_ADDR, RAMPART_ROUTEROS_USER, RAMPART_ROUTEROS_PASSWORD,
 // RAMPART_ROUTEROS_TLS, RAMPART_STATE_DIR, RAMPART_METRICS_ADDR,
 // RAMPART_RESYNC_INTERVAL, RAMPART_WAN_LIST.
@@ -22,6 +23,7 @@ package agent
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -45,12 +47,13 @@ import (
 	"github.com/rampart-fw/rampart/agent/reconcile"
 	"github.com/rampart-fw/rampart/agent/render"
 	"github.com/rampart-fw/rampart/agent/routeros"
+	"github.com/rampart-fw/rampart/internal/buildinfo"
 	"github.com/rampart-fw/rampart/protocol"
 )
 
-// Version is the agent's version, reported in SiteStatus; set at link time
-// with -ldflags "-X github.com/rampart-fw/rampart/agent.Version=...".
-var Version = "dev"
+// agentVersion is the build's version (buildinfo), reported in every
+// status; read once, as it cannot change.
+var agentVersion = buildinfo.Version()
 
 // Options are the agent's non-environment knobs, for tests and embedding.
 // The zero value is usable.
@@ -69,17 +72,36 @@ type Options struct {
 	RouterSessions int
 	// RouterTimeout bounds each RouterOS command; zero means 15 s.
 	RouterTimeout time.Duration
-	// MQTTMaxReconnect caps the broker reconnect backoff; zero means 30 s.
+	// MQTTMaxReconnect caps the broker reconnect backoff while no broker
+	// answers; zero means 1 s (see package mqtt).
 	MQTTMaxReconnect time.Duration
+	// MQTTHeldAfter is how long a broker connection must last for the
+	// reconnect backoff to reset; zero means 10 s.
+	MQTTHeldAfter time.Duration
+	// ApplyAttempts and ApplyRetryBudget bound how often, and for how
+	// long, an apply whose RouterOS connection dropped is tried again on a
+	// new session before it is reported failed; zero means 8 attempts
+	// within 20 s. See applyRetrying.
+	ApplyAttempts    int
+	ApplyRetryBudget time.Duration
+	// CacheRetry is how often a cache write that failed is tried again;
+	// zero means 10 s.
+	CacheRetry time.Duration
+	// ComplainEvery is the least time between two identical explanatory
+	// log lines (a broker or router that stays unreachable); zero means
+	// 30 s.
+	ComplainEvery time.Duration
 	// MQTTConnectTimeout bounds one broker connection attempt; zero means
 	// 10 s.
 	MQTTConnectTimeout time.Duration
 	// PresenceInterval is how often presence online is republished; zero
 	// means 60 s (see mqtt.Options.PresenceInterval for why it repeats).
 	PresenceInterval time.Duration
-	// OnStatus, if set, is called on the agent's goroutine with each status
-	// the broker accepted, so an embedder (the in-process demo fleet, its
-	// benchmark) sees what the control plane sees without subscribing.
+	// OnStatus, if set, is called on the agent's goroutine once with each
+	// status the agent reports, when it reports it (the broker gets the
+	// same status, retried until it acknowledges), so an embedder (the
+	// in-process demo fleet, its benchmark) sees what the control plane
+	// sees without subscribing.
 	OnStatus func(protocol.SiteStatus)
 	// OnApplyStart, if set, is called on the agent's goroutine when the
 	// first writes of a new revision are about to go to the router, with
@@ -101,9 +123,11 @@ type Agent struct {
 
 	mu          sync.Mutex
 	inbox       [][]byte // desired payloads not yet looked at
-	connChanged bool
 	metricsAddr string
 	healthy     bool
+
+	brokerSays complaint // used by the MQTT connect goroutine only
+	routerSays complaint // used by the Run goroutine only
 
 	// Loop state, owned by the Run goroutine.
 	mq             *mqtt.Client
@@ -122,6 +146,8 @@ type Agent struct {
 	routerVersion  string
 	routerBoard    string
 	pendingApplied bool // a new revision whose writes have not started yet
+	holdTransient  bool // applyRetrying: fail keeps a transient failure to itself
+	held           bool // fail kept one
 	rendered       struct {
 		doc   *protocol.DesiredState
 		guard netip.Addr
@@ -146,6 +172,18 @@ func New(cfg Config, opts Options) (*Agent, error) {
 	if opts.Throttle == 0 {
 		opts.Throttle = 100 * time.Millisecond
 	}
+	if opts.ApplyAttempts == 0 {
+		opts.ApplyAttempts = 8
+	}
+	if opts.ApplyRetryBudget == 0 {
+		opts.ApplyRetryBudget = 20 * time.Second
+	}
+	if opts.CacheRetry == 0 {
+		opts.CacheRetry = 10 * time.Second
+	}
+	if opts.ComplainEvery == 0 {
+		opts.ComplainEvery = 30 * time.Second
+	}
 	a := &Agent{
 		cfg:    cfg,
 		opts:   opts,
@@ -154,6 +192,8 @@ func New(cfg Config, opts Options) (*Agent, error) {
 		m:      newMetrics(opts.Registry),
 		notify: make(chan struct{}, 1),
 	}
+	a.brokerSays = complaint{log: a.log, interval: opts.ComplainEvery}
+	a.routerSays = complaint{log: a.log, interval: opts.ComplainEvery}
 	a.router = routeros.New(routeros.Options{
 		Addr: cfg.RouterOSAddr, User: cfg.RouterOSUser, Password: cfg.RouterOSPassword,
 		TLS: cfg.RouterOSTLS, Sessions: opts.RouterSessions, Timeout: opts.RouterTimeout,
@@ -176,28 +216,13 @@ func (a *Agent) wake() {
 }
 
 // Run runs the agent until ctx ends. It returns an error only when it cannot
-// start (the cache cannot be opened, the metrics address cannot be bound).
+// start (the metrics address cannot be bound, the broker TLS configuration
+// cannot be built): the cache, the broker and the router may each be
+// unusable for as long as they like, and the agent says so in its log.
 func (a *Agent) Run(ctx context.Context) error {
-	c, err := cache.Open(a.cfg.StateDir, cache.Options{})
-	if err != nil {
-		return err
-	}
-	a.cache = c
-	defer c.Close()
+	a.openCache()
+	defer a.cache.Close()
 	defer a.router.Close()
-
-	if d, err := c.Get(); err == nil {
-		if err := d.Validate(a.cfg.OrgID, a.cfg.SiteID); err != nil {
-			a.log.Warn("ignoring cached desired state", "err", err)
-		} else {
-			a.desired = &d
-			a.pendingApplied = true
-			a.m.desiredRevision.Set(float64(d.Revision))
-			a.log.Info("enforcing cached desired state", "epoch", d.Epoch, "revision", d.Revision)
-		}
-	} else if !errors.Is(err, cache.ErrNotFound) {
-		a.log.Warn("cache unreadable; waiting for the broker", "err", err)
-	}
 
 	if a.cfg.MetricsAddr != "" {
 		stop, err := a.serveMetrics()
@@ -207,9 +232,19 @@ func (a *Agent) Run(ctx context.Context) error {
 		defer stop()
 	}
 
+	var tlsConfig *tls.Config
+	for _, u := range a.cfg.MQTTURLs {
+		if u.Scheme != "tcp" && u.Scheme != "mqtt" {
+			var err error
+			if tlsConfig, err = a.cfg.MQTTTLSConfig(); err != nil {
+				return fmt.Errorf("broker TLS (%s): %w", protocol.EnvMQTTCA, err)
+			}
+			break
+		}
+	}
 	mq, err := mqtt.Start(mqtt.Options{
-		URL: a.cfg.MQTTURL, ClientID: "rampart-agent-" + a.cfg.OrgID + "-" + a.cfg.SiteID,
-		Username: a.cfg.MQTTUser(), Password: a.cfg.SiteSecret,
+		URLs: a.cfg.MQTTURLs, ClientID: "rampart-agent-" + a.cfg.OrgID + "-" + a.cfg.SiteID,
+		Username: a.cfg.MQTTUser(), Password: a.cfg.SiteSecret, TLSConfig: tlsConfig,
 		TopicRoot: a.cfg.TopicRoot, OrgID: a.cfg.OrgID, SiteID: a.cfg.SiteID,
 		OnDesired: func(b []byte) {
 			a.mu.Lock()
@@ -218,17 +253,18 @@ func (a *Agent) Run(ctx context.Context) error {
 			a.wake()
 		},
 		OnConnection: func(up bool) {
-			a.mu.Lock()
-			a.connChanged = true
-			a.mu.Unlock()
 			if up {
 				a.m.mqttConnected.Set(1)
+				a.brokerSays.clear()
 			} else {
 				a.m.mqttConnected.Set(0)
 			}
-			a.wake()
+		},
+		OnConnectFailed: func(err *mqtt.ConnectError) {
+			a.brokerSays.say(a.explainBroker(err), err)
 		},
 		MaxReconnectInterval: a.opts.MQTTMaxReconnect,
+		HeldAfter:            a.opts.MQTTHeldAfter,
 		ConnectTimeout:       a.opts.MQTTConnectTimeout,
 		PresenceInterval:     a.opts.PresenceInterval,
 		Logger:               a.log,
@@ -246,10 +282,19 @@ func (a *Agent) Run(ctx context.Context) error {
 	retry := time.NewTimer(0)
 	defer retry.Stop()
 	<-retry.C
+	cacheRetry := time.NewTicker(a.opts.CacheRetry) // a no-op unless a write is pending
+	defer cacheRetry.Stop()
 	dirty := a.desired != nil
 	reread := false // the resync is due: read the router, do not trust the observation
 	var lastApply time.Time
 	retryPending := false
+	// With nothing to apply (no cache, no broker yet) the router is still
+	// reached, so a wrong address, user or password is in the log within
+	// seconds of starting, not after the first document. Its own timer: a
+	// document that arrives meanwhile is not held up by the probe's backoff.
+	probe := time.NewTimer(0)
+	defer probe.Stop()
+	probeFailures := 0
 	for {
 		if dirty && !retryPending {
 			if wait := a.opts.Throttle - time.Since(lastApply); wait > 0 {
@@ -262,7 +307,7 @@ func (a *Agent) Run(ctx context.Context) error {
 				if reread {
 					reread, apply = false, a.sync
 				}
-				if err := apply(ctx); err != nil {
+				if err := a.applyRetrying(ctx, apply); err != nil {
 					if ctx.Err() != nil {
 						return nil
 					}
@@ -276,7 +321,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-a.notify:
-			if a.takeEvents(ctx) {
+			if a.takeEvents() {
 				dirty = true
 			}
 		case <-resync.C:
@@ -285,27 +330,108 @@ func (a *Agent) Run(ctx context.Context) error {
 			}
 		case <-retry.C:
 			retryPending = false
+		case <-cacheRetry.C:
+			a.retryCache()
+		case <-probe.C:
+			if a.desired != nil || a.routerVersion != "" {
+				continue // an apply reaches the router, and says what fails
+			}
+			if err := a.identify(ctx); err != nil {
+				if ctx.Err() != nil {
+					return nil
+				}
+				a.routerSays.say("cannot use the router: "+a.explain(err), err)
+				probeFailures++
+				probe.Reset(jitter(min(a.opts.RetryBase<<min(probeFailures-1, 16), a.opts.RetryMax)))
+			} else {
+				a.routerSays.clear()
+				a.log.Info("RouterOS API reachable", "version", a.routerVersion, "board", a.routerBoard)
+			}
 		}
+	}
+}
+
+// applyRetrying runs apply, and while it fails on the connection
+// (transient) tries again from a fresh read of the router, up to
+// ApplyAttempts attempts within ApplyRetryBudget, with a short backoff:
+// a flapping API connection is not a failure the site reports. Only a
+// failure that persists past the budget, or a refusal (a trap, a login),
+// is reported failed, saying what it was.
+func (a *Agent) applyRetrying(ctx context.Context, apply func(context.Context) error) error {
+	start := time.Now()
+	wait := 100 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		a.holdTransient = attempt < a.opts.ApplyAttempts && time.Since(start) < a.opts.ApplyRetryBudget
+		a.held = false
+		err := apply(ctx)
+		a.holdTransient = false
+		if err == nil || ctx.Err() != nil || !a.held {
+			return err
+		}
+		t := time.NewTimer(wait/2 + rand.N(wait/2+1))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		}
+		wait = min(2*wait, time.Second)
+		apply = a.sync
+	}
+}
+
+// openCache opens the cache; nothing about it stops the agent (package
+// cache): a repaired file or a directory it cannot use is logged, and the
+// cached document, if any, becomes current.
+func (a *Agent) openCache() {
+	c, err := cache.Open(a.cfg.StateDir, cache.Options{})
+	a.cache = c
+	switch {
+	case err != nil && c.Persistent():
+		a.log.Warn("cache repaired", "err", err)
+	case err != nil:
+		a.log.Error(fmt.Sprintf("no usable cache in %s: working from memory, so the policy is enforced but not kept across restarts until the directory is usable (check %s)", a.cfg.StateDir, protocol.EnvStateDir), "err", err)
+	}
+	d, err := c.Get()
+	switch {
+	case errors.Is(err, cache.ErrNotFound):
+	case err != nil:
+		a.log.Warn("cache unreadable; waiting for the broker", "err", err)
+	default:
+		if err := d.Validate(a.cfg.OrgID, a.cfg.SiteID); err != nil {
+			a.log.Warn("ignoring cached desired state", "err", err)
+			return
+		}
+		a.desired = &d
+		a.pendingApplied = true
+		a.m.desiredRevision.Set(float64(d.Revision))
+		a.log.Info("enforcing cached desired state", "epoch", d.Epoch, "revision", d.Revision)
+	}
+}
+
+// retryCache writes a document whose cache write failed.
+func (a *Agent) retryCache() {
+	wrote, err := a.cache.Retry()
+	switch {
+	case err != nil:
+		a.log.Warn("cache write failed again; the policy is enforced from memory and the write retried", "err", err, "retry_in", a.opts.CacheRetry.String())
+	case wrote:
+		a.log.Info("cache written after earlier failures", "path", a.cache.Path())
 	}
 }
 
 // takeEvents handles what the MQTT goroutines queued; it reports whether an
 // apply is needed.
-func (a *Agent) takeEvents(ctx context.Context) bool {
+func (a *Agent) takeEvents() bool {
 	a.mu.Lock()
-	inbox, conn := a.inbox, a.connChanged
-	a.inbox, a.connChanged = nil, false
+	inbox := a.inbox
+	a.inbox = nil
 	a.mu.Unlock()
 	dirty := false
 	for _, b := range inbox {
 		if a.accept(b) {
 			dirty = true
 		}
-	}
-	if conn && a.mq != nil && a.mq.Connected() && a.status.State != "" {
-		// After a reconnect the broker may have lost the retained status
-		// (a restart without persistence): say it again.
-		a.publish(ctx)
 	}
 	return dirty
 }
@@ -342,12 +468,15 @@ func (a *Agent) accept(b []byte) bool {
 	a.m.documents.WithLabelValues("accepted").Inc()
 	a.m.desiredRevision.Set(float64(d.Revision))
 	if wrote, err := a.cache.Put(d); err != nil {
-		a.log.Error("cache desired state", "err", err)
+		a.log.Error("cache write failed; the policy is enforced from memory and the write retried", "revision", d.Revision, "err", err, "retry_in", a.opts.CacheRetry.String())
 	} else if wrote {
 		a.log.Info("accepted desired state", "epoch", d.Epoch, "revision", d.Revision)
 	}
 	return true
 }
+
+// jitter spreads d over its upper half.
+func jitter(d time.Duration) time.Duration { return d/2 + rand.N(d/2+1) }
 
 func (a *Agent) backoff() time.Duration {
 	a.failures++
@@ -358,7 +487,7 @@ func (a *Agent) backoff() time.Duration {
 	d = min(d, a.opts.RetryMax)
 	// Full jitter on the upper half: routers that failed together (a broker
 	// or control plane hiccup) do not retry in lockstep.
-	return d/2 + rand.N(d/2+1)
+	return jitter(d)
 }
 
 func (a *Agent) setHealthy(ok bool) {
@@ -484,7 +613,7 @@ func (a *Agent) guard(st routerState) netip.Addr {
 			return ip
 		}
 	}
-	host := a.cfg.MQTTURL.Hostname()
+	host := a.cfg.MQTTURLs[0].Hostname()
 	if c, err := net.Dial("udp4", net.JoinHostPort(host, "9")); err == nil {
 		ap, perr := netip.ParseAddrPort(c.LocalAddr().String())
 		c.Close()

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/netip"
 	"runtime/debug"
 	"strings"
@@ -116,7 +115,7 @@ func (a *Agent) syncOnce(ctx context.Context, prior int) (int, error) {
 	guard := a.guard(st)
 	w := a.render(d, guard)
 	if len(w.Out) > 0 && !guard.Is4() {
-		a.log.Warn("outbound filtering without a guard: the agent's own IPv4 address towards the broker is unknown, so a policy could cut it off", "broker", a.cfg.MQTTURL.Host)
+		a.log.Warn("outbound filtering without a guard: the agent's own IPv4 address towards the broker is unknown, so a policy could cut it off", "broker", a.cfg.MQTTURLs[0].Host)
 	}
 	ops := reconcile.Plan(st.filter, st.addrs, w)
 	if len(ops) == 0 && !isNew && a.published {
@@ -179,7 +178,7 @@ func (a *Agent) syncOnce(ctx context.Context, prior int) (int, error) {
 		}
 	}
 	if rest := reconcile.Plan(st.filter, st.addrs, w); len(rest) > 0 {
-		return fail(writes, fmt.Errorf("the router does not match the policy after applying it: %d writes still needed (first: %s); someone may be editing the firewall at the same time", len(rest), rest[0]))
+		return fail(writes, &mismatchError{writes: len(rest), first: rest[0].String()})
 	}
 	// What was just read back (and what was read before, for a table the
 	// plan did not write) is the router now: the next revision plans from it.
@@ -230,19 +229,27 @@ func (a *Agent) newStatus(d *protocol.DesiredState, state string) protocol.SiteS
 		Schema: protocol.SchemaVersion, OrgID: a.cfg.OrgID, SiteID: a.cfg.SiteID,
 		Epoch: d.Epoch, Revision: d.Revision, State: state,
 		AppliedAt: time.Now().UTC(), DriftRepairs: a.driftRepairs,
-		AgentVersion: Version, RouterOSVersion: a.routerVersion, Board: a.routerBoard,
+		AgentVersion: agentVersion, RouterOSVersion: a.routerVersion, Board: a.routerBoard,
 	}
 }
 
 func (a *Agent) fail(ctx context.Context, d *protocol.DesiredState, start time.Time, writes int, err error) error {
-	msg := a.explain(err)
-	a.log.Error("apply failed", "revision", d.Revision, "err", err, "writes", writes)
-	a.m.applies.WithLabelValues("failed").Inc()
 	var trap *routeros.Trap
 	if !errors.As(err, &trap) {
 		a.m.routerConnected.Set(0)
 		a.m.routerReconnects.Inc()
 	}
+	if a.holdTransient && transient(err) {
+		// Within the apply's retry budget (applyRetrying): a dropped
+		// connection is not a failure anyone needs to see yet.
+		a.held = true
+		a.m.applies.WithLabelValues("interrupted").Inc()
+		a.log.Warn("apply interrupted; trying again on a new session", "revision", d.Revision, "err", err, "writes", writes)
+		return err
+	}
+	msg := a.explain(err)
+	a.log.Error("apply failed: "+msg, "revision", d.Revision, "err", err, "writes", writes)
+	a.m.applies.WithLabelValues("failed").Inc()
 	st := a.newStatus(d, protocol.StateFailed)
 	st.Error = msg
 	st.Operations = writes
@@ -257,48 +264,24 @@ func (a *Agent) fail(ctx context.Context, d *protocol.DesiredState, start time.T
 	return err
 }
 
-// explain turns an apply error into a sentence a person can act on.
-func (a *Agent) explain(err error) string {
-	s := err.Error()
-	switch {
-	case strings.Contains(s, "interface-list") && strings.Contains(s, "does not match"),
-		strings.Contains(s, "interface list "+fmt.Sprintf("%q", a.cfg.WANList)):
-		return fmt.Sprintf("interface list %q does not exist on the router: create it (/interface/list/add name=%s) and add the Internet-facing interfaces, or set %s to the list that holds them", a.cfg.WANList, a.cfg.WANList, protocol.EnvWANList)
-	case strings.Contains(s, "invalid user name or password"), strings.Contains(s, "cannot log in"):
-		return fmt.Sprintf("RouterOS refused the login of user %q: check %s and %s", a.cfg.RouterOSUser, protocol.EnvRouterOSUser, protocol.EnvRouterOSPassword)
-	case strings.Contains(s, "not enough permissions"):
-		return fmt.Sprintf("RouterOS user %q lacks permissions (%s): give its group the api, read and write policies", a.cfg.RouterOSUser, s)
-	}
-	var ne net.Error
-	var oe *net.OpError
-	if errors.As(err, &oe) || errors.As(err, &ne) {
-		return fmt.Sprintf("cannot talk to the RouterOS API at %s (%s): check that the api service is enabled, reachable from the container and allows its address", a.cfg.RouterOSAddr, s)
-	}
-	return s
-}
-
-func (a *Agent) publish(ctx context.Context) {
+func (a *Agent) publish(_ context.Context) {
 	if a.status.State == "" {
 		return
 	}
-	if a.opts.OnStatus != nil && a.status != a.lastReported {
+	if a.status != a.lastReported {
 		a.lastReported = a.status
-		a.opts.OnStatus(a.status)
+		if a.opts.OnStatus != nil {
+			a.opts.OnStatus(a.status)
+		}
 	}
-	if a.mq == nil {
-		return
-	}
-	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	if err := a.mq.PublishStatus(pctx, a.status); err != nil {
-		a.published = false
-		a.log.Debug("status not published yet", "err", err)
-		return
+	if a.mq != nil {
+		// Returns at once: the adapter publishes the newest status until
+		// the broker acknowledges it, and again on every connection.
+		if err := a.mq.PublishStatus(a.status); err != nil {
+			a.log.Error("publish status", "err", err)
+		}
 	}
 	a.published = a.status.State != protocol.StateApplying
-	if a.opts.OnStatus != nil {
-		a.opts.OnStatus(a.status)
-	}
 }
 
 func (a *Agent) identify(ctx context.Context) error {
@@ -341,7 +324,7 @@ func (a *Agent) checkWAN(ctx context.Context) error {
 			return nil
 		}
 	}
-	return fmt.Errorf("interface list %q does not exist", a.cfg.WANList)
+	return &wanMissingError{list: a.cfg.WANList}
 }
 
 // execute runs a plan and returns the number of writes the router accepted.
@@ -367,7 +350,7 @@ func (a *Agent) execute(ctx context.Context, ops []reconcile.Op) (int, error) {
 	tolerate := func(op reconcile.Op, err error) bool {
 		// Someone (or an earlier, interrupted apply) added the entry; the
 		// read-back repairs its comment if needed.
-		return op.Kind == reconcile.Add && op.Path == reconcile.AddressListPath && routeros.IsTrap(err, "already have such entry")
+		return op.Kind == reconcile.Add && op.Path == reconcile.AddressListPath && errors.Is(err, routeros.ErrExists)
 	}
 	run := func(s *routeros.Session, i int) error {
 		op := ops[i]

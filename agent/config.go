@@ -1,10 +1,13 @@
 package agent
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -30,7 +33,12 @@ const (
 // Config is everything the agent needs to run. LoadConfig is the only place
 // that builds one from the environment; tests build it directly.
 type Config struct {
-	MQTTURL    *url.URL
+	// MQTTURLs are the broker's URLs, tried in order (a clustered broker
+	// has several).
+	MQTTURLs []*url.URL
+	// MQTTCA is the path of a PEM file with a CA the agent trusts for
+	// ssl:// brokers besides the system's; empty: the system's only.
+	MQTTCA     string
 	OrgID      string
 	SiteID     string
 	SiteSecret string
@@ -51,6 +59,25 @@ type Config struct {
 
 // MQTTUser is the broker username of this site, "org/site".
 func (c Config) MQTTUser() string { return protocol.SiteMQTTUser(c.OrgID, c.SiteID) }
+
+// MQTTTLSConfig is the TLS configuration for ssl:// brokers: the system's
+// roots (the image's CA bundle), plus the CA in MQTTCA if set.
+func (c Config) MQTTTLSConfig() (*tls.Config, error) {
+	pool, err := x509.SystemCertPool()
+	if err != nil || pool == nil {
+		pool = x509.NewCertPool() // an image without a bundle: only MQTTCA
+	}
+	if c.MQTTCA != "" {
+		pem, err := os.ReadFile(c.MQTTCA)
+		if err != nil {
+			return nil, fmt.Errorf("read CA file: %w", err)
+		}
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("%s holds no PEM certificate", c.MQTTCA)
+		}
+	}
+	return &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}, nil
+}
 
 // ConfigError lists every problem found in the environment, so an operator
 // fixes them all in one round.
@@ -81,22 +108,34 @@ func LoadConfig(lookup func(string) (string, bool)) (Config, error) {
 		return v
 	}
 
-	if raw := required(protocol.EnvMQTTURL, "the broker URL, e.g. tcp://broker.example.net:1883 or ssl://broker.example.net:8883"); raw != "" {
-		u, err := url.Parse(raw)
-		switch {
-		case err != nil:
-			bad(protocol.EnvMQTTURL, "%q is not a URL; want e.g. tcp://broker.example.net:1883", raw)
-		case !validMQTTScheme(u.Scheme):
-			bad(protocol.EnvMQTTURL, "scheme %q is not supported; want tcp, mqtt, ssl, tls or mqtts", u.Scheme)
-		case u.Hostname() == "":
-			bad(protocol.EnvMQTTURL, "%q has no host; want e.g. tcp://broker.example.net:1883", raw)
-		default:
-			if u.Port() != "" {
-				if _, err := parsePort(u.Port()); err != nil {
-					bad(protocol.EnvMQTTURL, "port %q is not a TCP port (1-65535)", u.Port())
+	if raw := required(protocol.EnvMQTTURL, "the broker URL, e.g. tcp://broker.example.net:1883 or ssl://broker.example.net:8883, or several separated by commas"); raw != "" {
+		for _, one := range strings.Split(raw, ",") {
+			one = strings.TrimSpace(one)
+			u, err := url.Parse(one)
+			switch {
+			case one == "":
+				bad(protocol.EnvMQTTURL, "%q has an empty entry; want URLs separated by single commas", raw)
+			case err != nil:
+				bad(protocol.EnvMQTTURL, "%q is not a URL; want e.g. tcp://broker.example.net:1883", one)
+			case !validMQTTScheme(u.Scheme):
+				bad(protocol.EnvMQTTURL, "scheme %q is not supported; want tcp, mqtt, ssl, tls or mqtts", u.Scheme)
+			case u.Hostname() == "":
+				bad(protocol.EnvMQTTURL, "%q has no host; want e.g. tcp://broker.example.net:1883", one)
+			default:
+				if u.Port() != "" {
+					if _, err := parsePort(u.Port()); err != nil {
+						bad(protocol.EnvMQTTURL, "port %q is not a TCP port (1-65535)", u.Port())
+						continue
+					}
 				}
+				c.MQTTURLs = append(c.MQTTURLs, u)
 			}
-			c.MQTTURL = u
+		}
+	}
+	if v := get(protocol.EnvMQTTCA); v != "" {
+		c.MQTTCA = v
+		if _, err := c.MQTTTLSConfig(); err != nil {
+			bad(protocol.EnvMQTTCA, "%v; want the path of a PEM file holding the CA certificate that signed the broker's", err)
 		}
 	}
 	if c.OrgID = required(protocol.EnvOrgID, "the organisation id the control plane enrolled this site in"); c.OrgID != "" && !protocol.ValidOrgID(c.OrgID) {

@@ -3,6 +3,8 @@ package agent
 import (
 	"bytes"
 	"context"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -28,7 +30,7 @@ func TestLoadConfigDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := []any{c.MQTTURL.String(), c.MQTTUser(), c.RouterOSAddr, c.RouterOSTLS, c.StateDir, c.MetricsAddr, c.ResyncInterval, c.WANList, c.TopicRoot}
+	got := []any{c.MQTTURLs[0].String(), c.MQTTUser(), c.RouterOSAddr, c.RouterOSTLS, c.StateDir, c.MetricsAddr, c.ResyncInterval, c.WANList, c.TopicRoot}
 	want := []any{"tcp://127.0.0.1:1883", "org_demo/site_hq", "172.17.0.1:8728", false, DefaultStateDir, DefaultMetricsAddr, 60 * time.Second, "WAN", "rampart/v1"}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("defaults (-want +got):\n%s", diff)
@@ -62,6 +64,13 @@ func TestLoadConfigReportsEveryProblem(t *testing.T) {
 			protocol.EnvRouterOSTLS + `: "maybe"`, protocol.EnvResyncInterval + `: "soon"`, protocol.EnvWANList + `: "a,b"`, protocol.EnvMetricsAddr + `: "x"`,
 		}},
 		{"short resync", func() map[string]string { e := validEnv(); e[protocol.EnvResyncInterval] = "10ms"; return e }(), []string{protocol.EnvResyncInterval + ": 10ms is too short"}},
+		{"bad URL among several", func() map[string]string {
+			e := validEnv()
+			e[protocol.EnvMQTTURL] = "ssl://a:8883,,ws://b"
+			return e
+		}(), []string{protocol.EnvMQTTURL + `: "ssl://a:8883,,ws://b" has an empty entry`, protocol.EnvMQTTURL + `: scheme "ws"`}},
+		{"CA file missing", func() map[string]string { e := validEnv(); e[protocol.EnvMQTTCA] = "/nonexistent/ca.pem"; return e }(), []string{protocol.EnvMQTTCA + ": read CA file"}},
+		{"CA file without a certificate", func() map[string]string { e := validEnv(); e[protocol.EnvMQTTCA] = "config_test.go"; return e }(), []string{protocol.EnvMQTTCA + ": config_test.go holds no PEM certificate"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -78,6 +87,32 @@ func TestLoadConfigReportsEveryProblem(t *testing.T) {
 				t.Errorf("want %d problems, got %v", len(tt.want), err)
 			}
 		})
+	}
+}
+
+func TestLoadConfigSeveralBrokersAndACA(t *testing.T) {
+	caPEM, _ := tlsPair(t, "test")
+	ca := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(ca, caPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e := validEnv()
+	e[protocol.EnvMQTTURL] = " ssl://a.example.net:8883, tls://b.example.net ,tcp://c:1883"
+	e[protocol.EnvMQTTCA] = ca
+	c, err := LoadConfig(env(e))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, u := range c.MQTTURLs {
+		got = append(got, u.String())
+	}
+	if diff := cmp.Diff([]string{"ssl://a.example.net:8883", "tls://b.example.net", "tcp://c:1883"}, got); diff != "" {
+		t.Errorf("URLs (-want +got):\n%s", diff)
+	}
+	cfg, err := c.MQTTTLSConfig()
+	if err != nil || cfg.RootCAs == nil {
+		t.Fatalf("TLS config: %v", err)
 	}
 }
 

@@ -12,7 +12,9 @@ import (
 // envHelp is printed when the agent cannot start for want of configuration.
 var envHelp = strings.TrimSpace(`
 rampart-agent is configured only through its environment:
-  RAMPART_MQTT_URL           broker URL, e.g. tcp://broker:1883 (required)
+  RAMPART_MQTT_URL           broker URL, e.g. ssl://broker:8883 or tcp://broker:1883;
+                             several, comma-separated, for a clustered broker (required)
+  RAMPART_MQTT_CA            PEM file of a CA to trust for ssl:// besides the system's
   RAMPART_ORG_ID             organisation id (required)
   RAMPART_SITE_ID            site id, e.g. site_hq (required)
   RAMPART_SITE_SECRET        the site's MQTT secret (required)

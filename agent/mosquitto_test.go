@@ -30,7 +30,7 @@ func TestAgainstExternalBroker(t *testing.T) {
 	site := fmt.Sprintf("site_t%d", rand.Uint32()) // retained messages outlive the test
 	r := newSim(t, rossim.Options{})
 	cfg := testConfig(t, r.Addr())
-	cfg.MQTTURL, cfg.SiteID = u, site
+	cfg.MQTTURLs, cfg.SiteID = []*url.URL{u}, site
 
 	c := paho.NewClient(paho.NewClientOptions().AddBroker(raw).SetClientID("rampart-test-" + site))
 	if tok := c.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {

@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/rampart-fw/rampart/agent/render"
+	"github.com/rampart-fw/rampart/internal/buildinfo"
 	"github.com/rampart-fw/rampart/protocol"
 	"github.com/rampart-fw/rampart/rossim"
 
@@ -50,12 +51,19 @@ func startBroker(t *testing.T) *broker {
 	return startBrokerOn(t, ln)
 }
 
-func startBrokerOn(t *testing.T, ln net.Listener) *broker {
+// startBrokerOn serves a broker on ln; without hooks it allows everyone
+// everything (auth.AllowHook).
+func startBrokerOn(t *testing.T, ln net.Listener, hooks ...mochi.Hook) *broker {
 	t.Helper()
 	b := &broker{addr: ln.Addr().String(), last: map[string][]byte{}, hist: map[string][][]byte{}}
 	b.srv = mochi.New(&mochi.Options{InlineClient: true, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err := b.srv.AddHook(new(auth.AllowHook), nil); err != nil {
-		t.Fatal(err)
+	if len(hooks) == 0 {
+		hooks = []mochi.Hook{new(auth.AllowHook)}
+	}
+	for _, h := range hooks {
+		if err := b.srv.AddHook(h, nil); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if err := b.srv.AddListener(listeners.NewNet("t", ln)); err != nil {
 		t.Fatal(err)
@@ -114,10 +122,21 @@ func eventually(t *testing.T, what string, cond func() bool) {
 	wait.For(t, 20*time.Second, what, cond)
 }
 
+// testOptions are fast retries for tests.
+func testOptions() Options {
+	return Options{RetryBase: 50 * time.Millisecond, RetryMax: 500 * time.Millisecond, Throttle: 10 * time.Millisecond, MQTTMaxReconnect: 200 * time.Millisecond, MQTTConnectTimeout: time.Second, PresenceInterval: 200 * time.Millisecond}
+}
+
 // runAgent runs an agent until the test ends; stop ends it early.
 func runAgent(t *testing.T, cfg Config) (a *Agent, stop func()) {
 	t.Helper()
-	a, err := New(cfg, Options{RetryBase: 50 * time.Millisecond, RetryMax: 500 * time.Millisecond, Throttle: 10 * time.Millisecond, MQTTMaxReconnect: 200 * time.Millisecond, MQTTConnectTimeout: time.Second, PresenceInterval: 200 * time.Millisecond})
+	return runAgentWith(t, cfg, testOptions())
+}
+
+// runAgentWith is runAgent with opts.
+func runAgentWith(t *testing.T, cfg Config, opts Options) (a *Agent, stop func()) {
+	t.Helper()
+	a, err := New(cfg, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -158,9 +177,7 @@ func marshal(t *testing.T, d protocol.DesiredState) []byte {
 
 func TestRunOverMQTT(t *testing.T) {
 	b := startBroker(t)
-	r := newSim(t, rossim.Options{})
-	cfg := testConfig(t, r.Addr())
-	cfg.MQTTURL, _ = url.Parse("tcp://" + b.addr)
+	r, cfg := simSite(t, b)
 	cfg.MetricsAddr = "127.0.0.1:0"
 	b.publish(t, marshal(t, sampleDoc(1)), true)
 	a, stop := runAgent(t, cfg)
@@ -170,7 +187,7 @@ func TestRunOverMQTT(t *testing.T) {
 		return st.State == protocol.StateApplied && st.Revision == 1
 	})
 	st := b.status()
-	if st.Rules != 13 || st.AddressEntries != 3 || st.Operations == 0 || st.RouterOSVersion == "" || st.Board == "" || st.Epoch != "e1" {
+	if st.Rules != 13 || st.AddressEntries != 3 || st.Operations == 0 || st.RouterOSVersion == "" || st.Board == "" || st.Epoch != "e1" || st.AgentVersion != buildinfo.Version() {
 		t.Errorf("status %+v", st)
 	}
 	p, err := protocol.ParsePresence(b.get(protocol.KindPresence))
@@ -258,9 +275,7 @@ func TestRunOverMQTT(t *testing.T) {
 
 func TestRestartEnforcesCacheWithBrokerDown(t *testing.T) {
 	b := startBroker(t)
-	r := newSim(t, rossim.Options{})
-	cfg := testConfig(t, r.Addr())
-	cfg.MQTTURL, _ = url.Parse("tcp://" + b.addr)
+	_, cfg := simSite(t, b)
 	b.publish(t, marshal(t, sampleDoc(4)), true)
 	_, stop := runAgent(t, cfg)
 	eventually(t, "applied", func() bool { return b.status().State == protocol.StateApplied })
@@ -275,7 +290,7 @@ func TestRestartEnforcesCacheWithBrokerDown(t *testing.T) {
 	ln.Close()
 	cfg2 := cfg
 	cfg2.RouterOSAddr = r2.Addr()
-	cfg2.MQTTURL, _ = url.Parse("tcp://" + dead)
+	cfg2.MQTTURLs = mustURLs(t, "tcp://"+dead)
 	a2, _ := runAgent(t, cfg2)
 	eventually(t, "the cached policy on the new router", func() bool { return managedRows(r2) == 13 })
 	eventually(t, "applied revision 4", func() bool { return testutil.ToFloat64(a2.m.appliedRevision) == 4 })
@@ -283,9 +298,7 @@ func TestRestartEnforcesCacheWithBrokerDown(t *testing.T) {
 
 func TestResyncRepairsDriftAndReports(t *testing.T) {
 	b := startBroker(t)
-	r := newSim(t, rossim.Options{})
-	cfg := testConfig(t, r.Addr())
-	cfg.MQTTURL, _ = url.Parse("tcp://" + b.addr)
+	r, cfg := simSite(t, b)
 	cfg.ResyncInterval = 100 * time.Millisecond
 	b.publish(t, marshal(t, sampleDoc(1)), true)
 	a, _ := runAgent(t, cfg)
@@ -301,9 +314,7 @@ func TestResyncRepairsDriftAndReports(t *testing.T) {
 
 func TestFailedApplyIsReportedAndRetried(t *testing.T) {
 	b := startBroker(t)
-	r := newSim(t, rossim.Options{})
-	cfg := testConfig(t, r.Addr())
-	cfg.MQTTURL, _ = url.Parse("tcp://" + b.addr)
+	r, cfg := simSite(t, b)
 	r.InjectTrap("/ip/firewall/filter/add", "failure: simulated", 2)
 	b.publish(t, marshal(t, sampleDoc(1)), true)
 	runAgent(t, cfg)
@@ -316,9 +327,7 @@ func TestFailedApplyIsReportedAndRetried(t *testing.T) {
 
 func TestBrokerRestartResubscribes(t *testing.T) {
 	b := startBroker(t)
-	r := newSim(t, rossim.Options{})
-	cfg := testConfig(t, r.Addr())
-	cfg.MQTTURL, _ = url.Parse("tcp://" + b.addr)
+	_, cfg := simSite(t, b)
 	b.publish(t, marshal(t, sampleDoc(1)), true)
 	a, err := New(cfg, Options{RetryBase: 50 * time.Millisecond, Throttle: 10 * time.Millisecond, MQTTMaxReconnect: 200 * time.Millisecond, MQTTConnectTimeout: time.Second})
 	if err != nil {
@@ -352,9 +361,7 @@ func TestBrokerRestartResubscribes(t *testing.T) {
 
 func TestLastWillSaysOffline(t *testing.T) {
 	b := startBroker(t)
-	r := newSim(t, rossim.Options{})
-	cfg := testConfig(t, r.Addr())
-	cfg.MQTTURL, _ = url.Parse("tcp://" + b.addr)
+	_, cfg := simSite(t, b)
 	runAgent(t, cfg)
 	eventually(t, "online", func() bool {
 		p, err := protocol.ParsePresence(b.get(protocol.KindPresence))
@@ -381,4 +388,27 @@ func TestLastWillSaysOffline(t *testing.T) {
 		p, err := protocol.ParsePresence(b.get(protocol.KindPresence))
 		return err == nil && p.State == protocol.PresenceOnline
 	})
+}
+
+func mustURLs(t testing.TB, raw ...string) []*url.URL {
+	t.Helper()
+	var out []*url.URL
+	for _, r := range raw {
+		u, err := url.Parse(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, u)
+	}
+	return out
+}
+
+// simSite is a simulated router and the configuration of an agent for it
+// whose broker is b.
+func simSite(t *testing.T, b *broker) (*rossim.Router, Config) {
+	t.Helper()
+	r := newSim(t, rossim.Options{})
+	cfg := testConfig(t, r.Addr())
+	cfg.MQTTURLs = mustURLs(t, "tcp://"+b.addr)
+	return r, cfg
 }

@@ -41,7 +41,7 @@ func newSim(t testing.TB, opts rossim.Options) *rossim.Router {
 func testConfig(t testing.TB, routerAddr string) Config {
 	u, _ := url.Parse("tcp://127.0.0.1:1")
 	return Config{
-		MQTTURL: u, OrgID: "org_demo", SiteID: "site_hq", SiteSecret: "x", TopicRoot: protocol.DefaultTopicRoot,
+		MQTTURLs: []*url.URL{u}, OrgID: "org_demo", SiteID: "site_hq", SiteSecret: "x", TopicRoot: protocol.DefaultTopicRoot,
 		RouterOSAddr: routerAddr, RouterOSUser: "admin", StateDir: t.TempDir(),
 		ResyncInterval: time.Hour, WANList: "WAN",
 	}

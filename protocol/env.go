@@ -7,6 +7,7 @@ package protocol
 // them, so they live here, beside the other things both sides must agree on.
 const (
 	EnvMQTTURL          = "RAMPART_MQTT_URL"
+	EnvMQTTCA           = "RAMPART_MQTT_CA"
 	EnvOrgID            = "RAMPART_ORG_ID"
 	EnvSiteID           = "RAMPART_SITE_ID"
 	EnvSiteSecret       = "RAMPART_SITE_SECRET"

@@ -11,7 +11,9 @@
 //   - any error that is not a !trap (a protocol error, a timeout, !fatal, an
 //     unknown reply word) marks the session broken; it is closed and a new
 //     one is dialled on next use, since the stream may be out of sync;
-//   - errors are matched by substring, never by equality.
+//   - errors are typed: *Trap (a refusal; errors.Is tells its kind, the
+//     router's message text is read in one place, Trap.Is), *LoginError,
+//     and *ConnError for everything that broke the connection.
 //
 // # Sessions
 //
@@ -45,19 +47,89 @@ import (
 type Item map[string]string
 
 // Trap is a !trap reply: the router refused a command. The session stays
-// usable.
+// usable. errors.Is(trap, ErrExists) and the other Err values below tell
+// what kind of refusal it is: this is the one place where the router's
+// message text is read, each with its source.
 type Trap struct {
-	Command string
-	Message string
+	Command  string
+	Message  string
+	Category string // "" when the router sent none (most traps)
 }
 
 func (t *Trap) Error() string { return fmt.Sprintf("%s: %s", t.Command, t.Message) }
 
-// IsTrap reports whether err is a Trap whose message contains substr.
-func IsTrap(err error, substr string) bool {
-	var t *Trap
-	return errors.As(err, &t) && strings.Contains(t.Message, substr)
+// The kinds of trap the agent acts on.
+var (
+	// ErrExists: "failure: already have such entry" on an address-list
+	// add [C: REST-doc; reference section 4].
+	ErrExists = errors.New("already exists on the router")
+	// ErrPermission: "not enough permissions (9)", the user's group lacks
+	// a policy the command needs [3P: danikf/tik4net#12,
+	// tomaae/homeassistant-mikrotik_router#235, socialwifi/RouterOS-api#109].
+	ErrPermission = errors.New("not enough permissions")
+	// ErrNoSuchItem: "no such item (4)", an id that is gone [3P:
+	// tik4net#13; reference section 2.4].
+	ErrNoSuchItem = errors.New("no such item")
+	// ErrNoSuchValue: "input does not match any value of <property>",
+	// category 1, e.g. an interface list that does not exist [C: API-doc
+	// for interface].
+	ErrNoSuchValue = errors.New("no such value")
+)
+
+// Is matches a trap to the kind its message names.
+func (t *Trap) Is(target error) bool {
+	switch target {
+	case ErrExists:
+		return strings.HasSuffix(t.Message, "already have such entry")
+	case ErrPermission:
+		return strings.HasPrefix(t.Message, "not enough permissions")
+	case ErrNoSuchItem:
+		return strings.HasPrefix(t.Message, "no such item")
+	case ErrNoSuchValue:
+		return strings.HasPrefix(t.Message, "input does not match any value of")
+	}
+	return false
 }
+
+// Property is the property a "no such value" trap names ("input does not
+// match any value of in-interface-list" → "in-interface-list"), or "".
+func (t *Trap) Property() string {
+	const prefix = "input does not match any value of "
+	if !t.Is(ErrNoSuchValue) {
+		return ""
+	}
+	p, _, _ := strings.Cut(t.Message[len(prefix):], ",")
+	return strings.TrimSpace(p)
+}
+
+// LoginError is a login the router refused: "invalid user name or
+// password (6)" from 6.43 on, "cannot log in" before [reference section
+// 2; rossim's login].
+type LoginError struct {
+	Addr, User, Message string
+}
+
+func (e *LoginError) Error() string {
+	return fmt.Sprintf("log in to RouterOS at %s as %q: %s", e.Addr, e.User, e.Message)
+}
+
+// ConnError is a failure of the connection rather than a refusal: the API
+// cannot be reached, the TLS handshake or the stream failed, a command
+// timed out, or the router closed the session. The session is broken; a
+// new one may well succeed.
+type ConnError struct {
+	Addr string
+	Op   string // what was being done: "connect", "log in", a command
+	Err  error
+}
+
+func (e *ConnError) Error() string { return fmt.Sprintf("%s: %v", e.Op, e.Err) }
+
+func (e *ConnError) Unwrap() error { return e.Err }
+
+// Dialing reports whether the connection could not be opened at all (as
+// opposed to failing once open).
+func (e *ConnError) Dialing() bool { return e.Op == "connect" }
 
 // Options configure a Client. Zero values are usable except Addr and User.
 type Options struct {
@@ -86,6 +158,13 @@ type Session struct {
 	wbuf    []byte          // the sentence being sent
 	timeout time.Duration
 	broken  bool
+	addr    string
+}
+
+// connErr marks the session broken and returns a *ConnError.
+func (s *Session) connErr(op string, err error) error {
+	s.broken = true
+	return &ConnError{Addr: s.addr, Op: op, Err: err}
 }
 
 // Dial opens one session.
@@ -97,7 +176,7 @@ func Dial(ctx context.Context, o Options) (*Session, error) {
 	d := net.Dialer{Timeout: timeout}
 	conn, err := d.DialContext(ctx, "tcp", o.Addr)
 	if err != nil {
-		return nil, fmt.Errorf("connect to RouterOS API at %s: %w", o.Addr, err)
+		return nil, &ConnError{Addr: o.Addr, Op: "connect", Err: fmt.Errorf("connect to RouterOS API at %s: %w", o.Addr, err)}
 	}
 	if o.TLS {
 		cfg := o.TLSConfig
@@ -109,21 +188,21 @@ func Dial(ctx context.Context, o Options) (*Session, error) {
 	c, err := ros.NewClient(conn)
 	if err != nil {
 		conn.Close()
-		return nil, fmt.Errorf("start RouterOS API client: %w", err)
+		return nil, &ConnError{Addr: o.Addr, Op: "connect", Err: fmt.Errorf("start RouterOS API client: %w", err)}
 	}
 	c.SetLogHandler(slog.NewTextHandler(io.Discard, nil))
-	s := &Session{conn: conn, c: c, r: newSentenceReader(conn), timeout: timeout}
+	s := &Session{conn: conn, c: c, r: newSentenceReader(conn), timeout: timeout, addr: o.Addr}
 	if err := conn.SetDeadline(time.Now().Add(timeout)); err != nil {
 		conn.Close()
-		return nil, fmt.Errorf("set deadline: %w", err)
+		return nil, &ConnError{Addr: o.Addr, Op: "connect", Err: fmt.Errorf("set deadline: %w", err)}
 	}
 	if err := c.Login(o.User, o.Password); err != nil {
 		conn.Close()
 		var de *ros.DeviceError
 		if errors.As(err, &de) {
-			return nil, fmt.Errorf("log in to RouterOS at %s as %q: %s", o.Addr, o.User, de.Sentence.Map["message"])
+			return nil, &LoginError{Addr: o.Addr, User: o.User, Message: de.Sentence.Map["message"]}
 		}
-		return nil, fmt.Errorf("log in to RouterOS at %s: %w", o.Addr, err)
+		return nil, &ConnError{Addr: o.Addr, Op: "log in", Err: fmt.Errorf("log in to RouterOS at %s: %w", o.Addr, err)}
 	}
 	return s, nil
 }
@@ -167,44 +246,38 @@ func (s *Session) send(words []string, tag string) error {
 // for each !re as it arrives; it returns !done's ret. Errors as in Run.
 func (s *Session) exchange(row func([]proto.Pair), words []string) (string, error) {
 	if s.broken {
-		return "", errors.New("session is broken")
+		return "", &ConnError{Addr: s.addr, Op: words[0], Err: errors.New("session is broken")}
 	}
 	if err := s.conn.SetDeadline(time.Now().Add(s.timeout)); err != nil {
-		s.broken = true
-		return "", fmt.Errorf("set deadline: %w", err)
+		return "", s.connErr(words[0], fmt.Errorf("set deadline: %w", err))
 	}
 	if err := s.send(words, ""); err != nil {
-		s.broken = true
-		return "", fmt.Errorf("%s: %w", words[0], err)
+		return "", s.connErr(words[0], err)
 	}
 	var trap *Trap
 	for {
 		if err := s.conn.SetDeadline(time.Now().Add(s.timeout)); err != nil {
-			s.broken = true
-			return "", fmt.Errorf("set deadline: %w", err)
+			return "", s.connErr(words[0], fmt.Errorf("set deadline: %w", err))
 		}
 		sen, err := s.r.read()
 		if err != nil {
-			s.broken = true
-			return "", fmt.Errorf("%s: %w", words[0], err)
+			return "", s.connErr(words[0], err)
 		}
 		switch sen.word {
 		case "!re":
 			row(sen.pairs)
 		case "!empty":
 		case "!trap":
-			trap = &Trap{Command: words[0], Message: sen.get("message")}
+			trap = &Trap{Command: words[0], Message: sen.get("message"), Category: sen.get("category")}
 		case "!done":
 			if trap != nil {
 				return "", trap
 			}
 			return sen.get("ret"), nil
 		case "!fatal":
-			s.broken = true
-			return "", fmt.Errorf("%s: router closed the session: %s", words[0], strings.Join(sen.bare, " "))
+			return "", s.connErr(words[0], fmt.Errorf("router closed the session: %s", strings.Join(sen.bare, " ")))
 		default:
-			s.broken = true
-			return "", fmt.Errorf("%s: unexpected reply %s", words[0], sen.word)
+			return "", s.connErr(words[0], fmt.Errorf("unexpected reply %s", sen.word))
 		}
 	}
 }
@@ -238,7 +311,7 @@ func (c *Client) Stream(ctx context.Context, row func([]proto.Pair), words ...st
 // may run the commands of one connection concurrently.
 func (s *Session) Pipeline(n int, cmd func(i int) []string, window int, done func(i int, ret string, err error)) error {
 	if s.broken {
-		return errors.New("session is broken")
+		return &ConnError{Addr: s.addr, Op: "pipeline", Err: errors.New("session is broken")}
 	}
 	if window < 1 {
 		window = 1
@@ -267,7 +340,8 @@ func (s *Session) Pipeline(n int, cmd func(i int) []string, window int, done fun
 		}
 		writeErr <- nil
 	}()
-	traps := map[string]string{}
+	type trapMsg struct{ message, category string }
+	traps := map[string]trapMsg{}
 	var err error
 	for remaining := n; remaining > 0 && err == nil; {
 		if e := s.conn.SetDeadline(time.Now().Add(s.timeout)); e != nil {
@@ -291,11 +365,11 @@ func (s *Session) Pipeline(n int, cmd func(i int) []string, window int, done fun
 		switch sen.word {
 		case "!re", "!empty":
 		case "!trap":
-			traps[sen.tag] = sen.get("message")
+			traps[sen.tag] = trapMsg{sen.get("message"), sen.get("category")}
 		case "!done":
 			if msg, ok := traps[sen.tag]; ok {
 				delete(traps, sen.tag)
-				done(i, "", &Trap{Command: commands[i], Message: msg})
+				done(i, "", &Trap{Command: commands[i], Message: msg.message, Category: msg.category})
 			} else {
 				done(i, sen.get("ret"), nil)
 			}
@@ -311,10 +385,12 @@ func (s *Session) Pipeline(n int, cmd func(i int) []string, window int, done fun
 		s.conn.Close() // unblocks the writer
 	}
 	if werr := <-writeErr; err == nil && werr != nil {
-		s.broken = true
 		err = werr
 	}
-	return err
+	if err != nil {
+		return s.connErr("pipeline", err)
+	}
+	return nil
 }
 
 // Broken reports whether the session must be replaced.

@@ -2,6 +2,7 @@ package routeros
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -46,7 +47,7 @@ func TestTrapKeepsSessionUsable(t *testing.T) {
 	defer c.Close()
 	ctx := context.Background()
 	_, _, err := c.Run(ctx, "/ip/firewall/filter/remove", "=.id=*999")
-	if !IsTrap(err, "no such item") {
+	if !errors.Is(err, ErrNoSuchItem) {
 		t.Fatalf("remove of a missing id: %v", err)
 	}
 	if _, _, err := c.Run(ctx, "/system/resource/print"); err != nil {
@@ -79,7 +80,7 @@ func TestPipelineAndStream(t *testing.T) {
 		switch {
 		case err == nil && strings.HasPrefix(ret, "*"):
 			ok++
-		case IsTrap(err, "already have such entry") && i == n-1:
+		case errors.Is(err, ErrExists) && i == n-1:
 			traps++
 		default:
 			t.Errorf("reply %d: %q %v", i, ret, err)
@@ -156,5 +157,61 @@ func TestPoolReusesAnIdleSession(t *testing.T) {
 	}
 	for _, s := range held {
 		c.Release(s)
+	}
+}
+
+// TestErrorsAreTyped: what the agent classifies comes as types, so it
+// never matches messages: a refused login, an API it cannot reach, a
+// session the router cut, and the trap kinds.
+func TestErrorsAreTyped(t *testing.T) {
+	ctx := context.Background()
+	r := sim(t, rossim.Options{Password: "pw"})
+
+	_, err := Dial(ctx, Options{Addr: r.Addr(), User: "admin", Password: "bad", Timeout: 5 * time.Second})
+	var login *LoginError
+	if !errors.As(err, &login) || login.User != "admin" || login.Message == "" {
+		t.Errorf("bad password: %#v", err)
+	}
+
+	dead := sim(t, rossim.Options{})
+	addr := dead.Addr()
+	dead.Close()
+	_, err = Dial(ctx, Options{Addr: addr, User: "admin", Timeout: 5 * time.Second})
+	var ce *ConnError
+	if !errors.As(err, &ce) || !ce.Dialing() || ce.Addr != addr {
+		t.Errorf("unreachable API: %#v", err)
+	}
+
+	c := New(Options{Addr: r.Addr(), User: "admin", Password: "pw", Sessions: 1})
+	defer c.Close()
+	r.DropAfter(0)
+	_, _, err = c.Run(ctx, "/system/resource/print")
+	if !errors.As(err, &ce) || ce.Dialing() {
+		t.Errorf("session cut: %#v", err)
+	}
+
+	for _, tc := range []struct {
+		message string
+		kind    error
+	}{
+		{"failure: already have such entry", ErrExists},
+		{"not enough permissions (9)", ErrPermission},
+		{"no such item (4)", ErrNoSuchItem},
+		{"input does not match any value of in-interface-list", ErrNoSuchValue},
+	} {
+		r.InjectTrap("/ip/firewall/filter/print", tc.message, 1)
+		_, _, err := c.Run(ctx, "/ip/firewall/filter/print")
+		var trap *Trap
+		if !errors.As(err, &trap) || !errors.Is(err, tc.kind) {
+			t.Errorf("trap %q: %v, want %v", tc.message, err, tc.kind)
+		}
+		if tc.kind == ErrNoSuchValue && trap.Property() != "in-interface-list" {
+			t.Errorf("trap %q names property %q", tc.message, trap.Property())
+		}
+		for _, other := range []error{ErrExists, ErrPermission, ErrNoSuchItem, ErrNoSuchValue} {
+			if other != tc.kind && errors.Is(err, other) {
+				t.Errorf("trap %q also reads as %v", tc.message, other)
+			}
+		}
 	}
 }

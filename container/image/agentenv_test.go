@@ -36,7 +36,11 @@ func TestEnvLoadsInAgent(t *testing.T) {
 	if err != nil {
 		t.Fatalf("the agent refuses the enrolled environment: %v", err)
 	}
-	if c.MQTTURL.String() != s.MQTTURL || c.OrgID != s.OrgID || c.SiteID != s.SiteID || c.SiteSecret != s.SiteSecret ||
+	var urls []string
+	for _, u := range c.MQTTURLs {
+		urls = append(urls, u.String())
+	}
+	if strings.Join(urls, ",") != s.MQTTURL || c.OrgID != s.OrgID || c.SiteID != s.SiteID || c.SiteSecret != s.SiteSecret ||
 		c.RouterOSAddr != "172.17.0.1:8728" || c.RouterOSUser != "rampart-agent" || c.RouterOSPassword != s.RouterOSPassword ||
 		c.RouterOSTLS || c.StateDir != "/data" || c.WANList != s.WANList || c.ResyncInterval != 90*time.Second {
 		t.Errorf("the agent read the environment as %+v", c)

@@ -277,7 +277,7 @@ func (f *Fleet) startSite(ctx context.Context, i int, s *Site, u *url.URL) error
 		return fmt.Errorf("create state directory of %s: %w", s.ID, err)
 	}
 	a, err := agent.New(agent.Config{
-		MQTTURL: u, OrgID: o.Org, SiteID: s.ID, SiteSecret: o.Key.SiteSecret(o.Org, s.ID), TopicRoot: o.TopicRoot,
+		MQTTURLs: []*url.URL{u}, OrgID: o.Org, SiteID: s.ID, SiteSecret: o.Key.SiteSecret(o.Org, s.ID), TopicRoot: o.TopicRoot,
 		RouterOSAddr: r.Addr(), RouterOSUser: o.RouterUser, RouterOSPassword: o.RouterPassword,
 		StateDir: dir, ResyncInterval: o.ResyncInterval, WANList: o.WANList,
 	}, agent.Options{
@@ -285,8 +285,6 @@ func (f *Fleet) startSite(ctx context.Context, i int, s *Site, u *url.URL) error
 		// One session per agent: each costs a connection on both sides, and
 		// a policy of a few rules gains nothing from a pool.
 		RouterSessions: 1,
-		// After a broker restart, come back within seconds, not 30.
-		MQTTMaxReconnect: 5 * time.Second,
 		OnApplyStart: func(rev uint64, _ int) {
 			s.mu.Lock()
 			s.applying, s.applyingRev = time.Now(), rev
