@@ -27,6 +27,7 @@ import (
 	"github.com/rampart-fw/rampart/controlplane/auth"
 	"github.com/rampart-fw/rampart/controlplane/broker"
 	"github.com/rampart-fw/rampart/controlplane/keys"
+	"github.com/rampart-fw/rampart/internal/fleet"
 	"github.com/rampart-fw/rampart/internal/testcert"
 	"github.com/rampart-fw/rampart/protocol"
 )
@@ -435,5 +436,47 @@ func TestReadyzFullDisk(t *testing.T) {
 	}
 	if st, body := readyz(); st != http.StatusOK {
 		t.Errorf("/readyz once the disk has room again: %d %q", st, body)
+	}
+}
+
+// TestTLSWholeLoop: the real agents reach the control plane's ssl://
+// listener with the CA they were given (RAMPART_MQTT_CA), and a group
+// reaches their routers and turns active.
+func TestTLSWholeLoop(t *testing.T) {
+	certs := testcert.New(t)
+	m := &Main{Config: Config{HTTPAddr: "127.0.0.1:0", DataDir: t.TempDir(), SyncTimeout: time.Minute, JWTOrgClaim: "org_id",
+		MQTTListen: "127.0.0.1:0", MQTTSListen: "127.0.0.1:0", TLSCert: certs.CertFile, TLSKey: certs.KeyFile},
+		Logger: slog.New(slog.DiscardHandler), Registry: prometheus.NewRegistry(), SweepInterval: 100 * time.Millisecond}
+	if err := m.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	f, err := fleet.Start(context.Background(), fleet.Options{N: 2, Org: "org_x", SitePrefix: "site_t", BrokerURL: m.MQTT.Broker.TLSURL(),
+		MQTTCA: certs.CAFile, Key: m.Key, DataDir: t.TempDir(), ResyncInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: certs.CAPool}}}
+	call := apiClient(t, "https://"+m.Addr.String(), m.Key, "org_x", hc)
+	st, body := call("POST", "/vpc/security-groups", `{"name":"Web","rules":[{"direction":"inbound","order":10,"protocol":6,"port":"443","address":"0.0.0.0/0","description":"https"}],"sites":["site_t1","site_t2"]}`)
+	if st != http.StatusCreated {
+		t.Fatalf("create: %d %s", st, body)
+	}
+	var g struct{ ID string }
+	if err := json.Unmarshal([]byte(body), &g); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the group active over TLS", func() string {
+		_, body := call("GET", "/vpc/security-groups/"+g.ID, "")
+		if !strings.Contains(body, `"status":"active"`) {
+			return body
+		}
+		return ""
+	})
+	for i := range 2 {
+		if !hasRule(f.Router(i), "443", "0.0.0.0/0") {
+			t.Errorf("%s has no rule for 443", f.SiteIDs()[i])
+		}
 	}
 }
