@@ -12,6 +12,8 @@
 // may send; Validate checks everything the OpenAPI document cannot express
 // (ports only with port protocols, CIDRs without host bits, unique orders,
 // site ids) and answers with an *Error naming the field by path.
+// NewSecurityGroup and NewPrefixList build the resource a write stores,
+// keeping the ids of the rules and prefixes a replace leaves alone.
 //
 // # Status
 //
@@ -19,24 +21,32 @@
 // site revision that the site must confirm (see Revisioner). SyncState holds
 // that bookkeeping and is the one place where the status rules of DESIGN.md
 // section 5 live: NewSyncState starts a sync, SyncState.Confirm folds in a
-// site's report, SyncState.Expire applies the deadline. Stores persist
-// SyncState beside the resource and call these methods; they never decide a
-// status themselves.
+// site's report, SyncState.Expire applies the deadline.
+//
+// The site state machine (DESIGN.md section 6) lives beside it, in
+// site.go, as pure functions: FoldStatus of a site and an agent's status
+// report (order, epochs, forged revisions refused, text bounded),
+// FoldPresence of a site and a presence, AssignRevision and Settle for the
+// revisions writes give. Stores persist SyncState and Site records and call
+// these functions; they never decide a status or a site's state themselves.
 //
 // # Seams for the MQTT side
 //
 //   - Revisioner: called inside the store's write transaction with the
-//     organisation's policy as it will be committed and the affected sites; it
-//     returns the revision each site must confirm (and may persist its own
-//     per-site data in the same transaction through PolicyTx). Without one,
-//     revisions are UnknownRevision and any "applied" report confirms.
-//   - ChangeFunc: called after every committed write with the organisation and
-//     every site whose compiled policy may have changed (old and new sites of a
-//     group, sites of groups that reference a changed prefix list, sites of a
-//     deleted resource).
-//   - The store's Confirm(ctx, org, site, revision, applied, errMsg) and
-//     UpdateSite(ctx, org, site, func(*Site)) feed status reports and presence
-//     back; GET /vpc/sites reads the same Site records.
+//     affected sites and a PolicyTx that reads what those sites hold, as it
+//     will be committed; it returns each site's compiled document with the
+//     revision the site must confirm (and may persist its own per-site data
+//     in the same transaction through PolicyTx). Without one, revisions are
+//     UnknownRevision and any "applied" report confirms.
+//   - ChangeFunc: called after every committed write with the organisation,
+//     every site whose compiled policy may have changed (old and new sites of
+//     a group, sites of groups that reference a changed prefix list, sites of
+//     a deleted resource) and the documents the Revisioner compiled for them,
+//     which the MQTT side publishes as they are.
+//   - The store's Ingest(ctx, []Report) feeds agents' status reports and
+//     presence back, many in one transaction, through FoldStatus and
+//     FoldPresence; Settle(ctx, org, sites) confirms, after a write, what
+//     sites had already applied. GET /vpc/sites reads the same Site records.
 //   - The store's ViewPolicy(ctx, org, func(PolicyTx) error) gives a
 //     read-only, consistent view of an organisation's policy and per-site
 //     data outside writes (to compile and republish), Orgs(ctx) lists the
@@ -197,9 +207,9 @@ const (
 )
 
 // Site is what the control plane knows of one site. The store creates the
-// record when a group or prefix list first names the site; the MQTT side
-// updates it from the agent's status and presence (store.UpdateSite and
-// store.Confirm).
+// record when a group or prefix list first names the site; the agent's
+// status and presence move it (FoldStatus, FoldPresence, through the
+// store's Ingest).
 type Site struct {
 	ID    string `json:"id"`
 	OrgID string `json:"-"`
@@ -229,19 +239,24 @@ const UnknownRevision uint64 = 0
 // commits, and a small per-site byte store that commits (or rolls back) with
 // the write, for the compiler's own per-site revision and hash.
 type PolicyTx interface {
-	SecurityGroups() ([]SecurityGroup, error)
-	PrefixLists() ([]PrefixList, error)
+	// Policy returns what the documents of sites are made of: the groups
+	// and prefix lists attached to any of them and the prefix lists those
+	// groups' rules use, each once, ordered by id. Its cost grows with
+	// what sites hold, not with the organisation.
+	Policy(sites []string) (groups []SecurityGroup, lists []PrefixList, err error)
 	SiteData(site string) ([]byte, error)
 	SetSiteData(site string, data []byte) error
 }
 
-// Revisioner assigns, inside a write transaction, the revision each affected
-// site must confirm. It must be deterministic given tx (a batched write may
-// run it more than once) and must not publish anything: publishing happens
-// after commit, from a ChangeFunc. Sites missing from the result get
-// UnknownRevision.
+// Revisioner compiles, inside a write transaction, the document of each
+// affected site and assigns the revision the site must confirm
+// (Document.Revision; the epoch is the publisher's to stamp). It must be
+// deterministic given tx (a batched write may run it more than once) and
+// must not publish anything: the store hands the documents over after
+// commit, in the Change, so the MQTT side publishes them without compiling
+// again. Sites missing from the result get UnknownRevision.
 type Revisioner interface {
-	Revise(tx PolicyTx, org string, sites []string) (map[string]uint64, error)
+	Revise(tx PolicyTx, org string, sites []string) (map[string]protocol.DesiredState, error)
 }
 
 // Change tells the MQTT side, after a write has committed, which sites of an
@@ -255,8 +270,11 @@ type Change struct {
 	Kind    string
 	ID      string
 	Deleted bool
-	// Revisions is what the Revisioner returned (nil without one).
+	// Revisions and Documents are what the Revisioner returned for each
+	// site (nil without one): the revision each must confirm, and the
+	// document that carries it.
 	Revisions map[string]uint64
+	Documents map[string]protocol.DesiredState
 }
 
 // Resource kinds, as used in Change.Kind and metrics.

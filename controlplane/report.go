@@ -18,7 +18,14 @@ const (
 	// it confirms nothing; the site's agent will apply this store's
 	// document, whose epoch differs, and report again.
 	ReportOtherEpoch
+	// ReportRefused: the report claims a revision higher than any the
+	// site was given in this epoch, which no honest agent can hold; it
+	// changes nothing (FoldStatus).
+	ReportRefused
 )
+
+// ReportResults lists every ReportResult, for metrics.
+var ReportResults = []ReportResult{ReportTaken, ReportStale, ReportOtherEpoch, ReportRefused}
 
 // String is the result as a metric label.
 func (r ReportResult) String() string {
@@ -29,6 +36,8 @@ func (r ReportResult) String() string {
 		return "stale"
 	case ReportOtherEpoch:
 		return "other_epoch"
+	case ReportRefused:
+		return "refused"
 	}
 	return "unknown"
 }

@@ -1,6 +1,8 @@
 package controlplane_test
 
 import (
+	"fmt"
+	"math/rand/v2"
 	"testing"
 	"time"
 
@@ -125,5 +127,90 @@ func TestKeepRuleIDs(t *testing.T) {
 	}
 	if d := cmp.Diff([]string{"fltr_1", "new_b", "fltr_2", "new_d"}, got); d != "" {
 		t.Errorf("ids (-want +got):\n%s", d)
+	}
+}
+
+// TestKeepRuleIDsProperty holds KeepRuleIDs, on random rule sets with many
+// repeated matches, to its definition: each rule of next takes the id of
+// the first unused rule of prev, in prev's order, that matches the same
+// traffic (written here the obvious quadratic way).
+func TestKeepRuleIDsProperty(t *testing.T) {
+	definition := func(prev, next []cp.FilterRule) {
+		used := make([]bool, len(prev))
+		for i := range next {
+			for j := range prev {
+				if !used[j] && prev[j].SameMatch(next[i]) {
+					next[i].ID, used[j] = prev[j].ID, true
+					break
+				}
+			}
+		}
+	}
+	rng := rand.New(rand.NewPCG(3, 4))
+	rules := func(n int, prefix string) []cp.FilterRule {
+		out := make([]cp.FilterRule, n)
+		for i := range out {
+			out[i] = cp.FilterRule{ID: fmt.Sprintf("%s%d", prefix, i), Direction: []string{"inbound", "outbound"}[rng.IntN(2)],
+				Protocol: []int{0, 6, 17}[rng.IntN(3)], Port: []string{"", "22", "443"}[rng.IntN(3)],
+				Address: []string{"10.0.0.0/8", "0.0.0.0/0"}[rng.IntN(2)], Order: i + 1}
+		}
+		return out
+	}
+	for range 500 {
+		prev, next := rules(rng.IntN(30), "old"), rules(rng.IntN(30), "")
+		if rng.IntN(2) == 0 { // a common prefix, then anything
+			n := rng.IntN(len(prev) + 1)
+			next = append(append([]cp.FilterRule(nil), prev[:n]...), next...)
+			for i := range n {
+				next[i].ID = ""
+			}
+		}
+		want := append([]cp.FilterRule(nil), next...)
+		definition(prev, want)
+		got := append([]cp.FilterRule(nil), next...)
+		cp.KeepRuleIDs(prev, got)
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Fatalf("prev %v\n(-definition +KeepRuleIDs):\n%s", prev, diff)
+		}
+	}
+}
+
+// TestNewSecurityGroupKeepsAndDraws: rules sorted by order, matching rules
+// keep their ids, the others get fresh, distinct, well-formed ones.
+func TestNewSecurityGroupKeepsAndDraws(t *testing.T) {
+	desc := "d"
+	w := &cp.SecurityGroupWrite{Name: "G", Description: &desc, Sites: []string{"site_b", "site_a"}}
+	for i, o := range []int{5, 2, 9, 2, 1} {
+		w.Rules = append(w.Rules, cp.FilterRuleWrite{Direction: "inbound", Order: o, Protocol: 6, Port: fmt.Sprint(i), Address: "10.0.0.0/8", Description: fmt.Sprint("r", i)})
+	}
+	prev := []cp.FilterRule{{ID: "fltr_kept", Direction: "inbound", Protocol: 6, Port: "2", Address: "10.0.0.0/8"}}
+	g := w.NewSecurityGroup("org_a", "sec_grp_x", prev)
+	var orders, ports []string
+	seen := map[string]bool{}
+	for _, r := range g.Rules {
+		orders, ports = append(orders, fmt.Sprint(r.Order)), append(ports, r.Port)
+		if r.Port == "2" {
+			if r.ID != "fltr_kept" {
+				t.Errorf("the matching rule got %q, want the kept id", r.ID)
+			}
+			continue
+		}
+		if !cp.ValidID(cp.FilterRuleIDPrefix, r.ID) || seen[r.ID] {
+			t.Errorf("rule %+v: id not fresh and well-formed", r)
+		}
+		seen[r.ID] = true
+	}
+	if d := cmp.Diff([]string{"1", "2", "2", "5", "9"}, orders); d != "" {
+		t.Errorf("orders (-want +got):\n%s", d)
+	}
+	if d := cmp.Diff([]string{"4", "1", "3", "0", "2"}, ports); d != "" {
+		t.Errorf("stable order (-want +got):\n%s", d)
+	}
+	if g.Description != "d" || g.OrgID != "org_a" || g.ID != "sec_grp_x" {
+		t.Errorf("group %+v", g)
+	}
+	g.Sites[0] = "changed"
+	if w.Sites[0] == "changed" {
+		t.Error("NewSecurityGroup shares the write's sites")
 	}
 }

@@ -2,12 +2,9 @@ package controlplane
 
 import (
 	"fmt"
-	"slices"
 	"strconv"
 	"strings"
 	"unicode/utf8"
-
-	"github.com/segmentio/ksuid"
 
 	"github.com/rampart-fw/rampart/protocol"
 )
@@ -162,96 +159,4 @@ func checkLen(path, s string, lo, hi int) error {
 		return Errorf(CodeInvalidValue, path, "%s is %d characters long; it must be %d to %d characters.", path, n, lo, hi)
 	}
 	return nil
-}
-
-// NewSecurityGroup builds a group from a validated write, with new ids for
-// the group and every rule, rules sorted by order, and no status yet.
-func (w *SecurityGroupWrite) NewSecurityGroup(org, id string) SecurityGroup {
-	g := SecurityGroup{ID: id, OrgID: org, Name: w.Name, Sites: slices.Clone(w.Sites), Rules: make([]FilterRule, len(w.Rules))}
-	if w.Description != nil {
-		g.Description = *w.Description
-	}
-	if g.Sites == nil {
-		g.Sites = []string{}
-	}
-	ids := newIDs(FilterRuleIDPrefix)
-	for i, r := range w.Rules {
-		g.Rules[i] = FilterRule{ID: ids(), Direction: r.Direction, Order: r.Order, Protocol: r.Protocol,
-			Port: r.Port, Address: r.Address, Description: r.Description}
-	}
-	slices.SortStableFunc(g.Rules, func(a, b FilterRule) int { return a.Order - b.Order })
-	return g
-}
-
-// newIDs returns a generator of ids for one write: a KSUID sequence from
-// one random seed, so a 250-rule group costs one random read instead of 250
-// (a sequence holds 65536 ids, far more than a write needs).
-func newIDs(prefix string) func() string {
-	seq := ksuid.Sequence{Seed: ksuid.New()}
-	return func() string {
-		id, err := seq.Next()
-		if err != nil { // exhausted: start a new seed
-			seq = ksuid.Sequence{Seed: ksuid.New()}
-			id, _ = seq.Next()
-		}
-		return prefix + id.String()
-	}
-}
-
-// KeepRuleIDs gives each rule of next the id of an unused rule of prev that
-// matches the same traffic (FilterRule.SameMatch), so a PUT that leaves a
-// rule's direction, protocol, port and address alone keeps its id.
-func KeepRuleIDs(prev, next []FilterRule) {
-	used := make([]bool, len(prev))
-	for i := range next {
-		for j := range prev {
-			if !used[j] && prev[j].SameMatch(next[i]) {
-				next[i].ID, used[j] = prev[j].ID, true
-				break
-			}
-		}
-	}
-}
-
-// NewPrefixList builds a prefix list from a validated write, with new ids.
-func (w *PrefixListWrite) NewPrefixList(org, id string) PrefixList {
-	l := PrefixList{ID: id, OrgID: org, Name: w.Name, Sites: slices.Clone(w.Sites), Prefixes: make([]Prefix, len(w.Prefixes))}
-	if w.Description != nil {
-		l.Description = *w.Description
-	}
-	if l.Sites == nil {
-		l.Sites = []string{}
-	}
-	ids := newIDs(PrefixIDPrefix)
-	for i, p := range w.Prefixes {
-		l.Prefixes[i] = Prefix{ID: ids(), CIDR: p.CIDR, Description: p.Description}
-	}
-	return l
-}
-
-// KeepPrefixIDs gives each prefix of next the id of the prefix of prev with
-// the same CIDR.
-func KeepPrefixIDs(prev, next []Prefix) {
-	ids := make(map[string]string, len(prev))
-	for _, p := range prev {
-		ids[p.CIDR] = p.ID
-	}
-	for i := range next {
-		if id, ok := ids[next[i].CIDR]; ok {
-			next[i].ID = id
-		}
-	}
-}
-
-// ReferencedPrefixLists returns the prefix list ids a group's rules use,
-// sorted and unique.
-func (g *SecurityGroup) ReferencedPrefixLists() []string {
-	var ids []string
-	for _, r := range g.Rules {
-		if strings.HasPrefix(r.Address, PrefixListIDPrefix) {
-			ids = append(ids, r.Address)
-		}
-	}
-	slices.Sort(ids)
-	return slices.Compact(ids)
 }

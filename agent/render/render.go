@@ -293,25 +293,14 @@ func ParseComment(c string) (key, hash string, ok bool) {
 	return "", rest, true
 }
 
-// protocolNames are the names RouterOS prints for protocol numbers, per the
-// protocol enum of /ip/firewall/filter (the IANA keywords RouterOS knows).
-var protocolNames = map[int]string{
-	1: "icmp", 2: "igmp", 3: "ggp", 4: "ipencap", 5: "st", 6: "tcp", 8: "egp", 12: "pup",
-	17: "udp", 20: "hmp", 22: "xns-idp", 27: "rdp", 29: "iso-tp4", 33: "dccp", 36: "xtp",
-	37: "ddp", 38: "idpr-cmtp", 41: "ipv6-encap", 43: "ipv6-route", 44: "ipv6-frag", 45: "idrp",
-	46: "rsvp", 47: "gre", 50: "ipsec-esp", 51: "ipsec-ah", 58: "icmpv6", 59: "ipv6-nonxt",
-	60: "ipv6-opts", 73: "rspf", 81: "vmtp", 89: "ospf", 94: "ipip", 97: "etherip",
-	98: "encap", 103: "pim", 108: "ipcomp", 112: "vrrp", 115: "l2tp", 132: "sctp", 136: "udp-lite",
-}
-
 // sentNames are the protocols the agent sends by name; every other protocol
 // is sent as its number, which RouterOS accepts for any protocol.
 var sentNames = map[int]bool{1: true, 6: true, 17: true, 33: true, 132: true, 136: true}
 
 // ProtocolName is how the agent writes protocol n.
 func ProtocolName(n int) string {
-	if sentNames[n] {
-		return protocolNames[n]
+	if name, ok := protocol.IPProtocolName(n); ok && sentNames[n] {
+		return name
 	}
 	return strconv.Itoa(n)
 }
@@ -323,16 +312,8 @@ var protocolAliases = map[string]int{"ip-encap": 4, "ipv6": 41}
 // ProtocolNumber normalises a printed protocol (name or number) to its
 // number, so "tcp" and "6" compare equal; ok is false for unknown text.
 func ProtocolNumber(s string) (int, bool) {
-	if n, err := strconv.Atoi(s); err == nil {
-		return n, true
-	}
 	if n, ok := protocolAliases[s]; ok {
 		return n, true
 	}
-	for n, name := range protocolNames {
-		if name == s {
-			return n, true
-		}
-	}
-	return 0, false
+	return protocol.IPProtocolNumber(s)
 }

@@ -7,11 +7,13 @@
 // openapi.yaml (embedded, served at /openapi.yaml) is the one description of
 // the API: request bodies are validated against it before the domain checks
 // of the controlplane package, and the tests validate every response against
-// it. Group writes, the hot path, take a strict one-pass decoder instead
-// (fastdecode.go) that only ever accepts; every rejection still comes from
-// the schema, and tests hold the two to the same answers. Domain errors (*controlplane.Error) become HTTP responses through one
-// table, errorTable; anything else is a 500 that shows the client only the
-// request id, which every response carries in X-Request-Id.
+// it. Group writes, the hot path, are decoded by encoding/json into their
+// typed value with the schema's structural checks (decode.go); what that
+// refuses goes through the schema, which words every error, and tests hold
+// the two to the same answers. Domain errors (*controlplane.Error) become
+// HTTP responses through one table, errorTable; anything else is a 500
+// that shows the client only the request id, which every response carries
+// in X-Request-Id.
 //
 // # Dependencies
 //
@@ -28,7 +30,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"regexp"
 	"sort"
 	"strconv"
@@ -41,38 +42,35 @@ import (
 	cp "github.com/rampart-fw/rampart/controlplane"
 )
 
-// Store is what the API needs from storage.
+// Store is what the API needs from storage. Groups and prefix lists come
+// and go as the API's JSON, which the store keeps as it answers it: a read
+// costs a copy, not a decode and an encode. kind is cp.KindSecurityGroup
+// or cp.KindPrefixList. The bytes returned may be shared (bolt.Store
+// caches GET answers): the API only writes them, never modifies them.
 type Store interface {
-	ListSecurityGroups(ctx context.Context, org string) ([]cp.SecurityGroup, error)
-	GetSecurityGroup(ctx context.Context, org, id string) (cp.SecurityGroup, error)
-	CreateSecurityGroup(ctx context.Context, org string, w *cp.SecurityGroupWrite) (cp.SecurityGroup, error)
-	ReplaceSecurityGroup(ctx context.Context, org, id string, w *cp.SecurityGroupWrite) (cp.SecurityGroup, error)
+	// ListJSONPage answers at most limit resources of a kind after the id
+	// after ("" for the first), as a JSON array, the id of the last, and
+	// whether more follow (paging.go).
+	ListJSONPage(ctx context.Context, org, kind, after string, limit int) (body []byte, last string, more bool, err error)
+	GetJSON(ctx context.Context, org, kind, id string) ([]byte, error)
+	// Writes answer with the resource as stored (and its new id).
+	CreateSecurityGroup(ctx context.Context, org string, w *cp.SecurityGroupWrite) (id string, body []byte, err error)
+	ReplaceSecurityGroup(ctx context.Context, org, id string, w *cp.SecurityGroupWrite) ([]byte, error)
 	DeleteSecurityGroup(ctx context.Context, org, id string) error
-
-	ListPrefixLists(ctx context.Context, org string) ([]cp.PrefixList, error)
-	GetPrefixList(ctx context.Context, org, id string) (cp.PrefixList, error)
-	CreatePrefixList(ctx context.Context, org string, w *cp.PrefixListWrite) (cp.PrefixList, error)
-	ReplacePrefixList(ctx context.Context, org, id string, w *cp.PrefixListWrite) (cp.PrefixList, error)
+	CreatePrefixList(ctx context.Context, org string, w *cp.PrefixListWrite) (id string, body []byte, err error)
+	ReplacePrefixList(ctx context.Context, org, id string, w *cp.PrefixListWrite) ([]byte, error)
 	DeletePrefixList(ctx context.Context, org, id string) error
 
-	ListSites(ctx context.Context, org string) ([]cp.Site, error)
+	// ListSitesPage is ListJSONPage for sites, decoded.
+	ListSitesPage(ctx context.Context, org, after string, limit int) ([]cp.Site, bool, error)
 	GetSite(ctx context.Context, org, id string) (cp.Site, error)
+	// ReserveSite makes a site known within the organisation's site quota:
+	// enrollment reserves a site before handing out its credentials, so an
+	// organisation gets credentials for at most its quota of sites.
+	ReserveSite(ctx context.Context, org, site string) error
 
 	CountByStatus(ctx context.Context) (map[string]map[cp.Status]int, error)
 	Ping(ctx context.Context) error
-}
-
-// RawStore is optionally implemented by a Store that can produce the API's
-// JSON of groups and prefix lists without decoding them (bolt.Store does):
-// reads then cost a copy instead of a decode and an encode. The bytes
-// returned may be shared (bolt.Store caches GET answers): the API only
-// writes them, never modifies them.
-type RawStore interface {
-	GetJSON(ctx context.Context, org, kind, id string) ([]byte, error)
-	ListJSON(ctx context.Context, org, kind string) ([]byte, error)
-	// The group writes answer with the JSON they stored.
-	CreateSecurityGroupJSON(ctx context.Context, org string, w *cp.SecurityGroupWrite) (id string, body []byte, err error)
-	ReplaceSecurityGroupJSON(ctx context.Context, org, id string, w *cp.SecurityGroupWrite) ([]byte, error)
 }
 
 // TokenVerifier checks a bearer token and returns its organisation
@@ -108,7 +106,6 @@ type Server struct {
 	mux     *http.ServeMux
 	schemas bodySchemas
 	metrics *metrics
-	raw     RawStore // nil unless Store implements it
 }
 
 // New builds the API. It loads and checks the embedded OpenAPI document.
@@ -138,21 +135,20 @@ func New(opts Options) (*Server, error) {
 		return nil, fmt.Errorf("create api: %w", err)
 	}
 	s := &Server{opts: opts, log: opts.Logger, mux: http.NewServeMux(), schemas: schemas, metrics: m}
-	s.raw, _ = opts.Store.(RawStore)
 	s.routes()
 	return s, nil
 }
 
 func (s *Server) routes() {
 	for _, base := range []string{"/vpc", ""} {
-		s.handle("GET "+base+"/security-groups", s.listGroups)
+		s.handle("GET "+base+"/security-groups", s.list(cp.KindSecurityGroup))
 		s.handle("POST "+base+"/security-groups", s.createGroup)
-		s.handle("GET "+base+"/security-groups/{securityGroupId}", s.getGroup)
+		s.handle("GET "+base+"/security-groups/{securityGroupId}", s.get(cp.KindSecurityGroup, "securityGroupId"))
 		s.handle("PUT "+base+"/security-groups/{securityGroupId}", s.replaceGroup)
 		s.handle("DELETE "+base+"/security-groups/{securityGroupId}", s.deleteGroup)
-		s.handle("GET "+base+"/prefix-lists", s.listLists)
+		s.handle("GET "+base+"/prefix-lists", s.list(cp.KindPrefixList))
 		s.handle("POST "+base+"/prefix-lists", s.createList)
-		s.handle("GET "+base+"/prefix-lists/{prefixListId}", s.getList)
+		s.handle("GET "+base+"/prefix-lists/{prefixListId}", s.get(cp.KindPrefixList, "prefixListId"))
 		s.handle("PUT "+base+"/prefix-lists/{prefixListId}", s.replaceList)
 		s.handle("DELETE "+base+"/prefix-lists/{prefixListId}", s.deleteList)
 		s.handle("GET "+base+"/reference/protocols", func(w http.ResponseWriter, r *http.Request, _ string) error {
@@ -174,7 +170,11 @@ func (s *Server) routes() {
 	})
 	s.mux.HandleFunc("GET /readyz", s.readyz)
 	s.mux.Handle("GET /metrics", promhttp.HandlerFor(s.opts.Registry, promhttp.HandlerOpts{Registry: s.opts.Registry}))
+	s.mux.HandleFunc(noRoutePattern, s.noRoute)
 }
+
+// noRoutePattern matches every request no other route matches.
+const noRoutePattern = "/"
 
 // handlerFunc is an authenticated handler: it gets the caller's
 // organisation and returns an error instead of writing one.
@@ -268,37 +268,36 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 		d := time.Since(start)
-		s.metrics.observe(r.Pattern, sw.status, d)
+		pattern := r.Pattern
+		if pattern == noRoutePattern {
+			pattern = ""
+		}
+		s.metrics.observe(pattern, sw.status, d)
 		if !s.log.Enabled(r.Context(), slog.LevelDebug) { // spare building the record
 			return
 		}
-		s.log.Debug("request", "request_id", id, "method", r.Method, "path", r.URL.Path, "route", r.Pattern,
+		s.log.Debug("request", "request_id", id, "method", r.Method, "path", r.URL.Path, "route", pattern,
 			"status", sw.status, "duration_ms", float64(d.Microseconds())/1000)
 	}()
-	if _, pattern := s.mux.Handler(r); pattern == "" {
-		s.noRoute(sw, r)
-		return
-	}
 	s.mux.ServeHTTP(sw, r)
 }
 
-// noRoute answers a request no route matches, as the mux would (404, or
-// 405 with Allow), but with an ErrorResponse.
+// noRoute answers a request no route matches as the mux would (404, or
+// 405 with Allow when the path has routes for other methods), but with an
+// ErrorResponse. It runs only for such requests: a matched request is
+// matched once.
 func (s *Server) noRoute(w http.ResponseWriter, r *http.Request) {
-	rec := httptest.NewRecorder()
-	s.mux.ServeHTTP(rec, r)
-	if rec.Code == http.StatusMethodNotAllowed {
-		if allow := rec.Header().Get("Allow"); allow != "" {
-			w.Header().Set("Allow", allow)
+	var allow []string
+	for _, m := range []string{http.MethodDelete, http.MethodGet, http.MethodHead, http.MethodPatch, http.MethodPost, http.MethodPut} {
+		probe := *r
+		probe.Method = m
+		if _, p := s.mux.Handler(&probe); p != noRoutePattern {
+			allow = append(allow, m)
 		}
-		s.writeError(w, r, cp.Errorf(cp.CodeMethodNotAllowed, "", "%s is not allowed on %s; allowed: %s.", r.Method, r.URL.Path, rec.Header().Get("Allow")))
-		return
 	}
-	if rec.Code >= 300 && rec.Code < 400 { // path cleaning redirects
-		for k, v := range rec.Header() {
-			w.Header()[k] = v
-		}
-		w.WriteHeader(rec.Code)
+	if len(allow) > 0 {
+		w.Header().Set("Allow", strings.Join(allow, ", "))
+		s.writeError(w, r, cp.Errorf(cp.CodeMethodNotAllowed, "", "%s is not allowed on %s; allowed: %s.", r.Method, r.URL.Path, strings.Join(allow, ", ")))
 		return
 	}
 	s.writeError(w, r, cp.Errorf(cp.CodeRouteNotFound, "", "No route %s %s; see /openapi.yaml for the API.", r.Method, r.URL.Path))
@@ -451,8 +450,28 @@ func base(r *http.Request) string {
 
 // --- handlers ---
 
-func (s *Server) listGroups(w http.ResponseWriter, r *http.Request, org string) error {
-	return s.listPage(w, r, org, cp.KindSecurityGroup) // apisec: paged, paging.go
+// list answers the resources of a kind of the organisation, a page at a
+// time (paging.go).
+func (s *Server) list(kind string) handlerFunc {
+	return func(w http.ResponseWriter, r *http.Request, org string) error {
+		return s.listPage(w, r, org, kind)
+	}
+}
+
+// get answers one resource of a kind, its id in the path parameter param.
+func (s *Server) get(kind, param string) handlerFunc {
+	return func(w http.ResponseWriter, r *http.Request, org string) error {
+		return writeRaw(w, http.StatusOK)(s.opts.Store.GetJSON(r.Context(), org, kind, r.PathValue(param)))
+	}
+}
+
+// created answers a create: 201 with the new resource at path/id.
+func created(w http.ResponseWriter, r *http.Request, path, id string, body []byte, err error) error {
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Location", base(r)+path+id)
+	return writeRaw(w, http.StatusCreated)(body, nil)
 }
 
 func (s *Server) createGroup(w http.ResponseWriter, r *http.Request, org string) error {
@@ -460,31 +479,8 @@ func (s *Server) createGroup(w http.ResponseWriter, r *http.Request, org string)
 	if err := s.decode(w, r, "SecurityGroupWrite", &in); err != nil {
 		return err
 	}
-	if s.raw != nil {
-		id, body, err := s.raw.CreateSecurityGroupJSON(r.Context(), org, &in)
-		if err != nil {
-			return err
-		}
-		w.Header().Set("Location", base(r)+"/security-groups/"+id)
-		return writeRaw(w, http.StatusCreated)(body, nil)
-	}
-	g, err := s.opts.Store.CreateSecurityGroup(r.Context(), org, &in)
-	if err != nil {
-		return err
-	}
-	w.Header().Set("Location", base(r)+"/security-groups/"+g.ID)
-	return writeJSON(w, http.StatusCreated, g)
-}
-
-func (s *Server) getGroup(w http.ResponseWriter, r *http.Request, org string) error {
-	if s.raw != nil {
-		return writeRaw(w, http.StatusOK)(s.raw.GetJSON(r.Context(), org, cp.KindSecurityGroup, r.PathValue("securityGroupId")))
-	}
-	g, err := s.opts.Store.GetSecurityGroup(r.Context(), org, r.PathValue("securityGroupId"))
-	if err != nil {
-		return err
-	}
-	return writeJSON(w, http.StatusOK, g)
+	id, body, err := s.opts.Store.CreateSecurityGroup(r.Context(), org, &in)
+	return created(w, r, "/security-groups/", id, body, err)
 }
 
 func (s *Server) replaceGroup(w http.ResponseWriter, r *http.Request, org string) error {
@@ -496,26 +492,11 @@ func (s *Server) replaceGroup(w http.ResponseWriter, r *http.Request, org string
 	if err := s.decode(w, r, "SecurityGroupWrite", &in); err != nil {
 		return err
 	}
-	if s.raw != nil {
-		return writeRaw(w, http.StatusOK)(s.raw.ReplaceSecurityGroupJSON(r.Context(), org, id, &in))
-	}
-	g, err := s.opts.Store.ReplaceSecurityGroup(r.Context(), org, id, &in)
-	if err != nil {
-		return err
-	}
-	return writeJSON(w, http.StatusOK, g)
+	return writeRaw(w, http.StatusOK)(s.opts.Store.ReplaceSecurityGroup(r.Context(), org, id, &in))
 }
 
 func (s *Server) deleteGroup(w http.ResponseWriter, r *http.Request, org string) error {
-	if err := s.opts.Store.DeleteSecurityGroup(r.Context(), org, r.PathValue("securityGroupId")); err != nil {
-		return err
-	}
-	w.WriteHeader(http.StatusNoContent)
-	return nil
-}
-
-func (s *Server) listLists(w http.ResponseWriter, r *http.Request, org string) error {
-	return s.listPage(w, r, org, cp.KindPrefixList) // apisec: paged, paging.go
+	return noContent(w, s.opts.Store.DeleteSecurityGroup(r.Context(), org, r.PathValue("securityGroupId")))
 }
 
 func (s *Server) createList(w http.ResponseWriter, r *http.Request, org string) error {
@@ -523,23 +504,8 @@ func (s *Server) createList(w http.ResponseWriter, r *http.Request, org string) 
 	if err := s.decode(w, r, "PrefixListWrite", &in); err != nil {
 		return err
 	}
-	l, err := s.opts.Store.CreatePrefixList(r.Context(), org, &in)
-	if err != nil {
-		return err
-	}
-	w.Header().Set("Location", base(r)+"/prefix-lists/"+l.ID)
-	return writeJSON(w, http.StatusCreated, l)
-}
-
-func (s *Server) getList(w http.ResponseWriter, r *http.Request, org string) error {
-	if s.raw != nil {
-		return writeRaw(w, http.StatusOK)(s.raw.GetJSON(r.Context(), org, cp.KindPrefixList, r.PathValue("prefixListId")))
-	}
-	l, err := s.opts.Store.GetPrefixList(r.Context(), org, r.PathValue("prefixListId"))
-	if err != nil {
-		return err
-	}
-	return writeJSON(w, http.StatusOK, l)
+	id, body, err := s.opts.Store.CreatePrefixList(r.Context(), org, &in)
+	return created(w, r, "/prefix-lists/", id, body, err)
 }
 
 func (s *Server) replaceList(w http.ResponseWriter, r *http.Request, org string) error {
@@ -551,15 +517,16 @@ func (s *Server) replaceList(w http.ResponseWriter, r *http.Request, org string)
 	if err := s.decode(w, r, "PrefixListWrite", &in); err != nil {
 		return err
 	}
-	l, err := s.opts.Store.ReplacePrefixList(r.Context(), org, id, &in)
-	if err != nil {
-		return err
-	}
-	return writeJSON(w, http.StatusOK, l)
+	return writeRaw(w, http.StatusOK)(s.opts.Store.ReplacePrefixList(r.Context(), org, id, &in))
 }
 
 func (s *Server) deleteList(w http.ResponseWriter, r *http.Request, org string) error {
-	if err := s.opts.Store.DeletePrefixList(r.Context(), org, r.PathValue("prefixListId")); err != nil {
+	return noContent(w, s.opts.Store.DeletePrefixList(r.Context(), org, r.PathValue("prefixListId")))
+}
+
+// noContent answers a delete: 204, or the store's error.
+func noContent(w http.ResponseWriter, err error) error {
+	if err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)

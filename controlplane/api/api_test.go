@@ -360,7 +360,7 @@ func TestConfirmMakesGroupActive(t *testing.T) {
 	e := newEnv(t)
 	g := e.createGroup(orgA, cp.SecurityGroupWrite{Name: "Group G", Rules: []cp.FilterRuleWrite{}, Sites: []string{"site_a", "site_b"}})
 	ctx := context.Background()
-	if err := e.store.Confirm(ctx, orgA, "site_a", 1, true, ""); err != nil {
+	if err := e.confirm(ctx, orgA, "site_a", 1, true, ""); err != nil {
 		t.Fatal(err)
 	}
 	var got cp.SecurityGroup
@@ -368,7 +368,7 @@ func TestConfirmMakesGroupActive(t *testing.T) {
 	if got.Status != cp.StatusSyncing {
 		t.Errorf("after one of two sites: %q, want syncing", got.Status)
 	}
-	if err := e.store.Confirm(ctx, orgA, "site_b", 1, true, ""); err != nil {
+	if err := e.confirm(ctx, orgA, "site_b", 1, true, ""); err != nil {
 		t.Fatal(err)
 	}
 	e.do("GET", "/vpc/security-groups/"+g.ID, orgA, nil).decode(t, &got)
@@ -440,8 +440,8 @@ func TestUnauthenticatedRoutes(t *testing.T) {
 // brokenStore fails one call the way a broken disk would.
 type brokenStore struct{ api.Store }
 
-func (brokenStore) ListSecurityGroups(context.Context, string) ([]cp.SecurityGroup, error) {
-	return nil, errors.New("read /var/lib/rampart/rampart.db: input/output error")
+func (brokenStore) ListJSONPage(context.Context, string, string, string, int) ([]byte, string, bool, error) {
+	return nil, "", false, errors.New("read /var/lib/rampart/rampart.db: input/output error")
 }
 
 func TestInternalErrorsDoNotLeak(t *testing.T) {

@@ -74,11 +74,11 @@ func benchServerRegistry(b *testing.B, noBatch bool, groups int) (url, token str
 		b.Fatal(err)
 	}
 	for range groups {
-		g, err := st.CreateSecurityGroup(context.Background(), orgA, ptr(bigGroup(0)))
+		id, _, err := st.CreateSecurityGroup(context.Background(), orgA, ptr(bigGroup(0)))
 		if err != nil {
 			b.Fatal(err)
 		}
-		ids = append(ids, g.ID)
+		ids = append(ids, id)
 	}
 	return srv.URL, token, client, ids, reg
 }

@@ -10,7 +10,7 @@ import (
 )
 
 // BenchmarkDecodeValidate250 is the CPU of a 250-rule PUT's body without
-// HTTP or storage: decode it (the fast path of fastdecode.go, which stands
+// HTTP or storage: decode it (the typed decoder of decode.go, which stands
 // for the check against openapi.yaml), run the domain checks, build the
 // group with new ids and encode it with encoding/json (the store does the
 // last two cheaper, see store/bolt/group.go).
@@ -23,14 +23,14 @@ func BenchmarkDecodeValidate250(b *testing.B) {
 		if err := decodeBody(body, schemas["SecurityGroupWrite"], &got); err != nil {
 			b.Fatal(err)
 		}
-		g := got.NewSecurityGroup("org_a", "sec_grp_x")
+		g := got.NewSecurityGroup("org_a", "sec_grp_x", nil)
 		if _, err := json.Marshal(&g); err != nil {
 			b.Fatal(err)
 		}
 	}
 }
 
-// BenchmarkDecode250 is decodeBody alone on a 250-rule body: the fast
+// BenchmarkDecode250 is decodeBody alone on a 250-rule body: the typed
 // decoder and the domain checks, what a PUT spends before the store (the
 // store builds, keeps ids and encodes on its own, see store/bolt).
 //

@@ -42,7 +42,7 @@ type EnvVar struct {
 // router running V, with the default options.
 // The answer holds the site's secret, so like every /vpc/ route it needs
 // the organisation's token. A site the store does not know yet is first
-// reserved within the organisation's site quota (SiteReserver), so
+// reserved within the organisation's site quota (Store.ReserveSite), so
 // credentials exist for at most that many sites. It may be called while
 // serving.
 func (s *Server) EnableEnrollment(e Enroller) {
@@ -66,10 +66,8 @@ func (s *Server) EnableEnrollment(e Enroller) {
 				return cp.Errorf(cp.CodeInvalidValue, "routeros_version", "routeros_version: %v.", err)
 			}
 		}
-		if rs, ok := s.opts.Store.(SiteReserver); ok { // within the site quota (#13.5)
-			if err := rs.ReserveSite(r.Context(), org, site); err != nil {
-				return err
-			}
+		if err := s.opts.Store.ReserveSite(r.Context(), org, site); err != nil { // within the site quota (#13.5)
+			return err
 		}
 		cs := e.Enroll(org, site)
 		switch format {

@@ -23,6 +23,7 @@ import (
 	"github.com/rampart-fw/rampart/controlplane/api"
 	"github.com/rampart-fw/rampart/controlplane/auth"
 	"github.com/rampart-fw/rampart/controlplane/store/bolt"
+	"github.com/rampart-fw/rampart/protocol"
 )
 
 // clock is an injectable clock for deadlines.
@@ -119,6 +120,17 @@ func (e *env) start() {
 		e.t.Fatal(err)
 	}
 	e.srv = httptest.NewServer(a)
+}
+
+// confirm reports, through the store's Ingest as the MQTT side does, that
+// site applied revision (or failed to, with errMsg).
+func (e *env) confirm(ctx context.Context, org, site string, revision uint64, applied bool, errMsg string) error {
+	st := protocol.SiteStatus{Schema: 1, OrgID: org, SiteID: site, Epoch: e.store.Epoch(), Revision: revision, State: protocol.StateApplied}
+	if !applied {
+		st.State, st.Error = protocol.StateFailed, errMsg
+	}
+	_, err := e.store.Ingest(ctx, []cp.Report{{OrgID: org, SiteID: site, Status: &st}})
+	return err
 }
 
 func (e *env) stop() {

@@ -214,14 +214,7 @@ func TestQuotas(t *testing.T) {
 // TestSitesPaging (#13.2): GET /vpc/sites answers a page at a time (bare
 // arrays, default 100), the Link header leads through every site exactly
 // once in id order, and bad paging parameters are 422s naming them.
-func TestSitesPaging(t *testing.T) {
-	t.Run("store pages", func(t *testing.T) { testSitesPaging(t, newEnv(t)) })
-	t.Run("api pages", func(t *testing.T) {
-		testSitesPaging(t, newEnv(t, func(e *env) {
-			e.wrap = func(s api.Store) api.Store { return struct{ api.Store }{s} } // no SitePager
-		}))
-	})
-}
+func TestSitesPaging(t *testing.T) { testSitesPaging(t, newEnv(t)) }
 
 func testSitesPaging(t *testing.T, e *env) {
 	all := siteIDs("p", 250)
@@ -286,7 +279,7 @@ rampart_resources{kind="security_group",status="syncing"} %d
 	e.createGroup(orgB, cp.SecurityGroupWrite{Name: "Syncing B", Rules: []cp.FilterRuleWrite{}, Sites: []string{"site_b"}})
 	l := e.createList(orgB, "10.0.0.0/8")
 	want("after creates", 1, 2, 0, 1)
-	if err := e.store.Confirm(ctx, orgA, "site_a", cp.UnknownRevision, true, ""); err != nil {
+	if err := e.confirm(ctx, orgA, "site_a", cp.UnknownRevision, true, ""); err != nil {
 		t.Fatal(err)
 	}
 	want("after a confirmation", 2, 1, 0, 1)

@@ -91,14 +91,15 @@ func readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
 	return io.ReadAll(rd)
 }
 
+// decodeBody decodes body into v and runs v's domain validation. A group
+// takes its typed decoder (decode.go); what it or the domain checks
+// refuse, and every other body, takes the schema path, which words each
+// error.
 func decodeBody(body []byte, schema *openapi3.Schema, v interface{ Validate() error }) error {
 	if g, ok := v.(*cp.SecurityGroupWrite); ok {
-		// The hot path (fastdecode.go): taken only when it accepts the
-		// body and so does the domain check; every rejection, and its
-		// wording, comes from the schema path below.
-		var fast cp.SecurityGroupWrite
-		if fastGroup(body, &fast) && fast.Validate() == nil {
-			*g = fast
+		var in cp.SecurityGroupWrite
+		if decodeGroup(body, &in) == nil && in.Validate() == nil {
+			*g = in
 			return nil
 		}
 	}
@@ -132,14 +133,6 @@ func schemaDecode(body []byte, schema *openapi3.Schema, v interface{ Validate() 
 			err = all
 		}
 		return schemaError(err)
-	}
-	if g, ok := v.(*cp.SecurityGroupWrite); ok {
-		// The hot path: build the typed value from the tree the schema
-		// just checked instead of parsing the body a second time.
-		if err := groupFromTree(doc.(map[string]any), g); err != nil {
-			return err
-		}
-		return v.Validate()
 	}
 	if err := json.Unmarshal(body, v); err != nil {
 		// The schema admitted it, so this is a number the Go type cannot
@@ -347,54 +340,4 @@ func derefU64(p *uint64) uint64 {
 		return 0
 	}
 	return *p
-}
-
-// groupFromTree fills w from a JSON tree that matched SecurityGroupWrite's
-// schema, so every type assertion holds; integers that are not plain
-// integers (1e2, 1.0) are refused as json.Unmarshal would refuse them.
-func groupFromTree(m map[string]any, w *cp.SecurityGroupWrite) error {
-	w.Name, _ = m["name"].(string)
-	if d, ok := m["description"].(string); ok {
-		w.Description = &d
-	}
-	rules, _ := m["rules"].([]any)
-	if rules != nil {
-		w.Rules = make([]cp.FilterRuleWrite, len(rules))
-	}
-	for i, x := range rules {
-		r, _ := x.(map[string]any)
-		out := &w.Rules[i]
-		out.Direction, _ = r["direction"].(string)
-		out.Port, _ = r["port"].(string)
-		out.Address, _ = r["address"].(string)
-		out.Description, _ = r["description"].(string)
-		var err error
-		if out.Order, err = intField(r["order"], i, "order"); err != nil {
-			return err
-		}
-		if out.Protocol, err = intField(r["protocol"], i, "protocol"); err != nil {
-			return err
-		}
-	}
-	if sites, ok := m["sites"].([]any); ok {
-		w.Sites = make([]string, len(sites))
-		for i, s := range sites {
-			w.Sites[i], _ = s.(string)
-		}
-	}
-	return nil
-}
-
-func intField(v any, rule int, field string) (int, error) {
-	n, ok := v.(json.Number)
-	if !ok {
-		path := fmt.Sprintf("rules[%d].%s", rule, field)
-		return 0, cp.Errorf(cp.CodeInvalidType, path, "%s must be an integer.", path)
-	}
-	i, err := n.Int64()
-	if err != nil || int64(int(i)) != i {
-		path := fmt.Sprintf("rules[%d].%s", rule, field)
-		return 0, cp.Errorf(cp.CodeInvalidType, path, "%s must be an integer written without a fraction or exponent, not %s.", path, n)
-	}
-	return int(i), nil
 }

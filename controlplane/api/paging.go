@@ -1,7 +1,6 @@
 package api
 
 import (
-	"context"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -18,25 +17,6 @@ const (
 	DefaultPageSize = 100
 	MaxPageSize     = 1000
 )
-
-// SitePager is implemented by a Store that can list sites a page at a time
-// (bolt.Store does); without it, GET /vpc/sites pages over ListSites.
-type SitePager interface {
-	ListSitesPage(ctx context.Context, org, after string, limit int) ([]cp.Site, bool, error)
-}
-
-// JSONPager is implemented by a RawStore that lists groups and prefix
-// lists a page at a time as the API's JSON (bolt.Store does).
-type JSONPager interface {
-	ListJSONPage(ctx context.Context, org, kind, after string, limit int) (body []byte, last string, more bool, err error)
-}
-
-// SiteReserver is implemented by a Store that keeps the site quota:
-// enrollment reserves a site before handing out its credentials, so an
-// organisation gets credentials for at most its quota of sites.
-type SiteReserver interface {
-	ReserveSite(ctx context.Context, org, site string) error
-}
 
 // page reads limit and starting_after. idOK checks starting_after.
 func page(r *http.Request, idOK func(string) bool, idHint string) (limit int, after string, err error) {
@@ -69,12 +49,7 @@ func (s *Server) listSitesPage(w http.ResponseWriter, r *http.Request, org strin
 	if err != nil {
 		return err
 	}
-	p, ok := s.opts.Store.(SitePager)
-	if !ok {
-		sites, err := s.opts.Store.ListSites(r.Context(), org)
-		return writePage(w, r, sites, err, func(s cp.Site) string { return s.ID }, after, limit)
-	}
-	sites, more, err := p.ListSitesPage(r.Context(), org, after, limit)
+	sites, more, err := s.opts.Store.ListSitesPage(r.Context(), org, after, limit)
 	if err != nil {
 		return err
 	}
@@ -95,38 +70,12 @@ func (s *Server) listPage(w http.ResponseWriter, r *http.Request, org, kind stri
 	if err != nil {
 		return err
 	}
-	if p, ok := s.opts.Store.(JSONPager); ok {
-		body, last, more, err := p.ListJSONPage(r.Context(), org, kind, after, limit)
-		if err != nil {
-			return err
-		}
-		if more {
-			setNext(w, r, limit, last)
-		}
-		return writeRaw(w, http.StatusOK)(body, nil)
-	}
-	if kind == cp.KindSecurityGroup {
-		gs, err := s.opts.Store.ListSecurityGroups(r.Context(), org)
-		return writePage(w, r, gs, err, func(g cp.SecurityGroup) string { return g.ID }, after, limit)
-	}
-	ls, err := s.opts.Store.ListPrefixLists(r.Context(), org)
-	return writePage(w, r, ls, err, func(l cp.PrefixList) string { return l.ID }, after, limit)
-}
-
-// writePage answers with the page of all (a whole list ordered by id, or
-// err) that follows after, for a store that cannot page itself.
-func writePage[T any](w http.ResponseWriter, r *http.Request, all []T, err error, id func(T) string, after string, limit int) error {
+	body, last, more, err := s.opts.Store.ListJSONPage(r.Context(), org, kind, after, limit)
 	if err != nil {
 		return err
 	}
-	i := 0
-	for i < len(all) && after != "" && id(all[i]) <= after {
-		i++
+	if more {
+		setNext(w, r, limit, last)
 	}
-	all = all[i:]
-	if len(all) > limit {
-		all = all[:limit]
-		setNext(w, r, limit, id(all[limit-1]))
-	}
-	return writeJSON(w, http.StatusOK, all)
+	return writeRaw(w, http.StatusOK)(body, nil)
 }

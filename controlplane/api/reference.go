@@ -17,55 +17,14 @@ type Service struct {
 	Port     string `json:"port"`
 }
 
-// protocols are the IP protocols RouterOS accepts by name in
-// /ip/firewall/filter protocol= (RouterOS documentation, "Firewall: filter",
-// property protocol), with their IANA numbers and keywords (IANA "Assigned
-// Internet Protocol Numbers"), plus 0 for every protocol. supports_ports
-// follows protocol.PortProtocols, the protocols RouterOS takes a port with.
+// protocols are 0 for every protocol, then the IP protocols RouterOS knows
+// by name (protocol.IPProtocols). supports_ports follows
+// protocol.PortProtocols, the protocols RouterOS takes a port with.
 var protocols = func() []Protocol {
-	list := []Protocol{
-		{0, "all", "ALL", false},
-		{1, "icmp", "ICMP", false},
-		{2, "igmp", "IGMP", false},
-		{3, "ggp", "GGP", false},
-		{4, "ipencap", "IPv4", false},
-		{5, "st", "ST", false},
-		{6, "tcp", "TCP", false},
-		{8, "egp", "EGP", false},
-		{12, "pup", "PUP", false},
-		{17, "udp", "UDP", false},
-		{20, "hmp", "HMP", false},
-		{22, "xns-idp", "XNS-IDP", false},
-		{27, "rdp", "RDP", false},
-		{29, "iso-tp4", "ISO-TP4", false},
-		{33, "dccp", "DCCP", false},
-		{36, "xtp", "XTP", false},
-		{37, "ddp", "DDP", false},
-		{38, "idpr-cmtp", "IDPR-CMTP", false},
-		{41, "ipv6-encap", "IPv6", false},
-		{43, "ipv6-route", "IPv6-Route", false},
-		{44, "ipv6-frag", "IPv6-Frag", false},
-		{46, "rsvp", "RSVP", false},
-		{47, "gre", "GRE", false},
-		{50, "ipsec-esp", "ESP", false},
-		{51, "ipsec-ah", "AH", false},
-		{58, "icmpv6", "IPv6-ICMP", false},
-		{59, "ipv6-nonxt", "IPv6-NoNxt", false},
-		{60, "ipv6-opts", "IPv6-Opts", false},
-		{73, "rspf", "CPHB", false},
-		{81, "vmtp", "VMTP", false},
-		{89, "ospf", "OSPFIGP", false},
-		{94, "ipip", "IPIP", false},
-		{97, "etherip", "ETHERIP", false},
-		{98, "encap", "ENCAP", false},
-		{103, "pim", "PIM", false},
-		{112, "vrrp", "VRRP", false},
-		{115, "l2tp", "L2TP", false},
-		{132, "sctp", "SCTP", false},
-		{136, "udp-lite", "UDPLite", false},
-	}
-	for i := range list {
-		_, list[i].SupportsPorts = protocol.PortProtocols[list[i].Number]
+	list := []Protocol{{0, "all", "ALL", false}}
+	for _, p := range protocol.IPProtocols {
+		_, ports := protocol.PortProtocols[p.Number]
+		list = append(list, Protocol{p.Number, p.Name, p.Keyword, ports})
 	}
 	return list
 }()

@@ -85,7 +85,7 @@ func TestFailoverBetweenURLs(t *testing.T) {
 	poll(t, "the bus on the second broker", func() bool { return second.broker.Clients() == 1 && b.Ready() == nil })
 	a := connectAgent(t, second, "org_x", "site_a")
 	a.publish(t, protocol.StatusTopic(second.root, "org_x", "site_a"), mustJSON(t, status("org_x", "site_a", 1, protocol.StateApplied)))
-	poll(t, "a status through the second broker", func() bool { s, _ := rec.snapshot(); return len(s) == 1 })
+	poll(t, "a status through the second broker", func() bool { s, _ := rec.snapshot(); return len(s) >= 1 })
 }
 
 // refuseFirst is a mochi hook that refuses the first n subscriptions to
@@ -140,7 +140,10 @@ func TestRefusedSubscriptionRetried(t *testing.T) {
 	}
 	a := connectAgent(t, e, "org_x", "site_a")
 	a.publish(t, protocol.StatusTopic(e.root, "org_x", "site_a"), mustJSON(t, status("org_x", "site_a", 1, protocol.StateApplied)))
-	poll(t, "a status after the refusals", func() bool { s, _ := rec.snapshot(); return len(s) == 1 })
+	// The status may arrive twice: mochi sends a new subscription's retained
+	// messages after the SUBACK, so a publish right after it can come both
+	// live and retained (see the package doc); the Ingester is idempotent.
+	poll(t, "a status after the refusals", func() bool { s, _ := rec.snapshot(); return len(s) >= 1 })
 }
 
 // TestResyncRequestTeachesStatus reproduces #13 item 11: a control plane

@@ -21,12 +21,12 @@
 // transaction and keeps (revision, hash) per site there; Stamp gives a
 // compiled document the stored revision when it is published.
 //
-// # Affected sites
+// # Which sites
 //
-// Affected compares two versions of a policy and names the sites whose
-// documents may differ: sites that gained or lost a group or list, and every
-// site of a group or list whose content changed. A prefix list change thus
-// reaches every site of every group that references it.
+// The caller names the sites to compile (CompileSites): the store knows
+// which sites a write affects (old and new sites of the resource, sites of
+// groups that use a changed list) and reads only what those sites hold
+// (controlplane.PolicyTx.Policy), so a write's cost follows its sites.
 package compile
 
 import (
@@ -44,19 +44,6 @@ import (
 type Policy struct {
 	Groups      []controlplane.SecurityGroup
 	PrefixLists []controlplane.PrefixList
-}
-
-// Sites returns every site the policy attaches something to, sorted.
-func (p Policy) Sites() []string {
-	var out []string
-	for _, g := range p.Groups {
-		out = append(out, g.Sites...)
-	}
-	for _, l := range p.PrefixLists {
-		out = append(out, l.Sites...)
-	}
-	slices.Sort(out)
-	return slices.Compact(out)
 }
 
 // index is the policy arranged for per-site lookups.
@@ -158,14 +145,6 @@ func (ix *index) content(groups, lists []string, memo map[string]*content) *cont
 	return c
 }
 
-// Compile returns the document of every site the policy attaches something
-// to, keyed by site id. Documents are sealed (Schema, canonical order, Hash)
-// but carry no Epoch or Revision: see AssignRevision. Documents share their
-// group, rule and list slices with each other; treat them as read-only.
-func Compile(org string, p Policy) map[string]protocol.DesiredState {
-	return CompileSites(org, p, p.Sites())
-}
-
 // CompileSites returns the documents of the given sites only, including
 // sites the policy no longer attaches anything to: those get an empty
 // document, which tells their agent to remove everything it manages.
@@ -207,34 +186,4 @@ func AssignRevision(prev Revision, d *protocol.DesiredState, epoch string) (chan
 	}
 	d.Revision = prev.Revision + 1
 	return true
-}
-
-// Affected returns, sorted, the sites whose documents may differ between
-// before and after: a site whose set of groups or lists changed, or one that
-// carries a group or list whose content (name, rules, CIDRs) changed. Pass the
-// result to CompileSites with after to get the documents to publish; sites
-// that lost everything are included, so they receive an empty document.
-func Affected(before, after Policy) []string {
-	bi, ai := newIndex(before), newIndex(after)
-	changedGroup := func(id string) bool {
-		b, a := bi.groups[id], ai.groups[id]
-		return b == nil || a == nil || b.Name != a.Name || !slices.Equal(b.Rules, a.Rules)
-	}
-	changedList := func(id string) bool {
-		b, a := bi.lists[id], ai.lists[id]
-		return b == nil || a == nil || b.Name != a.Name || !slices.Equal(b.CIDRs, a.CIDRs)
-	}
-	sites := append(before.Sites(), after.Sites()...)
-	slices.Sort(sites)
-	sites = slices.Compact(sites)
-	var out []string
-	for _, s := range sites {
-		bg, bl := bi.members(s)
-		ag, al := ai.members(s)
-		if !slices.Equal(bg, ag) || !slices.Equal(bl, al) ||
-			slices.ContainsFunc(ag, changedGroup) || slices.ContainsFunc(al, changedList) {
-			out = append(out, s)
-		}
-	}
-	return out
 }

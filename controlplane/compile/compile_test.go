@@ -2,6 +2,7 @@ package compile
 
 import (
 	"fmt"
+	"slices"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -113,7 +114,7 @@ func TestCompile(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			var got map[string]protocol.DesiredState
 			if tt.sites == nil {
-				got = Compile("org_x", tt.policy)
+				got = CompileSites("org_x", tt.policy, allSites(tt.policy))
 			} else {
 				got = CompileSites("org_x", tt.policy, tt.sites)
 			}
@@ -162,69 +163,13 @@ func TestRecompileUnchanged(t *testing.T) {
 	q := basePolicy()
 	q.Groups[0], q.Groups[1] = q.Groups[1], q.Groups[0]
 	setCIDRs(&q.PrefixLists[0], "198.51.100.0/24", "203.0.113.0/24")
-	a, b := Compile("org_x", p), Compile("org_x", q)
+	a, b := CompileSites("org_x", p, allSites(p)), CompileSites("org_x", q, allSites(q))
 	for site := range a {
 		prev := Revision{Revision: 7, Hash: a[site].Hash}
 		d := b[site]
 		if AssignRevision(prev, &d, "ep") {
 			t.Errorf("%s: reordered but equal policy got a new revision (%s vs %s)", site, a[site].Hash, d.Hash)
 		}
-	}
-}
-
-func TestAffected(t *testing.T) {
-	tests := []struct {
-		name   string
-		change func(p *Policy)
-		want   []string
-	}{
-		{"nothing changed", func(p *Policy) {}, nil},
-		{"prefix list referenced by two groups", func(p *Policy) {
-			setCIDRs(&p.PrefixLists[1], "10.9.0.0/16") // vpn, used by dns on site_b
-		}, []string{"site_b"}},
-		{"prefix list referenced by web reaches every web site", func(p *Policy) {
-			setCIDRs(&p.PrefixLists[0], "203.0.113.0/24", "198.51.100.0/24", "192.0.2.0/24")
-		}, []string{"site_a", "site_b"}},
-		{"CIDR order alone is no change", func(p *Policy) {
-			setCIDRs(&p.PrefixLists[0], "198.51.100.0/24", "203.0.113.0/24")
-		}, nil},
-		{"group moves from site_a to site_d", func(p *Policy) {
-			p.Groups[0].Sites = []string{"site_b", "site_d"}
-		}, []string{"site_a", "site_d"}},
-		{"group deleted", func(p *Policy) {
-			p.Groups = p.Groups[1:]
-		}, []string{"site_a", "site_b"}},
-		{"rule edited in dns", func(p *Policy) {
-			p.Groups[1].Rules[0].Port = "5353"
-		}, []string{"site_b"}},
-		{"directly attached list gains a site", func(p *Policy) {
-			p.PrefixLists[2].Sites = append(p.PrefixLists[2].Sites, "site_a")
-		}, []string{"site_a"}},
-		{"description edited", func(p *Policy) {
-			p.Groups[0].Description = "new"
-			p.PrefixLists[0].Prefixes[0].Description = "new"
-		}, nil},
-		{"unreferenced, unattached list created", func(p *Policy) {
-			p.PrefixLists = append(p.PrefixLists, list("prfx_lst_new", "New", nil, "192.0.2.0/24"))
-		}, nil},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			before, after := basePolicy(), basePolicy()
-			tt.change(&after)
-			got := Affected(before, after)
-			if diff := cmp.Diff(tt.want, got); diff != "" {
-				t.Errorf("Affected (-want +got):\n%s", diff)
-			}
-			// Every site whose compiled hash differs must be named.
-			all := append(before.Sites(), after.Sites()...)
-			b, a := CompileSites("org_x", before, all), CompileSites("org_x", after, all)
-			for _, s := range all {
-				if b[s].Hash != a[s].Hash && !containsString(got, s) {
-					t.Errorf("site %s changed content but is not in Affected %v", s, got)
-				}
-			}
-		})
 	}
 }
 
@@ -271,20 +216,24 @@ func benchPolicy(sites int) Policy {
 
 func BenchmarkCompile10000Sites(b *testing.B) {
 	p := benchPolicy(10000)
+	sites := allSites(p)
 	b.ReportAllocs()
 	for b.Loop() {
-		if got := Compile("org_bench", p); len(got) != 10000 {
+		if got := CompileSites("org_bench", p, sites); len(got) != 10000 {
 			b.Fatalf("compiled %d sites", len(got))
 		}
 	}
 }
 
-func BenchmarkAffected10000Sites(b *testing.B) {
-	before := benchPolicy(10000)
-	after := benchPolicy(10000)
-	setCIDRs(&after.PrefixLists[3], "192.0.2.0/24")
-	b.ReportAllocs()
-	for b.Loop() {
-		Affected(before, after)
+// allSites is every site the policy attaches something to, sorted.
+func allSites(p Policy) []string {
+	var out []string
+	for _, g := range p.Groups {
+		out = append(out, g.Sites...)
 	}
+	for _, l := range p.PrefixLists {
+		out = append(out, l.Sites...)
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
 }

@@ -43,15 +43,16 @@ type Revisioner struct{}
 
 var _ controlplane.Revisioner = Revisioner{}
 
-// Revise returns the revision every site in sites must confirm. A site whose
-// content did not change keeps its revision; the caller may already hold a
-// confirmation for it (Site.AppliedRevision).
-func (Revisioner) Revise(tx controlplane.PolicyTx, org string, sites []string) (map[string]uint64, error) {
+// Revise returns the document of every site in sites, with the revision the
+// site must confirm. A site whose content did not change keeps its
+// revision; the caller may already hold a confirmation for it
+// (Site.AppliedRevision).
+func (Revisioner) Revise(tx controlplane.PolicyTx, org string, sites []string) (map[string]protocol.DesiredState, error) {
 	docs, err := CompileTx(tx, org, sites)
 	if err != nil {
 		return nil, err
 	}
-	out := make(map[string]uint64, len(docs))
+	out := make(map[string]protocol.DesiredState, len(docs))
 	for _, site := range sites {
 		d := docs[site]
 		prev, err := siteRevision(tx, site)
@@ -63,21 +64,18 @@ func (Revisioner) Revise(tx controlplane.PolicyTx, org string, sites []string) (
 				return nil, fmt.Errorf("store revision of site %s: %w", site, err)
 			}
 		}
-		out[site] = d.Revision
+		out[site] = d
 	}
 	return out, nil
 }
 
-// CompileTx compiles sites from the policy tx sees. Documents carry no
-// revision or epoch: see Stamp.
+// CompileTx compiles sites from the policy tx sees: only the groups and
+// lists that make up their documents are read. Documents carry no revision
+// or epoch: see Stamp.
 func CompileTx(tx controlplane.PolicyTx, org string, sites []string) (map[string]protocol.DesiredState, error) {
-	groups, err := tx.SecurityGroups()
+	groups, lists, err := tx.Policy(sites)
 	if err != nil {
-		return nil, fmt.Errorf("read security groups: %w", err)
-	}
-	lists, err := tx.PrefixLists()
-	if err != nil {
-		return nil, fmt.Errorf("read prefix lists: %w", err)
+		return nil, fmt.Errorf("read the policy of %d sites: %w", len(sites), err)
 	}
 	return CompileSites(org, Policy{Groups: groups, PrefixLists: lists}, sites), nil
 }

@@ -17,9 +17,12 @@ type memTx struct {
 	writes int
 }
 
-func (tx *memTx) SecurityGroups() ([]controlplane.SecurityGroup, error) { return tx.p.Groups, nil }
-func (tx *memTx) PrefixLists() ([]controlplane.PrefixList, error)       { return tx.p.PrefixLists, nil }
-func (tx *memTx) SiteData(site string) ([]byte, error)                  { return tx.data[site], nil }
+// Policy returns the whole policy: a superset of what sites hold compiles
+// to the same documents.
+func (tx *memTx) Policy([]string) ([]controlplane.SecurityGroup, []controlplane.PrefixList, error) {
+	return tx.p.Groups, tx.p.PrefixLists, nil
+}
+func (tx *memTx) SiteData(site string) ([]byte, error) { return tx.data[site], nil }
 func (tx *memTx) SetSiteData(site string, b []byte) error {
 	tx.writes++
 	tx.data[site] = b
@@ -45,9 +48,16 @@ func TestRevisioner(t *testing.T) {
 	for _, st := range steps {
 		st.change(&tx.p)
 		tx.writes = 0
-		got, err := Revisioner{}.Revise(tx, "org_x", st.sites)
+		docs, err := Revisioner{}.Revise(tx, "org_x", st.sites)
 		if err != nil {
 			t.Fatalf("%s: %v", st.name, err)
+		}
+		got := map[string]uint64{}
+		for site, d := range docs {
+			got[site] = d.Revision
+			if d.SiteID != site || d.Epoch != "" {
+				t.Errorf("%s: document of %s is for %s, epoch %q", st.name, site, d.SiteID, d.Epoch)
+			}
 		}
 		if diff := cmp.Diff(st.want, got); diff != "" {
 			t.Errorf("%s: revisions (-want +got):\n%s", st.name, diff)

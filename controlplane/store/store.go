@@ -2,8 +2,9 @@
 // technology has its own subpackage (bolt for bbolt, the default; a
 // PostgreSQL store can follow for several replicas, DESIGN.md section 11).
 // Consumers declare the small interfaces they need where they use them (the
-// api package's Store, the MQTT side's status sink), and every adapter
-// implements them with the same behaviour; the rules themselves (validation,
-// rule id keeping, sync status) live in the controlplane package so adapters
-// cannot drift apart.
+// api package's Store, the syncer's Store), and every adapter implements
+// them with the same behaviour; the rules themselves (validation, rule and
+// prefix id keeping, sync status, the site state machine) live in the
+// controlplane package, so an adapter only reads records, calls them and
+// persists what they return, and adapters cannot drift apart.
 package store

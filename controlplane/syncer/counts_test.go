@@ -114,11 +114,11 @@ func TestSiteCountsStayRight(t *testing.T) {
 		}
 	}
 	check("empty", nil)
-	g, err := st.CreateSecurityGroup(ctx, org, group("443", "site_a", "site_b", "site_c", "site_d"))
+	gid, _, err := st.CreateSecurityGroup(ctx, org, group("443", "site_a", "site_b", "site_c", "site_d"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := st.CreateSecurityGroup(ctx, "org_other", group("22", "site_a")); err != nil {
+	if _, _, err := st.CreateSecurityGroup(ctx, "org_other", group("22", "site_a")); err != nil {
 		t.Fatal(err)
 	}
 	check("after writes", map[cp.SiteState]int{cp.SiteSyncing: 5})
@@ -137,7 +137,7 @@ func TestSiteCountsStayRight(t *testing.T) {
 	open()
 	check("after a restart", map[cp.SiteState]int{cp.SiteInSync: 2, cp.SiteFailed: 1, cp.SiteOffline: 1, cp.SiteUnknown: 1})
 	// A new write after the restart: the group's sites sync again.
-	if _, err := st.ReplaceSecurityGroup(ctx, org, g.ID, group("8443", "site_a", "site_d", "site_e")); err != nil {
+	if _, err := st.ReplaceSecurityGroup(ctx, org, gid, group("8443", "site_a", "site_d", "site_e")); err != nil {
 		t.Fatal(err)
 	}
 	drain()

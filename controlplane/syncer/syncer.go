@@ -6,12 +6,15 @@
 //
 // # Publishing
 //
-// The store calls Changed after every commit; Changed only marks the sites
-// dirty and wakes the loop (Run), so a write never waits for MQTT. The loop
-// compiles the dirty sites of an organisation from one read-only snapshot of
-// the store (compile.CompileTx), stamps each document with the revision the
-// Revisioner stored in the same snapshot (compile.Stamp), and publishes them
-// retained at QoS 1. A burst of writes costs one compile per organisation.
+// The store calls Changed after every commit with the documents the write
+// compiled for its sites (the Revisioner's, Change.Documents); Changed only
+// keeps them, marks the sites dirty and wakes the loop (Run), so a write
+// never waits for MQTT. The loop publishes each dirty site's newest
+// document, stamped with the epoch, retained at QoS 1: a write is compiled
+// once, in its transaction, for its own sites. A site without such a
+// document (after a connection, RepublishAll) is compiled from one
+// read-only snapshot of the store (compile.CompileTx) and stamped with the
+// revision the Revisioner stored in the same snapshot (compile.Stamp).
 // A failed publish leaves the sites dirty and is retried with backoff.
 // RepublishAll (called on every bus connection, the first included) marks
 // every known site dirty: documents are full state with stable revisions, so
@@ -27,9 +30,11 @@
 // 10,000. The queue is bounded (Options.MaxQueuedReports): when it is full,
 // receiving waits, which holds up the broker connection that delivered the
 // report, so a flood of reports slows its sender and loses nothing. The
-// store takes status reports in order only (an older revision,
-// or an "applying" after that revision's outcome, is stale), ignores another
-// epoch's revisions, and confirms the resources waiting for the site. A site stored as online that announces no
+// store folds each report with controlplane.FoldStatus: reports are taken
+// in order only (an older revision, or an "applying" after that revision's
+// outcome, is stale), another epoch's revisions confirm nothing, a revision
+// higher than any the site was given is refused, and a report taken
+// confirms the resources waiting for the site. A site stored as online that announces no
 // presence within Options.PresenceGrace of a connection is marked offline: an
 // embedded broker forgets retained presence when it restarts, and an agent
 // that died meanwhile leaves no last will.
@@ -46,7 +51,7 @@
 //
 //	rampart_propagation_seconds          write commit → last affected site confirmed
 //	rampart_sites{state}                 sites by state (running counts)
-//	rampart_status_reports_total{result} taken, stale, other_epoch
+//	rampart_status_reports_total{result} taken, stale, other_epoch, refused (a forged revision)
 //	rampart_desired_compile_errors_total documents that could not be stamped
 //
 // Publishes, broker clients and connection state are counted by packages bus
@@ -146,9 +151,17 @@ type Syncer struct {
 	log   *slog.Logger
 	epoch string
 
-	mu     sync.Mutex
-	all    bool                       // republish every site
-	dirty  map[string]map[string]bool // org → sites to publish
+	mu    sync.Mutex
+	all   bool                       // republish every site
+	dirty map[string]map[string]bool // org → sites to publish
+	// ready holds the documents writes compiled (Change.Documents), the
+	// newest revision of each site, until published: the syncer compiles
+	// only sites without one (after a connection, RepublishAll).
+	ready map[string]map[string]protocol.DesiredState
+	// sent is the newest revision published of each site (org → site), so
+	// that a write's change announced late, after a newer one was
+	// published, never publishes an older document.
+	sent   map[string]map[string]uint64
 	settle map[string]map[string]bool // org → sites to settle
 	props  map[string][]*propagation  // org → writes not yet confirmed everywhere
 	nprops int
@@ -220,7 +233,8 @@ func New(opts Options) *Syncer {
 	}
 	s := &Syncer{
 		opts: opts, log: opts.Logger, epoch: opts.Store.Epoch(),
-		dirty: map[string]map[string]bool{}, settle: map[string]map[string]bool{},
+		dirty: map[string]map[string]bool{}, settle: map[string]map[string]bool{}, ready: map[string]map[string]protocol.DesiredState{},
+		sent:  map[string]map[string]uint64{},
 		props: map[string][]*propagation{}, wake: make(chan struct{}, 1), inWake: make(chan struct{}, 1),
 	}
 	s.inCond = sync.NewCond(&s.inMu)
@@ -232,7 +246,7 @@ func New(opts Options) *Syncer {
 		}),
 		reports: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "rampart_status_reports_total",
-			Help: "Site status reports folded into the store, by result (taken, stale, other_epoch).",
+			Help: "Site status reports folded into the store, by result (taken, stale, other_epoch, refused: a revision the site was never given).",
 		}, []string{"result"}),
 		compileErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "rampart_desired_compile_errors_total",
@@ -243,7 +257,7 @@ func New(opts Options) *Syncer {
 			Help: "Publish rounds that failed and were retried.",
 		}),
 	}
-	for _, r := range []cp.ReportResult{cp.ReportTaken, cp.ReportStale, cp.ReportOtherEpoch} {
+	for _, r := range cp.ReportResults {
 		s.m.reports.WithLabelValues(r.String())
 	}
 	if opts.Registry != nil {
@@ -272,6 +286,18 @@ func (s *Syncer) Changed(c cp.Change) {
 	}
 	for _, site := range c.Sites {
 		d[site], st[site] = true, true
+	}
+	for site, doc := range c.Documents {
+		r := s.ready[c.OrgID]
+		if r == nil {
+			r = map[string]protocol.DesiredState{}
+			s.ready[c.OrgID] = r
+		}
+		// Changes may arrive out of commit order: keep the newest, and
+		// nothing older than what was published.
+		if cur, ok := r[site]; doc.Revision > s.sent[c.OrgID][site] && (!ok || doc.Revision >= cur.Revision) {
+			r[site] = doc
+		}
 	}
 	if len(c.Revisions) > 0 {
 		want := map[string]uint64{}
@@ -508,7 +534,7 @@ func (s *Syncer) publish(ctx context.Context, pub Publisher, all bool, dirty map
 		sites := slices.Sorted(maps.Keys(dirty[org]))
 		for len(sites) > 0 {
 			n := min(len(sites), s.opts.Batch)
-			docs, err := s.compile(ctx, org, sites[:n])
+			docs, err := s.documents(ctx, org, sites[:n])
 			if err == nil && len(docs) > 0 {
 				// Bounded: a publish caught by a lost connection may never
 				// be acknowledged; the retry (and the republish after the
@@ -516,6 +542,9 @@ func (s *Syncer) publish(ctx context.Context, pub Publisher, all bool, dirty map
 				pctx, cancel := context.WithTimeout(ctx, s.opts.PublishTimeout)
 				err = pub.PublishDesired(pctx, docs...)
 				cancel()
+			}
+			if err == nil {
+				s.published(org, docs)
 			}
 			if err != nil {
 				left := work{dirty: map[string]map[string]bool{}}
@@ -537,6 +566,49 @@ func setOf(ss []string) map[string]bool {
 		m[s] = true
 	}
 	return m
+}
+
+// documents are the documents to publish for sites: the ones their writes
+// compiled (ready), stamped with the epoch, and for the others a compile.
+func (s *Syncer) documents(ctx context.Context, org string, sites []string) ([]protocol.DesiredState, error) {
+	var docs []protocol.DesiredState
+	var rest []string
+	s.mu.Lock()
+	for _, site := range sites {
+		if d, ok := s.ready[org][site]; ok {
+			d.Epoch = s.epoch
+			docs = append(docs, d)
+		} else {
+			rest = append(rest, site)
+		}
+	}
+	s.mu.Unlock()
+	if len(rest) == 0 {
+		return docs, nil
+	}
+	compiled, err := s.compile(ctx, org, rest)
+	return append(docs, compiled...), err
+}
+
+// published records what was just published and forgets the ready
+// documents among it, unless a newer one arrived meanwhile.
+func (s *Syncer) published(org string, docs []protocol.DesiredState) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r, sent := s.ready[org], s.sent[org]
+	if sent == nil {
+		sent = map[string]uint64{}
+		s.sent[org] = sent
+	}
+	for _, d := range docs {
+		sent[d.SiteID] = max(sent[d.SiteID], d.Revision)
+		if cur, ok := r[d.SiteID]; ok && cur.Revision <= d.Revision {
+			delete(r, d.SiteID)
+		}
+	}
+	if len(r) == 0 {
+		delete(s.ready, org)
+	}
 }
 
 // compile builds the documents of sites from one snapshot. A site that was

@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"math"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
@@ -115,13 +117,13 @@ func TestPublishAfterWriteAndRepublish(t *testing.T) {
 	pub := &recorder{}
 	st, s, _ := setup(t, pub)
 	ctx := context.Background()
-	g, err := st.CreateSecurityGroup(ctx, org, group("443", "site_a", "site_b"))
+	gid, _, err := st.CreateSecurityGroup(ctx, org, group("443", "site_a", "site_b"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	first := published(t, pub, "site_a", "site_b")
 	for _, d := range first {
-		if d.Epoch != st.Epoch() || d.Revision != 1 || len(d.SecurityGroups) != 1 || d.SecurityGroups[0].ID != g.ID || d.Validate(org, d.SiteID) != nil {
+		if d.Epoch != st.Epoch() || d.Revision != 1 || len(d.SecurityGroups) != 1 || d.SecurityGroups[0].ID != gid || d.Validate(org, d.SiteID) != nil {
 			t.Errorf("document %+v", d)
 		}
 	}
@@ -132,13 +134,16 @@ func TestPublishAfterWriteAndRepublish(t *testing.T) {
 			t.Errorf("republished %s as revision %d %s, was %d %s", site, d.Revision, d.Hash, first[site].Revision, first[site].Hash)
 		}
 	}
-	if _, err := st.ReplaceSecurityGroup(ctx, org, g.ID, group("443", "site_a")); !isLocked(err) {
+	if _, err := st.ReplaceSecurityGroup(ctx, org, gid, group("443", "site_a")); !isLocked(err) {
 		t.Fatalf("PUT while syncing: %v", err)
 	}
 	for _, site := range []string{"site_a", "site_b"} {
-		st.ReportStatus(ctx, org, site, protocol.SiteStatus{Schema: 1, OrgID: org, SiteID: site, Epoch: st.Epoch(), Revision: 1, State: protocol.StateApplied})
+		applied := protocol.SiteStatus{Schema: 1, OrgID: org, SiteID: site, Epoch: st.Epoch(), Revision: 1, State: protocol.StateApplied}
+		if _, err := st.Ingest(ctx, []cp.Report{{OrgID: org, SiteID: site, Status: &applied}}); err != nil {
+			t.Fatal(err)
+		}
 	}
-	if _, err := st.ReplaceSecurityGroup(ctx, org, g.ID, group("443", "site_a")); err != nil {
+	if _, err := st.ReplaceSecurityGroup(ctx, org, gid, group("443", "site_a")); err != nil {
 		t.Fatal(err)
 	}
 	docs := published(t, pub, "site_b")
@@ -157,7 +162,7 @@ func isLocked(err error) bool {
 func TestRetryAfterFailedPublish(t *testing.T) {
 	pub := &recorder{fails: 3}
 	st, s, reg := setup(t, pub)
-	if _, err := st.CreateSecurityGroup(context.Background(), org, group("443", "site_a")); err != nil {
+	if _, _, err := st.CreateSecurityGroup(context.Background(), org, group("443", "site_a")); err != nil {
 		t.Fatal(err)
 	}
 	published(t, pub, "site_a")
@@ -195,7 +200,7 @@ func TestMetrics(t *testing.T) {
 	pub := &recorder{}
 	st, s, reg := setup(t, pub)
 	ctx := context.Background()
-	if _, err := st.CreateSecurityGroup(ctx, org, group("443", "site_a", "site_b")); err != nil {
+	if _, _, err := st.CreateSecurityGroup(ctx, org, group("443", "site_a", "site_b")); err != nil {
 		t.Fatal(err)
 	}
 	published(t, pub, "site_a", "site_b")
@@ -256,7 +261,7 @@ func TestUnheardSitesGoOffline(t *testing.T) {
 	ctx := context.Background()
 	online := protocol.Presence{State: protocol.PresenceOnline, At: time.Now()}
 	for _, site := range []string{"site_a", "site_b"} {
-		if err := st.SetPresence(ctx, org, site, online); err != nil {
+		if _, err := st.Ingest(ctx, []cp.Report{{OrgID: org, SiteID: site, Presence: &online}}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -308,7 +313,7 @@ func TestReportQueueIsBounded(t *testing.T) {
 	})
 	t.Cleanup(func() { open.Do(func() { close(gate) }) }) // before setup's: a failure must not hang the syncer
 	ctx := context.Background()
-	if _, err := st.CreateSecurityGroup(ctx, org, group("443", "site_a")); err != nil {
+	if _, _, err := st.CreateSecurityGroup(ctx, org, group("443", "site_a")); err != nil {
 		t.Fatal(err)
 	}
 	doc := published(t, pub, "site_a")["site_a"]
@@ -339,5 +344,113 @@ func TestReportQueueIsBounded(t *testing.T) {
 	}
 	if site.AppliedRevision != doc.Revision || site.State != cp.SiteInSync {
 		t.Errorf("after the queue drained, site is %+v; want applied revision %d, in_sync", site, doc.Revision)
+	}
+}
+
+// TestForgedStatusCounted: a status for a revision the site was never
+// given is refused by the store and counted as refused.
+func TestForgedStatusCounted(t *testing.T) {
+	pub := &recorder{}
+	st, s, reg := setup(t, pub)
+	ctx := context.Background()
+	if _, _, err := st.CreateSecurityGroup(ctx, org, group("443", "site_a")); err != nil {
+		t.Fatal(err)
+	}
+	s.SiteStatus(ctx, org, "site_a", protocol.SiteStatus{Schema: 1, OrgID: org, SiteID: "site_a", Epoch: st.Epoch(), Revision: math.MaxUint64, State: protocol.StateApplied})
+	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := s.Drain(dctx); err != nil {
+		t.Fatal(err)
+	}
+	want := `
+# HELP rampart_status_reports_total Site status reports folded into the store, by result (taken, stale, other_epoch, refused: a revision the site was never given).
+# TYPE rampart_status_reports_total counter
+rampart_status_reports_total{result="other_epoch"} 0
+rampart_status_reports_total{result="refused"} 1
+rampart_status_reports_total{result="stale"} 0
+rampart_status_reports_total{result="taken"} 0
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "rampart_status_reports_total"); err != nil {
+		t.Error(err)
+	}
+	if site, _ := st.GetSite(ctx, org, "site_a"); site.AppliedRevision != 0 {
+		t.Errorf("forged revision applied: %+v", site)
+	}
+}
+
+// viewCounter counts the syncer's compiles (each reads a ViewPolicy).
+type viewCounter struct {
+	syncer.Store
+	mu    sync.Mutex
+	views int
+}
+
+func (v *viewCounter) ViewPolicy(ctx context.Context, org string, fn func(cp.PolicyTx) error) error {
+	v.mu.Lock()
+	v.views++
+	v.mu.Unlock()
+	return v.Store.ViewPolicy(ctx, org, fn)
+}
+
+func (v *viewCounter) count() int {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.views
+}
+
+// TestWriteIsCompiledOnce: a write's documents, compiled in its
+// transaction, are published as they are, without the syncer compiling
+// them again; a republish (no write behind it) compiles, and gives the
+// same documents.
+func TestWriteIsCompiledOnce(t *testing.T) {
+	pub := &recorder{}
+	var views *viewCounter
+	st, s, _ := setup(t, pub, func(o *syncer.Options) { views = &viewCounter{Store: o.Store}; o.Store = views })
+	ctx := context.Background()
+	if _, _, err := st.CreateSecurityGroup(ctx, org, group("443", "site_a", "site_b")); err != nil {
+		t.Fatal(err)
+	}
+	first := published(t, pub, "site_a", "site_b")
+	if n := views.count(); n != 0 {
+		t.Errorf("the syncer compiled %d times after a write", n)
+	}
+	for _, d := range first {
+		if d.Epoch != st.Epoch() || d.Revision != 1 || d.Validate(org, d.SiteID) != nil {
+			t.Errorf("handed-over document %+v", d)
+		}
+	}
+	s.RepublishAll()
+	again := published(t, pub, "site_a", "site_b")
+	if views.count() == 0 {
+		t.Error("a republish did not compile")
+	}
+	if d := cmp.Diff(first, again); d != "" {
+		t.Errorf("republished documents differ from the write's (-write +republish):\n%s", d)
+	}
+}
+
+// TestLateChangeNeverRegresses: a change announced after a newer one was
+// published (writes committed together announce in any order) publishes
+// nothing older.
+func TestLateChangeNeverRegresses(t *testing.T) {
+	pub := &recorder{}
+	_, s, _ := setup(t, pub)
+	doc := func(rev uint64) protocol.DesiredState {
+		return protocol.DesiredState{Schema: protocol.SchemaVersion, OrgID: org, SiteID: "site_a", Revision: rev}
+	}
+	s.Changed(cp.Change{OrgID: org, Sites: []string{"site_a"}, Documents: map[string]protocol.DesiredState{"site_a": doc(6)}})
+	if got := published(t, pub, "site_a")["site_a"]; got.Revision != 6 {
+		t.Fatalf("published revision %d, want 6", got.Revision)
+	}
+	s.Changed(cp.Change{OrgID: org, Sites: []string{"site_a"}, Documents: map[string]protocol.DesiredState{"site_a": doc(5)}})
+	for deadline := time.Now().Add(10 * time.Second); !s.Idle(); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the syncer never went idle")
+		}
+	}
+	for _, d := range pub.take() {
+		if d.Revision < 6 {
+			t.Errorf("published revision %d after 6", d.Revision)
+		}
 	}
 }

@@ -15,6 +15,7 @@ import (
 
 	cp "github.com/rampart-fw/rampart/controlplane"
 	"github.com/rampart-fw/rampart/controlplane/store/bolt"
+	"github.com/rampart-fw/rampart/protocol"
 )
 
 const org = "org_a"
@@ -25,18 +26,18 @@ const org = "org_a"
 type counter struct {
 	mu    sync.Mutex
 	fail  bool
-	seen  map[string]int // site → groups the policy applies to it, at the last call
+	seen  map[string]int // site → groups the policy of the affected sites applies to it, at the last call
 	calls int
 }
 
-func (c *counter) Revise(tx cp.PolicyTx, org string, sites []string) (map[string]uint64, error) {
+func (c *counter) Revise(tx cp.PolicyTx, org string, sites []string) (map[string]protocol.DesiredState, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.calls++
 	if c.fail {
 		return nil, errors.New("compiler exploded")
 	}
-	groups, err := tx.SecurityGroups()
+	groups, _, err := tx.Policy(sites)
 	if err != nil {
 		return nil, err
 	}
@@ -46,7 +47,7 @@ func (c *counter) Revise(tx cp.PolicyTx, org string, sites []string) (map[string
 			c.seen[s]++
 		}
 	}
-	out := map[string]uint64{}
+	out := map[string]protocol.DesiredState{}
 	for _, s := range sites {
 		b, err := tx.SiteData(s)
 		if err != nil {
@@ -60,7 +61,7 @@ func (c *counter) Revise(tx cp.PolicyTx, org string, sites []string) (map[string
 		if err := tx.SetSiteData(s, binary.BigEndian.AppendUint64(nil, rev)); err != nil {
 			return nil, err
 		}
-		out[s] = rev
+		out[s] = protocol.DesiredState{OrgID: org, SiteID: s, Revision: rev}
 	}
 	return out, nil
 }
@@ -99,12 +100,12 @@ func TestRevisionsChangesAndConfirm(t *testing.T) {
 	clk := &clock{t: time.Date(2026, 11, 21, 10, 0, 0, 0, time.UTC)}
 	s, changes := open(t, bolt.Options{Revisioner: rev, Now: clk.Now})
 
-	list, err := s.CreatePrefixList(ctx, org, &cp.PrefixListWrite{Name: "Office", Prefixes: []cp.PrefixWrite{{CIDR: "192.0.2.0/24"}}})
+	list, err := createList(ctx, s, org, &cp.PrefixListWrite{Name: "Office", Prefixes: []cp.PrefixWrite{{CIDR: "192.0.2.0/24"}}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ssh := cp.FilterRuleWrite{Direction: "inbound", Order: 1, Protocol: 6, Port: "22", Address: list.ID}
-	g, err := s.CreateSecurityGroup(ctx, org, group("Group", []string{"site_a", "site_b"}, ssh))
+	g, err := createGroup(ctx, s, org, group("Group", []string{"site_a", "site_b"}, ssh))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -116,16 +117,16 @@ func TestRevisionsChangesAndConfirm(t *testing.T) {
 	}
 	// site_a confirms revision 1 (what the Revisioner assigned); site_b
 	// reports an older revision, which does not count.
-	if err := s.Confirm(ctx, org, "site_a", 1, true, ""); err != nil {
+	if err := confirm(ctx, s, org, "site_a", 1, true, ""); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Confirm(ctx, org, "site_b", 0, true, ""); err != nil {
+	if err := confirm(ctx, s, org, "site_b", 0, true, ""); err != nil {
 		t.Fatal(err)
 	}
 	if got, _ := s.GetSecurityGroup(ctx, org, g.ID); got.Status != cp.StatusSyncing {
 		t.Errorf("after a stale report: %q, want syncing", got.Status)
 	}
-	if err := s.Confirm(ctx, org, "site_b", 1, true, ""); err != nil {
+	if err := confirm(ctx, s, org, "site_b", 1, true, ""); err != nil {
 		t.Fatal(err)
 	}
 	if got, _ := s.GetSecurityGroup(ctx, org, g.ID); got.Status != cp.StatusActive {
@@ -133,11 +134,11 @@ func TestRevisionsChangesAndConfirm(t *testing.T) {
 	}
 
 	// Move the group from site_a to site_c: both need recompiling.
-	if _, err := s.ReplaceSecurityGroup(ctx, org, g.ID, group("Group", []string{"site_b", "site_c"}, ssh)); err != nil {
+	if _, err := replaceGroup(ctx, s, org, g.ID, group("Group", []string{"site_b", "site_c"}, ssh)); err != nil {
 		t.Fatal(err)
 	}
 	// A change to the prefix list reaches the group's sites.
-	if _, err := s.ReplacePrefixList(ctx, org, list.ID, &cp.PrefixListWrite{Name: "Office", Prefixes: []cp.PrefixWrite{{CIDR: "198.51.100.0/24"}}}); err != nil {
+	if _, err := replaceList(ctx, s, org, list.ID, &cp.PrefixListWrite{Name: "Office", Prefixes: []cp.PrefixWrite{{CIDR: "198.51.100.0/24"}}}); err != nil {
 		t.Fatal(err)
 	}
 	clk.add(time.Hour)
@@ -180,11 +181,11 @@ func TestRevisionsChangesAndConfirm(t *testing.T) {
 func TestFailedReportFailsAndRecovers(t *testing.T) {
 	ctx := context.Background()
 	s, _ := open(t, bolt.Options{Revisioner: &counter{}})
-	g, err := s.CreateSecurityGroup(ctx, org, group("Group", []string{"site_a"}))
+	g, err := createGroup(ctx, s, org, group("Group", []string{"site_a"}))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Confirm(ctx, org, "site_a", 1, false, "no such item"); err != nil {
+	if err := confirm(ctx, s, org, "site_a", 1, false, "no such item"); err != nil {
 		t.Fatal(err)
 	}
 	got, _ := s.GetSecurityGroup(ctx, org, g.ID)
@@ -193,7 +194,7 @@ func TestFailedReportFailsAndRecovers(t *testing.T) {
 		t.Errorf("after a failure: group %q, site %+v", got.Status, site)
 	}
 	// failed does not lock: the next write starts a new sync.
-	g2, err := s.ReplaceSecurityGroup(ctx, org, g.ID, group("Group 2", []string{"site_a"}))
+	g2, err := replaceGroup(ctx, s, org, g.ID, group("Group 2", []string{"site_a"}))
 	if err != nil || g2.Status != cp.StatusSyncing {
 		t.Errorf("write after failure: %v, %q", err, g2.Status)
 	}
@@ -203,13 +204,13 @@ func TestFailedWriteLeavesNothing(t *testing.T) {
 	ctx := context.Background()
 	rev := &counter{}
 	s, changes := open(t, bolt.Options{Revisioner: rev})
-	g, err := s.CreateSecurityGroup(ctx, org, group("Group", []string{"site_a"}))
+	g, err := createGroup(ctx, s, org, group("Group", []string{"site_a"}))
 	if err != nil {
 		t.Fatal(err)
 	}
 	before, _ := s.ListSites(ctx, org)
 	rev.fail = true
-	if _, err := s.CreateSecurityGroup(ctx, org, group("Other", []string{"site_new"})); err == nil {
+	if _, err := createGroup(ctx, s, org, group("Other", []string{"site_new"})); err == nil {
 		t.Fatal("write succeeded although the Revisioner failed")
 	}
 	if err := s.DeleteSecurityGroup(ctx, org, g.ID); err == nil {
@@ -226,11 +227,11 @@ func TestSweeperFailsAtDeadline(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	s, _ := open(t, bolt.Options{SyncTimeout: 200 * time.Millisecond})
-	g, err := s.CreateSecurityGroup(ctx, org, group("Group", []string{"site_a"}))
+	g, err := createGroup(ctx, s, org, group("Group", []string{"site_a"}))
 	if err != nil {
 		t.Fatal(err)
 	}
-	l, err := s.CreatePrefixList(ctx, org, &cp.PrefixListWrite{Name: "L", Prefixes: []cp.PrefixWrite{}, Sites: []string{"site_b"}})
+	l, err := createList(ctx, s, org, &cp.PrefixListWrite{Name: "L", Prefixes: []cp.PrefixWrite{}, Sites: []string{"site_b"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -288,7 +289,7 @@ func TestConcurrentWrites(t *testing.T) {
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
-					if _, err := s.CreateSecurityGroup(ctx, org, group(fmt.Sprintf("Group %d", i), []string{})); err != nil {
+					if _, err := createGroup(ctx, s, org, group(fmt.Sprintf("Group %d", i), []string{})); err != nil {
 						t.Error(err)
 					}
 				}()
@@ -308,7 +309,7 @@ func TestConcurrentWrites(t *testing.T) {
 func TestConcurrentReplaceOfOneGroup(t *testing.T) {
 	ctx := context.Background()
 	s, _ := open(t, bolt.Options{})
-	g, err := s.CreateSecurityGroup(ctx, org, group("Group", []string{}))
+	g, err := createGroup(ctx, s, org, group("Group", []string{}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -321,7 +322,7 @@ func TestConcurrentReplaceOfOneGroup(t *testing.T) {
 			for j := range 5 {
 				rules = append(rules, cp.FilterRuleWrite{Direction: "inbound", Order: j + 1, Protocol: 6, Port: fmt.Sprint(1000*i + j + 1), Address: "0.0.0.0/0"})
 			}
-			if _, err := s.ReplaceSecurityGroup(ctx, org, g.ID, group(fmt.Sprintf("Writer %d", i), []string{}, rules...)); err != nil {
+			if _, err := replaceGroup(ctx, s, org, g.ID, group(fmt.Sprintf("Writer %d", i), []string{}, rules...)); err != nil {
 				t.Error(err)
 			}
 		}()
@@ -341,13 +342,12 @@ func TestConcurrentReplaceOfOneGroup(t *testing.T) {
 }
 
 // TestDecodedGroupsAreNotShared checks that what reads return can be changed
-// by the caller without changing what later reads (served from the decode
-// cache) return.
+// by the caller without changing what later reads return.
 func TestDecodedGroupsAreNotShared(t *testing.T) {
 	ctx := context.Background()
 	s, _ := open(t, bolt.Options{})
 	r := cp.FilterRuleWrite{Direction: "inbound", Order: 1, Protocol: 6, Port: "22", Address: "10.0.0.0/8"}
-	g, err := s.CreateSecurityGroup(ctx, org, group("Group", []string{"site_a"}, r))
+	g, err := createGroup(ctx, s, org, group("Group", []string{"site_a"}, r))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -363,12 +363,12 @@ func TestDecodedGroupsAreNotShared(t *testing.T) {
 		all, _ := s.ListSecurityGroups(ctx, org)
 		all[0].Rules[0].Port = "changed too"
 	}
-	// A replace is seen at once (the cache is keyed by the stored bytes).
-	if err := s.Confirm(ctx, org, "site_a", 0, true, ""); err != nil {
+	// A replace is seen at once.
+	if err := confirm(ctx, s, org, "site_a", 0, true, ""); err != nil {
 		t.Fatal(err)
 	}
 	r.Port = "2222"
-	if _, err := s.ReplaceSecurityGroup(ctx, org, g.ID, group("Group", []string{}, r)); err != nil {
+	if _, err := replaceGroup(ctx, s, org, g.ID, group("Group", []string{}, r)); err != nil {
 		t.Fatal(err)
 	}
 	if got, _ := s.GetSecurityGroup(ctx, org, g.ID); got.Rules[0].Port != "2222" || len(got.Sites) != 0 {
@@ -380,10 +380,10 @@ func TestViewPolicyAndOrgs(t *testing.T) {
 	ctx := context.Background()
 	rev := &counter{}
 	s, _ := open(t, bolt.Options{Revisioner: rev})
-	if _, err := s.CreateSecurityGroup(ctx, "org_b", group("Group B", []string{"site_b"})); err != nil {
+	if _, err := createGroup(ctx, s, "org_b", group("Group B", []string{"site_b"})); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.CreateSecurityGroup(ctx, org, group("Group A", []string{"site_a"})); err != nil {
+	if _, err := createGroup(ctx, s, org, group("Group A", []string{"site_a"})); err != nil {
 		t.Fatal(err)
 	}
 	orgs, err := s.Orgs(ctx)
@@ -391,7 +391,7 @@ func TestViewPolicyAndOrgs(t *testing.T) {
 		t.Errorf("Orgs = %v, %v", orgs, err)
 	}
 	err = s.ViewPolicy(ctx, org, func(tx cp.PolicyTx) error {
-		gs, err := tx.SecurityGroups()
+		gs, _, err := tx.Policy([]string{"site_a"})
 		if err != nil || len(gs) != 1 || gs[0].Name != "Group A" {
 			t.Errorf("groups %v, %v", gs, err)
 		}
@@ -408,12 +408,79 @@ func TestViewPolicyAndOrgs(t *testing.T) {
 		t.Fatal(err)
 	}
 	if err := s.ViewPolicy(ctx, "org_none", func(tx cp.PolicyTx) error {
-		gs, err := tx.SecurityGroups()
+		gs, _, err := tx.Policy([]string{"site_a"})
 		if len(gs) != 0 || err != nil {
 			t.Errorf("empty org: %v, %v", gs, err)
 		}
 		return nil
 	}); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestPolicyOfSites: a PolicyTx gives what the sites' documents are made of
+// (their groups, their lists and the lists those groups use) and nothing
+// else, through writes, moves and deletes.
+func TestPolicyOfSites(t *testing.T) {
+	ctx := context.Background()
+	clk := &clock{t: time.Date(2026, 11, 21, 10, 0, 0, 0, time.UTC)}
+	s, _ := open(t, bolt.Options{Now: clk.Now})
+	list := func(name string, sites ...string) string {
+		l, err := createList(ctx, s, org, &cp.PrefixListWrite{Name: name, Prefixes: []cp.PrefixWrite{{CIDR: "192.0.2.0/24"}}, Sites: sites})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return l.ID
+	}
+	used, direct := list("Used"), list("Direct", "site_a")
+	list("Other", "site_b")
+	ssh := cp.FilterRuleWrite{Direction: "inbound", Order: 1, Protocol: 6, Port: "22", Address: used}
+	g1, err := createGroup(ctx, s, org, group("G1", []string{"site_a"}, ssh))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := createGroup(ctx, s, org, group("G2", []string{"site_b"})); err != nil {
+		t.Fatal(err)
+	}
+	policy := func(sites ...string) []string {
+		t.Helper()
+		var names []string
+		err := s.ViewPolicy(ctx, org, func(tx cp.PolicyTx) error {
+			gs, ls, err := tx.Policy(sites)
+			for _, g := range gs {
+				names = append(names, "group "+g.Name)
+			}
+			for _, l := range ls {
+				names = append(names, "list "+l.Name)
+			}
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		slices.Sort(names) // ids order them, and ids made in one second are in no particular order
+		return names
+	}
+	if d := cmp.Diff([]string{"group G1", "list Direct", "list Used"}, policy("site_a")); d != "" {
+		t.Errorf("site_a (-want +got):\n%s", d)
+	}
+	clk.add(time.Hour) // past every sync deadline: writable
+	if _, err := replaceGroup(ctx, s, org, g1.ID, group("G1", []string{"site_c"}, ssh)); err != nil {
+		t.Fatal(err)
+	}
+	if d := cmp.Diff([]string{"list Direct"}, policy("site_a")); d != "" {
+		t.Errorf("site_a after G1 moved (-want +got):\n%s", d)
+	}
+	if err := s.DeletePrefixList(ctx, org, direct); err != nil {
+		t.Fatal(err)
+	}
+	if got := policy("site_a"); len(got) != 0 {
+		t.Errorf("site_a after its list was deleted: %v", got)
+	}
+	if d := cmp.Diff([]string{"group G2", "list Other"}, policy("site_b")); d != "" {
+		t.Errorf("site_b (-want +got):\n%s", d)
+	}
+	if d := cmp.Diff([]string{"group G1", "list Used"}, policy("site_c", "site_zz")); d != "" {
+		t.Errorf("site_c (-want +got):\n%s", d)
 	}
 }

@@ -7,8 +7,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/google/go-cmp/cmp"
-
 	cp "github.com/rampart-fw/rampart/controlplane"
 )
 
@@ -57,74 +55,9 @@ func TestAppendGroupJSONIsMarshal(t *testing.T) {
 	}
 }
 
-// TestKeepRuleIDsIsTheDomainRule holds keepRuleIDs to cp.KeepRuleIDs on
-// random rule sets with many repeated matches.
-func TestKeepRuleIDsIsTheDomainRule(t *testing.T) {
-	rng := rand.New(rand.NewPCG(3, 4))
-	rules := func(n int, prefix string) []cp.FilterRule {
-		out := make([]cp.FilterRule, n)
-		for i := range out {
-			out[i] = cp.FilterRule{ID: fmt.Sprintf("%s%d", prefix, i), Direction: []string{"inbound", "outbound"}[rng.IntN(2)],
-				Protocol: []int{0, 6, 17}[rng.IntN(3)], Port: []string{"", "22", "443"}[rng.IntN(3)],
-				Address: []string{"10.0.0.0/8", "0.0.0.0/0"}[rng.IntN(2)], Order: i + 1}
-		}
-		return out
-	}
-	for range 500 {
-		prev, next := rules(rng.IntN(30), "old"), rules(rng.IntN(30), "")
-		if rng.IntN(2) == 0 { // a common prefix, then anything
-			n := rng.IntN(len(prev) + 1)
-			next = append(append([]cp.FilterRule(nil), prev[:n]...), next...)
-			for i := range n {
-				next[i].ID = ""
-			}
-		}
-		want := append([]cp.FilterRule(nil), next...)
-		cp.KeepRuleIDs(prev, want)
-		got := append([]cp.FilterRule(nil), next...)
-		keepRuleIDs(prev, got)
-		if diff := cmp.Diff(want, got); diff != "" {
-			t.Fatalf("prev %v\n(-cp.KeepRuleIDs +keepRuleIDs):\n%s", prev, diff)
-		}
-	}
-}
-
-// TestBuildGroupIsNewSecurityGroup holds buildGroup plus fillRuleIDs to
-// cp.NewSecurityGroup, ids aside: same group, rules in the same order, and
-// every rule with a fresh, distinct, well-formed id.
-func TestBuildGroupIsNewSecurityGroup(t *testing.T) {
-	w := &cp.SecurityGroupWrite{Name: "G", Description: ptr("d"), Sites: []string{"site_b", "site_a"}}
-	for i, o := range []int{5, 2, 9, 2, 1} {
-		w.Rules = append(w.Rules, cp.FilterRuleWrite{Direction: "inbound", Order: o, Protocol: 6, Port: fmt.Sprint(i), Address: "10.0.0.0/8", Description: fmt.Sprint("r", i)})
-	}
-	for _, w := range []*cp.SecurityGroupWrite{w, {Name: "Empty", Rules: []cp.FilterRuleWrite{}}} {
-		want := w.NewSecurityGroup("org_a", "sec_grp_x")
-		got := buildGroup(w, "org_a", "sec_grp_x")
-		fillRuleIDs(got.Rules)
-		seen := map[string]bool{}
-		for i := range got.Rules {
-			if id := got.Rules[i].ID; !cp.ValidID(cp.FilterRuleIDPrefix, id) || seen[id] {
-				t.Fatalf("rule %d: id %q not fresh and well-formed", i, id)
-			}
-			seen[got.Rules[i].ID] = true
-			got.Rules[i].ID, want.Rules[i].ID = "", ""
-		}
-		if diff := cmp.Diff(want, got); diff != "" {
-			t.Fatalf("(-NewSecurityGroup +buildGroup):\n%s", diff)
-		}
-		if len(w.Sites) > 0 {
-			got.Sites[0] = "changed"
-			if w.Sites[0] == "changed" {
-				t.Fatal("buildGroup shares the write's sites")
-			}
-		}
-	}
-}
-
 func ptr[T any](v T) *T { return &v }
 
-// TestAppendStringIsMarshal holds the eight-bytes-at-a-time string encoder
-// to json.Marshal on strings of every length up to 24 made of the bytes
+// TestAppendStringIsMarshal holds the string encoder to json.Marshal on strings of every length up to 24 made of the bytes
 // each rule is about (escapes, HTML characters, control, non-ASCII and
 // invalid UTF-8) in every position.
 func TestAppendStringIsMarshal(t *testing.T) {
@@ -158,17 +91,18 @@ func BenchmarkPrepareGroup250(b *testing.B) {
 		w.Rules = append(w.Rules, cp.FilterRuleWrite{Direction: "inbound", Order: i + 1, Protocol: 6,
 			Port: fmt.Sprint(1000 + i), Address: fmt.Sprintf("10.%d.%d.0/24", i/256, i%256), Description: "benchmark rule with a description"})
 	}
-	stored := prepareGroup(buildGroup(w, "org_a", "sec_grp_x"), cp.SecurityGroup{})
+	stored := &groupWrite{w: w, org: "org_a", gid: "sec_grp_x"}
+	stored.prepare()
 	b.SetBytes(int64(len(stored.data)))
 	b.ReportAllocs()
 	for b.Loop() {
-		var prev cp.SecurityGroup
-		if err := decodePrev(&prev, stored.data, stored.index); err != nil {
+		gw := &groupWrite{w: w, org: "org_a", gid: "sec_grp_x"}
+		if err := decodePrev(&gw.prev, stored.index); err != nil {
 			b.Fatal(err)
 		}
-		p := prepareGroup(buildGroup(w, "org_a", "sec_grp_x"), prev)
-		if len(p.data) != len(stored.data) {
-			b.Fatalf("encoded %d bytes, want %d", len(p.data), len(stored.data))
+		gw.prepare()
+		if len(gw.data) != len(stored.data) {
+			b.Fatalf("encoded %d bytes, want %d", len(gw.data), len(stored.data))
 		}
 	}
 }

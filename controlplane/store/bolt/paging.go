@@ -44,9 +44,10 @@ func (s *Store) ListSitesPage(ctx context.Context, org, after string, limit int)
 	return out, more, nil
 }
 
-// ListJSONPage is ListJSON a page at a time: at most limit groups or
-// prefix lists of the organisation after the id after, as the API's JSON
-// array, the id of the last one, and whether more follow.
+// ListJSONPage returns at most limit groups or prefix lists of the
+// organisation after the id after, as the API's JSON array (the stored
+// JSON, its status spliced in, without decoding), the id of the last one,
+// and whether more follow.
 func (s *Store) ListJSONPage(ctx context.Context, org, kind, after string, limit int) ([]byte, string, bool, error) {
 	out := []byte{'['}
 	last, more := "", false
@@ -64,7 +65,7 @@ func (s *Store) ListJSONPage(ctx context.Context, org, kind, after string, limit
 				more = true
 				return nil
 			}
-			if v == nil { // a group in its own bucket
+			if v == nil { // a group: a bucket of its own
 				v = b.Bucket(k).Get(keyGroupJSON)
 			}
 			st, err := readSync(ob, kind, string(k))

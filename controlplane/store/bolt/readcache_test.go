@@ -20,7 +20,7 @@ func TestGetJSONSeesEveryChange(t *testing.T) {
 	ctx := context.Background()
 	clk := &clock{t: time.Date(2026, 11, 21, 10, 0, 0, 0, time.UTC)}
 	s, _ := open(t, bolt.Options{Revisioner: &counter{}, Now: clk.Now, SyncTimeout: time.Minute})
-	g, err := s.CreateSecurityGroup(ctx, org, group("Group", []string{"site_a"}))
+	g, err := createGroup(ctx, s, org, group("Group", []string{"site_a"}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -48,11 +48,11 @@ func TestGetJSONSeesEveryChange(t *testing.T) {
 		}
 	}
 	check("created", "Group", cp.StatusSyncing)
-	if err := s.Confirm(ctx, org, "site_a", 1, true, ""); err != nil {
+	if err := confirm(ctx, s, org, "site_a", 1, true, ""); err != nil {
 		t.Fatal(err)
 	}
 	check("confirmed", "Group", cp.StatusActive)
-	if _, err := s.ReplaceSecurityGroup(ctx, org, g.ID, group("Renamed", []string{"site_a"})); err != nil {
+	if _, err := replaceGroup(ctx, s, org, g.ID, group("Renamed", []string{"site_a"})); err != nil {
 		t.Fatal(err)
 	}
 	check("replaced", "Renamed", cp.StatusSyncing)
@@ -62,11 +62,11 @@ func TestGetJSONSeesEveryChange(t *testing.T) {
 		t.Fatalf("sweep = %d, %v", n, err)
 	}
 	check("swept", "Renamed", cp.StatusFailed)
-	if _, err := s.ReplaceSecurityGroup(ctx, org, g.ID, group("Fourth", []string{"site_a"})); err != nil {
+	if _, err := replaceGroup(ctx, s, org, g.ID, group("Fourth", []string{"site_a"})); err != nil {
 		t.Fatal(err)
 	}
 	check("replaced after failing", "Fourth", cp.StatusSyncing)
-	if err := s.Confirm(ctx, org, "site_a", 3, false, "no such item"); err != nil {
+	if err := confirm(ctx, s, org, "site_a", 3, false, "no such item"); err != nil {
 		t.Fatal(err)
 	}
 	check("failed report", "Fourth", cp.StatusFailed)

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"math"
 	"slices"
 	"time"
 
@@ -15,36 +16,14 @@ import (
 	"github.com/rampart-fw/rampart/protocol"
 )
 
-// This file holds what the MQTT side needs beyond Confirm and UpdateSite:
-// ordering of status reports and the skip of sites that already confirmed.
+// This file persists the site state machine (controlplane.FoldStatus,
+// FoldPresence, Settle): the newest report taken of each site beside its
+// record, and the confirmations a report brings to the resources waiting
+// for the site.
 //
-//	orgs/<org>/reports/<site>   JSON lastReport: the newest status taken in
+//	orgs/<org>/reports/<site>   JSON controlplane.LastReport
 
 var bucketReports = []byte("reports")
-
-// lastReport is the newest status report taken in for a site, so that an
-// older one arriving late (a retained copy after a live message) is ignored.
-type lastReport struct {
-	Epoch    string `json:"epoch"`
-	Revision uint64 `json:"revision"`
-	State    string `json:"state"`
-}
-
-// ReportStatus folds one status report of a site into the store; see
-// Ingest, which takes many in one transaction.
-func (s *Store) ReportStatus(ctx context.Context, org, site string, st protocol.SiteStatus) (cp.ReportResult, error) {
-	res, err := s.Ingest(ctx, []cp.Report{{OrgID: org, SiteID: site, Status: &st}})
-	if err != nil {
-		return 0, err
-	}
-	return res[0], nil
-}
-
-// SetPresence records a site's presence; see Ingest.
-func (s *Store) SetPresence(ctx context.Context, org, site string, p protocol.Presence) error {
-	_, err := s.Ingest(ctx, []cp.Report{{OrgID: org, SiteID: site, Presence: &p}})
-	return err
-}
 
 // Ingest folds reports, in order, into the store in one transaction, and
 // returns what it did with each (presence is always taken).
@@ -89,72 +68,60 @@ func (s *Store) Ingest(ctx context.Context, reports []cp.Report) ([]cp.ReportRes
 }
 
 func (s *Store) ingestStatus(b *syncBatch, org, site string, st *protocol.SiteStatus) (cp.ReportResult, error) {
-	now := s.opts.Now()
 	ob, err := orgBucket(b.tx, org, true)
 	if err != nil {
 		return 0, err
 	}
-	rb, err := ob.CreateBucketIfNotExists(bucketReports)
+	rec, last, err := readSite(ob, site)
 	if err != nil {
 		return 0, err
 	}
-	sb := ob.Bucket(bucketSites)
-	rec, err := getSite(sb, site)
-	if err != nil {
-		return 0, err
+	out := cp.FoldStatus(rec, last, *st, s.siteRules(), s.opts.Now())
+	if out.Result == cp.ReportRefused {
+		return out.Result, nil
 	}
-	if rec == nil {
-		rec = &cp.Site{ID: site, State: cp.SiteUnknown}
-	}
-	rec.AgentVersion, rec.RouterOSVersion, rec.Board = st.AgentVersion, st.RouterOSVersion, st.Board
-	put := func(res cp.ReportResult) (cp.ReportResult, error) {
-		return res, putSite(sb, site, rec)
-	}
-	if st.Epoch != s.epoch {
-		return put(cp.ReportOtherEpoch)
-	}
-	var last lastReport
-	if raw := rb.Get([]byte(site)); raw != nil {
-		if err := json.Unmarshal(raw, &last); err != nil {
-			return 0, fmt.Errorf("decode last report of %s: %w", site, err)
-		}
-	}
-	if last.Epoch == s.epoch && (st.Revision < last.Revision ||
-		st.Revision == last.Revision && st.State == protocol.StateApplying && last.State != protocol.StateApplying) {
-		return put(cp.ReportStale)
-	}
-	if err := putJSON(rb, site, lastReport{Epoch: st.Epoch, Revision: st.Revision, State: st.State}); err != nil {
-		return 0, err
-	}
-	switch st.State {
-	case protocol.StateApplied, protocol.StateFailed:
-		applied := st.State == protocol.StateApplied
-		if err := b.confirm(ob, org, site, st.Revision, applied, st.Error); err != nil {
+	if out.Last != last {
+		if err := putJSON(ob.Bucket(bucketReports), site, out.Last); err != nil {
 			return 0, err
 		}
-		if applied {
-			rec.AppliedRevision = max(rec.AppliedRevision, st.Revision)
-			rec.State, rec.LastError = cp.SiteInSync, ""
-			if rec.DesiredRevision > st.Revision {
-				rec.State = cp.SiteSyncing
-			}
-		} else {
-			rec.State, rec.LastError = cp.SiteFailed, st.Error
-		}
-	default: // applying
-		if rec.State != cp.SiteFailed || st.Revision > rec.AppliedRevision {
-			rec.State = cp.SiteSyncing
-			if rec.SyncDeadline.Before(now.Add(s.opts.SyncTimeout)) && rec.DesiredRevision > rec.AppliedRevision {
-				// A site that is working on it is syncing, not unknown,
-				// until the usual deadline.
-				rec.SyncDeadline = now.Add(s.opts.SyncTimeout)
-			}
+	}
+	if out.Confirm {
+		if err := b.confirm(ob, org, site, out.Revision, out.Applied, out.Error); err != nil {
+			return 0, err
 		}
 	}
-	if !rec.Online && rec.LastSeen != nil {
-		rec.State = cp.SiteOffline // until its presence says online
+	return out.Result, storeSite(ob, out.Site)
+}
+
+// siteRules are the state machine's rules for this store.
+func (s *Store) siteRules() cp.SiteRules {
+	return cp.SiteRules{Epoch: s.epoch, Revisioned: s.opts.Revisioner != nil, SyncTimeout: s.opts.SyncTimeout}
+}
+
+// readSite reads a site's record (a new one when there is none) and its
+// newest report taken.
+func readSite(ob *bolt.Bucket, site string) (cp.Site, cp.LastReport, error) {
+	var last cp.LastReport
+	rec, err := getSite(sub(ob, bucketSites), site)
+	if err != nil {
+		return cp.Site{}, last, err
 	}
-	return put(cp.ReportTaken)
+	if rec == nil {
+		rec = &cp.Site{}
+		*rec = cp.NewSite(site)
+	}
+	if raw := get(ob, bucketReports, site); raw != nil {
+		if err := json.Unmarshal(raw, &last); err != nil {
+			return cp.Site{}, last, fmt.Errorf("decode last report of %s: %w", site, err)
+		}
+	}
+	return *rec, last, nil
+}
+
+// storeSite stores a site's record (through putSite, which keeps the
+// running counts).
+func storeSite(ob *bolt.Bucket, rec cp.Site) error {
+	return putSite(ob.Bucket(bucketSites), rec.ID, &rec)
 }
 
 // syncBatch holds the sync records of resources that one transaction
@@ -239,41 +206,15 @@ func (b *syncBatch) flush() error {
 }
 
 func (s *Store) ingestPresence(tx *bolt.Tx, org, site string, p protocol.Presence) error {
-	now := s.opts.Now()
 	ob, err := orgBucket(tx, org, true)
 	if err != nil {
 		return err
 	}
-	sb := ob.Bucket(bucketSites)
-	rec, err := getSite(sb, site)
+	rec, last, err := readSite(ob, site)
 	if err != nil {
 		return err
 	}
-	if rec == nil {
-		rec = &cp.Site{ID: site, State: cp.SiteUnknown}
-	}
-	at := p.At
-	if at.IsZero() || at.After(now) {
-		at = now
-	}
-	rec.Online = p.State == protocol.PresenceOnline
-	if rec.LastSeen == nil || at.After(*rec.LastSeen) {
-		rec.LastSeen = &at
-	}
-	if !rec.Online {
-		rec.State = cp.SiteOffline
-	} else if rec.State == cp.SiteOffline || rec.State == cp.SiteUnknown {
-		var last lastReport
-		if rb := ob.Bucket(bucketReports); rb != nil {
-			if raw := rb.Get([]byte(site)); raw != nil {
-				if err := json.Unmarshal(raw, &last); err != nil {
-					return fmt.Errorf("decode last report of %s: %w", site, err)
-				}
-			}
-		}
-		rec.State = resumedState(rec, last, s.epoch)
-	}
-	return putSite(sb, site, rec)
+	return storeSite(ob, cp.FoldPresence(rec, last, p, s.epoch, s.opts.Now()))
 }
 
 // Settle confirms, for each of sites, every group and prefix list waiting
@@ -292,30 +233,28 @@ func (s *Store) Settle(ctx context.Context, org string, sites []string) error {
 			return nil
 		}
 		b := newSyncBatch(s, tx)
-		rb := ob.Bucket(bucketReports)
-		sb := ob.Bucket(bucketSites)
+		deadline := s.opts.Now().Add(s.opts.SyncTimeout)
 		for _, site := range sites {
-			rec, err := getSite(sb, site)
+			if getSiteRaw(ob, site) == nil {
+				continue
+			}
+			rec, last, err := readSite(ob, site)
 			if err != nil {
 				return err
 			}
-			if rec == nil {
+			rev, ok := cp.StandingRevision(rec, last)
+			if !ok && rec.AppliedRevision != cp.UnknownRevision {
 				continue
 			}
-			rev, ok := appliedRevision(rb, site, rec)
-			if !ok {
-				if rec.AppliedRevision == cp.UnknownRevision {
-					if err := settleState(sb, site, rec, s.opts.Now().Add(s.opts.SyncTimeout)); err != nil {
-						return err
-					}
+			if ok {
+				if err := b.confirm(ob, org, site, rev, true, ""); err != nil {
+					return err
 				}
-				continue
 			}
-			if err := b.confirm(ob, org, site, rev, true, ""); err != nil {
-				return err
-			}
-			if err := settleState(sb, site, rec, s.opts.Now().Add(s.opts.SyncTimeout)); err != nil {
-				return err
+			if rec, changed := cp.Settle(rec, deadline); changed {
+				if err := storeSite(ob, rec); err != nil {
+					return err
+				}
 			}
 		}
 		return b.flush()
@@ -323,54 +262,54 @@ func (s *Store) Settle(ctx context.Context, org string, sites []string) error {
 	return wrap("settle confirmed sites", err)
 }
 
-// appliedRevision is the revision site (its record rec, nil if unknown)
-// has applied and still stands by: none when it never applied one, or when
-// its newest report is a failure of that very revision (a drift repair that
-// failed), since the router may no longer hold it.
-func appliedRevision(rb *bolt.Bucket, site string, rec *cp.Site) (uint64, bool) {
-	if rec == nil || rec.AppliedRevision == cp.UnknownRevision {
-		return 0, false
-	}
-	if rb != nil {
-		var last lastReport
-		if raw := rb.Get([]byte(site)); raw != nil && json.Unmarshal(raw, &last) == nil &&
-			last.Revision == rec.AppliedRevision && last.State == protocol.StateFailed {
-			return 0, false
-		}
-	}
-	return rec.AppliedRevision, true
+// getSiteRaw is a site's stored record, nil when there is none.
+func getSiteRaw(ob *bolt.Bucket, site string) []byte {
+	return sub(ob, bucketSites).Get([]byte(site))
 }
 
-// resumedState is a site's state when its agent comes back online, from
-// what the control plane knows: its revisions and its newest report.
-func resumedState(rec *cp.Site, last lastReport, epoch string) cp.SiteState {
-	switch {
-	case last.Epoch == epoch && last.State == protocol.StateFailed && last.Revision >= rec.AppliedRevision:
-		return cp.SiteFailed
-	case rec.DesiredRevision > rec.AppliedRevision:
-		return cp.SiteSyncing
-	case rec.AppliedRevision > 0:
-		return cp.SiteInSync
-	default:
-		return cp.SiteUnknown
-	}
+// siteRecord stores the Site's internal fields too. Write one only through
+// putSite (counts.go), which keeps the metrics' running counts.
+type siteRecord struct {
+	cp.Site
+	SyncDeadline time.Time `json:"sync_deadline,omitzero"`
 }
 
-// settleState makes a site's state agree with its revisions after a write:
-// in sync once it applied what it must, syncing (until deadline, then
-// unknown) while it has a newer revision to apply. A write that no resource
-// awaits (a delete) raises the site's revision without marking it syncing.
-func settleState(sb *bolt.Bucket, site string, rec *cp.Site, deadline time.Time) error {
-	switch {
-	case rec.AppliedRevision >= rec.DesiredRevision && rec.State == cp.SiteSyncing:
-		rec.State = cp.SiteInSync
-	case rec.AppliedRevision < rec.DesiredRevision && rec.State == cp.SiteInSync:
-		rec.State = cp.SiteSyncing
-		if deadline.After(rec.SyncDeadline) {
-			rec.SyncDeadline = deadline
+func getSite(b *bolt.Bucket, id string) (*cp.Site, error) {
+	r, err := getJSON[siteRecord](b, id)
+	if err != nil || r == nil {
+		return nil, err
+	}
+	r.Site.SyncDeadline = r.SyncDeadline
+	return &r.Site, nil
+}
+
+// siteView is a site as a client sees it at now.
+func siteView(site cp.Site, org string, now time.Time) cp.Site {
+	site.OrgID = org
+	return site.At(now)
+}
+
+// ListSites returns the sites the organisation's policy names or whose
+// agents reported, ordered by id: every page of ListSitesPage at once.
+func (s *Store) ListSites(ctx context.Context, org string) ([]cp.Site, error) {
+	sites, _, err := s.ListSitesPage(ctx, org, "", math.MaxInt)
+	return sites, err
+}
+
+// GetSite returns one site.
+func (s *Store) GetSite(ctx context.Context, org, id string) (cp.Site, error) {
+	var out cp.Site
+	err := s.db.View(func(tx *bolt.Tx) error {
+		ob, _ := orgBucket(tx, org, false)
+		site, err := getSite(sub(ob, bucketSites), id)
+		if err != nil {
+			return err
 		}
-	default:
+		if site == nil {
+			return cp.NotFound("site", id)
+		}
+		out = siteView(*site, org, s.opts.Now())
 		return nil
-	}
-	return putSite(sb, site, rec)
+	})
+	return out, err
 }

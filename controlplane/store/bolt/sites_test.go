@@ -3,12 +3,15 @@ package bolt_test
 import (
 	"context"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/google/go-cmp/cmp"
 
 	cp "github.com/rampart-fw/rampart/controlplane"
 	"github.com/rampart-fw/rampart/controlplane/compile"
@@ -51,6 +54,32 @@ func webGroup(port, desc string, sites ...string) *cp.SecurityGroupWrite {
 		{Direction: "inbound", Order: 10, Protocol: 6, Port: port, Address: "0.0.0.0/0", Description: "web"}}}
 }
 
+// confirm reports, through Ingest as the MQTT side does, that site applied
+// revision (or failed to, with errMsg).
+func confirm(ctx context.Context, s *bolt.Store, org, site string, revision uint64, applied bool, errMsg string) error {
+	st := protocol.SiteStatus{Schema: 1, OrgID: org, SiteID: site, Epoch: s.Epoch(), Revision: revision, State: protocol.StateApplied}
+	if !applied {
+		st.State, st.Error = protocol.StateFailed, errMsg
+	}
+	_, err := reportStatus(ctx, s, org, site, st)
+	return err
+}
+
+// reportStatus folds one status report into the store through Ingest.
+func reportStatus(ctx context.Context, s *bolt.Store, org, site string, st protocol.SiteStatus) (cp.ReportResult, error) {
+	res, err := s.Ingest(ctx, []cp.Report{{OrgID: org, SiteID: site, Status: &st}})
+	if err != nil {
+		return 0, err
+	}
+	return res[0], nil
+}
+
+// setPresence folds one presence into the store through Ingest.
+func setPresence(ctx context.Context, s *bolt.Store, org, site string, p protocol.Presence) error {
+	_, err := s.Ingest(ctx, []cp.Report{{OrgID: org, SiteID: site, Presence: &p}})
+	return err
+}
+
 func report(s *bolt.Store, epoch string, rev uint64, state, errMsg string) protocol.SiteStatus {
 	return protocol.SiteStatus{Schema: 1, OrgID: org, SiteID: "site_a", Epoch: epoch, Revision: rev, State: state, Error: errMsg,
 		AgentVersion: "v1", RouterOSVersion: "7.20.4", Board: "RB5009UG+S+"}
@@ -62,7 +91,7 @@ func report(s *bolt.Store, epoch string, rev uint64, state, errMsg string) proto
 func TestReportStatusStateTable(t *testing.T) {
 	ctx := context.Background()
 	s, clk := compiled(t)
-	g, err := s.CreateSecurityGroup(ctx, org, webGroup("443", "", "site_a"))
+	g, err := createGroup(ctx, s, org, webGroup("443", "", "site_a"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -75,7 +104,7 @@ func TestReportStatusStateTable(t *testing.T) {
 	}
 	step := func(name string, st protocol.SiteStatus, w want) {
 		t.Helper()
-		res, err := s.ReportStatus(ctx, org, "site_a", st)
+		res, err := reportStatus(ctx, s, org, "site_a", st)
 		if err != nil {
 			t.Fatalf("%s: %v", name, err)
 		}
@@ -91,7 +120,7 @@ func TestReportStatusStateTable(t *testing.T) {
 	step("late retained applying 1", report(s, ep, 1, protocol.StateApplying, ""), want{cp.ReportStale, cp.StatusActive, cp.SiteInSync, 1})
 	step("another epoch's revision 9", report(s, "0123456789abcdef", 9, protocol.StateApplied, ""), want{cp.ReportOtherEpoch, cp.StatusActive, cp.SiteInSync, 1})
 
-	if _, err := s.ReplaceSecurityGroup(ctx, org, g.ID, webGroup("8443", "", "site_a")); err != nil {
+	if _, err := replaceGroup(ctx, s, org, g.ID, webGroup("8443", "", "site_a")); err != nil {
 		t.Fatal(err)
 	}
 	step("failed 2", report(s, ep, 2, protocol.StateFailed, "the router said no"), want{cp.ReportTaken, cp.StatusFailed, cp.SiteFailed, 1})
@@ -101,7 +130,7 @@ func TestReportStatusStateTable(t *testing.T) {
 	step("late applied 1", report(s, ep, 1, protocol.StateApplied, ""), want{cp.ReportStale, cp.StatusFailed, cp.SiteFailed, 1})
 	// Another group's write gives the site revision 3; applying it confirms
 	// the failed group too (3 ≥ the 2 it waits for).
-	other, err := s.CreateSecurityGroup(ctx, org, webGroup("22", "", "site_a"))
+	other, err := createGroup(ctx, s, org, webGroup("22", "", "site_a"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -118,7 +147,7 @@ func TestReportStatusStateTable(t *testing.T) {
 	// asks for revision 3 again, which the site applied: the write itself
 	// confirms it, so its answer, and every read after it, say active.
 	clk.Advance(time.Second)
-	same, err := s.ReplaceSecurityGroup(ctx, org, g.ID, webGroup("8443", "reworded", "site_a"))
+	same, err := replaceGroup(ctx, s, org, g.ID, webGroup("8443", "reworded", "site_a"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -140,11 +169,11 @@ func TestReportStatusStateTable(t *testing.T) {
 
 	// Presence: offline wins over what the site last reported, until the
 	// agent is back.
-	if err := s.SetPresence(ctx, org, "site_a", protocol.Presence{State: protocol.PresenceOffline}); err != nil {
+	if err := setPresence(ctx, s, org, "site_a", protocol.Presence{State: protocol.PresenceOffline}); err != nil {
 		t.Fatal(err)
 	}
 	step("retained applied 3 while offline", report(s, ep, 3, protocol.StateApplied, ""), want{cp.ReportTaken, cp.StatusActive, cp.SiteOffline, 3})
-	if err := s.SetPresence(ctx, org, "site_a", protocol.Presence{State: protocol.PresenceOnline, At: clk.Now()}); err != nil {
+	if err := setPresence(ctx, s, org, "site_a", protocol.Presence{State: protocol.PresenceOnline, At: clk.Now()}); err != nil {
 		t.Fatal(err)
 	}
 	if site, _ := s.GetSite(ctx, org, "site_a"); site.State != cp.SiteInSync || !site.Online || site.LastSeen == nil {
@@ -158,12 +187,12 @@ func TestReportStatusStateTable(t *testing.T) {
 func TestSettleSkipsAFailedRevision(t *testing.T) {
 	ctx := context.Background()
 	s, clk := compiled(t)
-	g, _ := s.CreateSecurityGroup(ctx, org, webGroup("443", "", "site_a"))
+	g, _ := createGroup(ctx, s, org, webGroup("443", "", "site_a"))
 	ep := s.Epoch()
-	s.ReportStatus(ctx, org, "site_a", report(s, ep, 1, protocol.StateApplied, ""))
-	s.ReportStatus(ctx, org, "site_a", report(s, ep, 1, protocol.StateFailed, "drift repair failed"))
+	reportStatus(ctx, s, org, "site_a", report(s, ep, 1, protocol.StateApplied, ""))
+	reportStatus(ctx, s, org, "site_a", report(s, ep, 1, protocol.StateFailed, "drift repair failed"))
 	clk.Advance(time.Second)
-	same, err := s.ReplaceSecurityGroup(ctx, org, g.ID, webGroup("443", "reworded", "site_a"))
+	same, err := replaceGroup(ctx, s, org, g.ID, webGroup("443", "reworded", "site_a"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -188,13 +217,13 @@ func TestReportsInAnyOrder(t *testing.T) {
 	rng := rand.New(rand.NewPCG(seed, 1))
 	for i := range 20 {
 		s, clk := compiled(t)
-		g, err := s.CreateSecurityGroup(ctx, org, webGroup("1", "", "site_a"))
+		g, err := createGroup(ctx, s, org, webGroup("1", "", "site_a"))
 		if err != nil {
 			t.Fatal(err)
 		}
 		for _, port := range []string{"2", "3"} {
 			clk.Advance(2 * time.Minute) // past the deadline: writable
-			if _, err := s.ReplaceSecurityGroup(ctx, org, g.ID, webGroup(port, "", "site_a")); err != nil {
+			if _, err := replaceGroup(ctx, s, org, g.ID, webGroup(port, "", "site_a")); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -207,7 +236,7 @@ func TestReportsInAnyOrder(t *testing.T) {
 		var order []string
 		for _, r := range reports {
 			order = append(order, r.State[:5]+string(rune('0'+r.Revision)))
-			if _, err := s.ReportStatus(ctx, org, "site_a", r); err != nil {
+			if _, err := reportStatus(ctx, s, org, "site_a", r); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -224,9 +253,9 @@ func TestReportsInAnyOrder(t *testing.T) {
 func TestSettleAfterDelete(t *testing.T) {
 	ctx := context.Background()
 	s, _ := compiled(t)
-	g, _ := s.CreateSecurityGroup(ctx, org, webGroup("443", "", "site_a"))
+	g, _ := createGroup(ctx, s, org, webGroup("443", "", "site_a"))
 	ep := s.Epoch()
-	s.ReportStatus(ctx, org, "site_a", report(s, ep, 1, protocol.StateApplied, ""))
+	reportStatus(ctx, s, org, "site_a", report(s, ep, 1, protocol.StateApplied, ""))
 	if err := s.DeleteSecurityGroup(ctx, org, g.ID); err != nil {
 		t.Fatal(err)
 	}
@@ -236,7 +265,7 @@ func TestSettleAfterDelete(t *testing.T) {
 	if site, _ := s.GetSite(ctx, org, "site_a"); site.State != cp.SiteSyncing || site.DesiredRevision != 2 {
 		t.Errorf("after delete: %+v, want syncing to revision 2", site)
 	}
-	s.ReportStatus(ctx, org, "site_a", report(s, ep, 2, protocol.StateApplied, ""))
+	reportStatus(ctx, s, org, "site_a", report(s, ep, 2, protocol.StateApplied, ""))
 	if site, _ := s.GetSite(ctx, org, "site_a"); site.State != cp.SiteInSync {
 		t.Errorf("after applying the delete: %+v", site)
 	}
@@ -252,7 +281,7 @@ func TestIngestBatch(t *testing.T) {
 	for i := range 50 {
 		sites = append(sites, "site_"+string(rune('a'+i%26))+string(rune('a'+i/26)))
 	}
-	g, err := s.CreateSecurityGroup(ctx, org, webGroup("443", "", sites...))
+	g, err := createGroup(ctx, s, org, webGroup("443", "", sites...))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -308,7 +337,7 @@ func BenchmarkIngest(b *testing.B) {
 					b.Fatal(err)
 				}
 				w := webGroup("443", "", sites...)
-				if _, err := s.CreateSecurityGroup(ctx, org, w); err != nil {
+				if _, err := createGroup(ctx, s, org, w); err != nil {
 					b.Fatal(err)
 				}
 				var reports []cp.Report
@@ -328,5 +357,62 @@ func BenchmarkIngest(b *testing.B) {
 				s.Close()
 			}
 		})
+	}
+}
+
+// TestForgedStatusRefused reproduces issue #13 item 3: an agent holding its
+// site's secret publishes "applied" for revision 2^64-1. The store refuses
+// it and changes nothing; the group still waits for the real report, a real
+// failure that follows is taken (not discarded as stale), and a later
+// write still asks the site for its next revision.
+func TestForgedStatusRefused(t *testing.T) {
+	ctx := context.Background()
+	s, _ := compiled(t)
+	g, err := createGroup(ctx, s, org, webGroup("443", "", "site_a"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ep := s.Epoch()
+	before, _ := s.GetSite(ctx, org, "site_a")
+	for _, forged := range []protocol.SiteStatus{
+		report(s, ep, math.MaxUint64, protocol.StateApplied, ""),
+		report(s, ep, 2, protocol.StateApplying, ""),
+		report(s, ep, 2, protocol.StateFailed, "forged"),
+	} {
+		res, err := reportStatus(ctx, s, org, "site_a", forged)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res != cp.ReportRefused {
+			t.Errorf("%s of revision %d: %v, want refused", forged.State, forged.Revision, res)
+		}
+	}
+	if site, _ := s.GetSite(ctx, org, "site_a"); !cmp.Equal(before, site) {
+		t.Errorf("a refused report changed the site:\n%s", cmp.Diff(before, site))
+	}
+	if cur, _ := s.GetSecurityGroup(ctx, org, g.ID); cur.Status != cp.StatusSyncing {
+		t.Errorf("group after forged reports: %q, want syncing", cur.Status)
+	}
+	if res, _ := reportStatus(ctx, s, org, "site_a", report(s, ep, 1, protocol.StateFailed, "no such item")); res != cp.ReportTaken {
+		t.Errorf("the real failure after forged reports: %v, want taken", res)
+	}
+	if cur, _ := s.GetSecurityGroup(ctx, org, g.ID); cur.Status != cp.StatusFailed {
+		t.Errorf("group after the real failure: %q, want failed", cur.Status)
+	}
+}
+
+// TestReportTextBounded: an 8 MB error (issue #13 item 5) is stored cut to
+// controlplane.MaxSiteError, in the site and in the group's failure.
+func TestReportTextBounded(t *testing.T) {
+	ctx := context.Background()
+	s, _ := compiled(t)
+	g, _ := createGroup(ctx, s, org, webGroup("443", "", "site_a"))
+	if _, err := reportStatus(ctx, s, org, "site_a", report(s, s.Epoch(), 1, protocol.StateFailed, strings.Repeat("x", 8<<20))); err != nil {
+		t.Fatal(err)
+	}
+	site, _ := s.GetSite(ctx, org, "site_a")
+	cur, _ := s.GetSecurityGroup(ctx, org, g.ID)
+	if len(site.LastError) > cp.MaxSiteError || len(cur.Sync.Error) > cp.MaxSiteError+200 || cur.Status != cp.StatusFailed {
+		t.Errorf("stored %d bytes of error in the site, %d in the group (%q); want at most %d", len(site.LastError), len(cur.Sync.Error), cur.Status, cp.MaxSiteError)
 	}
 }

@@ -2,10 +2,7 @@ package api
 
 import (
 	"context"
-	"encoding/binary"
 	"fmt"
-	"math/bits"
-	"math/rand/v2"
 	"strings"
 	"testing"
 
@@ -28,10 +25,10 @@ func groupSchema(t testing.TB) *openapi3.Schema {
 	return s["SecurityGroupWrite"]
 }
 
-// checkAgreement is the contract between the fast path and openapi.yaml:
-// decodeBody (fast path first) must answer exactly what the schema path
-// alone answers (same value, or the same error: code, field and message,
-// hence the same 400 or 422), and the fast path must take every body the
+// checkAgreement is the contract between the typed decoder and
+// openapi.yaml: decodeBody must answer exactly what the schema path alone
+// answers (same value, or the same error: code, field and message, hence
+// the same 400 or 422), and the typed decoder must take every body the
 // schema path accepts (else it is merely slow, but it would hide a
 // divergence from these tests).
 func checkAgreement(t *testing.T, schema *openapi3.Schema, body []byte) {
@@ -46,9 +43,9 @@ func checkAgreement(t *testing.T, schema *openapi3.Schema, body []byte) {
 		if diff := cmp.Diff(slow, got); diff != "" {
 			t.Fatalf("body %.300s\nvalue differs from the schema path (-schema +decodeBody):\n%s", body, diff)
 		}
-		var fast cp.SecurityGroupWrite
-		if !fastGroup(body, &fast) {
-			t.Fatalf("body %.300s\nthe schema path accepts it but the fast path declines", body)
+		var typed cp.SecurityGroupWrite
+		if err := decodeGroup(body, &typed); err != nil {
+			t.Fatalf("body %.300s\nthe schema path accepts it but the typed decoder declines", body)
 		}
 	}
 }
@@ -170,27 +167,27 @@ func agreementBodies() []string {
 	return out
 }
 
-func TestFastGroupAgreesWithSchema(t *testing.T) {
+func TestGroupDecoderAgreesWithSchema(t *testing.T) {
 	schema := groupSchema(t)
-	fastAccepted := 0
+	accepted := 0
 	for _, body := range agreementBodies() {
 		checkAgreement(t, schema, []byte(body))
 		var w cp.SecurityGroupWrite
-		if fastGroup([]byte(body), &w) && w.Validate() == nil {
-			fastAccepted++
+		if decodeGroup([]byte(body), &w) == nil && w.Validate() == nil {
+			accepted++
 		}
 	}
 	// The table must exercise both sides: many accepted bodies, many
 	// rejected ones.
-	if fastAccepted < 20 {
-		t.Fatalf("only %d bodies accepted: the table no longer tests the fast path", fastAccepted)
+	if accepted < 20 {
+		t.Fatalf("only %d bodies accepted: the table no longer tests the typed decoder", accepted)
 	}
 }
 
-// FuzzFastGroup checks the same agreement on arbitrary bodies.
+// FuzzGroupDecoder checks the same agreement on arbitrary bodies.
 //
-// Run: go test -run '^$' -fuzz FuzzFastGroup -fuzztime 3m ./controlplane/api
-func FuzzFastGroup(f *testing.F) {
+// Run: go test -run '^$' -fuzz FuzzGroupDecoder -fuzztime 3m ./controlplane/api
+func FuzzGroupDecoder(f *testing.F) {
 	for _, b := range agreementBodies() {
 		if len(b) < 2000 {
 			f.Add([]byte(b))
@@ -200,32 +197,4 @@ func FuzzFastGroup(f *testing.F) {
 	f.Fuzz(func(t *testing.T, body []byte) {
 		checkAgreement(t, schema, body)
 	})
-}
-
-// TestSpecial holds the eight-bytes-at-a-time scan of strings to the
-// byte-by-byte rule: its lowest mark is the first quote, backslash or
-// control character, and it marks none when there is none.
-func TestSpecial(t *testing.T) {
-	interesting := []byte{0, 1, 0x1f, 0x20, 0x21, '"', '#', '\\', ']', 'a', 0x7f, 0x80, 0xa2, 0xdc, 0xff}
-	rng := rand.New(rand.NewPCG(1, 2))
-	for range 200000 {
-		var w [8]byte
-		for i := range w {
-			w[i] = interesting[rng.IntN(len(interesting))]
-		}
-		want := 8
-		for i, c := range w {
-			if c == '"' || c == '\\' || c < 0x20 {
-				want = i
-				break
-			}
-		}
-		got := 8
-		if m := special(binary.LittleEndian.Uint64(w[:])); m != 0 {
-			got = bits.TrailingZeros64(m) / 8
-		}
-		if got != want {
-			t.Fatalf("special(%q): first mark at %d, want %d", w, got, want)
-		}
-	}
 }
