@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	paho "github.com/eclipse/paho.mqtt.golang"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/rampart-fw/rampart/internal/wait"
@@ -125,7 +126,22 @@ func TestNATSClusterFailover(t *testing.T) {
 		return testutil.ToFloat64(b.m.connects) >= 2 && b.Ready() == nil
 	})
 	recovered := time.Since(killed)
-	a.publish(t, protocol.StatusTopic(root, "org_x", "site_a"), mustJSON(t, status("org_x", "site_a", 2, protocol.StateApplied)))
+	// JetStream may refuse the agent's retained publish too while it elects
+	// (NATS then closes the agent's connection): publish again until it is
+	// taken, as the real agent does.
+	st2 := mustJSON(t, status("org_x", "site_a", 2, protocol.StateApplied))
+	wait.Until(t, time.Minute, "the agent's status taken after the failover", func() string {
+		c := paho.NewClient(paho.NewClientOptions().AddBroker(nodes[2].mqttURL).SetProtocolVersion(4).SetConnectTimeout(5 * time.Second))
+		tok := c.Connect()
+		if !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+			return fmt.Sprintf("connect: %v", tok.Error())
+		}
+		defer c.Disconnect(100)
+		if tok := c.Publish(protocol.StatusTopic(root, "org_x", "site_a"), 1, true, st2); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+			return fmt.Sprintf("publish: %v", tok.Error())
+		}
+		return ""
+	})
 	wait.For(t, time.Minute, "a status after the failover", func() bool {
 		s, _ := rec.snapshot()
 		return len(s) >= 2 && s[len(s)-1].Revision == 2
