@@ -1,0 +1,231 @@
+// Package postgres is the groundwork of the PostgreSQL store (DESIGN.md
+// section 11): the schema, its migrations, and the lease by which one
+// replica at a time runs the sync deadline sweeper. The store interface
+// itself is not implemented here yet; it follows once the store interface
+// of the controlplane package settles.
+//
+// # Migrations
+//
+// migrations/NNNN_name.sql are embedded in the binary and applied in order
+// by Open, all in one transaction under a transaction-level advisory lock:
+// several replicas starting at once on an empty database serialise on the
+// lock, the first applies everything, the others find it done. A failed
+// migration leaves the database as it was. The applied versions are rows of
+// rampart_schema_migrations; a database migrated by a newer binary (a
+// version this one does not know) is refused rather than written with an
+// older idea of the schema.
+//
+// # Leases
+//
+// A lease is a row (leases) naming its holder, a fencing token and its
+// expiry, on the database's clock so replicas' clocks do not matter (see
+// Lease). The holder's writes go through WithLease, whose transaction
+// keeps any other replica from taking the lease until it ends: a slow
+// holder cannot write after its successor has started.
+package postgres
+
+import (
+	"context"
+	"crypto/rand"
+	"embed"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"path"
+	"regexp"
+	"slices"
+	"strconv"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+//go:embed migrations/*.sql
+var migrationFiles embed.FS
+
+// migrationLockKey is the advisory lock Open takes while migrating: a
+// constant all replicas agree on ("rampart" in ASCII, as an int64).
+const migrationLockKey int64 = 0x72616d70617274
+
+// DB is an open PostgreSQL database with Rampart's schema at the version
+// this binary knows. It is safe for concurrent use.
+type DB struct {
+	pool  *pgxpool.Pool
+	epoch string
+}
+
+// SchemaVersion is the schema version this binary migrates to.
+func SchemaVersion() int {
+	ms, err := loadMigrations(migrationFiles)
+	if err != nil {
+		panic(err) // the embedded files are checked by the tests
+	}
+	return ms[len(ms)-1].version
+}
+
+// Open connects to the database at url (postgres://…, as pgx parses it),
+// migrates its schema to this binary's version and returns it. The
+// store's epoch is created on first open.
+func Open(ctx context.Context, url string) (*DB, error) {
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		return nil, fmt.Errorf("parse PostgreSQL URL: %w", err)
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("connect to PostgreSQL %s: %w", cfg.ConnConfig.Host, err)
+	}
+	db := &DB{pool: pool}
+	if err := migrate(ctx, pool, migrationFiles); err != nil {
+		pool.Close()
+		return nil, err
+	}
+	if db.epoch, err = ensureEpoch(ctx, pool); err != nil {
+		pool.Close()
+		return nil, err
+	}
+	return db, nil
+}
+
+// Close closes the connections.
+func (db *DB) Close() { db.pool.Close() }
+
+// Epoch is the store's random identity, created once with the database and
+// the same for every replica.
+func (db *DB) Epoch() string { return db.epoch }
+
+// Ping checks that the database answers.
+func (db *DB) Ping(ctx context.Context) error {
+	if err := db.pool.Ping(ctx); err != nil {
+		return fmt.Errorf("ping PostgreSQL: %w", err)
+	}
+	return nil
+}
+
+// ensureEpoch creates the epoch if no replica has yet, and returns the one
+// stored. ON CONFLICT makes concurrent first opens agree on one.
+func ensureEpoch(ctx context.Context, pool *pgxpool.Pool) (string, error) {
+	b := make([]byte, 8)
+	if _, err := rand.Read(b); err != nil {
+		return "", fmt.Errorf("create epoch: %w", err)
+	}
+	if _, err := pool.Exec(ctx, `INSERT INTO rampart_meta (epoch) VALUES ($1) ON CONFLICT DO NOTHING`, hex.EncodeToString(b)); err != nil {
+		return "", fmt.Errorf("store epoch: %w", err)
+	}
+	var epoch string
+	if err := pool.QueryRow(ctx, `SELECT epoch FROM rampart_meta`).Scan(&epoch); err != nil {
+		return "", fmt.Errorf("read epoch: %w", err)
+	}
+	return epoch, nil
+}
+
+type migration struct {
+	version int
+	name    string // file name, for errors and the migrations table
+	sql     string
+}
+
+var migrationName = regexp.MustCompile(`^([0-9]{4})_[a-z0-9_]+\.sql$`)
+
+// loadMigrations reads migrations/*.sql of fsys, sorted by version, and
+// checks that the versions are 1, 2, 3… with none missing or repeated.
+func loadMigrations(fsys fs.FS) ([]migration, error) {
+	names, err := fs.Glob(fsys, "migrations/*.sql")
+	if err != nil {
+		return nil, fmt.Errorf("list migrations: %w", err)
+	}
+	var ms []migration
+	for _, name := range names {
+		base := path.Base(name)
+		m := migrationName.FindStringSubmatch(base)
+		if m == nil {
+			return nil, fmt.Errorf("migration file %s: name must be NNNN_lowercase_words.sql", base)
+		}
+		v, _ := strconv.Atoi(m[1])
+		b, err := fs.ReadFile(fsys, name)
+		if err != nil {
+			return nil, fmt.Errorf("read migration %s: %w", base, err)
+		}
+		ms = append(ms, migration{version: v, name: base, sql: string(b)})
+	}
+	slices.SortFunc(ms, func(a, b migration) int { return a.version - b.version })
+	for i, m := range ms {
+		if m.version != i+1 {
+			return nil, fmt.Errorf("migration %s: version %d where %d was expected (versions run 1, 2, 3… without gaps)", m.name, m.version, i+1)
+		}
+	}
+	if len(ms) == 0 {
+		return nil, errors.New("no migrations embedded")
+	}
+	return ms, nil
+}
+
+// SchemaTooNewError is returned by Open for a database migrated by a newer
+// binary: it would not know what that schema means.
+type SchemaTooNewError struct {
+	Database, Binary int
+}
+
+func (e *SchemaTooNewError) Error() string {
+	return fmt.Sprintf("database schema is at version %d but this binary knows versions up to %d: run a binary at least as new as the one that migrated it", e.Database, e.Binary)
+}
+
+// MigrationError is a migration that failed; the database is left at the
+// version it had before Open.
+type MigrationError struct {
+	Name string
+	Err  error
+}
+
+func (e *MigrationError) Error() string {
+	return fmt.Sprintf("apply migration %s (nothing of this open was applied): %v", e.Name, e.Err)
+}
+
+func (e *MigrationError) Unwrap() error { return e.Err }
+
+// migrate brings the database to the newest version of fsys's migrations,
+// in one transaction holding the migration lock.
+func migrate(ctx context.Context, pool *pgxpool.Pool, fsys fs.FS) error {
+	ms, err := loadMigrations(fsys)
+	if err != nil {
+		return err
+	}
+	tx, err := pool.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("begin migration: %w", err)
+	}
+	defer tx.Rollback(context.Background())
+	// Held until commit or rollback: replicas starting together wait here
+	// and then see the versions the first one applied.
+	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, migrationLockKey); err != nil {
+		return fmt.Errorf("take migration lock: %w", err)
+	}
+	if _, err := tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS rampart_schema_migrations (
+		version    integer     PRIMARY KEY,
+		name       text        NOT NULL,
+		applied_at timestamptz NOT NULL DEFAULT now())`); err != nil {
+		return fmt.Errorf("create migrations table: %w", err)
+	}
+	var current int
+	if err := tx.QueryRow(ctx, `SELECT coalesce(max(version), 0) FROM rampart_schema_migrations`).Scan(&current); err != nil {
+		return fmt.Errorf("read schema version: %w", err)
+	}
+	latest := ms[len(ms)-1].version
+	if current > latest {
+		return &SchemaTooNewError{Database: current, Binary: latest}
+	}
+	for _, m := range ms[current:] {
+		// Simple protocol: a migration is several statements.
+		if _, err := tx.Exec(ctx, m.sql, pgx.QueryExecModeSimpleProtocol); err != nil {
+			return &MigrationError{Name: m.name, Err: err}
+		}
+		if _, err := tx.Exec(ctx, `INSERT INTO rampart_schema_migrations (version, name) VALUES ($1, $2)`, m.version, m.name); err != nil {
+			return &MigrationError{Name: m.name, Err: err}
+		}
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return fmt.Errorf("commit migrations: %w", err)
+	}
+	return nil
+}

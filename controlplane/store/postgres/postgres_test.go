@@ -1,0 +1,311 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"testing/fstest"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/rampart-fw/rampart/internal/pgtest"
+)
+
+func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
+
+func open(t *testing.T, dsn string) *DB {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	db, err := Open(ctx, dsn)
+	if err != nil {
+		t.Fatalf("open: %v", err)
+	}
+	t.Cleanup(db.Close)
+	return db
+}
+
+func pool(t *testing.T, dsn string) *pgxpool.Pool {
+	t.Helper()
+	p, err := pgxpool.New(context.Background(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Close)
+	return p
+}
+
+type appliedRow struct {
+	Version int
+	Name    string
+}
+
+func applied(t *testing.T, p *pgxpool.Pool) []appliedRow {
+	t.Helper()
+	rows, err := p.Query(context.Background(), `SELECT version, name FROM rampart_schema_migrations ORDER BY version`)
+	if err != nil {
+		t.Fatalf("read migrations table: %v", err)
+	}
+	defer rows.Close()
+	var out []appliedRow
+	for rows.Next() {
+		var r appliedRow
+		if err := rows.Scan(&r.Version, &r.Name); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, r)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func tables(t *testing.T, p *pgxpool.Pool) []string {
+	t.Helper()
+	rows, err := p.Query(context.Background(), `SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY tablename`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var s string
+		rows.Scan(&s)
+		out = append(out, s)
+	}
+	return out
+}
+
+// TestEmbeddedMigrations: the binary carries well-numbered migrations.
+func TestEmbeddedMigrations(t *testing.T) {
+	ms, err := loadMigrations(migrationFiles)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if SchemaVersion() != len(ms) || ms[0].name != "0001_initial.sql" {
+		t.Errorf("schema version %d, first %s; want %d and 0001_initial.sql", SchemaVersion(), ms[0].name, len(ms))
+	}
+}
+
+func TestLoadMigrationsRefusesBadSets(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		files fstest.MapFS
+		want  string
+	}{
+		{"gap", fstest.MapFS{"migrations/0001_a.sql": {}, "migrations/0003_c.sql": {}}, "version 3 where 2 was expected"},
+		{"repeat", fstest.MapFS{"migrations/0001_a.sql": {}, "migrations/0001_b.sql": {}}, "version 1 where 2 was expected"},
+		{"bad name", fstest.MapFS{"migrations/1_a.sql": {}}, "name must be NNNN_lowercase_words.sql"},
+		{"none", fstest.MapFS{}, "no migrations"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := loadMigrations(tc.files)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("error %v; want one saying %q", err, tc.want)
+			}
+		})
+	}
+}
+
+// TestOpenMigratesOnce: the first open creates the schema and records its
+// version; a second open (a restart, another replica) changes nothing and
+// sees the same epoch.
+func TestOpenMigratesOnce(t *testing.T) {
+	dsn := pgtest.DSN(t)
+	a := open(t, dsn)
+	p := pool(t, dsn)
+	want := []appliedRow{{1, "0001_initial.sql"}}
+	if d := cmp.Diff(want, applied(t, p)); d != "" {
+		t.Errorf("applied migrations (-want +got):\n%s", d)
+	}
+	wantTables := []string{"filter_rules", "group_sites", "leases", "list_refs", "list_sites", "prefix_lists",
+		"rampart_meta", "rampart_schema_migrations", "security_groups", "sites", "sync_awaiting", "sync_states"}
+	if d := cmp.Diff(wantTables, tables(t, p)); d != "" {
+		t.Errorf("tables (-want +got):\n%s", d)
+	}
+	b := open(t, dsn)
+	if d := cmp.Diff(want, applied(t, p)); d != "" {
+		t.Errorf("applied migrations after a second open (-want +got):\n%s", d)
+	}
+	if a.Epoch() == "" || a.Epoch() != b.Epoch() {
+		t.Errorf("epochs %q and %q; want one non-empty epoch", a.Epoch(), b.Epoch())
+	}
+	if err := b.Ping(context.Background()); err != nil {
+		t.Error(err)
+	}
+}
+
+// TestConcurrentOpens: replicas starting at once on an empty database all
+// open it; the schema is applied once and they agree on the epoch. Without
+// the advisory lock, concurrent CREATE TABLEs fail on PostgreSQL's catalog
+// (duplicate key in pg_type) and the migrations table gets duplicates.
+func TestConcurrentOpens(t *testing.T) {
+	dsn := pgtest.DSN(t)
+	const replicas = 8
+	var wg sync.WaitGroup
+	dbs := make([]*DB, replicas)
+	errs := make([]error, replicas)
+	start := make(chan struct{})
+	for i := range replicas {
+		wg.Go(func() {
+			<-start
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+			dbs[i], errs[i] = Open(ctx, dsn)
+		})
+	}
+	close(start)
+	wg.Wait()
+	epochs := map[string]bool{}
+	for i := range replicas {
+		if errs[i] != nil {
+			t.Errorf("replica %d: %v", i, errs[i])
+			continue
+		}
+		epochs[dbs[i].Epoch()] = true
+		dbs[i].Close()
+	}
+	if len(epochs) != 1 {
+		t.Errorf("replicas see epochs %v; want one", epochs)
+	}
+	if d := cmp.Diff([]appliedRow{{1, "0001_initial.sql"}}, applied(t, pool(t, dsn))); d != "" {
+		t.Errorf("applied migrations (-want +got):\n%s", d)
+	}
+}
+
+// TestFailedMigrationChangesNothing: a migration that fails midway leaves
+// no table of its own nor of the migrations before it in the same open.
+func TestFailedMigrationChangesNothing(t *testing.T) {
+	dsn := pgtest.DSN(t)
+	p := pool(t, dsn)
+	files := fstest.MapFS{
+		"migrations/0001_first.sql":  {Data: []byte(`CREATE TABLE first (id int);`)},
+		"migrations/0002_broken.sql": {Data: []byte(`CREATE TABLE second (id int); INSERT INTO second VALUES ('not a number');`)},
+	}
+	err := migrate(context.Background(), p, files)
+	var me *MigrationError
+	if !errors.As(err, &me) || me.Name != "0002_broken.sql" {
+		t.Fatalf("error %v; want a *MigrationError for 0002_broken.sql", err)
+	}
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) || pgErr.Code != "22P02" { // invalid_text_representation
+		t.Errorf("error %v; want PostgreSQL's 22P02 underneath", err)
+	}
+	if got := tables(t, p); len(got) != 0 {
+		t.Errorf("tables after a failed migration: %v; want none", got)
+	}
+	// Fixed, the same set applies from the start.
+	files["migrations/0002_broken.sql"] = &fstest.MapFile{Data: []byte(`CREATE TABLE second (id int);`)}
+	if err := migrate(context.Background(), p, files); err != nil {
+		t.Fatal(err)
+	}
+	if d := cmp.Diff([]string{"first", "rampart_schema_migrations", "second"}, tables(t, p)); d != "" {
+		t.Errorf("tables (-want +got):\n%s", d)
+	}
+}
+
+// TestNewerSchemaRefused: a database migrated by a newer binary is not
+// opened, and not written.
+func TestNewerSchemaRefused(t *testing.T) {
+	dsn := pgtest.DSN(t)
+	open(t, dsn).Close()
+	p := pool(t, dsn)
+	if _, err := p.Exec(context.Background(), `INSERT INTO rampart_schema_migrations (version, name) VALUES (99, '0099_future.sql')`); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Open(context.Background(), dsn)
+	var tooNew *SchemaTooNewError
+	if !errors.As(err, &tooNew) || tooNew.Database != 99 || tooNew.Binary != SchemaVersion() {
+		t.Fatalf("open: %v; want a *SchemaTooNewError 99 > %d", err, SchemaVersion())
+	}
+}
+
+func TestOpenBadURL(t *testing.T) {
+	_, err := Open(context.Background(), "postgres://%zz")
+	if err == nil || !strings.Contains(err.Error(), "parse PostgreSQL URL") {
+		t.Errorf("error %v; want one about the URL", err)
+	}
+}
+
+// TestSchemaKeepsRowsConsistent: the constraints of the schema, against the
+// real server: a prefix list still referred to cannot be deleted, deleting
+// a group takes its rules, sites and references along, a sync state's
+// awaited sites go with it, and statuses and kinds outside the domain's are
+// refused.
+func TestSchemaKeepsRowsConsistent(t *testing.T) {
+	dsn := pgtest.DSN(t)
+	open(t, dsn)
+	p := pool(t, dsn)
+	ctx := context.Background()
+	exec := func(sql string, args ...any) error {
+		_, err := p.Exec(ctx, sql, args...)
+		return err
+	}
+	must := func(sql string, args ...any) {
+		t.Helper()
+		if err := exec(sql, args...); err != nil {
+			t.Fatalf("%s: %v", sql, err)
+		}
+	}
+	code := func(err error) string {
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) {
+			return pgErr.Code
+		}
+		return ""
+	}
+	count := func(table string) int {
+		t.Helper()
+		var n int
+		if err := p.QueryRow(ctx, `SELECT count(*) FROM `+table).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	must(`INSERT INTO prefix_lists (org_id, id, doc) VALUES ('o', 'pl_1', '{}')`)
+	must(`INSERT INTO security_groups (org_id, id, doc) VALUES ('o', 'sg_1', '{}')`)
+	must(`INSERT INTO filter_rules VALUES ('o', 'sg_1', 'sgr_1', 0, 'inbound', 6, '22', 'pl_1')`)
+	must(`INSERT INTO group_sites VALUES ('o', 'sg_1', 'site_a')`)
+	must(`INSERT INTO list_refs VALUES ('o', 'pl_1', 'sg_1')`)
+	must(`INSERT INTO sync_states (org_id, kind, resource_id, status, started, deadline) VALUES ('o', 'security_group', 'sg_1', 'syncing', now(), now() + interval '1 minute')`)
+	must(`INSERT INTO sync_awaiting VALUES ('o', 'security_group', 'sg_1', 'site_a', 3)`)
+
+	for _, tc := range []struct {
+		name, sql, code string
+	}{
+		{"referenced list", `DELETE FROM prefix_lists WHERE id = 'pl_1'`, "23503"},
+		{"reference to a missing list", `INSERT INTO list_refs VALUES ('o', 'pl_missing', 'sg_1')`, "23503"},
+		{"list of another org", `INSERT INTO list_refs VALUES ('other', 'pl_1', 'sg_1')`, "23503"},
+		{"rule of a missing group", `INSERT INTO filter_rules VALUES ('o', 'sg_missing', 'sgr_2', 0, 'inbound', 6, '22', '10.0.0.0/8')`, "23503"},
+		{"two rules at one position", `INSERT INTO filter_rules VALUES ('o', 'sg_1', 'sgr_3', 0, 'inbound', 6, '23', '10.0.0.0/8')`, "23505"},
+		{"unknown status", `UPDATE sync_states SET status = 'done'`, "23514"},
+		{"syncing without deadline", `UPDATE sync_states SET deadline = NULL`, "23514"},
+		{"unknown kind", `INSERT INTO sync_states (org_id, kind, resource_id, status) VALUES ('o', 'firewall', 'x', 'active')`, "23514"},
+		{"unknown site state", `INSERT INTO sites (org_id, id, state) VALUES ('o', 's', 'gone')`, "23514"},
+		{"negative revision", `INSERT INTO sites (org_id, id, desired_revision) VALUES ('o', 's', -1)`, "23514"},
+		{"second epoch", `INSERT INTO rampart_meta (singleton, epoch) VALUES (false, 'x')`, "23514"},
+	} {
+		if got := code(exec(tc.sql)); got != tc.code {
+			t.Errorf("%s: SQLSTATE %q; want %s", tc.name, got, tc.code)
+		}
+	}
+
+	must(`DELETE FROM security_groups WHERE id = 'sg_1'`)
+	for _, table := range []string{"filter_rules", "group_sites", "list_refs"} {
+		if n := count(table); n != 0 {
+			t.Errorf("%s has %d rows after the group's delete; want 0", table, n)
+		}
+	}
+	must(`DELETE FROM prefix_lists WHERE id = 'pl_1'`) // no longer referred to
+	must(`DELETE FROM sync_states`)
+	if n := count("sync_awaiting"); n != 0 {
+		t.Errorf("sync_awaiting has %d rows after its sync state's delete; want 0", n)
+	}
+}
