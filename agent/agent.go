@@ -152,6 +152,7 @@ type Agent struct {
 		doc   *protocol.DesiredState
 		guard netip.Addr
 		w     render.Wanted
+		r     render.Renderer // remembers the last document's prefix lists
 	}
 }
 
@@ -542,7 +543,9 @@ func (a *Agent) read(ctx context.Context) (routerState, error) {
 	return a.readTables(ctx, true, true)
 }
 
-func (a *Agent) readTables(ctx context.Context, filter, lists bool) (routerState, error) {
+// readTables reads the filter table and the address lists; query, if any,
+// selects the address lists to read (API query words).
+func (a *Agent) readTables(ctx context.Context, filter, lists bool, query ...string) (routerState, error) {
 	var st routerState
 	if filter {
 		if err := a.router.Stream(ctx, func(ps []proto.Pair) { st.filter = append(st.filter, filterItem(ps)) }, reconcile.FilterPath+"/print"); err != nil {
@@ -561,7 +564,7 @@ func (a *Agent) readTables(ctx context.Context, filter, lists bool) (routerState
 				}
 			}, intern))
 		}
-		if err := a.router.Stream(ctx, row, reconcile.AddressListPath+"/print", "=.proplist=.id,list,address,comment,dynamic,disabled"); err != nil {
+		if err := a.router.Stream(ctx, row, append([]string{reconcile.AddressListPath + "/print", "=.proplist=.id,list,address,comment,dynamic,disabled"}, query...)...); err != nil {
 			return st, fmt.Errorf("read address lists: %w", err)
 		}
 	}

@@ -110,6 +110,7 @@ func (a *Agent) syncOnce(ctx context.Context, prior int) (int, error) {
 		if st, err = a.read(ctx); err != nil {
 			return fail(0, err)
 		}
+		reconcile.SortEntries(st.addrs)
 		a.m.routerConnected.Set(1)
 	}
 	guard := a.guard(st)
@@ -150,22 +151,31 @@ func (a *Agent) syncOnce(ctx context.Context, prior int) (int, error) {
 		return fail(writes, err)
 	}
 	// Read back and compare: the plan against what the router now holds
-	// must be empty. A table the plan did not write is not read again.
-	var filterOps, listOps bool
+	// must be empty. A table the plan did not write is not read again, nor
+	// are the address lists it did not write: reading 10,000 entries back
+	// after a one-entry change was most of its time (BENCHMARKS.md, "Small
+	// changes"). What was not read back is trusted as observed, as it is
+	// when planning.
+	filterOps := false
 	for _, op := range ops {
 		filterOps = filterOps || op.Path == reconcile.FilterPath
-		listOps = listOps || op.Path == reconcile.AddressListPath
 	}
+	written := reconcile.WrittenLists(ops, st.addrs)
 	big := len(ops) > bigRead
 	ops = nil // let a large plan go before the read-back allocates
 	if big {
 		debug.FreeOSMemory()
 	}
-	if listOps {
+	listOps := len(written) > 0
+	some := listOps && len(written) <= maxListQuery
+	var query []string
+	if some {
+		query = listQuery(written)
+	} else if listOps {
 		st.addrs = nil
 	}
 	if filterOps || listOps {
-		st2, err := a.readTables(ctx, filterOps, listOps)
+		st2, err := a.readTables(ctx, filterOps, listOps, query...)
 		if err != nil {
 			return fail(writes, err)
 		}
@@ -173,8 +183,14 @@ func (a *Agent) syncOnce(ctx context.Context, prior int) (int, error) {
 		if filterOps {
 			st.filter = st2.filter
 		}
-		if listOps {
+		switch {
+		case some:
+			// The observed entries of the other lists stay; those of the
+			// lists written are replaced by what the router now holds.
+			st.addrs = reconcile.ReplaceLists(st.addrs, written, st2.addrs)
+		case listOps:
 			st.addrs = st2.addrs
+			reconcile.SortEntries(st.addrs)
 		}
 	}
 	if rest := reconcile.Plan(st.filter, st.addrs, w); len(rest) > 0 {
@@ -214,12 +230,13 @@ func (a *Agent) syncOnce(ctx context.Context, prior int) (int, error) {
 }
 
 // render returns the wanted rows of d, reusing the last result while the
-// document and the guard address are the same: resyncs then allocate
-// nothing for a large policy.
+// document and the guard address are the same (resyncs then allocate
+// nothing for a large policy), and the entries of unchanged prefix lists
+// otherwise.
 func (a *Agent) render(d *protocol.DesiredState, guard netip.Addr) render.Wanted {
 	if a.rendered.doc != d || a.rendered.guard != guard {
 		a.rendered.doc, a.rendered.guard = d, guard
-		a.rendered.w = render.Render(d, render.Options{WANList: a.cfg.WANList, Guard: guard})
+		a.rendered.w = a.rendered.r.Render(d, render.Options{WANList: a.cfg.WANList, Guard: guard})
 	}
 	return a.rendered.w
 }
@@ -325,6 +342,22 @@ func (a *Agent) checkWAN(ctx context.Context) error {
 		}
 	}
 	return &wanMissingError{list: a.cfg.WANList}
+}
+
+// maxListQuery is the number of written address lists up to which the
+// read-back selects them with a query; past it, it reads every list.
+const maxListQuery = 16
+
+// listQuery returns the API query words selecting address lists names.
+func listQuery(names []string) []string {
+	q := make([]string, 0, len(names)+1)
+	for _, n := range names {
+		q = append(q, "?list="+n)
+	}
+	if len(names) > 1 {
+		q = append(q, "?#"+strings.Repeat("|", len(names)-1))
+	}
+	return q
 }
 
 // execute runs a plan and returns the number of writes the router accepted.

@@ -22,6 +22,8 @@ const (
 	// 409.
 	CodePrefixListInUse = "prefix_list_in_use"
 	CodeResourceLocked  = "resource_locked"
+	// 412: If-Match names a version that is no longer the stored one.
+	CodePreconditionFailed = "precondition_failed"
 	// 413.
 	CodeBodyTooLarge = "body_too_large"
 	// 415.

@@ -22,6 +22,9 @@ type SyncState struct {
 	Deadline time.Time `json:"deadline,omitzero"`
 	// Error says why the status is failed.
 	Error string `json:"error,omitempty"`
+	// Version counts the resource's writes (its ETag, version.go); 0 in
+	// files written before versions existed, whose next write makes 1.
+	Version uint64 `json:"version,omitempty"`
 }
 
 // NewSyncState starts a sync for a write at now that must be confirmed by

@@ -3,6 +3,8 @@ package rossim
 import (
 	"fmt"
 	"net/netip"
+	"slices"
+	"sort"
 	"strings"
 )
 
@@ -34,30 +36,88 @@ const maxJumpDepth = 32
 // after the jump; passthrough, log, fasttrack-connection and
 // add-*-to-address-list go on to the next rule; a packet that reaches the end
 // of a built-in chain is accepted.
-func (f Firewall) Evaluate(p Packet) Verdict {
-	e := evaluator{f: f, p: p, lists: f.addressLists(), chains: map[string][]Item{}}
+func (f Firewall) Evaluate(p Packet) Verdict { return f.Evaluator().Evaluate(p) }
+
+// Evaluator evaluates packets against one firewall state. It indexes the
+// chains and address lists once, so probing a state with many packets costs
+// a walk per packet, not a rebuild of the state. Not safe for concurrent use.
+type Evaluator struct {
+	f      Firewall
+	lists  map[string][]addrRange // sorted by lo, overlaps merged
+	chains map[string][]rule
+	addrs  map[string]addrRange // parsed address values
+	ports  map[string][][2]int  // parsed port values
+}
+
+// Evaluator indexes f for Evaluate and Action.
+func (f Firewall) Evaluator() *Evaluator {
+	e := &Evaluator{f: f, lists: f.addressLists(), chains: map[string][]rule{},
+		addrs: map[string]addrRange{}, ports: map[string][][2]int{}}
 	for _, it := range f.Filter {
-		e.chains[it["chain"]] = append(e.chains[it["chain"]], it)
+		r := rule{it: it}
+		for _, spec := range filterProps {
+			if v, set := it[spec.name]; set && !nonMatchers[spec.name] {
+				neg, val := splitNeg(v)
+				r.matchers = append(r.matchers, matcher{spec.name, neg, val})
+			}
+		}
+		e.chains[it["chain"]] = append(e.chains[it["chain"]], r)
 	}
-	v, decided := e.walk(p.Chain, 0)
+	return e
+}
+
+// rule is a filter row with its matchers, in print order.
+type rule struct {
+	it       Item
+	matchers []matcher
+}
+
+type matcher struct {
+	name string
+	neg  bool
+	val  string
+}
+
+// Evaluate is Firewall.Evaluate.
+func (e *Evaluator) Evaluate(p Packet) Verdict {
+	w := walker{Evaluator: e, p: p, tracing: true}
+	v, decided := w.walk(p.Chain, 0)
 	if !decided {
-		e.trace = append(e.trace, fmt.Sprintf("end of built-in chain %s: implicit accept", p.Chain))
+		w.trace = append(w.trace, fmt.Sprintf("end of built-in chain %s: implicit accept", p.Chain))
 		v = Verdict{Action: "accept"}
 	}
-	v.Trace = e.trace
+	v.Trace = w.trace
 	return v
 }
 
-type evaluator struct {
-	f      Firewall
-	p      Packet
-	lists  map[string][]addrRange
-	chains map[string][]Item
-	trace  []string
+// Action is Evaluate's action alone ("accept", "drop" or "reject"),
+// without building the trace: for probing many packets.
+func (e *Evaluator) Action(p Packet) string {
+	w := walker{Evaluator: e, p: p}
+	if v, decided := w.walk(p.Chain, 0); decided {
+		return v.Action
+	}
+	return "accept"
 }
 
-// addressLists holds the enabled entries of each list. Entries stored as DNS
-// names (no address) match nothing: the simulator does not resolve names.
+// walker is one packet's walk through the chains.
+type walker struct {
+	*Evaluator
+	p       Packet
+	tracing bool
+	trace   []string
+}
+
+func (w *walker) note(step func() string) {
+	if w.tracing {
+		w.trace = append(w.trace, step())
+	}
+}
+
+// addressLists holds the enabled entries of each list, sorted and merged for
+// binary search. Dynamic entries (with a timeout) match like static ones [C:
+// address-list doc]. Entries stored as DNS names (no address) match nothing:
+// the simulator does not resolve names.
 func (f Firewall) addressLists() map[string][]addrRange {
 	m := map[string][]addrRange{}
 	for _, it := range f.AddressList {
@@ -68,57 +128,102 @@ func (f Firewall) addressLists() map[string][]addrRange {
 			m[it["list"]] = append(m[it["list"]], r)
 		}
 	}
+	for k, rs := range m {
+		slices.SortFunc(rs, func(a, b addrRange) int { return a.lo.Compare(b.lo) })
+		out := rs[:0]
+		for _, r := range rs {
+			if n := len(out); n > 0 && r.lo.Compare(out[n-1].hi) <= 0 {
+				if out[n-1].hi.Less(r.hi) {
+					out[n-1].hi = r.hi
+				}
+				continue
+			}
+			out = append(out, r)
+		}
+		m[k] = out
+	}
 	return m
+}
+
+// inAddressList reports whether a is in list name.
+func (e *Evaluator) inAddressList(name string, a netip.Addr) bool {
+	rs := e.lists[name]
+	i := sort.Search(len(rs), func(i int) bool { return a.Less(rs[i].lo) })
+	return i > 0 && rs[i-1].contains(a)
+}
+
+func (e *Evaluator) addr(v string) (addrRange, bool) {
+	if r, ok := e.addrs[v]; ok {
+		return r, true
+	}
+	_, r, ok := normalizeAddr(v)
+	if ok {
+		e.addrs[v] = r
+	}
+	return r, ok
+}
+
+func (e *Evaluator) portRanges(v string) [][2]int {
+	if r, ok := e.ports[v]; ok {
+		return r
+	}
+	r, _ := parsePorts(v)
+	e.ports[v] = r
+	return r
 }
 
 // walk returns (verdict, true) when a rule decided, or false when the chain
 // ended or a return was taken.
-func (e *evaluator) walk(chain string, depth int) (Verdict, bool) {
+func (e *walker) walk(chain string, depth int) (Verdict, bool) {
 	if depth > maxJumpDepth {
-		e.trace = append(e.trace, "jump depth limit reached in chain "+chain+": treated as return")
+		e.note(func() string { return "jump depth limit reached in chain " + chain + ": treated as return" })
 		return Verdict{}, false
 	}
-	for _, it := range e.chains[chain] {
+	for _, r := range e.chains[chain] {
+		it := r.it
 		if it["disabled"] == "true" || it["invalid"] == "true" {
 			continue
 		}
-		ok, why := e.match(it)
+		ok, why := e.match(r)
 		if !ok {
 			if why != "" {
-				e.trace = append(e.trace, why)
+				e.note(func() string { return why })
 			}
 			continue
 		}
 		id, act := it[".id"], it["action"]
-		step := fmt.Sprintf("%s chain=%s action=%s", id, chain, act)
-		if c := it["comment"]; c != "" {
-			step += fmt.Sprintf(" comment=%q", c)
+		step := func() string {
+			s := fmt.Sprintf("%s chain=%s action=%s", id, chain, act)
+			if c := it["comment"]; c != "" {
+				s += fmt.Sprintf(" comment=%q", c)
+			}
+			return s
 		}
 		switch act {
 		case "accept", "drop", "reject":
-			e.trace = append(e.trace, step)
+			e.note(step)
 			return Verdict{Action: act, RuleID: id}, true
 		case "tarpit":
 			// tarpit captures and holds TCP connections: the packet
 			// does not get through [C: Filter doc].
-			e.trace = append(e.trace, step)
+			e.note(step)
 			return Verdict{Action: "drop", RuleID: id}, true
 		case "jump":
 			target := it["jump-target"]
-			e.trace = append(e.trace, step+" jump-target="+target)
+			e.note(func() string { return step() + " jump-target=" + target })
 			if v, decided := e.walk(target, depth+1); decided {
 				return v, true
 			}
-			e.trace = append(e.trace, "back in chain "+chain+" after "+id)
+			e.note(func() string { return "back in chain " + chain + " after " + id })
 		case "return":
-			e.trace = append(e.trace, step)
+			e.note(step)
 			return Verdict{}, false
 		default: // passthrough, log, fasttrack-connection, add-*-to-address-list
-			e.trace = append(e.trace, step+" (continues)")
+			e.note(func() string { return step() + " (continues)" })
 		}
 	}
 	if !builtinChains[chain] {
-		e.trace = append(e.trace, "end of chain "+chain+": return")
+		e.note(func() string { return "end of chain " + chain + ": return" })
 	}
 	return Verdict{}, false
 }
@@ -126,15 +231,10 @@ func (e *evaluator) walk(chain string, depth int) (Verdict, bool) {
 // match reports whether every matcher of the rule matches the packet. A
 // matcher the evaluator does not model makes the rule not match, and says so
 // in the trace.
-func (e *evaluator) match(it Item) (bool, string) {
-	p := e.p
-	for _, spec := range filterProps {
-		k := spec.name
-		v, set := it[k]
-		if !set || nonMatchers[k] {
-			continue
-		}
-		neg, val := splitNeg(v)
+func (e *walker) match(r rule) (bool, string) {
+	p, it := e.p, r.it
+	for _, mr := range r.matchers {
+		k, neg, val := mr.name, mr.neg, mr.val
 		var m bool
 		switch k {
 		case "protocol":
@@ -145,25 +245,20 @@ func (e *evaluator) match(it Item) (bool, string) {
 			if k == "dst-address" {
 				a = p.Dst
 			}
-			_, r, ok := normalizeAddr(val)
+			r, ok := e.addr(val)
 			m = ok && r.contains(a)
 		case "src-address-list", "dst-address-list":
 			a := p.Src
 			if k == "dst-address-list" {
 				a = p.Dst
 			}
-			for _, r := range e.lists[val] {
-				if r.contains(a) {
-					m = true
-					break
-				}
-			}
+			m = e.inAddressList(val, a)
 		case "src-port", "dst-port", "port":
 			if !portProtocols[p.Protocol] {
 				m = false
 				break
 			}
-			ranges, _ := parsePorts(val)
+			ranges := e.portRanges(val)
 			for _, r := range ranges {
 				if (k != "dst-port" && inRange(p.SrcPort, r)) || (k != "src-port" && inRange(p.DstPort, r)) {
 					m = true
@@ -192,6 +287,9 @@ func (e *evaluator) match(it Item) (bool, string) {
 			_, kind, _ := strings.Cut(val, ",")
 			m = kind == "none"
 		default:
+			if !e.tracing {
+				return false, ""
+			}
 			return false, fmt.Sprintf("%s skipped: matcher %s is not modelled", it[".id"], k)
 		}
 		if m == neg {
@@ -205,7 +303,7 @@ func inRange(port int, r [2]int) bool { return port >= r[0] && port <= r[1] }
 
 // inList resolves interface lists from /interface/list/member; the builtin
 // list "all" holds every interface and "none" none [C: interface list doc].
-func (e *evaluator) inList(iface, list string) bool {
+func (e *walker) inList(iface, list string) bool {
 	if iface == "" {
 		return false
 	}

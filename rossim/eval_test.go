@@ -116,3 +116,35 @@ func TestEvaluateChains(t *testing.T) {
 		t.Fatalf("before the member was added ether2 should be dropped: %+v", v)
 	}
 }
+
+// TestEvaluatorAddressLists: lookups in sorted, merged lists (overlapping
+// entries, a disabled one, a dynamic one) and Action agreeing with Evaluate.
+func TestEvaluatorAddressLists(t *testing.T) {
+	r := New(Options{})
+	for _, words := range [][]string{
+		{"/ip/firewall/address-list/add", "=list=l", "=address=10.0.0.0/24"},
+		{"/ip/firewall/address-list/add", "=list=l", "=address=10.0.0.128/25"},
+		{"/ip/firewall/address-list/add", "=list=l", "=address=10.0.2.0/24", "=disabled=yes"},
+		{"/ip/firewall/address-list/add", "=list=l", "=address=10.0.3.5", "=timeout=1h"},
+		{"/ip/firewall/address-list/add", "=list=l", "=address=10.0.4.0-10.0.4.9"},
+		{"/ip/firewall/filter/add", "=chain=forward", "=action=accept", "=src-address-list=l", "=place-before=*1"},
+		{"/ip/firewall/filter/add", "=chain=forward", "=action=drop", "=place-before=*1"},
+	} {
+		if _, err := r.Exec(words...); err != nil {
+			t.Fatalf("%v: %v", words, err)
+		}
+	}
+	ev := r.Snapshot().Evaluator()
+	for src, want := range map[string]string{
+		"10.0.0.1": "accept", "10.0.0.200": "accept", "10.0.0.255": "accept", "10.0.1.0": "drop",
+		"10.0.2.1": "drop", "10.0.3.5": "accept", "10.0.3.6": "drop", "10.0.4.9": "accept", "10.0.4.10": "drop", "9.255.255.255": "drop",
+	} {
+		p := pkt("forward", "ether1", "bridge", src, "192.168.88.2", 6, 80, "new")
+		if got := ev.Action(p); got != want {
+			t.Errorf("%s: Action %s, want %s", src, got, want)
+		}
+		if v := ev.Evaluate(p); v.Action != ev.Action(p) || len(v.Trace) == 0 {
+			t.Errorf("%s: Evaluate %+v disagrees with Action", src, v)
+		}
+	}
+}

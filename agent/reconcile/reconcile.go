@@ -7,26 +7,52 @@
 // # Fewest writes
 //
 // Rows are matched by the key in their "rampart:" comment. A matched row
-// whose properties differ is repaired with one set (same id, counters kept).
-// Order inside an owned chain is fixed with the fewest moves: the rows on a
-// longest increasing subsequence (by wanted position) stay, every other one
-// is moved. New rows are added with place-before at their final position.
-// Stale rows and entries are removed in one batched remove per phase.
+// whose properties differ is changed with one set (same id, counters kept)
+// where a set cannot withdraw traffic (see "No gap"), else replaced by an
+// add of the new row and a remove of the old: a changed rule costs at most
+// two writes either way. Order inside an owned chain is fixed with the
+// fewest moves: the rows on a longest increasing subsequence (by wanted
+// position) stay, every other one is moved. New rows are added with
+// place-before at their final position. Stale rows and entries are removed
+// in one batched remove per phase.
 //
 // # No gap
 //
-// The plan is ordered in phases (see Phase) so that each intermediate state
-// gives every packet the verdict of either the old or the new policy.
-// Between the drop-invalid row and the final drop of an owned chain every row
-// is an accept, so holding all of the old accepts plus some new ones (or all
-// of the new plus some old) is never stricter than both policies nor looser
-// than both. Address lists are shared between rules, so they are changed
-// only where that stays true: a rule that stays sees the union of old and
-// new entries while rules change; a leaving rule whose list gains entries is
-// first pointed at a frozen copy of the old content, and an arriving rule
-// whose list loses entries starts on a copy of the new content and is pointed
-// at the real list once it has been pruned. Jumps into a chain that goes
-// away leave first; jumps are added only once their chain is complete.
+// Every intermediate state must give each packet the verdict of the old
+// policy A or of the new policy B. Inside an owned chain everything between
+// the drop-invalid row and the final drop is an accept, so the chain accepts
+// the union of what its accept rows match, and a state S is between the
+// policies when A ∩ B ⊆ S ⊆ A ∪ B (as sets of packets). The plan keeps a
+// stronger invariant by having two halves (see Phase): in the first, each
+// write only adds packets B accepts, so S grows from A and holds A; in the
+// second, each write only takes packets away, so S shrinks to B and holds
+// B. In between S is A ∪ B.
+//
+// An add is a first-half write, a remove a second-half one, a move changes
+// no verdict. A set that turns a row matching a into one matching b takes
+// away a \ b and adds b \ a, so it is used only where one of them is empty:
+// a widening (a ⊆ b) in the first half, a narrowing (b ⊆ a) in the second,
+// a new description (a = b) anywhere. Any other change (another protocol,
+// two rules trading what they match, a row edited by hand) is an add of the
+// new row in the first half and a remove of the old one in the second.
+// Whether a ⊆ b is decided on a model of what a row matches (match.go) that
+// answers "no" whenever it cannot tell, which only costs a write.
+//
+// Address lists are shared between rows, so they change on a timeline: they
+// hold A's content until PhaseListAdd, A ∪ B until PhaseListPrune, then B.
+// A row that holds a must not match more than A meanwhile: the lists it
+// matches on do not gain entries before its set, or it is set before they
+// do (PhaseRepoint). A row that holds b must not match more than B: its
+// lists lose no entries after its set, or it is set after they do
+// (PhaseRepointBack). Containment is checked with the lists' content at the
+// moment of the set. The same argument places whole rows: a row that stays
+// unchanged sees any content between A's and B's, which its own verdicts
+// allow; a leaving row whose list gains entries is first pointed at a
+// frozen copy of the old content; an arriving row whose list loses entries
+// is added on a copy of the new content and pointed at the list once it is
+// pruned. The chains are independent (a packet meets one of them), so both
+// follow one timeline. Jumps into a chain that goes away leave first; jumps
+// are added only once their chain is complete.
 //
 // # Ownership
 //
@@ -110,13 +136,13 @@ type Phase int
 const (
 	PhaseJumpRemove  Phase = iota // jumps into chains that go away, stray managed rules outside owned chains
 	PhaseListCopy                 // frozen copies of changing lists: the old content for leaving rules, the new for arriving ones
-	PhaseRepoint                  // leaving rules switched to the old copies
+	PhaseRepoint                  // leaving rules switched to the old copies; rows widened before any list changes
 	PhaseListAdd                  // address-list additions and repairs
-	PhaseChains                   // repairs, moves and additions inside rampart-in and rampart-out
-	PhaseChainRemove              // stale rows of the owned chains
+	PhaseChains                   // widenings, other repairs, moves and additions inside rampart-in and rampart-out
+	PhaseChainRemove              // narrowings, then stale rows of the owned chains (the second half starts here)
 	PhaseListPrune                // stale entries of the rampart-<id> lists
 	PhaseListReAdd                // entries that had to wait for a dynamic duplicate to leave
-	PhaseRepointBack              // arriving rules switched from the new copies to the real lists
+	PhaseRepointBack              // arriving rules switched from the new copies to the real lists; narrowings that need the lists' new content
 	PhaseJumps                    // jump repairs, moves and additions
 	PhaseListRemove               // copies and other stale entries
 )
@@ -298,181 +324,6 @@ func (p *planner) plan() []Op {
 	return ops
 }
 
-// listInfo is what the planner knows of one owned address list.
-type listInfo struct {
-	present map[string]string // enabled static addresses → id, as observed
-	wanted  []string          // wanted addresses, sorted
-	gains   bool              // wanted has addresses present lacks
-	loses   bool              // present has addresses wanted lacks
-	oldCopy string            // set once a copy of the present content was planned
-	newCopy string            // set once a copy of the wanted content was planned
-}
-
-// Frozen copies of list rampart-X live only during an apply (see
-// PhaseListCopy): rampart-old-X holds its content before the apply,
-// rampart-new-X its content after.
-const (
-	CopyPrefix    = render.ListPrefix + "old-"
-	NewCopyPrefix = render.ListPrefix + "new-"
-)
-
-func isCopy(list string) bool {
-	return strings.HasPrefix(list, CopyPrefix) || strings.HasPrefix(list, NewCopyPrefix)
-}
-
-func (p *planner) addressLists(addrs []Entry, want []render.Entry) map[string]*listInfo {
-	type key struct{ list, addr string }
-	lists := map[string]*listInfo{}
-	info := func(name string) *listInfo {
-		l := lists[name]
-		if l == nil {
-			l = &listInfo{present: map[string]string{}}
-			lists[name] = l
-		}
-		return l
-	}
-	wanted := make(map[key]render.Entry, len(want))
-	wantedSet := map[string]map[string]bool{}
-	for _, e := range want {
-		wanted[key{e.List, e.Address}] = e
-		if wantedSet[e.List] == nil {
-			wantedSet[e.List] = map[string]bool{}
-		}
-		wantedSet[e.List][e.Address] = true
-	}
-	kept := make(map[key]bool, len(want))
-	blocked := map[key]bool{}
-	var prune, stale []string
-	for _, it := range addrs {
-		list := it.List
-		_, _, managed := render.ParseComment(it.Comment)
-		owned := strings.HasPrefix(list, render.ListPrefix)
-		if !managed && !owned {
-			continue // not ours
-		}
-		k := key{list, render.Address(it.Address)}
-		if owned && !it.Dynamic && !it.Disabled {
-			info(list).present[k.addr] = it.ID
-		}
-		e, ok := wanted[k]
-		if !ok || kept[k] {
-			if _, isWantedList := wantedSet[list]; isWantedList || (owned && !isCopy(list)) {
-				prune = append(prune, it.ID)
-			} else {
-				stale = append(stale, it.ID)
-			}
-			continue
-		}
-		if it.Dynamic {
-			// A dynamic entry (one with a timeout) blocks a static one
-			// with the same address; it is pruned and the static entry
-			// added after it.
-			prune = append(prune, it.ID)
-			blocked[k] = true
-			continue
-		}
-		kept[k] = true
-		set := map[string]string{}
-		if it.Disabled {
-			set["disabled"] = "no"
-		}
-		if it.Comment != e.Comment {
-			set["comment"] = e.Comment
-		}
-		if len(set) > 0 {
-			p.emit(Op{Phase: PhaseListAdd, Kind: Set, Path: AddressListPath, ID: it.ID, Props: set, Key: e.List + " " + e.Address})
-		}
-	}
-	for i := range want {
-		e := &want[i]
-		k := key{e.List, e.Address}
-		if kept[k] {
-			continue
-		}
-		phase := PhaseListAdd
-		if blocked[k] {
-			phase = PhaseListReAdd
-		}
-		// Entry instead of Props: a first apply plans one op per entry, and
-		// tens of thousands of small maps would dominate the agent's memory.
-		p.emit(Op{Phase: phase, Kind: Add, Path: AddressListPath, Entry: e})
-	}
-	for name, ws := range wantedSet {
-		l := info(name)
-		for a := range ws {
-			l.wanted = append(l.wanted, a)
-		}
-		sort.Strings(l.wanted)
-	}
-	for name, l := range lists {
-		if isCopy(name) {
-			continue
-		}
-		ws := wantedSet[name]
-		for _, a := range l.wanted {
-			if _, ok := l.present[a]; !ok {
-				l.gains = true
-			}
-		}
-		for a := range l.present {
-			if !ws[a] {
-				l.loses = true
-			}
-		}
-	}
-	p.removeBatched(PhaseListPrune, AddressListPath, prune, "stale entries of rampart lists")
-	p.removeBatched(PhaseListRemove, AddressListPath, stale, "stale address-list entries")
-	return lists
-}
-
-// copyList plans list name (the content addrs) built from scratch during
-// this apply and removed at its end, reusing entries an interrupted apply
-// left; entries of an old copy that do not belong are removed at the end
-// too.
-func (p *planner) copyList(name string, addrs []string, lists map[string]*listInfo) {
-	have := map[string]bool{}
-	if c := lists[name]; c != nil {
-		for a := range c.present {
-			have[a] = true
-		}
-	}
-	var ids []string
-	for _, a := range addrs {
-		if have[a] {
-			continue
-		}
-		ids = append(ids, p.emit(Op{Phase: PhaseListCopy, Kind: Add, Path: AddressListPath,
-			Props: map[string]string{"list": name, "address": a, "comment": render.CommentPrefix + "copy"}, Key: name + " " + a}))
-	}
-	p.removeBatched(PhaseListRemove, AddressListPath, ids, "frozen list copy")
-}
-
-// freezeOld returns a copy of list name as it is, for the rules that leave:
-// they keep matching what they matched while the list gains entries.
-func (p *planner) freezeOld(name string, l *listInfo, lists map[string]*listInfo) string {
-	if l.oldCopy == "" {
-		l.oldCopy = CopyPrefix + strings.TrimPrefix(name, render.ListPrefix)
-		addrs := make([]string, 0, len(l.present))
-		for a := range l.present {
-			addrs = append(addrs, a)
-		}
-		sort.Strings(addrs)
-		p.copyList(l.oldCopy, addrs, lists)
-	}
-	return l.oldCopy
-}
-
-// freezeNew returns a copy of list name as it will be, for the rules that
-// arrive: they match only the new content while the list still holds
-// entries that are leaving.
-func (p *planner) freezeNew(name string, l *listInfo, lists map[string]*listInfo) string {
-	if l.newCopy == "" {
-		l.newCopy = NewCopyPrefix + strings.TrimPrefix(name, render.ListPrefix)
-		p.copyList(l.newCopy, l.wanted, lists)
-	}
-	return l.newCopy
-}
-
 func (p *planner) removeBatched(phase Phase, path string, ids []string, key string) {
 	for len(ids) > 0 {
 		n := min(len(ids), maxBatch)
@@ -565,7 +416,7 @@ func (p *planner) repoint(rows []row, stale []string, lists map[string]*listInfo
 			if l == nil || !l.gains {
 				continue // it matches what it matched before: nothing to protect
 			}
-			if len(l.present) == 0 && !neg {
+			if !l.filled && !neg {
 				// It matches nothing today; removing it now changes no
 				// verdict and saves the copy.
 				p.emit(Op{Phase: PhaseRepoint, Kind: Remove, Path: FilterPath, IDs: []string{r.id}, Key: "leaving rule on an empty list"})
@@ -588,32 +439,63 @@ func (p *planner) ownedChain(chain string, rows []row, want []render.Rule, stati
 	for i, r := range want {
 		index[r.Key] = i
 	}
+	// Of several rows with one key (an interrupted add-then-remove, a copy
+	// made by hand), the one that already matches is kept.
 	kept := make(map[string]row, len(want))
-	var keptSeq []row // kept rows in observed order
-	var stale []string
+	diffs := make(map[string]map[string]string, len(want))
 	for _, r := range rows {
 		key, _, managed := render.ParseComment(r.item["comment"])
-		_, wanted := index[key]
-		if _, dup := kept[key]; !managed || !wanted || dup {
-			stale = append(stale, r.id)
+		i, wanted := index[key]
+		if !managed || !wanted {
+			continue
+		}
+		d := Diff(r.item, want[i])
+		if k, dup := kept[key]; dup && (diffs[k.id] == nil || d != nil) {
 			continue
 		}
 		kept[key] = r
-		keptSeq = append(keptSeq, r)
+		diffs[r.id] = d
+	}
+	var keptSeq []row // kept rows in observed order
+	var stale []row
+	for _, r := range rows {
+		key, _, _ := render.ParseComment(r.item["comment"])
+		if k, ok := kept[key]; ok && k.id == r.id {
+			keptSeq = append(keptSeq, r)
+		} else {
+			stale = append(stale, r)
+		}
 	}
 
-	// Repairs first: they touch neither order nor other rows.
-	for _, r := range keptSeq {
+	// Repairs first: they touch neither order nor other rows. A row whose
+	// change may withdraw what the new policy accepts is replaced instead:
+	// it goes stale and its key is added anew.
+	content := content(lists)
+	keptSeq = slices.DeleteFunc(keptSeq, func(r row) bool {
 		key, _, _ := render.ParseComment(r.item["comment"])
-		if set := Diff(r.item, want[index[key]]); len(set) > 0 {
-			phase := PhaseChains
-			if onlyFromCopy(r.item, set) {
-				// Left pointing at a copy by an interrupted apply: back to
-				// the real list once it holds exactly the new content.
-				phase = PhaseRepointBack
-			}
-			p.emit(Op{Phase: phase, Kind: Set, Path: FilterPath, ID: r.id, Props: set, Key: key})
+		set := diffs[r.id]
+		if set == nil {
+			return false
 		}
+		phase := PhaseChains
+		if onlyFromCopy(r.item, set) {
+			// Left pointing at a copy by an interrupted apply: back to
+			// the real list once it holds exactly the new content.
+			phase = PhaseRepointBack
+		} else if ph, ok := setPhase(r.item, want[index[key]], set, content, lists); ok {
+			phase = ph
+		} else {
+			delete(kept, key)
+			stale = append(stale, r)
+			return true
+		}
+		p.emit(Op{Phase: phase, Kind: Set, Path: FilterPath, ID: r.id, Props: set, Key: key})
+		return false
+	})
+	slices.SortFunc(stale, func(a, b row) int { return a.pos - b.pos })
+	staleIDs := make([]string, len(stale))
+	for i, r := range stale {
+		staleIDs[i] = r.id
 	}
 
 	// The rows on a longest increasing subsequence by wanted position stay.
@@ -667,7 +549,7 @@ func (p *planner) ownedChain(chain string, rows []row, want []render.Rule, stati
 			p.emit(Op{Phase: PhaseRepointBack, Kind: Set, Path: FilterPath, ID: anchor, Props: back, Key: wr.Key})
 		}
 	}
-	return stale
+	return staleIDs
 }
 
 // jumps plans the jump rules: each must be, in order, among the first static
@@ -718,6 +600,49 @@ func (p *planner) jumps(want []render.Rule, kept map[string]row, static []row, r
 	}
 }
 
+// setPhase decides whether a kept accept row may be changed in place by
+// set, and in which phase; ok is false when only an add of the new row and a
+// remove of the old one keep every intermediate state between the policies
+// (see the package doc, "Sets").
+func setPhase(it Item, want render.Rule, set map[string]string, content listContent, lists map[string]*listInfo) (Phase, bool) {
+	neutral := true
+	for k := range set {
+		neutral = neutral && (k == "comment" || k == "log")
+	}
+	if neutral || it["action"] != "accept" || want.Props["action"] != "accept" {
+		// A new description or log flag changes no verdict. The frame of a
+		// chain (its drops) only changes by hand, one write puts it back.
+		return PhaseChains, true
+	}
+	// changes reports whether a list the row matches on changes in that
+	// direction during the apply.
+	changes := func(props map[string]string, gain bool) bool {
+		if isTrue(props["disabled"]) {
+			return false
+		}
+		for _, k := range [...]string{"src-address-list", "dst-address-list"} {
+			if l := lists[props[k]]; l != nil && ((gain && l.gains) || (!gain && l.loses)) {
+				return true
+			}
+		}
+		return false
+	}
+	oldGains, newLoses := changes(it, true), changes(want.Props, false)
+	old := func(at moment) match { return matchOf(it, content, at) }
+	now := func(at moment) match { return matchOf(want.Props, content, at) }
+	switch {
+	case !oldGains && !newLoses && within(old(atUnion), now(atUnion)):
+		return PhaseChains, true // widened while the lists hold old ∪ new
+	case !newLoses && within(old(atStart), now(atStart)):
+		return PhaseRepoint, true // widened before any list changes
+	case !oldGains && !newLoses && within(now(atUnion), old(atUnion)):
+		return PhaseChainRemove, true // narrowed once every new row is in
+	case !oldGains && within(now(atEnd), old(atEnd)):
+		return PhaseRepointBack, true // narrowed once the lists hold the new content
+	}
+	return 0, false
+}
+
 // onlyFromCopy reports whether set only moves a row's list matchers from a
 // frozen copy to the real list.
 func onlyFromCopy(it Item, set map[string]string) bool {
@@ -753,29 +678,32 @@ var ignored = map[string]bool{
 // (nil when they already match). Properties the rule does not have are
 // unset with "!name".
 func Diff(it Item, want render.Rule) map[string]string {
-	set := map[string]string{}
+	var set map[string]string // allocated only for a row that differs
+	put := func(k, v string) {
+		if set == nil {
+			set = map[string]string{}
+		}
+		set[k] = v
+	}
 	for k, v := range want.Props {
 		if !equalProp(k, it[k], v) {
-			set[k] = v
+			put(k, v)
 		}
 	}
 	for k, v := range it {
 		if _, ok := want.Props[k]; ok || ignored[k] || v == "" {
 			continue
 		}
-		set["!"+k] = ""
+		put("!"+k, "")
 	}
 	if isTrue(it["disabled"]) {
-		set["disabled"] = "no"
+		put("disabled", "no")
 	}
 	if isTrue(it["log"]) {
-		set["log"] = "no"
+		put("log", "no")
 	}
 	if it["comment"] != want.Comment {
-		set["comment"] = want.Comment
-	}
-	if len(set) == 0 {
-		return nil
+		put("comment", want.Comment)
 	}
 	return set
 }

@@ -120,6 +120,27 @@ type Options struct {
 
 // Render computes the wanted rows of d. d must have passed Validate.
 func Render(d *protocol.DesiredState, opts Options) Wanted {
+	var r Renderer
+	return r.Render(d, opts)
+}
+
+// Renderer renders one document after another, reusing the address-list
+// entries of every prefix list whose CIDRs are those of the last document:
+// a small change to a policy with 10,000 entries then costs a comparison
+// per CIDR instead of a parse and a hash (BENCHMARKS.md, "Small changes").
+// The zero value is ready; it is not safe for concurrent use.
+type Renderer struct {
+	lists   map[string]renderedList // by prefix list id
+	entries []Entry                 // the last result's entries
+}
+
+type renderedList struct {
+	cidrs   []string
+	entries []Entry
+}
+
+// Render is the package's Render, remembering d's prefix lists.
+func (rr *Renderer) Render(d *protocol.DesiredState, opts Options) Wanted {
 	var w Wanted
 	type ordered struct {
 		group string
@@ -178,25 +199,58 @@ func Render(d *protocol.DesiredState, opts Options) Wanted {
 			rule(KeyJumpFwdOut, "", Props{"chain": "forward", "action": "jump", "jump-target": ChainOut, "out-interface-list": opts.WANList}))
 	}
 
+	lists := make(map[string]renderedList, len(d.PrefixLists))
+	reused := 0
 	for _, pl := range d.PrefixLists {
+		if prev, ok := rr.lists[pl.ID]; ok && slices.Equal(prev.cidrs, pl.CIDRs) {
+			lists[pl.ID] = prev
+			reused++
+			continue
+		}
 		list := ListName(pl.ID)
 		seen := map[string]bool{}
+		var entries []Entry
 		for _, c := range pl.CIDRs {
 			addr := Address(c)
 			if seen[addr] {
 				continue
 			}
 			seen[addr] = true
-			w.Entries = append(w.Entries, Entry{List: list, Address: addr, Comment: CommentPrefix + shortHash("list="+list, "address="+addr)})
+			entries = append(entries, Entry{List: list, Address: addr, Comment: CommentPrefix + shortHash("list="+list, "address="+addr)})
+		}
+		slices.SortFunc(entries, func(a, b Entry) int { return strings.Compare(a.Address, b.Address) })
+		// The document is not modified once accepted: its CIDRs are kept,
+		// not copied.
+		lists[pl.ID] = renderedList{cidrs: pl.CIDRs, entries: entries}
+	}
+	if reused == len(rr.lists) && reused == len(lists) && rr.entries != nil {
+		// The same lists as last time: the same entries, not a copy
+		// (nothing writes to a Wanted's entries).
+		w.Entries = rr.entries
+	} else {
+		n := 0
+		for _, l := range lists {
+			n += len(l.entries)
+		}
+		if n > 0 {
+			w.Entries = make([]Entry, 0, n)
+		}
+		for _, pl := range d.PrefixLists {
+			w.Entries = append(w.Entries, lists[pl.ID].entries...)
 		}
 	}
-	sort.Slice(w.Entries, func(i, j int) bool {
-		a, b := w.Entries[i], w.Entries[j]
-		if a.List != b.List {
-			return a.List < b.List
+	rr.lists = lists
+	byListAddress := func(a, b Entry) int {
+		if c := strings.Compare(a.List, b.List); c != 0 {
+			return c
 		}
-		return a.Address < b.Address
-	})
+		return strings.Compare(a.Address, b.Address)
+	}
+	if !slices.IsSortedFunc(w.Entries, byListAddress) {
+		w.Entries = slices.Clone(w.Entries) // rr.entries is shared
+		slices.SortFunc(w.Entries, byListAddress)
+	}
+	rr.entries = w.Entries
 	return w
 }
 
@@ -205,6 +259,9 @@ func ListName(id string) string { return ListPrefix + id }
 
 // Address renders a CIDR as RouterOS prints it: a /32 is a bare address.
 func Address(cidr string) string {
+	if !strings.Contains(cidr, "/") {
+		return cidr // a bare address, or text that is none (ParsePrefix would fail, and allocate its error)
+	}
 	p, err := netip.ParsePrefix(cidr)
 	if err != nil {
 		return cidr
@@ -212,6 +269,10 @@ func Address(cidr string) string {
 	p = p.Masked()
 	if p.Bits() == p.Addr().BitLen() {
 		return p.Addr().String()
+	}
+	var buf [64]byte
+	if string(p.AppendTo(buf[:0])) == cidr {
+		return cidr // already as printed: no new string (the planner calls this per observed entry)
 	}
 	return p.String()
 }

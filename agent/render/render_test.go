@@ -147,3 +147,33 @@ func TestProtocolNumber(t *testing.T) {
 		t.Error("accepted bogus")
 	}
 }
+
+// TestRendererMatchesRender: a Renderer that remembers earlier documents
+// renders each document of a sequence exactly as a fresh Render does.
+func TestRendererMatchesRender(t *testing.T) {
+	doc := func(lists map[string][]string) *protocol.DesiredState {
+		d := &protocol.DesiredState{}
+		for _, id := range []string{"prfx_lst_a", "prfx_lst_b", "prfx_lst_c"} {
+			if c, ok := lists[id]; ok {
+				d.PrefixLists = append(d.PrefixLists, protocol.PrefixList{ID: id, CIDRs: c})
+			}
+		}
+		return d
+	}
+	seq := []*protocol.DesiredState{
+		doc(map[string][]string{"prfx_lst_a": {"10.0.0.1/32", "10.0.0.10/32", "10.0.0.0/24"}, "prfx_lst_b": {"192.0.2.0/24"}}),
+		doc(map[string][]string{"prfx_lst_a": {"10.0.0.1/32", "10.0.0.10/32", "10.0.0.0/24"}, "prfx_lst_b": {"192.0.2.0/24", "192.0.2.7/32"}}),
+		doc(map[string][]string{"prfx_lst_a": {"10.0.0.1/32", "10.0.0.10/32", "10.0.0.0/24"}, "prfx_lst_b": {"192.0.2.0/24", "192.0.2.7/32"}}), // same lists: entries reused whole
+		doc(map[string][]string{"prfx_lst_a": {"10.0.0.1/32", "10.0.0.10/32", "10.0.0.0/24"}}),                                                 // one list fewer
+		doc(map[string][]string{"prfx_lst_b": {"192.0.2.0/24", "192.0.2.7/32"}, "prfx_lst_c": {"198.51.100.0/24"}}),
+		doc(map[string][]string{"prfx_lst_a": {"10.0.0.1/32"}, "prfx_lst_b": {"192.0.2.0/24", "192.0.2.7/32"}}),
+		doc(nil),
+		doc(map[string][]string{"prfx_lst_a": {"10.0.0.1/32"}}),
+	}
+	var r Renderer
+	for i, d := range seq {
+		if diff := cmp.Diff(Render(d, Options{}), r.Render(d, Options{})); diff != "" {
+			t.Errorf("document %d (-fresh +renderer):\n%s", i, diff)
+		}
+	}
+}

@@ -112,6 +112,8 @@ type Config struct {
 	LogLevel     string
 	// Quotas bound each organisation (--quota-*).
 	Quotas cp.Quotas
+	// AuditRetention is how long audit events are kept.
+	AuditRetention time.Duration
 }
 
 // DefaultDataDir is where data lives unless --data-dir says otherwise.
@@ -138,6 +140,7 @@ func bindConfig(fs *flag.FlagSet, c *Config) {
 	fs.IntVar(&c.Quotas.Sites, "quota-sites", cp.DefaultQuotas.Sites, "sites each organisation may have (named by its groups and prefix lists, or enrolled)")
 	fs.IntVar(&c.Quotas.SecurityGroups, "quota-security-groups", cp.DefaultQuotas.SecurityGroups, "security groups each organisation may have")
 	fs.IntVar(&c.Quotas.PrefixLists, "quota-prefix-lists", cp.DefaultQuotas.PrefixLists, "prefix lists each organisation may have")
+	fs.DurationVar(&c.AuditRetention, "audit-retention", cp.DefaultAuditRetention, "how long audit events (GET /vpc/audit-events, versions) are kept")
 }
 
 // parseFlags parses args, then fills every flag not given on the command

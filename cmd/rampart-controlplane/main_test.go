@@ -34,7 +34,7 @@ func TestFlagsFromEnvironment(t *testing.T) {
 	}
 	want := Config{HTTPAddr: "127.0.0.1:9", DataDir: "/from/flag", MQTTURL: "tcp://broker:1883", MQTTSListen: ":8883", JWTOrgClaim: "org_id",
 		TLSCert: "/etc/rampart/cert.pem", TLSKey: "/etc/rampart/key.pem",
-		SyncTimeout: 45 * time.Second, Demo: 3, LogLevel: "info", Quotas: cp.DefaultQuotas}
+		SyncTimeout: 45 * time.Second, Demo: 3, LogLevel: "info", Quotas: cp.DefaultQuotas, AuditRetention: cp.DefaultAuditRetention}
 	if c != want {
 		t.Errorf("config = %+v\nwant     %+v", c, want)
 	}

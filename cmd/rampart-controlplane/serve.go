@@ -99,6 +99,7 @@ func (m *Main) Start(ctx context.Context) (err error) {
 	}
 	m.Store, err = bolt.Open(filepath.Join(c.DataDir, DBFile), bolt.Options{
 		SyncTimeout: c.SyncTimeout, Now: m.Now, Revisioner: compile.Revisioner{}, Quotas: c.Quotas,
+		AuditRetention: c.AuditRetention, OnPruneError: func(err error) { m.Logger.Error("prune audit events", "error", err) },
 	})
 	if err != nil {
 		return err

@@ -1,6 +1,8 @@
 // Package api serves the control plane's REST API over HTTP: security
-// groups, prefix lists, reference data and sites, under /vpc/ and, as an
-// alias, without it, plus /openapi.yaml, /healthz, /readyz and /metrics.
+// groups and prefix lists (with ETags, If-Match and their versions),
+// reference data, sites and their published policy, and the audit trail,
+// under /vpc/ and, as an alias, without it, plus /openapi.yaml, /healthz,
+// /readyz and /metrics.
 //
 // # Contract
 //
@@ -52,13 +54,16 @@ type Store interface {
 	// after ("" for the first), as a JSON array, the id of the last, and
 	// whether more follow (paging.go).
 	ListJSONPage(ctx context.Context, org, kind, after string, limit int) (body []byte, last string, more bool, err error)
-	GetJSON(ctx context.Context, org, kind, id string) ([]byte, error)
-	// Writes answer with the resource as stored (and its new id).
-	CreateSecurityGroup(ctx context.Context, org string, w *cp.SecurityGroupWrite) (id string, body []byte, err error)
-	ReplaceSecurityGroup(ctx context.Context, org, id string, w *cp.SecurityGroupWrite) ([]byte, error)
+	GetJSON(ctx context.Context, org, kind, id string) (cp.Stored, error)
+	// Writes answer with the resource as stored, its id and version. The
+	// context carries the cp.WriteRequest (author, request id, If-Match),
+	// which a replace or delete checks inside its transaction and every
+	// write records in the audit trail.
+	CreateSecurityGroup(ctx context.Context, org string, w *cp.SecurityGroupWrite) (cp.Stored, error)
+	ReplaceSecurityGroup(ctx context.Context, org, id string, w *cp.SecurityGroupWrite) (cp.Stored, error)
 	DeleteSecurityGroup(ctx context.Context, org, id string) error
-	CreatePrefixList(ctx context.Context, org string, w *cp.PrefixListWrite) (id string, body []byte, err error)
-	ReplacePrefixList(ctx context.Context, org, id string, w *cp.PrefixListWrite) ([]byte, error)
+	CreatePrefixList(ctx context.Context, org string, w *cp.PrefixListWrite) (cp.Stored, error)
+	ReplacePrefixList(ctx context.Context, org, id string, w *cp.PrefixListWrite) (cp.Stored, error)
 	DeletePrefixList(ctx context.Context, org, id string) error
 
 	// ListSitesPage is ListJSONPage for sites, decoded.
@@ -69,14 +74,24 @@ type Store interface {
 	// organisation gets credentials for at most its quota of sites.
 	ReserveSite(ctx context.Context, org, site string) error
 
+	// AuditEvents answers the organisation's audit events q selects,
+	// newest first, each as its JSON (cp.AuditEvent), and whether more
+	// follow.
+	AuditEvents(ctx context.Context, org string, q cp.AuditQuery) ([]json.RawMessage, bool, error)
+
+	// Epoch and ViewPolicy give a site's document as the syncer publishes
+	// it (compile.Published).
+	Epoch() string
+	ViewPolicy(ctx context.Context, org string, fn func(cp.PolicyTx) error) error
+
 	CountByStatus(ctx context.Context) (map[string]map[cp.Status]int, error)
 	Ping(ctx context.Context) error
 }
 
-// TokenVerifier checks a bearer token and returns its organisation
-// (auth.Verifier).
+// TokenVerifier checks a bearer token and returns its organisation and
+// subject (auth.Verifier).
 type TokenVerifier interface {
-	Verify(token string) (org string, err error)
+	Identify(token string) (org, subject string, err error)
 }
 
 // Options configures New.
@@ -159,6 +174,10 @@ func (s *Server) routes() {
 		})
 		s.handle("GET "+base+"/sites", s.listSites)
 		s.handle("GET "+base+"/sites/{siteId}", s.getSite)
+		s.handle("GET "+base+"/sites/{siteId}/policy", s.sitePolicy)
+		s.handle("GET "+base+"/audit-events", s.auditEvents)
+		s.handle("GET "+base+"/security-groups/{securityGroupId}/versions", s.versions(cp.KindSecurityGroup, "securityGroupId"))
+		s.handle("GET "+base+"/prefix-lists/{prefixListId}/versions", s.versions(cp.KindPrefixList, "prefixListId"))
 	}
 	s.mux.HandleFunc("GET /openapi.yaml", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/yaml")
@@ -177,12 +196,16 @@ func (s *Server) routes() {
 const noRoutePattern = "/"
 
 // handlerFunc is an authenticated handler: it gets the caller's
-// organisation and returns an error instead of writing one.
+// organisation and returns an error instead of writing one. A write's
+// request carries the cp.WriteRequest in its context.
 type handlerFunc func(w http.ResponseWriter, r *http.Request, org string) error
 
 func (s *Server) handle(pattern string, h handlerFunc) {
 	s.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
-		org, err := s.authenticate(r)
+		org, sub, err := s.authenticate(r)
+		if err == nil && r.Method != http.MethodGet && r.Method != http.MethodHead {
+			r, err = withWriteRequest(w, r, sub)
+		}
 		if err == nil {
 			err = h(w, r, org)
 		}
@@ -192,16 +215,27 @@ func (s *Server) handle(pattern string, h handlerFunc) {
 	})
 }
 
-func (s *Server) authenticate(r *http.Request) (string, error) {
+// withWriteRequest gives a write's store call what it needs of the
+// request: its author, id and If-Match (reads skip the request copy).
+func withWriteRequest(w http.ResponseWriter, r *http.Request, sub string) (*http.Request, error) {
+	pre, err := cp.ParseIfMatch(r.Header.Get("If-Match"))
+	if err != nil {
+		return r, err
+	}
+	wr := cp.WriteRequest{Subject: sub, RequestID: requestID(w), Method: r.Method, IfMatch: pre}
+	return r.WithContext(cp.WithWriteRequest(r.Context(), wr)), nil
+}
+
+func (s *Server) authenticate(r *http.Request) (org, sub string, err error) {
 	tok, err := bearerToken(r)
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
-	org, err := s.opts.Verifier.Verify(tok)
+	org, sub, err = s.opts.Verifier.Identify(tok)
 	if err != nil {
-		return "", &cp.Error{Code: cp.CodeUnauthenticated, Message: authMessage(err)}
+		return "", "", &cp.Error{Code: cp.CodeUnauthenticated, Message: authMessage(err)}
 	}
-	return org, nil
+	return org, sub, nil
 }
 
 func bearerToken(r *http.Request) (string, error) {
@@ -352,6 +386,7 @@ var errorTable = map[string]struct {
 	cp.CodeMethodNotAllowed:     {http.StatusMethodNotAllowed, typeInvalidRequest},
 	cp.CodePrefixListInUse:      {http.StatusConflict, typeInvalidRequest},
 	cp.CodeResourceLocked:       {http.StatusConflict, typeInvalidRequest},
+	cp.CodePreconditionFailed:   {http.StatusPreconditionFailed, typeInvalidRequest},
 	cp.CodeBodyTooLarge:         {http.StatusRequestEntityTooLarge, typeInvalidRequest},
 	cp.CodeUnsupportedMediaType: {http.StatusUnsupportedMediaType, typeInvalidRequest},
 	cp.CodeParameterMissing:     {http.StatusUnprocessableEntity, typeInvalidRequest},
@@ -461,17 +496,29 @@ func (s *Server) list(kind string) handlerFunc {
 // get answers one resource of a kind, its id in the path parameter param.
 func (s *Server) get(kind, param string) handlerFunc {
 	return func(w http.ResponseWriter, r *http.Request, org string) error {
-		return writeRaw(w, http.StatusOK)(s.opts.Store.GetJSON(r.Context(), org, kind, r.PathValue(param)))
+		return writeStored(w, http.StatusOK)(s.opts.Store.GetJSON(r.Context(), org, kind, r.PathValue(param)))
+	}
+}
+
+// writeStored answers a resource as stored, with its ETag, or passes the
+// store's error on.
+func writeStored(w http.ResponseWriter, status int) func(cp.Stored, error) error {
+	return func(st cp.Stored, err error) error {
+		if err != nil {
+			return err
+		}
+		w.Header()["Etag"] = []string{st.ETag()}
+		return writeRaw(w, status)(st.Body, nil)
 	}
 }
 
 // created answers a create: 201 with the new resource at path/id.
-func created(w http.ResponseWriter, r *http.Request, path, id string, body []byte, err error) error {
+func created(w http.ResponseWriter, r *http.Request, path string, st cp.Stored, err error) error {
 	if err != nil {
 		return err
 	}
-	w.Header().Set("Location", base(r)+path+id)
-	return writeRaw(w, http.StatusCreated)(body, nil)
+	w.Header().Set("Location", base(r)+path+st.ID)
+	return writeStored(w, http.StatusCreated)(st, nil)
 }
 
 func (s *Server) createGroup(w http.ResponseWriter, r *http.Request, org string) error {
@@ -479,8 +526,8 @@ func (s *Server) createGroup(w http.ResponseWriter, r *http.Request, org string)
 	if err := s.decode(w, r, "SecurityGroupWrite", &in); err != nil {
 		return err
 	}
-	id, body, err := s.opts.Store.CreateSecurityGroup(r.Context(), org, &in)
-	return created(w, r, "/security-groups/", id, body, err)
+	st, err := s.opts.Store.CreateSecurityGroup(r.Context(), org, &in)
+	return created(w, r, "/security-groups/", st, err)
 }
 
 func (s *Server) replaceGroup(w http.ResponseWriter, r *http.Request, org string) error {
@@ -492,7 +539,7 @@ func (s *Server) replaceGroup(w http.ResponseWriter, r *http.Request, org string
 	if err := s.decode(w, r, "SecurityGroupWrite", &in); err != nil {
 		return err
 	}
-	return writeRaw(w, http.StatusOK)(s.opts.Store.ReplaceSecurityGroup(r.Context(), org, id, &in))
+	return writeStored(w, http.StatusOK)(s.opts.Store.ReplaceSecurityGroup(r.Context(), org, id, &in))
 }
 
 func (s *Server) deleteGroup(w http.ResponseWriter, r *http.Request, org string) error {
@@ -504,8 +551,8 @@ func (s *Server) createList(w http.ResponseWriter, r *http.Request, org string) 
 	if err := s.decode(w, r, "PrefixListWrite", &in); err != nil {
 		return err
 	}
-	id, body, err := s.opts.Store.CreatePrefixList(r.Context(), org, &in)
-	return created(w, r, "/prefix-lists/", id, body, err)
+	st, err := s.opts.Store.CreatePrefixList(r.Context(), org, &in)
+	return created(w, r, "/prefix-lists/", st, err)
 }
 
 func (s *Server) replaceList(w http.ResponseWriter, r *http.Request, org string) error {
@@ -517,7 +564,7 @@ func (s *Server) replaceList(w http.ResponseWriter, r *http.Request, org string)
 	if err := s.decode(w, r, "PrefixListWrite", &in); err != nil {
 		return err
 	}
-	return writeRaw(w, http.StatusOK)(s.opts.Store.ReplacePrefixList(r.Context(), org, id, &in))
+	return writeStored(w, http.StatusOK)(s.opts.Store.ReplacePrefixList(r.Context(), org, id, &in))
 }
 
 func (s *Server) deleteList(w http.ResponseWriter, r *http.Request, org string) error {

@@ -74,7 +74,8 @@ func benchServerRegistry(b *testing.B, noBatch bool, groups int) (url, token str
 		b.Fatal(err)
 	}
 	for range groups {
-		id, _, err := st.CreateSecurityGroup(context.Background(), orgA, ptr(bigGroup(0)))
+		created, err := st.CreateSecurityGroup(context.Background(), orgA, ptr(bigGroup(0)))
+		id := created.ID
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -66,3 +66,23 @@ func body250(b *testing.B) ([]byte, bodySchemas) {
 	b.ReportAllocs()
 	return body, schemas
 }
+
+// BenchmarkDecodePrefixList500 is decodeBody alone on a 500-prefix list
+// body: the typed decoder and the domain checks.
+//
+//	go test -run '^$' -bench 'DecodePrefixList500$' -benchmem ./controlplane/api
+func BenchmarkDecodePrefixList500(b *testing.B) {
+	_, schemas := body250(b)
+	w := cp.PrefixListWrite{Name: "Big list", Sites: []string{"site_a"}}
+	for i := range cp.MaxPrefixes {
+		w.Prefixes = append(w.Prefixes, cp.PrefixWrite{CIDR: fmt.Sprintf("10.%d.%d.0/24", i/256, i%256), Description: "benchmark prefix"})
+	}
+	body, _ := json.Marshal(w)
+	b.SetBytes(int64(len(body)))
+	for b.Loop() {
+		var got cp.PrefixListWrite
+		if err := decodeBody(body, schemas["PrefixListWrite"], &got); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -22,6 +22,7 @@ import (
 	cp "github.com/rampart-fw/rampart/controlplane"
 	"github.com/rampart-fw/rampart/controlplane/api"
 	"github.com/rampart-fw/rampart/controlplane/auth"
+	"github.com/rampart-fw/rampart/controlplane/compile"
 	"github.com/rampart-fw/rampart/controlplane/store/bolt"
 	"github.com/rampart-fw/rampart/protocol"
 )
@@ -62,6 +63,9 @@ type env struct {
 	realAuthClock bool
 	// quotas are the store's (zero: the defaults).
 	quotas cp.Quotas
+	// revise gives the store the compiler's Revisioner, so writes compile
+	// documents and give sites revisions (sites' policy, decommission).
+	revise bool
 }
 
 var (
@@ -97,7 +101,11 @@ func newEnv(t testing.TB, opts ...func(*env)) *env {
 
 func (e *env) start() {
 	e.t.Helper()
-	st, err := bolt.Open(e.path, bolt.Options{Now: e.clock.Now, SyncTimeout: 2 * time.Minute, MaxBatchDelay: time.Millisecond, Quotas: e.quotas})
+	bo := bolt.Options{Now: e.clock.Now, SyncTimeout: 2 * time.Minute, MaxBatchDelay: time.Millisecond, Quotas: e.quotas}
+	if e.revise {
+		bo.Revisioner = compile.Revisioner{}
+	}
+	st, err := bolt.Open(e.path, bo)
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -152,11 +160,18 @@ func (e *env) restart() {
 
 func (e *env) token(org string) string {
 	e.t.Helper()
+	return e.tokenFor(org, "")
+}
+
+// tokenFor is a token of org whose sub claim is subject ("" for the
+// default).
+func (e *env) tokenFor(org, subject string) string {
+	e.t.Helper()
 	now := e.clock.Now()
 	if e.realAuthClock {
 		now = time.Now()
 	}
-	tok, err := auth.Mint(auth.MintOptions{Key: testKey, Org: org, TTL: time.Hour, Now: now})
+	tok, err := auth.Mint(auth.MintOptions{Key: testKey, Org: org, Subject: subject, TTL: time.Hour, Now: now})
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -199,6 +214,12 @@ func (e *env) bearer(org string) string {
 
 func (e *env) doRaw(method, path, authz string, body any) response {
 	e.t.Helper()
+	return e.doWith(method, path, authz, nil, body)
+}
+
+// doWith is doRaw with extra request headers.
+func (e *env) doWith(method, path, authz string, hdr map[string]string, body any) response {
+	e.t.Helper()
 	var rd io.Reader
 	switch b := body.(type) {
 	case nil:
@@ -222,6 +243,9 @@ func (e *env) doRaw(method, path, authz string, body any) response {
 	}
 	if authz != "" {
 		req.Header.Set("Authorization", authz)
+	}
+	for k, v := range hdr {
+		req.Header.Set(k, v)
 	}
 	resp, err := e.srv.Client().Do(req)
 	if err != nil {
@@ -274,7 +298,7 @@ func validateResponse(t testing.TB, rt routers.Router, req *http.Request, r resp
 }
 
 func isAPIPath(p string) bool {
-	for _, pre := range []string{"/security-groups", "/prefix-lists", "/reference/", "/sites"} {
+	for _, pre := range []string{"/security-groups", "/prefix-lists", "/reference/", "/sites", "/audit-events"} {
 		if strings.HasPrefix(p, pre) {
 			return true
 		}

@@ -92,14 +92,21 @@ func readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
 }
 
 // decodeBody decodes body into v and runs v's domain validation. A group
-// takes its typed decoder (decode.go); what it or the domain checks
-// refuse, and every other body, takes the schema path, which words each
-// error.
+// or prefix list takes the typed decoder (decode.go); what it or the
+// domain checks refuse, and every other body, takes the schema path, which
+// words each error.
 func decodeBody(body []byte, schema *openapi3.Schema, v interface{ Validate() error }) error {
-	if g, ok := v.(*cp.SecurityGroupWrite); ok {
+	switch v := v.(type) {
+	case *cp.SecurityGroupWrite:
 		var in cp.SecurityGroupWrite
 		if decodeGroup(body, &in) == nil && in.Validate() == nil {
-			*g = in
+			*v = in
+			return nil
+		}
+	case *cp.PrefixListWrite:
+		var in cp.PrefixListWrite
+		if decodePrefixList(body, &in) == nil && in.Validate() == nil {
+			*v = in
 			return nil
 		}
 	}

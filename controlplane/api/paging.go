@@ -2,7 +2,6 @@ package api
 
 import (
 	"net/http"
-	"net/url"
 	"strconv"
 
 	cp "github.com/rampart-fw/rampart/controlplane"
@@ -36,9 +35,10 @@ func page(r *http.Request, idOK func(string) bool, idHint string) (limit int, af
 	return limit, after, nil
 }
 
-// setNext sets the Link header to the page after last.
+// setNext sets the Link header to the page after last, keeping the
+// request's other parameters (an audit listing's filters).
 func setNext(w http.ResponseWriter, r *http.Request, limit int, last string) {
-	q := url.Values{}
+	q := r.URL.Query()
 	q.Set("limit", strconv.Itoa(limit))
 	q.Set("starting_after", last)
 	w.Header().Set("Link", "<"+r.URL.Path+"?"+q.Encode()+`>; rel="next"`)

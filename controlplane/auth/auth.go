@@ -89,7 +89,7 @@ type Verifier struct {
 }
 
 type verifiedToken struct {
-	org         string
+	org, sub    string
 	from, until time.Time // valid while from <= now < until, as the parser judges
 }
 
@@ -156,11 +156,19 @@ func or(s, def string) string {
 
 // Verify checks a raw token and returns its organisation.
 func (v *Verifier) Verify(raw string) (org string, err error) {
+	org, _, err = v.Identify(raw)
+	return org, err
+}
+
+// Identify checks a raw token and returns its organisation and its
+// subject (the sub claim, empty when the token has none), which the audit
+// trail records as the author of a write.
+func (v *Verifier) Identify(raw string) (org, subject string, err error) {
 	now := v.opts.Now()
 	if e, ok := v.verified.Load(raw); ok {
 		t := e.(*verifiedToken)
 		if !now.Before(t.from) && now.Before(t.until) {
-			return t.org, nil
+			return t.org, t.sub, nil
 		}
 		// Expired (or the clock went back): verify again, which words
 		// the refusal.
@@ -170,21 +178,22 @@ func (v *Verifier) Verify(raw string) (org string, err error) {
 	}
 	org, claims, err := v.verify(raw)
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
-	v.remember(raw, org, claims, now)
-	return org, nil
+	sub, _ := claims["sub"].(string)
+	v.remember(raw, org, sub, claims, now)
+	return org, sub, nil
 }
 
 // remember caches a token that just verified, for the time its claims
 // keep it valid (the parser's own rules: before exp + leeway, not
 // before nbf - leeway).
-func (v *Verifier) remember(raw, org string, claims jwt.MapClaims, now time.Time) {
+func (v *Verifier) remember(raw, org, sub string, claims jwt.MapClaims, now time.Time) {
 	exp, err := claims.GetExpirationTime()
 	if err != nil || exp == nil {
 		return
 	}
-	t := &verifiedToken{org: org, until: exp.Add(v.leeway)}
+	t := &verifiedToken{org: org, sub: sub, until: exp.Add(v.leeway)}
 	if nbf, err := claims.GetNotBefore(); err == nil && nbf != nil {
 		t.from = nbf.Add(-v.leeway)
 	}
@@ -243,8 +252,11 @@ type MintOptions struct {
 	OrgClaim string // empty means DefaultOrgClaim
 	Issuer   string // empty means DefaultIssuer
 	Audience string // empty means DefaultAudience
-	TTL      time.Duration
-	Now      time.Time
+	// Subject is the sub claim, who the audit trail names; empty means
+	// "rampart-token:" + Org.
+	Subject string
+	TTL     time.Duration
+	Now     time.Time
 }
 
 // Mint returns an embedded-mode HS256 token for an organisation.
@@ -262,7 +274,7 @@ func Mint(o MintOptions) (string, error) {
 	claims := jwt.MapClaims{
 		"iss":                           or(o.Issuer, DefaultIssuer),
 		"aud":                           or(o.Audience, DefaultAudience),
-		"sub":                           "rampart-token:" + o.Org,
+		"sub":                           or(o.Subject, "rampart-token:"+o.Org),
 		"iat":                           now.Unix(),
 		"exp":                           now.Add(o.TTL).Unix(),
 		or(o.OrgClaim, DefaultOrgClaim): o.Org,

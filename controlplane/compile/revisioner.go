@@ -104,3 +104,37 @@ func Stamp(d *protocol.DesiredState, stored Revision, epoch string) error {
 	d.Epoch, d.Revision = epoch, stored.Revision
 	return nil
 }
+
+// Published returns the documents of sites as they are published: compiled
+// from tx and stamped with the revision stored in tx and with epoch, in the
+// order of sites. A site never given a revision (known only from its
+// agent's reports) has none. A site whose content is not its stored
+// revision's is left out and reported to bad (a bug: publishing it under
+// that revision would be worse than not publishing). The syncer publishes
+// these after a connection; the API shows them (GET /vpc/sites/{id}/policy).
+func Published(tx controlplane.PolicyTx, org string, sites []string, epoch string, bad func(site string, err error)) ([]protocol.DesiredState, error) {
+	compiled, err := CompileTx(tx, org, sites)
+	if err != nil {
+		return nil, err
+	}
+	var docs []protocol.DesiredState
+	for _, site := range sites {
+		d, ok := compiled[site]
+		if !ok {
+			continue
+		}
+		rev, err := siteRevision(tx, site)
+		if err != nil {
+			return nil, err
+		}
+		if rev.Revision == 0 {
+			continue
+		}
+		if err := Stamp(&d, rev, epoch); err != nil {
+			bad(site, err)
+			continue
+		}
+		docs = append(docs, d)
+	}
+	return docs, nil
+}

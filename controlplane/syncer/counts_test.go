@@ -114,11 +114,12 @@ func TestSiteCountsStayRight(t *testing.T) {
 		}
 	}
 	check("empty", nil)
-	gid, _, err := st.CreateSecurityGroup(ctx, org, group("443", "site_a", "site_b", "site_c", "site_d"))
+	created, err := st.CreateSecurityGroup(ctx, org, group("443", "site_a", "site_b", "site_c", "site_d"))
+	gid := created.ID
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := st.CreateSecurityGroup(ctx, "org_other", group("22", "site_a")); err != nil {
+	if _, err := st.CreateSecurityGroup(ctx, "org_other", group("22", "site_a")); err != nil {
 		t.Fatal(err)
 	}
 	check("after writes", map[cp.SiteState]int{cp.SiteSyncing: 5})

@@ -617,38 +617,12 @@ func (s *Syncer) published(org string, docs []protocol.DesiredState) {
 func (s *Syncer) compile(ctx context.Context, org string, sites []string) ([]protocol.DesiredState, error) {
 	var docs []protocol.DesiredState
 	err := s.opts.Store.ViewPolicy(ctx, org, func(tx cp.PolicyTx) error {
-		docs = docs[:0]
-		compiled, err := compile.CompileTx(tx, org, sites)
-		if err != nil {
-			return err
-		}
-		for _, site := range sites {
-			d, ok := compiled[site]
-			if !ok {
-				continue
-			}
-			raw, err := tx.SiteData(site)
-			if err != nil {
-				return err
-			}
-			rev, err := compile.DecodeRevision(raw)
-			if err != nil {
-				return err
-			}
-			if rev.Revision == 0 {
-				continue
-			}
-			if err := compile.Stamp(&d, rev, s.epoch); err != nil {
-				// The stored revision was computed from this same snapshot,
-				// so this is a bug; publishing under a wrong revision would be
-				// worse than not publishing.
-				s.m.compileErrors.Inc()
-				s.log.Error("stamp desired state", "org", org, "site", site, "error", err)
-				continue
-			}
-			docs = append(docs, d)
-		}
-		return nil
+		var err error
+		docs, err = compile.Published(tx, org, sites, s.epoch, func(site string, err error) {
+			s.m.compileErrors.Inc()
+			s.log.Error("stamp desired state", "org", org, "site", site, "error", err)
+		})
+		return err
 	})
 	return docs, err
 }

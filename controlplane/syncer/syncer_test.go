@@ -117,7 +117,8 @@ func TestPublishAfterWriteAndRepublish(t *testing.T) {
 	pub := &recorder{}
 	st, s, _ := setup(t, pub)
 	ctx := context.Background()
-	gid, _, err := st.CreateSecurityGroup(ctx, org, group("443", "site_a", "site_b"))
+	created, err := st.CreateSecurityGroup(ctx, org, group("443", "site_a", "site_b"))
+	gid := created.ID
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -162,7 +163,7 @@ func isLocked(err error) bool {
 func TestRetryAfterFailedPublish(t *testing.T) {
 	pub := &recorder{fails: 3}
 	st, s, reg := setup(t, pub)
-	if _, _, err := st.CreateSecurityGroup(context.Background(), org, group("443", "site_a")); err != nil {
+	if _, err := st.CreateSecurityGroup(context.Background(), org, group("443", "site_a")); err != nil {
 		t.Fatal(err)
 	}
 	published(t, pub, "site_a")
@@ -200,7 +201,7 @@ func TestMetrics(t *testing.T) {
 	pub := &recorder{}
 	st, s, reg := setup(t, pub)
 	ctx := context.Background()
-	if _, _, err := st.CreateSecurityGroup(ctx, org, group("443", "site_a", "site_b")); err != nil {
+	if _, err := st.CreateSecurityGroup(ctx, org, group("443", "site_a", "site_b")); err != nil {
 		t.Fatal(err)
 	}
 	published(t, pub, "site_a", "site_b")
@@ -313,7 +314,7 @@ func TestReportQueueIsBounded(t *testing.T) {
 	})
 	t.Cleanup(func() { open.Do(func() { close(gate) }) }) // before setup's: a failure must not hang the syncer
 	ctx := context.Background()
-	if _, _, err := st.CreateSecurityGroup(ctx, org, group("443", "site_a")); err != nil {
+	if _, err := st.CreateSecurityGroup(ctx, org, group("443", "site_a")); err != nil {
 		t.Fatal(err)
 	}
 	doc := published(t, pub, "site_a")["site_a"]
@@ -353,7 +354,7 @@ func TestForgedStatusCounted(t *testing.T) {
 	pub := &recorder{}
 	st, s, reg := setup(t, pub)
 	ctx := context.Background()
-	if _, _, err := st.CreateSecurityGroup(ctx, org, group("443", "site_a")); err != nil {
+	if _, err := st.CreateSecurityGroup(ctx, org, group("443", "site_a")); err != nil {
 		t.Fatal(err)
 	}
 	s.SiteStatus(ctx, org, "site_a", protocol.SiteStatus{Schema: 1, OrgID: org, SiteID: "site_a", Epoch: st.Epoch(), Revision: math.MaxUint64, State: protocol.StateApplied})
@@ -407,7 +408,7 @@ func TestWriteIsCompiledOnce(t *testing.T) {
 	var views *viewCounter
 	st, s, _ := setup(t, pub, func(o *syncer.Options) { views = &viewCounter{Store: o.Store}; o.Store = views })
 	ctx := context.Background()
-	if _, _, err := st.CreateSecurityGroup(ctx, org, group("443", "site_a", "site_b")); err != nil {
+	if _, err := st.CreateSecurityGroup(ctx, org, group("443", "site_a", "site_b")); err != nil {
 		t.Fatal(err)
 	}
 	first := published(t, pub, "site_a", "site_b")

@@ -14,6 +14,8 @@
 //	orgs/<org>/sites/<site>   JSON controlplane.Site
 //	orgs/<org>/sitedata/<site>  the Revisioner's own per-site bytes
 //	orgs/<org>/reports/<site>   JSON controlplane.LastReport: the newest status taken
+//	orgs/<org>/audit/<time BE><seq BE>   resource id, 0, JSON controlplane.AuditEvent
+//	orgs/<org>/auditres/<resource>\x00<time BE><seq BE>   a resource's events (its versions)
 //	deadlines/<unixnano BE><org>\x00<kind>\x00<id>   syncing resources by deadline
 //	awaiting/<org>\x00<site>\x00<kind>\x00<id>       which resources wait for a site
 //	status/<org>\x00<kind>\x00<id>                   status, for metrics
@@ -64,6 +66,7 @@
 //	sweep.go      deadlines and counts by status
 //	policy.go     the Revisioner's and syncer's PolicyTx
 //	commit.go     group commit of concurrent writes
+//	audit.go      the audit trail: recorded in each write, read, pruned
 package bolt
 
 import (
@@ -104,6 +107,14 @@ type Options struct {
 	// Quotas bound each organisation (quota.go); zero fields mean
 	// controlplane.DefaultQuotas.
 	Quotas cp.Quotas
+	// AuditRetention is how long audit events are kept; zero means
+	// controlplane.DefaultAuditRetention. Open prunes older ones at once
+	// and every AuditPruneInterval (zero: an hour) until Close.
+	AuditRetention     time.Duration
+	AuditPruneInterval time.Duration
+	// OnPruneError receives a failed prune; nil drops it (the next one
+	// retries).
+	OnPruneError func(error)
 }
 
 var (
@@ -136,6 +147,10 @@ type Store struct {
 	reads    readCache
 	commits  *committer // nil with NoBatch
 	counts   *counts    // running counts for metrics (counts.go)
+
+	stopPrune chan struct{}
+	stopOnce  sync.Once // Close may be called more than once
+	pruned    sync.WaitGroup
 }
 
 // Open opens (or creates) the database at path.
@@ -186,11 +201,24 @@ func Open(path string, opts Options) (*Store, error) {
 	if !opts.NoBatch {
 		s.commits = newCommitter(db, opts.MaxBatchDelay)
 	}
+	if opts.AuditRetention <= 0 {
+		opts.AuditRetention = cp.DefaultAuditRetention
+	}
+	if opts.AuditPruneInterval <= 0 {
+		opts.AuditPruneInterval = time.Hour
+	}
+	if opts.OnPruneError == nil {
+		opts.OnPruneError = func(error) {}
+	}
+	s.stopPrune = make(chan struct{})
+	s.pruned.Go(func() { s.pruneAudit(s.stopPrune, opts.AuditRetention, opts.AuditPruneInterval, opts.OnPruneError) })
 	return s, nil
 }
 
 // Close closes the database.
 func (s *Store) Close() error {
+	s.stopOnce.Do(func() { close(s.stopPrune) })
+	s.pruned.Wait()
 	if s.commits != nil {
 		s.commits.close()
 	}

@@ -11,7 +11,8 @@ import (
 // the written resource back decoded, for tests that check its fields.
 
 func createGroup(ctx context.Context, s *bolt.Store, org string, w *cp.SecurityGroupWrite) (cp.SecurityGroup, error) {
-	id, _, err := s.CreateSecurityGroup(ctx, org, w)
+	created, err := s.CreateSecurityGroup(ctx, org, w)
+	id := created.ID
 	if err != nil {
 		return cp.SecurityGroup{}, err
 	}
@@ -26,7 +27,8 @@ func replaceGroup(ctx context.Context, s *bolt.Store, org, id string, w *cp.Secu
 }
 
 func createList(ctx context.Context, s *bolt.Store, org string, w *cp.PrefixListWrite) (cp.PrefixList, error) {
-	id, _, err := s.CreatePrefixList(ctx, org, w)
+	created, err := s.CreatePrefixList(ctx, org, w)
+	id := created.ID
 	if err != nil {
 		return cp.PrefixList{}, err
 	}

@@ -23,7 +23,10 @@ import (
 //	2  the members index: which groups and lists each site holds.
 //	3  no site record or newest report carries a revision above the site's
 //	   desired one: what forged reports left before they were refused.
-const schemaVersion = 3
+//	4  every organisation has the audit and auditres buckets (audit.go),
+//	   and sync records carry the resource's version (its ETag): a build
+//	   before it would drop versions as it rewrote them.
+const schemaVersion = 4
 
 var keySchema = []byte("schema")
 
@@ -32,6 +35,14 @@ var migrations = []func(tx *bolt.Tx) error{
 	migrateGroupBuckets,
 	migrateMembers,
 	migrateUnforge,
+	migrateAudit,
+}
+
+// migrateAudit (3 → 4) gives every organisation the audit buckets
+// (orgBucket creates what is missing); versions start at 0 and the next
+// write makes them 1.
+func migrateAudit(tx *bolt.Tx) error {
+	return eachOrg(tx, func(string, *bolt.Bucket) error { return nil })
 }
 
 // migrate brings the file to schemaVersion, or refuses a file written by a

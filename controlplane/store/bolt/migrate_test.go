@@ -2,9 +2,11 @@ package bolt
 
 import (
 	"context"
+	"fmt"
 	"math"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -98,11 +100,11 @@ func TestMigrateSchema0(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := s.CreatePrefixList(ctx, "org_a", &cp.PrefixListWrite{Name: "Office", Prefixes: []cp.PrefixWrite{{CIDR: "192.0.2.0/24"}}, Sites: []string{"site_b"}}); err != nil {
+	if _, err := s.CreatePrefixList(ctx, "org_a", &cp.PrefixListWrite{Name: "Office", Prefixes: []cp.PrefixWrite{{CIDR: "192.0.2.0/24"}}, Sites: []string{"site_b"}}); err != nil {
 		t.Fatal(err)
 	}
-	wantJSON, _ := s.GetJSON(ctx, "org_a", cp.KindSecurityGroup, g.ID)
-	wantJSON = slices.Clone(wantJSON)
+	want, _ := s.GetJSON(ctx, "org_a", cp.KindSecurityGroup, g.ID)
+	wantJSON := slices.Clone(want.Body)
 	wantList, _, _, _ := s.ListJSONPage(ctx, "org_a", cp.KindSecurityGroup, "", 100)
 	s.Close()
 	toSchema0(t, path, "org_a", map[string]bool{g.ID: true, other.ID: false})
@@ -114,8 +116,8 @@ func TestMigrateSchema0(t *testing.T) {
 				t.Fatalf("group %s after open: %q, want its bucket", id, l)
 			}
 		}
-		if got, err := s.GetJSON(ctx, "org_a", cp.KindSecurityGroup, g.ID); err != nil || string(got) != string(wantJSON) {
-			t.Errorf("GetJSON after migration = %s, %v; want %s", got, err, wantJSON)
+		if got, err := s.GetJSON(ctx, "org_a", cp.KindSecurityGroup, g.ID); err != nil || string(got.Body) != string(wantJSON) {
+			t.Errorf("GetJSON after migration = %s, %v; want %s", got.Body, err, wantJSON)
 		}
 		if got, _, _, err := s.ListJSONPage(ctx, "org_a", cp.KindSecurityGroup, "", 100); err != nil || string(got) != string(wantList) {
 			t.Errorf("ListJSONPage after migration = %s, %v; want %s", got, err, wantList)
@@ -129,8 +131,8 @@ func TestMigrateSchema0(t *testing.T) {
 		}
 		var schema string
 		s.db.View(func(tx *bolt.Tx) error { schema = string(tx.Bucket(bucketMeta).Get(keySchema)); return nil })
-		if schema != "3" {
-			t.Errorf("schema %q after open, want 3", schema)
+		if schema != strconv.Itoa(schemaVersion) {
+			t.Errorf("schema %q after open, want %d", schema, schemaVersion)
 		}
 		s.Close()
 	}
@@ -171,10 +173,12 @@ func TestMigrateSchema0(t *testing.T) {
 func TestNewerSchemaRefused(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "db")
 	s, _ := layoutStore(t, path)
-	s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketMeta).Put(keySchema, []byte("4")) })
+	s.db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketMeta).Put(keySchema, []byte(strconv.Itoa(schemaVersion+1)))
+	})
 	s.Close()
 	_, err := Open(path, Options{})
-	if err == nil || !strings.Contains(err.Error(), "version 4, newer than this build's 3") {
+	if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("version %d, newer than this build's %d", schemaVersion+1, schemaVersion)) {
 		t.Fatalf("Open of a newer file: %v", err)
 	}
 }
@@ -195,7 +199,8 @@ func layoutStore(t *testing.T, path string) (*Store, *cp.SecurityGroupWrite) {
 }
 
 func createGroup(ctx context.Context, s *Store, org string, w *cp.SecurityGroupWrite) (cp.SecurityGroup, error) {
-	id, _, err := s.CreateSecurityGroup(ctx, org, w)
+	created, err := s.CreateSecurityGroup(ctx, org, w)
+	id := created.ID
 	if err != nil {
 		return cp.SecurityGroup{}, err
 	}
@@ -220,7 +225,7 @@ func TestMigrateUnforges(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := s.CreateSecurityGroup(ctx, "org_a", &cp.SecurityGroupWrite{Name: "web", Sites: []string{"site_a"}, Rules: []cp.FilterRuleWrite{}}); err != nil {
+	if _, err := s.CreateSecurityGroup(ctx, "org_a", &cp.SecurityGroupWrite{Name: "web", Sites: []string{"site_a"}, Rules: []cp.FilterRuleWrite{}}); err != nil {
 		t.Fatal(err)
 	}
 	epoch := s.Epoch()

@@ -38,9 +38,11 @@ func BenchmarkWriteInLargeOrg(b *testing.B) {
 					if i%2 == 1 {
 						w.Sites = []string{fmt.Sprintf("site_%d", i%500)}
 					}
-					if lists[i], _, err = s.CreatePrefixList(ctx, org, w); err != nil {
+					created, err := s.CreatePrefixList(ctx, org, w)
+					if err != nil {
 						b.Fatal(err)
 					}
+					lists[i] = created.ID
 				}
 				groupOf := func(name string, port int, sites []string, list string) *cp.SecurityGroupWrite {
 					w := &cp.SecurityGroupWrite{Name: name, Sites: sites}
@@ -54,7 +56,7 @@ func BenchmarkWriteInLargeOrg(b *testing.B) {
 					return w
 				}
 				for i := range size.groups - 1 {
-					if _, _, err := s.CreateSecurityGroup(ctx, org, groupOf(fmt.Sprint("group ", i), 1000, []string{fmt.Sprintf("site_%d", i%500)}, lists[i%len(lists)])); err != nil {
+					if _, err := s.CreateSecurityGroup(ctx, org, groupOf(fmt.Sprint("group ", i), 1000, []string{fmt.Sprintf("site_%d", i%500)}, lists[i%len(lists)])); err != nil {
 						b.Fatal(err)
 					}
 				}
@@ -62,7 +64,8 @@ func BenchmarkWriteInLargeOrg(b *testing.B) {
 				for i := range touched {
 					sites = append(sites, fmt.Sprintf("site_w%d", i))
 				}
-				id, _, err := s.CreateSecurityGroup(ctx, org, groupOf("written", 2000, sites, lists[0]))
+				created, err := s.CreateSecurityGroup(ctx, org, groupOf("written", 2000, sites, lists[0]))
+				id := created.ID
 				if err != nil {
 					b.Fatal(err)
 				}

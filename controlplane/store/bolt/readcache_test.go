@@ -27,12 +27,12 @@ func TestGetJSONSeesEveryChange(t *testing.T) {
 	check := func(step string, wantName string, want cp.Status) {
 		t.Helper()
 		for range 2 { // the second read is a cache hit
-			raw, err := s.GetJSON(ctx, org, cp.KindSecurityGroup, g.ID)
+			stored, err := s.GetJSON(ctx, org, cp.KindSecurityGroup, g.ID)
 			if err != nil {
 				t.Fatalf("%s: %v", step, err)
 			}
 			var got cp.SecurityGroup
-			if err := json.Unmarshal(raw, &got); err != nil {
+			if err := json.Unmarshal(stored.Body, &got); err != nil {
 				t.Fatalf("%s: %v", step, err)
 			}
 			if got.Name != wantName || got.Status != want {
@@ -77,7 +77,7 @@ func TestGetJSONSeesEveryChange(t *testing.T) {
 	if _, err := s.GetJSON(ctx, org, cp.KindSecurityGroup, g.ID); cp.ErrorCode(err) != cp.CodeNotFound {
 		t.Fatalf("after delete: %v, want not found", err)
 	}
-	if !bytes.Contains(before, []byte(`"Fourth"`)) {
-		t.Fatalf("an answer given out changed: %s", before)
+	if !bytes.Contains(before.Body, []byte(`"Fourth"`)) {
+		t.Fatalf("an answer given out changed: %s", before.Body)
 	}
 }

@@ -136,14 +136,15 @@ func getKind[T any](s *Store, org, kind, id string, decode func(raw []byte, org 
 // without decoding it: the stored JSON with the current status. kind is
 // controlplane.KindSecurityGroup or KindPrefixList. The answer may be
 // shared with other callers: it must not be modified.
-func (s *Store) GetJSON(ctx context.Context, org, kind, id string) ([]byte, error) {
+func (s *Store) GetJSON(ctx context.Context, org, kind, id string) (cp.Stored, error) {
 	k := kind + "\x00" + org + "\x00" + id
 	now := s.opts.Now()
 	gen := s.reads.gen.Load() // before the read: see readCache
-	if body, ok := s.reads.get(k, gen, now); ok {
-		return body, nil
+	if e, ok := s.reads.get(k, gen, now); ok {
+		return cp.Stored{ID: id, Body: e.body, Version: e.sync.Version}, nil
 	}
 	var out []byte
+	var version uint64
 	err := s.db.View(func(tx *bolt.Tx) error {
 		ob, _ := orgBucket(tx, org, false)
 		raw := get(ob, kindBucket(kind), id)
@@ -155,11 +156,11 @@ func (s *Store) GetJSON(ctx context.Context, org, kind, id string) ([]byte, erro
 			return err
 		}
 		status := st.At(now).Status
-		out = withNewline(spliceStatus(raw, status))
+		out, version = withNewline(spliceStatus(raw, status)), st.Version
 		s.reads.put(k, &readEntry{gen: gen, sync: st, status: status, body: out})
 		return nil
 	})
-	return out, wrap("get "+kind, err)
+	return cp.Stored{ID: id, Body: out, Version: version}, wrap("get "+kind, err)
 }
 
 // readCache keeps GetJSON's answers, so a group read again and again costs
@@ -191,7 +192,7 @@ const readCacheBytes = 32 << 20
 
 func (c *readCache) invalidate() { c.gen.Add(1) }
 
-func (c *readCache) get(k string, gen uint64, now time.Time) ([]byte, bool) {
+func (c *readCache) get(k string, gen uint64, now time.Time) (*readEntry, bool) {
 	v, ok := c.entries.Load(k)
 	if !ok {
 		return nil, false
@@ -200,7 +201,7 @@ func (c *readCache) get(k string, gen uint64, now time.Time) ([]byte, bool) {
 	if e.gen != gen || e.sync.At(now).Status != e.status {
 		return nil, false
 	}
-	return e.body, true
+	return e, true
 }
 
 func (c *readCache) put(k string, e *readEntry) {

@@ -28,10 +28,16 @@ func readSync(ob *bolt.Bucket, kind, id string) (cp.SyncState, error) {
 }
 
 // writableSync reads a resource's sync state for a write, refusing the write
+// when the stored version is not one pre allows (precondition_failed) or
 // while the resource is syncing (DESIGN.md section 2, resource_locked).
-func writableSync(ob *bolt.Bucket, kind, id string, now time.Time) (cp.SyncState, error) {
+// It runs in the write transaction, so the version checked is the one the
+// write replaces.
+func writableSync(ob *bolt.Bucket, kind, id string, now time.Time, pre cp.Precondition) (cp.SyncState, error) {
 	st, err := readSync(ob, kind, id)
 	if err != nil {
+		return st, err
+	}
+	if err := pre.Check(kind, id, st.Version); err != nil {
 		return st, err
 	}
 	if locked, retry := st.Locked(now); locked {
@@ -46,6 +52,10 @@ func writableSync(ob *bolt.Bucket, kind, id string, now time.Time) (cp.SyncState
 // returns the sync state and the change to announce after commit.
 func (s *Store) startSync(tx *bolt.Tx, ob *bolt.Bucket, org, kind, id string, prev *cp.SyncState, await map[string]uint64, affected map[string]bool, revs map[string]uint64, now time.Time) (cp.SyncState, cp.Change, error) {
 	st := cp.NewSyncState(await, now, s.opts.SyncTimeout)
+	st.Version = 1
+	if prev != nil {
+		st.Version = prev.Version + 1
+	}
 	if err := confirmApplied(ob, &st); err != nil {
 		return st, cp.Change{}, err
 	}

@@ -45,13 +45,15 @@ type resourceWrite interface {
 	store(tx *bolt.Tx, ob *bolt.Bucket) (affected map[string]bool, await []string, err error)
 	// answer is the stored resource as the API shows it, with status st.
 	answer(st cp.Status) []byte
+	// stored is the resource as stored (the audit trail's body).
+	stored() []byte
 	// sites are the sites the write attaches the resource to.
 	sites() []string
 }
 
 // put runs a create (when w's resource is new) or replace, announces its
-// change after commit and answers with the resource's JSON.
-func (s *Store) put(ctx context.Context, org string, create bool, w resourceWrite) ([]byte, error) {
+// change after commit and answers with the resource as stored.
+func (s *Store) put(ctx context.Context, org string, create bool, w resourceWrite) (cp.Stored, error) {
 	st, change, err := s.tryPut(ctx, org, create, w, false)
 	if errors.Is(err, errConflict) {
 		// Another write to the same resource committed in between:
@@ -60,10 +62,10 @@ func (s *Store) put(ctx context.Context, org string, create bool, w resourceWrit
 		st, change, err = s.tryPut(ctx, org, create, w, true)
 	}
 	if err != nil {
-		return nil, wrap("store "+strings.ReplaceAll(w.kind(), "_", " "), err)
+		return cp.Stored{}, wrap("store "+strings.ReplaceAll(w.kind(), "_", " "), err)
 	}
 	s.notify(change)
-	return w.answer(st.Status), nil
+	return cp.Stored{ID: w.id(), Body: w.answer(st.Status), Version: st.Version}, nil
 }
 
 func (s *Store) tryPut(ctx context.Context, org string, create bool, w resourceWrite, inTx bool) (cp.SyncState, cp.Change, error) {
@@ -87,6 +89,7 @@ func (s *Store) tryPut(ctx context.Context, org string, create bool, w resourceW
 		w.prepare()
 	}
 	var change cp.Change
+	pre := cp.WriteRequestFrom(ctx).IfMatch
 	err := s.write(ctx, func(tx *bolt.Tx) error {
 		now := s.opts.Now()
 		ob, err := orgBucket(tx, org, true)
@@ -107,7 +110,7 @@ func (s *Store) tryPut(ctx context.Context, org string, create bool, w resourceW
 			} else if !w.same(ob) {
 				return errConflict
 			}
-			prev, err := writableSync(ob, w.kind(), w.id(), now)
+			prev, err := writableSync(ob, w.kind(), w.id(), now, pre)
 			if err != nil {
 				return err
 			}
@@ -131,7 +134,10 @@ func (s *Store) tryPut(ctx context.Context, org string, create bool, w resourceW
 		revs := revisions(docs)
 		st, change, err = s.startSync(tx, ob, org, w.kind(), w.id(), prevSync, pick(revs, await), affected, revs, now)
 		change.Documents = docs
-		return err
+		if err != nil {
+			return err
+		}
+		return s.audit(ctx, ob, org, w.kind(), w.id(), st.Version, w.stored(), now)
 	})
 	return st, change, err
 }
@@ -139,15 +145,14 @@ func (s *Store) tryPut(ctx context.Context, org string, create bool, w resourceW
 // CreateSecurityGroup stores a new group built from a validated write and
 // answers with its id and its JSON as the API shows it (the bytes just
 // stored, so the API need not encode the group again).
-func (s *Store) CreateSecurityGroup(ctx context.Context, org string, w *cp.SecurityGroupWrite) (string, []byte, error) {
-	gw := &groupWrite{w: w, org: org, gid: cp.NewID(cp.SecurityGroupIDPrefix)}
-	data, err := s.put(ctx, org, true, gw)
-	return gw.gid, data, err
+func (s *Store) CreateSecurityGroup(ctx context.Context, org string, w *cp.SecurityGroupWrite) (cp.Stored, error) {
+	return s.put(ctx, org, true, &groupWrite{w: w, org: org, gid: cp.NewID(cp.SecurityGroupIDPrefix)})
 }
 
 // ReplaceSecurityGroup replaces a group whole (PUT) and answers with its
-// JSON. Rules that match the same traffic as before keep their ids.
-func (s *Store) ReplaceSecurityGroup(ctx context.Context, org, id string, w *cp.SecurityGroupWrite) ([]byte, error) {
+// JSON. Rules that match the same traffic as before keep their ids. The
+// context's WriteRequest may carry an If-Match precondition.
+func (s *Store) ReplaceSecurityGroup(ctx context.Context, org, id string, w *cp.SecurityGroupWrite) (cp.Stored, error) {
 	return s.put(ctx, org, false, &groupWrite{w: w, org: org, gid: id})
 }
 
@@ -244,6 +249,8 @@ func (gw *groupWrite) store(tx *bolt.Tx, ob *bolt.Bucket) (map[string]bool, []st
 	return affected, gw.g.Sites, putGroup(ob, gw.gid, gw.data, gw.index)
 }
 
+func (gw *groupWrite) stored() []byte { return gw.data }
+
 // answer is the stored bytes, with the status of the new sync when every
 // site had already applied what it is given (confirmApplied). The stored
 // copy's status is never read; reads splice in the sync state's.
@@ -265,7 +272,7 @@ func (s *Store) DeleteSecurityGroup(ctx context.Context, org, id string) error {
 		if raw == nil {
 			return cp.NotFound(cp.KindSecurityGroup, id)
 		}
-		st, err := writableSync(ob, cp.KindSecurityGroup, id, now)
+		st, err := writableSync(ob, cp.KindSecurityGroup, id, now, cp.WriteRequestFrom(ctx).IfMatch)
 		if err != nil {
 			return err
 		}
@@ -280,7 +287,10 @@ func (s *Store) DeleteSecurityGroup(ctx context.Context, org, id string) error {
 			return err
 		}
 		change, err = s.deleted(tx, ob, org, cp.KindSecurityGroup, id, &st, prev.Sites)
-		return err
+		if err != nil {
+			return err
+		}
+		return s.audit(ctx, ob, org, cp.KindSecurityGroup, id, st.Version+1, nil, now)
 	})
 	if err != nil {
 		return wrap("delete security group", err)
@@ -317,15 +327,13 @@ func referencingGroups(ob *bolt.Bucket, list string) []string {
 
 // CreatePrefixList stores a new prefix list built from a validated write
 // and answers with its id and its JSON as the API shows it.
-func (s *Store) CreatePrefixList(ctx context.Context, org string, w *cp.PrefixListWrite) (string, []byte, error) {
-	lw := &listWrite{w: w, org: org, lid: cp.NewID(cp.PrefixListIDPrefix)}
-	data, err := s.put(ctx, org, true, lw)
-	return lw.lid, data, err
+func (s *Store) CreatePrefixList(ctx context.Context, org string, w *cp.PrefixListWrite) (cp.Stored, error) {
+	return s.put(ctx, org, true, &listWrite{w: w, org: org, lid: cp.NewID(cp.PrefixListIDPrefix)})
 }
 
 // ReplacePrefixList replaces a prefix list whole (PUT) and answers with its
 // JSON. Prefixes with an unchanged CIDR keep their ids.
-func (s *Store) ReplacePrefixList(ctx context.Context, org, id string, w *cp.PrefixListWrite) ([]byte, error) {
+func (s *Store) ReplacePrefixList(ctx context.Context, org, id string, w *cp.PrefixListWrite) (cp.Stored, error) {
 	return s.put(ctx, org, false, &listWrite{w: w, org: org, lid: id})
 }
 
@@ -402,6 +410,8 @@ func (lw *listWrite) store(tx *bolt.Tx, ob *bolt.Bucket) (map[string]bool, []str
 
 func (lw *listWrite) answer(st cp.Status) []byte { return withNewline(spliceStatus(lw.data, st)) }
 
+func (lw *listWrite) stored() []byte { return lw.data }
+
 // DeletePrefixList deletes a prefix list no group refers to.
 func (s *Store) DeletePrefixList(ctx context.Context, org, id string) error {
 	var change cp.Change
@@ -412,7 +422,7 @@ func (s *Store) DeletePrefixList(ctx context.Context, org, id string) error {
 		if raw == nil {
 			return cp.NotFound(cp.KindPrefixList, id)
 		}
-		st, err := writableSync(ob, cp.KindPrefixList, id, now)
+		st, err := writableSync(ob, cp.KindPrefixList, id, now, cp.WriteRequestFrom(ctx).IfMatch)
 		if err != nil {
 			return err
 		}
@@ -428,7 +438,10 @@ func (s *Store) DeletePrefixList(ctx context.Context, org, id string) error {
 			return err
 		}
 		change, err = s.deleted(tx, ob, org, cp.KindPrefixList, id, &st, prev.Sites)
-		return err
+		if err != nil {
+			return err
+		}
+		return s.audit(ctx, ob, org, cp.KindPrefixList, id, st.Version+1, nil, now)
 	})
 	if err != nil {
 		return wrap("delete prefix list", err)
