@@ -232,7 +232,7 @@ func TestAgentRSS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.Put(bigPolicy(1, 0)); err != nil {
+	if _, err := put(t, c, bigPolicy(1, 0)); err != nil {
 		t.Fatal(err)
 	}
 	c.Close()

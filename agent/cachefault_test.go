@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -18,6 +19,16 @@ import (
 // The cache faults of issue 12, each reproduced with a real file or a real
 // file system: in every case the agent runs on, enforces the newest policy
 // it knows and repairs drift.
+
+// put stores d in c as accept does: with its JSON as received.
+func put(t testing.TB, c *cache.Cache, d protocol.DesiredState) (bool, error) {
+	t.Helper()
+	raw, err := json.Marshal(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c.Put(d, raw)
+}
 
 // cacheOptions are testOptions with a quick cache retry.
 func cacheOptions() Options {
@@ -63,7 +74,7 @@ func TestCorruptCacheIsMovedAsideAndTheAgentRunsOn(t *testing.T) {
 			r, cfg := simSite(t, b)
 			cfg.ResyncInterval = 100 * time.Millisecond
 			c, _ := cache.Open(cfg.StateDir, cache.Options{})
-			if _, err := c.Put(sampleDoc(1)); err != nil {
+			if _, err := put(t, c, sampleDoc(1)); err != nil {
 				t.Fatal(err)
 			}
 			c.Close()

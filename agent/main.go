@@ -28,7 +28,15 @@ rampart-agent is configured only through its environment:
   RAMPART_WAN_LIST           interface list that faces the Internet (default WAN)`)
 
 // defaultMemoryLimit is the Go heap's soft limit unless GOMEMLIMIT is set.
-const defaultMemoryLimit = 12 << 20
+// It is the smallest that keeps a small change within its 10 ms of agent
+// time on a router of 250 rules and 10,000 entries: the limit counts the
+// runtime's own ~7 MB (metadata, fragmentation, stacks) besides the ~4 MB
+// live heap, so under 12 MiB the collector ran 3.5-5 times per change
+// (11.5-17 ms), under 14 MiB about once (6-9 ms). The price is the peak
+// during the first apply of 10,000 entries, ~2 MB higher (VmHWM 19.6 ->
+// 21.1-21.6 MB); the steady state stays at ~17 MB (TestAgentRSS,
+// BENCHMARKS.md, "Agent: receiving a document").
+const defaultMemoryLimit = 14 << 20
 
 // Main is the whole program behind cmd/rampart-agent, testable: it reads the
 // configuration through lookup, runs the agent until ctx ends and returns the

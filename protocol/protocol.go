@@ -28,6 +28,7 @@
 package protocol
 
 import (
+	"bufio"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -385,26 +386,156 @@ func (d *DesiredState) Canonicalize() {
 // content (security_groups and prefix_lists, in canonical order). Envelope
 // fields (ids, epoch, revision) are left out so the hash names the policy
 // alone. It does not modify d.
+//
+// The canonical JSON is exactly encoding/json's output for
+// {"security_groups":...,"prefix_lists":...} after Canonicalize (agents in
+// the field compare against it; TestContentHashIsCanonicalJSON pins it). It
+// is streamed into the digest instead of marshalled: the agent verifies
+// every document it receives, and on a router under a tight heap limit a
+// 0.5 MB copy per document costs collections (BENCHMARKS.md, "Agent:
+// receiving a document"). A document already in canonical order, as the
+// control plane publishes it, is not copied either.
 func (d *DesiredState) ContentHash() string {
-	c := DesiredState{SecurityGroups: d.SecurityGroups, PrefixLists: d.PrefixLists}
-	c.SecurityGroups = slices.Clone(c.SecurityGroups)
-	for i := range c.SecurityGroups {
-		c.SecurityGroups[i].Rules = slices.Clone(c.SecurityGroups[i].Rules)
+	groups, lists := d.SecurityGroups, d.PrefixLists
+	if !canonical(groups, lists) {
+		c := DesiredState{SecurityGroups: slices.Clone(groups), PrefixLists: slices.Clone(lists)}
+		for i := range c.SecurityGroups {
+			c.SecurityGroups[i].Rules = slices.Clone(c.SecurityGroups[i].Rules)
+		}
+		for i := range c.PrefixLists {
+			c.PrefixLists[i].CIDRs = slices.Clone(c.PrefixLists[i].CIDRs)
+		}
+		c.Canonicalize()
+		groups, lists = c.SecurityGroups, c.PrefixLists
 	}
-	c.PrefixLists = slices.Clone(c.PrefixLists)
-	for i := range c.PrefixLists {
-		c.PrefixLists[i].CIDRs = slices.Clone(c.PrefixLists[i].CIDRs)
+	h := sha256.New()
+	w := canonicalWriter{w: bufio.NewWriterSize(h, 4096)}
+	w.raw(`{"security_groups":[`)
+	for i, g := range groups {
+		if i > 0 {
+			w.raw(",")
+		}
+		w.raw(`{"id":`)
+		w.str(g.ID)
+		w.raw(`,"name":`)
+		w.str(g.Name)
+		w.raw(`,"rules":`)
+		if g.Rules == nil {
+			w.raw("null")
+		} else {
+			w.raw("[")
+			for j, r := range g.Rules {
+				if j > 0 {
+					w.raw(",")
+				}
+				w.raw(`{"id":`)
+				w.str(r.ID)
+				w.raw(`,"direction":`)
+				w.str(r.Direction)
+				w.raw(`,"order":`)
+				w.int(r.Order)
+				w.raw(`,"protocol":`)
+				w.int(r.Protocol)
+				w.raw(`,"port":`)
+				w.str(r.Port)
+				w.raw(`,"address":`)
+				w.str(r.Address)
+				w.raw(`,"description":`)
+				w.str(r.Description)
+				w.raw("}")
+			}
+			w.raw("]")
+		}
+		w.raw("}")
 	}
-	c.Canonicalize()
-	b, err := json.Marshal(struct {
-		SecurityGroups []SecurityGroup `json:"security_groups"`
-		PrefixLists    []PrefixList    `json:"prefix_lists"`
-	}{c.SecurityGroups, c.PrefixLists})
-	if err != nil {
-		panic("protocol: marshal canonical content: " + err.Error()) // plain structs of strings and ints cannot fail
+	w.raw(`],"prefix_lists":[`)
+	for i, pl := range lists {
+		if i > 0 {
+			w.raw(",")
+		}
+		w.raw(`{"id":`)
+		w.str(pl.ID)
+		w.raw(`,"name":`)
+		w.str(pl.Name)
+		w.raw(`,"cidrs":`)
+		if pl.CIDRs == nil {
+			w.raw("null")
+		} else {
+			w.raw("[")
+			for j, c := range pl.CIDRs {
+				if j > 0 {
+					w.raw(",")
+				}
+				w.str(c)
+			}
+			w.raw("]")
+		}
+		w.raw("}")
 	}
-	sum := sha256.Sum256(b)
-	return "sha256:" + hex.EncodeToString(sum[:])
+	w.raw("]}")
+	if err := w.w.Flush(); err != nil {
+		panic("protocol: hash canonical content: " + err.Error()) // a hash.Hash never fails a write
+	}
+	return "sha256:" + hex.EncodeToString(h.Sum(nil))
+}
+
+// canonical reports whether groups and lists are already in the order
+// Canonicalize puts them in, with no ties or duplicates (so that sorting
+// them could not move anything).
+func canonical(groups []SecurityGroup, lists []PrefixList) bool {
+	for i := range groups {
+		if i > 0 && groups[i-1].ID >= groups[i].ID {
+			return false
+		}
+		rs := groups[i].Rules
+		for j := 1; j < len(rs); j++ {
+			if a, b := rs[j-1], rs[j]; a.Order > b.Order || a.Order == b.Order && a.ID >= b.ID {
+				return false
+			}
+		}
+	}
+	for i := range lists {
+		if i > 0 && lists[i-1].ID >= lists[i].ID {
+			return false
+		}
+		cs := lists[i].CIDRs
+		for j := 1; j < len(cs); j++ {
+			if cs[j-1] >= cs[j] {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// canonicalWriter writes JSON as encoding/json does for the content's
+// types: strings of printable ASCII without characters it escapes are
+// written as they are; any other string is left to encoding/json, so its
+// escaping rules (HTML characters, control characters, invalid UTF-8,
+// U+2028) stay the standard library's own.
+type canonicalWriter struct {
+	w   *bufio.Writer
+	num [20]byte
+}
+
+func (w *canonicalWriter) raw(s string) { w.w.WriteString(s) }
+
+func (w *canonicalWriter) int(n int) { w.w.Write(strconv.AppendInt(w.num[:0], int64(n), 10)) }
+
+func (w *canonicalWriter) str(s string) {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x80 || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			b, err := json.Marshal(s)
+			if err != nil {
+				panic("protocol: marshal string: " + err.Error()) // a string always marshals
+			}
+			w.w.Write(b)
+			return
+		}
+	}
+	w.w.WriteByte('"')
+	w.w.WriteString(s)
+	w.w.WriteByte('"')
 }
 
 // Seal canonicalizes d and sets Schema and Hash, ready to publish.

@@ -19,8 +19,8 @@ const (
 	// 50 KB. 4 MiB holds six worst-case full groups, or about 80 ordinary
 	// ones (20,000 rules), plus their prefix lists: more than a RouterOS
 	// filter chain evaluates at line rate [I]. The agent must hold the
-	// decoded document within its 12 MiB soft heap limit
-	// (agent/DESIGN.md), which a larger bound would not leave room for.
+	// document it receives within its soft heap limit (14 MiB,
+	// agent/DESIGN.md), which a larger bound would not leave room for.
 	MaxDesiredStateBytes = 4 << 20
 	// MaxStatusBytes bounds a SiteStatus's (and a Presence's) JSON. A status
 	// is a few hundred bytes of counts and versions plus Error, a sentence;

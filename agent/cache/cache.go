@@ -87,7 +87,8 @@ type Cache struct {
 	dir     string
 	opts    Options
 	db      *bolt.DB               // nil: no usable file
-	pending *protocol.DesiredState // accepted but not yet written
+	pending []byte                 // the newest document as received, not yet written
+	pendRev uint64                 // its revision, for errors
 	mem     *protocol.DesiredState // the newest document, written or not
 }
 
@@ -277,12 +278,17 @@ func (c *Cache) view(fn func(*bolt.Tx) error) (err error) {
 	return c.db.View(fn)
 }
 
-// Put stores d, writing only if it differs from what is stored. It reports
-// whether it wrote. On failure d stays pending (Retry writes it) and the
-// file, which holds an older document, is moved aside; the error says both.
-func (c *Cache) Put(d protocol.DesiredState) (bool, error) {
+// Put stores d, whose JSON as received is raw, writing only if it differs
+// from what is stored. raw is stored as it is, not encoded again: a document
+// of 10,000 entries is ~0.5 MB, and a second copy per change costs a router
+// under the agent's heap limit collections (BENCHMARKS.md, "Agent:
+// receiving a document"); it also keeps fields this agent does not know.
+// raw must not be modified afterwards. Put reports whether it wrote. On
+// failure d stays pending (Retry writes it) and the file, which holds an
+// older document, is moved aside; the error says both.
+func (c *Cache) Put(d protocol.DesiredState, raw []byte) (bool, error) {
 	c.mem = &d
-	c.pending = &d
+	c.pending, c.pendRev = raw, d.Revision
 	return c.write()
 }
 
@@ -296,15 +302,10 @@ func (c *Cache) Retry() (bool, error) {
 }
 
 func (c *Cache) write() (bool, error) {
-	d := c.pending
-	b, err := json.Marshal(d)
-	if err != nil {
-		c.pending = nil // cannot happen for a document that validated; retrying would not help
-		return false, fmt.Errorf("encode desired state: %w", err)
-	}
+	b := c.pending
 	if c.db == nil {
 		if err := c.open(reopenTimeout); c.db == nil {
-			return false, fmt.Errorf("desired state revision %d kept in memory only: %w", d.Revision, err)
+			return false, fmt.Errorf("desired state revision %d kept in memory only: %w", c.pendRev, err)
 		}
 	}
 	var same, holds bool
@@ -316,12 +317,12 @@ func (c *Cache) write() (bool, error) {
 		c.pending = nil
 		return false, nil
 	}
-	err = c.update(func(tx *bolt.Tx) error { return tx.Bucket(bucket).Put(desiredKey, b) })
+	err := c.update(func(tx *bolt.Tx) error { return tx.Bucket(bucket).Put(desiredKey, b) })
 	if err == nil {
 		c.pending = nil
 		return true, nil
 	}
-	err = fmt.Errorf("write cached desired state revision %d: %w", d.Revision, err)
+	err = fmt.Errorf("write cached desired state revision %d: %w", c.pendRev, err)
 	if !holds {
 		return false, err // nothing older in it that a restart could apply
 	}

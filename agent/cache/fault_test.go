@@ -1,6 +1,7 @@
 package cache
 
 import (
+	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
@@ -16,6 +17,16 @@ func sealed(rev uint64) protocol.DesiredState {
 	d := protocol.DesiredState{OrgID: "o", SiteID: "site_a", Epoch: "e", Revision: rev}
 	d.Seal()
 	return d
+}
+
+// put stores d as the agent does: with its JSON as received.
+func put(t *testing.T, c *Cache, d protocol.DesiredState) (bool, error) {
+	t.Helper()
+	raw, err := json.Marshal(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c.Put(d, raw)
 }
 
 // asideFiles lists the files in dir moved aside for why.
@@ -46,7 +57,7 @@ func TestCorruptFilesAreMovedAsideAndReplaced(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if _, err := c.Put(sealed(1)); err != nil {
+			if _, err := put(t, c, sealed(1)); err != nil {
 				t.Fatal(err)
 			}
 			c.Close()
@@ -73,7 +84,7 @@ func TestCorruptFilesAreMovedAsideAndReplaced(t *testing.T) {
 			if _, err := c.Get(); !errors.Is(err, ErrNotFound) {
 				t.Fatalf("Get from the new file: %v", err)
 			}
-			if wrote, err := c.Put(sealed(2)); !wrote || err != nil {
+			if wrote, err := put(t, c, sealed(2)); !wrote || err != nil {
 				t.Fatalf("Put into the new file: %v %v", wrote, err)
 			}
 		})
@@ -89,7 +100,7 @@ func TestUnusableDirectoryWorksFromMemory(t *testing.T) {
 	if _, err := c.Get(); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("Get: %v", err)
 	}
-	if _, err := c.Put(sealed(3)); err == nil || !c.Pending() {
+	if _, err := put(t, c, sealed(3)); err == nil || !c.Pending() {
 		t.Fatalf("Put in a read-only directory: %v, pending %v", err, c.Pending())
 	}
 	if d, err := c.Get(); err != nil || d.Revision != 3 {
@@ -109,7 +120,7 @@ func TestFullDiskKeepsTheDocumentPendingAndNeverAnOlderFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	if _, err := c.Put(sealed(1)); err != nil {
+	if _, err := put(t, c, sealed(1)); err != nil {
 		t.Fatal(err)
 	}
 	free := fsfault.Fill(t, dir)
@@ -119,7 +130,7 @@ func TestFullDiskKeepsTheDocumentPendingAndNeverAnOlderFile(t *testing.T) {
 		big.PrefixLists[0].CIDRs = append(big.PrefixLists[0].CIDRs, "10."+itoa(i/250)+"."+itoa(i%250)+".0/24")
 	}
 	big.Seal()
-	if wrote, err := c.Put(big); wrote || err == nil || !c.Pending() {
+	if wrote, err := put(t, c, big); wrote || err == nil || !c.Pending() {
 		t.Fatalf("Put on a full disk: wrote %v, %v, pending %v", wrote, err, c.Pending())
 	} else {
 		t.Logf("Put on a full disk: %v", err)
@@ -168,7 +179,7 @@ func TestReadOnlyFileSystemIsNeitherReadNorMovedAside(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.Put(sealed(1)); err != nil {
+	if _, err := put(t, c, sealed(1)); err != nil {
 		t.Fatal(err)
 	}
 	c.Close()
@@ -194,7 +205,7 @@ func TestValidCacheOpensOnAFullDisk(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.Put(sealed(4)); err != nil {
+	if _, err := put(t, c, sealed(4)); err != nil {
 		t.Fatal(err)
 	}
 	c.Close()

@@ -250,6 +250,17 @@ func (rr *Renderer) Render(d *protocol.DesiredState, opts Options) Wanted {
 		w.Entries = slices.Clone(w.Entries) // rr.entries is shared
 		slices.SortFunc(w.Entries, byListAddress)
 	}
+	// Each list's entries are remembered as its range of w.Entries: one
+	// copy of 10,000 entries stays live between documents, not two (on a
+	// router under the agent's heap limit, live heap is headroom lost).
+	// The cap stops an append from writing into the next list's range.
+	for id, l := range lists {
+		name := ListName(id)
+		lo, _ := slices.BinarySearchFunc(w.Entries, name, func(e Entry, n string) int { return strings.Compare(e.List, n) })
+		hi := lo + len(l.entries)
+		l.entries = w.Entries[lo:hi:hi]
+		lists[id] = l
+	}
 	rr.entries = w.Entries
 	return w
 }

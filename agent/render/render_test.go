@@ -169,6 +169,12 @@ func TestRendererMatchesRender(t *testing.T) {
 		doc(map[string][]string{"prfx_lst_a": {"10.0.0.1/32"}, "prfx_lst_b": {"192.0.2.0/24", "192.0.2.7/32"}}),
 		doc(nil),
 		doc(map[string][]string{"prfx_lst_a": {"10.0.0.1/32"}}),
+		// Lists out of order (the entries are sorted after the copy, so
+		// each list's remembered range must be found again), then reused.
+		{PrefixLists: []protocol.PrefixList{{ID: "prfx_lst_c", CIDRs: []string{"198.51.100.0/24"}}, {ID: "prfx_lst_a", CIDRs: []string{"10.0.0.1/32", "10.0.0.2/32"}}}},
+		{PrefixLists: []protocol.PrefixList{{ID: "prfx_lst_c", CIDRs: []string{"198.51.100.0/24"}}, {ID: "prfx_lst_a", CIDRs: []string{"10.0.0.1/32", "10.0.0.2/32"}}, {ID: "prfx_lst_b", CIDRs: []string{"192.0.2.7/32"}}}},
+		doc(map[string][]string{"prfx_lst_a": {"10.0.0.1/32", "10.0.0.2/32"}, "prfx_lst_c": {"198.51.100.0/24", "198.51.100.9/32"}}),
+		doc(map[string][]string{"prfx_lst_a": {"10.0.0.1/32", "10.0.0.2/32"}, "prfx_lst_b": {"192.0.2.7/32"}, "prfx_lst_c": {"198.51.100.0/24", "198.51.100.9/32"}}),
 	}
 	var r Renderer
 	for i, d := range seq {
