@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -122,5 +123,29 @@ func BenchmarkAddressList10k(b *testing.B) {
 		runtime.ReadMemStats(&m)
 		b.ReportMetric(float64(m.HeapAlloc)/(1<<20), "heap-MiB")
 		runtime.KeepAlive(r)
+	}
+}
+
+// BenchmarkParseScript: loading (parsing and checking every name of) a
+// script the size of the onboarding script, about 9 KB.
+func BenchmarkParseScript(b *testing.B) {
+	r := New(Options{ROSVersion: "7.21.5"})
+	defer r.Close()
+	var sb strings.Builder
+	for sb.Len() < 9000 {
+		sb.WriteString(`:if ([:len [/interface/list/find where name=$lanList]] > 0) do={
+  /interface/list/member/add list=$lanList interface=$veth comment=$tag
+} else={ :put ("rampart: no interface list " . $lanList) }
+/container/envs/add list=$tag key="RAMPART_MQTT_URL" value="tcp://broker.example:1883"
+/ip/service/set [find where name="api" dynamic=no] address=172.17.0.0/24
+`)
+	}
+	src := sb.String()
+	b.SetBytes(int64(len(src)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := r.parseScript(src); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

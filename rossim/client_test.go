@@ -37,7 +37,11 @@ func dial(t testing.TB, r *Router, user, pass string) *routeros.Client {
 }
 
 func tryDial(r *Router, user, pass string) (*routeros.Client, error) {
-	conn, err := net.DialTimeout("tcp", r.Addr(), 10*time.Second)
+	return tryDialAddr(r.Addr(), user, pass)
+}
+
+func tryDialAddr(addr, user, pass string) (*routeros.Client, error) {
+	conn, err := net.DialTimeout("tcp", addr, 10*time.Second)
 	if err != nil {
 		return nil, err
 	}

@@ -21,6 +21,11 @@
 //		v := state.Evaluate(rossim.Packet{Chain: "input", InInterface: "ether1", ...})
 //	}
 //
+// Scripts run as on the router's terminal: r.Import(ctx, script, out), or
+// /import file-name= over the API with the file among the router's files
+// (Options.FilesDir, PutFile). A container the script starts runs through
+// Options.ContainerRunner; internal/simagent runs the real agent there.
+//
 // cmd/routeros-sim serves the same router from the command line.
 //
 // # Behaviours and sources
@@ -42,7 +47,8 @@
 //	  password (6)"; connection stays open after a failure            go-routeros TestLoginIncorrectPost643; [I]
 //	legacy login: !done =ret=<challenge>, =response=00<md5 hex>,      [C] librouteros-analysis, go-routeros
 //	  failure "cannot log in" (Options.LegacyLogin)                      TestLoginPre643
-//	max sessions (default 20): extra connections accepted then closed [C] manual ip/service (default 20); [I] closing
+//	/ip/service api max-sessions (default 20, 1..1000): extra          [C] manual ip/service (default 20); [I] closing
+//	  connections accepted then closed
 //	/cancel [=tag=]: !trap category 2 "interrupted" on the command,   [C] API-doc; librouteros-analysis
 //	  !done of /cancel, then !done of the command
 //	listen (and print =follow=, =follow-only=): !re per change,       [C] API-doc, cmd-notes; capture shows .dead=true
@@ -88,7 +94,8 @@
 //	dynamic dummy rule "special dummy rule to show fasttrack          [C] manual statistics sample; [3P] 7.x routers
 //	  counters" at the top while a fasttrack rule exists; cannot be     [3P] 7.24.2 "cannot move builtin"; tik4net
 //	  moved/targeted ("cannot move builtin"), removed ("cannot          fake router (remove/change texts)
-//	  remove builtin") or changed ("cannot change builtin")
+//	  remove builtin") or changed ("cannot change builtin"); its id is  [3P] reference 8: *D after defconf's *1..*C on a
+//	  the next of the filter counter, like any rule                     real hAP (public test code)
 //	printed filter row: .id chain action matchers log log-prefix      [I] reference 2.1 (consistent with captures)
 //	  bytes packets invalid dynamic disabled [comment]
 //	defconf: 11 filter rules, lists WAN (ether1) and LAN (bridge)     [3P] defconf exports, reference 2.5
@@ -97,6 +104,62 @@
 //	  such name"
 //	/system/resource, /system/identity, /interface, /interface/list   [I] field names and "7.x (stable)" as 7.x
 //	  (builtin all none dynamic static), /interface/list/member         prints them; values are plausible, not real
+//	scripts (Import, /import file-name=, the console) are parsed      [3P] reference 8 (public scripts, lab notes)
+//	  whole before anything runs; a name the version lacks is a
+//	  load-time error and nothing runs:
+//	  "expected end of command (line L column C)" at the argument      [3P] 7.21.5 lab note, reference 8
+//	  "bad command name X (line L column C)" at a command              [I] the console's wording
+//	  neither :do on-error nor an untaken :if protects a name          [3P] reference 8
+//	[:parse "..."] parses when it runs; its errors are catchable      [3P] reference 8
+//	find where: property names are not checked at load (an unknown    [I] reference 8 lists it as open
+//	  one matches nothing); yes/no compare equal to true/false
+//	remove/set/start [find ...] finding nothing does nothing          [3P] idiom of published scripts [I]
+//	a run-time error (:error, a failed command) stops the script;      [I]
+//	  what ran stays done
+//	/import over the API: !done, or !trap =message=<the error>         [I] framing undocumented
+//	string escapes \" \\ \n \r \t \$ \? \_ \a \b \f \v \XX; a \ at the  [C] manual "Scripting"
+//	  end of a line continues it; "$v", "$[cmd]", "$(expr)"
+//	array constants {1;"a";{2}} and {k=v;...} (keys not looked up)     [C] manual "Scripting"; [I] no key access
+//	functions (:local f do={...}): $1.. positional, named arguments    [C] manual "Scripting"
+//	  as variables, no access to the caller's locals, :return
+//	version-dependent names (writing one the version lacks is a
+//	  load-time error, and "unknown parameter" over the API):
+//	  /ip/service address (up to 7.23), available-from (7.24+)         [3P] 7.24 changelog, nasnet-panel PR #794
+//	  /container/envs name= (< 7.20), list= (7.20+); /container         [3P] tikoci notes (/console/inspect)
+//	    envlist (< 7.20), envlists (7.20+)
+//	  /container/mounts name= (7.20), list= (7.21+); /container         [3P] 7.21 changelog (MikroDash docs), Ansible
+//	    mounts (7.20), mountlists (7.21+); inline env=, mount=            on CHR 7.21.4, tikoci; [I] no 7.21+ aliases
+//	    (7.21+)
+//	  /container healthcheck-cmd, healthcheck-interval (7.23+)         [C] manual containers
+//	/ip/service lists a dynamic row per API connection (7.19+), named  [3P] terraform-provider-routeros #896 #897
+//	  like the service (find where name=api finds two); fields [I]       #769
+//	/ip/service api: a client outside address/available-from, or any   [C] manual ip/service
+//	  client while disabled, is accepted then closed
+//	login needs the user's password, its address= and the api policy;  [3P] BenMenking/routeros-api#52 (text); [I]
+//	  every refusal is "invalid user name or password (6)"               same text for every cause (logged apart)
+//	a command the group lacks write (changes) or read (prints) for:    [3P] homeassistant-mikrotik_router#235,
+//	  "not enough permissions (9)"                                       socialwifi/RouterOS-api#109 (7.19.2)
+//	groups read, write, full are builtin; /user password write-only    [C] manual "User"; [I] not printed
+//	/container add file= needs the file on /file: status extracting,   [C] manual containers (flags E S R, start once)
+//	  then stopped (Options.ExtractTime); start: running; stop:          [I] printed as status= plus running= and
+//	  stopped; remove only when stopped (texts [I])                       stopped= booleans
+//	the tarball must be a docker-save archive of exactly one image,    [C] manual containers (docker/podman save);
+//	  else status error; an image for another architecture stops at     [3P] tangentsoft (multi-platform refused),
+//	  once on start ("exec format error" in /log)                          catesin/AmneziaWG-MikroTik#20; [I] texts
+//	a started container runs through Options.ContainerRunner (rossim   simulator design: container.go documents the
+//	  runs nothing itself); it reaches the API at its gateway:8728,      address mapping
+//	  served by a loopback listener whose sessions come from the veth
+//	a container's API connection crosses the input chain from its      [3P] tikoci SKILL.md (reference 4); [I] a drop
+//	  veth (defconf drops it unless the veth is in LAN); dropped:         closes at once instead of timing out
+//	  closed, with a /log line
+//	a container does not start without DNS (/ip/dns servers or         [C] manual containers; text [I]
+//	  dynamic-servers, or its dns=)
+//	/system/device-mode container (Options.ContainersDisabled);        [C] manual device-mode; [I] get
+//	  update only records the request (a button press applies it)
+//	/ip/dns dynamic-servers set, as learnt from the WAN's DHCP         [I]
+//	/file lists Options.FilesDir (types script, tar file, directory)   [I] type names
+//	/log: time topics message; a container's output (logging=yes) is   [C] manual containers (logging=yes);
+//	  topics container,info                                               [I] topic names
 //	Evaluate: rules in order, disabled/invalid skipped, accept drop   [C] Filter doc (chains, jump/return, implicit
 //	  reject decide (tarpit drops), jump/return, user chain falls       accept of built-in chains); [I] fasttrack is
 //	  through to the caller, built-in chain ends in accept;             treated as non-terminating (defconf accepts

@@ -1,9 +1,12 @@
 package rossim
 
 import (
+	"context"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -84,6 +87,14 @@ var menus = map[string]menu{
 
 var dirs = map[string]bool{"/ip": true, "/ip/firewall": true, "/system": true}
 
+func init() {
+	for p, m := range scriptMenus {
+		menus[p] = m
+	}
+	dirs["/user"] = true
+	dirs["/container"] = true
+}
+
 var writeVerbs = map[string]bool{"add": true, "set": true, "unset": true, "remove": true, "enable": true, "disable": true, "move": true}
 
 // resolve splits a command path into menu and verb, or returns the pair of
@@ -91,6 +102,22 @@ var writeVerbs = map[string]bool{"add": true, "set": true, "unset": true, "remov
 // (<word>)" with category 0, then "no such command prefix" [3P: townet capture;
 // home-assistant/core#68115 on v7; reference 1.4].
 func resolve(path string) (string, string, []*Trap) {
+	if r, ok := resolved.Load(path); ok {
+		mv := r.([2]string)
+		return mv[0], mv[1], nil
+	}
+	m, v, traps := resolvePath(path)
+	if traps == nil {
+		// Only known paths are cached: they are finite (menus x verbs),
+		// whatever clients send.
+		resolved.Store(path, [2]string{m, v})
+	}
+	return m, v, traps
+}
+
+var resolved sync.Map // command path -> [menu, verb]
+
+func resolvePath(path string) (string, string, []*Trap) {
 	segs := strings.Split(strings.TrimPrefix(path, "/"), "/")
 	bad := func(w string) (string, string, []*Trap) {
 		return "", "", []*Trap{
@@ -165,12 +192,15 @@ func reSentence(kvs []kv) []string {
 
 // execute runs one command other than /login, /cancel and /quit.
 func (r *Router) execute(c *command) result {
+	if c.path == "/import" {
+		return r.importCmd(context.Background(), c, &logWriter{r: r, prefix: "script: "})
+	}
 	mpath, verb, traps := resolve(c.path)
 	if traps != nil {
 		return trapResult(traps...)
 	}
 	m := menus[mpath]
-	if !writeVerbs[verb] && !(m.tab < 0 && verb == "set") {
+	if !writeVerbs[verb] && !(m.tab < 0 && (verb == "set" || verb == "update")) && verb != "start" && verb != "stop" {
 		r.mu.Lock()
 		defer r.mu.Unlock()
 		return r.read(c, m, mpath, verb)
@@ -188,12 +218,24 @@ func (r *Router) execute(c *command) result {
 	d.rec = d.rec[:0]
 	var res result
 	var trap *Trap
-	if m.tab < 0 {
+	var after func()
+	switch {
+	case mpath == "/container" && (verb == "start" || verb == "stop"):
+		after, trap = r.containerVerb(c, verb)
+		if trap == nil {
+			res = doneResult("")
+		}
+	case m.tab < 0 && mpath == "/system/identity":
 		trap = r.setIdentity(c)
 		if trap == nil {
 			res = doneResult("")
 		}
-	} else {
+	case m.tab < 0:
+		trap = r.setSingle(c, mpath, verb)
+		if trap == nil {
+			res = doneResult("")
+		}
+	default:
 		var ret string
 		ret, trap = r.write(d, c, m.tab, verb)
 		if trap == nil {
@@ -208,7 +250,44 @@ func (r *Router) execute(c *command) result {
 	}
 	res.write = verb
 	res.events = r.commit()
+	if after != nil {
+		// In a goroutine: it takes the locks this call holds.
+		go after()
+	}
 	return res
+}
+
+// setSingle sets properties of a singleton menu; /system/device-mode
+// update only records the request: a real router applies it after a
+// button press or cold reboot [C: manual device-mode], which the
+// simulator does not emulate (Options.ContainersDisabled picks the mode).
+func (r *Router) setSingle(c *command, mpath, verb string) *Trap {
+	spec := propsIn(singleProps[mpath], r.minor)
+	vals := map[string]string{}
+	for _, a := range c.attrs {
+		kind, ok := spec[a.k]
+		if !ok {
+			return errUnknownParam(a.k)
+		}
+		v, trap := r.db.normalize(a.k, kind, a.v)
+		if trap != nil {
+			return trap
+		}
+		vals[a.k] = v
+	}
+	if verb == "update" {
+		r.appendLog("device-mode update requested; it needs a button press or cold reboot to apply")
+		return nil
+	}
+	cur := map[string]string{}
+	for k, v := range r.singles[mpath] {
+		cur[k] = v
+	}
+	for k, v := range vals {
+		cur[k] = v
+	}
+	r.singles[mpath] = cur
+	return nil
 }
 
 func (r *Router) setIdentity(c *command) *Trap {
@@ -277,7 +356,7 @@ func (r *Router) read(c *command, m menu, mpath, verb string) result {
 		}
 		raw = make([]byte, 0, 64+per*len(r.db.t[m.tab].rows))
 	}
-	for _, row := range r.db.t[m.tab].rows {
+	for _, row := range r.rowsOf(m.tab) {
 		if from != nil && !from[row.id] {
 			continue
 		}
@@ -331,6 +410,18 @@ func proplist(c *command, kvs []kv) []kv {
 func (r *Router) singleton(mpath string) []kv {
 	if mpath == "/system/identity" {
 		return []kv{{"name", r.identity}}
+	}
+	if vals, ok := r.singles[mpath]; ok {
+		keys := make([]string, 0, len(vals))
+		for k := range vals {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys)
+		out := make([]kv, 0, len(keys))
+		for _, k := range keys {
+			out = append(out, kv{k, vals[k]})
+		}
+		return out
 	}
 	return []kv{
 		{"uptime", formatUptime(time.Since(r.started))},
@@ -395,9 +486,9 @@ func (r *Router) lookupID(t tableID, s string) (uint64, bool) {
 		_, found := r.db.t[t].byID[id]
 		return id, found
 	}
-	if t == tInterface || t == tIfList {
+	if key, ok := nameKey[t]; ok && t != tFile {
 		for _, row := range r.db.t[t].rows {
-			if row.props["name"] == s {
+			if row.props[key] == s {
 				return row.id, true
 			}
 		}
@@ -421,7 +512,10 @@ func (r *Router) targets(c *command, t tableID) ([]uint64, *Trap) {
 	return out, nil
 }
 
-func specFor(t tableID) map[string]propKind {
+func (r *Router) specFor(t tableID) map[string]propKind {
+	if s := r.schema[t]; s != nil {
+		return s
+	}
 	switch t {
 	case tFilter:
 		return filterSpec
@@ -440,7 +534,7 @@ func specFor(t tableID) map[string]propKind {
 // apply merges attribute words into props. On set, =!name= unsets a property
 // [3P: community.routeros api_modify, tested against real routers].
 func (r *Router) apply(t tableID, props map[string]string, attrs []kv, isAdd bool) *Trap {
-	spec := specFor(t)
+	spec := r.specFor(t)
 	for _, a := range attrs {
 		k := a.k
 		switch {
@@ -492,6 +586,8 @@ func normalizeListAddress(v string) string {
 
 func (r *Router) check(t tableID, props map[string]string, self uint64) *Trap {
 	switch t {
+	case tIPAddr, tNAT, tUserGroup, tUser, tService, tContainer, tEnvs, tMounts:
+		return r.checkMenuRow(t, props, self)
 	case tFilter:
 		return checkFilter(props)
 	case tAddr:
@@ -573,6 +669,10 @@ func (r *Router) write(d *db, c *command, t tableID, verb string) (string, *Trap
 				props["dynamic"] = "true"
 			}
 		}
+		if t == tContainer {
+			props["status"] = "extracting"
+			r.extractLater(nr.id)
+		}
 		d.insert(t, idx, nr)
 		if t == tVeth {
 			// A veth is also an interface, usable in lists and rules
@@ -636,6 +736,9 @@ func (r *Router) write(d *db, c *command, t tableID, verb string) (string, *Trap
 		for _, id := range ids {
 			if d.t[t].byID[id].builtin {
 				return "", &Trap{Message: "failure: cannot remove builtin"} // [3P: tik4net fake router]
+			}
+			if st := d.t[t].byID[id].props["status"]; t == tContainer && st != "stopped" && st != "error" {
+				return "", &Trap{Message: "failure: container should be stopped first"} // [I]
 			}
 		}
 		for _, id := range ids {

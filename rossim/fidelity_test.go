@@ -167,13 +167,13 @@ func TestSetUnsetEnableDisableMoveLists(t *testing.T) {
 	for _, p := range []string{"22", "80", "443"} {
 		ids = append(ids, run(t, c, f+"add", "=chain=t", "=protocol=tcp", "=dst-port="+p, "=comment=c"+p).Done.Map["ret"])
 	}
-	if ids[0] != "*C" || ids[2] != "*E" {
-		t.Fatalf("ids after defconf's *1..*B: %v", ids)
+	if ids[0] != "*D" || ids[2] != "*F" {
+		t.Fatalf("ids after defconf's *1..*B and the dummy *C: %v", ids)
 	}
 	// ids are never reused
 	run(t, c, f+"remove", "=numbers="+ids[2])
-	if id := run(t, c, f+"add", "=chain=t").Done.Map["ret"]; id != "*F" {
-		t.Fatalf("new id after remove = %s, want *F", id)
+	if id := run(t, c, f+"add", "=chain=t").Done.Map["ret"]; id != "*10" {
+		t.Fatalf("new id after remove = %s, want *10", id)
 	}
 	run(t, c, f+"set", "=numbers="+ids[0]+","+ids[1], "=!dst-port=", "=comment=")
 	for _, row := range rows(run(t, c, f+"print", "?chain=t", "?protocol=tcp")) {
@@ -189,7 +189,7 @@ func TestSetUnsetEnableDisableMoveLists(t *testing.T) {
 		t.Fatalf("disabled rows: %v", got)
 	}
 	run(t, c, f+"enable", "=numbers="+ids[1])
-	if got := column(run(t, c, f+"print", "?chain=t", "?disabled=no"), ".id"); !cmp.Equal(got, []string{ids[1], "*F"}) {
+	if got := column(run(t, c, f+"print", "?chain=t", "?disabled=no"), ".id"); !cmp.Equal(got, []string{ids[1], "*10"}) {
 		t.Fatalf("enabled rows: %v", got)
 	}
 	run(t, c, f+"unset", "=numbers="+ids[1], "=value-name=protocol")
@@ -197,15 +197,15 @@ func TestSetUnsetEnableDisableMoveLists(t *testing.T) {
 		t.Fatalf("unset protocol: %v", row)
 	}
 	// move two rules before *1: they keep the order given.
-	run(t, c, f+"move", "=numbers=*F,"+ids[0], "=destination=*1")
+	run(t, c, f+"move", "=numbers=*10,"+ids[0], "=destination=*1")
 	all := column(run(t, c, f+"print"), ".id")
-	if d := cmp.Diff([]string{idString(dummyID), "*F", ids[0], "*1"}, all[:4]); d != "" {
+	if d := cmp.Diff([]string{idString(dummyID), "*10", ids[0], "*1"}, all[:4]); d != "" {
 		t.Fatalf("after move:\n%s", d)
 	}
 	// without destination: to the end [I]
-	run(t, c, f+"move", "=numbers=*F")
+	run(t, c, f+"move", "=numbers=*10")
 	all = column(run(t, c, f+"print"), ".id")
-	if all[len(all)-1] != "*F" {
+	if all[len(all)-1] != "*10" {
 		t.Fatalf("move without destination: %v", all)
 	}
 	// protocol by number prints by name; an unnamed number prints as such.
@@ -228,9 +228,14 @@ func TestSetUnsetEnableDisableMoveLists(t *testing.T) {
 	if n := len(run(t, c, f+"print", "?dynamic=true").Re); n != 0 {
 		t.Fatal("dummy rule still present without a fasttrack rule")
 	}
-	run(t, c, f+"add", "=chain=forward", "=action=fasttrack-connection", "=connection-state=established,related")
-	if first := column(run(t, c, f+"print"), ".id")[0]; first != idString(dummyID) {
-		t.Fatalf("dummy rule not back on top: %s", first)
+	ft := run(t, c, f+"add", "=chain=forward", "=action=fasttrack-connection", "=connection-state=established,related").Done.Map["ret"]
+	// Back on top, with the next id of the same counter: ids are never
+	// reused, so it is not its old *C [I: reference section 8 for the
+	// counter, 1.8 for no reuse].
+	top := rows(run(t, c, f+"print"))[0]
+	ftID, _ := parseID(ft)
+	if top["dynamic"] != "true" || top[".id"] != idString(ftID+1) {
+		t.Fatalf("dummy rule not back on top with id after %s: %v", ft, top)
 	}
 }
 
@@ -322,6 +327,19 @@ func TestSessionsAndMaxSessions(t *testing.T) {
 		}
 		return err == nil
 	})
+	// The limit is the api service's max-sessions [C: manual ip/service].
+	if items, _ := r.Exec("/ip/service/print", "?name=api"); items[0]["max-sessions"] != "3" {
+		t.Fatalf("api service: %v", items)
+	}
+	if _, err := r.Exec("/ip/service/set", "=numbers=api", "=max-sessions=2"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tryDial(r, "admin", ""); err == nil {
+		t.Fatal("a session past max-sessions=2 was served")
+	}
+	if _, err := r.Exec("/ip/service/set", "=numbers=api", "=max-sessions=0"); err == nil || err.Error() != "invalid value for argument max-sessions" {
+		t.Fatalf("max-sessions=0: %v", err)
+	}
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }
@@ -556,3 +574,7 @@ func TestContainerVeth(t *testing.T) {
 		t.Fatal("veth interface left behind")
 	}
 }
+
+// dummyID is the fasttrack dummy rule's id on a fresh defconf router: the
+// next of the filter counter after defconf's eleven rules.
+const dummyID = 0xC

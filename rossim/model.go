@@ -16,6 +16,16 @@ const (
 	tIfMember
 	tInterface
 	tVeth
+	tIPAddr    // /ip/address
+	tNAT       // /ip/firewall/nat
+	tUserGroup // /user/group
+	tUser      // /user
+	tService   // /ip/service (static rows; per-connection rows are synthesised)
+	tContainer // /container
+	tEnvs      // /container/envs
+	tMounts    // /container/mounts
+	tFile      // /file: no stored rows, listed from the router's files
+	tLog       // /log: no stored rows, listed from the router's log
 	nTables
 )
 
@@ -131,16 +141,14 @@ func (d *db) newID(t tableID) uint64 {
 	return id
 }
 
-// dummyID is the id of the dynamic fasttrack dummy rule. Its real value is not
-// documented [I]; it sits outside the range of ids that add hands out so it
-// can never collide with one.
-const dummyID = 0xFFFFFFFE
-
 const dummyComment = "special dummy rule to show fasttrack counters"
 
 // syncDummy keeps the dynamic dummy rule present exactly while a
 // fasttrack-connection rule exists, at the top of the list [3P: several real
-// 7.x routers, reference 2.2; the manual's statistics sample, C].
+// 7.x routers, reference 2.2; the manual's statistics sample, C]. It takes
+// the next id of the filter counter, like any rule (`*D` after defconf's
+// `*1`...`*C` on a factory hAP) [3P: public test code built from a real
+// router, reference section 8].
 func (d *db) syncDummy() {
 	want := false
 	for _, r := range d.t[tFilter].rows {
@@ -149,10 +157,16 @@ func (d *db) syncDummy() {
 			break
 		}
 	}
-	i := d.pos(tFilter, dummyID)
+	i := -1
+	for j, r := range d.t[tFilter].rows {
+		if r.builtin {
+			i = j
+			break
+		}
+	}
 	switch {
 	case want && i < 0:
-		d.insert(tFilter, 0, &row{id: dummyID, dynamic: true, builtin: true, props: map[string]string{
+		d.insert(tFilter, 0, &row{id: d.newID(tFilter), dynamic: true, builtin: true, props: map[string]string{
 			"chain": "forward", "action": "passthrough", "comment": dummyComment}})
 	case !want && i >= 0:
 		d.delete(tFilter, i)
@@ -213,7 +227,7 @@ func (p *printer) print(t tableID, r *row) []kv {
 	case tVeth:
 		return printGeneric(r, []string{"name", "address", "gateway", "gateway6", "mac-address", "container-mac-address"}, []kv{{"running", "true"}, {"disabled", or(r.props["disabled"], "false")}})
 	}
-	return nil
+	return printMenuRow(t, r)
 }
 
 func boolStr(b bool) string {

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"strconv"
 	"strings"
 	"sync"
@@ -19,18 +20,33 @@ import (
 
 // DefaultROSVersion is the RouterOS version emulated when Options.ROSVersion
 // is empty: the newest 7.x whose behaviour the simulator models.
-const DefaultROSVersion = "7.20.4"
+const DefaultROSVersion = "7.24.3"
 
 // Options configure a Router. The zero value is a usable router.
 type Options struct {
 	User, Password                string // login credentials; zero value: "admin" and ""
-	ROSVersion                    string // e.g. "7.20.4"; zero: DefaultROSVersion; !empty only for >= 7.18
+	ROSVersion                    string // e.g. "7.21.5"; zero: DefaultROSVersion; names per version: see the package doc
 	Board, Architecture, Identity string // zero: "RB5009UG+S+", "arm64", "MikroTik"
 	LegacyLogin                   bool   // answer the first /login with a challenge (pre-6.43 flow)
-	MaxSessions                   int    // zero: 20, RouterOS's default for the api service
+	MaxSessions                   int    // the api service's max-sessions; zero: 20, RouterOS's default
 	Latency                       time.Duration
 	WriteServiceTime              time.Duration
 	Logger                        *slog.Logger // nil: discard
+
+	// FilesDir holds the router's files (/file, /import, container
+	// tarballs and mount sources). Empty: a temporary directory, created
+	// on first use and removed by Close.
+	FilesDir string
+	// ContainerRunner runs a container when /container/start starts it;
+	// nil: containers reach running but run nothing. See Container.
+	ContainerRunner ContainerRunner
+	// ExtractTime is how long /container/add stays extracting before the
+	// container is stopped (ready to start). Zero: 100 ms.
+	ExtractTime time.Duration
+	// ContainersDisabled emulates /system/device-mode container=no (the
+	// factory setting; the simulator defaults to a router prepared for
+	// containers).
+	ContainersDisabled bool
 
 	// HistoryLimit bounds History: 0 keeps every state (cheap: each write
 	// stores only the rows it changed, shared copy-on-write), n > 0 keeps
@@ -60,6 +76,8 @@ type Router struct {
 	opts      Options
 	log       *slog.Logger
 	version   string
+	minor     int                           // 7.minor
+	schema    *[nTables]map[string]propKind // version-dependent writable properties
 	emitEmpty bool
 	started   time.Time
 
@@ -76,6 +94,16 @@ type Router struct {
 	injects   map[string][]string
 	listeners []*listener
 	sessions  map[*session]struct{}
+	singles   map[string]map[string]string // singleton menus other than identity and resource
+	globals   map[string]val               // :global variables
+	files     fileStore
+	ctrs      map[uint64]*runningContainer
+	ctrArch   map[uint64]string // image architecture of each extracted container
+	nextConn  uint64
+	routerLog []string
+	ctx       context.Context // cancelled by Close: ends running scripts
+	cancel    context.CancelFunc
+	logSeq    uint64 // lines ever logged: /log ids
 	ln        net.Listener
 	closed    bool
 
@@ -115,15 +143,30 @@ func New(opts Options) *Router {
 	r := &Router{
 		opts: opts, log: log, version: opts.ROSVersion,
 		emitEmpty: versionAtLeast(opts.ROSVersion, 7, 18),
+		minor:     minorOf(opts.ROSVersion),
+		globals:   map[string]val{},
+		ctrs:      map[uint64]*runningContainer{},
+		ctrArch:   map[uint64]string{},
+		files:     fileStore{dir: opts.FilesDir},
 		started:   time.Now(),
 		db:        newDB(), identity: opts.Identity,
 		dropAfter: -1, injects: map[string][]string{},
 		sessions: map[*session]struct{}{},
 		stats:    Stats{Writes: map[string]int{}},
 	}
+	r.ctx, r.cancel = context.WithCancel(context.Background())
 	r.latency.Store(int64(opts.Latency))
 	r.serviceTime.Store(int64(opts.WriteServiceTime))
+	r.schema = schemaFor(r.minor)
 	r.db.defconf(opts.Board)
+	r.db.defconfMenus(opts.User, opts.Password, opts.MaxSessions)
+	r.singles = map[string]map[string]string{
+		"/container/config":   {"registry-url": "https://lscr.io", "tmpdir": "", "ram-high": "0"},
+		"/system/device-mode": {"mode": "enterprise", "container": boolStr(!opts.ContainersDisabled)},
+		// DNS learnt from the WAN's DHCP client [I]: RouterOS starts no
+		// container without DNS [C: manual containers].
+		"/ip/dns": {"servers": "", "dynamic-servers": "192.168.1.1", "allow-remote-requests": "true"},
+	}
 	r.db.rec = nil
 	r.hist.limit = opts.HistoryLimit
 	for i := range r.hist.base {
@@ -179,7 +222,17 @@ func (r *Router) Serve(l net.Listener) error {
 	return r.serve(l)
 }
 
-func (r *Router) serve(l net.Listener) error {
+func (r *Router) serve(l net.Listener) error { return r.serveFrom(l, nil) }
+
+// origin is where a container's connections come from: its veth.
+type origin struct {
+	iface    string
+	from, to netip.Addr // the container's address, the router's (gateway)
+}
+
+// serveFrom serves l; with o set, every session appears to come from the
+// container's veth instead of its TCP peer, and must pass the input chain.
+func (r *Router) serveFrom(l net.Listener, o *origin) error {
 	for {
 		conn, err := l.Accept()
 		if err != nil {
@@ -196,13 +249,27 @@ func (r *Router) serve(l net.Listener) error {
 			}
 			return fmt.Errorf("accept: %w", err)
 		}
+		if o != nil {
+			// The connection crosses the router's input chain from the
+			// veth: defconf drops it unless the veth is in the LAN list
+			// (or an earlier rule accepts it) [3P: tikoci SKILL.md,
+			// reference 4]. A real drop makes the connect time out; the
+			// simulator closes it at once.
+			v := r.Snapshot().Evaluate(Packet{Chain: "input", InInterface: o.iface, Src: o.from, Dst: o.to,
+				Protocol: 6, SrcPort: 40000, DstPort: 8728, ConnState: "new"})
+			if v.Action != "accept" {
+				r.logf("firewall: input %s from %s to %s:8728 on %s (rule %s)", v.Action, o.from, o.to, o.iface, v.RuleID)
+				conn.Close()
+				continue
+			}
+		}
 		r.mu.Lock()
 		if r.closed {
 			r.mu.Unlock()
 			conn.Close()
 			return ErrClosed
 		}
-		if len(r.sessions) >= r.opts.MaxSessions {
+		if len(r.sessions) >= r.maxSessions() {
 			// Undocumented on RouterOS; like a client outside
 			// available-from, the connection is accepted then closed [I:
 			// reference 1.9].
@@ -212,6 +279,20 @@ func (r *Router) serve(l net.Listener) error {
 			continue
 		}
 		s := newSession(r, conn)
+		r.nextConn++
+		s.connID = r.nextConn
+		if o != nil {
+			s.from = o.from
+		}
+		if !r.serviceAdmits(s.from) {
+			// A client outside available-from (or with the service
+			// disabled) completes the TCP connect, then the router closes
+			// it [C: manual ip/service].
+			r.mu.Unlock()
+			r.log.Info("api session refused by /ip/service", "remote", conn.RemoteAddr().String())
+			conn.Close()
+			continue
+		}
 		r.sessions[s] = struct{}{}
 		r.wg.Add(2)
 		r.mu.Unlock()
@@ -232,6 +313,8 @@ func (r *Router) Addr() string {
 
 // Close stops listening, closes every session and waits for its goroutines.
 func (r *Router) Close() error {
+	r.cancel()
+	r.stopContainers()
 	r.mu.Lock()
 	if r.closed {
 		r.mu.Unlock()
@@ -248,6 +331,7 @@ func (r *Router) Close() error {
 	}
 	r.mu.Unlock()
 	r.wg.Wait()
+	r.files.close()
 	return err
 }
 
@@ -549,6 +633,10 @@ type session struct {
 	br       *bufio.Reader
 	loggedIn bool
 	chal     []byte
+	connID   uint64
+	from     netip.Addr      // where the router sees the session come from
+	user     string          // logged-in user
+	policies map[string]bool // the user's group policies
 
 	wmu     sync.Mutex
 	cond    *sync.Cond
@@ -563,7 +651,7 @@ type batch struct {
 }
 
 func newSession(r *Router, conn net.Conn) *session {
-	s := &session{r: r, conn: conn, br: bufio.NewReaderSize(conn, 32<<10)}
+	s := &session{r: r, conn: conn, br: bufio.NewReaderSize(conn, 32<<10), from: remoteIP(conn)}
 	s.cond = sync.NewCond(&s.wmu)
 	return s
 }
@@ -711,6 +799,10 @@ func (s *session) handle(c *command) bool {
 		s.cancel(c)
 		return true
 	}
+	if need := needs(c.path); need != "" && !s.policies[need] {
+		s.send(appendSentences(nil, trapResult(errPermission).sents, c.tag), false)
+		return true
+	}
 	var res result
 	if hasInject {
 		res = trapResult(&Trap{Message: injected})
@@ -773,10 +865,11 @@ func (s *session) login(c *command) result {
 	if resp, ok := c.get("response"); ok {
 		chal := s.chal
 		s.chal = nil
-		if chal != nil && name == r.opts.User && resp == ChallengeResponse(chal, r.opts.Password) {
-			return s.loginOK(name)
+		pol, why := r.userFor(name, func(pw string) bool { return chal != nil && resp == ChallengeResponse(chal, pw) }, s.from)
+		if pol != nil {
+			return s.loginOK(name, pol)
 		}
-		r.log.Info("api login failed", "user", name, "method", "challenge")
+		r.log.Info("api login failed", "user", name, "method", "challenge", "cause", why)
 		return trapResult(&Trap{Message: "cannot log in"})
 	}
 	if r.opts.LegacyLogin {
@@ -785,16 +878,19 @@ func (s *session) login(c *command) result {
 		return doneResult(hex.EncodeToString(s.chal))
 	}
 	pw, _ := c.get("password")
-	if name == r.opts.User && pw == r.opts.Password {
-		return s.loginOK(name)
+	pol, why := r.userFor(name, func(p string) bool { return p == pw }, s.from)
+	if pol != nil {
+		return s.loginOK(name, pol)
 	}
-	r.log.Info("api login failed", "user", name)
-	return trapResult(&Trap{Message: "invalid user name or password (6)"})
+	r.log.Info("api login failed", "user", name, "remote", s.from.String(), "cause", why)
+	return trapResult(errLogin)
 }
 
-func (s *session) loginOK(name string) result {
+func (s *session) loginOK(name string, pol map[string]bool) result {
+	s.r.mu.Lock() // connectionRows reads these under r.mu
 	s.loggedIn = true
-	s.r.mu.Lock()
+	s.user = name
+	s.policies = pol
 	s.r.stats.Logins++
 	s.r.mu.Unlock()
 	s.r.log.Info("api user logged in", "user", name, "remote", s.conn.RemoteAddr().String())

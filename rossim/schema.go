@@ -1,6 +1,8 @@
 package rossim
 
 import (
+	"net/netip"
+	"strconv"
 	"strings"
 )
 
@@ -19,6 +21,8 @@ const (
 	kIfList                    // interface list name, optional !
 	kBool                      // yes/no/true/false, printed true/false
 	kNatState                  // srcnat,dstnat, optional !
+	kIfAddr                    // an interface address a.b.c.d[/n], kept as typed with its prefix
+	kSessions                  // max-sessions: 1..1000
 )
 
 type propSpec struct {
@@ -189,6 +193,20 @@ func (d *db) normalize(name string, k propKind, v string) (string, *Trap) {
 			}
 		}
 		return withNeg(neg, s), nil
+	case kSessions:
+		// 1..1000 [C: manual ip/service]
+		if n, err := strconv.Atoi(v); err != nil || n < 1 || n > 1000 {
+			return "", errBadValue(name)
+		}
+		return v, nil
+	case kIfAddr:
+		if a, err := netip.ParseAddr(v); err == nil && a.Is4() {
+			return v + "/32", nil
+		}
+		if p, err := netip.ParsePrefix(v); err == nil && p.Addr().Is4() {
+			return v, nil
+		}
+		return "", errBadValue(name)
 	case kIface:
 		neg, s := splitNeg(v)
 		if !d.hasName(tInterface, s) {
