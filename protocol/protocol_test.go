@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -232,5 +233,38 @@ func TestMaxDesiredStateBytes(t *testing.T) {
 	t.Logf("six worst-case full groups: %d bytes (%.0f per rule)", len(b), float64(len(b))/1500)
 	if len(b) > protocol.MaxDesiredStateBytes {
 		t.Errorf("six worst-case full groups take %d bytes, more than MaxDesiredStateBytes %d", len(b), protocol.MaxDesiredStateBytes)
+	}
+}
+
+// TestBoundedStatusFits: whatever text an agent's status carries, once
+// Bounded it fits the broker's packet limit for a site, even when every
+// character is one JSON escapes to six bytes.
+func TestBoundedStatusFits(t *testing.T) {
+	worst := strings.Repeat("\x01", 1<<20)
+	st := protocol.SiteStatus{
+		Schema: protocol.SchemaVersion, OrgID: "org_" + strings.Repeat("a", 124), SiteID: "site_" + strings.Repeat("b", 64),
+		Epoch: strings.Repeat("e", 64), Revision: ^uint64(0), State: protocol.StateFailed,
+		Error: worst, AgentVersion: worst, RouterOSVersion: worst, Board: worst,
+	}.Bounded()
+	b, err := json.Marshal(st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(b) > protocol.MaxStatusBytes {
+		t.Errorf("bounded status is %d bytes of JSON; the broker refuses more than %d", len(b), protocol.MaxStatusBytes)
+	}
+	for name, f := range map[string]struct {
+		v   string
+		max int
+	}{"error": {st.Error, protocol.MaxStatusError}, "agent_version": {st.AgentVersion, protocol.MaxStatusText}, "board": {st.Board, protocol.MaxStatusText}} {
+		if len(f.v) > f.max || !strings.HasSuffix(f.v, "…") {
+			t.Errorf("%s: %d bytes, want at most %d with the cut marked", name, len(f.v), f.max)
+		}
+	}
+	if got := protocol.Truncate("short", 10); got != "short" {
+		t.Errorf("Truncate changed a short string to %q", got)
+	}
+	if got := protocol.Truncate("ééé", 4); got != "…" || !utf8.ValidString(got) {
+		t.Errorf("protocol.Truncate(%q, 4) = %q; want the cut on a rune boundary", "ééé", got)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"time"
+	"unicode/utf8"
 )
 
 // Size bounds of what crosses the broker. The embedded broker refuses larger
@@ -32,6 +33,43 @@ const (
 	// site id (69) and a kind, with room for a long root.
 	MaxTopicBytes = 512
 )
+
+// Bounds of the text a status carries. An agent cuts its status to them
+// before it publishes (SiteStatus.Bounded), so a status always fits
+// MaxStatusBytes however long a RouterOS message is; the control plane cuts
+// what it stores to them again, since a report of any size may come from a
+// compromised site or through a broker without a size limit.
+const (
+	// MaxStatusError bounds Error: room for RouterOS's trap message and the
+	// agent's explanation of it.
+	MaxStatusError = 1024
+	// MaxStatusText bounds the agent version, RouterOS version and board.
+	MaxStatusText = 128
+)
+
+// Bounded returns st with its text fields cut to MaxStatusError and
+// MaxStatusText.
+func (st SiteStatus) Bounded() SiteStatus {
+	st.Error = Truncate(st.Error, MaxStatusError)
+	st.AgentVersion = Truncate(st.AgentVersion, MaxStatusText)
+	st.RouterOSVersion = Truncate(st.RouterOSVersion, MaxStatusText)
+	st.Board = Truncate(st.Board, MaxStatusText)
+	return st
+}
+
+// Truncate cuts s to at most n bytes, on a UTF-8 boundary, marking the cut
+// with "…" so a reader knows text is missing.
+func Truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	const mark = "…"
+	cut := max(n-len(mark), 0)
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + mark
+}
 
 // ErrStatusMismatch is returned by ParseStatus for a status that names
 // another site than the topic it came on. A site's credentials only let it
