@@ -285,6 +285,9 @@ func (a *Agent) publish(_ context.Context) {
 	if a.status.State == "" {
 		return
 	}
+	// A RouterOS message can be of any length; the broker closes the
+	// connection of a site whose status exceeds protocol.MaxStatusBytes.
+	a.status = a.status.Bounded()
 	if a.status != a.lastReported {
 		a.lastReported = a.status
 		if a.opts.OnStatus != nil {

@@ -2,7 +2,6 @@ package controlplane
 
 import (
 	"time"
-	"unicode/utf8"
 
 	"github.com/rampart-fw/rampart/protocol"
 )
@@ -13,16 +12,12 @@ import (
 // and the input; a store reads the record, calls them, and persists what
 // they return, in one transaction, and never decides a site's state itself.
 
-// Bounds of the text an agent reports. A status message of any size may
-// arrive from a site (a compromised router, a broker without a size limit);
-// what is stored is cut to these lengths, so a report cannot make every
-// later write of the site's record expensive.
+// Bounds of the text stored from an agent's report: the wire's own
+// (protocol.SiteStatus.Bounded), applied again because a report of any size
+// may arrive from a compromised site.
 const (
-	// MaxSiteError bounds the stored error of a failed report: room for
-	// RouterOS's trap message and the agent's explanation.
-	MaxSiteError = 1024
-	// MaxSiteText bounds the agent version, RouterOS version and board.
-	MaxSiteText = 128
+	MaxSiteError = protocol.MaxStatusError
+	MaxSiteText  = protocol.MaxStatusText
 )
 
 // NewSite is the record of a site the control plane has not heard of yet.
@@ -93,10 +88,9 @@ func FoldStatus(rec Site, last LastReport, st protocol.SiteStatus, rules SiteRul
 		out.Result = ReportRefused
 		return out
 	}
+	st = st.Bounded()
 	site := &out.Site
-	site.AgentVersion = Truncate(st.AgentVersion, MaxSiteText)
-	site.RouterOSVersion = Truncate(st.RouterOSVersion, MaxSiteText)
-	site.Board = Truncate(st.Board, MaxSiteText)
+	site.AgentVersion, site.RouterOSVersion, site.Board = st.AgentVersion, st.RouterOSVersion, st.Board
 	if st.Epoch != rules.Epoch {
 		out.Result = ReportOtherEpoch
 		return out
@@ -108,7 +102,6 @@ func FoldStatus(rec Site, last LastReport, st protocol.SiteStatus, rules SiteRul
 	}
 	out.Result = ReportTaken
 	out.Last = LastReport{Epoch: st.Epoch, Revision: st.Revision, State: st.State}
-	errMsg := Truncate(st.Error, MaxSiteError)
 	switch st.State {
 	case protocol.StateApplied:
 		out.Confirm, out.Revision, out.Applied = true, st.Revision, true
@@ -118,8 +111,8 @@ func FoldStatus(rec Site, last LastReport, st protocol.SiteStatus, rules SiteRul
 			site.State = SiteSyncing
 		}
 	case protocol.StateFailed:
-		out.Confirm, out.Revision, out.Error = true, st.Revision, errMsg
-		site.State, site.LastError = SiteFailed, errMsg
+		out.Confirm, out.Revision, out.Error = true, st.Revision, st.Error
+		site.State, site.LastError = SiteFailed, st.Error
 	default: // applying
 		if site.State != SiteFailed || st.Revision > site.AppliedRevision {
 			site.State = SiteSyncing
@@ -231,20 +224,6 @@ func (s Site) At(now time.Time) Site {
 		s.State = SiteUnknown
 	}
 	return s
-}
-
-// Truncate cuts s to at most n bytes, on a UTF-8 boundary, marking the cut
-// with "…" so a reader knows text is missing.
-func Truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	const mark = "…"
-	cut := max(n-len(mark), 0)
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
-	}
-	return s[:cut] + mark
 }
 
 // Unforged undoes, in a site's record and its newest report, what a forged

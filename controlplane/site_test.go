@@ -136,7 +136,7 @@ func TestFoldStatusBoundsText(t *testing.T) {
 			t.Errorf("%s: %d bytes, valid UTF-8 %v, ends %q; want at most %d, cut marked", f.name, len(f.v), utf8.ValidString(f.v), f.v[max(len(f.v)-8, 0):], f.max)
 		}
 	}
-	if got := cp.Truncate("short", 10); got != "short" {
+	if got := protocol.Truncate("short", 10); got != "short" {
 		t.Errorf("Truncate kept %q of a short string", got)
 	}
 }

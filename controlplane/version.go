@@ -4,6 +4,8 @@ import (
 	"context"
 	"strconv"
 	"strings"
+
+	"github.com/rampart-fw/rampart/protocol"
 )
 
 // Versions and preconditions (DESIGN.md section 2, #16): every write to a
@@ -62,7 +64,7 @@ func ParseIfMatch(h string) (Precondition, error) {
 		weak := strings.HasPrefix(tag, "W/")
 		inner := strings.TrimPrefix(tag, "W/")
 		if len(inner) < 2 || inner[0] != '"' || inner[len(inner)-1] != '"' || strings.Contains(inner[1:len(inner)-1], `"`) {
-			return Precondition{}, Errorf(CodeInvalidValue, "If-Match", "The If-Match header %q is not a list of entity tags; send the ETag of your last GET or write, such as %s, or *.", Truncate(h, 80), ETag(3))
+			return Precondition{}, Errorf(CodeInvalidValue, "If-Match", "The If-Match header %q is not a list of entity tags; send the ETag of your last GET or write, such as %s, or *.", protocol.Truncate(h, 80), ETag(3))
 		}
 		if weak {
 			continue
@@ -91,7 +93,7 @@ func (p Precondition) Check(kind, id string, version uint64) error {
 		}
 	}
 	return Errorf(CodePreconditionFailed, "If-Match", "The %s %q changed since you read it: If-Match was %s, the current ETag is %s. GET it again, reapply your change and retry with the new ETag.",
-		kindName(kind), id, Truncate(p.Raw, 80), ETag(version))
+		kindName(kind), id, protocol.Truncate(p.Raw, 80), ETag(version))
 }
 
 // WriteRequest is what a write needs to know of the request that asks for

@@ -18,6 +18,9 @@
 //	<root>/O/S/desired   control plane → agent, retained, QoS 1, DesiredState
 //	<root>/O/S/status    agent → control plane, retained, QoS 1, SiteStatus
 //	<root>/O/S/presence  agent → control plane, retained, QoS 1, Presence
+//	<root>/resync        control plane → every agent, not retained, QoS 1, ResyncRequest
+//
+// Documents are bounded in size (MaxDesiredStateBytes, MaxStatusBytes).
 //
 // Organisation and site ids are checked with ValidOrgID and ValidSiteID before
 // they are put into a topic, so an id can never contain MQTT wildcards or

@@ -2,9 +2,11 @@ package protocol_test
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -161,5 +163,108 @@ func TestIDs(t *testing.T) {
 		if got := protocol.ValidSiteID(id); got != want {
 			t.Errorf("ValidSiteID(%q) = %v", id, got)
 		}
+	}
+}
+
+func TestParseStatus(t *testing.T) {
+	ok := `{"schema":1,"org_id":"org_demo","site_id":"site_hq","epoch":"e","revision":3,"state":"applied"}`
+	tests := []struct {
+		name, payload string
+		want          protocol.SiteStatus
+		mismatch      bool
+		wantErr       string
+	}{
+		{name: "valid", payload: ok, want: protocol.SiteStatus{Schema: 1, OrgID: "org_demo", SiteID: "site_hq", Epoch: "e", Revision: 3, State: "applied"}},
+		{name: "not json", payload: `{`, wantErr: "parse status: unexpected end of JSON input"},
+		{name: "schema", payload: strings.Replace(ok, `"schema":1`, `"schema":2`, 1), wantErr: "parse status: schema 2 is not supported (want 1)"},
+		{name: "other site", payload: strings.Replace(ok, "site_hq", "site_b", 1), mismatch: true,
+			wantErr: "status names another site than its topic: org_demo/site_b on the topic of org_demo/site_hq"},
+		{name: "state", payload: strings.Replace(ok, "applied", "done", 1), wantErr: `parse status: state "done" is not one of applying, applied, failed`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := protocol.ParseStatus([]byte(tc.payload), "org_demo", "site_hq")
+			if tc.wantErr != "" {
+				if err == nil || err.Error() != tc.wantErr {
+					t.Fatalf("error = %v, want %q", err, tc.wantErr)
+				}
+				if got := errors.Is(err, protocol.ErrStatusMismatch); got != tc.mismatch {
+					t.Errorf("errors.Is(err, ErrStatusMismatch) = %v, want %v", got, tc.mismatch)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(tc.want, got); diff != "" {
+				t.Errorf("status (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func ExampleResyncTopic() {
+	fmt.Println(protocol.ResyncTopic(protocol.DefaultTopicRoot))
+	// Output: rampart/v1/resync
+}
+
+// TestMaxDesiredStateBytes holds the bound to its stated reasoning: six
+// groups of 250 rules at the API's bounds fit, with room for their lists.
+func TestMaxDesiredStateBytes(t *testing.T) {
+	desc := strings.Repeat("<", 255) // escaped by encoding/json to \u003c
+	var ports []string
+	for i := range 64 {
+		ports = append(ports, fmt.Sprintf("%d-%d", 60000+i, 65535))
+	}
+	d := protocol.DesiredState{OrgID: "org_demo", SiteID: "site_hq", Epoch: "e", Revision: 1}
+	for g := range 6 {
+		grp := protocol.SecurityGroup{ID: fmt.Sprintf("sec_grp_%027d", g), Name: strings.Repeat("<", 255)}
+		for r := range 250 {
+			grp.Rules = append(grp.Rules, protocol.Rule{ID: fmt.Sprintf("fltr_%027d", r), Direction: protocol.Outbound,
+				Order: r + 1, Protocol: 132, Port: strings.Join(ports, ","), Address: "255.255.255.255/32", Description: desc})
+		}
+		d.SecurityGroups = append(d.SecurityGroups, grp)
+	}
+	d.Seal()
+	b, err := json.Marshal(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("six worst-case full groups: %d bytes (%.0f per rule)", len(b), float64(len(b))/1500)
+	if len(b) > protocol.MaxDesiredStateBytes {
+		t.Errorf("six worst-case full groups take %d bytes, more than MaxDesiredStateBytes %d", len(b), protocol.MaxDesiredStateBytes)
+	}
+}
+
+// TestBoundedStatusFits: whatever text an agent's status carries, once
+// Bounded it fits the broker's packet limit for a site, even when every
+// character is one JSON escapes to six bytes.
+func TestBoundedStatusFits(t *testing.T) {
+	worst := strings.Repeat("\x01", 1<<20)
+	st := protocol.SiteStatus{
+		Schema: protocol.SchemaVersion, OrgID: "org_" + strings.Repeat("a", 124), SiteID: "site_" + strings.Repeat("b", 64),
+		Epoch: strings.Repeat("e", 64), Revision: ^uint64(0), State: protocol.StateFailed,
+		Error: worst, AgentVersion: worst, RouterOSVersion: worst, Board: worst,
+	}.Bounded()
+	b, err := json.Marshal(st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(b) > protocol.MaxStatusBytes {
+		t.Errorf("bounded status is %d bytes of JSON; the broker refuses more than %d", len(b), protocol.MaxStatusBytes)
+	}
+	for name, f := range map[string]struct {
+		v   string
+		max int
+	}{"error": {st.Error, protocol.MaxStatusError}, "agent_version": {st.AgentVersion, protocol.MaxStatusText}, "board": {st.Board, protocol.MaxStatusText}} {
+		if len(f.v) > f.max || !strings.HasSuffix(f.v, "…") {
+			t.Errorf("%s: %d bytes, want at most %d with the cut marked", name, len(f.v), f.max)
+		}
+	}
+	if got := protocol.Truncate("short", 10); got != "short" {
+		t.Errorf("Truncate changed a short string to %q", got)
+	}
+	if got := protocol.Truncate("ééé", 4); got != "…" || !utf8.ValidString(got) {
+		t.Errorf("protocol.Truncate(%q, 4) = %q; want the cut on a rune boundary", "ééé", got)
 	}
 }

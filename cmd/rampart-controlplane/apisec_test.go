@@ -62,7 +62,8 @@ func TestQuotaFlags(t *testing.T) {
 	if c.Quotas.SecurityGroups != 1000 || c.Quotas.PrefixLists != 1000 {
 		t.Errorf("default quotas %+v", c.Quotas)
 	}
-	m := &Main{Config: c, Logger: slog.New(slog.DiscardHandler), Registry: prometheus.NewRegistry(), Extensions: []Extension{}}
+	c.MQTTListen = "127.0.0.1:0"
+	m := &Main{Config: c, Logger: slog.New(slog.DiscardHandler), Registry: prometheus.NewRegistry()}
 	if err := m.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}

@@ -25,88 +25,30 @@ import (
 	"github.com/rampart-fw/rampart/rossim"
 )
 
-func init() { extensions = append(extensions, &demoExtension{}) }
-
 // demoStdout receives the demo's instructions (tests replace it).
 var demoStdout io.Writer = os.Stdout
 
 // DemoOrg is the organisation of the demo sites, site_demo1 to site_demoN.
 const DemoOrg = fleet.DefaultOrg
 
-// agentBroker is what the MQTT extension may implement to tell the demo the
-// URL agents on this machine dial (the embedded broker's real address when
-// --mqtt-listen asked for port 0, or the external --mqtt-url).
-type agentBroker interface{ AgentMQTTURL() string }
+// maxDemo bounds --demo: each simulated router costs about five file
+// descriptors.
+const maxDemo = 1000
 
-type demoExtension struct {
+type demo struct {
 	fleet *fleet.Fleet
 	srv   *http.Server
 	done  chan struct{}
 }
 
-// Configure puts a demo of this Main's own behind every other extension,
-// so that it starts once the broker listens and the control plane
-// publishes: files register in file-name order, and demo.go sorts before
-// mqtt.go. (The registered value is shared by every Main; the one that
-// starts is not.)
-func (d *demoExtension) Configure(m *Main) error {
-	if m.Config.Demo <= 0 {
-		return nil
-	}
-	if m.Config.Demo > 1000 {
-		return fmt.Errorf("--demo %d: at most 1000 simulated routers in one process (each costs about five file descriptors); use the fleet benchmark for more", m.Config.Demo)
-	}
-	rest := make([]Extension, 0, len(m.Extensions))
-	for _, e := range m.Extensions {
-		if e != Extension(d) {
-			rest = append(rest, e)
-		}
-	}
-	m.Extensions = append(rest, &demoExtension{}) // a new array: Main's loop over the old one is unaffected
-	return nil
-}
-
-// demoBrokerURL is where the demo's agents connect.
-func demoBrokerURL(m *Main) (string, error) {
-	for _, e := range m.Extensions {
-		if b, ok := e.(agentBroker); ok {
-			if u := b.AgentMQTTURL(); u != "" {
-				return u, nil
-			}
-		}
-	}
-	if m.Config.MQTTURL != "" {
-		return m.Config.MQTTURL, nil
-	}
-	host, port, err := net.SplitHostPort(m.Config.MQTTListen)
-	if err != nil {
-		return "", fmt.Errorf("demo: parse --mqtt-listen %q: %w", m.Config.MQTTListen, err)
-	}
-	if port == "0" {
-		return "", errors.New("demo: the embedded broker's port is not known (--mqtt-listen asks for port 0)")
-	}
-	return "tcp://" + net.JoinHostPort(loopbackIfAny(host), port), nil
-}
-
-func loopbackIfAny(host string) string {
-	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
-		return "127.0.0.1"
-	}
-	return host
-}
-
-func (d *demoExtension) Start(ctx context.Context, m *Main) (func(), error) {
+// startDemo starts --demo N simulated routers with their agents on the
+// control plane's broker (m.MQTT.AgentURL), serves their firewalls as text
+// and prints how to try it. It runs after the MQTT side.
+func (m *Main) startDemo(ctx context.Context) (func(), error) {
 	n := m.Config.Demo
-	if n <= 0 {
-		return nil, nil
-	}
-	url, err := demoBrokerURL(m)
-	if err != nil {
-		return nil, err
-	}
-	if err := waitDial(ctx, strings.TrimPrefix(strings.TrimPrefix(url, "tcp://"), "mqtt://"), 10*time.Second); err != nil {
-		return nil, fmt.Errorf("demo: no MQTT broker answers at %s (is the MQTT side of the control plane in this build?): %w", url, err)
-	}
+	url := m.MQTT.AgentURL
+	d := &demo{}
+	var err error
 	d.fleet, err = fleet.Start(ctx, fleet.Options{
 		N: n, Org: DemoOrg, BrokerURL: url, Key: m.Key,
 		DataDir: m.Config.DataDir + "/demo-agents",
@@ -139,7 +81,11 @@ func (d *demoExtension) Start(ctx context.Context, m *Main) (func(), error) {
 		stop()
 		return nil, fmt.Errorf("demo: mint token: %w", err)
 	}
-	api := "http://" + hostPort(m.Addr)
+	scheme := "http://"
+	if m.TLS != nil {
+		scheme = "https://"
+	}
+	api := scheme + hostPort(m.Addr)
 	consoleURL := api + "/"
 	if m.Config.JWKSURL == "" {
 		if consoleURL, err = console.LoginURL(console.LinkOptions{JWTKey: m.Key.JWTSigningKey(), Org: DemoOrg, BaseURL: api, TTL: demoLinkTTL}); err != nil {
@@ -152,24 +98,16 @@ func (d *demoExtension) Start(ctx context.Context, m *Main) (func(), error) {
 	return stop, nil
 }
 
+func loopbackIfAny(host string) string {
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		return "127.0.0.1"
+	}
+	return host
+}
+
 func hostPort(a net.Addr) string {
 	host, port, _ := net.SplitHostPort(a.String())
 	return net.JoinHostPort(loopbackIfAny(host), port)
-}
-
-func waitDial(ctx context.Context, addr string, within time.Duration) error {
-	deadline := time.Now().Add(within)
-	for {
-		c, err := (&net.Dialer{Timeout: time.Second}).DialContext(ctx, "tcp", addr)
-		if err == nil {
-			c.Close()
-			return nil
-		}
-		if time.Now().After(deadline) || ctx.Err() != nil {
-			return err
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
 }
 
 // demoGroup is the create page's example with the office as a CIDR, so one
@@ -227,7 +165,7 @@ func demoInstructions(api, consoleURL, routers, mqttURL, token string, f *fleet.
 
 // serveRouters serves each simulated router's firewall as text, on the
 // API's port + 1 when free (a stable address for the README), else any port.
-func (d *demoExtension) serveRouters(m *Main) (string, error) {
+func (d *demo) serveRouters(m *Main) (string, error) {
 	var ln net.Listener
 	var err error
 	if _, port, _ := net.SplitHostPort(m.Addr.String()); port != "" {

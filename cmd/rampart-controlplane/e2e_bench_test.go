@@ -197,26 +197,14 @@ func benchEndToEnd(b *testing.B, target string, n int) {
 	// An organisation of its own per run: a shared Mosquitto keeps the
 	// retained documents of earlier runs.
 	org := "org_bench" + hex.EncodeToString(r[:])
-	var exts []Extension
-	for _, e := range extensions {
-		if _, demo := e.(*demoExtension); !demo {
-			exts = append(exts, e)
-		}
-	}
-	if len(exts) == 0 {
-		b.Skip("this build has no MQTT extension")
-	}
 	m := &Main{Config: cfg, Logger: slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
-		Registry: prometheus.NewRegistry(), Extensions: exts}
+		Registry: prometheus.NewRegistry()}
 	ctx := context.Background()
 	if err := m.Start(ctx); err != nil {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { m.Close() })
-	url, err := demoBrokerURL(m)
-	if err != nil {
-		b.Fatal(err)
-	}
+	url := m.MQTT.AgentURL
 	idle := e2eHeap()
 	shards := startE2EShards(b, url, org, dir, n)
 	connected := e2eHeap()

@@ -12,10 +12,9 @@ import (
 	"strings"
 
 	"github.com/rampart-fw/rampart/container"
+	"github.com/rampart-fw/rampart/controlplane/broker"
 	"github.com/rampart-fw/rampart/controlplane/keys"
 )
-
-func init() { subcommands["enroll"] = runEnroll }
 
 // runEnroll prints a site's agent environment, or with --rsc the RouterOS
 // script that installs the agent on the router. The credentials in both are
@@ -46,6 +45,8 @@ what exists on that version. The output contains the site's secrets.
 	mqttURL := fset.String("mqtt-url", "", "the control plane's --mqtt-url (external broker); the agent's default broker URL")
 	agentURL := fset.String("agent-mqtt-url", "", "broker URL as the agent on the router reaches it, e.g. ssl://rampart.example.net:8883 (default, as for serve: --mqtt-url, or this host's name and the --mqtt-listen port)")
 	mqttListen := fset.String("mqtt-listen", ":1883", "the control plane's --mqtt-listen (embedded broker), for the default broker URL")
+	tlsCert := fset.String("tls-cert", "", "the control plane's --tls-cert: with it the default broker URL is ssl:// on --mqtts-listen")
+	mqttsListen := fset.String("mqtts-listen", broker.DefaultTLSListen, "the control plane's --mqtts-listen, for the default broker URL with --tls-cert")
 	rsc := fset.Bool("rsc", false, "print the RouterOS script instead of the environment")
 	rosVersion := fset.String("routeros-version", "", "with --rsc (required): the router's RouterOS version, "+container.SupportedRouterOS+", e.g. 7.22")
 
@@ -71,7 +72,11 @@ what exists on that version. The output contains the site's secrets.
 		return err
 	}
 	if *agentURL == "" {
-		*agentURL = DefaultAgentMQTTURL(*mqttURL, *mqttListen)
+		tlsListen := ""
+		if *tlsCert != "" {
+			tlsListen = *mqttsListen
+		}
+		*agentURL = DefaultAgentMQTTURL(*mqttURL, *mqttListen, tlsListen)
 	}
 	var missing []string
 	for _, f := range []struct{ name, v string }{{"--org", *org}, {"--site", *site}, {"--agent-mqtt-url", *agentURL}} {

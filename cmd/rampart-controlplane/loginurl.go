@@ -12,8 +12,6 @@ import (
 	"github.com/rampart-fw/rampart/controlplane/keys"
 )
 
-func init() { subcommands["login-url"] = runLoginURL }
-
 // runLoginURL prints a one-time link that opens the console logged in to
 // an organisation. Like token, it reads only the key file beside the
 // database, so it works while the server runs; unlike token, it refuses a

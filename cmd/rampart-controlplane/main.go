@@ -7,6 +7,7 @@
 //	rampart-controlplane [flags]                         serve (the default)
 //	rampart-controlplane token --data-dir D --org ORG    print a bearer token
 //	rampart-controlplane enroll --org ORG --site SITE    print a site's agent environment
+//	rampart-controlplane login-url --org ORG             print a one-time console login link
 //	rampart-controlplane <subcommand> -h                 help of a subcommand
 //
 // Every flag can also be set in the environment as RAMPART_<FLAG_IN_CAPS>
@@ -29,14 +30,16 @@ import (
 	"time"
 
 	cp "github.com/rampart-fw/rampart/controlplane"
+	"github.com/rampart-fw/rampart/controlplane/broker"
 	"github.com/rampart-fw/rampart/internal/buildinfo"
 )
 
-// subcommands maps the first argument to a subcommand. Other files register
-// theirs in init (enroll.go adds "enroll"). No argument, a first argument
-// that starts with "-", or "serve" serves.
+// subcommands maps the first argument to a subcommand. No argument, a first
+// argument that starts with "-", or "serve" serves.
 var subcommands = map[string]func(ctx context.Context, args []string, stdout, stderr io.Writer) error{
-	"token": runToken,
+	"token":     runToken,
+	"enroll":    runEnroll,
+	"login-url": runLoginURL,
 }
 
 func main() {
@@ -82,12 +85,25 @@ func subcommandNames() []string {
 // Config is everything the serve path is configured with; the flags of
 // DESIGN.md section 9 fill it.
 type Config struct {
-	HTTPAddr   string
-	DataDir    string
-	MQTTURL    string // external broker; empty means embedded
-	MQTTListen string // embedded broker's listen address
+	HTTPAddr string
+	DataDir  string
+	// MQTTURL is the external broker, or the nodes of a clustered one
+	// separated by commas; empty means embedded.
+	MQTTURL string
+	// MQTTListen is the embedded broker's plain listener; empty means
+	// broker.DefaultListen, or its loopback only with TLS.
+	MQTTListen string
+	// MQTTSListen is the embedded broker's ssl:// listener, used with TLS;
+	// empty means broker.DefaultTLSListen.
+	MQTTSListen string
+	// MQTTCA is a PEM file of CAs the control plane trusts for an external
+	// ssl:// broker, beside the system's.
+	MQTTCA string
+	// TLSCert and TLSKey (PEM files) turn on HTTPS for the API and the
+	// embedded broker's ssl:// listener.
+	TLSCert, TLSKey string
 	// AgentMQTTURL is the broker URL enrollment hands to agents (how routers
-	// reach the broker); empty means DefaultAgentMQTTURL of the two above.
+	// reach the broker); empty means DefaultAgentMQTTURL of the above.
 	AgentMQTTURL string
 	JWKSURL      string
 	JWTIssuer    string
@@ -109,8 +125,12 @@ const DefaultDataDir = "./rampart-data"
 func bindConfig(fs *flag.FlagSet, c *Config) {
 	fs.StringVar(&c.HTTPAddr, "http-addr", ":8080", "address of the REST API, /metrics and health checks")
 	fs.StringVar(&c.DataDir, "data-dir", DefaultDataDir, "directory of the bbolt database and the key file rampart.key")
-	fs.StringVar(&c.MQTTURL, "mqtt-url", "", "external MQTT broker (tcp://host:1883); empty starts the embedded broker")
-	fs.StringVar(&c.MQTTListen, "mqtt-listen", ":1883", "listen address of the embedded MQTT broker")
+	fs.StringVar(&c.MQTTURL, "mqtt-url", "", "external MQTT broker (tcp://host:1883, ssl://host:8883), or the nodes of a cluster separated by commas; empty starts the embedded broker")
+	fs.StringVar(&c.MQTTListen, "mqtt-listen", "", "plain (tcp://) listen address of the embedded MQTT broker (default :1883, or 127.0.0.1:1883 with --tls-cert)")
+	fs.StringVar(&c.MQTTSListen, "mqtts-listen", broker.DefaultTLSListen, "ssl:// listen address of the embedded MQTT broker, with --tls-cert")
+	fs.StringVar(&c.MQTTCA, "mqtt-ca", "", "PEM file of CAs to trust for an ssl:// --mqtt-url, beside the system's (a private CA)")
+	fs.StringVar(&c.TLSCert, "tls-cert", "", "PEM certificate (chain) for HTTPS on --http-addr and ssl:// on --mqtts-listen; with --tls-key")
+	fs.StringVar(&c.TLSKey, "tls-key", "", "PEM private key of --tls-cert")
 	fs.StringVar(&c.AgentMQTTURL, "agent-mqtt-url", "", "broker URL as agents on routers reach it, handed out by enrollment (default: --mqtt-url, or this host's name and the --mqtt-listen port)")
 	fs.StringVar(&c.JWKSURL, "jwks-url", "", "JWKS URL of an Auth0-style issuer; set to accept only its RS256 tokens instead of embedded tokens")
 	fs.StringVar(&c.JWTIssuer, "jwt-issuer", "", "required iss claim (with --jwks-url)")

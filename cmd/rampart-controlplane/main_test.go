@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"io"
 	"log/slog"
 	"net/http"
@@ -17,11 +16,11 @@ import (
 	cp "github.com/rampart-fw/rampart/controlplane"
 	"github.com/rampart-fw/rampart/controlplane/auth"
 	"github.com/rampart-fw/rampart/controlplane/keys"
-	"github.com/rampart-fw/rampart/protocol"
 )
 
 func TestFlagsFromEnvironment(t *testing.T) {
-	env := map[string]string{"RAMPART_HTTP_ADDR": "127.0.0.1:9", "RAMPART_SYNC_TIMEOUT": "45s", "RAMPART_DEMO": "3", "RAMPART_MQTT_URL": "tcp://broker:1883", "RAMPART_DATA_DIR": "/from/env"}
+	env := map[string]string{"RAMPART_HTTP_ADDR": "127.0.0.1:9", "RAMPART_SYNC_TIMEOUT": "45s", "RAMPART_DEMO": "3", "RAMPART_MQTT_URL": "tcp://broker:1883", "RAMPART_DATA_DIR": "/from/env",
+		"RAMPART_TLS_CERT": "/etc/rampart/cert.pem", "RAMPART_TLS_KEY": "/etc/rampart/key.pem"}
 	parse := func(args ...string) (Config, error) {
 		fs := newFlagSet()
 		var c Config
@@ -33,7 +32,8 @@ func TestFlagsFromEnvironment(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := Config{HTTPAddr: "127.0.0.1:9", DataDir: "/from/flag", MQTTURL: "tcp://broker:1883", MQTTListen: ":1883", JWTOrgClaim: "org_id",
+	want := Config{HTTPAddr: "127.0.0.1:9", DataDir: "/from/flag", MQTTURL: "tcp://broker:1883", MQTTSListen: ":8883", JWTOrgClaim: "org_id",
+		TLSCert: "/etc/rampart/cert.pem", TLSKey: "/etc/rampart/key.pem",
 		SyncTimeout: 45 * time.Second, Demo: 3, LogLevel: "info", Quotas: cp.DefaultQuotas, AuditRetention: cp.DefaultAuditRetention}
 	if c != want {
 		t.Errorf("config = %+v\nwant     %+v", c, want)
@@ -62,8 +62,8 @@ func TestServeTokenCreateUpdate(t *testing.T) {
 	dir := t.TempDir()
 	ctx := context.Background()
 	start := func() *Main {
-		m := &Main{Config: Config{HTTPAddr: "127.0.0.1:0", DataDir: dir, SyncTimeout: 3 * time.Second, JWTOrgClaim: "org_id"},
-			Logger: slog.New(slog.DiscardHandler), Registry: prometheus.NewRegistry(), SweepInterval: 50 * time.Millisecond, Extensions: []Extension{}}
+		m := &Main{Config: Config{HTTPAddr: "127.0.0.1:0", DataDir: dir, SyncTimeout: 3 * time.Second, JWTOrgClaim: "org_id", MQTTListen: "127.0.0.1:0"},
+			Logger: slog.New(slog.DiscardHandler), Registry: prometheus.NewRegistry(), SweepInterval: 50 * time.Millisecond}
 		if err := m.Start(ctx); err != nil {
 			t.Fatal(err)
 		}
@@ -163,70 +163,5 @@ func TestServeTokenCreateUpdate(t *testing.T) {
 		if st, _, _ := call("GET", p, ""); st != 200 {
 			t.Errorf("GET %s: %d", p, st)
 		}
-	}
-}
-
-func TestDemoNeedsTheMQTTSide(t *testing.T) {
-	m := &Main{Config: Config{HTTPAddr: "127.0.0.1:0", DataDir: t.TempDir(), Demo: 2}, Logger: slog.New(slog.DiscardHandler), Extensions: []Extension{}}
-	if err := m.Start(context.Background()); err == nil {
-		m.Close()
-		t.Fatal("--demo started without anything to run the demo")
-	}
-}
-
-// recordingExtension stands in for the MQTT side: it hands the store a
-// Revisioner, and on Start subscribes to changes.
-type recordingExtension struct {
-	started, stopped bool
-	changes          chan cp.Change
-}
-
-type oneRevision struct{}
-
-func (oneRevision) Revise(_ cp.PolicyTx, _ string, sites []string) (map[string]protocol.DesiredState, error) {
-	out := map[string]protocol.DesiredState{}
-	for _, s := range sites {
-		out[s] = protocol.DesiredState{Revision: 7}
-	}
-	return out, nil
-}
-
-func (e *recordingExtension) Configure(m *Main) error { m.Revisioner = oneRevision{}; return nil }
-
-func (e *recordingExtension) Start(ctx context.Context, m *Main) (func(), error) {
-	if m.Store == nil || m.API == nil || m.Store.Epoch() == "" {
-		return nil, errors.New("started before the store and API")
-	}
-	e.started = true
-	m.Store.OnChange(func(c cp.Change) { e.changes <- c })
-	return func() { e.stopped = true }, nil
-}
-
-func TestExtensionSeam(t *testing.T) {
-	ext := &recordingExtension{changes: make(chan cp.Change, 1)}
-	m := &Main{Config: Config{HTTPAddr: "127.0.0.1:0", DataDir: t.TempDir(), SyncTimeout: time.Minute},
-		Logger: slog.New(slog.DiscardHandler), Extensions: []Extension{ext}}
-	ctx := context.Background()
-	if err := m.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	created, err := m.Store.CreateSecurityGroup(ctx, "org_a", &cp.SecurityGroupWrite{Name: "Group", Rules: []cp.FilterRuleWrite{}, Sites: []string{"site_a"}})
-	id := created.ID
-	if err != nil {
-		t.Fatal(err)
-	}
-	g, err := m.Store.GetSecurityGroup(ctx, "org_a", id)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := <-ext.changes
-	if c.ID != g.ID || c.Revisions["site_a"] != 7 || g.Sync.Awaiting["site_a"] != 7 {
-		t.Errorf("change %+v, sync %+v: the Revisioner was not used", c, g.Sync)
-	}
-	if err := m.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if !ext.started || !ext.stopped {
-		t.Errorf("started %v, stopped %v", ext.started, ext.stopped)
 	}
 }

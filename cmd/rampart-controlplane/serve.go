@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -18,9 +19,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
-	cp "github.com/rampart-fw/rampart/controlplane"
 	"github.com/rampart-fw/rampart/controlplane/api"
 	"github.com/rampart-fw/rampart/controlplane/auth"
+	"github.com/rampart-fw/rampart/controlplane/compile"
 	"github.com/rampart-fw/rampart/controlplane/console"
 	"github.com/rampart-fw/rampart/controlplane/keys"
 	"github.com/rampart-fw/rampart/controlplane/store/bolt"
@@ -30,24 +31,10 @@ import (
 // DBFile is the bbolt file's name inside the data directory.
 const DBFile = "rampart.db"
 
-// Extension plugs another part (the MQTT broker, publisher and status
-// ingestion, the --demo routers) into the serve path without changing it.
-// Files of this package register theirs in init:
-//
-//	func init() { extensions = append(extensions, mqttExtension{}) }
-type Extension interface {
-	// Configure runs before the store opens; it may set m.Revisioner.
-	Configure(m *Main) error
-	// Start runs once the store and the API are up (m.Store, m.Key and
-	// m.Config are set). stop is called on shutdown, before the store
-	// closes.
-	Start(ctx context.Context, m *Main) (stop func(), err error)
-}
-
-var extensions []Extension
-
 // Main is the control plane assembled from its parts, testable without a
-// process: fill Config, call Start, then Close.
+// process: fill Config, call Start, then Close. Start wires the parts in
+// order, each one explicitly: the store, the API (HTTP or HTTPS), the MQTT
+// side (mqtt.go), then, with --demo, the simulated routers (demo.go).
 type Main struct {
 	Config   Config
 	Logger   *slog.Logger
@@ -58,10 +45,6 @@ type Main struct {
 	// SweepInterval is how often sync deadlines are checked; zero means a
 	// second.
 	SweepInterval time.Duration
-	// Revisioner is handed to the store (an Extension sets it).
-	Revisioner cp.Revisioner
-	// Extensions default to the registered ones.
-	Extensions []Extension
 
 	// Set by Start.
 	Store *bolt.Store
@@ -71,9 +54,10 @@ type Main struct {
 	Console *console.Console
 	// Addr is the HTTP listener's address (useful with port 0).
 	Addr net.Addr
-
-	// Set by the MQTT extension's Start (mqtt.go), which runs before every
-	// other extension.
+	// TLS is the server certificate of --tls-cert and --tls-key; nil
+	// without them.
+	TLS *tls.Config
+	// MQTT is the MQTT side, set once it started.
 	MQTT MQTT
 
 	http   *http.Server
@@ -82,8 +66,9 @@ type Main struct {
 	stops  []func()
 }
 
-// Start opens the store and starts serving. It returns once the listener is
-// bound.
+// Start opens the store and starts serving. It returns once the listeners
+// are bound; it does not wait for an external broker, which it keeps
+// dialling in the background (/readyz reports it).
 func (m *Main) Start(ctx context.Context) (err error) {
 	if m.Logger == nil {
 		m.Logger = slog.New(slog.NewJSONHandler(os.Stderr, nil))
@@ -94,12 +79,15 @@ func (m *Main) Start(ctx context.Context) (err error) {
 	if m.SweepInterval <= 0 {
 		m.SweepInterval = time.Second
 	}
-	if m.Extensions == nil {
-		m.Extensions = extensions
-	}
 	c := m.Config
-	if c.Demo > 0 && len(m.Extensions) == 0 {
-		return errors.New("--demo needs the MQTT side and the simulated routers, which this build does not include yet")
+	if err := checkMQTTConfig(c); err != nil {
+		return err
+	}
+	if m.TLS, err = loadTLS(c.TLSCert, c.TLSKey); err != nil {
+		return err
+	}
+	if c.Demo > maxDemo {
+		return fmt.Errorf("--demo %d: at most %d simulated routers in one process (each costs about five file descriptors); use the fleet benchmark for more", c.Demo, maxDemo)
 	}
 	ctx, m.cancel = context.WithCancel(ctx)
 	defer func() {
@@ -107,21 +95,20 @@ func (m *Main) Start(ctx context.Context) (err error) {
 			m.Close()
 		}
 	}()
-	for _, e := range m.Extensions {
-		if err := e.Configure(m); err != nil {
-			return fmt.Errorf("configure: %w", err)
-		}
-	}
+
+	// The store.
 	if m.Key, err = keys.LoadOrCreate(c.DataDir); err != nil {
 		return err
 	}
 	m.Store, err = bolt.Open(filepath.Join(c.DataDir, DBFile), bolt.Options{
-		SyncTimeout: c.SyncTimeout, Now: m.Now, Revisioner: m.Revisioner, Quotas: c.Quotas,
+		SyncTimeout: c.SyncTimeout, Now: m.Now, Revisioner: compile.Revisioner{}, Quotas: c.Quotas,
 		AuditRetention: c.AuditRetention, OnPruneError: func(err error) { m.Logger.Error("prune audit events", "error", err) },
 	})
 	if err != nil {
 		return err
 	}
+
+	// The API.
 	verifier, err := auth.New(ctx, auth.Options{
 		HMACKey: m.Key.JWTSigningKey(), JWKSURL: c.JWKSURL, Issuer: c.JWTIssuer, Audience: c.JWTAudience,
 		OrgClaim: c.JWTOrgClaim, Now: m.Now,
@@ -131,7 +118,11 @@ func (m *Main) Start(ctx context.Context) (err error) {
 	}
 	m.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	buildinfo.Register(m.Registry, "controlplane")
-	m.API, err = api.New(api.Options{Store: m.Store, Verifier: verifier, Logger: m.Logger, Registry: m.Registry})
+	m.API, err = api.New(api.Options{Store: m.Store, Verifier: verifier, Logger: m.Logger, Registry: m.Registry,
+		Ready: []api.ReadyCheck{
+			{Name: "disk", Check: func(context.Context) error { return probeDisk(c.DataDir) }},
+			{Name: "broker", Check: m.brokerReady},
+		}})
 	if err != nil {
 		return err
 	}
@@ -144,6 +135,9 @@ func (m *Main) Start(ctx context.Context) (err error) {
 		return fmt.Errorf("listen on %s: %w", c.HTTPAddr, err)
 	}
 	m.Addr = ln.Addr()
+	if m.TLS != nil {
+		ln = tls.NewListener(ln, m.TLS)
+	}
 	m.http = &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute,
 		IdleTimeout: 2 * time.Minute, ErrorLog: slog.NewLogLogger(m.Logger.Handler(), slog.LevelWarn)}
 	m.wg.Add(2)
@@ -157,26 +151,80 @@ func (m *Main) Start(ctx context.Context) (err error) {
 		defer m.wg.Done()
 		m.Store.RunSweeper(ctx, m.SweepInterval, func(err error) { m.Logger.Error("sweep sync deadlines", "error", err) })
 	}()
-	for _, e := range m.Extensions {
-		stop, err := e.Start(ctx, m)
-		if err != nil {
-			return fmt.Errorf("start: %w", err)
-		}
-		if stop != nil {
-			m.stops = append(m.stops, stop)
-		}
+
+	// The MQTT side.
+	stop, err := m.startMQTT(ctx)
+	if err != nil {
+		return err
 	}
+	m.stops = append(m.stops, stop)
+
+	// The demo's routers, once the broker listens.
+	if c.Demo > 0 {
+		stop, err := m.startDemo(ctx)
+		if err != nil {
+			return err
+		}
+		m.stops = append(m.stops, stop)
+	}
+
 	auth := "embedded HS256 tokens (mint one with `rampart-controlplane token`)"
 	if c.JWKSURL != "" {
 		auth = "tokens from " + c.JWKSURL
 	}
-	m.Logger.Info("control plane serving", "http_addr", m.Addr.String(), "data_dir", c.DataDir, "epoch", m.Store.Epoch(),
-		"auth", auth, "sync_timeout", c.SyncTimeout.String(), "mqtt_url", c.MQTTURL, "mqtt_listen", c.MQTTListen, "demo", c.Demo)
+	m.Logger.Info("control plane serving", "http_addr", m.Addr.String(), "https", m.TLS != nil, "data_dir", c.DataDir, "epoch", m.Store.Epoch(),
+		"auth", auth, "sync_timeout", c.SyncTimeout.String(), "mqtt_url", redactURLs(c.MQTTURL), "mqtt_listen", m.MQTT.Listen, "mqtts_listen", m.MQTT.TLSListen, "demo", c.Demo)
+	return nil
+}
+
+// brokerReady is /readyz's broker check.
+func (m *Main) brokerReady(context.Context) error {
+	if m.MQTT.Bus == nil {
+		return errors.New("the MQTT side has not started")
+	}
+	return m.MQTT.Bus.Ready()
+}
+
+// loadTLS loads --tls-cert and --tls-key; both or neither.
+func loadTLS(certFile, keyFile string) (*tls.Config, error) {
+	if certFile == "" && keyFile == "" {
+		return nil, nil
+	}
+	if certFile == "" || keyFile == "" {
+		return nil, errors.New("--tls-cert and --tls-key go together: give both (a PEM certificate chain and its PEM private key), or neither to serve without TLS")
+	}
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("load --tls-cert %s and --tls-key %s: %w", certFile, keyFile, err)
+	}
+	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, nil
+}
+
+// probeDisk writes and syncs a small new file in dir and removes it. bbolt
+// reading its meta page says nothing about a full or read-only disk, and a
+// write into the database's free pages can still succeed on a full one; a
+// new file needs a new block.
+func probeDisk(dir string) error {
+	f, err := os.CreateTemp(dir, ".readyz-*")
+	if err != nil {
+		return fmt.Errorf("probe data directory: %w", err)
+	}
+	defer os.Remove(f.Name())
+	_, err = f.Write([]byte("ok\n"))
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("probe data directory: write %s: %w", f.Name(), err)
+	}
 	return nil
 }
 
 // Close shuts down gracefully: the HTTP server finishes requests in flight
-// (up to 10 s), extensions stop, then the store closes.
+// (up to 10 s), the demo and the MQTT side stop, then the store closes.
 func (m *Main) Close() error {
 	var errs []error
 	if m.http != nil {

@@ -106,6 +106,8 @@ type Options struct {
 	Registry *prometheus.Registry
 	// DocBaseURL prefixes error codes in doc_url.
 	DocBaseURL string
+	// Ready are /readyz's checks beyond Store.Ping (ready.go).
+	Ready []ReadyCheck
 }
 
 // DefaultDocBaseURL is where error codes are documented (errors.md beside
@@ -185,18 +187,7 @@ func (s *Server) routes() {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		fmt.Fprintln(w, "ok")
 	})
-	s.mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
-		defer cancel()
-		if err := s.opts.Store.Ping(ctx); err != nil {
-			s.log.Error("readiness check failed", "request_id", requestID(w), "error", err)
-			w.WriteHeader(http.StatusServiceUnavailable)
-			fmt.Fprintln(w, "store not ready")
-			return
-		}
-		fmt.Fprintln(w, "ok")
-	})
+	s.mux.HandleFunc("GET /readyz", s.readyz)
 	s.mux.Handle("GET /metrics", promhttp.HandlerFor(s.opts.Registry, promhttp.HandlerOpts{Registry: s.opts.Registry}))
 	s.mux.HandleFunc(noRoutePattern, s.noRoute)
 }

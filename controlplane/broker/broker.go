@@ -21,6 +21,42 @@
 // subscription) and publish any site's desired state. Everything else is
 // denied.
 //
+// The control plane also publishes the resync request
+// (protocol.ResyncTopic), which every site may read.
+//
+// # Limits
+//
+// Everything a connection sends is bounded before mochi reads it:
+//
+//   - Time: a connection must complete its TLS handshake (on the ssl://
+//     listener) and send its CONNECT within Options.ConnectTimeout
+//     (DefaultConnectTimeout, 5 s); mochi sets no deadline until it has read
+//     a CONNECT. The listener sets one on the socket; mochi replaces it
+//     with the keepalive's once it has the CONNECT.
+//   - Size: mochi reads a packet's stated length and allocates it whole
+//     before decoding it, login or not, and its one bound
+//     (Capabilities.MaximumPacketSize, set here to
+//     MaxControlPlanePacketBytes) is the same for every client and every
+//     stage. The listener therefore wraps each connection in a reader that
+//     follows the MQTT framing and fails the read at the header of a packet
+//     above the connection's limit, before mochi sees its length:
+//     MaxConnectBytes before login, MaxSitePacketBytes for a site,
+//     MaxControlPlanePacketBytes for the control plane (the largest desired
+//     state document, protocol.MaxDesiredStateBytes, plus its topic).
+//   - Retained status: a site's status or presence payload above
+//     protocol.MaxStatusBytes is refused in an OnPublish hook, before it is
+//     retained, and the connection closed.
+//
+// Each refusal closes the connection and is counted in
+// rampart_broker_refused_total by reason.
+//
+// # TLS
+//
+// With Options.TLS, a second listener serves ssl:// (MQTT over TLS) on
+// Options.TLSListen (DefaultTLSListen, :8883), with the same
+// authentication, ACL and limits. The plain listener stays for the control
+// plane's own connection; bind it to loopback when TLS is on.
+//
 // # mochi-mqtt pitfalls this package handles
 //
 //   - A subscription is checked against its filter string, wildcards and all;
@@ -50,12 +86,14 @@ package broker
 
 import (
 	"crypto/subtle"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
@@ -68,6 +106,34 @@ import (
 // DefaultListen is the address the broker listens on unless configured
 // (DESIGN.md section 9, --mqtt-listen).
 const DefaultListen = ":1883"
+
+// DefaultTLSListen is the address of the TLS (ssl://) listener when
+// Options.TLS is set and Options.TLSListen is not (--mqtts-listen).
+const DefaultTLSListen = ":8883"
+
+// DefaultConnectTimeout bounds the time from accepting a connection to
+// having read its CONNECT packet (the TLS handshake included). A router on
+// a slow link connects in well under a second; a connection that says
+// nothing is closed.
+const DefaultConnectTimeout = 5 * time.Second
+
+// Packet size limits, fixed header included (DESIGN.md section 4).
+const (
+	// MaxConnectBytes bounds every packet before login. A CONNECT holds a
+	// client id, a username (an organisation and a site id, at most 198
+	// bytes), a password and a last will of a presence topic and payload:
+	// under 1 KiB for every Rampart client.
+	MaxConnectBytes = 8 << 10
+	// MaxSitePacketBytes bounds a site's packets after login: its largest
+	// is a status publish (protocol.MaxStatusBytes of payload and a topic).
+	MaxSitePacketBytes = protocol.MaxStatusBytes + protocol.MaxTopicBytes + packetOverhead
+	// MaxControlPlanePacketBytes bounds the control plane's packets: its
+	// largest is a desired state publish (protocol.MaxDesiredStateBytes).
+	// It is also mochi's Capabilities.MaximumPacketSize.
+	MaxControlPlanePacketBytes = protocol.MaxDesiredStateBytes + protocol.MaxTopicBytes + packetOverhead
+	// packetOverhead: fixed header (5), topic length (2), packet id (2).
+	packetOverhead = 16
+)
 
 // DefaultMaxPendingWrites bounds the messages queued to one client. mochi
 // allocates this queue up front for every connection (8 bytes a slot), so it
@@ -94,6 +160,13 @@ type Options struct {
 	Registry prometheus.Registerer
 	// MaxPendingWrites is DefaultMaxPendingWrites if zero.
 	MaxPendingWrites int
+	// TLS, if set, adds an ssl:// listener on TLSListen with this
+	// configuration (its Certificates). The plain listener stays.
+	TLS *tls.Config
+	// TLSListen is DefaultTLSListen if empty.
+	TLSListen string
+	// ConnectTimeout is DefaultConnectTimeout if zero.
+	ConnectTimeout time.Duration
 }
 
 // Sentinel errors.
@@ -108,11 +181,15 @@ var (
 type Broker struct {
 	srv      *mqtt.Server
 	listener *tcpListener
+	tls      *tcpListener // nil without Options.TLS
 	root     string
 	log      *slog.Logger
+	m        *metrics
 	closed   atomic.Bool
 	subID    atomic.Int32
 }
+
+func (b *Broker) metrics() *metrics { return b.m }
 
 // ValidTopicRoot reports whether root can prefix Rampart's topics: one or
 // more non-empty levels, none of them a wildcard, not starting with $.
@@ -148,10 +225,17 @@ func Start(opts Options) (*Broker, error) {
 	if opts.MaxPendingWrites <= 0 {
 		opts.MaxPendingWrites = DefaultMaxPendingWrites
 	}
+	if opts.ConnectTimeout <= 0 {
+		opts.ConnectTimeout = DefaultConnectTimeout
+	}
+	if opts.TLSListen == "" {
+		opts.TLSListen = DefaultTLSListen
+	}
 	log := opts.Logger.With("component", "broker")
 
 	caps := mqtt.NewDefaultServerCapabilities()
 	caps.MaximumClientWritesPending = int32(opts.MaxPendingWrites)
+	caps.MaximumPacketSize = MaxControlPlanePacketBytes
 	srv := mqtt.New(&mqtt.Options{
 		Capabilities:           caps,
 		Logger:                 log,
@@ -168,9 +252,18 @@ func Start(opts Options) (*Broker, error) {
 	if err := srv.AddHook(h, nil); err != nil {
 		return nil, fmt.Errorf("add broker hook: %w", err)
 	}
-	tcp := &tcpListener{id: "tcp", addr: opts.Listen}
+	refused := func(reason string) { m.refused.WithLabelValues(reason).Inc() }
+	tcp := &tcpListener{id: "tcp", addr: opts.Listen, connectTimeout: opts.ConnectTimeout, maxConnect: MaxConnectBytes, refused: refused}
 	if err := srv.AddListener(tcp); err != nil {
 		return nil, fmt.Errorf("listen for mqtt on %s: %w", opts.Listen, err)
+	}
+	var ssl *tcpListener
+	if opts.TLS != nil {
+		ssl = &tcpListener{id: "ssl", addr: opts.TLSListen, tls: opts.TLS, connectTimeout: opts.ConnectTimeout, maxConnect: MaxConnectBytes, refused: refused}
+		if err := srv.AddListener(ssl); err != nil {
+			_ = srv.Close()
+			return nil, fmt.Errorf("listen for mqtt over tls on %s: %w", opts.TLSListen, err)
+		}
 	}
 	if opts.Registry != nil {
 		if err := m.register(opts.Registry); err != nil {
@@ -182,19 +275,37 @@ func Start(opts Options) (*Broker, error) {
 		_ = srv.Close()
 		return nil, fmt.Errorf("start broker: %w", err)
 	}
-	return &Broker{srv: srv, listener: tcp, root: opts.TopicRoot, log: log}, nil
+	return &Broker{srv: srv, listener: tcp, tls: ssl, root: opts.TopicRoot, log: log, m: m}, nil
 }
 
 // Addr is the address the broker listens on, with the real port when
 // Options.Listen asked for port 0.
 func (b *Broker) Addr() string { return b.listener.Address() }
 
+// TLSAddr is the address of the ssl:// listener; "" without Options.TLS.
+func (b *Broker) TLSAddr() string {
+	if b.tls == nil {
+		return ""
+	}
+	return b.tls.Address()
+}
+
 // URL is what a client on this machine dials: tcp://host:port, with a
 // loopback host when the broker listens on every interface.
-func (b *Broker) URL() string {
-	host, port, err := net.SplitHostPort(b.Addr())
+func (b *Broker) URL() string { return localURL("tcp", b.Addr()) }
+
+// TLSURL is URL for the ssl:// listener; "" without Options.TLS.
+func (b *Broker) TLSURL() string {
+	if b.tls == nil {
+		return ""
+	}
+	return localURL("ssl", b.TLSAddr())
+}
+
+func localURL(scheme, addr string) string {
+	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
-		return "tcp://" + b.Addr()
+		return scheme + "://" + addr
 	}
 	if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
 		host = "127.0.0.1"
@@ -202,7 +313,7 @@ func (b *Broker) URL() string {
 			host = "::1"
 		}
 	}
-	return "tcp://" + net.JoinHostPort(host, port)
+	return scheme + "://" + net.JoinHostPort(host, port)
 }
 
 // SubscribeReports delivers, in process, every site's status and presence:
@@ -262,6 +373,7 @@ type metrics struct {
 	authFailures prometheus.Counter
 	aclDenied    *prometheus.CounterVec
 	dropped      prometheus.Counter
+	refused      *prometheus.CounterVec
 }
 
 func newMetrics(srv *mqtt.Server) *metrics {
@@ -283,13 +395,20 @@ func newMetrics(srv *mqtt.Server) *metrics {
 			Help: "Messages dropped because a client's pending-write queue was full.",
 		}),
 	}
+	m.refused = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "rampart_broker_refused_total",
+		Help: "MQTT connections the embedded broker closed before reading a packet it would not take, by reason: connect_timeout (no CONNECT in time), too_large_login (a packet before login above the login limit), too_large (a packet above the user's limit), malformed_length, status_too_large (a status or presence payload above its bound).",
+	}, []string{"reason"})
+	for _, r := range []string{refusedConnectTimeout, refusedTooLargeLogin, refusedTooLarge, refusedMalformed, refusedStatusTooLarge} {
+		m.refused.WithLabelValues(r)
+	}
 	m.aclDenied.WithLabelValues("read")
 	m.aclDenied.WithLabelValues("write")
 	return m
 }
 
 func (m *metrics) register(r prometheus.Registerer) error {
-	for _, c := range []prometheus.Collector{m.clients, m.authFailures, m.aclDenied, m.dropped} {
+	for _, c := range []prometheus.Collector{m.clients, m.authFailures, m.aclDenied, m.dropped, m.refused} {
 		if err := r.Register(c); err != nil {
 			return fmt.Errorf("register broker metrics: %w", err)
 		}
@@ -322,9 +441,12 @@ func allowed(root string, id identity, topic string, write bool) bool {
 			return topic == protocol.StatusTopic(root, id.org, id.site) ||
 				topic == protocol.PresenceTopic(root, id.org, id.site)
 		}
-		return topic == protocol.DesiredTopic(root, id.org, id.site)
+		return topic == protocol.DesiredTopic(root, id.org, id.site) || topic == protocol.ResyncTopic(root)
 	}
 	if write {
+		if topic == protocol.ResyncTopic(root) {
+			return true
+		}
 		_, _, kind, ok := protocol.ParseTopic(root, topic)
 		return ok && kind == protocol.KindDesired
 	}
@@ -357,7 +479,7 @@ type aclHook struct {
 func (h *aclHook) ID() string { return "rampart-acl" }
 
 func (h *aclHook) Provides(b byte) bool {
-	return b == mqtt.OnConnectAuthenticate || b == mqtt.OnACLCheck || b == mqtt.OnPublishDropped
+	return b == mqtt.OnConnectAuthenticate || b == mqtt.OnACLCheck || b == mqtt.OnPublishDropped || b == mqtt.OnPublish
 }
 
 func (h *aclHook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
@@ -372,7 +494,28 @@ func (h *aclHook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool
 	// another user's session (mochi lets a new connection with an existing
 	// id inherit that session's subscriptions and disconnects the old one).
 	cl.ID = user + "|" + cl.ID
+	if lc, ok := cl.Net.Conn.(interface{ login(limit int64) }); ok { // a *limitConn
+		limit := int64(MaxSitePacketBytes)
+		if user == keys.ControlPlaneMQTTUser {
+			limit = MaxControlPlanePacketBytes
+		}
+		lc.login(limit)
+	}
 	return true
+}
+
+// OnPublish closes the connection of a site whose status or presence is
+// larger than protocol.MaxStatusBytes: it would be retained, and the packet
+// limit leaves room for a topic on top of the payload.
+func (h *aclHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	if cl.Net.Inline || len(pk.Payload) <= protocol.MaxStatusBytes || string(cl.Properties.Username) == keys.ControlPlaneMQTTUser {
+		return pk, nil
+	}
+	h.m.refused.WithLabelValues(refusedStatusTooLarge).Inc()
+	h.log.Warn("mqtt publish refused: payload too large; closing the connection", "user", string(cl.Properties.Username),
+		"topic", pk.TopicName, "bytes", len(pk.Payload), "max", protocol.MaxStatusBytes)
+	cl.Stop(fmt.Errorf("%w: %d bytes on %s, at most %d", ErrPacketTooLarge, len(pk.Payload), pk.TopicName, protocol.MaxStatusBytes))
+	return pk, packets.ErrRejectPacket
 }
 
 func (h *aclHook) authenticate(user string, pk packets.Packet) (bool, string) {

@@ -1,10 +1,12 @@
 package broker
 
 import (
+	"crypto/tls"
 	"errors"
 	"log/slog"
 	"net"
 	"sync"
+	"time"
 
 	"github.com/mochi-mqtt/server/v2/listeners"
 )
@@ -22,19 +24,37 @@ import (
 // in between (mochi-mqtt v2.7.9, seen as a hung Close in tests). Closing a
 // connection ends its read loop, and mochi cleans the client up as for any
 // dropped connection (its last will included).
+//
+// Before handing a connection to mochi it bounds it: a deadline for the
+// CONNECT (mochi sets none until it has read one, and then only the
+// client's keepalive), TLS when configured (the handshake runs within that
+// deadline), and a limitConn that refuses packets above the connection's
+// size limit before mochi allocates them.
 type tcpListener struct {
 	id, addr string
-	mu       sync.Mutex
-	ln       net.Listener
-	closed   bool
-	conns    map[net.Conn]struct{}
-	log      *slog.Logger
+	tls      *tls.Config // nil: plain TCP
+	// connectTimeout bounds the TLS handshake and the CONNECT packet.
+	connectTimeout time.Duration
+	// maxConnect is the largest packet before login.
+	maxConnect int64
+	refused    func(reason string)
+
+	mu     sync.Mutex
+	ln     net.Listener
+	closed bool
+	conns  map[net.Conn]struct{}
+	log    *slog.Logger
 }
 
 var _ listeners.Listener = (*tcpListener)(nil)
 
-func (l *tcpListener) ID() string       { return l.id }
-func (l *tcpListener) Protocol() string { return "tcp" }
+func (l *tcpListener) ID() string { return l.id }
+func (l *tcpListener) Protocol() string {
+	if l.tls != nil {
+		return "ssl"
+	}
+	return "tcp"
+}
 
 func (l *tcpListener) Address() string {
 	l.mu.Lock()
@@ -75,7 +95,14 @@ func (l *tcpListener) Serve(establish listeners.EstablishFn) {
 		l.conns[conn] = struct{}{}
 		l.mu.Unlock()
 		go func() {
-			if err := establish(l.id, conn); err != nil {
+			// mochi replaces this deadline with the keepalive's once it has
+			// read the CONNECT.
+			_ = conn.SetDeadline(time.Now().Add(l.connectTimeout))
+			c := conn
+			if l.tls != nil {
+				c = tls.Server(conn, l.tls)
+			}
+			if err := establish(l.id, newLimitConn(c, l.maxConnect, l.refused)); err != nil {
 				l.log.Debug("mqtt connection ended", "error", err)
 			}
 			l.mu.Lock()

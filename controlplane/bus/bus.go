@@ -15,11 +15,34 @@
 //
 // # Connections
 //
-// The bus reconnects with backoff after a lost connection and, after every
-// connection (the first included), subscribes again and calls
-// Options.OnConnect. The control plane republishes every site's document
-// there: republishing is harmless (agents ignore a revision they have) and it
-// restores retained state on a broker that restarted without persistence.
+// New returns at once and connects in the background, retrying with backoff
+// for as long as the broker is down, so the control plane serves its API
+// without a broker and publishes once it connects. Options.URLs may name
+// several brokers (the nodes of a cluster): each connection attempt tries
+// them in order. The bus reconnects with backoff after a lost connection
+// and, after every connection (the first included), subscribes again and
+// calls Options.OnConnect. The control plane republishes every site's
+// document there: republishing is harmless (agents ignore a revision they
+// have) and it restores retained state on a broker that restarted without
+// persistence. Publishes in flight when a connection is lost fail at once
+// (the session is clean; nothing is resent behind the caller's back).
+//
+// A broker may refuse a subscription for a while (a NATS cluster electing
+// JetStream leaders refuses QoS 1 subscriptions for 10–15 s): the bus
+// retries a refused subscription with backoff on the same connection until
+// it is granted, never waiting for the next connection. Refused publishes of
+// desired state fail PublishDesired, whose caller retries (package syncer).
+//
+// # Resync
+//
+// Once subscribed on a connection, the bus publishes a
+// protocol.ResyncRequest (non-retained, QoS 1) on protocol.ResyncTopic,
+// retried like a subscription until the broker takes it. Every agent answers
+// by publishing its status and presence again. That is how the control plane
+// learns every site's status after it (re)connects on brokers that never
+// deliver retained messages to wildcard subscriptions (RabbitMQ 3.x); on the
+// others the answers duplicate the retained copies, which ingestion
+// tolerates.
 //
 // # Ingestion
 //
@@ -47,12 +70,14 @@ package bus
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"hash/fnv"
 	"log/slog"
+	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -89,12 +114,15 @@ const (
 	defaultQueue                = 1024
 )
 
-// Options configures a Bus. URL is required; every other zero value is
+// Options configures a Bus. URLs is required; every other zero value is
 // usable.
 type Options struct {
-	// URL of the broker: tcp://host:port (also mqtt://, ssl://, tls://,
-	// ws:// and wss://, as paho accepts them).
-	URL string
+	// URLs of the broker, or of the nodes of a clustered broker, tried in
+	// order: tcp://host:port (also mqtt://, ssl://, tls://, ws:// and
+	// wss://, as paho accepts them).
+	URLs []string
+	// TLS configures ssl:// connections; nil uses the system's CA bundle.
+	TLS *tls.Config
 	// Username and Password, if the broker wants them. For the embedded
 	// broker: keys.ControlPlaneMQTTUser and Key.ControlPlaneMQTTPassword().
 	Username, Password string
@@ -108,9 +136,10 @@ type Options struct {
 	// Reports, if set, is where status and presence come from instead of an
 	// MQTT subscription: set it to the embedded broker.
 	Reports ReportSource
-	// OnConnect runs in its own goroutine after every connection, once the
-	// subscriptions are in place; its context ends when the connection is
-	// lost or the bus closes. Republish every site's document here.
+	// OnConnect runs in its own goroutine after every connection, beside the
+	// subscriptions (a broker that refuses them for a while must not hold
+	// up publishing); its context ends when the connection is lost or the
+	// bus closes. Republish every site's document here.
 	OnConnect func(ctx context.Context)
 	// MaxInFlight bounds unacknowledged publishes (DefaultMaxInFlight).
 	MaxInFlight int
@@ -128,8 +157,15 @@ type Options struct {
 // Sentinel errors.
 var (
 	ErrClosed  = errors.New("bus: closed")
-	ErrNoURL   = errors.New("bus: Options.URL is required")
+	ErrNoURL   = errors.New("bus: Options.URLs is required")
 	ErrInvalid = errors.New("bus: invalid desired state")
+	// ErrCredentials: the broker refused the control plane's username or
+	// password. The bus keeps retrying (the broker may be fixed), but
+	// WaitConnected returns it.
+	ErrCredentials = errors.New("the broker refused the control plane's credentials")
+	// ErrNotConnected is Ready's error while the bus has no connection with
+	// its subscriptions in place.
+	ErrNotConnected = errors.New("not connected to the MQTT broker")
 )
 
 // Bus is a connection to the broker.
@@ -148,6 +184,12 @@ type Bus struct {
 	connMu  sync.Mutex
 	connEnd context.CancelFunc // ends the current connection's OnConnect
 
+	ready      chan struct{} // closed once the first connection is subscribed
+	readyOnce  sync.Once
+	refused    chan error             // credential refusals, for WaitConnected
+	subscribed atomic.Bool            // the current connection's subscriptions are in place
+	attempt    atomic.Pointer[string] // the URL of the latest connection attempt
+
 	liveMu sync.Mutex
 	live   map[liveKey]struct{} // (site, kind) seen live on this connection
 
@@ -161,11 +203,25 @@ type event struct {
 	payload         []byte
 }
 
-// Connect dials the broker and returns once the first connection is up and
-// subscribed, or ctx ends. After that the bus reconnects on its own until
-// Close.
+// Connect is New then WaitConnected: it returns once the first connection
+// is up and subscribed, or ctx ends, or the broker refuses the credentials.
 func Connect(ctx context.Context, opts Options) (*Bus, error) {
-	if opts.URL == "" {
+	b, err := New(opts)
+	if err != nil {
+		return nil, err
+	}
+	if err := b.WaitConnected(ctx); err != nil {
+		b.Close()
+		return nil, err
+	}
+	return b, nil
+}
+
+// New starts the bus and returns at once: it connects in the background,
+// retrying until a broker accepts it, and reconnects on its own until Close.
+// Publishes fail until it is connected.
+func New(opts Options) (*Bus, error) {
+	if len(opts.URLs) == 0 {
 		return nil, ErrNoURL
 	}
 	if opts.TopicRoot == "" {
@@ -189,12 +245,14 @@ func Connect(ctx context.Context, opts Options) (*Bus, error) {
 		opts.Logger = slog.Default()
 	}
 	b := &Bus{
-		opts:   opts,
-		log:    opts.Logger.With("component", "mqtt"),
-		m:      newMetrics(),
-		window: make(chan struct{}, opts.MaxInFlight),
-		done:   make(chan struct{}),
-		live:   make(map[liveKey]struct{}),
+		opts:    opts,
+		log:     opts.Logger.With("component", "mqtt"),
+		m:       newMetrics(),
+		window:  make(chan struct{}, opts.MaxInFlight),
+		done:    make(chan struct{}),
+		live:    make(map[liveKey]struct{}),
+		ready:   make(chan struct{}),
+		refused: make(chan error, 1),
 	}
 	if opts.Registry != nil {
 		if err := b.m.register(opts.Registry); err != nil {
@@ -209,9 +267,7 @@ func Connect(ctx context.Context, opts Options) (*Bus, error) {
 		go b.work(ch)
 	}
 
-	connected := make(chan struct{}, 1)
 	po := paho.NewClientOptions().
-		AddBroker(opts.URL).
 		SetClientID(opts.ClientID).
 		SetUsername(opts.Username).
 		SetPassword(opts.Password).
@@ -222,17 +278,30 @@ func Connect(ctx context.Context, opts Options) (*Bus, error) {
 		SetPingTimeout(10 * time.Second).
 		SetConnectTimeout(10 * time.Second).
 		SetWriteTimeout(30 * time.Second).
-		SetAutoReconnect(true).
-		SetMaxReconnectInterval(opts.MaxReconnectInterval).
+		// The bus reconnects itself (connectLoop): paho's automatic
+		// reconnection resends stored QoS 1 publishes while new ones go
+		// out, and races with them (paho v1.5.1, client.resume sets Dup on a
+		// packet the writer is sending; seen by the race detector). Without
+		// it, a lost connection fails the publishes in flight at once, and
+		// the caller publishes again on the next connection.
+		SetAutoReconnect(false).
 		SetOrderMatters(true).
 		SetConnectionLostHandler(func(_ paho.Client, err error) {
 			b.m.connected.Set(0)
+			b.subscribed.Store(false)
 			b.endConnection()
-			b.log.Warn("mqtt connection lost; reconnecting", "url", opts.URL, "error", err)
+			b.log.Warn("mqtt connection lost; reconnecting", "urls", opts.URLs, "error", err)
+			go b.connectLoop()
+		}).
+		SetConnectionAttemptHandler(func(u *url.URL, tc *tls.Config) *tls.Config {
+			s := u.String()
+			b.attempt.Store(&s)
+			return tc
 		}).
 		SetOnConnectHandler(func(c paho.Client) {
 			b.m.connected.Set(1)
 			b.m.connects.Inc()
+			b.log.Info("mqtt connected", "url", b.Server())
 			cctx := b.beginConnection()
 			if opts.Reports == nil {
 				// A new subscription replays retained messages; they are
@@ -241,62 +310,167 @@ func Connect(ctx context.Context, opts Options) (*Bus, error) {
 				clear(b.live)
 				b.liveMu.Unlock()
 			}
-			go func() {
-				if err := b.subscribe(cctx); err != nil {
-					b.log.Error("mqtt subscribe failed; status and presence are not ingested until the next connection", "error", err)
-				}
-				select {
-				case connected <- struct{}{}:
-				default:
-				}
-				if opts.OnConnect != nil && cctx.Err() == nil {
-					opts.OnConnect(cctx)
-				}
-			}()
+			go b.connected(cctx)
 		})
+	for _, u := range opts.URLs {
+		po.AddBroker(u)
+	}
+	if opts.TLS != nil {
+		po.SetTLSConfig(opts.TLS)
+	}
 	b.client = paho.NewClient(po)
 	if opts.Reports != nil && opts.Ingester != nil {
 		b.stopReports = opts.Reports.SubscribeReports(b.deliver)
 	}
-	if err := b.firstConnect(ctx, connected); err != nil {
-		b.Close()
-		return nil, fmt.Errorf("connect to mqtt broker %s: %w", opts.URL, err)
-	}
+	go b.connectLoop()
 	return b, nil
 }
 
-// firstConnect retries until the broker accepts the connection, ctx ends, or
-// the broker refuses the credentials (retrying cannot fix those). Later
-// connections are paho's automatic reconnects.
-func (b *Bus) firstConnect(ctx context.Context, connected <-chan struct{}) error {
+// WaitConnected returns once the bus has been connected and subscribed, or
+// ctx ends, or the broker refuses the credentials (ErrCredentials).
+func (b *Bus) WaitConnected(ctx context.Context) error {
+	select {
+	case <-b.ready:
+		return nil
+	case err := <-b.refused:
+		return fmt.Errorf("connect to mqtt broker %s: %w", strings.Join(b.opts.URLs, ","), err)
+	case <-ctx.Done():
+		return fmt.Errorf("connect to mqtt broker %s: %w", strings.Join(b.opts.URLs, ","), ctx.Err())
+	}
+}
+
+// Server is the URL of the broker the bus is connected to, or last tried.
+func (b *Bus) Server() string {
+	if p := b.attempt.Load(); p != nil {
+		return *p
+	}
+	return ""
+}
+
+// Ready is nil while the bus is connected with its subscriptions in place,
+// else an error saying why not (for a readiness check).
+func (b *Bus) Ready() error {
+	if !b.client.IsConnectionOpen() {
+		return fmt.Errorf("%w (%s)", ErrNotConnected, strings.Join(b.opts.URLs, ","))
+	}
+	if !b.subscribed.Load() {
+		return fmt.Errorf("%w: connected, but the broker has not yet granted the subscriptions", ErrNotConnected)
+	}
+	return nil
+}
+
+// connectLoop connects, retrying with backoff until a broker accepts the
+// connection or the bus closes. It runs at start and after every lost
+// connection, one at a time.
+func (b *Bus) connectLoop() {
 	backoff := 100 * time.Millisecond
 	for {
+		// Close closes done before it disconnects, and paho's Disconnect
+		// waits for a connection attempt in progress and ends it, so an
+		// attempt started after this check cannot outlive Close.
+		select {
+		case <-b.done:
+			return
+		default:
+		}
 		tok := b.client.Connect()
 		select {
 		case <-tok.Done():
-		case <-ctx.Done():
-			return ctx.Err()
+		case <-b.done:
+			// Close does not wait for a connect timeout. Its Disconnect
+			// ends an attempt in progress; one that began after it is
+			// ended here.
+			go func() {
+				if tok.Wait() && tok.Error() == nil {
+					b.client.Disconnect(0)
+				}
+			}()
+			return
 		}
 		err := tok.Error()
 		if err == nil {
-			select {
-			case <-connected:
-				return nil
-			case <-ctx.Done():
-				return ctx.Err()
-			}
+			return
 		}
 		if rc := tok.(*paho.ConnectToken).ReturnCode(); rc == packets.ErrRefusedBadUsernameOrPassword || rc == packets.ErrRefusedNotAuthorised {
-			return fmt.Errorf("the broker refused the credentials of user %q: %w", b.opts.Username, err)
+			err = fmt.Errorf("%w (user %q): %w", ErrCredentials, b.opts.Username, err)
+			b.log.Error("mqtt connect refused; check --mqtt-url's credentials; retrying", "urls", b.opts.URLs, "error", err, "retry_in", backoff)
+			select {
+			case b.refused <- err:
+			default:
+			}
+		} else {
+			b.log.Warn("mqtt connect failed; the API serves meanwhile; retrying", "urls", b.opts.URLs, "error", err, "retry_in", backoff)
 		}
-		b.log.Warn("mqtt connect failed; retrying", "url", b.opts.URL, "error", err, "retry_in", backoff)
 		select {
 		case <-time.After(backoff):
-		case <-ctx.Done():
-			return fmt.Errorf("%w (last error: %w)", ctx.Err(), err)
+		case <-b.done:
+			return
 		}
 		backoff = min(2*backoff, b.opts.MaxReconnectInterval)
 	}
+}
+
+// connected runs once per connection: subscribe, ask every agent to report
+// again, then hand over to OnConnect. Refusals are retried on this
+// connection until ctx (the connection) ends.
+func (b *Bus) connected(ctx context.Context) {
+	if opts := b.opts; opts.OnConnect != nil {
+		// Republishing desired state does not wait for the subscriptions.
+		go func() {
+			if ctx.Err() == nil {
+				opts.OnConnect(ctx)
+			}
+		}()
+	}
+	if !b.retry(ctx, "subscribe", b.subscribe) {
+		return
+	}
+	b.subscribed.Store(true)
+	b.readyOnce.Do(func() { close(b.ready) })
+	b.retry(ctx, "resync", b.requestResync)
+}
+
+// retry runs op until it succeeds or ctx ends, with backoff, counting and
+// logging each failure; it reports whether op succeeded.
+func (b *Bus) retry(ctx context.Context, name string, op func(context.Context) error) bool {
+	backoff := 100 * time.Millisecond
+	for {
+		err := op(ctx)
+		if err == nil {
+			return true
+		}
+		if ctx.Err() != nil {
+			return false
+		}
+		b.m.refused.WithLabelValues(name).Inc()
+		b.log.Warn("mqtt "+name+" refused; retrying on this connection", "error", err, "retry_in", backoff)
+		select {
+		case <-time.After(backoff):
+		case <-ctx.Done():
+			return false
+		}
+		backoff = min(2*backoff, b.opts.MaxReconnectInterval)
+	}
+}
+
+// requestResync publishes a protocol.ResyncRequest.
+func (b *Bus) requestResync(ctx context.Context) error {
+	payload, err := json.Marshal(protocol.ResyncRequest{Schema: protocol.SchemaVersion, At: time.Now().UTC()})
+	if err != nil {
+		return fmt.Errorf("encode resync request: %w", err)
+	}
+	topic := protocol.ResyncTopic(b.opts.TopicRoot)
+	tok := b.client.Publish(topic, 1, false, payload)
+	select {
+	case <-tok.Done():
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	if err := tok.Error(); err != nil {
+		return fmt.Errorf("publish %s: %w", topic, err)
+	}
+	b.m.resyncs.Inc()
+	return nil
 }
 
 func (b *Bus) beginConnection() context.Context {
@@ -339,7 +513,7 @@ func (b *Bus) subscribe(ctx context.Context) error {
 	}
 	for f, code := range tok.(*paho.SubscribeToken).Result() {
 		if code > 2 {
-			return fmt.Errorf("subscribe to %s: the broker refused (code %#x); check the control plane's broker credentials and ACL", f, code)
+			return fmt.Errorf("subscribe to %s: the broker refused (code %#x); a clustered broker may be electing leaders, else check the control plane's broker credentials and ACL", f, code)
 		}
 	}
 	return nil
@@ -441,6 +615,10 @@ func (b *Bus) encode(d *protocol.DesiredState) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w for %s/%s: %w", ErrInvalid, d.OrgID, d.SiteID, err)
 	}
+	if len(payload) > protocol.MaxDesiredStateBytes {
+		return nil, fmt.Errorf("%w for %s/%s: %d bytes, more than the %d a document may have (protocol.MaxDesiredStateBytes); detach groups from the site",
+			ErrInvalid, d.OrgID, d.SiteID, len(payload), protocol.MaxDesiredStateBytes)
+	}
 	return payload, nil
 }
 
@@ -505,10 +683,10 @@ func (b *Bus) ingest(ev event) {
 	}
 	switch ev.kind {
 	case protocol.KindStatus:
-		st, err := parseStatus(ev.payload, ev.org, ev.site)
+		st, err := protocol.ParseStatus(ev.payload, ev.org, ev.site)
 		if err != nil {
 			result := "malformed"
-			if errors.Is(err, errMismatch) {
+			if errors.Is(err, protocol.ErrStatusMismatch) {
 				result = "mismatch"
 			}
 			b.m.ingested.WithLabelValues(protocol.KindStatus, result).Inc()
@@ -529,30 +707,13 @@ func (b *Bus) ingest(ev event) {
 	}
 }
 
-var errMismatch = errors.New("status names another site than its topic")
-
-// parseStatus decodes a SiteStatus published on org/site's status topic.
-func parseStatus(b []byte, org, site string) (protocol.SiteStatus, error) {
-	var st protocol.SiteStatus
-	if err := json.Unmarshal(b, &st); err != nil {
-		return protocol.SiteStatus{}, fmt.Errorf("parse status: %w", err)
-	}
-	switch {
-	case st.Schema != protocol.SchemaVersion:
-		return protocol.SiteStatus{}, fmt.Errorf("parse status: schema %d is not supported (want %d)", st.Schema, protocol.SchemaVersion)
-	case st.OrgID != org || st.SiteID != site:
-		return protocol.SiteStatus{}, fmt.Errorf("%w: %s/%s on the topic of %s/%s", errMismatch, st.OrgID, st.SiteID, org, site)
-	case st.State != protocol.StateApplying && st.State != protocol.StateApplied && st.State != protocol.StateFailed:
-		return protocol.SiteStatus{}, fmt.Errorf("parse status: state %q is not one of %s, %s, %s", st.State, protocol.StateApplying, protocol.StateApplied, protocol.StateFailed)
-	}
-	return st, nil
-}
-
 type metrics struct {
 	publishes *prometheus.CounterVec
 	ingested  *prometheus.CounterVec
 	connected prometheus.Gauge
 	connects  prometheus.Counter
+	refused   *prometheus.CounterVec
+	resyncs   prometheus.Counter
 }
 
 func newMetrics() *metrics {
@@ -574,6 +735,16 @@ func newMetrics() *metrics {
 			Help: "Connections the control plane made to the MQTT broker, the first included.",
 		}),
 	}
+	m.refused = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "rampart_controlplane_mqtt_refused_total",
+		Help: "Subscriptions and resync requests the broker refused or that failed on a live connection, each retried with backoff, by operation: subscribe, resync.",
+	}, []string{"op"})
+	m.refused.WithLabelValues("subscribe")
+	m.refused.WithLabelValues("resync")
+	m.resyncs = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "rampart_controlplane_resync_requests_total",
+		Help: "Resync requests published (one per connection), asking every agent to report its status again.",
+	})
 	for _, r := range []string{"ok", "error", "invalid"} {
 		m.publishes.WithLabelValues(r)
 	}
@@ -587,7 +758,7 @@ func newMetrics() *metrics {
 }
 
 func (m *metrics) register(r prometheus.Registerer) error {
-	for _, c := range []prometheus.Collector{m.publishes, m.ingested, m.connected, m.connects} {
+	for _, c := range []prometheus.Collector{m.publishes, m.ingested, m.connected, m.connects, m.refused, m.resyncs} {
 		if err := r.Register(c); err != nil {
 			return fmt.Errorf("register mqtt metrics: %w", err)
 		}

@@ -60,11 +60,13 @@ func embedded(t *testing.T) *env {
 	return &env{
 		name: "embedded", url: b.URL(), root: protocol.DefaultTopicRoot,
 		cpUser: keys.ControlPlaneMQTTUser, cpPass: testKey.ControlPlaneMQTTPassword(),
-		site: func(org, site string) (string, string) {
-			return keys.SiteMQTTUser(org, site), testKey.SiteSecret(org, site)
-		},
+		site:   embeddedSite,
 		broker: b,
 	}
+}
+
+func embeddedSite(org, site string) (string, string) {
+	return keys.SiteMQTTUser(org, site), testKey.SiteSecret(org, site)
 }
 
 func external(t *testing.T) *env {
@@ -129,7 +131,7 @@ func connectBus(t *testing.T, e *env, ing Ingester, reg prometheus.Registerer, o
 	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
 	defer cancel()
 	b, err := Connect(ctx, Options{
-		URL: e.url, Username: e.cpUser, Password: e.cpPass, TopicRoot: e.root,
+		URLs: strings.Split(e.url, ","), Username: e.cpUser, Password: e.cpPass, TopicRoot: e.root,
 		Ingester: ing, Reports: e.reports, OnConnect: onConnect, Registry: reg, Logger: quietLogger(),
 		MaxReconnectInterval: 500 * time.Millisecond,
 	})
@@ -444,7 +446,7 @@ func TestConnectGivesUpWithContext(t *testing.T) {
 	e.broker.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
-	_, err := Connect(ctx, Options{URL: "tcp://" + addr, Logger: quietLogger()})
+	_, err := Connect(ctx, Options{URLs: []string{"tcp://" + addr}, Logger: quietLogger()})
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Connect to a closed port: %v, want context.DeadlineExceeded", err)
 	}
@@ -454,14 +456,14 @@ func TestWrongCredentialsFail(t *testing.T) {
 	e := embedded(t)
 	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
 	defer cancel()
-	_, err := Connect(ctx, Options{URL: e.url, Username: keys.ControlPlaneMQTTUser, Password: "wrong", Logger: quietLogger()})
+	_, err := Connect(ctx, Options{URLs: []string{e.url}, Username: keys.ControlPlaneMQTTUser, Password: "wrong", Logger: quietLogger()})
 	if err == nil {
 		t.Fatal("Connect with a wrong password succeeded")
 	}
-	// Refused credentials are final: Connect must not retry until the
-	// context ends.
-	if ctx.Err() != nil || !strings.Contains(err.Error(), "refused the credentials") {
-		t.Errorf("Connect with a wrong password: %v; want an immediate credentials error", err)
+	// Refused credentials are reported at once: Connect does not wait for
+	// the context to end.
+	if ctx.Err() != nil || !errors.Is(err, ErrCredentials) {
+		t.Errorf("Connect with a wrong password: %v; want an immediate ErrCredentials", err)
 	}
 }
 

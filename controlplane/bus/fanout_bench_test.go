@@ -238,7 +238,7 @@ func benchFanOut(b *testing.B, target string, n int) {
 		root, anon = "rampart-bench/"+hex.EncodeToString(r[:])+"/v1", true
 	}
 	ctx := context.Background()
-	bus, err := Connect(ctx, Options{URL: url, Username: user, Password: pass, TopicRoot: root, Logger: quietLogger()})
+	bus, err := Connect(ctx, Options{URLs: []string{url}, Username: user, Password: pass, TopicRoot: root, Logger: quietLogger()})
 	if err != nil {
 		b.Fatal(err)
 	}

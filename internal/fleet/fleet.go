@@ -65,6 +65,9 @@ type Options struct {
 	First int
 	// BrokerURL is where the agents connect (tcp://127.0.0.1:1883).
 	BrokerURL string
+	// MQTTCA is a PEM file of a CA the agents trust for an ssl:// BrokerURL
+	// (RAMPART_MQTT_CA); empty means the system's.
+	MQTTCA string
 	// Key derives each site's MQTT secret (keys.Key.SiteSecret), as the
 	// control plane's broker expects. A broker that allows anonymous
 	// clients accepts any secret.
@@ -277,7 +280,7 @@ func (f *Fleet) startSite(ctx context.Context, i int, s *Site, u *url.URL) error
 		return fmt.Errorf("create state directory of %s: %w", s.ID, err)
 	}
 	a, err := agent.New(agent.Config{
-		MQTTURLs: []*url.URL{u}, OrgID: o.Org, SiteID: s.ID, SiteSecret: o.Key.SiteSecret(o.Org, s.ID), TopicRoot: o.TopicRoot,
+		MQTTURLs: []*url.URL{u}, MQTTCA: o.MQTTCA, OrgID: o.Org, SiteID: s.ID, SiteSecret: o.Key.SiteSecret(o.Org, s.ID), TopicRoot: o.TopicRoot,
 		RouterOSAddr: r.Addr(), RouterOSUser: o.RouterUser, RouterOSPassword: o.RouterPassword,
 		StateDir: dir, ResyncInterval: o.ResyncInterval, WANList: o.WANList,
 	}, agent.Options{

@@ -35,7 +35,7 @@ func doc(org, site string, rev uint64, port string) protocol.DesiredState {
 
 func publisher(t *testing.T, url string, key keys.Key) *bus.Bus {
 	t.Helper()
-	b, err := bus.Connect(context.Background(), bus.Options{URL: url, Username: keys.ControlPlaneMQTTUser,
+	b, err := bus.Connect(context.Background(), bus.Options{URLs: []string{url}, Username: keys.ControlPlaneMQTTUser,
 		Password: key.ControlPlaneMQTTPassword(), Logger: quiet()})
 	if err != nil {
 		t.Fatal(err)

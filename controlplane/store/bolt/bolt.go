@@ -247,11 +247,21 @@ func (s *Store) notify(c cp.Change) {
 	}
 }
 
-// Ping checks that the database answers a read.
+// Ping checks that the database takes a write: it rewrites the "ping" key
+// of meta in a transaction of its own, which bbolt commits with an fsync,
+// so a failing disk shows (a read answers from the page cache whatever the
+// disk does).
 func (s *Store) Ping(ctx context.Context) error {
-	return s.db.View(func(tx *bolt.Tx) error {
-		if tx.Bucket(bucketMeta) == nil {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return s.db.Update(func(tx *bolt.Tx) error {
+		meta := tx.Bucket(bucketMeta)
+		if meta == nil {
 			return errors.New("ping database: meta bucket missing")
+		}
+		if err := meta.Put([]byte("ping"), []byte(time.Now().UTC().Format(time.RFC3339Nano))); err != nil {
+			return fmt.Errorf("ping database: %w", err)
 		}
 		return nil
 	})
