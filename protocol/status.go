@@ -20,7 +20,7 @@ const (
 	// 50 KB. 4 MiB holds six worst-case full groups, or about 80 ordinary
 	// ones (20,000 rules), plus their prefix lists: more than a RouterOS
 	// filter chain evaluates at line rate [I]. The agent must hold the
-	// document it receives within its soft heap limit (14 MiB,
+	// document it receives within its soft heap limit (16 MiB,
 	// agent/DESIGN.md), which a larger bound would not leave room for.
 	MaxDesiredStateBytes = 4 << 20
 	// MaxStatusBytes bounds a SiteStatus's (and a Presence's) JSON. A status
