@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"bytes"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -26,29 +25,19 @@ import (
 	"github.com/mochi-mqtt/server/v2/packets"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/rampart-fw/rampart/internal/syncbuf"
 	"github.com/rampart-fw/rampart/internal/wait"
 	"github.com/rampart-fw/rampart/protocol"
 	"github.com/rampart-fw/rampart/rossim"
 )
 
 // logBuf collects an agent's JSON log, as its container log would.
-type logBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuf) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
+type logBuf struct{ syncbuf.Buffer }
 
 // lines returns the log lines whose message contains every one of subs.
 func (l *logBuf) lines(subs ...string) []string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
 	var out []string
-	for _, line := range strings.Split(l.b.String(), "\n") {
+	for _, line := range strings.Split(l.String(), "\n") {
 		var rec struct{ Msg string }
 		if json.Unmarshal([]byte(line), &rec) != nil {
 			continue
@@ -58,12 +47,6 @@ func (l *logBuf) lines(subs ...string) []string {
 		}
 	}
 	return out
-}
-
-func (l *logBuf) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // logged runs opts with a logger into a new logBuf.

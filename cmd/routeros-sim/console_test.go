@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rampart-fw/rampart/internal/syncbuf"
 	"github.com/rampart-fw/rampart/internal/wait"
 )
 
@@ -21,12 +22,12 @@ func TestConsoleImport(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "setup.rsc"), []byte(script), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	var out syncBuf
+	var out syncbuf.Buffer
 	stdin = strings.NewReader("/import file-name=setup.rsc\n{\n  :local n [:len [/interface/veth/find]]\n  :put \"veths: $n\"\n}\n/ip/service/set api available-from=10.0.0.0/8\n")
 	stdout = &out
 	t.Cleanup(func() { stdin, stdout = os.Stdin, os.Stdout })
 	ctx, cancel := context.WithCancel(context.Background())
-	var logs syncBuf
+	var logs syncbuf.Buffer
 	done := make(chan error, 1)
 	go func() {
 		done <- Main(ctx, []string{"--listen", "127.0.0.1:0", "--ros-version", "7.21", "--files", dir, "--console"}, &logs)

@@ -1,38 +1,21 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/go-routeros/routeros/v3"
+
+	"github.com/rampart-fw/rampart/internal/syncbuf"
 )
-
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 func TestMainServesUntilCancelled(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
-	var logs syncBuf
+	var logs syncbuf.Buffer
 	done := make(chan error, 1)
 	go func() {
 		done <- Main(ctx, []string{"--listen", "127.0.0.1:0", "--user", "u", "--password", "p", "--ros-version", "7.16.2", "--latency", "1ms"}, &logs)

@@ -12,7 +12,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -21,25 +20,8 @@ import (
 	"github.com/rampart-fw/rampart/controlplane/api"
 	"github.com/rampart-fw/rampart/controlplane/auth"
 	"github.com/rampart-fw/rampart/controlplane/store/bolt"
+	"github.com/rampart-fw/rampart/internal/syncbuf"
 )
-
-// syncBuffer is a log destination safe for the server's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // serveAPI serves the API over st on a real HTTP server (closed when tb
 // ends) and mints a token for each of orgs.
@@ -82,7 +64,7 @@ func TestFullDiskAnswers503(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	var logs syncBuffer
+	var logs syncbuf.Buffer
 	srv, tok := serveAPI(t, st, slog.New(slog.NewJSONHandler(&logs, nil)), orgA)
 	// A large group (250 rules, 1000 sites) needs many new pages.
 	body := func(n int) []byte {
