@@ -9,7 +9,6 @@ import (
 	"errors"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -28,6 +27,7 @@ import (
 	"github.com/rampart-fw/rampart/controlplane/broker"
 	"github.com/rampart-fw/rampart/controlplane/keys"
 	"github.com/rampart-fw/rampart/internal/fleet"
+	"github.com/rampart-fw/rampart/internal/freeport"
 	"github.com/rampart-fw/rampart/internal/testcert"
 	"github.com/rampart-fw/rampart/protocol"
 )
@@ -60,18 +60,6 @@ func TestBrokerURLs(t *testing.T) {
 			t.Errorf("brokerURLs(%q) (-want +got):\n%s", tc.raw, diff)
 		}
 	}
-}
-
-// freeAddr is a loopback address nothing listens on (yet).
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
 }
 
 // siteClient is a paho connection as a site, recording the desired state
@@ -148,7 +136,7 @@ func TestStartsWithoutExternalBroker(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := freeAddr(t)
+	addr := freeport.Addr(t)
 	m := &Main{Config: Config{HTTPAddr: "127.0.0.1:0", DataDir: dir, SyncTimeout: time.Minute, JWTOrgClaim: "org_id",
 		MQTTURL: "tcp://" + keys.ControlPlaneMQTTUser + ":" + k.ControlPlaneMQTTPassword() + "@" + addr},
 		Logger: slog.New(slog.DiscardHandler), Registry: prometheus.NewRegistry()}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"net"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -16,26 +15,15 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/rampart-fw/rampart/controlplane/broker"
+	"github.com/rampart-fw/rampart/internal/freeport"
 	"github.com/rampart-fw/rampart/protocol"
 )
-
-// freeAddr is a loopback address nothing listens on (yet).
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
-}
 
 // TestStartsWithoutBroker reproduces #13 item 9 at the bus: New returns at
 // once with the broker down, Ready says so, and the bus connects and
 // publishes once the broker comes up.
 func TestStartsWithoutBroker(t *testing.T) {
-	addr := freeAddr(t)
+	addr := freeport.Addr(t)
 	b, err := New(Options{URLs: []string{"tcp://" + addr}, Username: "rampart-controlplane", Password: testKey.ControlPlaneMQTTPassword(),
 		Logger: quietLogger(), MaxReconnectInterval: 200 * time.Millisecond, Ingester: &recorder{}})
 	if err != nil {

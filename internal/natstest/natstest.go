@@ -23,7 +23,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -32,6 +31,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/rampart-fw/rampart/internal/freeport"
 )
 
 // Size is the number of nodes: the smallest cluster that keeps a JetStream
@@ -101,7 +102,7 @@ func StartWith(t testing.TB, opts Options) *Cluster {
 	if err != nil {
 		t.Skip("natstest: " + err.Error())
 	}
-	ports, err := freePorts(4 * Size)
+	ports, err := freeport.Ports(4 * Size)
 	if err != nil {
 		t.Fatalf("natstest: %v", err)
 	}
@@ -338,21 +339,6 @@ func (n *Node) logTail() string {
 		s = s[len(s)-3000:]
 	}
 	return strings.TrimSpace(s)
-}
-
-// freePorts returns n distinct free loopback ports. Every listener stays
-// open until all are picked, so the kernel does not hand one out twice.
-func freePorts(n int) ([]int, error) {
-	var ports []int
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, fmt.Errorf("find a free port: %w", err)
-		}
-		defer l.Close()
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
 }
 
 // StreamLeader returns the index of the node that leads stream (of the

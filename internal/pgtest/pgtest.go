@@ -20,7 +20,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"os/user"
@@ -35,6 +34,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/rampart-fw/rampart/internal/freeport"
 )
 
 // startTimeout bounds initdb plus the server's start on a loaded 2-core CI
@@ -202,10 +203,11 @@ func start() (*server, string, error) {
 	if out, err := initdb.CombinedOutput(); err != nil {
 		return fail(fmt.Errorf("initdb: %w\n%s", err, out))
 	}
-	port, err := freePort()
+	ports, err := freeport.Ports(1)
 	if err != nil {
 		return fail(err)
 	}
+	port := ports[0]
 	logf, err := os.Create(filepath.Join(dir, "postgres.log"))
 	if err != nil {
 		return fail(fmt.Errorf("create server log: %w", err))
@@ -263,15 +265,6 @@ func (s *server) stop() error {
 		return fmt.Errorf("remove %s: %w", s.dir, err)
 	}
 	return nil
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("find a free port: %w", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 func tail(path string) string {
