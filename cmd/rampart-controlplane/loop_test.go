@@ -31,7 +31,6 @@ import (
 	cp "github.com/rampart-fw/rampart/controlplane"
 	"github.com/rampart-fw/rampart/controlplane/api"
 	"github.com/rampart-fw/rampart/controlplane/auth"
-	"github.com/rampart-fw/rampart/controlplane/keys"
 	"github.com/rampart-fw/rampart/internal/fleet"
 	"github.com/rampart-fw/rampart/protocol"
 	"github.com/rampart-fw/rampart/rossim"
@@ -492,7 +491,7 @@ func TestSiteCredentialsStayInTheirSite(t *testing.T) {
 	}
 	root := protocol.DefaultTopicRoot
 	o := paho.NewClientOptions().AddBroker(env["RAMPART_MQTT_URL"]).SetClientID("e2e-site-a").
-		SetUsername(keys.SiteMQTTUser(l.org, "site_a")).SetPassword(env["RAMPART_SITE_SECRET"]).
+		SetUsername(protocol.SiteMQTTUser(l.org, "site_a")).SetPassword(env["RAMPART_SITE_SECRET"]).
 		SetAutoReconnect(false).SetConnectRetry(false)
 	c := paho.NewClient(o)
 	if tok := c.Connect(); !tok.WaitTimeout(converge) || tok.Error() != nil {

@@ -80,7 +80,7 @@ func dialSite(t *testing.T, url string, k keys.Key, org, site string, tlsConf *t
 	t.Helper()
 	c := &siteClient{}
 	o := paho.NewClientOptions().AddBroker(url).SetProtocolVersion(4).SetAutoReconnect(false).SetConnectTimeout(10 * time.Second).
-		SetUsername(keys.SiteMQTTUser(org, site)).SetPassword(k.SiteSecret(org, site))
+		SetUsername(protocol.SiteMQTTUser(org, site)).SetPassword(k.SiteSecret(org, site))
 	if tlsConf != nil {
 		o.SetTLSConfig(tlsConf)
 	}

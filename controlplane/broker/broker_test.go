@@ -122,7 +122,7 @@ func mustDial(t *testing.T, b *Broker, user, pass string) *client {
 }
 
 func site(t *testing.T, b *Broker, org, s string) *client {
-	return mustDial(t, b, keys.SiteMQTTUser(org, s), testKey.SiteSecret(org, s))
+	return mustDial(t, b, protocol.SiteMQTTUser(org, s), testKey.SiteSecret(org, s))
 }
 
 func controlPlane(t *testing.T, b *Broker) *client {

@@ -80,7 +80,7 @@ func FuzzPacketReading(f *testing.F) {
 	f.Cleanup(func() { b.Close() })
 
 	cp := connectPacket(f, keys.ControlPlaneMQTTUser, testKey.ControlPlaneMQTTPassword())
-	site := connectPacket(f, keys.SiteMQTTUser("org_x", "site_a"), testKey.SiteSecret("org_x", "site_a"))
+	site := connectPacket(f, protocol.SiteMQTTUser("org_x", "site_a"), testKey.SiteSecret("org_x", "site_a"))
 	status := func(n int) []byte {
 		pk := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 1, Retain: true},
 			TopicName: protocol.StatusTopic(root, "org_x", "site_a"), PacketID: 1, Payload: bytes.Repeat([]byte("s"), n)}

@@ -17,7 +17,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
-	"github.com/rampart-fw/rampart/controlplane/keys"
 	"github.com/rampart-fw/rampart/internal/testcert"
 	"github.com/rampart-fw/rampart/protocol"
 )
@@ -101,7 +100,7 @@ func TestHugePacketAnnouncedIsNotAllocated(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	if _, err := c.Write(connectPacket(t, keys.SiteMQTTUser("org_x", "site_a"), testKey.SiteSecret("org_x", "site_a"))); err != nil {
+	if _, err := c.Write(connectPacket(t, protocol.SiteMQTTUser("org_x", "site_a"), testKey.SiteSecret("org_x", "site_a"))); err != nil {
 		t.Fatal(err)
 	}
 	connack := make([]byte, 4)
@@ -239,7 +238,7 @@ func TestTLSListener(t *testing.T) {
 	}
 	dialTLS := func(pool *x509.CertPool) error {
 		o := paho.NewClientOptions().AddBroker(b.TLSURL()).SetClientID("tls").SetProtocolVersion(4).
-			SetUsername(keys.SiteMQTTUser("org_x", "site_a")).SetPassword(testKey.SiteSecret("org_x", "site_a")).
+			SetUsername(protocol.SiteMQTTUser("org_x", "site_a")).SetPassword(testKey.SiteSecret("org_x", "site_a")).
 			SetAutoReconnect(false).SetConnectTimeout(waitFor).SetTLSConfig(&tls.Config{RootCAs: pool})
 		c := paho.NewClient(o)
 		tok := c.Connect()

@@ -12,7 +12,6 @@ import (
 
 	"github.com/mochi-mqtt/server/v2/packets"
 
-	"github.com/rampart-fw/rampart/controlplane/keys"
 	"github.com/rampart-fw/rampart/internal/benchproc"
 	"github.com/rampart-fw/rampart/protocol"
 )
@@ -104,8 +103,8 @@ func holdConnections(spec string) error {
 		var buf bytes.Buffer
 		cp := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Connect}, ProtocolVersion: 4,
 			Connect: packets.ConnectParams{ProtocolName: []byte("MQTT"), Clean: true, Keepalive: 600,
-				ClientIdentifier: keys.SiteMQTTUser(org, site), UsernameFlag: true, PasswordFlag: true,
-				Username: []byte(keys.SiteMQTTUser(org, site)), Password: []byte(testKey.SiteSecret(org, site))}}
+				ClientIdentifier: protocol.SiteMQTTUser(org, site), UsernameFlag: true, PasswordFlag: true,
+				Username: []byte(protocol.SiteMQTTUser(org, site)), Password: []byte(testKey.SiteSecret(org, site))}}
 		if err := cp.ConnectEncode(&buf); err != nil {
 			return err
 		}

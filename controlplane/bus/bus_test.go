@@ -66,7 +66,7 @@ func embedded(t *testing.T) *env {
 }
 
 func embeddedSite(org, site string) (string, string) {
-	return keys.SiteMQTTUser(org, site), testKey.SiteSecret(org, site)
+	return protocol.SiteMQTTUser(org, site), testKey.SiteSecret(org, site)
 }
 
 func external(t *testing.T) *env {
@@ -528,7 +528,7 @@ func TestManyRetainedStatusesIngestedInProcess(t *testing.T) {
 		url: b.URL(), root: protocol.DefaultTopicRoot, broker: b, reports: b,
 		cpUser: keys.ControlPlaneMQTTUser, cpPass: testKey.ControlPlaneMQTTPassword(),
 		site: func(org, site string) (string, string) {
-			return keys.SiteMQTTUser(org, site), testKey.SiteSecret(org, site)
+			return protocol.SiteMQTTUser(org, site), testKey.SiteSecret(org, site)
 		},
 	}
 	const n = 60

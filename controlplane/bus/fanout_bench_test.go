@@ -73,7 +73,7 @@ func runFleet(spec string) error {
 				SetClientID("bench-" + site).SetConnectTimeout(60 * time.Second).SetKeepAlive(5 * time.Minute).
 				SetAutoReconnect(false)
 			if !anon {
-				o.SetUsername(keys.SiteMQTTUser("org_bench", site)).SetPassword(testKey.SiteSecret("org_bench", site))
+				o.SetUsername(protocol.SiteMQTTUser("org_bench", site)).SetPassword(testKey.SiteSecret("org_bench", site))
 			}
 			c := paho.NewClient(o)
 			if tok := c.Connect(); !tok.WaitTimeout(2*time.Minute) || tok.Error() != nil {

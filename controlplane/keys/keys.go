@@ -21,8 +21,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-
-	"github.com/rampart-fw/rampart/protocol"
 )
 
 // KeyFile is the name of the secret's file inside the data directory.
@@ -106,10 +104,6 @@ func (k Key) JWTSigningKey() []byte { return k.derive("rampart/jwt-hs256") }
 
 // SiteMQTTUser is a site's broker username.
 //
-// Deprecated: the username is a wire contract; use protocol.SiteMQTTUser.
-// This forwarder lets branches written against it still build; delete it
-// once nothing calls it.
-func SiteMQTTUser(org, site string) string { return protocol.SiteMQTTUser(org, site) }
 
 // SiteSecret is the MQTT password of one site: 43 URL-safe characters, with
 // no characters that need quoting in a shell or a RouterOS script.
