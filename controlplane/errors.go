@@ -3,6 +3,7 @@ package controlplane
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -122,4 +123,23 @@ func kindName(kind string) string {
 		return "prefix list"
 	}
 	return kind
+}
+
+// Sentence turns a wrapped error ("verify token: token is expired") into
+// the sentence a client is shown: the reason after the first "verb noun: "
+// prefix, capitalised, with a full stop. The API and the console word a
+// refused token or login link this way, so both say the same thing.
+func Sentence(err error) string {
+	msg := err.Error()
+	if _, reason, ok := strings.Cut(msg, ": "); ok {
+		msg = reason
+	}
+	if msg == "" {
+		return "The token is not valid."
+	}
+	msg = strings.ToUpper(msg[:1]) + msg[1:]
+	if !strings.HasSuffix(msg, ".") {
+		msg += "."
+	}
+	return msg
 }

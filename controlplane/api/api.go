@@ -233,7 +233,7 @@ func (s *Server) authenticate(r *http.Request) (org, sub string, err error) {
 	}
 	org, sub, err = s.opts.Verifier.Identify(tok)
 	if err != nil {
-		return "", "", &cp.Error{Code: cp.CodeUnauthenticated, Message: authMessage(err)}
+		return "", "", &cp.Error{Code: cp.CodeUnauthenticated, Message: cp.Sentence(err)}
 	}
 	return org, sub, nil
 }
@@ -248,18 +248,6 @@ func bearerToken(r *http.Request) (string, error) {
 		return "", cp.Errorf(cp.CodeUnauthenticated, "", "The Authorization header must be \"Bearer <token>\".")
 	}
 	return strings.TrimSpace(tok), nil
-}
-
-// authMessage turns a verifier error into a sentence for the client.
-func authMessage(err error) string {
-	msg := err.Error()
-	if i := strings.Index(msg, ": "); i >= 0 {
-		msg = msg[i+2:]
-	}
-	if msg == "" {
-		return "The bearer token is not valid."
-	}
-	return strings.ToUpper(msg[:1]) + msg[1:] + "."
 }
 
 var requestIDRe = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)

@@ -46,6 +46,8 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/prometheus/client_golang/prometheus"
+
+	cp "github.com/rampart-fw/rampart/controlplane"
 )
 
 //go:embed assets
@@ -320,7 +322,7 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 		tok := strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(in.Token), "Bearer "))
 		if s.org, err = c.opts.Verifier.Verify(tok); err != nil {
 			c.logins.WithLabelValues("token", "refused").Inc()
-			writeError(w, http.StatusUnauthorized, "authentication_error", "unauthenticated", sentence(err))
+			writeError(w, http.StatusUnauthorized, "authentication_error", "unauthenticated", cp.Sentence(err))
 			return
 		}
 		s.token = tok
@@ -340,7 +342,7 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 		if s.org, err = c.links.redeem(link, now); err != nil {
 			c.logins.WithLabelValues("link", "refused").Inc()
 			c.log.Info("console login refused", "by", "link", "reason", err.Error())
-			writeError(w, http.StatusUnauthorized, "authentication_error", "login_link_refused", sentence(err))
+			writeError(w, http.StatusUnauthorized, "authentication_error", "login_link_refused", cp.Sentence(err))
 			return
 		}
 		if s.token, err = c.opts.MintToken(s.org, c.opts.SessionTTL+time.Minute); err != nil {
@@ -437,21 +439,4 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	w.Write(append(b, '\n'))
-}
-
-// sentence turns an error into the sentence after its prefix, capitalised
-// and ending with a full stop.
-func sentence(err error) string {
-	msg := err.Error()
-	if i := strings.Index(msg, ": "); i >= 0 {
-		msg = msg[i+2:]
-	}
-	if msg == "" {
-		return "Refused."
-	}
-	msg = strings.ToUpper(msg[:1]) + msg[1:]
-	if !strings.HasSuffix(msg, ".") {
-		msg += "."
-	}
-	return msg
 }
