@@ -213,7 +213,7 @@ func warnCleartext(log *slog.Logger, what, addr string) {
 func (m *Main) startMQTT(ctx context.Context) (stop func(), err error) {
 	c := m.Config
 	log := m.Logger.With("part", "mqtt")
-	sy := syncer.New(syncer.Options{Store: m.Store, Logger: log, Registry: m.Registry})
+	sy := syncer.New(syncer.Options{Store: m.Store, Logger: log, Registry: m.Registry, BehindInterval: m.BehindInterval})
 	m.Store.OnChange(sy.Changed)
 
 	opts := bus.Options{
