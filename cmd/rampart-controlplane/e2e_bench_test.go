@@ -47,6 +47,7 @@ const (
 
 func TestMain(m *testing.M) {
 	benchproc.Serve(e2eFleetEnv, runE2EFleet)
+	benchproc.Serve(scaleFleetEnv, runScaleFleet)
 	os.Exit(m.Run())
 }
 
