@@ -31,6 +31,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"runtime"
 	"runtime/pprof"
 	"slices"
@@ -47,6 +48,7 @@ import (
 	cp "github.com/rampart-fw/rampart/controlplane"
 	"github.com/rampart-fw/rampart/controlplane/keys"
 	"github.com/rampart-fw/rampart/internal/benchproc"
+	"github.com/rampart-fw/rampart/internal/pgtest"
 	"github.com/rampart-fw/rampart/protocol"
 )
 
@@ -208,6 +210,8 @@ func runScaleFleet(spec string) error {
 //	RAMPART_TEST_MQTT_URL=tcp://127.0.0.1:PORT RAMPART_BENCH_SITES=100000 go test -run '^$' -bench 'Scale/external' -benchtime 3x -timeout 60m ./cmd/rampart-controlplane
 //	RAMPART_BENCH_SITES=15000 go test -run '^$' -bench 'Scale/embedded' -benchtime 3x -timeout 60m ./cmd/rampart-controlplane
 //
+//	RAMPART_BENCH_STORE=postgres RAMPART_BENCH_REPLICAS=3 RAMPART_TEST_MQTT_URL=... go test -run '^$' -bench 'Scale/external' ...
+//
 // RAMPART_BENCH_SITES picks the sizes (default 1000,10000,100000);
 // RAMPART_BENCH_PER_CONN the sites per connection with an external broker
 // (default 50); RAMPART_BENCH_CPUPROFILE=file profiles the control plane's
@@ -268,15 +272,17 @@ func rss() uint64 {
 }
 
 func benchScale(b *testing.B, target string, n int) {
-	dir := b.TempDir()
-	cfg := Config{HTTPAddr: "127.0.0.1:0", DataDir: dir, MQTTListen: "127.0.0.1:0", JWTOrgClaim: "org_id", SyncTimeout: 30 * time.Minute, LogLevel: "warn",
-		Quotas: cp.Quotas{Sites: max(n, cp.DefaultQuotas.Sites)}}
+	// The control plane is configured as an operator would, with flags:
+	// the PostgreSQL store is a flag (--store-url) of the same Config.
+	args := []string{"--http-addr", "127.0.0.1:0", "--mqtt-listen", "127.0.0.1:0", "--sync-timeout", "30m", "--log-level", "warn",
+		"--quota-sites", strconv.Itoa(max(n, cp.DefaultQuotas.Sites))}
 	perConn := 1
 	if target == "external" {
-		cfg.MQTTURL = os.Getenv("RAMPART_TEST_MQTT_URL")
-		if cfg.MQTTURL == "" {
+		url := os.Getenv("RAMPART_TEST_MQTT_URL")
+		if url == "" {
 			b.Skip("RAMPART_TEST_MQTT_URL is not set")
 		}
+		args = append(args, "--mqtt-url", url)
 		perConn = 50
 		if v, err := strconv.Atoi(os.Getenv("RAMPART_BENCH_PER_CONN")); err == nil && v > 0 {
 			perConn = v
@@ -284,16 +290,55 @@ func benchScale(b *testing.B, target string, n int) {
 	} else if n > 18000 {
 		b.Skipf("%d sites: the embedded broker holds one connection per site, and this process has %d file descriptors at most", n, 20000)
 	}
+	// RAMPART_BENCH_STORE=postgres keeps the policy in PostgreSQL
+	// (pgtest's server); RAMPART_BENCH_REPLICAS=3 runs that many control
+	// planes on it, in this process (their CPU and memory are summed),
+	// each ingesting every report; writes go through the first.
+	replicas := 1
+	if os.Getenv("RAMPART_BENCH_STORE") == "postgres" {
+		args = append(args, "--store-url", pgtest.DSN(b))
+		if v, err := strconv.Atoi(os.Getenv("RAMPART_BENCH_REPLICAS")); err == nil && v > 1 {
+			if target != "external" {
+				b.Skip("replicas need an external broker (each would start its own embedded one)")
+			}
+			replicas = v
+		}
+	}
 	var r [4]byte
 	rand.Read(r[:])
 	org := "org_scale" + hex.EncodeToString(r[:])
-	m := &Main{Config: cfg, Logger: slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
-		Registry: prometheus.NewRegistry()}
 	ctx := context.Background()
-	if err := m.Start(ctx); err != nil {
-		b.Fatal(err)
+	var mains []*Main
+	for i := range replicas {
+		rdir := b.TempDir()
+		if i > 0 {
+			key, err := os.ReadFile(filepath.Join(mains[0].Config.DataDir, keys.KeyFile))
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(rdir, keys.KeyFile), key, 0o600); err != nil {
+				b.Fatal(err)
+			}
+		}
+		rargs := append(slices.Clone(args), "--data-dir", rdir)
+		if replicas > 1 {
+			rargs = append(rargs, "--replica-id", fmt.Sprintf("bench-%d", i+1))
+		}
+		var cfg Config
+		fs := newFlagSet()
+		bindConfig(fs, &cfg)
+		if err := parseFlags(fs, rargs, func(string) string { return "" }); err != nil {
+			b.Fatal(err)
+		}
+		m := &Main{Config: cfg, Logger: slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
+			Registry: prometheus.NewRegistry()}
+		if err := m.Start(ctx); err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { m.Close() })
+		mains = append(mains, m)
 	}
-	b.Cleanup(func() { m.Close() })
+	m, dir := mains[0], mains[0].Config.DataDir
 	idleHeap, idleRSS := e2eHeap(), rss()
 	shards := startScaleShards(b, m.MQTT.AgentURL, org, dir, n, perConn)
 	connHeap := e2eHeap()
@@ -433,5 +478,5 @@ func benchScale(b *testing.B, target string, n int) {
 	b.ReportMetric((float64(connHeap)-float64(idleHeap))/float64(n), "conn-B/site")
 	b.ReportMetric((float64(appliedHeap)-float64(idleHeap))/float64(n), "cp-B/site")
 	b.ReportMetric((float64(appliedRSS)-float64(idleRSS))/float64(n), "rss-B/site")
-	runtime.KeepAlive(m)
+	runtime.KeepAlive(mains)
 }
