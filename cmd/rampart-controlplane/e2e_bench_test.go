@@ -49,7 +49,7 @@ const (
 func TestMain(m *testing.M) {
 	benchproc.Serve(e2eFleetEnv, runE2EFleet)
 	benchproc.Serve(scaleFleetEnv, runScaleFleet)
-	os.Exit(pgtest.Main(m)) // the PostgreSQL server of the --store-url tests and benchmarks, stopped after them
+	os.Exit(pgtest.Main(m)) // the PostgreSQL server of the --store-url tests, stopped after them
 }
 
 // runE2EFleet runs sites first..first+n-1 and answers the parent on stdin:
