@@ -256,6 +256,36 @@ func startScaleShards(b *testing.B, url, org, keyDir string, n, perConn int) []*
 	return shards
 }
 
+// serversCPU is the CPU time used so far by every process named comm
+// (Mosquitto, PostgreSQL's server and backends), from /proc: what the
+// control plane's work costs outside its own process. A process that ends
+// meanwhile takes its time with it; the benchmark's keep their
+// connections, so their backends live throughout.
+func serversCPU(comm string) time.Duration {
+	dirs, _ := filepath.Glob("/proc/[0-9]*/stat")
+	var ticks int64
+	for _, d := range dirs {
+		raw, err := os.ReadFile(d)
+		if err != nil {
+			continue
+		}
+		open, end := bytes.IndexByte(raw, '('), bytes.LastIndexByte(raw, ')')
+		if open < 0 || end < open || string(raw[open+1:end]) != comm {
+			continue
+		}
+		// After the name: state, then fields 4 on; utime and stime are
+		// fields 14 and 15.
+		f := strings.Fields(string(raw[end+1:]))
+		if len(f) < 13 {
+			continue
+		}
+		u, _ := strconv.ParseInt(f[11], 10, 64)
+		st, _ := strconv.ParseInt(f[12], 10, 64)
+		ticks += u + st
+	}
+	return time.Duration(ticks) * (time.Second / 100) // USER_HZ
+}
+
 // rss is the resident set of this process, from /proc.
 func rss() uint64 {
 	raw, err := os.ReadFile("/proc/self/status")
@@ -383,12 +413,12 @@ func benchScale(b *testing.B, target string, n int) {
 		return v
 	}
 	var id string
-	var cpCPU, fleetCPU, puts []float64
+	var cpCPU, fleetCPU, brokerCPU, dbCPU, puts []float64
 	write := func(v int) (lat []int64, active time.Duration) {
 		for _, s := range shards {
 			s.Ask(b, "mark", "marked")
 		}
-		cpu0 := processCPU()
+		cpu0, broker0, db0 := processCPU(), serversCPU("mosquitto"), serversCPU("postgres")
 		t0 := time.Now()
 		var watch []string
 		if id == "" { // the warm-up: the list, then the groups
@@ -419,6 +449,8 @@ func benchScale(b *testing.B, target string, n int) {
 		}
 		active = time.Since(t0)
 		cpCPU = append(cpCPU, float64(processCPU()-cpu0))
+		brokerCPU = append(brokerCPU, float64(serversCPU("mosquitto")-broker0))
+		dbCPU = append(dbCPU, float64(serversCPU("postgres")-db0))
 		var fcpu time.Duration
 		for _, s := range shards {
 			for _, f := range strings.Fields(strings.TrimPrefix(s.Ask(b, "wait", "done"), "done")) {
@@ -472,6 +504,10 @@ func benchScale(b *testing.B, target string, n int) {
 	// (for comparison; they share the machine's cores).
 	b.ReportMetric(med(cpCPU[1:])/1e3/float64(n), "cp-cpu-us/site")
 	b.ReportMetric(med(fleetCPU[1:])/1e3/float64(n), "fleet-cpu-us/site")
+	// Mosquitto's and PostgreSQL's processes over the same time (0 when
+	// they do not run; a Mosquitto shared with other work counts that too).
+	b.ReportMetric(med(brokerCPU[1:])/1e3/float64(n), "mosquitto-cpu-us/site")
+	b.ReportMetric(med(dbCPU[1:])/1e3/float64(n), "postgres-cpu-us/site")
 	// The control plane's memory per site: heap and stacks with the
 	// connections only (the embedded broker's), with every site known and
 	// applied, and the resident set.
