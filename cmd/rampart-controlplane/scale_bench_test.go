@@ -258,30 +258,52 @@ func startScaleShards(b *testing.B, url, org, keyDir string, n, perConn int) []*
 
 // serversCPU is the CPU time used so far by every process named comm
 // (Mosquitto, PostgreSQL's server and backends), from /proc: what the
-// control plane's work costs outside its own process. A process that ends
-// meanwhile takes its time with it; the benchmark's keep their
-// connections, so their backends live throughout.
-func serversCPU(comm string) time.Duration {
+// control plane's work costs outside its own process. With ours set, only
+// the processes this one started count (pgtest's server, not another
+// test's). A process that ends meanwhile takes its time with it; the
+// benchmark's keep their connections, so their backends live throughout.
+func serversCPU(comm string, ours bool) time.Duration {
+	type proc struct {
+		ppid  int
+		comm  string
+		ticks int64
+	}
+	procs := map[int]proc{}
 	dirs, _ := filepath.Glob("/proc/[0-9]*/stat")
-	var ticks int64
 	for _, d := range dirs {
 		raw, err := os.ReadFile(d)
 		if err != nil {
 			continue
 		}
 		open, end := bytes.IndexByte(raw, '('), bytes.LastIndexByte(raw, ')')
-		if open < 0 || end < open || string(raw[open+1:end]) != comm {
+		if open < 0 || end < open {
 			continue
 		}
-		// After the name: state, then fields 4 on; utime and stime are
-		// fields 14 and 15.
+		// After the name: state, ppid, ...; utime and stime are the 14th
+		// and 15th fields of the line.
 		f := strings.Fields(string(raw[end+1:]))
 		if len(f) < 13 {
 			continue
 		}
+		pid, _ := strconv.Atoi(strings.TrimSpace(string(raw[:open])))
+		ppid, _ := strconv.Atoi(f[1])
 		u, _ := strconv.ParseInt(f[11], 10, 64)
 		st, _ := strconv.ParseInt(f[12], 10, 64)
-		ticks += u + st
+		procs[pid] = proc{ppid: ppid, comm: string(raw[open+1 : end]), ticks: u + st}
+	}
+	self := os.Getpid()
+	var ticks int64
+	for pid, p := range procs {
+		if p.comm != comm {
+			continue
+		}
+		mine := !ours
+		for up := p.ppid; !mine && up > 1; up = procs[up].ppid {
+			mine = up == self
+		}
+		if mine || pid == self {
+			ticks += p.ticks
+		}
 	}
 	return time.Duration(ticks) * (time.Second / 100) // USER_HZ
 }
@@ -418,7 +440,7 @@ func benchScale(b *testing.B, target string, n int) {
 		for _, s := range shards {
 			s.Ask(b, "mark", "marked")
 		}
-		cpu0, broker0, db0 := processCPU(), serversCPU("mosquitto"), serversCPU("postgres")
+		cpu0, broker0, db0 := processCPU(), serversCPU("mosquitto", false), serversCPU("postgres", true)
 		t0 := time.Now()
 		var watch []string
 		if id == "" { // the warm-up: the list, then the groups
@@ -449,8 +471,8 @@ func benchScale(b *testing.B, target string, n int) {
 		}
 		active = time.Since(t0)
 		cpCPU = append(cpCPU, float64(processCPU()-cpu0))
-		brokerCPU = append(brokerCPU, float64(serversCPU("mosquitto")-broker0))
-		dbCPU = append(dbCPU, float64(serversCPU("postgres")-db0))
+		brokerCPU = append(brokerCPU, float64(serversCPU("mosquitto", false)-broker0))
+		dbCPU = append(dbCPU, float64(serversCPU("postgres", true)-db0))
 		var fcpu time.Duration
 		for _, s := range shards {
 			for _, f := range strings.Fields(strings.TrimPrefix(s.Ask(b, "wait", "done"), "done")) {
@@ -504,8 +526,9 @@ func benchScale(b *testing.B, target string, n int) {
 	// (for comparison; they share the machine's cores).
 	b.ReportMetric(med(cpCPU[1:])/1e3/float64(n), "cp-cpu-us/site")
 	b.ReportMetric(med(fleetCPU[1:])/1e3/float64(n), "fleet-cpu-us/site")
-	// Mosquitto's and PostgreSQL's processes over the same time (0 when
-	// they do not run; a Mosquitto shared with other work counts that too).
+	// Mosquitto's processes (any: a Mosquitto shared with other work
+	// counts that too) and this benchmark's PostgreSQL's over the same
+	// time.
 	b.ReportMetric(med(brokerCPU[1:])/1e3/float64(n), "mosquitto-cpu-us/site")
 	b.ReportMetric(med(dbCPU[1:])/1e3/float64(n), "postgres-cpu-us/site")
 	// The control plane's memory per site: heap and stacks with the
