@@ -112,6 +112,7 @@ func TestFailover(t *testing.T) {
 	type ack struct {
 		id, port string
 		replica  int
+		members  []int // site indexes
 	}
 	var (
 		mu     sync.Mutex
@@ -143,7 +144,8 @@ func TestFailover(t *testing.T) {
 					return
 				}
 				port := fmt.Sprint(10000 + k)
-				members := []string{sites[k%foSites], sites[(k+17)%foSites], sites[(k+33)%foSites]}
+				idx := []int{k % foSites, (k + 17) % foSites, (k + 33) % foSites}
+				members := []string{sites[idx[0]], sites[idx[1]], sites[idx[2]]}
 				body := fmt.Sprintf(`{"name":"fo-%d","description":"failover","sites":%s,"rules":[{"direction":"inbound","order":10,"protocol":6,"port":%q,"address":"0.0.0.0/0","description":"write %d"}]}`,
 					k, mustJSON(members), port, k)
 				st, resp, used, err := c.do(k%foReplicas, "POST", "/vpc/security-groups", body)
@@ -160,7 +162,7 @@ func TestFailover(t *testing.T) {
 				if err != nil {
 					errs = append(errs, err)
 				} else {
-					acks = append(acks, ack{id: g.ID, port: port, replica: used})
+					acks = append(acks, ack{id: g.ID, port: port, replica: used, members: idx})
 					faults(len(acks))
 				}
 				mu.Unlock()
@@ -235,8 +237,63 @@ func TestFailover(t *testing.T) {
 		}
 		return ""
 	})
-	t.Logf("after the last write: every site in sync in %s, every group active in %s; whole test %s",
-		inSync.Round(time.Millisecond), time.Since(converged).Round(time.Millisecond), time.Since(t0).Round(time.Millisecond))
+	active := time.Since(converged)
+	// Every group, acknowledged or not (a write whose replica died before
+	// answering may have committed), is active.
+	groups := 0
+	for after := ""; ; {
+		path := "/vpc/security-groups?limit=1000"
+		if after != "" {
+			path += "&starting_after=" + after
+		}
+		st, b, _, err := c.do(0, "GET", path, "")
+		var page []struct {
+			ID     string `json:"id"`
+			Status string `json:"status"`
+		}
+		if err != nil || st != 200 || json.Unmarshal(b, &page) != nil {
+			t.Fatalf("GET %s: %d %v %.200s", path, st, err, b)
+		}
+		for _, g := range page {
+			if g.Status != "active" {
+				t.Errorf("group %s is %s, want active", g.ID, g.Status)
+			}
+		}
+		groups += len(page)
+		if len(page) < 1000 {
+			break
+		}
+		after = page[len(page)-1].ID
+	}
+	if groups < len(acks) {
+		t.Errorf("%d groups listed, fewer than the %d acknowledged", groups, len(acks))
+	}
+	// And on the routers: each site's router accepts the port of every
+	// acknowledged write that names the site.
+	want := make([]map[string]bool, foSites)
+	for _, a := range acks {
+		for _, i := range a.members {
+			if want[i] == nil {
+				want[i] = map[string]bool{}
+			}
+			want[i][a.port] = true
+		}
+	}
+	for i := range foSites {
+		have := map[string]bool{}
+		for _, row := range f.Router(i).Snapshot().Filter {
+			if row["chain"] == "rampart-in" && row["action"] == "accept" {
+				have[row["dst-port"]] = true
+			}
+		}
+		for port := range want[i] {
+			if !have[port] {
+				t.Errorf("router of %s does not accept port %s, written and acknowledged", sites[i], port)
+			}
+		}
+	}
+	t.Logf("after the last write: every site in sync in %s, every acknowledged group active in %s; %d groups in all; whole test %s",
+		inSync.Round(time.Millisecond), active.Round(time.Millisecond), groups, time.Since(t0).Round(time.Millisecond))
 }
 
 // usage is rampart-controlplane's flag summary.
