@@ -13,7 +13,7 @@ import (
 func TestParseCIDR(t *testing.T) {
 	tests := []struct {
 		in, want, wantErr string
-		hostBits         string // the network a *HostBitsError names
+		hostBits          string // the network a *HostBitsError names
 	}{
 		{in: "192.0.2.0/24", want: "192.0.2.0/24"},
 		{in: "0.0.0.0/0", want: "0.0.0.0/0"},
@@ -214,4 +214,3 @@ func ExampleDesiredState_ForFamily() {
 	fmt.Println(d.Schema, len(v6.SecurityGroups[0].Rules), v6.PrefixLists[0].CIDRs)
 	// Output: 2 1 [2001:db8:1::/48]
 }
-
