@@ -243,7 +243,7 @@ func (a *Agent) render(d *protocol.DesiredState, guard netip.Addr) render.Wanted
 
 func (a *Agent) newStatus(d *protocol.DesiredState, state string) protocol.SiteStatus {
 	return protocol.SiteStatus{
-		Schema: protocol.SchemaVersion, OrgID: a.cfg.OrgID, SiteID: a.cfg.SiteID,
+		Schema: protocol.StatusSchema, OrgID: a.cfg.OrgID, SiteID: a.cfg.SiteID,
 		Epoch: d.Epoch, Revision: d.Revision, State: state,
 		AppliedAt: time.Now().UTC(), DriftRepairs: a.driftRepairs,
 		AgentVersion: agentVersion, RouterOSVersion: a.routerVersion, Board: a.routerBoard,
