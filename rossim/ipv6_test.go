@@ -1,0 +1,241 @@
+package rossim
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+const (
+	f6 = "/ipv6/firewall/filter/"
+	a6 = "/ipv6/firewall/address-list/"
+)
+
+// TestIPv6DefconfOverAPI prints the IPv6 defconf through go-routeros: the
+// bad_ipv6 list and the 22 rules, with the traceroute rule's port
+// property per version.
+func TestIPv6DefconfOverAPI(t *testing.T) {
+	for _, tt := range []struct {
+		version, traceroute string
+	}{
+		{"7.13.5", "port"},
+		{"7.14", "dst-port"},
+		{"", "dst-port"}, // DefaultROSVersion
+	} {
+		t.Run(tt.version, func(t *testing.T) {
+			r := start(t, Options{ROSVersion: tt.version})
+			c := dial(t, r, "admin", "")
+			got := column(run(t, c, a6+"print"), "address")
+			want := []string{"::/128", "::1/128", "fec0::/10", "::ffff:0.0.0.0/96", "::/96", "100::/64", "2001:db8::/32", "2001:10::/28", "3ffe::/16"}
+			if d := cmp.Diff(want, got); d != "" {
+				t.Errorf("bad_ipv6 (-want +got):\n%s", d)
+			}
+			rules := rows(run(t, c, f6+"print"))
+			if len(rules) != 22 {
+				t.Fatalf("%d rules, want 22", len(rules))
+			}
+			var chains []string
+			for _, r := range rules {
+				chains = append(chains, r["chain"])
+			}
+			if d := cmp.Diff(append(repeat("input", 10), repeat("forward", 12)...), chains); d != "" {
+				t.Errorf("chains (-want +got):\n%s", d)
+			}
+			tr := rules[3]
+			if tr[tt.traceroute] != "33434-33534" || tr["protocol"] != "udp" {
+				t.Errorf("traceroute rule %v, want %s=33434-33534", tr, tt.traceroute)
+			}
+			dhcp := rules[4]
+			wantDHCP := map[string]string{".id": "*5", "chain": "input", "action": "accept", "protocol": "udp", "dst-port": "546",
+				"src-address": "fe80::/10", "log": "false", "log-prefix": "", "bytes": "0", "packets": "0", "invalid": "false",
+				"dynamic": "false", "disabled": "false", "comment": "defconf: accept DHCPv6-Client prefix delegation."}
+			if d := cmp.Diff(wantDHCP, dhcp); d != "" {
+				t.Errorf("DHCPv6 rule (-want +got):\n%s", d)
+			}
+			// The IPv4 table is untouched by the IPv6 defconf.
+			if n := len(rows(run(t, c, "/ip/firewall/filter/print"))); n != 12 {
+				t.Errorf("/ip/firewall/filter has %d rows, want defconf's 11 and the dummy", n)
+			}
+		})
+	}
+}
+
+func repeat(s string, n int) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = s
+	}
+	return out
+}
+
+// TestIPv6FilterWrites: add (place-before), set, unset, move, disable,
+// remove on /ipv6/firewall/filter with the IPv4 menu's semantics, and
+// values printed in RouterOS's form.
+func TestIPv6FilterWrites(t *testing.T) {
+	r := start(t, Options{})
+	c := dial(t, r, "admin", "")
+	before4 := r.Snapshot().Filter
+	a := run(t, c, f6+"add", "=chain=rampart-in", "=action=accept", "=protocol=58", "=icmp-options=135:0", "=comment=ns").Done.Map["ret"]
+	b := run(t, c, f6+"add", "=chain=rampart-in", "=action=accept", "=protocol=udp", "=dst-port=546",
+		"=src-address=FE80:0000::1/10", "=comment=dhcp").Done.Map["ret"]
+	// place-before puts the new rule before a: first in the chain.
+	x := run(t, c, f6+"add", "=chain=rampart-in", "=action=drop", "=src-address=2001:DB8::7", "=place-before="+a).Done.Map["ret"]
+	j := run(t, c, f6+"add", "=chain=input", "=action=jump", "=jump-target=rampart-in", "=place-before=*1").Done.Map["ret"]
+	if a != "*17" || b != "*18" || x != "*19" || j != "*1A" {
+		t.Fatalf("ids %s %s %s %s, want *17 *18 *19 *1A after defconf's *1..*16", a, b, x, j)
+	}
+	chain := func() []map[string]string {
+		return rows(run(t, c, f6+"print", "?chain=rampart-in", "=.proplist=.id,protocol,icmp-options,src-address,dst-port,comment"))
+	}
+	want := []map[string]string{
+		{".id": x, "src-address": "2001:db8::7/128"},
+		{".id": a, "protocol": "icmpv6", "icmp-options": "135:0", "comment": "ns"},
+		{".id": b, "protocol": "udp", "dst-port": "546", "src-address": "fe80::/10", "comment": "dhcp"},
+	}
+	if d := cmp.Diff(want, chain()); d != "" {
+		t.Fatalf("rampart-in after add (-want +got):\n%s", d)
+	}
+	if got := column(run(t, c, f6+"print", "?chain=input"), ".id")[0]; got != j {
+		t.Fatalf("first input rule %s, want the jump %s placed before *1", got, j)
+	}
+	run(t, c, f6+"set", "=.id="+x, "=src-address=!2001:DB8:0:1:0:0:0:0/64", "=comment=not doc")
+	run(t, c, f6+"move", "=numbers="+x, "=destination="+b)
+	run(t, c, f6+"unset", "=numbers="+a, "=value-name=comment")
+	run(t, c, f6+"disable", "=numbers="+b)
+	want = []map[string]string{
+		{".id": a, "protocol": "icmpv6", "icmp-options": "135:0"},
+		{".id": x, "src-address": "!2001:db8:0:1::/64", "comment": "not doc"},
+		{".id": b, "protocol": "udp", "dst-port": "546", "src-address": "fe80::/10", "comment": "dhcp"},
+	}
+	if d := cmp.Diff(want, chain()); d != "" {
+		t.Fatalf("rampart-in after set/move/unset (-want +got):\n%s", d)
+	}
+	if got := rows(run(t, c, f6+"print", "?.id="+b))[0]["disabled"]; got != "true" {
+		t.Fatalf("disabled = %q", got)
+	}
+	run(t, c, f6+"remove", "=.id="+a+","+x+","+b+","+j)
+	if n := len(rows(run(t, c, f6+"print"))); n != 22 {
+		t.Fatalf("%d rules after remove, want defconf's 22", n)
+	}
+	if d := cmp.Diff(before4, r.Snapshot().Filter); d != "" {
+		t.Fatalf("IPv6 writes changed /ip/firewall/filter:\n%s", d)
+	}
+}
+
+// TestIPv6ErrorTexts: the IPv6 menus refuse what the IPv4 ones refuse,
+// with the same texts, plus IPv4 addresses, tarpit and icmp-options
+// without icmpv6; nothing a failing command does stays.
+func TestIPv6ErrorTexts(t *testing.T) {
+	r := start(t, Options{})
+	c := dial(t, r, "admin", "")
+	id := run(t, c, f6+"add", "=chain=x", "=action=accept").Done.Map["ret"]
+	run(t, c, a6+"add", "=list=l", "=address=2001:db8::/48")
+	tests := []struct {
+		words []string
+		want  string
+	}{
+		{[]string{f6 + "add", "=chain=input", "=dst-port=546"}, "failure: ports can be specified if proto is tcp,udp,udp-lite,dccp,sctp"},
+		{[]string{f6 + "add", "=chain=input", "=protocol=icmpv6", "=dst-port=546"}, "failure: ports can be specified if proto is tcp,udp,udp-lite,dccp,sctp"},
+		{[]string{f6 + "add", "=chain=input", "=colour=red"}, "unknown parameter colour"},
+		{[]string{f6 + "add", "=chain=input", "=ttl=equal:1"}, "unknown parameter ttl"},
+		{[]string{f6 + "add", "=chain=input", "=bytes=5"}, "unknown parameter bytes"},
+		{[]string{f6 + "add", "=chain=input", "=action=tarpit"}, "input does not match any value of action"},
+		{[]string{f6 + "add", "=chain=input", "=protocol=icmp6"}, "input does not match any value of protocol"},
+		{[]string{f6 + "add", "=chain=input", "=in-interface-list=DMZ"}, "input does not match any value of in-interface-list"},
+		{[]string{f6 + "add", "=chain=input", "=src-address=192.0.2.1"}, "invalid value for argument src-address"},
+		{[]string{f6 + "add", "=chain=input", "=dst-address=2001:db8::/129"}, "invalid value for argument dst-address"},
+		{[]string{f6 + "add", "=chain=input", "=dst-address=2001:db8::1-2001:db8::9"}, "invalid value for argument dst-address"},
+		{[]string{f6 + "add", "=chain=input", "=icmp-options=135:0"}, "failure: icmp-options can be specified if proto is icmpv6"},
+		{[]string{f6 + "add", "=chain=input", "=protocol=icmp", "=icmp-options=8:0"}, "failure: icmp-options can be specified if proto is icmpv6"},
+		{[]string{f6 + "add", "=chain=input", "=protocol=icmpv6", "=icmp-options=300"}, "invalid value for argument icmp-options"},
+		{[]string{f6 + "add", "=chain=input", "=action=jump"}, "failure: no target chain specified"},
+		{[]string{f6 + "add", "=action=accept"}, "missing value(s) of argument(s) chain"},
+		{[]string{f6 + "add", "=chain=input", "=place-before=*999"}, "no such item (4)"},
+		{[]string{f6 + "set", "=.id=" + id, "=place-before=*1"}, "unknown parameter place-before"},
+		{[]string{f6 + "set", "=.id=*999", "=comment=x"}, "no such item (4)"},
+		{[]string{f6 + "remove", "=.id=" + id + ",*999"}, "no such item (4)"},
+		{[]string{"/ip/firewall/filter/add", "=chain=input", "=src-address=2001:db8::1"}, "invalid value for argument src-address"},
+		{[]string{a6 + "add", "=list=l", "=address=2001:db8:0:0:1::1/48"}, "failure: already have such entry"},
+		{[]string{a6 + "add", "=list=l", "=address=192.0.2.0/24"}, "invalid value for argument address"},
+		{[]string{a6 + "add", "=list=l"}, "missing value(s) of argument(s) address"},
+		{[]string{"/ip/firewall/address-list/add", "=list=l", "=address=2001:db8::/32"}, "invalid value for argument address"},
+		{[]string{"/ipv6/firewal/filter/print"}, "no such command prefix"},
+	}
+	before := r.Snapshot()
+	for _, tt := range tests {
+		if got := runErr(t, c, tt.words...); got != tt.want {
+			t.Errorf("%v: trap %q, want %q", tt.words, got, tt.want)
+		}
+	}
+	if d := cmp.Diff(before, r.Snapshot(), cmp.AllowUnexported(Firewall{})); d != "" {
+		t.Fatalf("failed commands changed the firewall:\n%s", d)
+	}
+}
+
+// TestIPv6AddressListNormalisation: entries are stored canonical (lower
+// case, compressed, host bits cleared, single addresses as /128);
+// duplicates are per table and list; a name is kept as a DNS name.
+func TestIPv6AddressListNormalisation(t *testing.T) {
+	r := start(t, Options{})
+	c := dial(t, r, "admin", "")
+	tests := []struct{ in, want string }{
+		{"2001:DB8:0:0:0:0:0:1", "2001:db8::1/128"},
+		{"2001:db8:0:1:0:0:0:0/64", "2001:db8:0:1::/64"}, {"2001:db8:0:2:1::/64", "2001:db8:0:2::/64"},
+		{"2001:db8:abcd:12:3456::1/48", "2001:db8:abcd::/48"},
+		{"FE80::/10", "fe80::/10"},
+		{"::ffff:192.0.2.0/120", "::ffff:192.0.2.0/120"},
+		{"::/0", "::/0"},
+		{"ipv6.example.net", "ipv6.example.net"},
+	}
+	var want []string
+	for _, tt := range tests {
+		run(t, c, a6+"add", "=list=office", "=address="+tt.in)
+		want = append(want, tt.want)
+	}
+	if d := cmp.Diff(want, column(run(t, c, a6+"print", "?list=office"), "address")); d != "" {
+		t.Fatalf("normalised (-want +got):\n%s", d)
+	}
+	// The same list name exists independently in each table.
+	run(t, c, "/ip/firewall/address-list/add", "=list=office", "=address=192.0.2.0/24")
+	if n := len(r.Snapshot().AddressList); n != 1 {
+		t.Fatalf("/ip/firewall/address-list has %d entries, want 1", n)
+	}
+	row := rows(run(t, c, a6+"print", "?address=fe80::/10"))[0]
+	if row["list"] != "office" || row["dynamic"] != "false" || row["creation-time"] == "" {
+		t.Fatalf("row %v", row)
+	}
+	id := row[".id"]
+	if m := runErr(t, c, a6+"set", "=.id="+id, "=address=2001:db8::1"); m != "failure: already have such entry" {
+		t.Fatalf("set to a duplicate: %q", m)
+	}
+	run(t, c, a6+"set", "=.id="+id, "=address=fe80::1/64")
+	if got := rows(run(t, c, a6+"print", "?.id="+id))[0]["address"]; got != "fe80::/64" {
+		t.Fatalf("after set: %q", got)
+	}
+}
+
+// TestIPv6Import: a script writes the IPv6 menus like the API does.
+func TestIPv6Import(t *testing.T) {
+	r := New(Options{})
+	defer r.Close()
+	script := strings.Join([]string{
+		`/ipv6 firewall address-list add list=rampart-x address=2001:DB8:1::/48`,
+		`/ipv6/firewall/filter add chain=rampart-in action=accept src-address-list=rampart-x protocol=tcp dst-port=22`,
+		`/ipv6 firewall filter remove [find where comment="defconf: accept UDP traceroute"]`,
+	}, "\n")
+	if err := r.Import(t.Context(), script, &strings.Builder{}); err != nil {
+		t.Fatal(err)
+	}
+	f := r.Snapshot()
+	if got := f.AddressList6[len(f.AddressList6)-1]["address"]; got != "2001:db8:1::/48" {
+		t.Fatalf("imported entry %q", got)
+	}
+	last := f.Filter6[len(f.Filter6)-1]
+	if last["chain"] != "rampart-in" || last["src-address-list"] != "rampart-x" {
+		t.Fatalf("imported rule %v", last)
+	}
+	if len(f.Filter6) != 22 {
+		t.Fatalf("%d rules, want 22 (one removed, one added)", len(f.Filter6))
+	}
+}
