@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/rampart-fw/rampart/agent/render"
 	"github.com/rampart-fw/rampart/protocol"
 	"github.com/rampart-fw/rampart/rossim"
 )
@@ -456,7 +457,7 @@ func newGapChecker(probes []rossim.Packet, before, after rossim.Firewall) *gapCh
 // check fails the test at the first state (of hist) that gives a probe a
 // verdict neither end gives it, drops the agent's own path, or has a jump
 // into an incomplete chain; it returns the number of states checked.
-func (c *gapChecker) check(t testing.TB, label string, hist []rossim.Firewall, guard netip.Addr) int {
+func (c *gapChecker) check(t testing.TB, label string, hist []rossim.Firewall, guard [render.NumFamilies]netip.Addr) int {
 	t.Helper()
 	for k, st := range hist {
 		ev := st.Evaluator()
@@ -468,8 +469,10 @@ func (c *gapChecker) check(t testing.TB, label string, hist []rossim.Firewall, g
 		if tt, ok := t.(*testing.T); ok {
 			checkJumpsComplete(tt, k, st)
 		}
-		if v := ev.Action(agentPath(guard)); v != "accept" {
-			t.Fatalf("%s: state %d blocks the agent's own path: %v", label, k, ev.Evaluate(agentPath(guard)).Trace)
+		for _, p := range agentPaths(guard) {
+			if v := ev.Action(p); v != "accept" {
+				t.Fatalf("%s: state %d blocks the agent's own path %v: %v", label, k, p.Src, ev.Evaluate(p).Trace)
+			}
 		}
 	}
 	return len(hist)

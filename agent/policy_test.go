@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/rampart-fw/rampart/agent/render"
 	"github.com/rampart-fw/rampart/protocol"
 	"github.com/rampart-fw/rampart/rossim"
 )
@@ -117,17 +118,28 @@ func probes() []rossim.Packet {
 	return out
 }
 
-// agentPath is the agent's own connection to its broker (a new TCP
-// connection from its address out through the WAN), which no state may
-// ever drop.
-func agentPath(guard netip.Addr) rossim.Packet {
-	return rossim.Packet{Chain: "forward", InInterface: "bridge", OutInterface: "ether1", Src: guard, Dst: netip.MustParseAddr("198.51.100.77"), Protocol: 6, SrcPort: 50000, DstPort: 1883, ConnState: "new"}
+// agentPaths are the agent's own connections to its broker (a new TCP
+// connection from its address out through the WAN), one for each family
+// in which it has an address, which no state may ever drop.
+func agentPaths(guards [render.NumFamilies]netip.Addr) []rossim.Packet {
+	var out []rossim.Packet
+	for _, g := range guards {
+		if !g.IsValid() {
+			continue
+		}
+		broker := netip.MustParseAddr("198.51.100.77")
+		if g.Is6() {
+			broker = netip.MustParseAddr("2001:db8:77::77")
+		}
+		out = append(out, rossim.Packet{Chain: "forward", InInterface: "bridge", OutInterface: "ether1", Src: g, Dst: broker, Protocol: 6, SrcPort: 50000, DstPort: 1883, ConnState: "new"})
+	}
+	return out
 }
 
 // checkNoGap asserts that every state in hist gives every probe the verdict
 // of either `before` or `after`, never blocks the agent's path, and has no
 // jump into an incomplete chain.
-func checkNoGap(t *testing.T, label string, hist []rossim.Firewall, before, after rossim.Firewall, guard netip.Addr) {
+func checkNoGap(t *testing.T, label string, hist []rossim.Firewall, before, after rossim.Firewall, guard [render.NumFamilies]netip.Addr) {
 	t.Helper()
 	newGapChecker(probes(), before, after).check(t, label, hist, guard)
 }

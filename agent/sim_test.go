@@ -74,8 +74,8 @@ func (s *simAgent) remaining(t testing.TB) []reconcile.Op {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w := render.Render(s.desired, render.Options{WANList: "WAN", Guard: s.guard(st)})
-	return reconcile.Plan(st.filter, st.addrs, w)
+	w := render.Render(s.desired, render.Options{WANList: "WAN", Guards: s.guard(st)})
+	return reconcile.Plan(st, w)
 }
 
 func writes(st rossim.Stats) int {

@@ -39,15 +39,16 @@
 // IPv4 and IPv6 have separate tables on RouterOS (/ip/firewall and
 // /ipv6/firewall), so a Wanted holds one Table per Family, each with the
 // layout above; the chain names, keys and comments are the same in both.
-// A rule belongs to the family of its address: an IPv4 CIDR to IPv4, an
-// IPv6 CIDR to IPv6, a prefix list to each family in which the list has a
-// CIDR (a list with no CIDR at all stays in IPv4, where it has always been
-// rendered, matching nothing). Protocol 1 (icmp) exists only in IPv4 and
-// 58 (icmpv6) only in IPv6. Prefix list X becomes address list "rampart-X"
-// in each table, holding that family's CIDRs.
+// A rule lands in the tables of the families it applies in, by the
+// protocol package's family rules (protocol.Rule.Families): an IPv4 CIDR's
+// in IPv4, an IPv6 CIDR's in IPv6, a prefix list's in each family in which
+// the list has a CIDR (a list with none in neither: it would match
+// nothing), icmp only in IPv4 and icmpv6 only in IPv6. Prefix list X
+// becomes address list "rampart-X" in each table, holding that family's
+// CIDRs.
 //
 // The IPv6 table is managed only when the document carries an IPv6 CIDR
-// (the documents of schema 2): an IPv4-only document renders an empty IPv6
+// (the documents of schema 2, protocol.DesiredState.NeededSchema): an IPv4-only document renders an empty IPv6
 // table, which leaves a router's IPv6 firewall exactly as it is, or takes
 // out what an earlier dual-stack document put there. When it is managed,
 // its chains exist on the same conditions as IPv4's (rampart-in when the
@@ -130,11 +131,14 @@ const (
 // Families lists every family.
 var Families = [NumFamilies]Family{IPv4, IPv6}
 
-func (f Family) String() string {
+func (f Family) String() string { return f.Protocol().String() }
+
+// Protocol is f as the protocol package's family set.
+func (f Family) Protocol() protocol.Family {
 	if f == IPv6 {
-		return "IPv6"
+		return protocol.IPv6
 	}
-	return "IPv4"
+	return protocol.IPv4
 }
 
 // FamilyOf returns the family of a CIDR or address as the document or
@@ -221,40 +225,36 @@ type renderedList struct {
 	entries [NumFamilies][]Entry
 }
 
-// families is a set of families.
-type families uint8
-
-func (s families) has(f Family) bool { return s&(1<<f) != 0 }
-
 // Render is the package's Render, remembering d's prefix lists.
 func (rr *Renderer) Render(d *protocol.DesiredState, opts Options) Wanted {
 	var w Wanted
 	lists := rr.renderLists(d, &w)
 
-	// The families each prefix list spans, and whether IPv6 is managed.
-	listFams := make(map[string]families, len(lists))
+	// The families each prefix list has CIDRs in (protocol's ListFamilies,
+	// from the entries just rendered rather than parsing every CIDR again),
+	// and whether the document carries IPv6 (NeededSchema).
+	listFams := make(map[string]protocol.Family, len(lists))
 	ipv6 := false
 	for id, l := range lists {
-		var s families
-		if len(l.entries[IPv4]) > 0 || len(l.entries[IPv6]) == 0 {
-			s |= 1 << IPv4 // an empty list stays where it always was
-		}
-		if len(l.entries[IPv6]) > 0 {
-			s |= 1 << IPv6
-			ipv6 = true
+		var s protocol.Family
+		for _, f := range Families {
+			if len(l.entries[f]) > 0 {
+				s |= f.Protocol()
+			}
 		}
 		listFams[id] = s
+		ipv6 = ipv6 || s.Has(protocol.IPv6)
 	}
 	type ordered struct {
 		group string
 		r     protocol.Rule
-		fams  families
+		fams  protocol.Family
 	}
 	var in, out []ordered
 	for _, g := range d.SecurityGroups {
 		for _, r := range g.Rules {
-			o := ordered{g.ID, r, ruleFamilies(r, listFams)}
-			ipv6 = ipv6 || FamilyOf(r.Address) == IPv6 // a list id has no colon
+			o := ordered{g.ID, r, r.Families(listFams)}
+			ipv6 = ipv6 || protocol.CIDRFamily(r.Address) == protocol.IPv6
 			if r.Direction == protocol.Outbound {
 				out = append(out, o)
 			} else {
@@ -295,7 +295,7 @@ func (rr *Renderer) Render(d *protocol.DesiredState, opts Options) Wanted {
 					rule(KeyInDHCPv6, "DHCPv6 replies from link-local", Props{"chain": ChainIn, "action": "accept", "protocol": "udp", "dst-port": "546", "src-address": "fe80::/10"}))
 			}
 			for _, o := range in {
-				if o.fams.has(f) {
+				if o.fams.Has(f.Protocol()) {
 					t.In = append(t.In, allow(ChainIn, "src", o.r))
 				}
 			}
@@ -313,7 +313,7 @@ func (rr *Renderer) Render(d *protocol.DesiredState, opts Options) Wanted {
 					Props{"chain": ChainOut, "action": "accept", "src-address": g.String()}))
 			}
 			for _, o := range out {
-				if o.fams.has(f) {
+				if o.fams.Has(f.Protocol()) {
 					t.Out = append(t.Out, allow(ChainOut, "dst", o.r))
 				}
 			}
@@ -323,24 +323,6 @@ func (rr *Renderer) Render(d *protocol.DesiredState, opts Options) Wanted {
 		}
 	}
 	return w
-}
-
-// ruleFamilies returns the families a rule renders in: its address's (a
-// prefix list's are listFams), less the one its protocol cannot exist in.
-func ruleFamilies(r protocol.Rule, listFams map[string]families) families {
-	var s families
-	if strings.HasPrefix(r.Address, protocol.PrefixListPrefix) {
-		s = listFams[r.Address]
-	} else {
-		s = 1 << FamilyOf(r.Address)
-	}
-	switch r.Protocol {
-	case 1: // icmp
-		s &= 1 << IPv4
-	case 58: // icmpv6
-		s &= 1 << IPv6
-	}
-	return s
 }
 
 // renderLists renders the address-list entries of d's prefix lists into
