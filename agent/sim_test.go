@@ -106,8 +106,9 @@ func sampleDoc(rev uint64) protocol.DesiredState {
 }
 
 var (
-	wanHost = netip.MustParseAddr("203.0.113.9")
-	lanHost = netip.MustParseAddr("192.168.88.10")
+	wanHost  = netip.MustParseAddr("203.0.113.9")
+	lanHost  = netip.MustParseAddr("192.168.88.10")
+	lanHost6 = netip.MustParseAddr("3fff:f88::10")
 )
 
 func inbound(port int) rossim.Packet {
@@ -293,15 +294,17 @@ func TestEmptySiteRemovesEverything(t *testing.T) {
 // final drop.
 func checkJumpsComplete(t *testing.T, k int, f rossim.Firewall) {
 	t.Helper()
-	last := map[string]string{}
-	for _, it := range f.Filter {
-		last[it["chain"]] = it["comment"]
-	}
-	for _, it := range f.Filter {
-		if tgt := it["jump-target"]; strings.HasPrefix(tgt, "rampart-") {
-			key, _, _ := render.ParseComment(last[tgt])
-			if key != strings.TrimPrefix(tgt, "rampart-")+"/drop" {
-				t.Fatalf("state %d: jump %s into %s whose last row is %q", k, it[".id"], tgt, last[tgt])
+	for i, filter := range [][]rossim.Item{f.Filter, f.Filter6} {
+		last := map[string]string{}
+		for _, it := range filter {
+			last[it["chain"]] = it["comment"]
+		}
+		for _, it := range filter {
+			if tgt := it["jump-target"]; strings.HasPrefix(tgt, "rampart-") {
+				key, _, _ := render.ParseComment(last[tgt])
+				if key != strings.TrimPrefix(tgt, "rampart-")+"/drop" {
+					t.Fatalf("state %d: %s jump %s into %s whose last row is %q", k, render.Families[i], it[".id"], tgt, last[tgt])
+				}
 			}
 		}
 	}
