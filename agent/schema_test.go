@@ -81,5 +81,8 @@ func TestOldAgentRefusesNewerSchema(t *testing.T) {
 	v4.SecurityGroups[0].Rules[0].Port = "9443"
 	v4.Seal()
 	b.publish(t, marshal(t, v4), true)
-	eventually(t, "applied revision 3", func() bool { st := b.status(); return st.State == protocol.StateApplied && st.Revision == 3 && st.Error == "" })
+	eventually(t, "applied revision 3", func() bool {
+		st := b.status()
+		return st.State == protocol.StateApplied && st.Revision == 3 && st.Error == ""
+	})
 }
