@@ -292,6 +292,11 @@ func (a *Agent) fail(ctx context.Context, d *protocol.DesiredState, start time.T
 }
 
 func (a *Agent) publish(_ context.Context) {
+	if a.refused != nil {
+		// Whatever the held policy's applies say, the revision the control
+		// plane asked for was refused (Agent.refuse).
+		a.status = *a.refused
+	}
 	if a.status.State == "" {
 		return
 	}
