@@ -170,8 +170,16 @@
 //	  fragment, hotspot, p2p, layer7-protocol, tls-host, psd; with         [I] the exact list
 //	  hop-limit and headers ("unknown parameter ttl")
 //	IPv6 actions: no tarpit ("input does not match any value of         [C] manual cli-reference ipv6/firewall/filter
-//	  action")                                                            (action enum)
-//	no dynamic dummy rule in the IPv6 filter                            [I] (the agent adds no fasttrack there)
+//	  action"); fasttrack-connection only from 7.18                       (action enum); [3P] 7.18 changelog "ipv6 -
+//	                                                                      added FastTrack support" (community.routeros
+//	                                                                      #380), terraform-provider-routeros #711
+//	IPv6 dummy rule while an IPv6 fasttrack rule exists (7.18+), as     [I] by analogy with IPv4
+//	  in IPv4, in the IPv6 table's id space
+//	IPv6 reject-with: icmp-no-route icmp-admin-prohibited               [C] manual; [3P] terraform-provider-routeros
+//	  icmp-not-neighbour icmp-address-unreachable icmp-port-unreachable   #810 (real router's REST: "input does not
+//	  tcp-reset icmp-err-src-routing-header icmp-headers-too-long         match any value of reject-with")
+//	IPv6 filter errors "no such item (4)", "failure: ports can be       [3P] jeff-nasseri/mikrotik-mcp#139 (live
+//	  specified if proto is tcp,udp,..." as in IPv4                       7.21.5, /ipv6 firewall filter)
 //	IPv6 addresses stored canonical (lower case, compressed, RFC        [3P] exports print ::1/128 for defconf's ::1
 //	  5952 as netip prints), host bits cleared, a single address as       and ::ffff:0.0.0.0/96 for ::ffff:0:0/96;
 //	  /128; no ranges, no zones                                           [I] host bits (reference 9: check), ranges

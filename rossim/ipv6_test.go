@@ -141,6 +141,7 @@ func TestIPv6ErrorTexts(t *testing.T) {
 		{[]string{f6 + "add", "=chain=input", "=ttl=equal:1"}, "unknown parameter ttl"},
 		{[]string{f6 + "add", "=chain=input", "=bytes=5"}, "unknown parameter bytes"},
 		{[]string{f6 + "add", "=chain=input", "=action=tarpit"}, "input does not match any value of action"},
+		{[]string{f6 + "add", "=chain=input", "=action=reject", "=reject-with=icmp-network-unreachable"}, "input does not match any value of reject-with"},
 		{[]string{f6 + "add", "=chain=input", "=protocol=icmp6"}, "input does not match any value of protocol"},
 		{[]string{f6 + "add", "=chain=input", "=in-interface-list=DMZ"}, "input does not match any value of in-interface-list"},
 		{[]string{f6 + "add", "=chain=input", "=src-address=192.0.2.1"}, "invalid value for argument src-address"},
@@ -422,4 +423,35 @@ func idx(items []Item, id string) int {
 		}
 	}
 	return -1
+}
+
+// TestIPv6FastTrackByVersion: fasttrack-connection is an IPv6 action from
+// 7.18; while an IPv6 fasttrack rule exists the IPv6 table shows its own
+// dynamic dummy rule, builtin like the IPv4 one.
+func TestIPv6FastTrackByVersion(t *testing.T) {
+	old := start(t, Options{ROSVersion: "7.17.2"})
+	if m := runErr(t, dial(t, old, "admin", ""), f6+"add", "=chain=forward", "=action=fasttrack-connection"); m != "input does not match any value of action" {
+		t.Fatalf("7.17 fasttrack: %q", m)
+	}
+	r := start(t, Options{ROSVersion: "7.18"})
+	c := dial(t, r, "admin", "")
+	run(t, c, f6+"add", "=chain=forward", "=action=reject", "=reject-with=tcp-reset", "=protocol=tcp")
+	ft := run(t, c, f6+"add", "=chain=forward", "=action=fasttrack-connection", "=connection-state=established,related", "=place-before=*B").Done.Map["ret"]
+	first := rows(run(t, c, f6+"print"))[0]
+	want := map[string]string{".id": "*19", "chain": "forward", "action": "passthrough", "bytes": "0", "packets": "0",
+		"invalid": "false", "dynamic": "true", "disabled": "false", "comment": dummyComment}
+	if d := cmp.Diff(want, first); d != "" {
+		t.Fatalf("IPv6 dummy rule (-want +got):\n%s", d)
+	}
+	if m := runErr(t, c, f6+"remove", "=.id=*19"); m != "failure: cannot remove builtin" {
+		t.Fatalf("remove dummy: %q", m)
+	}
+	v4 := r.Snapshot().Filter
+	run(t, c, f6+"remove", "=.id="+ft)
+	if n := len(rows(run(t, c, f6+"print", "?dynamic=true"))); n != 0 {
+		t.Fatalf("%d dynamic rules after the fasttrack rule went", n)
+	}
+	if d := cmp.Diff(v4, r.Snapshot().Filter); d != "" {
+		t.Fatalf("the IPv4 table changed:\n%s", d)
+	}
 }
