@@ -3,6 +3,7 @@ package rossim
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 )
@@ -453,5 +454,32 @@ func TestIPv6FastTrackByVersion(t *testing.T) {
 	}
 	if d := cmp.Diff(v4, r.Snapshot().Filter); d != "" {
 		t.Fatalf("the IPv4 table changed:\n%s", d)
+	}
+}
+
+// TestIPv6Listen: a listener on the IPv6 address list sees its changes
+// and none of the IPv4 table's.
+func TestIPv6Listen(t *testing.T) {
+	r := start(t, Options{})
+	r.SetLatency(20 * time.Millisecond) // see TestListenAndCancel
+	c := dial(t, r, "admin", "")
+	c.Async()
+	l, err := c.Listen(a6 + "listen")
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := dial(t, r, "admin", "")
+	run(t, w, "/ip/firewall/address-list/add", "=list=x", "=address=192.0.2.7") // the other table: not followed
+	id := run(t, w, a6+"add", "=list=x", "=address=2001:DB8::7").Done.Map["ret"]
+	select {
+	case s := <-l.Chan():
+		if s.Map[".id"] != id || s.Map["address"] != "2001:db8::7/128" {
+			t.Fatalf("listen event %v, want %s 2001:db8::7/128", s.Map, id)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("no listen event")
+	}
+	if _, err := l.Cancel(); err != nil {
+		t.Fatal(err)
 	}
 }
