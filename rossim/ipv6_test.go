@@ -483,3 +483,27 @@ func TestIPv6Listen(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestIPv6JumpInvalidPerTable: a chain exists per table; a jump to a
+// chain that only the IPv4 table has is invalid in the IPv6 table, and
+// Evaluate skips it.
+func TestIPv6JumpInvalidPerTable(t *testing.T) {
+	r := start(t, Options{})
+	c := dial(t, r, "admin", "")
+	run(t, c, "/ip/firewall/filter/add", "=chain=rampart-in", "=action=drop")
+	j := run(t, c, f6+"add", "=chain=input", "=action=jump", "=jump-target=rampart-in", "=place-before=*1").Done.Map["ret"]
+	if got := rows(run(t, c, f6+"print", "?.id="+j))[0]["invalid"]; got != "true" {
+		t.Fatalf("jump to a chain only /ip has: invalid=%s", got)
+	}
+	p := pkt6("input", "ether1", "", "2001:470:9::1", "2001:470:2::1", 6, 22, 0, "new")
+	if v := r.Snapshot().Evaluate(p); v.Action != "drop" || v.RuleID != "*A" {
+		t.Fatalf("verdict %s by %s, want defconf's drop by *A; trace %q", v.Action, v.RuleID, v.Trace)
+	}
+	run(t, c, f6+"add", "=chain=rampart-in", "=action=reject", "=reject-with=icmp-admin-prohibited")
+	if got := rows(run(t, c, f6+"print", "?.id="+j))[0]["invalid"]; got != "false" {
+		t.Fatalf("jump once the IPv6 chain has a rule: invalid=%s", got)
+	}
+	if v := r.Snapshot().Evaluate(p); v.Action != "reject" {
+		t.Fatalf("verdict %s by %s, want reject by rampart-in; trace %q", v.Action, v.RuleID, v.Trace)
+	}
+}
