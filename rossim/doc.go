@@ -185,6 +185,8 @@
 //	  /128; no ranges, no zones                                           [I] host bits (reference 9: check), ranges
 //	an IPv4 address in an IPv6 menu (and an IPv6 one in an IPv4 menu):  [I] text as other bad values; address-list
 //	  "invalid value for argument <name>", also in address-lists          refusing instead of keeping a DNS name [I]
+//	  (and any text with a colon that is no address of the list's
+//	  family: no DNS name has one)
 //	icmp-options type[:code], each N or N-M in 0..255 (no names);       [3P] icmp-options=154:4-5 in 7.x exports;
 //	  IPv6: "failure: icmp-options can be specified if proto is           [I] the icmpv6 text, names not modelled
 //	  icmpv6"; bad value: "invalid value for argument icmp-options"

@@ -598,7 +598,10 @@ func normalizeListAddress(f family, v string) (string, *Trap) {
 	if f == fam6 {
 		other = fam4
 	}
-	if _, _, ok := normalizeAddrFam(other, v); ok {
+	if _, _, ok := normalizeAddrFam(other, v); ok || strings.Contains(v, ":") {
+		// A colon is in no DNS name: text with one that is no
+		// address of this family (an IPv6 range, a bad IPv6
+		// address) is a bad value, not a name [I].
 		return "", errBadValue("address")
 	}
 	return v, nil

@@ -160,6 +160,8 @@ func TestIPv6ErrorTexts(t *testing.T) {
 		{[]string{"/ip/firewall/filter/add", "=chain=input", "=src-address=2001:db8::1"}, "invalid value for argument src-address"},
 		{[]string{a6 + "add", "=list=l", "=address=2001:db8:0:0:1::1/48"}, "failure: already have such entry"},
 		{[]string{a6 + "add", "=list=l", "=address=192.0.2.0/24"}, "invalid value for argument address"},
+		{[]string{a6 + "add", "=list=l", "=address=2001:db8::1-2001:db8::9"}, "invalid value for argument address"},
+		{[]string{a6 + "add", "=list=l", "=address=2001:db8::g"}, "invalid value for argument address"},
 		{[]string{a6 + "add", "=list=l"}, "missing value(s) of argument(s) address"},
 		{[]string{"/ip/firewall/address-list/add", "=list=l", "=address=2001:db8::/32"}, "invalid value for argument address"},
 		{[]string{"/ipv6/firewal/filter/print"}, "no such command prefix"},
