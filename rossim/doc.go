@@ -22,6 +22,11 @@
 //	// point the agent at r.Addr(); afterwards:
 //	for _, state := range r.History() {
 //		v := state.Evaluate(rossim.Packet{Chain: "input", InInterface: "ether1", ...})
+//		// an IPv6 packet walks /ipv6/firewall: a neighbour solicitation
+//		ns := rossim.Packet{Chain: "input", InInterface: "ether1",
+//			Src: netip.MustParseAddr("fe80::1"), Dst: netip.MustParseAddr("ff02::1:ff00:1"),
+//			Protocol: 58, ICMPType: 135, ConnState: "new"}
+//		v6 := state.Evaluate(ns)
 //	}
 //
 // Scripts run as on the router's terminal: r.Import(ctx, script, out), or
