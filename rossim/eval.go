@@ -73,11 +73,10 @@ type Evaluator struct {
 
 // Evaluator indexes f for Evaluate and Action.
 func (f Firewall) Evaluator() *Evaluator {
-	e := &Evaluator{f: f,
+	return &Evaluator{f: f,
 		lists:  [2]map[string][]addrRange{addressLists(fam4, f.AddressList), addressLists(fam6, f.AddressList6)},
 		chains: [2]map[string][]rule{indexChains(f.Filter, filterProps), indexChains(f.Filter6, filterProps6)},
 		addrs:  map[string]addrRange{}, ports: map[string][][2]int{}, icmp: map[string]icmpOptions{}}
-	return e
 }
 
 // indexChains groups a family's rules by chain, each with its matchers.
@@ -110,7 +109,7 @@ type matcher struct {
 
 // Evaluate is Firewall.Evaluate.
 func (e *Evaluator) Evaluate(p Packet) Verdict {
-	w := walker{Evaluator: e, p: p, fam: fi(p.family()), tracing: true}
+	w := walker{Evaluator: e, p: p, fam: p.family(), tracing: true}
 	v, decided := w.walk(p.Chain, 0)
 	if !decided {
 		w.trace = append(w.trace, fmt.Sprintf("end of built-in chain %s: implicit accept", p.Chain))
@@ -123,7 +122,7 @@ func (e *Evaluator) Evaluate(p Packet) Verdict {
 // Action is Evaluate's action alone ("accept", "drop" or "reject"),
 // without building the trace: for probing many packets.
 func (e *Evaluator) Action(p Packet) string {
-	w := walker{Evaluator: e, p: p, fam: fi(p.family())}
+	w := walker{Evaluator: e, p: p, fam: p.family()}
 	if v, decided := w.walk(p.Chain, 0); decided {
 		return v.Action
 	}
@@ -134,7 +133,7 @@ func (e *Evaluator) Action(p Packet) string {
 type walker struct {
 	*Evaluator
 	p       Packet
-	fam     int // fi of the packet's family: which table it walks
+	fam     family // the packet's: which table it walks
 	tracing bool
 	trace   []string
 }
@@ -178,7 +177,7 @@ func addressLists(fam family, entries []Item) map[string][]addrRange {
 
 // inAddressList reports whether a is in list name of the walk's family.
 func (e *walker) inAddressList(name string, a netip.Addr) bool {
-	rs := e.lists[e.fam][name]
+	rs := e.lists[fi(e.fam)][name]
 	i := sort.Search(len(rs), func(i int) bool { return a.Less(rs[i].lo) })
 	return i > 0 && rs[i-1].contains(a)
 }
@@ -187,11 +186,7 @@ func (e *walker) addr(v string) (addrRange, bool) {
 	if r, ok := e.addrs[v]; ok {
 		return r, true
 	}
-	f := fam4
-	if e.fam == 1 {
-		f = fam6
-	}
-	_, r, ok := normalizeAddrFam(f, v)
+	_, r, ok := normalizeAddrFam(e.fam, v)
 	if ok {
 		e.addrs[v] = r
 	}
@@ -214,7 +209,7 @@ func (e *walker) walk(chain string, depth int) (Verdict, bool) {
 		e.note(func() string { return "jump depth limit reached in chain " + chain + ": treated as return" })
 		return Verdict{}, false
 	}
-	for _, r := range e.chains[e.fam][chain] {
+	for _, r := range e.chains[fi(e.fam)][chain] {
 		it := r.it
 		if it["disabled"] == "true" || it["invalid"] == "true" {
 			continue

@@ -243,8 +243,8 @@ func (r *Router) execute(c *command) result {
 		var ret string
 		ret, trap = r.write(d, c, m.tab, verb)
 		if trap == nil {
-			if m.tab == tFilter {
-				d.syncDummy()
+			if m.tab == tFilter || m.tab == tFilter6 && r.minor >= 18 {
+				d.syncDummy(m.tab)
 			}
 			res = doneResult(ret)
 		}
@@ -598,7 +598,10 @@ func normalizeListAddress(f family, v string) (string, *Trap) {
 	if f == fam6 {
 		other = fam4
 	}
-	if _, _, ok := normalizeAddrFam(other, v); ok {
+	if _, _, ok := normalizeAddrFam(other, v); ok || strings.Contains(v, ":") {
+		// A colon is in no DNS name: text with one that is no
+		// address of this family (an IPv6 range, a bad IPv6
+		// address) is a bad value, not a name [I].
 		return "", errBadValue("address")
 	}
 	return v, nil
@@ -608,8 +611,17 @@ func (r *Router) check(t tableID, props map[string]string, self uint64) *Trap {
 	switch t {
 	case tIPAddr, tNAT, tUserGroup, tUser, tService, tContainer, tEnvs, tMounts:
 		return r.checkMenuRow(t, props, self)
-	case tFilter, tFilter6:
-		return checkFilter(familyOf(t), props)
+	case tFilter:
+		return checkFilter(fam4, props)
+	case tFilter6:
+		if props["action"] == "fasttrack-connection" && r.minor < 18 {
+			// IPv6 FastTrack came with 7.18 [3P: 7.18 changelog "ipv6 -
+			// added FastTrack support", quoted in community.routeros
+			// PR #380; terraform-provider-routeros PR #711 adds the
+			// action to its IPv6 filter in 2025].
+			return errNoMatch("action")
+		}
+		return checkFilter(fam6, props)
 	case tAddr, tAddr6:
 		if props["list"] == "" {
 			return &Trap{Message: "missing value(s) of argument(s) list"} // [3P CLI text, as for chain]

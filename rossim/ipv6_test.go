@@ -3,6 +3,7 @@ package rossim
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 )
@@ -141,6 +142,7 @@ func TestIPv6ErrorTexts(t *testing.T) {
 		{[]string{f6 + "add", "=chain=input", "=ttl=equal:1"}, "unknown parameter ttl"},
 		{[]string{f6 + "add", "=chain=input", "=bytes=5"}, "unknown parameter bytes"},
 		{[]string{f6 + "add", "=chain=input", "=action=tarpit"}, "input does not match any value of action"},
+		{[]string{f6 + "add", "=chain=input", "=action=reject", "=reject-with=icmp-network-unreachable"}, "input does not match any value of reject-with"},
 		{[]string{f6 + "add", "=chain=input", "=protocol=icmp6"}, "input does not match any value of protocol"},
 		{[]string{f6 + "add", "=chain=input", "=in-interface-list=DMZ"}, "input does not match any value of in-interface-list"},
 		{[]string{f6 + "add", "=chain=input", "=src-address=192.0.2.1"}, "invalid value for argument src-address"},
@@ -158,6 +160,8 @@ func TestIPv6ErrorTexts(t *testing.T) {
 		{[]string{"/ip/firewall/filter/add", "=chain=input", "=src-address=2001:db8::1"}, "invalid value for argument src-address"},
 		{[]string{a6 + "add", "=list=l", "=address=2001:db8:0:0:1::1/48"}, "failure: already have such entry"},
 		{[]string{a6 + "add", "=list=l", "=address=192.0.2.0/24"}, "invalid value for argument address"},
+		{[]string{a6 + "add", "=list=l", "=address=2001:db8::1-2001:db8::9"}, "invalid value for argument address"},
+		{[]string{a6 + "add", "=list=l", "=address=2001:db8::g"}, "invalid value for argument address"},
 		{[]string{a6 + "add", "=list=l"}, "missing value(s) of argument(s) address"},
 		{[]string{"/ip/firewall/address-list/add", "=list=l", "=address=2001:db8::/32"}, "invalid value for argument address"},
 		{[]string{"/ipv6/firewal/filter/print"}, "no such command prefix"},
@@ -237,5 +241,271 @@ func TestIPv6Import(t *testing.T) {
 	}
 	if len(f.Filter6) != 22 {
 		t.Fatalf("%d rules, want 22 (one removed, one added)", len(f.Filter6))
+	}
+}
+
+func pkt6(chain, in, out, src, dst string, proto, dport, icmpType int, state string) Packet {
+	p := pkt(chain, in, out, src, dst, proto, dport, state)
+	p.ICMPType = icmpType
+	if proto == 17 && dport == 546 {
+		p.SrcPort = 547
+	}
+	return p
+}
+
+// TestEvaluateIPv6Defconf: the IPv6 defconf passes neighbour discovery
+// and DHCPv6 replies from link-local addresses on the WAN, and drops
+// other new WAN traffic to the router; an IPv4 packet walks the IPv4
+// table.
+func TestEvaluateIPv6Defconf(t *testing.T) {
+	const (
+		wanLL  = "fe80::1"
+		mineLL = "fe80::2:1"
+		wanG   = "2001:470:1::7"
+		mine   = "2001:470:2::1"
+		lanG   = "2001:470:2:88::2"
+	)
+	f := New(Options{}).Snapshot()
+	tests := []struct {
+		name   string
+		p      Packet
+		action string
+		rule   string
+	}{
+		{"neighbour solicitation from WAN", pkt6("input", "ether1", "", wanLL, "ff02::1:ff02:1", 58, 0, 135, "new"), "accept", "*3"},
+		{"untracked neighbour advertisement from WAN", pkt6("input", "ether1", "", wanLL, mineLL, 58, 0, 136, "untracked"), "accept", "*1"},
+		{"router advertisement from WAN", pkt6("input", "ether1", "", wanLL, "ff02::1", 58, 0, 134, "new"), "accept", "*3"},
+		{"DHCPv6 reply from link-local on WAN", pkt6("input", "ether1", "", wanLL, mineLL, 17, 546, 0, "new"), "accept", "*5"},
+		{"DHCPv6 to 546 from a global address", pkt6("input", "ether1", "", wanG, mine, 17, 546, 0, "new"), "drop", "*A"},
+		{"UDP traceroute", pkt6("input", "ether1", "", wanG, mine, 17, 33434, 0, "new"), "accept", "*4"},
+		{"IKE", pkt6("input", "ether1", "", wanG, mine, 17, 500, 0, "new"), "accept", "*6"},
+		{"new ssh from WAN", pkt6("input", "ether1", "", wanG, mine, 6, 22, 0, "new"), "drop", "*A"},
+		{"new API from WAN", pkt6("input", "ether1", "", wanG, mine, 6, 8728, 0, "new"), "drop", "*A"},
+		{"established from WAN", pkt6("input", "ether1", "", wanG, mine, 6, 22, 0, "established"), "accept", "*1"},
+		{"invalid from LAN", pkt6("input", "bridge", "", lanG, mine, 6, 22, 0, "invalid"), "drop", "*2"},
+		{"new from LAN to router: implicit accept", pkt6("input", "bridge", "", lanG, mine, 6, 8728, 0, "new"), "accept", ""},
+		{"forward new from WAN", pkt6("forward", "ether1", "bridge", wanG, lanG, 6, 443, 0, "new"), "drop", "*16"},
+		{"forward from a documentation source", pkt6("forward", "bridge", "ether1", "2001:db8::9", wanG, 6, 443, 0, "new"), "drop", "*D"},
+		{"forward to an IPv4-mapped destination", pkt6("forward", "bridge", "ether1", lanG, "::ffff:198.51.100.1", 6, 443, 0, "new"), "drop", "*E"},
+		{"forward echo from WAN", pkt6("forward", "ether1", "bridge", wanG, lanG, 58, 0, 128, "new"), "accept", "*10"},
+		{"forward established", pkt6("forward", "ether1", "bridge", wanG, lanG, 6, 443, 0, "established"), "accept", "*B"},
+		{"forward new from LAN: implicit accept", pkt6("forward", "bridge", "ether1", lanG, wanG, 6, 443, 0, "new"), "accept", ""},
+		{"IPv4 ssh from WAN walks /ip", pkt("input", "ether1", "", "198.51.100.7", "192.0.2.1", 6, 22, "new"), "drop", "*5"},
+		{"IPv4 udp 546 from WAN walks /ip", pkt("input", "ether1", "", "198.51.100.7", "192.0.2.1", 17, 546, "new"), "drop", "*5"},
+	}
+	e := f.Evaluator()
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			v := e.Evaluate(tt.p)
+			if v.Action != tt.action || v.RuleID != tt.rule {
+				t.Fatalf("verdict = %s by %q, want %s by %q; trace %q", v.Action, v.RuleID, tt.action, tt.rule, v.Trace)
+			}
+			if a := e.Action(tt.p); a != tt.action {
+				t.Fatalf("Action = %s, Evaluate = %s", a, tt.action)
+			}
+		})
+	}
+}
+
+// TestEvaluateIPv6Chains builds a restrictive managed chain through the
+// API surface (Exec) and probes ICMPv6 types and codes, address lists,
+// jump and return: without guards it cuts neighbour discovery and DHCPv6
+// off; with the guards first they pass and the rest is still dropped.
+func TestEvaluateIPv6Chains(t *testing.T) {
+	r := New(Options{})
+	defer r.Close()
+	ex := func(words ...string) string {
+		t.Helper()
+		out, err := r.Exec(words...)
+		if err != nil {
+			t.Fatalf("%v: %v", words, err)
+		}
+		if len(out) == 1 {
+			return out[0]["ret"]
+		}
+		return ""
+	}
+	ex(a6+"add", "=list=ops", "=address=2001:db8:77::/48")
+	ex("/ip/firewall/address-list/add", "=list=ops", "=address=203.0.113.0/24")
+	jump := ex(f6+"add", "=chain=input", "=action=jump", "=jump-target=rampart-in", "=place-before=*1")
+	ex(f6+"add", "=chain=rampart-in", "=action=accept", "=protocol=tcp", "=dst-port=22", "=src-address-list=ops")
+	ex(f6+"add", "=chain=rampart-in", "=action=return", "=protocol=icmpv6", "=icmp-options=128:0")
+	ex(f6+"add", "=chain=rampart-in", "=action=drop")
+	const (
+		wanLL = "fe80::1"
+		mine  = "2001:470:2::1"
+	)
+	probes := []struct {
+		name string
+		p    Packet
+	}{
+		{"NS", pkt6("input", "ether1", "", wanLL, "ff02::1:ff02:1", 58, 0, 135, "new")},
+		{"NA", pkt6("input", "ether1", "", wanLL, mine, 58, 0, 136, "new")},
+		{"RA", pkt6("input", "ether1", "", wanLL, "ff02::1", 58, 0, 134, "new")},
+		{"MLDv2 report", pkt6("input", "ether1", "", wanLL, "ff02::16", 58, 0, 143, "new")},
+		{"packet too big", pkt6("input", "ether1", "", "2001:470:9::1", mine, 58, 0, 2, "related")},
+		{"DHCPv6 reply", pkt6("input", "ether1", "", wanLL, "fe80::2:1", 17, 546, 0, "new")},
+		{"echo request", pkt6("input", "ether1", "", "2001:470:9::1", mine, 58, 0, 128, "new")},
+		{"ssh from ops", pkt6("input", "ether1", "", "2001:db8:77:1::5", mine, 6, 22, 0, "new")},
+		{"ssh from elsewhere", pkt6("input", "ether1", "", "2001:db8:78::5", mine, 6, 22, 0, "new")},
+		{"IPv4 ssh from ops", pkt("input", "ether1", "", "203.0.113.5", "192.0.2.1", 6, 22, "new")},
+	}
+	verdicts := func() map[string]string {
+		e := r.Snapshot().Evaluator()
+		m := map[string]string{}
+		for _, pr := range probes {
+			v := e.Evaluate(pr.p)
+			m[pr.name] = v.Action + " " + v.RuleID
+		}
+		return m
+	}
+	// Without guards: rampart-in drops everything but ssh from ops and
+	// echo requests (returned to input, where defconf accepts ICMPv6).
+	rin := func(n int) string { return idString(0x17 + uint64(n)) } // rampart-in's rules: *18, *19, *1A
+	want := map[string]string{
+		"NS": "drop " + rin(3), "NA": "drop " + rin(3), "RA": "drop " + rin(3), "MLDv2 report": "drop " + rin(3),
+		"packet too big": "drop " + rin(3), "DHCPv6 reply": "drop " + rin(3),
+		"echo request": "accept *3", "ssh from ops": "accept " + rin(1), "ssh from elsewhere": "drop " + rin(3),
+		"IPv4 ssh from ops": "drop *5", // the IPv4 table has no rampart-in
+	}
+	if d := cmp.Diff(want, verdicts()); d != "" {
+		t.Fatalf("without guards (-want +got):\n%s", d)
+	}
+	// The guards of the wire contract, before the jump.
+	g1 := ex(f6+"add", "=chain=input", "=action=accept", "=protocol=icmpv6", "=place-before="+jump)
+	g2 := ex(f6+"add", "=chain=input", "=action=accept", "=protocol=udp", "=dst-port=546", "=src-address=fe80::/10", "=place-before="+jump)
+	want = map[string]string{
+		"NS": "accept " + g1, "NA": "accept " + g1, "RA": "accept " + g1, "MLDv2 report": "accept " + g1,
+		"packet too big": "accept " + g1, "DHCPv6 reply": "accept " + g2,
+		"echo request": "accept " + g1, "ssh from ops": "accept " + rin(1), "ssh from elsewhere": "drop " + rin(3),
+		"IPv4 ssh from ops": "drop *5",
+	}
+	if d := cmp.Diff(want, verdicts()); d != "" {
+		t.Fatalf("with guards (-want +got):\n%s", d)
+	}
+}
+
+// TestICMPOptionsMatch: type and code ranges, a missing code matching any.
+func TestICMPOptionsMatch(t *testing.T) {
+	r := New(Options{})
+	defer r.Close()
+	for _, o := range []string{"1:3-4", "133-137", "2:0"} {
+		if _, err := r.Exec(f6+"add", "=chain=probe", "=action=accept", "=protocol=icmpv6", "=icmp-options="+o, "=comment="+o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := r.Exec(f6+"add", "=chain=probe", "=action=drop"); err != nil {
+		t.Fatal(err)
+	}
+	e := r.Snapshot().Evaluator()
+	tests := []struct {
+		typ, code int
+		want      string
+	}{
+		{1, 3, "1:3-4"}, {1, 4, "1:3-4"}, {1, 0, ""}, {133, 0, "133-137"}, {137, 9, "133-137"}, {138, 0, ""},
+		{2, 0, "2:0"}, {2, 1, ""}, {128, 0, ""},
+	}
+	for _, tt := range tests {
+		p := pkt6("probe", "ether1", "", "fe80::1", "fe80::2", 58, 0, tt.typ, "new")
+		p.ICMPCode = tt.code
+		v := e.Evaluate(p)
+		got := ""
+		if v.Action == "accept" {
+			got = e.f.Filter6[idx(e.f.Filter6, v.RuleID)]["comment"]
+		}
+		if got != tt.want {
+			t.Errorf("type %d code %d: accepted by %q, want %q; trace %q", tt.typ, tt.code, got, tt.want, v.Trace)
+		}
+	}
+}
+
+func idx(items []Item, id string) int {
+	for i, it := range items {
+		if it[".id"] == id {
+			return i
+		}
+	}
+	return -1
+}
+
+// TestIPv6FastTrackByVersion: fasttrack-connection is an IPv6 action from
+// 7.18; while an IPv6 fasttrack rule exists the IPv6 table shows its own
+// dynamic dummy rule, builtin like the IPv4 one.
+func TestIPv6FastTrackByVersion(t *testing.T) {
+	old := start(t, Options{ROSVersion: "7.17.2"})
+	if m := runErr(t, dial(t, old, "admin", ""), f6+"add", "=chain=forward", "=action=fasttrack-connection"); m != "input does not match any value of action" {
+		t.Fatalf("7.17 fasttrack: %q", m)
+	}
+	r := start(t, Options{ROSVersion: "7.18"})
+	c := dial(t, r, "admin", "")
+	run(t, c, f6+"add", "=chain=forward", "=action=reject", "=reject-with=tcp-reset", "=protocol=tcp")
+	ft := run(t, c, f6+"add", "=chain=forward", "=action=fasttrack-connection", "=connection-state=established,related", "=place-before=*B").Done.Map["ret"]
+	first := rows(run(t, c, f6+"print"))[0]
+	want := map[string]string{".id": "*19", "chain": "forward", "action": "passthrough", "bytes": "0", "packets": "0",
+		"invalid": "false", "dynamic": "true", "disabled": "false", "comment": dummyComment}
+	if d := cmp.Diff(want, first); d != "" {
+		t.Fatalf("IPv6 dummy rule (-want +got):\n%s", d)
+	}
+	if m := runErr(t, c, f6+"remove", "=.id=*19"); m != "failure: cannot remove builtin" {
+		t.Fatalf("remove dummy: %q", m)
+	}
+	v4 := r.Snapshot().Filter
+	run(t, c, f6+"remove", "=.id="+ft)
+	if n := len(rows(run(t, c, f6+"print", "?dynamic=true"))); n != 0 {
+		t.Fatalf("%d dynamic rules after the fasttrack rule went", n)
+	}
+	if d := cmp.Diff(v4, r.Snapshot().Filter); d != "" {
+		t.Fatalf("the IPv4 table changed:\n%s", d)
+	}
+}
+
+// TestIPv6Listen: a listener on the IPv6 address list sees its changes
+// and none of the IPv4 table's.
+func TestIPv6Listen(t *testing.T) {
+	r := start(t, Options{})
+	r.SetLatency(20 * time.Millisecond) // see TestListenAndCancel
+	c := dial(t, r, "admin", "")
+	c.Async()
+	l, err := c.Listen(a6 + "listen")
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := dial(t, r, "admin", "")
+	run(t, w, "/ip/firewall/address-list/add", "=list=x", "=address=192.0.2.7") // the other table: not followed
+	id := run(t, w, a6+"add", "=list=x", "=address=2001:DB8::7").Done.Map["ret"]
+	select {
+	case s := <-l.Chan():
+		if s.Map[".id"] != id || s.Map["address"] != "2001:db8::7/128" {
+			t.Fatalf("listen event %v, want %s 2001:db8::7/128", s.Map, id)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("no listen event")
+	}
+	if _, err := l.Cancel(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestIPv6JumpInvalidPerTable: a chain exists per table; a jump to a
+// chain that only the IPv4 table has is invalid in the IPv6 table, and
+// Evaluate skips it.
+func TestIPv6JumpInvalidPerTable(t *testing.T) {
+	r := start(t, Options{})
+	c := dial(t, r, "admin", "")
+	run(t, c, "/ip/firewall/filter/add", "=chain=rampart-in", "=action=drop")
+	j := run(t, c, f6+"add", "=chain=input", "=action=jump", "=jump-target=rampart-in", "=place-before=*1").Done.Map["ret"]
+	if got := rows(run(t, c, f6+"print", "?.id="+j))[0]["invalid"]; got != "true" {
+		t.Fatalf("jump to a chain only /ip has: invalid=%s", got)
+	}
+	p := pkt6("input", "ether1", "", "2001:470:9::1", "2001:470:2::1", 6, 22, 0, "new")
+	if v := r.Snapshot().Evaluate(p); v.Action != "drop" || v.RuleID != "*A" {
+		t.Fatalf("verdict %s by %s, want defconf's drop by *A; trace %q", v.Action, v.RuleID, v.Trace)
+	}
+	run(t, c, f6+"add", "=chain=rampart-in", "=action=reject", "=reject-with=icmp-admin-prohibited")
+	if got := rows(run(t, c, f6+"print", "?.id="+j))[0]["invalid"]; got != "false" {
+		t.Fatalf("jump once the IPv6 chain has a rule: invalid=%s", got)
+	}
+	if v := r.Snapshot().Evaluate(p); v.Action != "reject" {
+		t.Fatalf("verdict %s by %s, want reject by rampart-in; trace %q", v.Action, v.RuleID, v.Trace)
 	}
 }

@@ -170,16 +170,19 @@ const dummyComment = "special dummy rule to show fasttrack counters"
 // the next id of the filter counter, like any rule (`*D` after defconf's
 // `*1`...`*C` on a factory hAP) [3P: public test code built from a real
 // router, reference section 8].
-func (d *db) syncDummy() {
+//
+// The IPv6 filter (t = tFilter6) has fasttrack from 7.18; that it shows the
+// same dummy rule then is an inference [I].
+func (d *db) syncDummy(t tableID) {
 	want := false
-	for _, r := range d.t[tFilter].rows {
+	for _, r := range d.t[t].rows {
 		if r.props["action"] == "fasttrack-connection" {
 			want = true
 			break
 		}
 	}
 	i := -1
-	for j, r := range d.t[tFilter].rows {
+	for j, r := range d.t[t].rows {
 		if r.builtin {
 			i = j
 			break
@@ -187,10 +190,10 @@ func (d *db) syncDummy() {
 	}
 	switch {
 	case want && i < 0:
-		d.insert(tFilter, 0, &row{id: d.newID(tFilter), dynamic: true, builtin: true, props: map[string]string{
+		d.insert(t, 0, &row{id: d.newID(t), dynamic: true, builtin: true, props: map[string]string{
 			"chain": "forward", "action": "passthrough", "comment": dummyComment}})
 	case !want && i >= 0:
-		d.delete(tFilter, i)
+		d.delete(t, i)
 	}
 }
 
@@ -404,7 +407,7 @@ func (d *db) defconf(board string) {
 	for _, p := range rules {
 		d.insert(tFilter, len(d.t[tFilter].rows), &row{id: d.newID(tFilter), props: p})
 	}
-	d.syncDummy()
+	d.syncDummy(tFilter)
 }
 
 func macFor(i int) string {

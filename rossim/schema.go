@@ -9,23 +9,24 @@ import (
 type propKind int
 
 const (
-	kText      propKind = iota // any string
-	kName                      // a non-empty name
-	kAction                    // filter action enum
-	kProto                     // protocol name or number, optional !
-	kAddr                      // IPv4 address, prefix or range, optional !
-	kListRef                   // address-list name, optional !
-	kPorts                     // port set, optional !
-	kConnState                 // comma set of connection states, optional !
-	kIface                     // interface name, optional !
-	kIfList                    // interface list name, optional !
-	kBool                      // yes/no/true/false, printed true/false
-	kNatState                  // srcnat,dstnat, optional !
-	kIfAddr                    // an interface address a.b.c.d[/n], kept as typed with its prefix
-	kSessions                  // max-sessions: 1..1000
-	kAddr6                     // IPv6 address or prefix, optional !
-	kAction6                   // /ipv6/firewall/filter action enum
-	kICMP                      // icmp-options type[:code], each N or N-M
+	kText        propKind = iota // any string
+	kName                        // a non-empty name
+	kAction                      // filter action enum
+	kProto                       // protocol name or number, optional !
+	kAddr                        // IPv4 address, prefix or range, optional !
+	kListRef                     // address-list name, optional !
+	kPorts                       // port set, optional !
+	kConnState                   // comma set of connection states, optional !
+	kIface                       // interface name, optional !
+	kIfList                      // interface list name, optional !
+	kBool                        // yes/no/true/false, printed true/false
+	kNatState                    // srcnat,dstnat, optional !
+	kIfAddr                      // an interface address a.b.c.d[/n], kept as typed with its prefix
+	kSessions                    // max-sessions: 1..1000
+	kAddr6                       // IPv6 address or prefix, optional !
+	kAction6                     // /ipv6/firewall/filter action enum
+	kICMP                        // icmp-options type[:code], each N or N-M
+	kRejectWith6                 // /ipv6/firewall/filter reject-with enum
 )
 
 type propSpec struct {
@@ -81,6 +82,8 @@ var filterProps6 = func() []propSpec {
 			p.kind = kAction6
 		case p.name == "icmp-options":
 			p.kind = kICMP
+		case p.name == "reject-with":
+			p.kind = kRejectWith6
 		case p.name == "packet-size":
 			out = append(out, propSpec{"hop-limit", kText}, propSpec{"headers", kText})
 		}
@@ -158,6 +161,14 @@ var filterActions6 = func() map[string]bool {
 	return m
 }()
 
+// rejectWith6 are the ICMPv6 errors /ipv6/firewall/filter can reject with;
+// another value is "input does not match any value of reject-with" [C:
+// manual cli-reference ipv6/firewall/filter; 3P: terraform-provider-routeros
+// #810, a real router's REST answer to IPv4 values].
+var rejectWith6 = map[string]bool{"icmp-address-unreachable": true, "icmp-admin-prohibited": true,
+	"icmp-err-src-routing-header": true, "icmp-headers-too-long": true, "icmp-no-route": true,
+	"icmp-not-neighbour": true, "icmp-port-unreachable": true, "tcp-reset": true}
+
 // Traps used in several places. Texts and sources are in the package doc.
 func errUnknownParam(name string) *Trap { return &Trap{Message: "unknown parameter " + name} }
 
@@ -195,6 +206,11 @@ func (d *db) normalize(name string, k propKind, v string) (string, *Trap) {
 		return v, nil
 	case kAction6:
 		if !filterActions6[v] {
+			return "", errNoMatch(name)
+		}
+		return v, nil
+	case kRejectWith6:
+		if !rejectWith6[v] {
 			return "", errNoMatch(name)
 		}
 		return v, nil
