@@ -26,7 +26,8 @@ func TestParseCIDR(t *testing.T) {
 		{in: "2001:db8::", wantErr: `"2001:db8::" is not an IPv4 or IPv6 CIDR such as 192.0.2.0/24 or 2001:db8::/32`},
 		{in: "fe80::/10%eth0", wantErr: `"fe80::/10%eth0" is not an IPv4 or IPv6 CIDR such as 192.0.2.0/24 or 2001:db8::/32`},
 		{in: "2001:db8::/129", wantErr: `"2001:db8::/129" is not an IPv4 or IPv6 CIDR such as 192.0.2.0/24 or 2001:db8::/32`},
-		{in: "::ffff:192.0.2.0/120", wantErr: `"::ffff:192.0.2.0/120" is an IPv4-mapped IPv6 prefix, which matches no packet; write the IPv4 CIDR instead, such as 192.0.2.0/24`},
+		{in: "::ffff:192.0.2.0/120", wantErr: `"::ffff:192.0.2.0/120" is an IPv4-mapped IPv6 prefix, which matches no packet; write the IPv4 CIDR "192.0.2.0/24" instead`},
+		{in: "::ffff:0:0/80", wantErr: `"::ffff:0:0/80" is an IPv4-mapped IPv6 prefix, which matches no packet; write an IPv4 CIDR such as 192.0.2.0/24 instead`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.in, func(t *testing.T) {

@@ -339,7 +339,11 @@ func ParseCIDR(s string) (netip.Prefix, error) {
 	if p.Addr().Is4In6() {
 		// RouterOS's IPv6 tables never see IPv4 packets in this form, so
 		// the rule would silently match nothing.
-		return netip.Prefix{}, fmt.Errorf("%q is an IPv4-mapped IPv6 prefix, which matches no packet; write the IPv4 CIDR instead, such as 192.0.2.0/24", s)
+		if p.Bits() >= 96 {
+			v4 := netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96).Masked()
+			return netip.Prefix{}, fmt.Errorf("%q is an IPv4-mapped IPv6 prefix, which matches no packet; write the IPv4 CIDR %q instead", s, v4.String())
+		}
+		return netip.Prefix{}, fmt.Errorf("%q is an IPv4-mapped IPv6 prefix, which matches no packet; write an IPv4 CIDR such as 192.0.2.0/24 instead", s)
 	}
 	if m := p.Masked(); m != p {
 		return netip.Prefix{}, &HostBitsError{CIDR: s, Network: m}

@@ -64,8 +64,16 @@ func testOldAgentRefusesDualStack(t *testing.T, external bool) {
 	if diff := cmp.Diff(rossim.Stats{Writes: map[string]int{}}.Writes, r.Stats().Writes); diff != "" {
 		t.Errorf("the refused document wrote to the router (-none +got):\n%s", diff)
 	}
-	if diff := cmp.Diff(before.Filter, r.Snapshot().Filter); diff != "" {
-		t.Errorf("filter changed (-before +after):\n%s", diff)
+	after := r.Snapshot()
+	for name, tables := range map[string][2][]rossim.Item{
+		"/ip/firewall/filter":         {before.Filter, after.Filter},
+		"/ip/firewall/address-list":   {before.AddressList, after.AddressList},
+		"/ipv6/firewall/filter":       {before.Filter6, after.Filter6},
+		"/ipv6/firewall/address-list": {before.AddressList6, after.AddressList6},
+	} {
+		if diff := cmp.Diff(tables[0], tables[1]); diff != "" {
+			t.Errorf("%s changed (-before +after):\n%s", name, diff)
+		}
 	}
 	if hasRule(r, "8443", "0.0.0.0/0") {
 		t.Error("half of the refused document (its IPv4 rule) reached the router")

@@ -99,7 +99,7 @@ func TestIPv6ThroughREST(t *testing.T) {
 			Message: `rules[3].protocol 58 cannot be used with rules[3].address "192.0.2.0/24": protocol 58 (icmpv6) is IPv6 only; use 1 (icmp) with an IPv4 address.`}},
 		{"ipv4-mapped", bad(func(w *cp.SecurityGroupWrite) { w.Rules[0].Address = "::ffff:192.0.2.0/120" }), api.ErrorResponse{
 			Type: "invalid_request_error", Code: cp.CodeInvalidAddress, DocURL: doc(cp.CodeInvalidAddress),
-			Message: `rules[0].address: "::ffff:192.0.2.0/120" is an IPv4-mapped IPv6 prefix, which matches no packet; write the IPv4 CIDR instead, such as 192.0.2.0/24, or a prefix list id (prfx_lst_...).`}},
+			Message: `rules[0].address: "::ffff:192.0.2.0/120" is an IPv4-mapped IPv6 prefix, which matches no packet; write the IPv4 CIDR "192.0.2.0/24" instead, or a prefix list id (prfx_lst_...).`}},
 	}
 	before := e.do("GET", "/vpc/security-groups", orgA, nil).body
 	for _, c := range groupCases {
