@@ -48,9 +48,10 @@
 // CIDRs.
 //
 // The IPv6 table is managed only when the document carries an IPv6 CIDR
-// (the documents of schema 2, protocol.DesiredState.NeededSchema): an IPv4-only document renders an empty IPv6
-// table, which leaves a router's IPv6 firewall exactly as it is, or takes
-// out what an earlier dual-stack document put there. When it is managed,
+// (the documents of schema 2, protocol.DesiredState.NeededSchema): an
+// IPv4-only document renders an empty IPv6 table, which leaves a router's
+// IPv6 firewall exactly as it is, or takes out what an earlier dual-stack
+// document put there. When it is managed,
 // its chains exist on the same conditions as IPv4's (rampart-in when the
 // site has a group, rampart-out when it has an outbound rule of either
 // family: a site that restricts outbound traffic restricts it in both), and
