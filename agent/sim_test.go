@@ -218,10 +218,11 @@ func TestWriteCosts(t *testing.T) {
 	}
 }
 
-// foreign returns the rows Rampart does not own, without counters.
+// foreign returns the rows Rampart does not own, of both families,
+// without counters.
 func foreign(f rossim.Firewall) []rossim.Item {
 	var out []rossim.Item
-	for _, it := range slices.Concat(f.Filter, f.AddressList) {
+	for _, it := range slices.Concat(f.Filter, f.AddressList, f.Filter6, f.AddressList6) {
 		if strings.HasPrefix(it["comment"], render.CommentPrefix) || strings.HasPrefix(it["chain"], "rampart-") || strings.HasPrefix(it["list"], render.ListPrefix) {
 			continue
 		}
@@ -253,14 +254,24 @@ func TestForeignRulesUntouched(t *testing.T) {
 	mustExec(t, r, "/ip/firewall/filter/add", "=chain=my-chain", "=action=return")
 	mustExec(t, r, "/ip/firewall/address-list/add", "=list=office", "=address=203.0.113.0/24", "=comment=hand made")
 	mustExec(t, r, "/ip/firewall/address-list/add", "=list=rampart", "=address=198.51.100.1")
+	mustExec(t, r, "/ipv6/firewall/filter/add", "=chain=input", "=action=accept", "=protocol=tcp", "=dst-port=8291", "=comment=winbox over IPv6")
+	mustExec(t, r, "/ipv6/firewall/filter/add", "=chain=forward", "=action=drop", "=src-address=3fff:66::/32", "=comment=rampart without colon")
+	mustExec(t, r, "/ipv6/firewall/address-list/add", "=list=office", "=address=3fff:0:1::/48", "=comment=hand made")
 	want := foreign(r.Snapshot())
 	s := newSimAgent(t, r)
 	rnd := rand.New(rand.NewPCG(3, 3))
+	ipv6 := false // some revision manages the IPv6 table
 	for rev := uint64(1); rev <= 6; rev++ {
 		s.apply(t, randomPolicy(rnd, rev))
 		if diff := cmp.Diff(want, foreign(r.Snapshot())); diff != "" {
 			t.Fatalf("revision %d changed foreign rows (-want +got):\n%s", rev, diff)
 		}
+		for _, it := range r.Snapshot().Filter6 {
+			ipv6 = ipv6 || strings.HasPrefix(it["comment"], render.CommentPrefix)
+		}
+	}
+	if !ipv6 {
+		t.Error("no revision managed the IPv6 table: the test does not cover it")
 	}
 	s.apply(t, sampleDoc(7))
 	s.apply(t, doc(8, nil, nil))
