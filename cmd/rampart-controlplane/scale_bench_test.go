@@ -101,6 +101,14 @@ func runScaleFleet(spec string) error {
 		}
 		ep := payload[e+len(epochKey):]
 		epoch := string(ep[:bytes.IndexByte(ep, '"')])
+		// As an agent: a revision it already has is a duplicate (several
+		// replicas may publish the same document), not to be reported.
+		mu.Lock()
+		dup := r <= rev[i]
+		mu.Unlock()
+		if dup {
+			return
+		}
 		site := scaleSite + strconv.Itoa(first+i)
 		now := time.Now()
 		st, _ := json.Marshal(protocol.SiteStatus{Schema: protocol.SchemaVersion, OrgID: org, SiteID: site, Epoch: epoch, Revision: r,
