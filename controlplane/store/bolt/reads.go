@@ -2,8 +2,6 @@ package bolt
 
 import (
 	"context"
-	"encoding/json"
-	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -15,41 +13,6 @@ import (
 
 // This file reads groups and prefix lists: as the API's JSON (spliced
 // with the current status, cached until the next write) and decoded.
-
-// decodeGroup decodes a stored group and sets its status from sync at now.
-func decodeGroup(raw []byte, org string, sync cp.SyncState, now time.Time) (cp.SecurityGroup, error) {
-	var g cp.SecurityGroup
-	if err := json.Unmarshal(raw, &g); err != nil {
-		return g, fmt.Errorf("decode security group: %w", err)
-	}
-	g.OrgID = org
-	g.Sync = sync.At(now)
-	g.Status = g.Sync.Status
-	if g.Sites == nil {
-		g.Sites = []string{}
-	}
-	if g.Rules == nil {
-		g.Rules = []cp.FilterRule{}
-	}
-	return g, nil
-}
-
-func decodeList(raw []byte, org string, sync cp.SyncState, now time.Time) (cp.PrefixList, error) {
-	var l cp.PrefixList
-	if err := json.Unmarshal(raw, &l); err != nil {
-		return l, fmt.Errorf("decode prefix list: %w", err)
-	}
-	l.OrgID = org
-	l.Sync = sync.At(now)
-	l.Status = l.Sync.Status
-	if l.Sites == nil {
-		l.Sites = []string{}
-	}
-	if l.Prefixes == nil {
-		l.Prefixes = []cp.Prefix{}
-	}
-	return l, nil
-}
 
 // each calls fn with the stored JSON and sync state of every resource of a
 // kind, in id order.
@@ -72,25 +35,25 @@ func each(ob *bolt.Bucket, kind string, fn func(id string, raw []byte, sync cp.S
 
 // ListSecurityGroups returns the organisation's groups ordered by id.
 func (s *Store) ListSecurityGroups(ctx context.Context, org string) ([]cp.SecurityGroup, error) {
-	out, err := listKind(s, org, cp.KindSecurityGroup, decodeGroup)
+	out, err := listKind(s, org, cp.KindSecurityGroup, cp.DecodeSecurityGroup)
 	return out, wrap("list security groups", err)
 }
 
 // GetSecurityGroup returns one group; another organisation's id is not found.
 func (s *Store) GetSecurityGroup(ctx context.Context, org, id string) (cp.SecurityGroup, error) {
-	g, err := getKind(s, org, cp.KindSecurityGroup, id, decodeGroup)
+	g, err := getKind(s, org, cp.KindSecurityGroup, id, cp.DecodeSecurityGroup)
 	return g, wrap("get security group", err)
 }
 
 // ListPrefixLists returns the organisation's prefix lists ordered by id.
 func (s *Store) ListPrefixLists(ctx context.Context, org string) ([]cp.PrefixList, error) {
-	out, err := listKind(s, org, cp.KindPrefixList, decodeList)
+	out, err := listKind(s, org, cp.KindPrefixList, cp.DecodePrefixList)
 	return out, wrap("list prefix lists", err)
 }
 
 // GetPrefixList returns one prefix list.
 func (s *Store) GetPrefixList(ctx context.Context, org, id string) (cp.PrefixList, error) {
-	l, err := getKind(s, org, cp.KindPrefixList, id, decodeList)
+	l, err := getKind(s, org, cp.KindPrefixList, id, cp.DecodePrefixList)
 	return l, wrap("get prefix list", err)
 }
 
@@ -156,7 +119,7 @@ func (s *Store) GetJSON(ctx context.Context, org, kind, id string) (cp.Stored, e
 			return err
 		}
 		status := st.At(now).Status
-		out, version = withNewline(spliceStatus(raw, status)), st.Version
+		out, version = withNewline(cp.SpliceStatus(raw, status)), st.Version
 		s.reads.put(k, &readEntry{gen: gen, sync: st, status: status, body: out})
 		return nil
 	})
