@@ -183,7 +183,7 @@ func scenario(t *testing.T, s storeUnderTest, clk *clock) []string {
 		report(org, site, protocol.StateApplying, desired(org, site), "")
 		report(org, site, protocol.StateApplied, desired(org, site), "")
 	}
-	report(org, "s2", protocol.StateApplying, desired(org, "s2"), "") // stale
+	report(org, "s2", protocol.StateApplying, desired(org, "s2"), "")  // stale
 	report(org, "s1", protocol.StateApplied, desired(org, "s1")+5, "") // forged
 	get(cp.KindSecurityGroup, g1)
 	get(cp.KindPrefixList, l1)
