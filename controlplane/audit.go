@@ -149,6 +149,39 @@ const AuditPruneBatch = 100
 // AuditCutoff is the time before which events are pruned.
 func AuditCutoff(now time.Time, retention time.Duration) time.Time { return now.Add(-retention) }
 
+// PruneAuditEvery runs until stop closes: at once and then every interval
+// it deletes the events older than the retention period at now() through
+// prune (a store's PruneAudit), AuditPruneBatch at a time with a pause
+// between batches, so a large backlog never holds the store's writer for
+// long (each batch is one short transaction; writes waiting meanwhile go
+// first). Errors go to logf; the next round retries.
+func PruneAuditEvery(stop <-chan struct{}, now func() time.Time, retention, interval time.Duration,
+	prune func(cutoff time.Time, max int) (int, error), logf func(error)) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		for {
+			n, err := prune(AuditCutoff(now(), retention), AuditPruneBatch)
+			if err != nil {
+				logf(err)
+			}
+			if err != nil || n < AuditPruneBatch {
+				break
+			}
+			select {
+			case <-stop:
+				return
+			case <-time.After(10 * time.Millisecond):
+			}
+		}
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+		}
+	}
+}
+
 // Version is one earlier (or the current) version of a group or prefix
 // list, from its audit event: restoring it is a PUT of Body.
 type Version struct {

@@ -277,6 +277,29 @@ type Change struct {
 	Documents map[string]protocol.DesiredState
 }
 
+// Revisions are the revisions of a Revisioner's documents; nil when docs
+// is (no Revisioner).
+func Revisions(docs map[string]protocol.DesiredState) map[string]uint64 {
+	if docs == nil {
+		return nil
+	}
+	revs := make(map[string]uint64, len(docs))
+	for site, d := range docs {
+		revs[site] = d.Revision
+	}
+	return revs
+}
+
+// Awaited is what a write's sync awaits: the revision each of sites must
+// confirm (UnknownRevision for a site revs does not name).
+func Awaited(revs map[string]uint64, sites []string) map[string]uint64 {
+	out := make(map[string]uint64, len(sites))
+	for _, site := range sites {
+		out[site] = revs[site]
+	}
+	return out
+}
+
 // Resource kinds, as used in Change.Kind and metrics.
 const (
 	KindSecurityGroup = "security_group"

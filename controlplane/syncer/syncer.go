@@ -88,6 +88,15 @@ type Store interface {
 	CountSites(ctx context.Context) (map[cp.SiteState]int, error)
 }
 
+// PublishFence is implemented by a store that several control planes share
+// (store/postgres): Publish calls publish with the documents no replica has
+// published a newer revision of, holding their sites until it returns, so
+// one replica's older revision never lands after another's newer one. The
+// syncer publishes through it when its Store has it.
+type PublishFence interface {
+	Publish(ctx context.Context, org string, docs []protocol.DesiredState, publish func(context.Context, []protocol.DesiredState) error) error
+}
+
 // Publisher sends desired-state documents (bus.Bus implements it).
 type Publisher interface {
 	PublishDesired(ctx context.Context, docs ...protocol.DesiredState) error
@@ -540,7 +549,13 @@ func (s *Syncer) publish(ctx context.Context, pub Publisher, all bool, dirty map
 				// be acknowledged; the retry (and the republish after the
 				// reconnection) sends it again.
 				pctx, cancel := context.WithTimeout(ctx, s.opts.PublishTimeout)
-				err = pub.PublishDesired(pctx, docs...)
+				if f, ok := s.opts.Store.(PublishFence); ok {
+					err = f.Publish(pctx, org, docs, func(ctx context.Context, docs []protocol.DesiredState) error {
+						return pub.PublishDesired(ctx, docs...)
+					})
+				} else {
+					err = pub.PublishDesired(pctx, docs...)
+				}
 				cancel()
 			}
 			if err == nil {

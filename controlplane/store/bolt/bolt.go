@@ -211,7 +211,11 @@ func Open(path string, opts Options) (*Store, error) {
 		opts.OnPruneError = func(error) {}
 	}
 	s.stopPrune = make(chan struct{})
-	s.pruned.Go(func() { s.pruneAudit(s.stopPrune, opts.AuditRetention, opts.AuditPruneInterval, opts.OnPruneError) })
+	s.pruned.Go(func() {
+		cp.PruneAuditEvery(s.stopPrune, opts.Now, opts.AuditRetention, opts.AuditPruneInterval, func(cutoff time.Time, max int) (int, error) {
+			return s.PruneAudit(context.Background(), cutoff, max)
+		}, opts.OnPruneError)
+	})
 	return s, nil
 }
 

@@ -2,8 +2,6 @@ package bolt
 
 import (
 	"context"
-	"encoding/json"
-	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -13,44 +11,9 @@ import (
 	cp "github.com/rampart-fw/rampart/controlplane"
 )
 
-// This file reads groups and prefix lists: as the API's JSON (spliced
-// with the current status, cached until the next write), the one read
-// path; and decoded, for writes and the PolicyTx.
-
-// decodeGroup decodes a stored group and sets its status from sync at now.
-func decodeGroup(raw []byte, org string, sync cp.SyncState, now time.Time) (cp.SecurityGroup, error) {
-	var g cp.SecurityGroup
-	if err := json.Unmarshal(raw, &g); err != nil {
-		return g, fmt.Errorf("decode security group: %w", err)
-	}
-	g.OrgID = org
-	g.Sync = sync.At(now)
-	g.Status = g.Sync.Status
-	if g.Sites == nil {
-		g.Sites = []string{}
-	}
-	if g.Rules == nil {
-		g.Rules = []cp.FilterRule{}
-	}
-	return g, nil
-}
-
-func decodeList(raw []byte, org string, sync cp.SyncState, now time.Time) (cp.PrefixList, error) {
-	var l cp.PrefixList
-	if err := json.Unmarshal(raw, &l); err != nil {
-		return l, fmt.Errorf("decode prefix list: %w", err)
-	}
-	l.OrgID = org
-	l.Sync = sync.At(now)
-	l.Status = l.Sync.Status
-	if l.Sites == nil {
-		l.Sites = []string{}
-	}
-	if l.Prefixes == nil {
-		l.Prefixes = []cp.Prefix{}
-	}
-	return l, nil
-}
+// This file reads groups and prefix lists as the API's JSON, spliced with
+// the current status and cached until the next write: the one read path
+// (writes and the PolicyTx decode with controlplane.DecodeSecurityGroup).
 
 // GetJSON returns one group or prefix list exactly as the API shows it,
 // without decoding it: the stored JSON with the current status. kind is
@@ -76,7 +39,7 @@ func (s *Store) GetJSON(ctx context.Context, org, kind, id string) (cp.Stored, e
 			return err
 		}
 		status := st.At(now).Status
-		out, version = withNewline(spliceStatus(raw, status)), st.Version
+		out, version = withNewline(cp.SpliceStatus(raw, status)), st.Version
 		s.reads.put(k, &readEntry{gen: gen, sync: st, status: status, body: out})
 		return nil
 	})

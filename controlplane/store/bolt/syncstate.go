@@ -82,17 +82,14 @@ func confirmApplied(ob *bolt.Bucket, st *cp.SyncState) error {
 		return nil
 	}
 	for _, site := range slices.Sorted(maps.Keys(st.Awaiting)) {
-		want := st.Awaiting[site]
-		if want == cp.UnknownRevision || getSiteRaw(ob, site) == nil { // no Revisioner: only a report confirms
+		if st.Awaiting[site] == cp.UnknownRevision || getSiteRaw(ob, site) == nil {
 			continue
 		}
 		rec, last, err := readSite(ob, site)
 		if err != nil {
 			return err
 		}
-		if rev, ok := cp.StandingRevision(rec, last); ok && rev >= want {
-			st.Confirm(site, rev, true, "")
-		}
+		st.ConfirmStanding(site, rec, last)
 	}
 	return nil
 }

@@ -1,8 +1,66 @@
-// Package postgres is the groundwork of the PostgreSQL store (DESIGN.md
-// section 11): the schema, its migrations, and the lease by which one
-// replica at a time runs the sync deadline sweeper. The store interface
-// itself is not implemented here yet; it follows once the store interface
-// of the controlplane package settles.
+// Package postgres is the PostgreSQL store (DESIGN.md section 11): what
+// store/bolt is for one machine, for several control planes on one
+// database. Store implements the api package's Store and the syncer's
+// Store with the same behaviour as bolt.Store, by the same domain rules
+// (controlplane: Validate, NewSecurityGroup and KeepRuleIDs, SyncState,
+// FoldStatus, FoldPresence, AssignRevision, Settle, the audit events):
+// this package only reads rows, calls them and stores what they return.
+//
+// # Tables
+//
+// migrations/ holds the schema: a group or prefix list is its API JSON
+// (json, byte for byte) beside the relations a transaction must check or
+// find without decoding it (group_sites, list_sites, list_refs); a
+// resource's SyncState is a row of sync_states and one of sync_awaiting
+// per site it awaits; a site's record, newest report and Revisioner bytes
+// are one row of sites; audit_events is the audit trail.
+//
+// # Concurrency: row locks, in one order
+//
+// Every write is one READ COMMITTED transaction, all or nothing. Writes
+// that must not interleave take row locks (SELECT … FOR UPDATE) in one
+// order, so concurrent writes through different replicas wait for each
+// other instead of losing an update:
+//
+//  1. orgs: a policy write (a group or prefix list created, replaced or
+//     deleted, a site reserved) locks its organisation's row first. Policy
+//     writes of one organisation run one at a time, as in bbolt, so the
+//     quotas, the references between groups and lists, the rule ids a
+//     replace keeps and the Revisioner's per-site revisions are decided on
+//     a state nothing else changes: revisions stay monotonic per site.
+//  2. sites, by (organisation, id): a write locks the sites it affects
+//     before the Revisioner reads them; status ingestion and Settle lock
+//     the sites they fold reports into. Every replica may ingest every
+//     report: the second copy finds the first taken (ReportStale).
+//  3. sync_states, by (organisation, kind, id): a write replaces its own;
+//     ingestion confirms and the sweeper expires them, read whole under
+//     the lock.
+//
+// Row locks rather than SERIALIZABLE: writes of one organisation touch the
+// same rows anyway (the sites, the quota counts), so under SERIALIZABLE
+// they would abort and redo their compile instead of waiting their turn;
+// locks queue them, each runs its Revisioner once, and nothing depends on
+// PostgreSQL's predicate locking of the queries. A transaction that
+// PostgreSQL still aborts (a deadlock, or a new site another inserted
+// first) starts over, a few times at most (Store.write).
+//
+// # Publishing across replicas
+//
+// The replica that commits a write announces its Change (OnChange) and
+// its syncer publishes the documents. Two replicas may then publish one
+// site's revisions 5 and 6 in either order; Publish (the syncer's
+// PublishFence) serialises a site's publishes on its row of
+// site_published and skips a document older than the one published, so
+// the broker keeps the newest. A replica that dies after a commit and
+// before its publish leaves the revision above the published one:
+// Unpublished finds such sites, and RunRepublisher, on one replica at a
+// time, hands them to a syncer to publish again.
+//
+// # Duties under leases
+//
+// RunSweeper (sync deadlines) and RunRepublisher run on the replica that
+// holds their lease (Lead), and the sweeper writes through WithLease. A
+// replica that dies is replaced within Options.LeaseTTL and a third.
 //
 // # Migrations
 //

@@ -121,12 +121,12 @@ func TestOpenMigratesOnce(t *testing.T) {
 	dsn := pgtest.DSN(t)
 	a := open(t, dsn)
 	p := pool(t, dsn)
-	want := []appliedRow{{1, "0001_initial.sql"}}
+	want := []appliedRow{{1, "0001_initial.sql"}, {2, "0002_store.sql"}}
 	if d := cmp.Diff(want, applied(t, p)); d != "" {
 		t.Errorf("applied migrations (-want +got):\n%s", d)
 	}
-	wantTables := []string{"filter_rules", "group_sites", "leases", "list_refs", "list_sites", "prefix_lists",
-		"rampart_meta", "rampart_schema_migrations", "security_groups", "sites", "sync_awaiting", "sync_states"}
+	wantTables := []string{"audit_events", "group_sites", "leases", "list_refs", "list_sites", "orgs", "prefix_lists",
+		"rampart_meta", "rampart_schema_migrations", "security_groups", "site_published", "sites", "sync_awaiting", "sync_states"}
 	if d := cmp.Diff(wantTables, tables(t, p)); d != "" {
 		t.Errorf("tables (-want +got):\n%s", d)
 	}
@@ -175,7 +175,7 @@ func TestConcurrentOpens(t *testing.T) {
 	if len(epochs) != 1 {
 		t.Errorf("replicas see epochs %v; want one", epochs)
 	}
-	if d := cmp.Diff([]appliedRow{{1, "0001_initial.sql"}}, applied(t, pool(t, dsn))); d != "" {
+	if d := cmp.Diff([]appliedRow{{1, "0001_initial.sql"}, {2, "0002_store.sql"}}, applied(t, pool(t, dsn))); d != "" {
 		t.Errorf("applied migrations (-want +got):\n%s", d)
 	}
 }
@@ -236,7 +236,7 @@ func TestOpenBadURL(t *testing.T) {
 
 // TestSchemaKeepsRowsConsistent: the constraints of the schema, against the
 // real server: a prefix list still referred to cannot be deleted, deleting
-// a group takes its rules, sites and references along, a sync state's
+// a group takes its sites and references along, a sync state's
 // awaited sites go with it, and statuses and kinds outside the domain's are
 // refused.
 func TestSchemaKeepsRowsConsistent(t *testing.T) {
@@ -271,7 +271,6 @@ func TestSchemaKeepsRowsConsistent(t *testing.T) {
 	}
 	must(`INSERT INTO prefix_lists (org_id, id, doc) VALUES ('o', 'pl_1', '{}')`)
 	must(`INSERT INTO security_groups (org_id, id, doc) VALUES ('o', 'sg_1', '{}')`)
-	must(`INSERT INTO filter_rules VALUES ('o', 'sg_1', 'sgr_1', 0, 'inbound', 6, '22', 'pl_1')`)
 	must(`INSERT INTO group_sites VALUES ('o', 'sg_1', 'site_a')`)
 	must(`INSERT INTO list_refs VALUES ('o', 'pl_1', 'sg_1')`)
 	must(`INSERT INTO sync_states (org_id, kind, resource_id, status, started, deadline) VALUES ('o', 'security_group', 'sg_1', 'syncing', now(), now() + interval '1 minute')`)
@@ -283,8 +282,9 @@ func TestSchemaKeepsRowsConsistent(t *testing.T) {
 		{"referenced list", `DELETE FROM prefix_lists WHERE id = 'pl_1'`, "23503"},
 		{"reference to a missing list", `INSERT INTO list_refs VALUES ('o', 'pl_missing', 'sg_1')`, "23503"},
 		{"list of another org", `INSERT INTO list_refs VALUES ('other', 'pl_1', 'sg_1')`, "23503"},
-		{"rule of a missing group", `INSERT INTO filter_rules VALUES ('o', 'sg_missing', 'sgr_2', 0, 'inbound', 6, '22', '10.0.0.0/8')`, "23503"},
-		{"two rules at one position", `INSERT INTO filter_rules VALUES ('o', 'sg_1', 'sgr_3', 0, 'inbound', 6, '23', '10.0.0.0/8')`, "23505"},
+		{"site of a missing group", `INSERT INTO group_sites VALUES ('o', 'sg_missing', 'site_a')`, "23503"},
+		{"a document that is not JSON", `UPDATE security_groups SET doc = 'not json'`, "22P02"},
+		{"a short audit key", `INSERT INTO audit_events VALUES ('o', '\x00', 'sg_1', '{}')`, "23514"},
 		{"unknown status", `UPDATE sync_states SET status = 'done'`, "23514"},
 		{"syncing without deadline", `UPDATE sync_states SET deadline = NULL`, "23514"},
 		{"unknown kind", `INSERT INTO sync_states (org_id, kind, resource_id, status) VALUES ('o', 'firewall', 'x', 'active')`, "23514"},
@@ -298,7 +298,7 @@ func TestSchemaKeepsRowsConsistent(t *testing.T) {
 	}
 
 	must(`DELETE FROM security_groups WHERE id = 'sg_1'`)
-	for _, table := range []string{"filter_rules", "group_sites", "list_refs"} {
+	for _, table := range []string{"group_sites", "list_refs"} {
 		if n := count(table); n != 0 {
 			t.Errorf("%s has %d rows after the group's delete; want 0", table, n)
 		}

@@ -1,0 +1,423 @@
+package postgres
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	cp "github.com/rampart-fw/rampart/controlplane"
+)
+
+// This file writes groups and prefix lists. Each write is one transaction
+// that takes, in this order: the organisation's lock (lockOrg), the rows
+// of the sites it affects (lockSites), and its own sync state's row;
+// status ingestion takes sites, then sync states; the sweeper sync states.
+// One order, so no two transactions wait for each other in a circle.
+// Inside: the stored resource is read and checked (existence, version,
+// lock, quota, references), the new one built by the domain (keeping ids)
+// and stored, the Revisioner compiles the affected sites with their locked
+// rows, and the sync starts; the Change is announced after commit.
+
+// resourceWrite is one create or replace of a group or prefix list, as
+// the one write path (put) drives it. Its methods may run more than once
+// for one write (the transaction may start over), so each depends only on
+// its inputs and the transaction.
+type resourceWrite interface {
+	kind() string
+	id() string
+	// sites are the sites the write attaches the resource to (quota).
+	sites() []string
+	// read reads what the write needs of the stored resource; false when
+	// there is none.
+	read(ctx context.Context, tx pgx.Tx, org string) (bool, error)
+	// store builds the new resource (keeping ids of what read found),
+	// checks its references and stores it with its sites and references;
+	// it returns the sites the write affects and those that must confirm
+	// it.
+	store(ctx context.Context, tx pgx.Tx, org string) (affected, await []string, err error)
+	// stored is the resource as stored, its status the write's.
+	stored() []byte
+}
+
+func opName(verb, kind string) string { return verb + " " + strings.ReplaceAll(kind, "_", " ") }
+
+// put runs a create (when w's resource is new) or replace, announces its
+// change after commit and answers with the resource as stored.
+func (s *Store) put(ctx context.Context, org string, create bool, w resourceWrite) (cp.Stored, error) {
+	var st cp.SyncState
+	var change cp.Change
+	wr := cp.WriteRequestFrom(ctx)
+	err := s.write(ctx, opName("store", w.kind()), func(tx pgx.Tx) error {
+		now := s.opts.Now()
+		if err := lockOrg(ctx, tx, org); err != nil {
+			return err
+		}
+		k := resKey{org, w.kind(), w.id()}
+		var prev *cp.SyncState
+		if !create {
+			found, err := w.read(ctx, tx, org)
+			if err != nil {
+				return err
+			}
+			if !found {
+				return cp.NotFound(w.kind(), w.id())
+			}
+			p, err := writableSync(ctx, tx, k, now, wr.IfMatch)
+			if err != nil {
+				return err
+			}
+			prev = &p
+		}
+		// After existence and lock: a missing or syncing resource answers
+		// 404 or 409 first.
+		if err := s.checkQuota(ctx, tx, org, w.kind(), create, w.sites()); err != nil {
+			return err
+		}
+		affected, await, err := w.store(ctx, tx, org)
+		if err != nil {
+			return err
+		}
+		sites, err := orgSites(ctx, tx, org, affected)
+		if err != nil {
+			return err
+		}
+		docs, err := s.revise(ctx, tx, org, sites, now)
+		if err != nil {
+			return err
+		}
+		revs := cp.Revisions(docs)
+		st = cp.NewSyncState(cp.Awaited(revs, await), now, s.opts.SyncTimeout)
+		st.Version = 1
+		if prev != nil {
+			st.Version = prev.Version + 1
+		}
+		for _, site := range sortedKeys(st.Awaiting) {
+			if r := sites[site]; r.exists {
+				st.ConfirmStanding(site, r.rec, r.last)
+			}
+		}
+		if err := putSync(ctx, tx, k, st); err != nil {
+			return err
+		}
+		touchSites(sites, revs, &st)
+		if err := storeSites(ctx, tx, rowsOf(sites)); err != nil {
+			return err
+		}
+		change = cp.Change{OrgID: org, Sites: slices.Sorted(maps.Keys(sites)), Kind: w.kind(), ID: w.id(), Revisions: revs, Documents: docs}
+		return recordAudit(ctx, tx, cp.NewAuditEvent(wr, org, w.kind(), w.id(), st.Version, w.stored(), now))
+	})
+	if err != nil {
+		return cp.Stored{}, err
+	}
+	s.notify(change)
+	return cp.Stored{ID: w.id(), Body: cp.SpliceStatus(w.stored(), st.Status), Version: st.Version}, nil
+}
+
+// touchSites records on each site the revision the write gave it; sites
+// that sync awaits read syncing until its deadline (AssignRevision).
+func touchSites(sites map[string]*siteRow, revs map[string]uint64, sync *cp.SyncState) {
+	for id, r := range sites {
+		var awaited bool
+		var deadline time.Time
+		if sync != nil {
+			_, awaited = sync.Awaiting[id]
+			deadline = sync.Deadline
+		}
+		r.rec, r.dirty = cp.AssignRevision(r.rec, revs[id], awaited, deadline), true
+	}
+}
+
+// checkQuota applies the quotas to a write of a resource of kind naming
+// sites, under the organisation's lock: a new resource must fit the
+// kind's quota, and sites not known yet must fit the site quota.
+func (s *Store) checkQuota(ctx context.Context, tx pgx.Tx, org, kind string, create bool, sites []string) error {
+	q := s.opts.Quotas.WithDefaults()
+	if create {
+		var have int
+		if err := tx.QueryRow(ctx, `SELECT count(*) FROM `+table(kind)+` WHERE org_id = $1`, org).Scan(&have); err != nil {
+			return fmt.Errorf("count %ss: %w", kind, err)
+		}
+		if err := q.CheckCreate(kind, have); err != nil {
+			return err
+		}
+	}
+	if len(sites) == 0 {
+		return nil
+	}
+	var known, have int
+	if err := tx.QueryRow(ctx, `SELECT (SELECT count(*) FROM sites WHERE org_id = $1 AND id = ANY($2)), (SELECT count(*) FROM sites WHERE org_id = $1)`,
+		org, sites).Scan(&known, &have); err != nil {
+		return fmt.Errorf("count sites: %w", err)
+	}
+	return q.CheckSites(have, len(sites)-known)
+}
+
+func table(kind string) string {
+	if kind == cp.KindSecurityGroup {
+		return "security_groups"
+	}
+	return "prefix_lists"
+}
+
+// readDoc reads the stored document of a group or prefix list; nil when
+// there is none.
+func readDoc(ctx context.Context, tx pgx.Tx, org, kind, id string) ([]byte, error) {
+	var raw []byte
+	err := tx.QueryRow(ctx, `SELECT doc FROM `+table(kind)+` WHERE org_id = $1 AND id = $2`, org, id).Scan(&raw)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read %s %s: %w", kind, id, err)
+	}
+	return raw, nil
+}
+
+// CreateSecurityGroup stores a new group built from a validated write and
+// answers with its id and its JSON as the API shows it.
+func (s *Store) CreateSecurityGroup(ctx context.Context, org string, w *cp.SecurityGroupWrite) (cp.Stored, error) {
+	return s.put(ctx, org, true, &groupWrite{w: w, gid: cp.NewID(cp.SecurityGroupIDPrefix)})
+}
+
+// ReplaceSecurityGroup replaces a group whole (PUT) and answers with its
+// JSON. Rules that match the same traffic as before keep their ids. The
+// context's WriteRequest may carry an If-Match precondition.
+func (s *Store) ReplaceSecurityGroup(ctx context.Context, org, id string, w *cp.SecurityGroupWrite) (cp.Stored, error) {
+	return s.put(ctx, org, false, &groupWrite{w: w, gid: id})
+}
+
+// groupWrite is the resourceWrite of a group.
+type groupWrite struct {
+	w    *cp.SecurityGroupWrite
+	gid  string
+	prev cp.SecurityGroup // the stored group's sites and rules
+	data []byte
+}
+
+func (gw *groupWrite) kind() string    { return cp.KindSecurityGroup }
+func (gw *groupWrite) id() string      { return gw.gid }
+func (gw *groupWrite) sites() []string { return gw.w.Sites }
+func (gw *groupWrite) stored() []byte  { return gw.data }
+
+func (gw *groupWrite) read(ctx context.Context, tx pgx.Tx, org string) (bool, error) {
+	gw.prev = cp.SecurityGroup{}
+	raw, err := readDoc(ctx, tx, org, cp.KindSecurityGroup, gw.gid)
+	if raw == nil || err != nil {
+		return false, err
+	}
+	if err := json.Unmarshal(raw, &gw.prev); err != nil {
+		return false, fmt.Errorf("decode security group %s: %w", gw.gid, err)
+	}
+	return true, nil
+}
+
+func (gw *groupWrite) store(ctx context.Context, tx pgx.Tx, org string) ([]string, []string, error) {
+	g := gw.w.NewSecurityGroup(org, gw.gid, gw.prev.Rules)
+	// The status the write has: syncing when it has sites (they must
+	// confirm), active otherwise; reads splice in the sync state's.
+	g.Status = cp.StatusActive
+	if len(g.Sites) > 0 {
+		g.Status = cp.StatusSyncing
+	}
+	refs := g.ReferencedPrefixLists()
+	if len(refs) > 0 {
+		rows, err := tx.Query(ctx, `SELECT id FROM prefix_lists WHERE org_id = $1 AND id = ANY($2)`, org, refs)
+		if err != nil {
+			return nil, nil, fmt.Errorf("read referenced prefix lists: %w", err)
+		}
+		found, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			return nil, nil, fmt.Errorf("read referenced prefix lists: %w", err)
+		}
+		for i, r := range g.Rules {
+			if strings.HasPrefix(r.Address, cp.PrefixListIDPrefix) && !slices.Contains(found, r.Address) {
+				return nil, nil, cp.UnknownPrefixList(i, r.Address)
+			}
+		}
+	}
+	var err error
+	if gw.data, err = json.Marshal(&g); err != nil {
+		return nil, nil, fmt.Errorf("encode security group: %w", err)
+	}
+	b := &pgx.Batch{}
+	b.Queue(`INSERT INTO security_groups (org_id, id, doc) VALUES ($1, $2, $3)
+		ON CONFLICT (org_id, id) DO UPDATE SET doc = excluded.doc, updated_at = now()`, org, gw.gid, gw.data)
+	b.Queue(`DELETE FROM group_sites WHERE org_id = $1 AND group_id = $2`, org, gw.gid)
+	b.Queue(`INSERT INTO group_sites (org_id, group_id, site_id) SELECT $1, $2, unnest($3::text[])`, org, gw.gid, g.Sites)
+	b.Queue(`DELETE FROM list_refs WHERE org_id = $1 AND group_id = $2`, org, gw.gid)
+	b.Queue(`INSERT INTO list_refs (org_id, list_id, group_id) SELECT $1, unnest($3::text[]), $2`, org, gw.gid, refs)
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+		return nil, nil, fmt.Errorf("store security group: %w", err)
+	}
+	return union(g.Sites, gw.prev.Sites), g.Sites, nil
+}
+
+// union is the sorted, unique sites of a and b.
+func union(a, b []string) []string {
+	out := slices.Concat(a, b)
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+// CreatePrefixList stores a new prefix list built from a validated write
+// and answers with its id and its JSON as the API shows it.
+func (s *Store) CreatePrefixList(ctx context.Context, org string, w *cp.PrefixListWrite) (cp.Stored, error) {
+	return s.put(ctx, org, true, &listWrite{w: w, lid: cp.NewID(cp.PrefixListIDPrefix)})
+}
+
+// ReplacePrefixList replaces a prefix list whole (PUT) and answers with
+// its JSON. Prefixes with an unchanged CIDR keep their ids.
+func (s *Store) ReplacePrefixList(ctx context.Context, org, id string, w *cp.PrefixListWrite) (cp.Stored, error) {
+	return s.put(ctx, org, false, &listWrite{w: w, lid: id})
+}
+
+// listWrite is the resourceWrite of a prefix list.
+type listWrite struct {
+	w    *cp.PrefixListWrite
+	lid  string
+	prev cp.PrefixList
+	data []byte
+}
+
+func (lw *listWrite) kind() string    { return cp.KindPrefixList }
+func (lw *listWrite) id() string      { return lw.lid }
+func (lw *listWrite) sites() []string { return lw.w.Sites }
+func (lw *listWrite) stored() []byte  { return lw.data }
+
+func (lw *listWrite) read(ctx context.Context, tx pgx.Tx, org string) (bool, error) {
+	lw.prev = cp.PrefixList{}
+	raw, err := readDoc(ctx, tx, org, cp.KindPrefixList, lw.lid)
+	if raw == nil || err != nil {
+		return false, err
+	}
+	if err := json.Unmarshal(raw, &lw.prev); err != nil {
+		return false, fmt.Errorf("decode prefix list %s: %w", lw.lid, err)
+	}
+	return true, nil
+}
+
+// store: the list must be confirmed by its own sites and by the sites of
+// every group that refers to it: all of them get new content.
+func (lw *listWrite) store(ctx context.Context, tx pgx.Tx, org string) ([]string, []string, error) {
+	l := lw.w.NewPrefixList(org, lw.lid, lw.prev.Prefixes)
+	rows, err := tx.Query(ctx, `SELECT DISTINCT gs.site_id FROM list_refs r
+		JOIN group_sites gs ON gs.org_id = r.org_id AND gs.group_id = r.group_id
+		WHERE r.org_id = $1 AND r.list_id = $2`, org, lw.lid)
+	if err != nil {
+		return nil, nil, fmt.Errorf("read sites of referring groups: %w", err)
+	}
+	viaGroups, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, nil, fmt.Errorf("read sites of referring groups: %w", err)
+	}
+	pending := union(l.Sites, viaGroups)
+	l.Status = cp.StatusActive
+	if len(pending) > 0 {
+		l.Status = cp.StatusSyncing
+	}
+	if lw.data, err = json.Marshal(&l); err != nil {
+		return nil, nil, fmt.Errorf("encode prefix list: %w", err)
+	}
+	b := &pgx.Batch{}
+	b.Queue(`INSERT INTO prefix_lists (org_id, id, doc) VALUES ($1, $2, $3)
+		ON CONFLICT (org_id, id) DO UPDATE SET doc = excluded.doc, updated_at = now()`, org, lw.lid, lw.data)
+	b.Queue(`DELETE FROM list_sites WHERE org_id = $1 AND list_id = $2`, org, lw.lid)
+	b.Queue(`INSERT INTO list_sites (org_id, list_id, site_id) SELECT $1, $2, unnest($3::text[])`, org, lw.lid, l.Sites)
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+		return nil, nil, fmt.Errorf("store prefix list: %w", err)
+	}
+	return union(pending, lw.prev.Sites), pending, nil
+}
+
+// DeleteSecurityGroup deletes a group; its rules leave its sites
+// asynchronously (the Change names them).
+func (s *Store) DeleteSecurityGroup(ctx context.Context, org, id string) error {
+	return s.del(ctx, org, cp.KindSecurityGroup, id, func(tx pgx.Tx, raw []byte, st cp.SyncState, now time.Time) ([]string, error) {
+		g, err := cp.DecodeSecurityGroup(raw, org, st, now)
+		return g.Sites, err
+	})
+}
+
+// DeletePrefixList deletes a prefix list no group refers to.
+func (s *Store) DeletePrefixList(ctx context.Context, org, id string) error {
+	return s.del(ctx, org, cp.KindPrefixList, id, func(tx pgx.Tx, raw []byte, st cp.SyncState, now time.Time) ([]string, error) {
+		rows, err := tx.Query(ctx, `SELECT group_id FROM list_refs WHERE org_id = $1 AND list_id = $2 ORDER BY group_id`, org, id)
+		if err != nil {
+			return nil, fmt.Errorf("read groups referring to prefix list: %w", err)
+		}
+		users, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			return nil, fmt.Errorf("read groups referring to prefix list: %w", err)
+		}
+		if len(users) > 0 {
+			return nil, cp.PrefixListInUse(id, users)
+		}
+		l, err := cp.DecodePrefixList(raw, org, st, now)
+		return l.Sites, err
+	})
+}
+
+// del deletes a group or prefix list: check returns its sites, or why it
+// may not go. Its sync state goes with it, and every site it applied to
+// gets the revision without it.
+func (s *Store) del(ctx context.Context, org, kind, id string, check func(tx pgx.Tx, raw []byte, st cp.SyncState, now time.Time) ([]string, error)) error {
+	var change cp.Change
+	wr := cp.WriteRequestFrom(ctx)
+	err := s.write(ctx, opName("delete", kind), func(tx pgx.Tx) error {
+		now := s.opts.Now()
+		if err := lockOrg(ctx, tx, org); err != nil {
+			return err
+		}
+		raw, err := readDoc(ctx, tx, org, kind, id)
+		if err != nil {
+			return err
+		}
+		if raw == nil {
+			return cp.NotFound(kind, id)
+		}
+		k := resKey{org, kind, id}
+		st, err := writableSync(ctx, tx, k, now, wr.IfMatch)
+		if err != nil {
+			return err
+		}
+		prevSites, err := check(tx, raw, st, now)
+		if err != nil {
+			return err
+		}
+		// The group's sites and references, the list's sites and the sync
+		// state's awaited sites go with them (ON DELETE CASCADE).
+		b := &pgx.Batch{}
+		b.Queue(`DELETE FROM `+table(kind)+` WHERE org_id = $1 AND id = $2`, org, id)
+		b.Queue(`DELETE FROM sync_states WHERE org_id = $1 AND kind = $2 AND resource_id = $3`, org, kind, id)
+		if err := tx.SendBatch(ctx, b).Close(); err != nil {
+			return fmt.Errorf("delete %s: %w", kind, err)
+		}
+		sites, err := orgSites(ctx, tx, org, prevSites)
+		if err != nil {
+			return err
+		}
+		docs, err := s.revise(ctx, tx, org, sites, now)
+		if err != nil {
+			return err
+		}
+		revs := cp.Revisions(docs)
+		touchSites(sites, revs, nil)
+		if err := storeSites(ctx, tx, rowsOf(sites)); err != nil {
+			return err
+		}
+		change = cp.Change{OrgID: org, Sites: slices.Sorted(maps.Keys(sites)), Kind: kind, ID: id, Deleted: true, Revisions: revs, Documents: docs}
+		return recordAudit(ctx, tx, cp.NewAuditEvent(wr, org, kind, id, st.Version+1, nil, now))
+	})
+	if err != nil {
+		return err
+	}
+	s.notify(change)
+	return nil
+}
