@@ -1,5 +1,6 @@
 // Command rampart-controlplane serves the Security Groups REST API, stores
-// policy in bbolt, publishes each site's desired state over MQTT (an
+// policy in bbolt (or, with --store-url, in PostgreSQL shared by several
+// control planes), publishes each site's desired state over MQTT (an
 // embedded broker or an external one) and takes the sites' status back.
 //
 // Usage:
@@ -8,6 +9,7 @@
 //	rampart-controlplane token --data-dir D --org ORG    print a bearer token
 //	rampart-controlplane enroll --org ORG --site SITE    print a site's agent environment
 //	rampart-controlplane login-url --org ORG             print a one-time console login link
+//	rampart-controlplane migrate --from-bolt F --store-url U   copy a bbolt store into PostgreSQL
 //	rampart-controlplane <subcommand> -h                 help of a subcommand
 //
 // Every flag can also be set in the environment as RAMPART_<FLAG_IN_CAPS>
@@ -40,6 +42,7 @@ var subcommands = map[string]func(ctx context.Context, args []string, stdout, st
 	"token":     runToken,
 	"enroll":    runEnroll,
 	"login-url": runLoginURL,
+	"migrate":   runMigrate,
 }
 
 func main() {

@@ -22,6 +22,7 @@ import (
 	"github.com/rampart-fw/rampart/controlplane/auth"
 	"github.com/rampart-fw/rampart/controlplane/console"
 	"github.com/rampart-fw/rampart/controlplane/keys"
+	"github.com/rampart-fw/rampart/controlplane/store/postgres"
 	"github.com/rampart-fw/rampart/internal/buildinfo"
 )
 
@@ -45,8 +46,11 @@ type Main struct {
 
 	// Set by Start.
 	Store Store
-	Key   keys.Key
-	API   *api.Server
+	// Replicas is Store when it is PostgreSQL's (--store-url), nil with
+	// bbolt: what several control planes on one database need beyond Store.
+	Replicas *postgres.Store
+	Key      keys.Key
+	API      *api.Server
 	// Console serves / and the session cookie in front of API (console.go).
 	Console *console.Console
 	// Addr is the HTTP listener's address (useful with port 0).
@@ -236,7 +240,7 @@ func (m *Main) Close() error {
 		if err := m.Store.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("close store: %w", err))
 		}
-		m.Store = nil
+		m.Store, m.Replicas = nil, nil
 	}
 	return errors.Join(errs...)
 }

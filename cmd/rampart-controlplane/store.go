@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/url"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -12,6 +13,7 @@ import (
 	"github.com/rampart-fw/rampart/controlplane/api"
 	"github.com/rampart-fw/rampart/controlplane/compile"
 	"github.com/rampart-fw/rampart/controlplane/store/bolt"
+	"github.com/rampart-fw/rampart/controlplane/store/postgres"
 	"github.com/rampart-fw/rampart/controlplane/syncer"
 )
 
@@ -40,12 +42,56 @@ func (m *Main) openStore(ctx context.Context) (Store, error) {
 		if err := checkStoreURL(c.StoreURL); err != nil {
 			return nil, err
 		}
-		return nil, fmt.Errorf("--store-url %s: this build has no PostgreSQL store yet", redactStoreURL(c.StoreURL))
+		pg, err := postgres.OpenStore(ctx, c.StoreURL, postgres.Options{
+			SyncTimeout: c.SyncTimeout, Now: m.Now, Revisioner: compile.Revisioner{}, Quotas: c.Quotas,
+			AuditRetention: c.AuditRetention, OnPruneError: onPrune, ReplicaID: replicaID(c),
+		})
+		if err != nil {
+			return nil, fmt.Errorf("open --store-url %s: %w", redactStoreURL(c.StoreURL), err)
+		}
+		m.Replicas = pg
+		return pg, nil
 	}
 	return bolt.Open(filepath.Join(c.DataDir, DBFile), bolt.Options{
 		SyncTimeout: c.SyncTimeout, Now: m.Now, Revisioner: compile.Revisioner{}, Quotas: c.Quotas,
 		AuditRetention: c.AuditRetention, OnPruneError: onPrune,
 	})
+}
+
+// republishAfter is how long a revision committed by a replica may stay
+// unpublished before another publishes it: longer than a publish takes on
+// a live replica (so its own is not doubled), short enough that a dead
+// replica's writes reach their sites within seconds. A doubled publish is
+// harmless (documents are whole, with per-site revisions).
+const republishAfter = 10 * time.Second
+
+// runReplicaDuties starts what only several control planes on one
+// database need, each on one replica at a time (a lease in the database):
+// republishing what a replica committed and died before publishing,
+// through the syncer. With bbolt there is nothing to start.
+func (m *Main) runReplicaDuties(ctx context.Context, republish cp.ChangeFunc) {
+	if m.Replicas == nil {
+		return
+	}
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		m.Replicas.RunRepublisher(ctx, m.SweepInterval, republishAfter, republish,
+			func(err error) { m.Logger.Error("republish unpublished revisions", "error", err) })
+	}()
+}
+
+// replicaID is --replica-id, or this host's name and process id: unique
+// among replicas, and readable in the leases table and the logs.
+func replicaID(c Config) string {
+	if c.ReplicaID != "" {
+		return c.ReplicaID
+	}
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "unknown-host"
+	}
+	return fmt.Sprintf("%s-%d", host, os.Getpid())
 }
 
 // readyChecks are /readyz's checks beyond the store's Ping: the data
