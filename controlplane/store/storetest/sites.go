@@ -23,6 +23,18 @@ func compiled(t *testing.T, open Opener) (Store, *clock) {
 	return open(t, Options{Now: clk.Now, SyncTimeout: time.Minute, Revisioner: compile.Revisioner{}}), clk
 }
 
+// webOnSiteA opens a compiled store holding one group on site_a, at
+// site_a's revision 1.
+func webOnSiteA(t *testing.T, open Opener) (Store, *clock, cp.SecurityGroup) {
+	t.Helper()
+	s, clk := compiled(t, open)
+	g, err := createGroup(context.Background(), s, org, webGroup("443", "", "site_a"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, clk, g
+}
+
 func testFailedReportFailsAndRecovers(t *testing.T, open Opener) {
 	ctx := context.Background()
 	s := open(t, Options{Revisioner: &counter{}})
@@ -104,11 +116,7 @@ func testSweeperFailsAtDeadline(t *testing.T, open Opener) {
 // checks the group's status and the site's record after each step.
 func testReportStatusStateTable(t *testing.T, open Opener) {
 	ctx := context.Background()
-	s, clk := compiled(t, open)
-	g, err := createGroup(ctx, s, org, webGroup("443", "", "site_a"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, clk, g := webOnSiteA(t, open)
 	ep := s.Epoch()
 	type want struct {
 		res     cp.ReportResult
@@ -198,11 +206,7 @@ func testReportStatusStateTable(t *testing.T, open Opener) {
 // in Settle.
 func testSettleSkipsAFailedRevision(t *testing.T, open Opener) {
 	ctx := context.Background()
-	s, clk := compiled(t, open)
-	g, err := createGroup(ctx, s, org, webGroup("443", "", "site_a"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, clk, g := webOnSiteA(t, open)
 	ep := s.Epoch()
 	reportStatus(ctx, s, org, "site_a", report(ep, 1, protocol.StateApplied, ""))
 	reportStatus(ctx, s, org, "site_a", report(ep, 1, protocol.StateFailed, "drift repair failed"))
@@ -267,11 +271,7 @@ func testReportsInAnyOrder(t *testing.T, open Opener) {
 // resource awaits; Settle shows the site syncing until it applies it.
 func testSettleAfterDelete(t *testing.T, open Opener) {
 	ctx := context.Background()
-	s, _ := compiled(t, open)
-	g, err := createGroup(ctx, s, org, webGroup("443", "", "site_a"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, _, g := webOnSiteA(t, open)
 	ep := s.Epoch()
 	reportStatus(ctx, s, org, "site_a", report(ep, 1, protocol.StateApplied, ""))
 	if err := s.DeleteSecurityGroup(ctx, org, g.ID); err != nil {
@@ -357,11 +357,7 @@ func testIngestBatch(t *testing.T, open Opener) {
 // write still asks the site for its next revision.
 func testForgedStatusRefused(t *testing.T, open Opener) {
 	ctx := context.Background()
-	s, _ := compiled(t, open)
-	g, err := createGroup(ctx, s, org, webGroup("443", "", "site_a"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, _, g := webOnSiteA(t, open)
 	ep := s.Epoch()
 	before := site(t, s, "site_a")
 	for _, forged := range []protocol.SiteStatus{
@@ -395,11 +391,7 @@ func testForgedStatusRefused(t *testing.T, open Opener) {
 // controlplane.MaxSiteError, in the site and in the group's failure.
 func testReportTextBounded(t *testing.T, open Opener) {
 	ctx := context.Background()
-	s, _ := compiled(t, open)
-	g, err := createGroup(ctx, s, org, webGroup("443", "", "site_a"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, _, g := webOnSiteA(t, open)
 	if _, err := reportStatus(ctx, s, org, "site_a", report(s.Epoch(), 1, protocol.StateFailed, strings.Repeat("x", 8<<20))); err != nil {
 		t.Fatal(err)
 	}
