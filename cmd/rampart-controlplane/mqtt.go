@@ -215,6 +215,7 @@ func (m *Main) startMQTT(ctx context.Context) (stop func(), err error) {
 	log := m.Logger.With("part", "mqtt")
 	sy := syncer.New(syncer.Options{Store: m.Store, Logger: log, Registry: m.Registry})
 	m.Store.OnChange(sy.Changed)
+	m.runReplicaDuties(ctx, sy.Changed)
 
 	opts := bus.Options{
 		Ingester:  sy,
