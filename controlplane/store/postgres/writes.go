@@ -118,7 +118,7 @@ func (s *Store) put(ctx context.Context, org string, create bool, w resourceWrit
 	if err != nil {
 		return cp.Stored{}, err
 	}
-	s.notify(change)
+	s.changes.Notify(change)
 	return cp.Stored{ID: w.id(), Body: cp.SpliceStatus(w.stored(), st.Status), Version: st.Version}, nil
 }
 
@@ -432,6 +432,6 @@ func (s *Store) del(ctx context.Context, org, kind, id string, check func(tx pgx
 	if err != nil {
 		return err
 	}
-	s.notify(change)
+	s.changes.Notify(change)
 	return nil
 }
