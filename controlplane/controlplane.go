@@ -2,7 +2,8 @@
 // their filter rules, prefix lists, sites, the sync status of each resource,
 // the domain errors, and the seams through which the MQTT side (compiler,
 // publisher, status ingestion) joins the REST side. It imports no technology:
-// HTTP lives in api/, storage in store/ (store/bolt), authentication in auth/.
+// HTTP lives in api/, storage in store/ (store/bolt, store/postgres),
+// authentication in auth/.
 //
 // # Resources
 //
