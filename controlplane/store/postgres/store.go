@@ -77,6 +77,10 @@ func OpenStore(ctx context.Context, url string, opts Options) (*Store, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+	// PostgreSQL keeps microseconds: a deadline decided in a write reads
+	// back as the write decided it only if it had no more.
+	now := opts.Now
+	opts.Now = func() time.Time { return now().Truncate(time.Microsecond) }
 	if opts.LeaseTTL <= 0 {
 		opts.LeaseTTL = DefaultLeaseTTL
 	}
