@@ -759,3 +759,27 @@ func TestInsertedMeanwhileStartsOver(t *testing.T) {
 		t.Errorf("site %+v; want the other replica's record, online", site)
 	}
 }
+
+// TestIngestDoesNotWaitForWrites: status ingestion takes sites' rows, not
+// the organisation's lock, so reports are taken while a write of the same
+// organisation (on other sites) holds it.
+func TestIngestDoesNotWaitForWrites(t *testing.T) {
+	rs := replicas(t, 1, Options{})
+	ctx := context.Background()
+	if err := rs[0].ReserveSite(ctx, "org", "s1"); err != nil {
+		t.Fatal(err)
+	}
+	writer, err := rs[0].pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer writer.Rollback(ctx)
+	if err := lockOrg(ctx, writer, "org"); err != nil {
+		t.Fatal(err)
+	}
+	ictx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if _, err := rs[0].Ingest(ictx, []cp.Report{{OrgID: "org", SiteID: "s1", Presence: &protocol.Presence{State: protocol.PresenceOnline}}}); err != nil {
+		t.Errorf("ingest while a write holds the organisation: %v", err)
+	}
+}
