@@ -9,7 +9,7 @@
 // # Tables
 //
 // migrations/ holds the schema: a group or prefix list is its API JSON
-// (json, byte for byte) beside the relations a transaction must check or
+// (text, byte for byte) beside the relations a transaction must check or
 // find without decoding it (group_sites, list_sites, list_refs); a
 // resource's SyncState is a row of sync_states and one of sync_awaiting
 // per site it awaits; a site's record, newest report and Revisioner bytes
