@@ -228,6 +228,11 @@ type Site struct {
 	// SyncDeadline is when a pending sync of this site stops counting as
 	// syncing; internal.
 	SyncDeadline time.Time `json:"-"`
+	// DecommissionRevision is, while the site is decommissioning, the
+	// revision of its empty document: once its agent applied it, the site
+	// is forgotten (DecommissionDone); SyncDeadline is then the deadline
+	// of the decommission. Internal.
+	DecommissionRevision uint64 `json:"-"`
 }
 
 // UnknownRevision is the revision recorded for a site when no Revisioner

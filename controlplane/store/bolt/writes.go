@@ -89,8 +89,23 @@ func (s *Store) tryPut(ctx context.Context, org string, create bool, w resourceW
 		w.prepare()
 	}
 	var change cp.Change
-	pre := cp.WriteRequestFrom(ctx).IfMatch
 	err := s.write(ctx, func(tx *bolt.Tx) error {
+		var err error
+		st, change, err = s.putTx(ctx, tx, org, create, w, inTx)
+		return err
+	})
+	return st, change, err
+}
+
+// putTx is the transaction of one create or replace: with inTx, read and
+// prepare run in it; without, they ran before and it only checks that the
+// stored resource is still the one read. A decommission runs several in
+// one transaction (decommission.go).
+func (s *Store) putTx(ctx context.Context, tx *bolt.Tx, org string, create bool, w resourceWrite, inTx bool) (cp.SyncState, cp.Change, error) {
+	var st cp.SyncState
+	var change cp.Change
+	pre := cp.WriteRequestFrom(ctx).IfMatch
+	err := func() error {
 		now := s.opts.Now()
 		ob, err := orgBucket(tx, org, true)
 		if err != nil {
@@ -138,7 +153,7 @@ func (s *Store) tryPut(ctx context.Context, org string, create bool, w resourceW
 			return err
 		}
 		return s.audit(ctx, ob, org, w.kind(), w.id(), st.Version, w.stored(), now)
-	})
+	}()
 	return st, change, err
 }
 
