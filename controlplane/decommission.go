@@ -144,8 +144,8 @@ func (s *SyncState) Forget(site string) bool {
 // Decommissioned is what is kept of a forgotten site: enough to refuse
 // its credentials and its reports, and to say when and by whom.
 type Decommissioned struct {
-	OrgID  string    `json:"org_id"`
-	SiteID string    `json:"site_id"`
+	OrgID  string `json:"org_id"`
+	SiteID string `json:"site_id"`
 	// At is when it was forgotten; the audit trail says who asked.
 	At time.Time `json:"at"`
 }
