@@ -142,7 +142,7 @@ func (s *SyncState) Forget(site string) bool {
 }
 
 // Decommissioned is what is kept of a forgotten site: enough to refuse
-// its credentials and its reports, and to say when and by whom.
+// its credentials and its reports.
 type Decommissioned struct {
 	OrgID  string `json:"org_id"`
 	SiteID string `json:"site_id"`
