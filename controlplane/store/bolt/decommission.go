@@ -12,6 +12,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	cp "github.com/rampart-fw/rampart/controlplane"
+	"github.com/rampart-fw/rampart/protocol"
 )
 
 // This file persists decommissions (controlplane/decommission.go, whose
@@ -113,27 +114,38 @@ func (s *Store) DecommissionSite(ctx context.Context, org, site string) (cp.Site
 		if err := s.opts.Quotas.WithDefaults().CheckDecommission(countDecommissioned(tx, org)); err != nil {
 			return err
 		}
+		var ws []resourceWrite
 		for _, m := range membersOf(ob, site) {
 			w, err := withoutSite(ob, org, m.kind, m.id, site, now)
 			if err != nil {
 				return err
 			}
-			_, change, err := s.putTx(putCtx, tx, org, false, w, true)
+			ws = append(ws, w)
+		}
+		var docs map[string]protocol.DesiredState
+		affected := map[string]bool{site: true}
+		if len(ws) > 0 {
+			_, written, err := s.putAllTx(putCtx, tx, org, false, ws, true)
 			if err != nil {
 				return err
 			}
-			changes = append(changes, change)
-		}
-		// The site's own document, now empty: the resources' writes gave
-		// it its revision already; without any, this does.
-		affected := map[string]bool{site: true}
-		docs, err := s.revise(tx, ob, org, affected)
-		if err != nil {
-			return err
+			changes = append(changes, written...)
+			docs = written[0].Documents // the site is in every one
+		} else {
+			// Nothing to leave: the site's own document, empty, may
+			// still be new (a site only enrolled, or one whose agent
+			// still holds an older one).
+			if docs, err = s.revise(tx, ob, org, affected); err != nil {
+				return err
+			}
+			if err := touchSites(ob, affected, revisions(docs), nil); err != nil {
+				return err
+			}
 		}
 		revs := revisions(docs)
-		if err := touchSites(ob, affected, revs, nil); err != nil {
-			return err
+		if docs != nil {
+			docs = map[string]protocol.DesiredState{site: docs[site]}
+			revs = map[string]uint64{site: revs[site]}
 		}
 		if rec, _, err = readSite(ob, site); err != nil {
 			return err
