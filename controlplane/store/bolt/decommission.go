@@ -138,7 +138,7 @@ func (s *Store) DecommissionSite(ctx context.Context, org, site string) (cp.Site
 			if docs, err = s.revise(tx, ob, org, affected); err != nil {
 				return err
 			}
-			if err := touchSites(ob, affected, revisions(docs), nil); err != nil {
+			if err := touchSites(ob, affected, revisions(docs), nil, time.Time{}); err != nil {
 				return err
 			}
 		}

@@ -171,10 +171,15 @@ func (s *Store) putAllTx(ctx context.Context, tx *bolt.Tx, org string, create bo
 	}
 	revs := revisions(docs)
 	sts, changes := make([]cp.SyncState, len(ws)), make([]cp.Change, len(ws))
+	standing := standingCache{}
+	awaited := map[string]bool{}
 	for i, w := range ws {
-		st, change, err := s.startSync(tx, ob, org, w.kind(), w.id(), done[i].prevSync, pick(revs, done[i].await), done[i].affected, revs, now)
+		st, change, err := s.startSync(tx, ob, org, w.kind(), w.id(), done[i].prevSync, pick(revs, done[i].await), done[i].affected, revs, now, standing)
 		if err != nil {
 			return nil, nil, err
+		}
+		for site := range st.Awaiting {
+			awaited[site] = true
 		}
 		if len(ws) == 1 {
 			change.Documents = docs
@@ -189,6 +194,11 @@ func (s *Store) putAllTx(ctx context.Context, tx *bolt.Tx, org string, create bo
 			return nil, nil, err
 		}
 		sts[i], changes[i] = st, change
+	}
+	// Every site once, however many of the writes touch it: awaited (so
+	// syncing until the deadline) when any of them awaits it.
+	if err := touchSites(ob, all, revs, awaited, now.Add(s.opts.SyncTimeout)); err != nil {
+		return nil, nil, err
 	}
 	return sts, changes, nil
 }
@@ -534,7 +544,7 @@ func (s *Store) deleted(tx *bolt.Tx, ob *bolt.Bucket, org, kind, id string, st *
 		return cp.Change{}, err
 	}
 	revs := revisions(docs)
-	if err := touchSites(ob, affected, revs, nil); err != nil {
+	if err := touchSites(ob, affected, revs, nil, time.Time{}); err != nil {
 		return cp.Change{}, err
 	}
 	return cp.Change{OrgID: org, Sites: sortedKeys(affected), Kind: kind, ID: id, Deleted: true, Revisions: revs, Documents: docs}, nil
@@ -575,8 +585,8 @@ func pick(revs map[string]uint64, sites []string) map[string]uint64 {
 }
 
 // touchSites creates missing site records and records new desired
-// revisions; sites awaited by sync are marked syncing until its deadline.
-func touchSites(ob *bolt.Bucket, affected map[string]bool, revs map[string]uint64, sync *cp.SyncState) error {
+// revisions; sites in awaited are marked syncing until deadline.
+func touchSites(ob *bolt.Bucket, affected map[string]bool, revs map[string]uint64, awaited map[string]bool, deadline time.Time) error {
 	for _, id := range sortedKeys(affected) {
 		site, err := getSite(ob.Bucket(bucketSites), id)
 		if err != nil {
@@ -586,13 +596,7 @@ func touchSites(ob *bolt.Bucket, affected map[string]bool, revs map[string]uint6
 			site = &cp.Site{}
 			*site = cp.NewSite(id)
 		}
-		var awaited bool
-		var deadline time.Time
-		if sync != nil {
-			_, awaited = sync.Awaiting[id]
-			deadline = sync.Deadline
-		}
-		if err := storeSite(ob, cp.AssignRevision(*site, revs[id], awaited, deadline)); err != nil {
+		if err := storeSite(ob, cp.AssignRevision(*site, revs[id], awaited[id], deadline)); err != nil {
 			return err
 		}
 	}
