@@ -175,3 +175,39 @@ func refusedCount(t *testing.T, l *loop, reason string) float64 {
 	t.Fatalf("no rampart_broker_refused_total{reason=%q}", reason)
 	return 0
 }
+
+// TestDecommissionUnansweredSite: a router that is already gone never
+// confirms its empty document; its site is forgotten at the sync
+// deadline, across a restart of the control plane, and its credentials
+// stay refused after another restart.
+func TestDecommissionUnansweredSite(t *testing.T) {
+	l := newLoop(t, false, 3*time.Second)
+	var g cp.SecurityGroup
+	l.must(201, "POST", "/vpc/security-groups", groupBody("443", "192.0.2.0/24", "site_ghost"), &g)
+	l.waitStatus("/vpc/security-groups/"+g.ID, cp.StatusFailed) // the deadline passed: no longer locked
+	var dec cp.Site
+	l.must(202, "DELETE", "/vpc/sites/site_ghost", "", &dec)
+	l.restart()
+	var s cp.Site
+	if st := l.call("GET", "/vpc/sites/site_ghost", "", &s); st == 200 && s.State != cp.SiteDecommissioning {
+		t.Errorf("after a restart: %+v", s)
+	}
+	eventually(t, "site_ghost forgotten at the deadline", func() string {
+		if st := l.call("GET", "/vpc/sites/site_ghost", "", nil); st != 404 {
+			return fmt.Sprintf("GET %d", st)
+		}
+		return ""
+	})
+	l.restart()
+	if _, err := dialSite(t, l.m.MQTT.AgentURL, l.m.Key, l.org, "site_ghost", nil); err == nil {
+		t.Fatal("a decommissioned site's secret logged in after a restart")
+	}
+	if n := refusedCount(t, l, "decommissioned"); n != 1 {
+		t.Errorf("rampart_broker_refused_total{reason=\"decommissioned\"} = %v, want 1", n)
+	}
+	var cur cp.SecurityGroup
+	l.must(200, "GET", "/vpc/security-groups/"+g.ID, "", &cur)
+	if len(cur.Sites) != 0 || cur.Status != cp.StatusActive {
+		t.Errorf("group after its only site was decommissioned: %q, sites %v", cur.Status, cur.Sites)
+	}
+}
