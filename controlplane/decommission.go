@@ -148,6 +148,24 @@ type Decommissioned struct {
 	SiteID string `json:"site_id"`
 	// At is when it was forgotten; the audit trail says who asked.
 	At time.Time `json:"at"`
+	// Revision is the last revision the site was given (its empty
+	// document's).
+	Revision uint64 `json:"revision"`
+}
+
+// Forgotten is what is kept of a site forgotten at now.
+func Forgotten(rec Site, org string, now time.Time) Decommissioned {
+	return Decommissioned{OrgID: org, SiteID: rec.ID, At: now.UTC(), Revision: rec.DesiredRevision}
+}
+
+// Reenrolled is the record of a decommissioned site enrolled again: known,
+// and given the revision it had, so the report of an agent that kept its
+// cache (the empty document) is believed, not refused as a revision the
+// site was never given.
+func Reenrolled(d Decommissioned) Site {
+	s := NewSite(d.SiteID)
+	s.DesiredRevision = d.Revision
+	return s
 }
 
 // SiteRef names a site of an organisation.

@@ -333,13 +333,20 @@ func (s *Store) forget(tx *bolt.Tx, ob *bolt.Bucket, ref cp.SiteRef, now time.Ti
 			return err
 		}
 	}
+	rec, err := getSite(ob.Bucket(bucketSites), site)
+	if err != nil {
+		return err
+	}
+	if rec == nil {
+		rec = &cp.Site{ID: site}
+	}
 	if err := deleteSite(ob.Bucket(bucketSites), site); err != nil {
 		return err
 	}
 	if err := ob.Bucket(bucketReports).Delete([]byte(site)); err != nil {
 		return err
 	}
-	if err := putJSON(tx.Bucket(bucketDenied), string(key(org, site)), cp.Decommissioned{OrgID: org, SiteID: site, At: now.UTC()}); err != nil {
+	if err := putJSON(tx.Bucket(bucketDenied), string(key(org, site)), cp.Forgotten(*rec, org, now)); err != nil {
 		return err
 	}
 	tx.OnCommit(func() { s.denied.set(org, site, true) })
@@ -359,17 +366,19 @@ func (s *Store) SiteCleared(ctx context.Context, org, site string) error {
 	return wrap("record cleared site", err)
 }
 
-// undeny lifts a decommissioned site's refusal (enrollment), in tx. A
-// clearing of its topics still pending is dropped too: it would kick the
-// enrolled agent off and clear what it publishes now.
-func (s *Store) undeny(tx *bolt.Tx, org, site string) error {
+// undeny lifts a decommissioned site's refusal (enrollment), in tx, and
+// returns what was kept of it (nil when it was not refused). A clearing
+// of its topics still pending is dropped too: it would kick the enrolled
+// agent off and clear what it publishes now.
+func (s *Store) undeny(tx *bolt.Tx, org, site string) (*cp.Decommissioned, error) {
 	b := tx.Bucket(bucketDenied)
-	if b.Get(key(org, site)) == nil {
-		return nil
+	d, err := getJSON[cp.Decommissioned](b, string(key(org, site)))
+	if err != nil || d == nil {
+		return nil, err
 	}
 	tx.OnCommit(func() { s.denied.set(org, site, false) })
 	if err := tx.Bucket(bucketDecommissioning).Delete(key(org, site)); err != nil {
-		return err
+		return nil, err
 	}
-	return b.Delete(key(org, site))
+	return d, b.Delete(key(org, site))
 }

@@ -212,6 +212,12 @@ func TestDecommissionAllOrNothing(t *testing.T) {
 	if s.Decommissioned(org, "site_1") {
 		t.Error("enrolled again, still decommissioned")
 	}
+	// An agent that kept its cache reports the empty document's revision:
+	// believed, since the site is given the revision it had.
+	res1, err = reportStatus(ctx, s, org, "site_1", protocol.SiteStatus{Schema: 1, OrgID: org, SiteID: "site_1", Epoch: s.Epoch(), Revision: got.DesiredRevision, State: protocol.StateApplied})
+	if err != nil || res1 != cp.ReportTaken {
+		t.Errorf("the re-enrolled agent's report of its cached revision: %v, %v; want taken", res1, err)
+	}
 	back, err := createGroup(ctx, s, org, webGroup("80", "c", "site_1"))
 	if err != nil {
 		t.Fatal(err)

@@ -78,7 +78,8 @@ func (s *Store) ReserveSite(ctx context.Context, org, site string) error {
 		if err != nil {
 			return err
 		}
-		if err := s.undeny(tx, org, site); err != nil {
+		was, err := s.undeny(tx, org, site)
+		if err != nil {
 			return err
 		}
 		sb := ob.Bucket(bucketSites)
@@ -88,7 +89,11 @@ func (s *Store) ReserveSite(ctx context.Context, org, site string) error {
 		if err := s.opts.Quotas.WithDefaults().CheckSites(countKeys(sb), 1); err != nil {
 			return err
 		}
-		return putSite(sb, site, &cp.Site{ID: site, State: cp.SiteUnknown})
+		rec := cp.NewSite(site)
+		if was != nil {
+			rec = cp.Reenrolled(*was)
+		}
+		return putSite(sb, site, &rec)
 	})
 	return wrap("reserve site", err)
 }
