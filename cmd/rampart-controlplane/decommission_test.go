@@ -13,6 +13,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	cp "github.com/rampart-fw/rampart/controlplane"
+	"github.com/rampart-fw/rampart/rossim"
 )
 
 // TestDecommissionEndToEnd: DELETE /vpc/sites/{id} of one of two sites
@@ -29,13 +30,17 @@ func TestDecommissionEndToEnd(t *testing.T) {
 	gone, kept := ids[0], ids[1]
 
 	var list cp.PrefixList
-	l.must(201, "POST", "/vpc/prefix-lists", `{"name":"Office","prefixes":[{"cidr":"203.0.113.0/24","description":"HQ"}],"sites":`+sitesJSON(ids...)+`}`, &list)
+	// Dual stack: the agent manages rows in both families' tables.
+	l.must(201, "POST", "/vpc/prefix-lists", `{"name":"Office","prefixes":[{"cidr":"203.0.113.0/24","description":"HQ"},{"cidr":"2001:db8::/32","description":"HQ v6"}],"sites":`+sitesJSON(ids...)+`}`, &list)
 	var g cp.SecurityGroup
 	l.must(201, "POST", "/vpc/security-groups", groupBody("443", list.ID, ids...), &g)
 	l.waitStatus("/vpc/security-groups/"+g.ID, cp.StatusActive)
 	l.waitStatus("/vpc/prefix-lists/"+list.ID, cp.StatusActive)
 	if fl, al := managed(f.Router(0)); len(fl) == 0 || len(al) == 0 {
 		t.Fatalf("%s before: filter %v, address lists %v", gone, fl, al)
+	}
+	if rows := rampartRows(f.Router(0).Snapshot()); !strings.Contains(strings.Join(rows, "\n"), "ipv6") {
+		t.Fatalf("%s before: no IPv6 rows among %v", gone, rows)
 	}
 	before := f.Router(1).Snapshot()
 	var keptBefore cp.Site
@@ -58,12 +63,9 @@ func TestDecommissionEndToEnd(t *testing.T) {
 		}
 		return ""
 	})
-	// The router's own configuration is as the agent found it: defconf's
-	// rules only, none of them rampart's.
-	for _, row := range f.Router(0).Snapshot().Filter {
-		if strings.HasPrefix(row["comment"], "rampart:") || strings.HasPrefix(row["chain"], "rampart-") || strings.HasPrefix(row["jump-target"], "rampart-") {
-			t.Errorf("%s keeps a managed row: %v", gone, row)
-		}
+	// None of rampart's rows is left, in either family.
+	if rows := rampartRows(f.Router(0).Snapshot()); len(rows) > 0 {
+		t.Errorf("%s keeps managed rows: %v", gone, rows)
 	}
 
 	// Gone from the API and the metrics.
@@ -120,6 +122,12 @@ func TestDecommissionEndToEnd(t *testing.T) {
 	if diff := cmp.Diff(before.AddressList, after.AddressList); diff != "" {
 		t.Errorf("%s's address lists changed (-before +after):\n%s", kept, diff)
 	}
+	if diff := cmp.Diff(before.Filter6, after.Filter6); diff != "" {
+		t.Errorf("%s's IPv6 filter changed (-before +after):\n%s", kept, diff)
+	}
+	if diff := cmp.Diff(before.AddressList6, after.AddressList6); diff != "" {
+		t.Errorf("%s's IPv6 address lists changed (-before +after):\n%s", kept, diff)
+	}
 	var keptAfter cp.Site
 	l.must(200, "GET", "/vpc/sites/"+kept, "", &keptAfter)
 	if keptAfter.DesiredRevision != keptBefore.DesiredRevision || keptAfter.AppliedRevision != keptBefore.AppliedRevision || keptAfter.State != cp.SiteInSync {
@@ -151,6 +159,25 @@ func TestDecommissionEndToEnd(t *testing.T) {
 		}
 		return ""
 	})
+}
+
+// rampartRows describes every row of a router's firewall, in both
+// families, that the agent manages: in its chains, jumping to them, or in
+// its address lists.
+func rampartRows(fw rossim.Firewall) []string {
+	var out []string
+	for _, t := range []struct {
+		name string
+		rows []rossim.Item
+	}{{"ip filter", fw.Filter}, {"ip address-list", fw.AddressList}, {"ipv6 filter", fw.Filter6}, {"ipv6 address-list", fw.AddressList6}} {
+		for _, row := range t.rows {
+			if strings.HasPrefix(row["chain"], "rampart-") || strings.HasPrefix(row["jump-target"], "rampart-") ||
+				strings.HasPrefix(row["list"], "rampart-") || strings.HasPrefix(row["comment"], "rampart:") {
+				out = append(out, fmt.Sprintf("%s %v", t.name, row))
+			}
+		}
+	}
+	return out
 }
 
 // refusedCount is rampart_broker_refused_total{reason}.
