@@ -10,9 +10,11 @@ import (
 	"testing"
 	"time"
 
+	paho "github.com/eclipse/paho.mqtt.golang"
 	"github.com/google/go-cmp/cmp"
 
 	cp "github.com/rampart-fw/rampart/controlplane"
+	"github.com/rampart-fw/rampart/protocol"
 	"github.com/rampart-fw/rampart/rossim"
 )
 
@@ -236,5 +238,58 @@ func TestDecommissionUnansweredSite(t *testing.T) {
 	l.must(200, "GET", "/vpc/security-groups/"+g.ID, "", &cur)
 	if len(cur.Sites) != 0 || cur.Status != cp.StatusActive {
 		t.Errorf("group after its only site was decommissioned: %q, sites %v", cur.Status, cur.Sites)
+	}
+}
+
+// TestDecommissionExternalBroker: with an external broker (Mosquitto,
+// RAMPART_TEST_MQTT_URL) the rules leave the router, the site is
+// forgotten and its retained topics are cleared through the control
+// plane's own connection; refusing its credentials is the broker's
+// operator's part (README).
+func TestDecommissionExternalBroker(t *testing.T) {
+	l := newLoop(t, true, 2*time.Minute)
+	f := l.fleet(2, "site_x")
+	ids := f.SiteIDs()
+	gone, kept := ids[0], ids[1]
+	var g cp.SecurityGroup
+	l.must(201, "POST", "/vpc/security-groups", groupBody("443", "192.0.2.0/24", ids...), &g)
+	l.waitStatus("/vpc/security-groups/"+g.ID, cp.StatusActive)
+	l.must(202, "DELETE", "/vpc/sites/"+gone, "", nil)
+	eventually(t, gone+" forgotten", func() string {
+		if st := l.call("GET", "/vpc/sites/"+gone, "", nil); st != 404 {
+			return fmt.Sprintf("GET %d", st)
+		}
+		return ""
+	})
+	if rows := rampartRows(f.Router(0).Snapshot()); len(rows) > 0 {
+		t.Errorf("%s keeps managed rows: %v", gone, rows)
+	}
+	// The broker retains nothing of the site: one subscription to its
+	// topics and, after them, to the kept site's presence, which is
+	// retained; Mosquitto sends a subscription's retained messages in the
+	// order of its filters, so once that one is in, the site's would be.
+	root := protocol.DefaultTopicRoot
+	got := make(chan string, 16)
+	o := paho.NewClientOptions().AddBroker(l.mqttURL).SetClientID("e2e-decom-watch").SetAutoReconnect(false).SetProtocolVersion(4)
+	c := paho.NewClient(o)
+	if tok := c.Connect(); !tok.WaitTimeout(converge) || tok.Error() != nil {
+		t.Fatalf("connect to %s: %v", l.mqttURL, tok.Error())
+	}
+	defer c.Disconnect(100)
+	filters := map[string]byte{root + "/" + l.org + "/" + gone + "/#": 1, protocol.PresenceTopic(root, l.org, kept): 1}
+	tok := c.SubscribeMultiple(filters, func(_ paho.Client, m paho.Message) { got <- m.Topic() + " " + string(m.Payload()) })
+	if !tok.WaitTimeout(converge) || tok.Error() != nil {
+		t.Fatalf("subscribe: %v", tok.Error())
+	}
+	for {
+		select {
+		case m := <-got:
+			if strings.Contains(m, "/"+gone+"/") {
+				t.Fatalf("retained after the site was forgotten: %s", m)
+			}
+			return // the kept site's presence: nothing of gone came before it
+		case <-time.After(converge):
+			t.Fatal("the kept site's retained presence never came")
+		}
 	}
 }
