@@ -25,6 +25,9 @@ type Store interface {
 	api.Store
 	syncer.Store
 	OnChange(cp.ChangeFunc)
+	// Decommissioned says whether a site was decommissioned and
+	// forgotten: the embedded broker refuses its credentials.
+	Decommissioned(org, site string) bool
 	// RunSweeper fails what passed its sync deadline, every interval,
 	// until ctx ends. bbolt's runs in this process; PostgreSQL's on one
 	// replica at a time, the holder of a lease in the database, so

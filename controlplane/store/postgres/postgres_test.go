@@ -127,8 +127,8 @@ func TestOpenMigratesOnce(t *testing.T) {
 	if d := cmp.Diff(want, applied(t, p)); d != "" {
 		t.Errorf("applied migrations (-want +got):\n%s", d)
 	}
-	wantTables := []string{"audit_events", "group_sites", "leases", "list_refs", "list_sites", "orgs", "prefix_lists",
-		"rampart_meta", "rampart_schema_migrations", "security_groups", "site_published", "sites", "sync_awaiting", "sync_states"}
+	wantTables := []string{"audit_events", "denied_sites", "group_sites", "leases", "list_refs", "list_sites", "orgs", "prefix_lists",
+		"rampart_meta", "rampart_schema_migrations", "security_groups", "site_decommissions", "site_published", "sites", "sync_awaiting", "sync_states"}
 	if d := cmp.Diff(wantTables, tables(t, p)); d != "" {
 		t.Errorf("tables (-want +got):\n%s", d)
 	}

@@ -617,6 +617,8 @@ func (r *recorder) PublishDesired(_ context.Context, docs ...protocol.DesiredSta
 	return nil
 }
 
+func (r *recorder) ClearSite(context.Context, string, string) error { return nil }
+
 func (r *recorder) revisions() []uint64 {
 	r.mu.Lock()
 	defer r.mu.Unlock()

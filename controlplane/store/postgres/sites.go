@@ -35,16 +35,16 @@ type siteRow struct {
 
 const siteCols = `org_id, id, online, last_seen, desired_revision, applied_revision, state, last_error,
 	agent_version, routeros_version, board, sync_deadline, revisioner_data,
-	coalesce(report_epoch, ''), coalesce(report_revision, 0), coalesce(report_state, '')`
+	coalesce(report_epoch, ''), coalesce(report_revision, 0), coalesce(report_state, ''), decommission_revision`
 
 func scanSite(row pgx.Row) (*siteRow, error) {
 	r := &siteRow{exists: true}
 	var lastSeen, deadline *time.Time
-	var desired, applied, reportRev int64
+	var desired, applied, reportRev, decomRev int64
 	var state string
 	err := row.Scan(&r.org, &r.rec.ID, &r.rec.Online, &lastSeen, &desired, &applied, &state, &r.rec.LastError,
 		&r.rec.AgentVersion, &r.rec.RouterOSVersion, &r.rec.Board, &deadline, &r.data,
-		&r.last.Epoch, &reportRev, &r.last.State)
+		&r.last.Epoch, &reportRev, &r.last.State, &decomRev)
 	if err != nil {
 		return nil, err
 	}
@@ -56,6 +56,7 @@ func scanSite(row pgx.Row) (*siteRow, error) {
 	r.rec.State = cp.SiteState(state)
 	r.rec.SyncDeadline = timeOf(deadline)
 	r.last.Revision = uint64(reportRev)
+	r.rec.DecommissionRevision = uint64(decomRev)
 	return r, nil
 }
 
@@ -97,12 +98,32 @@ func lockSites(ctx context.Context, tx pgx.Tx, keys []siteKey) (map[siteKey]*sit
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("lock sites: %w", err)
 	}
+	var missingOrgs, missingIDs []string
 	for _, k := range keys {
 		if out[k] == nil {
 			out[k] = &siteRow{org: k.org, rec: cp.NewSite(k.id)}
+			missingOrgs, missingIDs = append(missingOrgs, k.org), append(missingIDs, k.id)
 		}
 	}
-	return out, nil
+	if len(missingIDs) == 0 {
+		return out, nil
+	}
+	// A forgotten site named again goes on with the revisions it had.
+	rows, err = tx.Query(ctx, `SELECT org_id, site_id, revisioner_data FROM denied_sites
+		WHERE (org_id, site_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))`, missingOrgs, missingIDs)
+	if err != nil {
+		return nil, fmt.Errorf("read forgotten sites: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var k siteKey
+		var data []byte
+		if err := rows.Scan(&k.org, &k.id, &data); err != nil {
+			return nil, fmt.Errorf("read forgotten sites: %w", err)
+		}
+		out[k].data = data
+	}
+	return out, rows.Err()
 }
 
 // orgSites is lockSites for sites of one organisation, by id.
@@ -154,20 +175,22 @@ func queueSites(b *pgx.Batch, rows []*siteRow) {
 			revised_at = CASE WHEN u.desired > sites.desired_revision THEN now() ELSE sites.revised_at END,
 			desired_revision = u.desired, applied_revision = u.applied, state = u.state, last_error = u.last_error,
 			agent_version = u.agent, routeros_version = u.routeros, board = u.board, sync_deadline = u.deadline,
-			revisioner_data = u.data, report_epoch = u.repoch, report_revision = u.rrev, report_state = u.rstate
+			revisioner_data = u.data, report_epoch = u.repoch, report_revision = u.rrev, report_state = u.rstate,
+			decommission_revision = u.decom
 			FROM unnest($1::text[], $2::text[], $3::bool[], $4::timestamptz[], $5::bigint[], $6::bigint[], $7::text[], $8::text[],
-				$9::text[], $10::text[], $11::text[], $12::timestamptz[], $13::bytea[], $14::text[], $15::bigint[], $16::text[])
-				AS u(org, id, online, last_seen, desired, applied, state, last_error, agent, routeros, board, deadline, data, repoch, rrev, rstate)
+				$9::text[], $10::text[], $11::text[], $12::timestamptz[], $13::bytea[], $14::text[], $15::bigint[], $16::text[], $17::bigint[])
+				AS u(org, id, online, last_seen, desired, applied, state, last_error, agent, routeros, board, deadline, data, repoch, rrev, rstate, decom)
 			WHERE sites.org_id = u.org AND sites.id = u.id`, upd.args()...)
 	}
 	if len(ins.ids) > 0 {
 		n := int64(len(ins.ids))
 		b.Queue(`INSERT INTO sites (org_id, id, online, last_seen, desired_revision, applied_revision, state, last_error,
-				agent_version, routeros_version, board, sync_deadline, revisioner_data, report_epoch, report_revision, report_state, revised_at)
+				agent_version, routeros_version, board, sync_deadline, revisioner_data, report_epoch, report_revision, report_state,
+				decommission_revision, revised_at)
 			SELECT u.*, CASE WHEN u.desired > 0 THEN now() END
 			FROM unnest($1::text[], $2::text[], $3::bool[], $4::timestamptz[], $5::bigint[], $6::bigint[], $7::text[], $8::text[],
-				$9::text[], $10::text[], $11::text[], $12::timestamptz[], $13::bytea[], $14::text[], $15::bigint[], $16::text[])
-				AS u(org, id, online, last_seen, desired, applied, state, last_error, agent, routeros, board, deadline, data, repoch, rrev, rstate)
+				$9::text[], $10::text[], $11::text[], $12::timestamptz[], $13::bytea[], $14::text[], $15::bigint[], $16::text[], $17::bigint[])
+				AS u(org, id, online, last_seen, desired, applied, state, last_error, agent, routeros, board, deadline, data, repoch, rrev, rstate, decom)
 			ORDER BY u.org, u.id
 			ON CONFLICT DO NOTHING`, ins.args()...).Exec(func(tag pgconn.CommandTag) error {
 			if tag.RowsAffected() != n {
@@ -187,6 +210,7 @@ type siteColumns struct {
 	state, lastError, agent, ros, board []string
 	data                                [][]byte
 	repoch, rstate                      []string
+	decom                               []int64
 }
 
 func (c *siteColumns) add(r *siteRow) {
@@ -199,11 +223,12 @@ func (c *siteColumns) add(r *siteRow) {
 	c.deadline = append(c.deadline, timePtr(r.rec.SyncDeadline))
 	c.data = append(c.data, r.data)
 	c.repoch, c.rrev, c.rstate = append(c.repoch, r.last.Epoch), append(c.rrev, int64(r.last.Revision)), append(c.rstate, r.last.State)
+	c.decom = append(c.decom, int64(r.rec.DecommissionRevision))
 }
 
 func (c *siteColumns) args() []any {
 	return []any{c.orgs, c.ids, c.online, c.lastSeen, c.desired, c.applied, c.state, c.lastError,
-		c.agent, c.ros, c.board, c.deadline, c.data, c.repoch, c.rrev, c.rstate}
+		c.agent, c.ros, c.board, c.deadline, c.data, c.repoch, c.rrev, c.rstate, c.decom}
 }
 
 // Ingest folds reports, in order, into the store in one transaction, and
@@ -228,6 +253,10 @@ func (s *Store) Ingest(ctx context.Context, reports []cp.Report) ([]cp.ReportRes
 		if err := knowOrgs(ctx, tx, sortedKeys(orgs)); err != nil {
 			return err
 		}
+		denied, err := deniedOf(ctx, tx, keys)
+		if err != nil {
+			return err
+		}
 		sites, err := lockSites(ctx, tx, keys)
 		if err != nil {
 			return err
@@ -235,7 +264,12 @@ func (s *Store) Ingest(ctx context.Context, reports []cp.Report) ([]cp.ReportRes
 		now := s.opts.Now()
 		var confirms []confirmation
 		for i, r := range reports {
-			row := sites[siteKey{r.OrgID, r.SiteID}]
+			k := siteKey{r.OrgID, r.SiteID}
+			if denied[k] {
+				results[i] = cp.ReportDecommissioned // forgotten: nothing it says is taken
+				continue
+			}
+			row := sites[k]
 			switch {
 			case r.Status != nil:
 				out := cp.FoldStatus(row.rec, row.last, *r.Status, s.siteRules(), now)
@@ -245,7 +279,7 @@ func (s *Store) Ingest(ctx context.Context, reports []cp.Report) ([]cp.ReportRes
 				}
 				row.rec, row.last, row.dirty = out.Site, out.Last, true
 				if out.Confirm {
-					confirms = append(confirms, confirmation{siteKey{r.OrgID, r.SiteID}, out.Revision, out.Applied, out.Error})
+					confirms = append(confirms, confirmation{site: siteKey{r.OrgID, r.SiteID}, revision: out.Revision, applied: out.Applied, errMsg: out.Error})
 				}
 			case r.Presence != nil:
 				results[i] = cp.ReportTaken
@@ -263,6 +297,29 @@ func (s *Store) Ingest(ctx context.Context, reports []cp.Report) ([]cp.ReportRes
 	return results, nil
 }
 
+// deniedOf are the sites of keys that were decommissioned and forgotten.
+func deniedOf(ctx context.Context, tx pgx.Tx, keys []siteKey) (map[siteKey]bool, error) {
+	orgs, ids := make([]string, len(keys)), make([]string, len(keys))
+	for i, k := range keys {
+		orgs[i], ids[i] = k.org, k.id
+	}
+	rows, err := tx.Query(ctx, `SELECT org_id, site_id FROM denied_sites
+		WHERE (org_id, site_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))`, orgs, ids)
+	if err != nil {
+		return nil, fmt.Errorf("read decommissioned sites: %w", err)
+	}
+	out := map[siteKey]bool{}
+	var k siteKey
+	_, err = pgx.ForEachRow(rows, []any{&k.org, &k.id}, func() error {
+		out[k] = true
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read decommissioned sites: %w", err)
+	}
+	return out, nil
+}
+
 func rowsOf[K comparable](m map[K]*siteRow) []*siteRow {
 	out := make([]*siteRow, 0, len(m))
 	for _, r := range m {
@@ -272,12 +329,14 @@ func rowsOf[K comparable](m map[K]*siteRow) []*siteRow {
 }
 
 // confirmation is a site's report that every resource awaiting the site
-// folds in (SyncState.Confirm).
+// folds in (SyncState.Confirm), or, with forget, the site forgotten
+// (SyncState.Forget).
 type confirmation struct {
 	site     siteKey
 	revision uint64
 	applied  bool
 	errMsg   string
+	forget   bool
 }
 
 // confirm folds confirmations, in order, into the sync states that await
@@ -314,7 +373,11 @@ func confirm(ctx context.Context, tx pgx.Tx, cs []confirmation) error {
 	}
 	for _, c := range cs {
 		for _, e := range byOrg[c.site.org] {
-			e.cur.Confirm(c.site.id, c.revision, c.applied, c.errMsg)
+			if c.forget {
+				e.cur.Forget(c.site.id)
+			} else {
+				e.cur.Confirm(c.site.id, c.revision, c.applied, c.errMsg)
+			}
 		}
 	}
 	return flushSyncs(ctx, tx, locked)
@@ -354,32 +417,47 @@ func (s *Store) Settle(ctx context.Context, org string, sites []string) error {
 }
 
 // ReserveSite makes site known to the organisation (state unknown) if it
-// is not yet, within the site quota, under the organisation's lock.
+// is not yet, within the site quota, under the organisation's lock. A
+// site being decommissioned is refused (controlplane.CheckAttach); a
+// decommissioned one is enrolled again: its credentials are no longer
+// refused, and it goes on with the revisions it had (Reenrolled).
 func (s *Store) ReserveSite(ctx context.Context, org, site string) error {
-	var known bool
-	if err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM sites WHERE org_id = $1 AND id = $2)`, org, site).Scan(&known); err != nil {
+	var state *string
+	var denied bool
+	if err := s.pool.QueryRow(ctx, `SELECT (SELECT state FROM sites WHERE org_id = $1 AND id = $2),
+		EXISTS (SELECT 1 FROM denied_sites WHERE org_id = $1 AND site_id = $2)`, org, site).Scan(&state, &denied); err != nil {
 		return classify("reserve site", err)
 	}
-	if known {
-		return nil
+	if state != nil && !denied {
+		return cp.CheckAttach(site, cp.SiteState(*state))
 	}
 	return s.write(ctx, "reserve site", func(tx pgx.Tx) error {
 		if err := lockOrg(ctx, tx, org); err != nil {
 			return err
 		}
-		var known bool
-		var have int
-		if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM sites WHERE org_id = $1 AND id = $2), (SELECT count(*) FROM sites WHERE org_id = $1)`,
-			org, site).Scan(&known, &have); err != nil {
-			return fmt.Errorf("count sites: %w", err)
+		was, data, err := undeny(ctx, tx, org, site)
+		if err != nil {
+			return err
 		}
-		if known {
-			return nil
+		rows, err := orgSites(ctx, tx, org, []string{site})
+		if err != nil {
+			return err
+		}
+		r := rows[site]
+		if r.exists {
+			return cp.CheckAttach(site, r.rec.State)
+		}
+		var have int
+		if err := tx.QueryRow(ctx, `SELECT count(*) FROM sites WHERE org_id = $1`, org).Scan(&have); err != nil {
+			return fmt.Errorf("count sites: %w", err)
 		}
 		if err := s.opts.Quotas.WithDefaults().CheckSites(have, 1); err != nil {
 			return err
 		}
-		r := &siteRow{org: org, rec: cp.NewSite(site), dirty: true}
+		if was != nil {
+			r.rec, r.data = cp.Reenrolled(*was), data
+		}
+		r.dirty = true
 		return storeSites(ctx, tx, []*siteRow{r})
 	})
 }

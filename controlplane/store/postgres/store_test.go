@@ -70,6 +70,7 @@ type storeUnderTest interface {
 	syncer.Store
 	Sweep(ctx context.Context) (int, error)
 	ListSites(ctx context.Context, org string) ([]cp.Site, error)
+	Decommissioned(org, site string) bool
 }
 
 // ids are the ids the stores draw (KSUIDs) and the epoch: they differ
@@ -288,6 +289,47 @@ func scenario(t *testing.T, s storeUnderTest, clk *clock) []string {
 	tr.result("reserve again", nil, s.ReserveSite(ctx, other, "r1"))
 	orgs, err := s.Orgs(ctx)
 	tr.result("orgs", orgs, err)
+
+	// Decommissioning a site (#16 item 4).
+	const dorg = "org_c"
+	dl := stored("create list to leave")(s.CreatePrefixList(ctx, dorg, &cp.PrefixListWrite{Name: "dlist", Prefixes: []cp.PrefixWrite{{CIDR: "192.0.2.0/24"}}, Sites: []string{"d1"}}))
+	dg := stored("create group to leave")(s.CreateSecurityGroup(ctx, dorg, &cp.SecurityGroupWrite{Name: "dgroup",
+		Rules: []cp.FilterRuleWrite{{Direction: protocol.Inbound, Order: 1, Protocol: 6, Port: "22", Address: dl}}, Sites: []string{"d1", "d2"}}))
+	for _, site := range []string{"d1", "d2"} {
+		report(dorg, site, protocol.StateApplied, desired(dorg, site), "")
+	}
+	dctx := cp.WithWriteRequest(ctx, cp.WriteRequest{Subject: "carol", RequestID: "req-d", Method: "DELETE"})
+	site, err := s.DecommissionSite(dctx, dorg, "d1")
+	tr.result("decommission d1", site, err)
+	site, err = s.DecommissionSite(dctx, dorg, "d1")
+	tr.result("decommission d1 again", site, err)
+	_, err = s.DecommissionSite(dctx, dorg, "nope")
+	tr.result("decommission an unknown site", nil, err)
+	stored("group after the decommission")(s.GetJSON(ctx, dorg, cp.KindSecurityGroup, dg))
+	stored("list after the decommission")(s.GetJSON(ctx, dorg, cp.KindPrefixList, dl))
+	stored("attach a decommissioning site")(s.CreateSecurityGroup(ctx, dorg, &cp.SecurityGroupWrite{Name: "again", Rules: []cp.FilterRuleWrite{}, Sites: []string{"d1"}}))
+	tr.result("enroll a decommissioning site", nil, s.ReserveSite(ctx, dorg, "d1"))
+	refs, err := s.ForgetDecommissioned(ctx)
+	tr.result("forget before the agent applied", refs, err)
+	report(dorg, "d1", protocol.StateApplied, desired(dorg, "d1"), "")
+	report(dorg, "d2", protocol.StateApplied, desired(dorg, "d2"), "")
+	refs, err = s.ForgetDecommissioned(ctx)
+	tr.result("forget", refs, err)
+	sites(dorg)
+	report(dorg, "d1", protocol.StateApplied, 99, "")
+	tr.add("decommissioned: %v %v", s.Decommissioned(dorg, "d1"), s.Decommissioned(dorg, "d2"))
+	tr.result("cleared", nil, s.SiteCleared(ctx, dorg, "d1"))
+	refs, err = s.ForgetDecommissioned(ctx)
+	tr.result("forget after clearing", refs, err)
+	stored("group after forgetting")(s.GetJSON(ctx, dorg, cp.KindSecurityGroup, dg))
+	tr.result("enroll again", nil, s.ReserveSite(ctx, dorg, "d1"))
+	tr.add("decommissioned after enrolling: %v", s.Decommissioned(dorg, "d1"))
+	sites(dorg)
+	stored("attach it again")(s.ReplaceSecurityGroup(ctx, dorg, dg, &cp.SecurityGroupWrite{Name: "dgroup",
+		Rules: []cp.FilterRuleWrite{{Direction: protocol.Inbound, Order: 1, Protocol: 6, Port: "22", Address: dl}}, Sites: []string{"d1", "d2"}}))
+	sites(dorg)
+	evs, _, err := s.AuditEvents(ctx, dorg, cp.AuditQuery{Limit: 100})
+	tr.result("audit of the decommission", evs, err)
 	return tr.lines
 }
 

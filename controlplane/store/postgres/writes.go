@@ -14,6 +14,7 @@ import (
 	segjson "github.com/segmentio/encoding/json"
 
 	cp "github.com/rampart-fw/rampart/controlplane"
+	"github.com/rampart-fw/rampart/protocol"
 )
 
 // This file writes groups and prefix lists. Each write is one transaction
@@ -51,89 +52,125 @@ func opName(verb, kind string) string { return verb + " " + strings.ReplaceAll(k
 // put runs a create (when w's resource is new) or replace, announces its
 // change after commit and answers with the resource as stored.
 func (s *Store) put(ctx context.Context, org string, create bool, w resourceWrite) (cp.Stored, error) {
-	var st cp.SyncState
-	var change cp.Change
-	wr := cp.WriteRequestFrom(ctx)
+	var sts []cp.SyncState
+	var changes []cp.Change
 	err := s.write(ctx, opName("store", w.kind()), func(tx pgx.Tx) error {
-		now := s.opts.Now()
 		seq, err := lockOrgAndNumber(ctx, tx, org)
 		if err != nil {
 			return err
 		}
+		sts, changes, err = s.putAllTx(ctx, tx, org, create, []resourceWrite{w}, s.opts.Now(), []int64{seq})
+		return err
+	})
+	if err != nil {
+		return cp.Stored{}, err
+	}
+	s.changes.Notify(changes[0])
+	return cp.Stored{ID: w.id(), Body: cp.SpliceStatus(w.stored(), sts[0].Status), Version: sts[0].Version}, nil
+}
+
+// putAllTx runs writes of groups and prefix lists (creates, or replaces)
+// in tx, which holds the organisation's lock; seqs number their audit
+// events. Each is checked and stored, then the Revisioner compiles every
+// site they affect once, from the policy as all of them leave it, and
+// each starts its sync: as store/bolt's putAllTx, so a decommission
+// (several writes) reads the same in both stores. It returns each
+// resource's new sync state and the change to announce after commit.
+func (s *Store) putAllTx(ctx context.Context, tx pgx.Tx, org string, create bool, ws []resourceWrite, now time.Time, seqs []int64) ([]cp.SyncState, []cp.Change, error) {
+	wr := cp.WriteRequestFrom(ctx)
+	type stored struct {
+		prev            *cp.SyncState
+		affected, await []string
+	}
+	done := make([]stored, len(ws))
+	var all []string
+	for i, w := range ws {
 		k := resKey{org, w.kind(), w.id()}
-		var prev *cp.SyncState
 		if !create {
 			raw, p, err := readStored(ctx, tx, k)
 			if err != nil {
-				return err
+				return nil, nil, err
 			}
 			if err := writable(k, p, now, wr.IfMatch); err != nil {
-				return err
+				return nil, nil, err
 			}
 			if err := w.read(raw); err != nil {
-				return err
+				return nil, nil, err
 			}
-			prev = &p
+			done[i].prev = &p
 		}
 		// After existence and lock: a missing or syncing resource answers
 		// 404 or 409 first.
 		if err := s.checkQuota(ctx, tx, org, w.kind(), create, w.sites()); err != nil {
-			return err
+			return nil, nil, err
 		}
 		affected, await, err := w.store(ctx, tx, org)
 		if err != nil {
-			return err
+			return nil, nil, err
 		}
-		sites, err := orgSites(ctx, tx, org, affected)
-		if err != nil {
-			return err
-		}
-		docs, err := s.revise(ctx, tx, org, sites, now)
-		if err != nil {
-			return err
-		}
-		revs := cp.Revisions(docs)
-		st = cp.NewSyncState(cp.Awaited(revs, await), now, s.opts.SyncTimeout)
+		done[i].affected, done[i].await = affected, await
+		all = append(all, affected...)
+	}
+	sites, err := orgSites(ctx, tx, org, all)
+	if err != nil {
+		return nil, nil, err
+	}
+	// Revised once everything is stored: the Revisioner sees the policy as
+	// the transaction will commit it.
+	docs, err := s.revise(ctx, tx, org, sites, now)
+	if err != nil {
+		return nil, nil, err
+	}
+	revs := cp.Revisions(docs)
+	sts, changes := make([]cp.SyncState, len(ws)), make([]cp.Change, len(ws))
+	awaited := map[string]bool{}
+	b := &pgx.Batch{}
+	for i, w := range ws {
+		st := cp.NewSyncState(cp.Awaited(revs, done[i].await), now, s.opts.SyncTimeout)
 		st.Version = 1
-		if prev != nil {
-			st.Version = prev.Version + 1
+		if done[i].prev != nil {
+			st.Version = done[i].prev.Version + 1
 		}
 		for _, site := range sortedKeys(st.Awaiting) {
 			if r := sites[site]; r.exists {
 				st.ConfirmStanding(site, r.rec, r.last)
 			}
 		}
-		touchSites(sites, revs, &st)
-		b := &pgx.Batch{}
-		queueSync(b, k, st)
-		queueSites(b, rowsOf(sites))
-		if err := queueAudit(b, cp.NewAuditEvent(wr, org, w.kind(), w.id(), st.Version, w.stored(), now), seq); err != nil {
-			return err
+		for site := range st.Awaiting {
+			awaited[site] = true
 		}
-		if err := tx.SendBatch(ctx, b).Close(); err != nil {
-			return fmt.Errorf("store %s: %w", w.kind(), err)
+		queueSync(b, resKey{org, w.kind(), w.id()}, st)
+		if err := queueAudit(b, cp.NewAuditEvent(wr, org, w.kind(), w.id(), st.Version, w.stored(), now), seqs[i]); err != nil {
+			return nil, nil, err
 		}
-		change = cp.Change{OrgID: org, Sites: slices.Sorted(maps.Keys(sites)), Kind: w.kind(), ID: w.id(), Revisions: revs, Documents: docs}
-		return nil
-	})
-	if err != nil {
-		return cp.Stored{}, err
+		change := cp.Change{OrgID: org, Sites: slices.Sorted(maps.Keys(sites)), Kind: w.kind(), ID: w.id(), Revisions: revs, Documents: docs}
+		if len(ws) > 1 {
+			change.Sites = done[i].affected
+			if docs != nil {
+				change.Documents = make(map[string]protocol.DesiredState, len(done[i].affected))
+				for _, site := range done[i].affected {
+					change.Documents[site] = docs[site]
+				}
+				change.Revisions = cp.Awaited(revs, done[i].affected)
+			}
+		}
+		sts[i], changes[i] = st, change
 	}
-	s.changes.Notify(change)
-	return cp.Stored{ID: w.id(), Body: cp.SpliceStatus(w.stored(), st.Status), Version: st.Version}, nil
+	// Every site once, however many of the writes touch it: awaited (so
+	// syncing until the deadline) when any of them awaits it.
+	touchSites(sites, revs, awaited, now.Add(s.opts.SyncTimeout))
+	queueSites(b, rowsOf(sites))
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+		return nil, nil, fmt.Errorf("store %s: %w", ws[0].kind(), err)
+	}
+	return sts, changes, nil
 }
 
-// touchSites records on each site the revision the write gave it; sites
-// that sync awaits read syncing until its deadline (AssignRevision).
-func touchSites(sites map[string]*siteRow, revs map[string]uint64, sync *cp.SyncState) {
+// touchSites records on each site the revision the writes gave it; sites
+// awaited read syncing until deadline (AssignRevision).
+func touchSites(sites map[string]*siteRow, revs map[string]uint64, awaited map[string]bool, deadline time.Time) {
 	for id, r := range sites {
-		var awaited bool
-		var deadline time.Time
-		if sync != nil {
-			_, awaited = sync.Awaiting[id]
-			deadline = sync.Deadline
-		}
-		r.rec, r.dirty = cp.AssignRevision(r.rec, revs[id], awaited, deadline), true
+		r.rec, r.dirty = cp.AssignRevision(r.rec, revs[id], awaited[id], deadline), true
 	}
 }
 
@@ -154,12 +191,35 @@ func (s *Store) checkQuota(ctx context.Context, tx pgx.Tx, org, kind string, cre
 	if len(sites) == 0 {
 		return nil
 	}
-	var known, have int
-	if err := tx.QueryRow(ctx, `SELECT (SELECT count(*) FROM sites WHERE org_id = $1 AND id = ANY($2)), (SELECT count(*) FROM sites WHERE org_id = $1)`,
-		org, sites).Scan(&known, &have); err != nil {
+	rows, err := tx.Query(ctx, `SELECT id, state FROM sites WHERE org_id = $1 AND id = ANY($2)`, org, sites)
+	if err != nil {
+		return fmt.Errorf("read sites: %w", err)
+	}
+	states := map[string]cp.SiteState{}
+	var id, state string
+	if _, err := pgx.ForEachRow(rows, []any{&id, &state}, func() error {
+		states[id] = cp.SiteState(state)
+		return nil
+	}); err != nil {
+		return fmt.Errorf("read sites: %w", err)
+	}
+	adding := 0
+	for _, site := range sites {
+		st, ok := states[site]
+		if !ok {
+			adding++
+		} else if err := cp.CheckAttach(site, st); err != nil {
+			return err
+		}
+	}
+	if adding == 0 {
+		return nil
+	}
+	var have int
+	if err := tx.QueryRow(ctx, `SELECT count(*) FROM sites WHERE org_id = $1`, org).Scan(&have); err != nil {
 		return fmt.Errorf("count sites: %w", err)
 	}
-	return q.CheckSites(have, len(sites)-known)
+	return q.CheckSites(have, adding)
 }
 
 func table(kind string) string {
@@ -418,7 +478,7 @@ func (s *Store) del(ctx context.Context, org, kind, id string, check func(tx pgx
 			return err
 		}
 		revs := cp.Revisions(docs)
-		touchSites(sites, revs, nil)
+		touchSites(sites, revs, nil, time.Time{})
 		b := &pgx.Batch{}
 		// Its awaited sites go with it (ON DELETE CASCADE).
 		b.Queue(`DELETE FROM sync_states WHERE org_id = $1 AND kind = $2 AND resource_id = $3`, org, kind, id)

@@ -80,3 +80,32 @@ CREATE TABLE audit_events (
 CREATE INDEX audit_events_by_resource ON audit_events (org_id, resource_id, key);
 -- Pruning walks every organisation's oldest events.
 CREATE INDEX audit_events_by_key ON audit_events (key);
+
+-- Decommissioning sites (controlplane/decommission.go). A site reads
+-- "decommissioning" until it is forgotten, confirming the revision of its
+-- empty document (decommission_revision).
+ALTER TABLE sites DROP CONSTRAINT sites_state_check,
+    ADD CONSTRAINT sites_state_check
+    CHECK (state IN ('in_sync', 'syncing', 'failed', 'offline', 'unknown', 'decommissioning')),
+    ADD COLUMN decommission_revision bigint NOT NULL DEFAULT 0 CHECK (decommission_revision >= 0);
+
+-- A decommission under way ('decommissioning'), or done and its site's
+-- retained topics not yet cleared by the MQTT side ('forgotten').
+CREATE TABLE site_decommissions (
+    org_id  text COLLATE "C" NOT NULL,
+    site_id text COLLATE "C" NOT NULL,
+    phase   text NOT NULL CHECK (phase IN ('decommissioning', 'forgotten')),
+    PRIMARY KEY (org_id, site_id)
+);
+
+-- Forgotten sites, whose credentials and reports are refused until they
+-- are enrolled again: controlplane.Decommissioned as JSON, and the
+-- Revisioner's bytes of the site, so its revisions go on where they were
+-- if it is named or enrolled again.
+CREATE TABLE denied_sites (
+    org_id          text COLLATE "C" NOT NULL,
+    site_id         text COLLATE "C" NOT NULL,
+    record          text NOT NULL,
+    revisioner_data bytea,
+    PRIMARY KEY (org_id, site_id)
+);
