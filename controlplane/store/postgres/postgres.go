@@ -15,7 +15,9 @@
 // per site it awaits; a site's record, newest report and Revisioner bytes
 // are one row of sites; audit_events is the audit trail. orgs lists the
 // organisations (and holds their write locks), site_published the newest
-// revision published of each site.
+// revision published of each site, site_decommissions and denied_sites
+// the decommissions under way and the forgotten sites whose credentials
+// are refused (controlplane/decommission.go).
 //
 // # Concurrency: row locks, in one order
 //
@@ -25,7 +27,8 @@
 // other instead of losing an update:
 //
 //  1. orgs: a policy write (a group or prefix list created, replaced or
-//     deleted, a site reserved) locks its organisation's row first. Policy
+//     deleted, a site reserved or decommissioned) locks its
+//     organisation's row first. Policy
 //     writes of one organisation run one at a time, as in bbolt, so the
 //     quotas, the references between groups and lists, the rule ids a
 //     replace keeps and the Revisioner's per-site revisions are decided on
