@@ -1,10 +1,12 @@
 package controlplane
 
 import (
+	"bytes"
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 )
@@ -67,6 +69,24 @@ func NewAuditEvent(wr WriteRequest, org, kind, id string, version uint64, body [
 	}
 	return AuditEvent{At: at.UTC(), OrgID: org, Subject: subject, RequestID: wr.RequestID, Method: method,
 		ResourceKind: kind, ResourceID: id, Version: version, Body: b}
+}
+
+// AppendJSON appends e's JSON, as the API answers it, to b. The body is
+// spliced in as stored, not re-encoded (json.Marshal would validate and
+// compact it): a 44 KB group is copied once in the write.
+func (e AuditEvent) AppendJSON(b []byte) ([]byte, error) {
+	body := e.Body
+	if len(body) == 0 {
+		body = json.RawMessage("null")
+	}
+	e.Body = json.RawMessage("null")
+	head, err := json.Marshal(e)
+	if err != nil {
+		return nil, fmt.Errorf("encode audit event: %w", err)
+	}
+	head = bytes.TrimSuffix(head, []byte("null}")) // Body is the last field
+	b = slices.Grow(b, len(head)+len(body)+1)
+	return append(append(append(b, head...), body...), '}'), nil
 }
 
 // AuditKey is the position of an event in its organisation's trail: the

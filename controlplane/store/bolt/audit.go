@@ -51,16 +51,10 @@ func recordAudit(ob *bolt.Bucket, e cp.AuditEvent) error {
 	}
 	k := cp.NewAuditKey(e.At, seq)
 	e.ID = k.ID()
-	body := e.Body
-	e.Body = json.RawMessage("null")
-	head, err := json.Marshal(e)
+	v, err := e.AppendJSON(append([]byte(e.ResourceID), 0))
 	if err != nil {
-		return fmt.Errorf("encode audit event: %w", err)
+		return err
 	}
-	head = bytes.TrimSuffix(head, []byte("null}")) // Body is the last field
-	v := make([]byte, 0, len(e.ResourceID)+1+len(head)+len(body)+1)
-	v = append(append(append(v, e.ResourceID...), 0), head...)
-	v = append(append(v, body...), '}')
 	eb, err := audit.CreateBucket(k[:])
 	if err != nil {
 		return err

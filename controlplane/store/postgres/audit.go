@@ -3,7 +3,6 @@ package postgres
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -16,22 +15,17 @@ import (
 // bounded batches. An event's key is controlplane.AuditKey: its time, then
 // a number from audit_event_seq, which every replica draws from.
 
-// recordAudit stores e (its ID from its key) in the write's transaction.
-func recordAudit(ctx context.Context, tx pgx.Tx, e cp.AuditEvent) error {
-	var seq int64
-	if err := tx.QueryRow(ctx, `SELECT nextval('audit_event_seq')`).Scan(&seq); err != nil {
-		return fmt.Errorf("number audit event: %w", err)
-	}
+// queueAudit queues e's insert on b (its ID from its key: its time and
+// seq, drawn from audit_event_seq by lockOrgAndNumber), for the write's
+// transaction.
+func queueAudit(b *pgx.Batch, e cp.AuditEvent, seq int64) error {
 	k := cp.NewAuditKey(e.At, uint64(seq))
 	e.ID = k.ID()
-	js, err := json.Marshal(e)
+	js, err := e.AppendJSON(nil)
 	if err != nil {
-		return fmt.Errorf("encode audit event: %w", err)
+		return err
 	}
-	if _, err := tx.Exec(ctx, `INSERT INTO audit_events (org_id, key, resource_id, event) VALUES ($1, $2, $3, $4)`,
-		e.OrgID, k[:], e.ResourceID, js); err != nil {
-		return fmt.Errorf("record audit event: %w", err)
-	}
+	b.Queue(`INSERT INTO audit_events (org_id, key, resource_id, event) VALUES ($1, $2, $3, $4)`, e.OrgID, k[:], e.ResourceID, js)
 	return nil
 }
 

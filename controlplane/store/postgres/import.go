@@ -107,11 +107,9 @@ func importOrg(ctx context.Context, tx pgx.Tx, d *store.Dump) (uint64, error) {
 		b := &pgx.Batch{}
 		b.Queue(`INSERT INTO prefix_lists (org_id, id, doc) VALUES ($1, $2, $3)`, d.Org, r.ID, []byte(r.JSON))
 		b.Queue(`INSERT INTO list_sites (org_id, list_id, site_id) SELECT $1, $2, unnest($3::text[])`, d.Org, r.ID, l.Sites)
+		queueSync(b, resKey{d.Org, cp.KindPrefixList, r.ID}, r.Sync)
 		if err := tx.SendBatch(ctx, b).Close(); err != nil {
 			return 0, fmt.Errorf("store prefix list %s: %w", r.ID, err)
-		}
-		if err := putSync(ctx, tx, resKey{d.Org, cp.KindPrefixList, r.ID}, r.Sync); err != nil {
-			return 0, err
 		}
 	}
 	for _, r := range d.Groups {
@@ -123,11 +121,9 @@ func importOrg(ctx context.Context, tx pgx.Tx, d *store.Dump) (uint64, error) {
 		b.Queue(`INSERT INTO security_groups (org_id, id, doc) VALUES ($1, $2, $3)`, d.Org, r.ID, []byte(r.JSON))
 		b.Queue(`INSERT INTO group_sites (org_id, group_id, site_id) SELECT $1, $2, unnest($3::text[])`, d.Org, r.ID, g.Sites)
 		b.Queue(`INSERT INTO list_refs (org_id, list_id, group_id) SELECT $1, unnest($3::text[]), $2`, d.Org, r.ID, g.ReferencedPrefixLists())
+		queueSync(b, resKey{d.Org, cp.KindSecurityGroup, r.ID}, r.Sync)
 		if err := tx.SendBatch(ctx, b).Close(); err != nil {
 			return 0, fmt.Errorf("store security group %s: %w", r.ID, err)
-		}
-		if err := putSync(ctx, tx, resKey{d.Org, cp.KindSecurityGroup, r.ID}, r.Sync); err != nil {
-			return 0, err
 		}
 	}
 	rows := make([]*siteRow, 0, len(d.Sites))

@@ -97,6 +97,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	cp "github.com/rampart-fw/rampart/controlplane"
 )
 
 //go:embed migrations/*.sql
@@ -153,10 +155,16 @@ func (db *DB) Close() { db.pool.Close() }
 // the same for every replica.
 func (db *DB) Epoch() string { return db.epoch }
 
-// Ping checks that the database answers.
+// Ping checks that the database answers and takes writes: a standby (in
+// recovery after a failover, or a read replica) answers reads but not
+// writes, so it is not ready.
 func (db *DB) Ping(ctx context.Context) error {
-	if err := db.pool.Ping(ctx); err != nil {
-		return fmt.Errorf("ping PostgreSQL: %w", err)
+	var writable bool
+	if err := db.pool.QueryRow(ctx, `SELECT NOT pg_is_in_recovery() AND current_setting('transaction_read_only') = 'off'`).Scan(&writable); err != nil {
+		return &cp.StorageError{Op: "ping PostgreSQL", Err: err}
+	}
+	if !writable {
+		return &cp.StorageError{Op: "ping PostgreSQL", Err: errors.New("the database is read-only (a standby, or default_transaction_read_only is on)")}
 	}
 	return nil
 }

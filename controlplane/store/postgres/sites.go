@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	cp "github.com/rampart-fw/rampart/controlplane"
 )
@@ -121,12 +122,22 @@ func orgSites(ctx context.Context, tx pgx.Tx, org string, ids []string) (map[str
 	return out, nil
 }
 
-// storeSites writes the dirty rows of rows: an UPDATE of the stored ones
-// and an INSERT of the new ones, one statement each. revised_at moves when
-// a site's desired revision grows (Unpublished). A new site that another
-// transaction inserted meanwhile makes the transaction start over, with
-// that row locked.
+// storeSites writes the dirty rows of rows (queueSites).
 func storeSites(ctx context.Context, tx pgx.Tx, rows []*siteRow) error {
+	b := &pgx.Batch{}
+	queueSites(b, rows)
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+		return fmt.Errorf("store sites: %w", err)
+	}
+	return nil
+}
+
+// queueSites queues on b the writes of the dirty rows of rows: an UPDATE
+// of the stored ones and an INSERT of the new ones, one statement each.
+// revised_at moves when a site's desired revision grows (Unpublished). A
+// new site that another transaction inserted meanwhile makes the
+// transaction start over (errRetry), with that row locked.
+func queueSites(b *pgx.Batch, rows []*siteRow) {
 	var upd, ins siteColumns
 	for _, r := range rows {
 		if !r.dirty {
@@ -139,7 +150,7 @@ func storeSites(ctx context.Context, tx pgx.Tx, rows []*siteRow) error {
 		}
 	}
 	if len(upd.ids) > 0 {
-		_, err := tx.Exec(ctx, `UPDATE sites SET online = u.online, last_seen = u.last_seen,
+		b.Queue(`UPDATE sites SET online = u.online, last_seen = u.last_seen,
 			revised_at = CASE WHEN u.desired > sites.desired_revision THEN now() ELSE sites.revised_at END,
 			desired_revision = u.desired, applied_revision = u.applied, state = u.state, last_error = u.last_error,
 			agent_version = u.agent, routeros_version = u.routeros, board = u.board, sync_deadline = u.deadline,
@@ -148,27 +159,23 @@ func storeSites(ctx context.Context, tx pgx.Tx, rows []*siteRow) error {
 				$9::text[], $10::text[], $11::text[], $12::timestamptz[], $13::bytea[], $14::text[], $15::bigint[], $16::text[])
 				AS u(org, id, online, last_seen, desired, applied, state, last_error, agent, routeros, board, deadline, data, repoch, rrev, rstate)
 			WHERE sites.org_id = u.org AND sites.id = u.id`, upd.args()...)
-		if err != nil {
-			return fmt.Errorf("store sites: %w", err)
-		}
 	}
 	if len(ins.ids) > 0 {
-		tag, err := tx.Exec(ctx, `INSERT INTO sites (org_id, id, online, last_seen, desired_revision, applied_revision, state, last_error,
+		n := int64(len(ins.ids))
+		b.Queue(`INSERT INTO sites (org_id, id, online, last_seen, desired_revision, applied_revision, state, last_error,
 				agent_version, routeros_version, board, sync_deadline, revisioner_data, report_epoch, report_revision, report_state, revised_at)
 			SELECT u.*, CASE WHEN u.desired > 0 THEN now() END
 			FROM unnest($1::text[], $2::text[], $3::bool[], $4::timestamptz[], $5::bigint[], $6::bigint[], $7::text[], $8::text[],
 				$9::text[], $10::text[], $11::text[], $12::timestamptz[], $13::bytea[], $14::text[], $15::bigint[], $16::text[])
 				AS u(org, id, online, last_seen, desired, applied, state, last_error, agent, routeros, board, deadline, data, repoch, rrev, rstate)
 			ORDER BY u.org, u.id
-			ON CONFLICT DO NOTHING`, ins.args()...)
-		if err != nil {
-			return fmt.Errorf("store new sites: %w", err)
-		}
-		if tag.RowsAffected() != int64(len(ins.ids)) {
-			return errRetry
-		}
+			ON CONFLICT DO NOTHING`, ins.args()...).Exec(func(tag pgconn.CommandTag) error {
+			if tag.RowsAffected() != n {
+				return errRetry
+			}
+			return nil
+		})
 	}
-	return nil
 }
 
 // siteColumns are site rows as column arrays, for unnest.

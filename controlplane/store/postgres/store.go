@@ -10,6 +10,7 @@ import (
 	"net"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -63,6 +64,9 @@ type Store struct {
 
 	mu       sync.Mutex
 	onChange []cp.ChangeFunc
+	// deadlocks counts transactions PostgreSQL aborted to break a
+	// deadlock (then run again): the lock order should keep it at zero.
+	deadlocks atomic.Int64
 
 	stopPrune chan struct{}
 	stopOnce  sync.Once
@@ -164,6 +168,9 @@ func (s *Store) write(ctx context.Context, op string, fn func(tx pgx.Tx) error) 
 		if attempt >= maxAttempts || !retryable(err) || ctx.Err() != nil {
 			break
 		}
+		if pgErr, ok := errors.AsType[*pgconn.PgError](err); ok && pgErr.Code == "40P01" {
+			s.deadlocks.Add(1)
+		}
 	}
 	return classify(op, err)
 }
@@ -230,6 +237,20 @@ func lockOrg(ctx context.Context, tx pgx.Tx, org string) error {
 		return fmt.Errorf("lock organisation %s: %w", org, err)
 	}
 	return nil
+}
+
+// lockOrgAndNumber is lockOrg in the round trip that also draws the
+// write's audit event number (recordAudit).
+func lockOrgAndNumber(ctx context.Context, tx pgx.Tx, org string) (int64, error) {
+	var seq int64
+	b := &pgx.Batch{}
+	b.Queue(`INSERT INTO orgs (org_id) VALUES ($1) ON CONFLICT DO NOTHING`, org)
+	b.Queue(`SELECT 1 FROM orgs WHERE org_id = $1 FOR UPDATE`, org)
+	b.Queue(`SELECT nextval('audit_event_seq')`).QueryRow(func(r pgx.Row) error { return r.Scan(&seq) })
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+		return 0, fmt.Errorf("lock organisation %s: %w", org, err)
+	}
+	return seq, nil
 }
 
 // knowOrgs records organisations that stored something without locking

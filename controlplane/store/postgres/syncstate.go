@@ -34,46 +34,28 @@ func scanSync(status *string, started, deadline *time.Time, errMsg *string, vers
 	return st
 }
 
-// readSync reads a resource's sync state without the sites it awaits
-// (what a write checks: version, lock), and whether it has one.
-func readSync(ctx context.Context, tx pgx.Tx, k resKey) (cp.SyncState, error) {
-	var status, errMsg *string
-	var started, deadline *time.Time
-	var version *int64
-	err := tx.QueryRow(ctx, `SELECT `+syncCols+` FROM sync_states WHERE org_id = $1 AND kind = $2 AND resource_id = $3`,
-		k.org, k.kind, k.id).Scan(&status, &started, &deadline, &errMsg, &version)
-	if err != nil && err != pgx.ErrNoRows {
-		return cp.SyncState{}, fmt.Errorf("read sync state of %s: %w", k.id, err)
-	}
-	return scanSync(status, started, deadline, errMsg, version), nil
-}
-
-// writableSync reads a resource's sync state for a write, refusing the
-// write when the stored version is not one pre allows (precondition_failed)
-// or while the resource is syncing (resource_locked). The organisation's
-// lock is held, so the version checked is the one the write replaces.
-func writableSync(ctx context.Context, tx pgx.Tx, k resKey, now time.Time, pre cp.Precondition) (cp.SyncState, error) {
-	st, err := readSync(ctx, tx, k)
-	if err != nil {
-		return st, err
-	}
+// writable refuses a write to a resource whose stored sync state is st
+// when the stored version is not one pre allows (precondition_failed) or
+// while the resource is syncing (resource_locked). The organisation's lock
+// is held, so the version checked is the one the write replaces.
+func writable(k resKey, st cp.SyncState, now time.Time, pre cp.Precondition) error {
 	if err := pre.Check(k.kind, k.id, st.Version); err != nil {
-		return st, err
+		return err
 	}
 	if locked, retry := st.Locked(now); locked {
-		return st, cp.Locked(k.kind, k.id, retry)
+		return cp.Locked(k.kind, k.id, retry)
 	}
-	return st, nil
+	return nil
 }
 
-// putSync replaces a resource's sync state and the sites it awaits.
-func putSync(ctx context.Context, tx pgx.Tx, k resKey, st cp.SyncState) error {
+// queueSync queues on b the replacement of a resource's sync state and
+// the sites it awaits.
+func queueSync(b *pgx.Batch, k resKey, st cp.SyncState) {
 	sites := sortedKeys(st.Awaiting)
 	revs := make([]int64, len(sites))
 	for i, site := range sites {
 		revs[i] = int64(st.Awaiting[site])
 	}
-	b := &pgx.Batch{}
 	b.Queue(`INSERT INTO sync_states (org_id, kind, resource_id, status, started, deadline, error, version)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
 		ON CONFLICT (org_id, kind, resource_id) DO UPDATE SET status = excluded.status, started = excluded.started,
@@ -84,10 +66,6 @@ func putSync(ctx context.Context, tx pgx.Tx, k resKey, st cp.SyncState) error {
 		b.Queue(`INSERT INTO sync_awaiting (org_id, kind, resource_id, site_id, revision)
 			SELECT $1, $2, $3, u.site, u.rev FROM unnest($4::text[], $5::bigint[]) AS u(site, rev)`, k.org, k.kind, k.id, sites, revs)
 	}
-	if err := tx.SendBatch(ctx, b).Close(); err != nil {
-		return fmt.Errorf("store sync state of %s: %w", k.id, err)
-	}
-	return nil
 }
 
 // lockedSync is a sync state read under its row's lock, to be updated.

@@ -34,9 +34,8 @@ type resourceWrite interface {
 	id() string
 	// sites are the sites the write attaches the resource to (quota).
 	sites() []string
-	// read reads what the write needs of the stored resource; false when
-	// there is none.
-	read(ctx context.Context, tx pgx.Tx, org string) (bool, error)
+	// read decodes what the write needs of the stored resource.
+	read(raw []byte) error
 	// store builds the new resource (keeping ids of what read found),
 	// checks its references and stores it with its sites and references;
 	// it returns the sites the write affects and those that must confirm
@@ -56,21 +55,21 @@ func (s *Store) put(ctx context.Context, org string, create bool, w resourceWrit
 	wr := cp.WriteRequestFrom(ctx)
 	err := s.write(ctx, opName("store", w.kind()), func(tx pgx.Tx) error {
 		now := s.opts.Now()
-		if err := lockOrg(ctx, tx, org); err != nil {
+		seq, err := lockOrgAndNumber(ctx, tx, org)
+		if err != nil {
 			return err
 		}
 		k := resKey{org, w.kind(), w.id()}
 		var prev *cp.SyncState
 		if !create {
-			found, err := w.read(ctx, tx, org)
+			raw, p, err := readStored(ctx, tx, k)
 			if err != nil {
 				return err
 			}
-			if !found {
-				return cp.NotFound(w.kind(), w.id())
+			if err := writable(k, p, now, wr.IfMatch); err != nil {
+				return err
 			}
-			p, err := writableSync(ctx, tx, k, now, wr.IfMatch)
-			if err != nil {
+			if err := w.read(raw); err != nil {
 				return err
 			}
 			prev = &p
@@ -103,15 +102,18 @@ func (s *Store) put(ctx context.Context, org string, create bool, w resourceWrit
 				st.ConfirmStanding(site, r.rec, r.last)
 			}
 		}
-		if err := putSync(ctx, tx, k, st); err != nil {
+		touchSites(sites, revs, &st)
+		b := &pgx.Batch{}
+		queueSync(b, k, st)
+		queueSites(b, rowsOf(sites))
+		if err := queueAudit(b, cp.NewAuditEvent(wr, org, w.kind(), w.id(), st.Version, w.stored(), now), seq); err != nil {
 			return err
 		}
-		touchSites(sites, revs, &st)
-		if err := storeSites(ctx, tx, rowsOf(sites)); err != nil {
-			return err
+		if err := tx.SendBatch(ctx, b).Close(); err != nil {
+			return fmt.Errorf("store %s: %w", w.kind(), err)
 		}
 		change = cp.Change{OrgID: org, Sites: slices.Sorted(maps.Keys(sites)), Kind: w.kind(), ID: w.id(), Revisions: revs, Documents: docs}
-		return recordAudit(ctx, tx, cp.NewAuditEvent(wr, org, w.kind(), w.id(), st.Version, w.stored(), now))
+		return nil
 	})
 	if err != nil {
 		return cp.Stored{}, err
@@ -166,18 +168,18 @@ func table(kind string) string {
 	return "prefix_lists"
 }
 
-// readDoc reads the stored document of a group or prefix list; nil when
+// readStored reads the stored document of a group or prefix list and its
+// sync state (without the sites it awaits): a *cp.Error not found when
 // there is none.
-func readDoc(ctx context.Context, tx pgx.Tx, org, kind, id string) ([]byte, error) {
-	var raw []byte
-	err := tx.QueryRow(ctx, `SELECT doc FROM `+table(kind)+` WHERE org_id = $1 AND id = $2`, org, id).Scan(&raw)
+func readStored(ctx context.Context, tx pgx.Tx, k resKey) ([]byte, cp.SyncState, error) {
+	_, raw, st, err := scanDoc(tx.QueryRow(ctx, docQuery(k.kind)+` WHERE r.org_id = $1 AND r.id = $2`, k.org, k.id))
 	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, nil
+		return nil, st, cp.NotFound(k.kind, k.id)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("read %s %s: %w", kind, id, err)
+		return nil, st, fmt.Errorf("read %s %s: %w", k.kind, k.id, err)
 	}
-	return raw, nil
+	return raw, st, nil
 }
 
 // CreateSecurityGroup stores a new group built from a validated write and
@@ -206,16 +208,12 @@ func (gw *groupWrite) id() string      { return gw.gid }
 func (gw *groupWrite) sites() []string { return gw.w.Sites }
 func (gw *groupWrite) stored() []byte  { return gw.data }
 
-func (gw *groupWrite) read(ctx context.Context, tx pgx.Tx, org string) (bool, error) {
+func (gw *groupWrite) read(raw []byte) error {
 	gw.prev = cp.SecurityGroup{}
-	raw, err := readDoc(ctx, tx, org, cp.KindSecurityGroup, gw.gid)
-	if raw == nil || err != nil {
-		return false, err
-	}
 	if err := json.Unmarshal(raw, &gw.prev); err != nil {
-		return false, fmt.Errorf("decode security group %s: %w", gw.gid, err)
+		return fmt.Errorf("decode security group %s: %w", gw.gid, err)
 	}
-	return true, nil
+	return nil
 }
 
 func (gw *groupWrite) store(ctx context.Context, tx pgx.Tx, org string) ([]string, []string, error) {
@@ -291,16 +289,12 @@ func (lw *listWrite) id() string      { return lw.lid }
 func (lw *listWrite) sites() []string { return lw.w.Sites }
 func (lw *listWrite) stored() []byte  { return lw.data }
 
-func (lw *listWrite) read(ctx context.Context, tx pgx.Tx, org string) (bool, error) {
+func (lw *listWrite) read(raw []byte) error {
 	lw.prev = cp.PrefixList{}
-	raw, err := readDoc(ctx, tx, org, cp.KindPrefixList, lw.lid)
-	if raw == nil || err != nil {
-		return false, err
-	}
 	if err := json.Unmarshal(raw, &lw.prev); err != nil {
-		return false, fmt.Errorf("decode prefix list %s: %w", lw.lid, err)
+		return fmt.Errorf("decode prefix list %s: %w", lw.lid, err)
 	}
-	return true, nil
+	return nil
 }
 
 // store: the list must be confirmed by its own sites and by the sites of
@@ -372,31 +366,26 @@ func (s *Store) del(ctx context.Context, org, kind, id string, check func(tx pgx
 	wr := cp.WriteRequestFrom(ctx)
 	err := s.write(ctx, opName("delete", kind), func(tx pgx.Tx) error {
 		now := s.opts.Now()
-		if err := lockOrg(ctx, tx, org); err != nil {
-			return err
-		}
-		raw, err := readDoc(ctx, tx, org, kind, id)
+		seq, err := lockOrgAndNumber(ctx, tx, org)
 		if err != nil {
 			return err
-		}
-		if raw == nil {
-			return cp.NotFound(kind, id)
 		}
 		k := resKey{org, kind, id}
-		st, err := writableSync(ctx, tx, k, now, wr.IfMatch)
+		raw, st, err := readStored(ctx, tx, k)
 		if err != nil {
+			return err
+		}
+		if err := writable(k, st, now, wr.IfMatch); err != nil {
 			return err
 		}
 		prevSites, err := check(tx, raw, st, now)
 		if err != nil {
 			return err
 		}
-		// The group's sites and references, the list's sites and the sync
-		// state's awaited sites go with them (ON DELETE CASCADE).
-		b := &pgx.Batch{}
-		b.Queue(`DELETE FROM `+table(kind)+` WHERE org_id = $1 AND id = $2`, org, id)
-		b.Queue(`DELETE FROM sync_states WHERE org_id = $1 AND kind = $2 AND resource_id = $3`, org, kind, id)
-		if err := tx.SendBatch(ctx, b).Close(); err != nil {
+		// The group's sites and references and the list's sites go with
+		// it (ON DELETE CASCADE); the sync state goes after the sites are
+		// locked, in the lock order.
+		if _, err := tx.Exec(ctx, `DELETE FROM `+table(kind)+` WHERE org_id = $1 AND id = $2`, org, id); err != nil {
 			return fmt.Errorf("delete %s: %w", kind, err)
 		}
 		sites, err := orgSites(ctx, tx, org, prevSites)
@@ -409,11 +398,18 @@ func (s *Store) del(ctx context.Context, org, kind, id string, check func(tx pgx
 		}
 		revs := cp.Revisions(docs)
 		touchSites(sites, revs, nil)
-		if err := storeSites(ctx, tx, rowsOf(sites)); err != nil {
+		b := &pgx.Batch{}
+		// Its awaited sites go with it (ON DELETE CASCADE).
+		b.Queue(`DELETE FROM sync_states WHERE org_id = $1 AND kind = $2 AND resource_id = $3`, org, kind, id)
+		queueSites(b, rowsOf(sites))
+		if err := queueAudit(b, cp.NewAuditEvent(wr, org, kind, id, st.Version+1, nil, now), seq); err != nil {
 			return err
 		}
+		if err := tx.SendBatch(ctx, b).Close(); err != nil {
+			return fmt.Errorf("delete %s: %w", kind, err)
+		}
 		change = cp.Change{OrgID: org, Sites: slices.Sorted(maps.Keys(sites)), Kind: kind, ID: id, Deleted: true, Revisions: revs, Documents: docs}
-		return recordAudit(ctx, tx, cp.NewAuditEvent(wr, org, kind, id, st.Version+1, nil, now))
+		return nil
 	})
 	if err != nil {
 		return err

@@ -1,0 +1,145 @@
+package postgres
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	cp "github.com/rampart-fw/rampart/controlplane"
+	"github.com/rampart-fw/rampart/controlplane/compile"
+	"github.com/rampart-fw/rampart/internal/pgtest"
+)
+
+// cpuMeter measures the CPU time of this process and of the database
+// server (its postmaster and every process it started), so a benchmark
+// says what a write costs on a machine busy with other work, where the
+// time per operation says mostly how busy it was.
+type cpuMeter struct {
+	postmaster int
+	self, db   time.Duration
+}
+
+func startCPU(b *testing.B, s *Store) *cpuMeter {
+	var backend int
+	if err := s.pool.QueryRow(context.Background(), `SELECT pg_backend_pid()`).Scan(&backend); err != nil {
+		b.Fatal(err)
+	}
+	m := &cpuMeter{postmaster: parentPID(b, backend)}
+	m.self, m.db = selfCPU(b), m.serverCPU(b)
+	return m
+}
+
+func (m *cpuMeter) report(b *testing.B) {
+	self, db := selfCPU(b)-m.self, m.serverCPU(b)-m.db
+	b.ReportMetric(float64(self.Microseconds())/float64(b.N), "client-cpu-µs/op")
+	b.ReportMetric(float64(db.Microseconds())/float64(b.N), "server-cpu-µs/op")
+}
+
+func selfCPU(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// serverCPU sums utime and stime of the postmaster and its children
+// (/proc/<pid>/stat, in clock ticks: USER_HZ is 100 on Linux).
+func (m *cpuMeter) serverCPU(b *testing.B) time.Duration {
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		b.Fatal(err)
+	}
+	var ticks int64
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		f := procStat(pid)
+		if len(f) < 15 {
+			continue
+		}
+		if ppid, _ := strconv.Atoi(f[3]); pid != m.postmaster && ppid != m.postmaster {
+			continue
+		}
+		u, _ := strconv.ParseInt(f[13], 10, 64)
+		st, _ := strconv.ParseInt(f[14], 10, 64)
+		ticks += u + st
+	}
+	return time.Duration(ticks) * 10 * time.Millisecond
+}
+
+// procStat is /proc/<pid>/stat's fields, the command name (which may hold
+// spaces) as one.
+func procStat(pid int) []string {
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return nil
+	}
+	i := bytes.LastIndexByte(raw, ')')
+	if i < 0 {
+		return nil
+	}
+	return append([]string{"pid", "comm"}, strings.Fields(string(raw[i+1:]))...)
+}
+
+func parentPID(b *testing.B, pid int) int {
+	f := procStat(pid)
+	if len(f) < 4 {
+		b.Fatalf("read /proc/%d/stat", pid)
+	}
+	ppid, _ := strconv.Atoi(f[3])
+	return ppid
+}
+
+// BenchmarkReplace250 replaces a 250-rule group again and again, one
+// writer, as store/bolt's benchmark of the same name: with no site (the
+// store's own work: read and decode the stored group, keep rule ids,
+// encode, store, the audit event) and on one site with the Revisioner
+// (compile the site, its revision, the sync). The clock moves past the
+// sync deadline between writes, so the group is never locked. pgtest's
+// server runs with fsync off: this is CPU and round trips, not the disk.
+//
+//	go test -run '^$' -bench BenchmarkReplace250 -benchtime 500x ./controlplane/store/postgres
+func BenchmarkReplace250(b *testing.B) {
+	for _, sites := range []int{0, 1} {
+		b.Run(fmt.Sprintf("sites=%d", sites), func(b *testing.B) {
+			ctx := context.Background()
+			clk := newClock()
+			s := openStore(b, pgtest.DSN(b), Options{Now: clk.Now, Revisioner: compile.Revisioner{}})
+			writes := make([]*cp.SecurityGroupWrite, 2)
+			for v := range writes {
+				w := &cp.SecurityGroupWrite{Name: "big", Sites: []string{}}
+				for i := range sites {
+					w.Sites = append(w.Sites, fmt.Sprintf("site-%d", i))
+				}
+				for i := range 250 {
+					w.Rules = append(w.Rules, cp.FilterRuleWrite{Direction: "inbound", Order: i + 1, Protocol: 6, Port: fmt.Sprint(1000 + i + v), Address: "10.0.0.0/8", Description: "a rule of a large group, described at some length"})
+				}
+				writes[v] = w
+			}
+			st, err := s.CreateSecurityGroup(ctx, "org_a", writes[0])
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.ReportAllocs()
+			cpu := startCPU(b, s)
+			b.ResetTimer()
+			for i := range b.N {
+				clk.Add(cp.DefaultTimeout + time.Second)
+				if _, err := s.ReplaceSecurityGroup(ctx, "org_a", st.ID, writes[(i+1)%2]); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.StopTimer()
+			cpu.report(b)
+		})
+	}
+}
