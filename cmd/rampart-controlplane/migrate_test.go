@@ -196,6 +196,16 @@ func TestMigrate(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer dst.Close()
+	// The republisher will publish every revised site once more, in case
+	// bbolt's control plane committed a revision and died before
+	// publishing it.
+	unpublished, err := dst.Unpublished(ctx, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := cmp.Diff(map[string][]string{"org_a": {"site_a", "site_b", "site_c"}, "org_b": {"site_a", "site_b", "site_c"}}, unpublished); d != "" {
+		t.Errorf("sites to republish after the copy (-want +got):\n%s", d)
+	}
 	want, got := snap(t, src), snap(t, dst)
 	if d := cmp.Diff(want, got); d != "" {
 		t.Fatalf("the PostgreSQL store differs from the bbolt one (-bbolt +postgres):\n%s", d)
