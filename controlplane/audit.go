@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -169,13 +170,44 @@ const AuditPruneBatch = 100
 // AuditCutoff is the time before which events are pruned.
 func AuditCutoff(now time.Time, retention time.Duration) time.Time { return now.Add(-retention) }
 
-// PruneAuditEvery runs until stop closes: at once and then every interval
-// it deletes the events older than the retention period at now() through
-// prune (a store's PruneAudit), AuditPruneBatch at a time with a pause
-// between batches, so a large backlog never holds the store's writer for
-// long (each batch is one short transaction; writes waiting meanwhile go
-// first). Errors go to logf; the next round retries.
-func PruneAuditEvery(stop <-chan struct{}, now func() time.Time, retention, interval time.Duration,
+// AuditPruner deletes, in the background, the events older than the
+// retention period: at once and then every interval, AuditPruneBatch at a
+// time with a pause between batches, so a large backlog never holds a
+// store's writer for long (each batch is one short transaction; writes
+// waiting meanwhile go first). Every store runs one until it closes.
+type AuditPruner struct {
+	stop chan struct{}
+	once sync.Once
+	done sync.WaitGroup
+}
+
+// StartAuditPruner starts pruning through prune (a store's PruneAudit)
+// the events older than retention at now() (zero: DefaultAuditRetention),
+// every interval (zero: an hour). Errors go to logf (nil: dropped); the
+// next round retries.
+func StartAuditPruner(now func() time.Time, retention, interval time.Duration,
+	prune func(cutoff time.Time, max int) (int, error), logf func(error)) *AuditPruner {
+	if retention <= 0 {
+		retention = DefaultAuditRetention
+	}
+	if interval <= 0 {
+		interval = time.Hour
+	}
+	if logf == nil {
+		logf = func(error) {}
+	}
+	p := &AuditPruner{stop: make(chan struct{})}
+	p.done.Go(func() { p.run(now, retention, interval, prune, logf) })
+	return p
+}
+
+// Stop stops the pruner and waits for it; it may be called more than once.
+func (p *AuditPruner) Stop() {
+	p.once.Do(func() { close(p.stop) })
+	p.done.Wait()
+}
+
+func (p *AuditPruner) run(now func() time.Time, retention, interval time.Duration,
 	prune func(cutoff time.Time, max int) (int, error), logf func(error)) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
@@ -189,13 +221,13 @@ func PruneAuditEvery(stop <-chan struct{}, now func() time.Time, retention, inte
 				break
 			}
 			select {
-			case <-stop:
+			case <-p.stop:
 				return
 			case <-time.After(10 * time.Millisecond):
 			}
 		}
 		select {
-		case <-stop:
+		case <-p.stop:
 			return
 		case <-t.C:
 		}

@@ -2,7 +2,8 @@
 // their filter rules, prefix lists, sites, the sync status of each resource,
 // the domain errors, and the seams through which the MQTT side (compiler,
 // publisher, status ingestion) joins the REST side. It imports no technology:
-// HTTP lives in api/, storage in store/ (store/bolt), authentication in auth/.
+// HTTP lives in api/, storage in store/ (store/bolt, store/postgres),
+// authentication in auth/.
 //
 // # Resources
 //
@@ -54,6 +55,8 @@
 package controlplane
 
 import (
+	"slices"
+	"sync"
 	"time"
 
 	"github.com/segmentio/ksuid"
@@ -310,3 +313,28 @@ const (
 // ChangeFunc receives a Change after every committed write. It is called
 // synchronously after commit, so it must not block for long.
 type ChangeFunc func(Change)
+
+// ChangeFeed is a store's list of ChangeFuncs: registered before serving,
+// each called with every Change after its write committed. It is safe for
+// concurrent use; its zero value is ready.
+type ChangeFeed struct {
+	mu  sync.Mutex
+	fns []ChangeFunc
+}
+
+// OnChange registers f.
+func (c *ChangeFeed) OnChange(f ChangeFunc) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.fns = append(c.fns, f)
+}
+
+// Notify calls every registered ChangeFunc with ch, in order.
+func (c *ChangeFeed) Notify(ch Change) {
+	c.mu.Lock()
+	fns := slices.Clone(c.fns)
+	c.mu.Unlock()
+	for _, f := range fns {
+		f(ch)
+	}
+}

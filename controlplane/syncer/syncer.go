@@ -16,6 +16,10 @@
 // read-only snapshot of the store (compile.CompileTx) and stamped with the
 // revision the Revisioner stored in the same snapshot (compile.Stamp).
 // A failed publish leaves the sites dirty and is retried with backoff.
+// When several control planes share one store, each publishes what its own
+// writes committed; a store that implements PublishFence (store/postgres)
+// then orders their publishes per site, and the syncer publishes through
+// it, so an older revision never lands after a newer one.
 // RepublishAll (called on every bus connection, the first included) marks
 // every known site dirty: documents are full state with stable revisions, so
 // republishing is idempotent and restores a broker that lost its retained

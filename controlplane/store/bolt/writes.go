@@ -64,7 +64,7 @@ func (s *Store) put(ctx context.Context, org string, create bool, w resourceWrit
 	if err != nil {
 		return cp.Stored{}, wrap("store "+strings.ReplaceAll(w.kind(), "_", " "), err)
 	}
-	s.notify(change)
+	s.changes.Notify(change)
 	return cp.Stored{ID: w.id(), Body: w.answer(st.Status), Version: st.Version}, nil
 }
 
@@ -294,7 +294,7 @@ func (s *Store) DeleteSecurityGroup(ctx context.Context, org, id string) error {
 	if err != nil {
 		return wrap("delete security group", err)
 	}
-	s.notify(change)
+	s.changes.Notify(change)
 	return nil
 }
 
@@ -444,7 +444,7 @@ func (s *Store) DeletePrefixList(ctx context.Context, org, id string) error {
 	if err != nil {
 		return wrap("delete prefix list", err)
 	}
-	s.notify(change)
+	s.changes.Notify(change)
 	return nil
 }
 

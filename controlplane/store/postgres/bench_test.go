@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -14,6 +15,7 @@ import (
 	cp "github.com/rampart-fw/rampart/controlplane"
 	"github.com/rampart-fw/rampart/controlplane/compile"
 	"github.com/rampart-fw/rampart/internal/pgtest"
+	"github.com/rampart-fw/rampart/protocol"
 )
 
 // cpuMeter measures the CPU time of this process and of the database
@@ -140,6 +142,57 @@ func BenchmarkReplace250(b *testing.B) {
 			}
 			b.StopTimer()
 			cpu.report(b)
+		})
+	}
+}
+
+// BenchmarkIngest: every site of a group confirms it, in batches as the
+// syncer sends them (batch=4096) or one report per transaction (batch=1),
+// as store/bolt's benchmark of the same name. One iteration is the whole
+// fleet's confirmations. The sites' quota is raised for the 10,000.
+//
+//	go test -run '^$' -bench BenchmarkIngest -benchtime 3x ./controlplane/store/postgres
+func BenchmarkIngest(b *testing.B) {
+	for _, c := range []struct{ sites, batch int }{{2000, 1}, {2000, 4096}, {10000, 4096}} {
+		b.Run(fmt.Sprintf("sites=%d/batch=%d", c.sites, c.batch), func(b *testing.B) {
+			ctx := context.Background()
+			var sites []string
+			for i := range c.sites {
+				sites = append(sites, fmt.Sprintf("site_%d", i))
+			}
+			var cpu time.Duration
+			var server time.Duration
+			for range b.N {
+				b.StopTimer()
+				s := openStore(b, pgtest.DSN(b), Options{Revisioner: compile.Revisioner{}, Quotas: cp.Quotas{Sites: c.sites}})
+				w := &cp.SecurityGroupWrite{Name: "web", Rules: []cp.FilterRuleWrite{rule(1, "10.0.0.0/8")}}
+				// MaxSitesPerResource bounds one group's sites.
+				for chunk := range slices.Chunk(sites, cp.MaxSitesPerResource) {
+					w.Sites = chunk
+					if _, err := s.CreateSecurityGroup(ctx, "org", w); err != nil {
+						b.Fatal(err)
+					}
+				}
+				var reports []cp.Report
+				for _, site := range sites {
+					st := protocol.SiteStatus{Schema: 1, OrgID: "org", SiteID: site, Epoch: s.Epoch(), Revision: 1, State: protocol.StateApplied}
+					reports = append(reports, cp.Report{OrgID: "org", SiteID: site, Status: &st})
+				}
+				m := startCPU(b, s)
+				b.StartTimer()
+				for len(reports) > 0 {
+					n := min(len(reports), c.batch)
+					if _, err := s.Ingest(ctx, reports[:n]); err != nil {
+						b.Fatal(err)
+					}
+					reports = reports[n:]
+				}
+				b.StopTimer()
+				cpu += selfCPU(b) - m.self
+				server += m.serverCPU(b) - m.db
+			}
+			b.ReportMetric(float64(cpu.Microseconds())/float64(b.N*c.sites), "client-cpu-µs/report")
+			b.ReportMetric(float64(server.Microseconds())/float64(b.N*c.sites), "server-cpu-µs/report")
 		})
 	}
 }

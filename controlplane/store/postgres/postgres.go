@@ -94,6 +94,7 @@ import (
 	"regexp"
 	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -107,6 +108,11 @@ var migrationFiles embed.FS
 // migrationLockKey is the advisory lock Open takes while migrating: a
 // constant all replicas agree on ("rampart" in ASCII, as an int64).
 const migrationLockKey int64 = 0x72616d70617274
+
+// DefaultMaxConns is the connections a control plane opens at most, unless
+// its URL says otherwise (pool_max_conns=N): three replicas take 48 of
+// PostgreSQL's default 100.
+const DefaultMaxConns = 16
 
 // DB is an open PostgreSQL database with Rampart's schema at the version
 // this binary knows. It is safe for concurrent use.
@@ -131,6 +137,13 @@ func Open(ctx context.Context, url string) (*DB, error) {
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		return nil, fmt.Errorf("parse PostgreSQL URL: %w", err)
+	}
+	if !strings.Contains(url, "pool_max_conns") {
+		// pgxpool's default is the number of CPUs (at least 4): a
+		// two-core control plane would queue its API writes behind a
+		// publish waiting on the broker (Publish holds a connection) and
+		// a batch of status reports. The URL's pool_max_conns overrides.
+		cfg.MaxConns = max(cfg.MaxConns, DefaultMaxConns)
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {

@@ -309,3 +309,21 @@ func TestSchemaKeepsRowsConsistent(t *testing.T) {
 		t.Errorf("sync_awaiting has %d rows after its sync state's delete; want 0", n)
 	}
 }
+
+// TestPoolSize: a control plane opens DefaultMaxConns connections at most
+// unless its URL says how many (pool_max_conns).
+func TestPoolSize(t *testing.T) {
+	dsn := pgtest.DSN(t)
+	sep := "?"
+	if strings.Contains(dsn, "?") {
+		sep = "&"
+	}
+	for _, tc := range []struct {
+		url  string
+		want int32
+	}{{dsn, DefaultMaxConns}, {dsn + sep + "pool_max_conns=3", 3}} {
+		if got := open(t, tc.url).pool.Config().MaxConns; got != tc.want {
+			t.Errorf("%s: %d connections at most; want %d", tc.url, got, tc.want)
+		}
+	}
+}

@@ -15,6 +15,7 @@ import (
 
 	cp "github.com/rampart-fw/rampart/controlplane"
 	"github.com/rampart-fw/rampart/controlplane/compile"
+	"github.com/rampart-fw/rampart/controlplane/syncer"
 	"github.com/rampart-fw/rampart/internal/pgtest"
 	"github.com/rampart-fw/rampart/protocol"
 )
@@ -601,4 +602,85 @@ func TestReplicasMixedLoad(t *testing.T) {
 		}
 	}
 	t.Logf("operations per replica: %v", ops)
+}
+
+// recorder is a Publisher that keeps what it was sent.
+type recorder struct {
+	mu   sync.Mutex
+	docs []protocol.DesiredState
+}
+
+func (r *recorder) PublishDesired(_ context.Context, docs ...protocol.DesiredState) error {
+	r.mu.Lock()
+	r.docs = append(r.docs, docs...)
+	r.mu.Unlock()
+	return nil
+}
+
+func (r *recorder) revisions() []uint64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []uint64
+	for _, d := range r.docs {
+		out = append(out, d.Revision)
+	}
+	return out
+}
+
+// TestSyncersPublishThroughTheFence: two replicas' syncers, each
+// publishing what its replica committed, through the store's Publish (the
+// published revision is recorded); a republish of everything (after a
+// broker connection) sends the newest revision, whichever replica wrote it.
+func TestSyncersPublishThroughTheFence(t *testing.T) {
+	rs := replicas(t, 2, Options{Revisioner: compile.Revisioner{}, SyncTimeout: time.Millisecond})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	pubs := []*recorder{{}, {}}
+	sys := make([]*syncer.Syncer, 2)
+	for i, r := range rs {
+		sys[i] = syncer.New(syncer.Options{Store: r, PresenceGrace: -1})
+		r.OnChange(sys[i].Changed)
+		go sys[i].Run(ctx, pubs[i])
+	}
+	published := func() uint64 {
+		var rev int64
+		if err := rs[0].pool.QueryRow(ctx, `SELECT coalesce(max(revision), 0) FROM site_published WHERE site_id = 's1'`).Scan(&rev); err != nil {
+			t.Fatal(err)
+		}
+		return uint64(rev)
+	}
+	wait := func(want uint64) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for published() != want {
+			if time.Now().After(deadline) {
+				t.Fatalf("published revision %d; want %d (sent: %v, %v)", published(), want, pubs[0].revisions(), pubs[1].revisions())
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	g, err := rs[0].CreateSecurityGroup(ctx, "org", &cp.SecurityGroupWrite{Name: "g", Rules: []cp.FilterRuleWrite{rule(1, "10.0.0.0/8")}, Sites: []string{"s1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wait(1)
+	time.Sleep(5 * time.Millisecond) // past the sync deadline: writable again
+	if _, err := rs[1].ReplaceSecurityGroup(ctx, "org", g.ID, &cp.SecurityGroupWrite{Name: "g", Rules: []cp.FilterRuleWrite{rule(1, "10.1.0.0/16")}, Sites: []string{"s1"}}); err != nil {
+		t.Fatal(err)
+	}
+	wait(2)
+	if d := cmp.Diff([]uint64{1}, pubs[0].revisions()); d != "" {
+		t.Errorf("replica 0 published (-want +got):\n%s", d)
+	}
+	if d := cmp.Diff([]uint64{2}, pubs[1].revisions()); d != "" {
+		t.Errorf("replica 1 published (-want +got):\n%s", d)
+	}
+	sys[0].RepublishAll()
+	deadline := time.Now().Add(10 * time.Second)
+	for len(pubs[0].revisions()) < 2 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if d := cmp.Diff([]uint64{1, 2}, pubs[0].revisions()); d != "" {
+		t.Errorf("replica 0 published, then republished (-want +got):\n%s", d)
+	}
 }

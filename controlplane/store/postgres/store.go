@@ -9,7 +9,6 @@ import (
 	"maps"
 	"net"
 	"slices"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -62,15 +61,12 @@ type Store struct {
 	*DB
 	opts Options
 
-	mu       sync.Mutex
-	onChange []cp.ChangeFunc
+	changes cp.ChangeFeed
 	// deadlocks counts transactions PostgreSQL aborted to break a
 	// deadlock (then run again): the lock order should keep it at zero.
 	deadlocks atomic.Int64
 
-	stopPrune chan struct{}
-	stopOnce  sync.Once
-	pruned    sync.WaitGroup
+	pruner *cp.AuditPruner
 }
 
 // OpenStore opens the database at url (Open: migrations, epoch) as a Store.
@@ -80,15 +76,6 @@ func OpenStore(ctx context.Context, url string, opts Options) (*Store, error) {
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
-	}
-	if opts.AuditRetention <= 0 {
-		opts.AuditRetention = cp.DefaultAuditRetention
-	}
-	if opts.AuditPruneInterval <= 0 {
-		opts.AuditPruneInterval = time.Hour
-	}
-	if opts.OnPruneError == nil {
-		opts.OnPruneError = func(error) {}
 	}
 	if opts.LeaseTTL <= 0 {
 		opts.LeaseTTL = DefaultLeaseTTL
@@ -104,19 +91,16 @@ func OpenStore(ctx context.Context, url string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Store{DB: db, opts: opts, stopPrune: make(chan struct{})}
-	s.pruned.Go(func() {
-		cp.PruneAuditEvery(s.stopPrune, opts.Now, opts.AuditRetention, opts.AuditPruneInterval, func(cutoff time.Time, max int) (int, error) {
-			return s.PruneAudit(context.Background(), cutoff, max)
-		}, opts.OnPruneError)
-	})
+	s := &Store{DB: db, opts: opts}
+	s.pruner = cp.StartAuditPruner(opts.Now, opts.AuditRetention, opts.AuditPruneInterval, func(cutoff time.Time, max int) (int, error) {
+		return s.PruneAudit(context.Background(), cutoff, max)
+	}, opts.OnPruneError)
 	return s, nil
 }
 
 // Close stops the audit pruner and closes the connections.
 func (s *Store) Close() error {
-	s.stopOnce.Do(func() { close(s.stopPrune) })
-	s.pruned.Wait()
+	s.pruner.Stop()
 	s.DB.Close()
 	return nil
 }
@@ -127,20 +111,7 @@ func (s *Store) ReplicaID() string { return s.opts.ReplicaID }
 // OnChange registers f to receive a Change after every write this replica
 // committed. Register before serving. Other replicas' writes are theirs
 // to announce (and RunRepublisher's, if a replica died first).
-func (s *Store) OnChange(f cp.ChangeFunc) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.onChange = append(s.onChange, f)
-}
-
-func (s *Store) notify(c cp.Change) {
-	s.mu.Lock()
-	fs := slices.Clone(s.onChange)
-	s.mu.Unlock()
-	for _, f := range fs {
-		f(c)
-	}
-}
+func (s *Store) OnChange(f cp.ChangeFunc) { s.changes.OnChange(f) }
 
 // siteRules are the state machine's rules for this store.
 func (s *Store) siteRules() cp.SiteRules {

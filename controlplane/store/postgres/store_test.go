@@ -13,12 +13,14 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	cp "github.com/rampart-fw/rampart/controlplane"
 	"github.com/rampart-fw/rampart/controlplane/api"
 	"github.com/rampart-fw/rampart/controlplane/compile"
 	"github.com/rampart-fw/rampart/controlplane/store/bolt"
 	"github.com/rampart-fw/rampart/controlplane/syncer"
+	"github.com/rampart-fw/rampart/internal/freeport"
 	"github.com/rampart-fw/rampart/internal/pgtest"
 	"github.com/rampart-fw/rampart/protocol"
 )
@@ -335,4 +337,45 @@ func nonZero[K ~string](m map[K]int) string {
 	}
 	slices.Sort(out)
 	return strings.Join(out, ",")
+}
+
+// TestStorageUnavailable: a database that cannot be reached, or takes no
+// writes, is the storage failing (503 storage_unavailable), not a bug.
+func TestStorageUnavailable(t *testing.T) {
+	ctx := context.Background()
+	dsn := pgtest.DSN(t)
+	s := openStore(t, dsn, Options{})
+
+	// Read-only sessions, as on a standby.
+	sep := "?"
+	if strings.Contains(dsn, "?") {
+		sep = "&"
+	}
+	ro, err := pgxpool.New(ctx, dsn+sep+"default_transaction_read_only=on")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ro.Close()
+	readOnly := &Store{DB: &DB{pool: ro, epoch: s.Epoch()}, opts: s.opts}
+	if err := readOnly.Ping(ctx); cp.ErrorCode(err) != cp.CodeStorageUnavailable {
+		t.Errorf("ping of a read-only database: %v; want a storage error", err)
+	}
+	_, err = readOnly.CreateSecurityGroup(ctx, "org", &cp.SecurityGroupWrite{Name: "g", Rules: []cp.FilterRuleWrite{}})
+	if cp.ErrorCode(err) != cp.CodeStorageUnavailable {
+		t.Errorf("write to a read-only database: %v; want a storage error", err)
+	}
+	if err := s.Ping(ctx); err != nil {
+		t.Errorf("ping: %v", err)
+	}
+
+	// A server that is not there.
+	gone, err := pgxpool.New(ctx, "postgres://nobody@"+freeport.Addr(t)+"/none?connect_timeout=5")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer gone.Close()
+	down := &Store{DB: &DB{pool: gone, epoch: s.Epoch()}, opts: s.opts}
+	if _, err := down.Ingest(ctx, []cp.Report{{OrgID: "org", SiteID: "s", Presence: &protocol.Presence{State: protocol.PresenceOnline}}}); cp.ErrorCode(err) != cp.CodeStorageUnavailable {
+		t.Errorf("ingest into a database that is down: %v; want a storage error", err)
+	}
 }

@@ -118,7 +118,7 @@ func (s *Store) put(ctx context.Context, org string, create bool, w resourceWrit
 	if err != nil {
 		return cp.Stored{}, err
 	}
-	s.notify(change)
+	s.changes.Notify(change)
 	return cp.Stored{ID: w.id(), Body: cp.SpliceStatus(w.stored(), st.Status), Version: st.Version}, nil
 }
 
@@ -199,7 +199,7 @@ func (s *Store) ReplaceSecurityGroup(ctx context.Context, org, id string, w *cp.
 type groupWrite struct {
 	w    *cp.SecurityGroupWrite
 	gid  string
-	prev cp.SecurityGroup // the stored group's sites and rules
+	prev cp.SecurityGroup // the stored group's sites and rules' matches
 	data []byte
 }
 
@@ -208,10 +208,28 @@ func (gw *groupWrite) id() string      { return gw.gid }
 func (gw *groupWrite) sites() []string { return gw.w.Sites }
 func (gw *groupWrite) stored() []byte  { return gw.data }
 
+// prevGroup is what a replace needs of the stored group: its sites, and
+// its rules' ids and matches (KeepRuleIDs). Leaving names and
+// descriptions out halves the allocations of decoding a 250-rule group.
+type prevGroup struct {
+	Sites []string `json:"sites"`
+	Rules []struct {
+		ID        string `json:"id"`
+		Direction string `json:"direction"`
+		Protocol  int    `json:"protocol"`
+		Port      string `json:"port"`
+		Address   string `json:"address"`
+	} `json:"rules"`
+}
+
 func (gw *groupWrite) read(raw []byte) error {
-	gw.prev = cp.SecurityGroup{}
-	if err := json.Unmarshal(raw, &gw.prev); err != nil {
+	var p prevGroup
+	if err := json.Unmarshal(raw, &p); err != nil {
 		return fmt.Errorf("decode security group %s: %w", gw.gid, err)
+	}
+	gw.prev = cp.SecurityGroup{Sites: p.Sites, Rules: make([]cp.FilterRule, len(p.Rules))}
+	for i, r := range p.Rules {
+		gw.prev.Rules[i] = cp.FilterRule{ID: r.ID, Direction: r.Direction, Protocol: r.Protocol, Port: r.Port, Address: r.Address}
 	}
 	return nil
 }
@@ -414,6 +432,6 @@ func (s *Store) del(ctx context.Context, org, kind, id string, check func(tx pgx
 	if err != nil {
 		return err
 	}
-	s.notify(change)
+	s.changes.Notify(change)
 	return nil
 }
