@@ -196,3 +196,62 @@ func BenchmarkIngest(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkUnpublished: the republisher's query (once a second on one
+// replica) over 100,000 sites, all published but 1,000.
+//
+//	go test -run '^$' -bench BenchmarkUnpublished -benchtime 20x ./controlplane/store/postgres
+func BenchmarkUnpublished(b *testing.B) {
+	ctx := context.Background()
+	s := openStore(b, pgtest.DSN(b), Options{})
+	if _, err := s.pool.Exec(ctx, `INSERT INTO sites (org_id, id, desired_revision, revised_at)
+		SELECT 'org_' || (i % 50), 'site_' || i, 3, now() - interval '1 minute' FROM generate_series(1, 100000) i`); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := s.pool.Exec(ctx, `INSERT INTO site_published (org_id, site_id, revision)
+		SELECT org_id, id, 3 FROM sites WHERE id > 'site_1000' OR length(id) > 9; ANALYZE`); err != nil {
+		b.Fatal(err)
+	}
+	m := startCPU(b, s)
+	b.ResetTimer()
+	for range b.N {
+		got, err := s.Unpublished(ctx, 10*time.Second)
+		if err != nil {
+			b.Fatal(err)
+		}
+		n := 0
+		for _, sites := range got {
+			n += len(sites)
+		}
+		if n == 0 || n > 2000 {
+			b.Fatalf("%d unpublished; want the 1,000 or so left out", n)
+		}
+	}
+	b.StopTimer()
+	m.report(b)
+}
+
+// BenchmarkCountSites: the metrics scrape's count of sites by state over
+// 100,000 sites (bbolt keeps running counts instead; here it is a GROUP
+// BY, by state and sync deadline).
+//
+//	go test -run '^$' -bench BenchmarkCountSites -benchtime 20x ./controlplane/store/postgres
+func BenchmarkCountSites(b *testing.B) {
+	ctx := context.Background()
+	s := openStore(b, pgtest.DSN(b), Options{})
+	if _, err := s.pool.Exec(ctx, `INSERT INTO sites (org_id, id, state, sync_deadline)
+		SELECT 'org_' || (i % 50), 'site_' || i, (ARRAY['in_sync', 'syncing', 'failed', 'offline'])[1 + i % 4],
+			now() + (i % 7) * interval '1 minute' FROM generate_series(1, 100000) i; ANALYZE`); err != nil {
+		b.Fatal(err)
+	}
+	m := startCPU(b, s)
+	b.ResetTimer()
+	for range b.N {
+		counts, err := s.CountSites(ctx)
+		if err != nil || counts[cp.SiteInSync] != 25000 {
+			b.Fatalf("counts %v (%v); want 25,000 in sync", counts, err)
+		}
+	}
+	b.StopTimer()
+	m.report(b)
+}

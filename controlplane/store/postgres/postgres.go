@@ -13,7 +13,9 @@
 // find without decoding it (group_sites, list_sites, list_refs); a
 // resource's SyncState is a row of sync_states and one of sync_awaiting
 // per site it awaits; a site's record, newest report and Revisioner bytes
-// are one row of sites; audit_events is the audit trail.
+// are one row of sites; audit_events is the audit trail. orgs lists the
+// organisations (and holds their write locks), site_published the newest
+// revision published of each site.
 //
 // # Concurrency: row locks, in one order
 //
@@ -35,6 +37,10 @@
 //  3. sync_states, by (organisation, kind, id): a write replaces its own;
 //     ingestion confirms and the sweeper expires them, read whole under
 //     the lock.
+//
+// A transaction that finds a row another inserted meanwhile (a new site
+// both heard of) starts over; a lock not granted within the server's
+// lock_timeout is a *controlplane.StorageError (503, retry).
 //
 // Row locks rather than SERIALIZABLE: writes of one organisation touch the
 // same rows anyway (the sites, the quota counts), so under SERIALIZABLE

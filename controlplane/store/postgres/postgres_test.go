@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"errors"
+	"io/fs"
 	"os"
 	"strings"
 	"sync"
@@ -14,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	cp "github.com/rampart-fw/rampart/controlplane"
 	"github.com/rampart-fw/rampart/internal/pgtest"
 )
 
@@ -325,5 +327,42 @@ func TestPoolSize(t *testing.T) {
 		if got := open(t, tc.url).pool.Config().MaxConns; got != tc.want {
 			t.Errorf("%s: %d connections at most; want %d", tc.url, got, tc.want)
 		}
+	}
+}
+
+// TestMigrateFromVersion1: a database the previous binary created (schema
+// 1: the epoch and leases in use, the policy tables empty) opens at the
+// current version with its epoch and leases, and takes a store's writes.
+func TestMigrateFromVersion1(t *testing.T) {
+	dsn := pgtest.DSN(t)
+	ctx := context.Background()
+	p := pool(t, dsn)
+	v1, err := fs.ReadFile(migrationFiles, "migrations/0001_initial.sql")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := migrate(ctx, p, fstest.MapFS{"migrations/0001_initial.sql": {Data: v1}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Exec(ctx, `INSERT INTO rampart_meta (epoch) VALUES ('0123456789abcdef');
+		INSERT INTO leases VALUES ('sweeper', 'old-replica', 7, now(), now() + interval '1 hour')`); err != nil {
+		t.Fatal(err)
+	}
+	s, err := OpenStore(ctx, dsn, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if d := cmp.Diff([]appliedRow{{1, "0001_initial.sql"}, {2, "0002_store.sql"}}, applied(t, p)); d != "" {
+		t.Errorf("applied migrations (-want +got):\n%s", d)
+	}
+	if s.Epoch() != "0123456789abcdef" {
+		t.Errorf("epoch %q; want the version-1 database's", s.Epoch())
+	}
+	if _, err := s.AcquireLease(ctx, "sweeper", "new-replica", time.Minute); !errors.Is(err, ErrLeaseHeld) {
+		t.Errorf("acquire the old replica's lease: %v; want it still held", err)
+	}
+	if _, err := s.CreatePrefixList(ctx, "org", &cp.PrefixListWrite{Name: "after", Prefixes: []cp.PrefixWrite{{CIDR: "192.0.2.0/24"}}}); err != nil {
+		t.Errorf("write after the migration: %v", err)
 	}
 }

@@ -684,3 +684,102 @@ func TestSyncersPublishThroughTheFence(t *testing.T) {
 		t.Errorf("replica 0 published, then republished (-want +got):\n%s", d)
 	}
 }
+
+// TestReplicasCreateSitesAtOnce: replicas hearing of the same new sites at
+// once (every replica receives every presence) each try to insert them;
+// the one that finds a site inserted meanwhile starts over with the
+// stored row, so every presence is folded in and no site is lost or
+// doubled.
+func TestReplicasCreateSitesAtOnce(t *testing.T) {
+	rs := replicas(t, 3, Options{})
+	ctx := context.Background()
+	var reports []cp.Report
+	for i := range 300 {
+		reports = append(reports, cp.Report{OrgID: "org", SiteID: fmt.Sprintf("site-%03d", i), Presence: &protocol.Presence{State: protocol.PresenceOnline}})
+	}
+	var wg sync.WaitGroup
+	for i, r := range rs {
+		wg.Go(func() {
+			for batch := range slices.Chunk(reports, 10+i*7) {
+				if _, err := r.Ingest(ctx, batch); err != nil {
+					t.Errorf("replica %d: %v", i, err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	sites, err := rs[0].ListSites(ctx, "org")
+	if err != nil {
+		t.Fatal(err)
+	}
+	online := 0
+	for _, s := range sites {
+		if s.Online {
+			online++
+		}
+	}
+	if len(sites) != 300 || online != 300 {
+		t.Errorf("%d sites, %d online; want 300 and 300", len(sites), online)
+	}
+}
+
+// TestInsertedMeanwhileStartsOver: a site that another transaction is
+// inserting when a report for it arrives: the report's transaction waits
+// for it, finds the site inserted, and starts over on the stored row
+// (the other replica's record is kept and the report folded into it).
+func TestInsertedMeanwhileStartsOver(t *testing.T) {
+	rs := replicas(t, 1, Options{})
+	ctx := context.Background()
+	other, err := rs[0].pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Rollback(ctx)
+	if _, err := other.Exec(ctx, `INSERT INTO sites (org_id, id, agent_version) VALUES ('org', 's1', 'from the other replica')`); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := rs[0].Ingest(ctx, []cp.Report{{OrgID: "org", SiteID: "s1", Presence: &protocol.Presence{State: protocol.PresenceOnline}}})
+		done <- err
+	}()
+	time.Sleep(300 * time.Millisecond) // the ingestion waits on the insert
+	if err := other.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("ingest: %v", err)
+	}
+	site, err := rs[0].GetSite(ctx, "org", "s1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !site.Online || site.AgentVersion != "from the other replica" {
+		t.Errorf("site %+v; want the other replica's record, online", site)
+	}
+}
+
+// TestIngestDoesNotWaitForWrites: status ingestion takes sites' rows, not
+// the organisation's lock, so reports are taken while a write of the same
+// organisation (on other sites) holds it.
+func TestIngestDoesNotWaitForWrites(t *testing.T) {
+	rs := replicas(t, 1, Options{})
+	ctx := context.Background()
+	if err := rs[0].ReserveSite(ctx, "org", "s1"); err != nil {
+		t.Fatal(err)
+	}
+	writer, err := rs[0].pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer writer.Rollback(ctx)
+	if err := lockOrg(ctx, writer, "org"); err != nil {
+		t.Fatal(err)
+	}
+	ictx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if _, err := rs[0].Ingest(ictx, []cp.Report{{OrgID: "org", SiteID: "s1", Presence: &protocol.Presence{State: protocol.PresenceOnline}}}); err != nil {
+		t.Errorf("ingest while a write holds the organisation: %v", err)
+	}
+}

@@ -77,6 +77,10 @@ func OpenStore(ctx context.Context, url string, opts Options) (*Store, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+	// PostgreSQL keeps microseconds: a deadline decided in a write reads
+	// back as the write decided it only if it had no more.
+	now := opts.Now
+	opts.Now = func() time.Time { return now().Truncate(time.Microsecond) }
 	if opts.LeaseTTL <= 0 {
 		opts.LeaseTTL = DefaultLeaseTTL
 	}
@@ -178,8 +182,8 @@ func classify(op string, err error) error {
 
 // storageFault reports whether err is the database failing rather than a
 // bug: it cannot be reached, it is shutting down or read-only (a standby
-// after a failover), it ran out of disk or connections. By type and
-// SQLSTATE class, never by text.
+// after a failover), it ran out of disk or connections, or a lock was not
+// granted within lock_timeout. By type and SQLSTATE, never by text.
 func storageFault(err error) bool {
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) {
@@ -190,7 +194,10 @@ func storageFault(err error) bool {
 			"58": // system error: I/O
 			return true
 		}
-		return pgErr.Code == "25006" // read_only_sql_transaction
+		// read_only_sql_transaction; lock_not_available: lock_timeout
+		// passed while another transaction held what this one needs (a
+		// stuck replica, or a queue longer than the operator allows).
+		return pgErr.Code == "25006" || pgErr.Code == "55P03"
 	}
 	var connErr *pgconn.ConnectError
 	var netErr net.Error

@@ -379,3 +379,32 @@ func TestStorageUnavailable(t *testing.T) {
 		t.Errorf("ingest into a database that is down: %v; want a storage error", err)
 	}
 }
+
+// TestLockTimeoutIsUnavailable: a write that waits past lock_timeout for
+// its organisation (another replica's write is stuck holding it) is the
+// storage being unavailable, which the client may retry, not a bug.
+func TestLockTimeoutIsUnavailable(t *testing.T) {
+	ctx := context.Background()
+	dsn := pgtest.DSN(t)
+	s := openStore(t, dsn, Options{})
+	if _, err := s.CreatePrefixList(ctx, "org", &cp.PrefixListWrite{Name: "first", Prefixes: []cp.PrefixWrite{}}); err != nil {
+		t.Fatal(err)
+	}
+	stuck, err := s.pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stuck.Rollback(ctx)
+	if err := lockOrg(ctx, stuck, "org"); err != nil {
+		t.Fatal(err)
+	}
+	sep := "?"
+	if strings.Contains(dsn, "?") {
+		sep = "&"
+	}
+	impatient := openStore(t, dsn+sep+"lock_timeout=200", Options{})
+	_, err = impatient.CreatePrefixList(ctx, "org", &cp.PrefixListWrite{Name: "second", Prefixes: []cp.PrefixWrite{}})
+	if cp.ErrorCode(err) != cp.CodeStorageUnavailable {
+		t.Errorf("write behind a stuck one: %v; want a storage error", err)
+	}
+}
