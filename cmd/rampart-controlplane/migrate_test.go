@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -196,6 +197,16 @@ func TestMigrate(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer dst.Close()
+	// The republisher will publish every revised site once more, in case
+	// bbolt's control plane committed a revision and died before
+	// publishing it.
+	unpublished, err := dst.Unpublished(ctx, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := cmp.Diff(map[string][]string{"org_a": {"site_a", "site_b", "site_c"}, "org_b": {"site_a", "site_b", "site_c"}}, unpublished); d != "" {
+		t.Errorf("sites to republish after the copy (-want +got):\n%s", d)
+	}
 	want, got := snap(t, src), snap(t, dst)
 	if d := cmp.Diff(want, got); d != "" {
 		t.Fatalf("the PostgreSQL store differs from the bbolt one (-bbolt +postgres):\n%s", d)
@@ -309,4 +320,65 @@ func TestMigrateRefusesBadArguments(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, "missing.db")); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("migrate created the missing file it was given: %v", err)
 	}
+}
+
+// BenchmarkMigrate copies a bbolt store of 10 organisations, each at the
+// default site quota (2,000 sites, 20 groups of 10 rules on 100 sites
+// each, 10 prefix lists, every site having applied its revision): 20,000
+// sites in all. One iteration is one migrate into a fresh database.
+//
+//	go test -run '^$' -bench Migrate -benchtime 3x ./cmd/rampart-controlplane
+func BenchmarkMigrate(b *testing.B) {
+	ctx := context.Background()
+	path := filepath.Join(b.TempDir(), DBFile)
+	s, err := bolt.Open(path, bolt.Options{Revisioner: compile.Revisioner{}, SyncTimeout: time.Minute})
+	if err != nil {
+		b.Fatal(err)
+	}
+	const orgs, groups, sitesPerGroup, lists = 10, 20, 100, 10
+	for o := range orgs {
+		org := fmt.Sprintf("org_%02d", o)
+		var listIDs []string
+		for l := range lists {
+			st, err := s.CreatePrefixList(ctx, org, &cp.PrefixListWrite{Name: fmt.Sprint("list ", l), Prefixes: []cp.PrefixWrite{{CIDR: fmt.Sprintf("10.%d.%d.0/24", o, l)}}})
+			if err != nil {
+				b.Fatal(err)
+			}
+			listIDs = append(listIDs, st.ID)
+		}
+		var reports []cp.Report
+		for g := range groups {
+			w := &cp.SecurityGroupWrite{Name: fmt.Sprint("group ", g)}
+			for r := range 10 {
+				addr := "0.0.0.0/0"
+				if r == 0 {
+					addr = listIDs[g%lists]
+				}
+				w.Rules = append(w.Rules, cp.FilterRuleWrite{Direction: "inbound", Order: r + 1, Protocol: 6, Port: fmt.Sprint(1000 + r), Address: addr, Description: "rule"})
+			}
+			for i := range sitesPerGroup {
+				site := fmt.Sprintf("site_%04d", g*sitesPerGroup+i)
+				w.Sites = append(w.Sites, site)
+				st := protocol.SiteStatus{Schema: 1, OrgID: org, SiteID: site, Epoch: s.Epoch(), Revision: 1, State: protocol.StateApplied}
+				reports = append(reports, cp.Report{OrgID: org, SiteID: site, Status: &st})
+			}
+			if _, err := s.CreateSecurityGroup(ctx, org, w); err != nil {
+				b.Fatal(err)
+			}
+		}
+		if _, err := s.Ingest(ctx, reports); err != nil {
+			b.Fatal(err)
+		}
+	}
+	s.Close()
+	b.ResetTimer()
+	for range b.N {
+		b.StopTimer()
+		dsn := pgtest.DSN(b)
+		b.StartTimer()
+		if err := run(ctx, []string{"migrate", "--from-bolt", path, "--store-url", dsn}, io.Discard, io.Discard); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N)/float64(orgs*groups*sitesPerGroup), "µs/site")
 }

@@ -17,7 +17,9 @@ import (
 
 // syncOf reads the SyncState of group or list id, which the API's JSON
 // shows only as a status, through the view the syncer and the compiler
-// get (PolicyTx), from a site the resource applies to.
+// get (PolicyTx), from a site the resource applies to. Tests use its
+// status and error: a PolicyTx need not fill in Awaiting (the compiler
+// never reads it), so what a write awaits is read from its Change.
 func syncOf(t testing.TB, s Store, site, id string) cp.SyncState {
 	t.Helper()
 	var st *cp.SyncState
