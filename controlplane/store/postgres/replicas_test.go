@@ -785,3 +785,78 @@ func TestIngestDoesNotWaitForWrites(t *testing.T) {
 		t.Errorf("ingest while a write holds the organisation: %v", err)
 	}
 }
+
+// TestReplicasForgetOnce: every replica's syncer asks to forget the
+// decommissioned sites that are done, at once: each site is forgotten
+// once (its credentials refused, the group no longer waiting for it), and
+// none is lost between them.
+func TestReplicasForgetOnce(t *testing.T) {
+	clk := newClock()
+	rs := replicas(t, 3, Options{Revisioner: compile.Revisioner{}, Now: clk.Now, SyncTimeout: time.Minute})
+	ctx := context.Background()
+	var sites []string
+	for i := range 12 {
+		sites = append(sites, fmt.Sprintf("site-%02d", i))
+	}
+	if _, err := rs[0].CreateSecurityGroup(ctx, "org", &cp.SecurityGroupWrite{Name: "all", Rules: []cp.FilterRuleWrite{rule(1, "10.0.0.0/8")}, Sites: sites}); err != nil {
+		t.Fatal(err)
+	}
+	clk.Add(2 * time.Minute) // past the group's deadline: writable
+	for i, site := range sites[:8] {
+		if _, err := rs[i%3].DecommissionSite(ctx, "org", site); err != nil {
+			t.Fatalf("decommission %s: %v", site, err)
+		}
+		clk.Add(2 * time.Minute)
+	}
+	// The agents applied their empty documents.
+	var reports []cp.Report
+	for _, site := range sites[:8] {
+		rec, err := rs[0].GetSite(ctx, "org", site)
+		if err != nil {
+			t.Fatal(err)
+		}
+		reports = append(reports, cp.Report{OrgID: "org", SiteID: site, Status: &protocol.SiteStatus{Epoch: rs[0].Epoch(), Revision: rec.DesiredRevision, State: protocol.StateApplied}})
+	}
+	if _, err := rs[1].Ingest(ctx, reports); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	forgotten := map[string]int{}
+	for _, r := range rs {
+		wg.Go(func() {
+			refs, err := r.ForgetDecommissioned(ctx)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			mu.Lock()
+			for _, ref := range refs {
+				forgotten[ref.SiteID]++
+			}
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	for _, site := range sites[:8] {
+		if forgotten[site] == 0 || !rs[2].Decommissioned("org", site) {
+			t.Errorf("site %s: returned %d times, refused %v; want it forgotten and refused", site, forgotten[site], rs[2].Decommissioned("org", site))
+		}
+	}
+	left, err := rs[0].ListSites(ctx, "org")
+	if err != nil || len(left) != 4 {
+		t.Errorf("%d sites left (%v); want 4", len(left), err)
+	}
+	var n int
+	if err := rs[0].pool.QueryRow(ctx, `SELECT count(*) FROM denied_sites`).Scan(&n); err != nil || n != 8 {
+		t.Errorf("%d refused sites (%v); want 8", n, err)
+	}
+	for _, site := range sites[:8] {
+		if err := rs[0].SiteCleared(ctx, "org", site); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if refs, err := rs[1].ForgetDecommissioned(ctx); err != nil || len(refs) != 0 {
+		t.Errorf("after clearing: %v (%v); want nothing", refs, err)
+	}
+}
