@@ -788,8 +788,8 @@ func TestIngestDoesNotWaitForWrites(t *testing.T) {
 
 // TestReplicasForgetOnce: every replica's syncer asks to forget the
 // decommissioned sites that are done, at once: each site is forgotten
-// once (its credentials refused, the group no longer waiting for it), and
-// none is lost between them.
+// once (its record gone, its credentials refused), none is lost between
+// them, and once cleared none is returned again.
 func TestReplicasForgetOnce(t *testing.T) {
 	clk := newClock()
 	rs := replicas(t, 3, Options{Revisioner: compile.Revisioner{}, Now: clk.Now, SyncTimeout: time.Minute})
