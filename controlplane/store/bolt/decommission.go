@@ -89,10 +89,7 @@ func (s *Store) Decommissioned(org, site string) bool { return s.denied.has(org,
 // decommissioning is answered as it is.
 func (s *Store) DecommissionSite(ctx context.Context, org, site string) (cp.Site, error) {
 	wr := cp.WriteRequestFrom(ctx)
-	// Each resource's write is a PUT of it without the site; the DELETE's
-	// If-Match is about the site, which has no version.
-	put := wr
-	put.Method, put.IfMatch = "PUT", cp.Precondition{}
+	put, del := cp.DecommissionRequests(wr)
 	putCtx := cp.WithWriteRequest(ctx, put)
 	var out cp.Site
 	var changes []cp.Change
@@ -162,8 +159,6 @@ func (s *Store) DecommissionSite(ctx context.Context, org, site string) (cp.Site
 		if err != nil {
 			return fmt.Errorf("encode site: %w", err)
 		}
-		del := wr
-		del.Method = "DELETE"
 		if err := recordAudit(ob, cp.NewAuditEvent(del, org, cp.KindSite, site, 0, body, now)); err != nil {
 			return err
 		}

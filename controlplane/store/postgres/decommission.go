@@ -42,10 +42,7 @@ func (s *Store) Decommissioned(org, site string) bool {
 // decommissioning is answered as it is.
 func (s *Store) DecommissionSite(ctx context.Context, org, site string) (cp.Site, error) {
 	wr := cp.WriteRequestFrom(ctx)
-	// Each resource's write is a PUT of it without the site; the DELETE's
-	// If-Match is about the site, which has no version.
-	put := wr
-	put.Method, put.IfMatch = "PUT", cp.Precondition{}
+	put, del := cp.DecommissionRequests(wr)
 	putCtx := cp.WithWriteRequest(ctx, put)
 	var out cp.Site
 	var changes []cp.Change
@@ -132,8 +129,6 @@ func (s *Store) DecommissionSite(ctx context.Context, org, site string) (cp.Site
 		if err != nil {
 			return fmt.Errorf("encode site: %w", err)
 		}
-		del := wr
-		del.Method = "DELETE"
 		b := &pgx.Batch{}
 		queueSites(b, []*siteRow{r})
 		b.Queue(`INSERT INTO site_decommissions (org_id, site_id, phase) VALUES ($1, $2, 'decommissioning')
