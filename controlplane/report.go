@@ -29,6 +29,9 @@ const (
 	// publish it acknowledged: nats-server 2.9.10 did, after a node died),
 	// so the site's document is to be published again (FoldStatus).
 	ReportBehind
+	// ReportDecommissioned: the site was decommissioned and forgotten; its
+	// agent's reports are dropped until it is enrolled again.
+	ReportDecommissioned
 )
 
 // Taken reports whether the report was folded in (ReportTaken or
@@ -36,7 +39,7 @@ const (
 func (r ReportResult) Taken() bool { return r == ReportTaken || r == ReportBehind }
 
 // ReportResults lists every ReportResult, for metrics.
-var ReportResults = []ReportResult{ReportTaken, ReportStale, ReportOtherEpoch, ReportRefused, ReportBehind}
+var ReportResults = []ReportResult{ReportTaken, ReportStale, ReportOtherEpoch, ReportRefused, ReportBehind, ReportDecommissioned}
 
 // String is the result as a metric label.
 func (r ReportResult) String() string {
@@ -51,6 +54,8 @@ func (r ReportResult) String() string {
 		return "refused"
 	case ReportBehind:
 		return "behind"
+	case ReportDecommissioned:
+		return "decommissioned"
 	}
 	return "unknown"
 }

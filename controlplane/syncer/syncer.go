@@ -16,6 +16,10 @@
 // read-only snapshot of the store (compile.CompileTx) and stamped with the
 // revision the Revisioner stored in the same snapshot (compile.Stamp).
 // A failed publish leaves the sites dirty and is retried with backoff.
+// When several control planes share one store, each publishes what its own
+// writes committed; a store that implements PublishFence (store/postgres)
+// then orders their publishes per site, and the syncer publishes through
+// it, so an older revision never lands after a newer one.
 // RepublishAll (called on every bus connection, the first included) marks
 // every known site dirty: documents are full state with stable revisions, so
 // republishing is idempotent and restores a broker that lost its retained
@@ -66,6 +70,15 @@
 //
 // Publishes, broker clients and connection state are counted by packages bus
 // and broker.
+//
+// # Decommissioned sites
+//
+// Every Options.ForgetInterval the loop asks the store to forget the
+// decommissioning sites that are done (their agents applied the empty
+// document, or the deadline passed; controlplane/decommission.go), then
+// for each closes its broker connections (Options.Disconnect) and clears
+// its retained desired, status and presence (Publisher.ClearSite), in the
+// publishing loop so that nothing older is published after the clearing.
 package syncer
 
 import (
@@ -96,11 +109,27 @@ type Store interface {
 	// CountSites counts sites by state as GET /vpc/sites shows them, for
 	// metrics, without listing them.
 	CountSites(ctx context.Context) (map[cp.SiteState]int, error)
+	// ForgetDecommissioned forgets the decommissioning sites that are
+	// done and returns every forgotten site whose topics are still to be
+	// cleared; SiteCleared records that they were.
+	ForgetDecommissioned(ctx context.Context) ([]cp.SiteRef, error)
+	SiteCleared(ctx context.Context, org, site string) error
+}
+
+// PublishFence is implemented by a store that several control planes share
+// (store/postgres): Publish calls publish with the documents no replica has
+// published a newer revision of, holding their sites until it returns, so
+// one replica's older revision never lands after another's newer one. The
+// syncer publishes through it when its Store has it.
+type PublishFence interface {
+	Publish(ctx context.Context, org string, docs []protocol.DesiredState, publish func(context.Context, []protocol.DesiredState) error) error
 }
 
 // Publisher sends desired-state documents (bus.Bus implements it).
 type Publisher interface {
 	PublishDesired(ctx context.Context, docs ...protocol.DesiredState) error
+	// ClearSite clears a site's retained desired, status and presence.
+	ClearSite(ctx context.Context, org, site string) error
 }
 
 // Defaults of Options.
@@ -121,6 +150,9 @@ const (
 	// DefaultBehindInterval is the least time between two republishes of
 	// one site that reports behind.
 	DefaultBehindInterval = 10 * time.Second
+	// DefaultForgetInterval: a decommissioned site is forgotten within
+	// about a second of its agent's confirmation.
+	DefaultForgetInterval = time.Second
 	propagationMaxAge     = time.Hour
 	propagationMaxCount   = 10000
 )
@@ -157,6 +189,13 @@ type Options struct {
 	BehindInterval time.Duration
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// ForgetInterval is how often decommissioning sites are checked and
+	// the forgotten ones cleared (DefaultForgetInterval).
+	ForgetInterval time.Duration
+	// Disconnect closes a forgotten site's broker connections before its
+	// topics are cleared (the embedded broker's Broker.Disconnect); nil
+	// with an external broker, which cannot be told.
+	Disconnect func(org, site string) int
 }
 
 // Syncer publishes desired state and ingests reports. Create it with New,
@@ -260,6 +299,9 @@ func New(opts Options) *Syncer {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+	if opts.ForgetInterval <= 0 {
+		opts.ForgetInterval = DefaultForgetInterval
+	}
 	s := &Syncer{
 		opts: opts, log: opts.Logger, epoch: opts.Store.Epoch(),
 		dirty: map[string]map[string]bool{}, settle: map[string]map[string]bool{}, ready: map[string]map[string]protocol.DesiredState{},
@@ -275,7 +317,7 @@ func New(opts Options) *Syncer {
 		}),
 		reports: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "rampart_status_reports_total",
-			Help: "Site status reports folded into the store, by result (taken, stale, other_epoch, refused: a revision the site was never given, behind: taken, an outcome of an older revision than the site was given, so its document is published again).",
+			Help: "Site status reports folded into the store, by result (taken, stale, other_epoch, refused: a revision the site was never given; behind: taken, an outcome of an older revision than the site was given, so its document is published again; decommissioned: a forgotten site's).",
 		}, []string{"result"}),
 		compileErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "rampart_desired_compile_errors_total",
@@ -446,11 +488,16 @@ func (s *Syncer) Run(ctx context.Context, pub Publisher) {
 		s.mu.Unlock()
 	}()
 	backoff := time.Duration(0)
+	forgetTick := time.NewTicker(s.opts.ForgetInterval)
+	defer forgetTick.Stop()
 	for {
+		forgetDue := false
 		select {
 		case <-ctx.Done():
 			return
 		case <-s.wake:
+		case <-forgetTick.C:
+			forgetDue = true
 		}
 		s.mu.Lock()
 		all, dirty, settle := s.all, s.dirty, s.settle
@@ -458,6 +505,9 @@ func (s *Syncer) Run(ctx context.Context, pub Publisher) {
 		s.busy = true
 		s.mu.Unlock()
 
+		if forgetDue {
+			s.forget(ctx, pub, dirty)
+		}
 		// Documents first: settling reads every site of a change, one
 		// store read each (100,000 PostgreSQL round trips for a list that
 		// every site uses, about a minute), and a site waits for nothing
@@ -540,6 +590,42 @@ func (s *Syncer) settleSites(ctx context.Context, settle map[string]map[string]b
 	}
 }
 
+// forget forgets the decommissioning sites that are done
+// (Store.ForgetDecommissioned) and, for each forgotten site, drops what
+// was still to be published for it (dirty, this round's), closes its
+// broker connections and clears its retained topics, in that order: the
+// agent must not receive the cleared (empty) desired state, and nothing
+// older may be published after the clearing, which is why this runs in
+// the publishing loop. A site whose clearing failed stays with the store
+// and is tried again at the next tick.
+func (s *Syncer) forget(ctx context.Context, pub Publisher, dirty map[string]map[string]bool) {
+	refs, err := s.opts.Store.ForgetDecommissioned(ctx)
+	if err != nil {
+		s.log.Error("forget decommissioned sites", "error", err)
+		return
+	}
+	for _, ref := range refs {
+		s.mu.Lock()
+		delete(s.ready[ref.OrgID], ref.SiteID)
+		s.mu.Unlock()
+		delete(dirty[ref.OrgID], ref.SiteID)
+		if s.opts.Disconnect != nil {
+			s.opts.Disconnect(ref.OrgID, ref.SiteID)
+		}
+		cctx, cancel := context.WithTimeout(ctx, s.opts.PublishTimeout)
+		err := pub.ClearSite(cctx, ref.OrgID, ref.SiteID)
+		cancel()
+		if err == nil {
+			err = s.opts.Store.SiteCleared(ctx, ref.OrgID, ref.SiteID)
+		}
+		if err != nil {
+			s.log.Warn("clear a decommissioned site's topics; will retry", "org", ref.OrgID, "site", ref.SiteID, "error", err)
+			continue
+		}
+		s.log.Info("decommissioned site forgotten", "org", ref.OrgID, "site", ref.SiteID)
+	}
+}
+
 // publish compiles and publishes; on error it returns what is left to do.
 func (s *Syncer) publish(ctx context.Context, pub Publisher, all bool, dirty map[string]map[string]bool) (work, error) {
 	if all {
@@ -573,7 +659,13 @@ func (s *Syncer) publish(ctx context.Context, pub Publisher, all bool, dirty map
 				// be acknowledged; the retry (and the republish after the
 				// reconnection) sends it again.
 				pctx, cancel := context.WithTimeout(ctx, s.opts.PublishTimeout)
-				err = pub.PublishDesired(pctx, docs...)
+				if f, ok := s.opts.Store.(PublishFence); ok {
+					err = f.Publish(pctx, org, docs, func(ctx context.Context, docs []protocol.DesiredState) error {
+						return pub.PublishDesired(ctx, docs...)
+					})
+				} else {
+					err = pub.PublishDesired(pctx, docs...)
+				}
 				cancel()
 			}
 			if err == nil {
@@ -916,7 +1008,7 @@ type siteCollector struct {
 	log   *slog.Logger
 }
 
-var sitesDesc = prometheus.NewDesc("rampart_sites", "Sites known to the control plane, by state (in_sync, syncing, failed, offline, unknown).", []string{"state"}, nil)
+var sitesDesc = prometheus.NewDesc("rampart_sites", "Sites known to the control plane, by state (in_sync, syncing, failed, offline, unknown, decommissioning).", []string{"state"}, nil)
 
 func (c *siteCollector) Describe(ch chan<- *prometheus.Desc) { ch <- sitesDesc }
 
@@ -928,7 +1020,7 @@ func (c *siteCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.NewInvalidMetric(sitesDesc, err)
 		return
 	}
-	for _, st := range []cp.SiteState{cp.SiteInSync, cp.SiteSyncing, cp.SiteFailed, cp.SiteOffline, cp.SiteUnknown} {
+	for _, st := range cp.SiteStates {
 		ch <- prometheus.MustNewConstMetric(sitesDesc, prometheus.GaugeValue, float64(counts[st]), string(st))
 	}
 }

@@ -19,6 +19,8 @@
 //	deadlines/<unixnano BE><org>\x00<kind>\x00<id>   syncing resources by deadline
 //	awaiting/<org>\x00<site>\x00<kind>\x00<id>       which resources wait for a site
 //	status/<org>\x00<kind>\x00<id>                   status, for metrics
+//	decommissioning/<org>\x00<site>   a site on its way out (decommission.go)
+//	denied/<org>\x00<site>            a decommissioned site: credentials refused
 //
 // Each group has a bucket of its own. bbolt keeps at least two keys in a
 // leaf, so with the 44 KB of a 250-rule group as values of one bucket,
@@ -67,6 +69,7 @@
 //	policy.go     the Revisioner's and syncer's PolicyTx
 //	commit.go     group commit of concurrent writes
 //	audit.go      the audit trail: recorded in each write, read, pruned
+//	decommission.go  a site's decommission, forgetting it, refusing it
 package bolt
 
 import (
@@ -77,7 +80,6 @@ import (
 	"fmt"
 	"maps"
 	"slices"
-	"sync"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -142,15 +144,13 @@ type Store struct {
 	opts  Options
 	epoch string
 
-	mu       sync.Mutex
-	onChange []cp.ChangeFunc
-	reads    readCache
-	commits  *committer // nil with NoBatch
-	counts   *counts    // running counts for metrics (counts.go)
+	changes cp.ChangeFeed
+	reads   readCache
+	commits *committer // nil with NoBatch
+	counts  *counts    // running counts for metrics (counts.go)
+	denied  *deniedSet // decommissioned sites (decommission.go)
 
-	stopPrune chan struct{}
-	stopOnce  sync.Once // Close may be called more than once
-	pruned    sync.WaitGroup
+	pruner *cp.AuditPruner
 }
 
 // Open opens (or creates) the database at path.
@@ -170,7 +170,7 @@ func Open(path string, opts Options) (*Store, error) {
 	}
 	s := &Store{db: db, opts: opts}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketMeta, bucketOrgs, bucketDeadlines, bucketAwaiting, bucketStatus} {
+		for _, b := range [][]byte{bucketMeta, bucketOrgs, bucketDeadlines, bucketAwaiting, bucketStatus, bucketDecommissioning, bucketDenied} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -198,27 +198,23 @@ func Open(path string, opts Options) (*Store, error) {
 		db.Close()
 		return nil, err
 	}
+	if err := s.loadDenied(); err != nil {
+		allCounts.Delete(db)
+		db.Close()
+		return nil, err
+	}
 	if !opts.NoBatch {
 		s.commits = newCommitter(db, opts.MaxBatchDelay)
 	}
-	if opts.AuditRetention <= 0 {
-		opts.AuditRetention = cp.DefaultAuditRetention
-	}
-	if opts.AuditPruneInterval <= 0 {
-		opts.AuditPruneInterval = time.Hour
-	}
-	if opts.OnPruneError == nil {
-		opts.OnPruneError = func(error) {}
-	}
-	s.stopPrune = make(chan struct{})
-	s.pruned.Go(func() { s.pruneAudit(s.stopPrune, opts.AuditRetention, opts.AuditPruneInterval, opts.OnPruneError) })
+	s.pruner = cp.StartAuditPruner(opts.Now, opts.AuditRetention, opts.AuditPruneInterval, func(cutoff time.Time, max int) (int, error) {
+		return s.PruneAudit(context.Background(), cutoff, max)
+	}, opts.OnPruneError)
 	return s, nil
 }
 
 // Close closes the database.
 func (s *Store) Close() error {
-	s.stopOnce.Do(func() { close(s.stopPrune) })
-	s.pruned.Wait()
+	s.pruner.Stop()
 	if s.commits != nil {
 		s.commits.close()
 	}
@@ -232,20 +228,7 @@ func (s *Store) Epoch() string { return s.epoch }
 
 // OnChange registers f to receive a Change after every committed write.
 // Register before serving.
-func (s *Store) OnChange(f cp.ChangeFunc) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.onChange = append(s.onChange, f)
-}
-
-func (s *Store) notify(c cp.Change) {
-	s.mu.Lock()
-	fs := slices.Clone(s.onChange)
-	s.mu.Unlock()
-	for _, f := range fs {
-		f(c)
-	}
-}
+func (s *Store) OnChange(f cp.ChangeFunc) { s.changes.OnChange(f) }
 
 // Ping checks that the database takes a write: it rewrites the "ping" key
 // of meta in a transaction of its own, which bbolt commits with an fsync,

@@ -86,7 +86,7 @@ var (
 // record is encoding/json's output of siteRecord, whose only fields named
 // state and sync_deadline are these top-level strings, and a JSON string
 // value cannot hold an unescaped quote, so the first match of `"state":"`
-// is the field (as spliceStatus relies on for resources). Records the
+// is the field (as controlplane.SpliceStatus relies on for resources). Records the
 // scan cannot read are decoded in full, and one that cannot be decoded
 // counts as unknown (consistently, at Open and when it is overwritten): a
 // damaged record must not stop the control plane from starting.
@@ -170,7 +170,25 @@ func putSite(b *bolt.Bucket, id string, rec *cp.Site) error {
 			c.addSite(next, 1)
 		})
 	}
-	return putJSON(b, id, siteRecord{Site: *rec, SyncDeadline: rec.SyncDeadline})
+	return putJSON(b, id, siteRecord{Site: *rec, SyncDeadline: rec.SyncDeadline, DecommissionRevision: rec.DecommissionRevision})
+}
+
+// deleteSite deletes a site's record (a decommissioned site, forgotten)
+// and takes it out of the counts.
+func deleteSite(b *bolt.Bucket, id string) error {
+	raw := b.Get([]byte(id))
+	if raw == nil {
+		return nil
+	}
+	if c := countsOf(b.Tx()); c != nil {
+		k := readSiteKey(raw)
+		b.Tx().OnCommit(func() {
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			c.addSite(k, -1)
+		})
+	}
+	return b.Delete([]byte(id))
 }
 
 // putStatus sets (or, with status "", deletes) a resource's entry of the

@@ -24,28 +24,6 @@ func kindBucket(kind string) []byte {
 	return bucketLists
 }
 
-var statusField = []byte(`,"status":"`)
-
-// spliceStatus returns the stored JSON of a resource with its status
-// replaced. A JSON string cannot contain an unescaped quote, so the first
-// `,"status":"` is the top-level field (it follows id, name and
-// description, which the encoder writes first).
-func spliceStatus(raw []byte, st cp.Status) []byte {
-	i := bytes.Index(raw, statusField)
-	if i < 0 {
-		return slices.Clone(raw)
-	}
-	start := i + len(statusField)
-	end := bytes.IndexByte(raw[start:], '"')
-	if end < 0 {
-		return slices.Clone(raw)
-	}
-	out := make([]byte, 0, len(raw)+8)
-	out = append(out, raw[:start]...)
-	out = append(out, st...)
-	return append(out, raw[start+end:]...)
-}
-
 func orgBucket(tx *bolt.Tx, org string, create bool) (*bolt.Bucket, error) {
 	orgs := tx.Bucket(bucketOrgs)
 	if !create {
@@ -238,14 +216,29 @@ func decodeGroupIndex(b []byte) (sites []string, rules []cp.FilterRule, err erro
 
 // setMembers moves a group or list (kind, id) from the sites remove to the
 // sites add in the members index.
+// Only the difference is written: a write that keeps most of a large
+// resource's sites (one that leaves a decommissioned site) touches few
+// keys.
 func setMembers(ob *bolt.Bucket, kind, id string, remove, add []string) error {
 	b := ob.Bucket(bucketMembers)
+	adding := make(map[string]bool, len(add))
+	for _, site := range add {
+		adding[site] = true
+	}
+	kept := make(map[string]bool, len(remove))
 	for _, site := range remove {
+		if adding[site] {
+			kept[site] = true
+			continue
+		}
 		if err := b.Delete(key(site, kind, id)); err != nil {
 			return err
 		}
 	}
 	for _, site := range add {
+		if kept[site] {
+			continue
+		}
 		if err := b.Put(key(site, kind, id), nil); err != nil {
 			return err
 		}

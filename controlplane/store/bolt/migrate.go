@@ -26,7 +26,10 @@ import (
 //	4  every organisation has the audit and auditres buckets (audit.go),
 //	   and sync records carry the resource's version (its ETag): a build
 //	   before it would drop versions as it rewrote them.
-const schemaVersion = 4
+//	5  the decommissioning and denied buckets (decommission.go), which Open
+//	   creates: a build before it would let a decommissioned site's
+//	   credentials and reports in again.
+const schemaVersion = 5
 
 var keySchema = []byte("schema")
 
@@ -36,7 +39,12 @@ var migrations = []func(tx *bolt.Tx) error{
 	migrateMembers,
 	migrateUnforge,
 	migrateAudit,
+	migrateDecommission,
 }
+
+// migrateDecommission (4 → 5): the buckets exist already (Open creates
+// them); the version keeps older builds away.
+func migrateDecommission(*bolt.Tx) error { return nil }
 
 // migrateAudit (3 → 4) gives every organisation the audit buckets
 // (orgBucket creates what is missing); versions start at 0 and the next

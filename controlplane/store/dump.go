@@ -1,0 +1,57 @@
+package store
+
+import (
+	"encoding/json"
+
+	cp "github.com/rampart-fw/rampart/controlplane"
+)
+
+// Dump is what one organisation holds in a store, record by record, in a
+// form every store writes and reads: `rampart-controlplane migrate` copies
+// a bbolt store into PostgreSQL through it (a store's Export produces it,
+// another's Import takes it). It carries exactly what a store keeps, not
+// what the store derives from it (indexes, counts, caches), so the copy is
+// the same store: the same ids, versions, statuses, per-site revisions and
+// audit trail, and, with the epoch (Export's other result), the same
+// identity, so agents find their documents unchanged and re-apply nothing.
+type Dump struct {
+	Org string
+	// Groups and Lists are ordered by id.
+	Groups []Resource
+	Lists  []Resource
+	// Sites are ordered by id.
+	Sites []Site
+	// Audit is the organisation's audit trail, oldest first.
+	Audit []AuditEvent
+}
+
+// Resource is a security group or prefix list as stored.
+type Resource struct {
+	ID string
+	// JSON is the resource as the API's JSON, with its status as of its
+	// last write (a store splices the current one in when it reads).
+	JSON json.RawMessage
+	// Sync is its sync bookkeeping: status, awaited sites and revisions,
+	// deadline, error, and its version (ETag).
+	Sync cp.SyncState
+}
+
+// Site is a site's record, with what only the store keeps of it.
+type Site struct {
+	// Site includes its SyncDeadline.
+	Site cp.Site
+	// RevisionerData is the Revisioner's own bytes for the site (the
+	// compiler's revision and content hash); nil if none.
+	RevisionerData []byte
+	// LastReport is the newest status report taken in, by which later
+	// ones are ordered; the zero value if none.
+	LastReport cp.LastReport
+}
+
+// AuditEvent is one event of the trail.
+type AuditEvent struct {
+	// Key orders the trail and makes the event's id (cp.AuditKey.ID).
+	Key cp.AuditKey
+	// JSON is the event (cp.AuditEvent) as the API shows it.
+	JSON json.RawMessage
+}
