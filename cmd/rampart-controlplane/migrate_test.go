@@ -424,3 +424,29 @@ func BenchmarkMigrate(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N)/float64(orgs*groups*sitesPerGroup), "µs/site")
 }
+
+// TestMigrateRefusesAFileInUse: a bbolt file a control plane still holds
+// is refused (bbolt's lock, after its timeout), saying why, and the
+// database is left empty.
+func TestMigrateRefusesAFileInUse(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), DBFile)
+	held, err := bolt.Open(path, bolt.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	dsn := pgtest.DSN(t)
+	err = run(ctx, []string{"migrate", "--from-bolt", path, "--store-url", dsn}, io.Discard, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "is a control plane still running on it?") {
+		t.Fatalf("migrate of a file in use: %v", err)
+	}
+	dst, err := postgres.OpenStore(ctx, dsn, postgres.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dst.Close()
+	if orgs, err := dst.Orgs(ctx); err != nil || len(orgs) != 0 {
+		t.Errorf("after a refused migrate the database holds %v (%v)", orgs, err)
+	}
+}
