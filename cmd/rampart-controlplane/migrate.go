@@ -17,10 +17,10 @@ import (
 )
 
 // runMigrate copies a bbolt store into an empty PostgreSQL database, all
-// or nothing: every organisation's groups, prefix lists, sites and audit
-// trail, with their ids, versions, sync states, per-site revisions, the
-// compiler's per-site data, the newest report of each site, and the
-// store's epoch (store.Dump says why that is the whole store). Agents
+// or nothing: every organisation's groups, prefix lists, sites,
+// decommissions and audit trail, with their ids, versions, sync states,
+// per-site revisions, the compiler's per-site data, the newest report of
+// each site, and the store's epoch (store.Dump says why that is the whole store). Agents
 // then see the same epoch and revisions from the new store and re-apply
 // nothing.
 //

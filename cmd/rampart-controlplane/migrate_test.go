@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -83,6 +84,28 @@ func fillBolt(t *testing.T, path string, now func() time.Time) {
 		if err := s.ReserveSite(ctx, org, "site_reserved"); err != nil {
 			t.Fatal(err)
 		}
+		// site_gone is decommissioned and forgotten (its topics not yet
+		// cleared), site_going on its way out.
+		del := cp.WithWriteRequest(ctx, cp.WriteRequest{Subject: "carol", RequestID: "req-3", Method: "DELETE"})
+		for _, site := range []string{"site_gone", "site_going"} {
+			if err := s.ReserveSite(ctx, org, site); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := s.DecommissionSite(del, org, site); err != nil {
+				t.Fatal(err)
+			}
+		}
+		gone, err := s.GetSite(ctx, org, "site_gone")
+		if err != nil {
+			t.Fatal(err)
+		}
+		st := protocol.SiteStatus{Schema: 1, OrgID: org, SiteID: "site_gone", Epoch: s.Epoch(), Revision: gone.DesiredRevision, State: protocol.StateApplied}
+		if _, err := s.Ingest(ctx, []cp.Report{{OrgID: org, SiteID: "site_gone", Status: &st}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if refs, err := s.ForgetDecommissioned(ctx); err != nil || len(refs) != 2 {
+		t.Fatalf("forget: %v, %v", refs, err)
 	}
 }
 
@@ -97,13 +120,15 @@ type snapshot struct {
 	Audit     map[string][]string
 	Documents map[string]protocol.DesiredState
 	Counts    map[string]map[cp.Status]int
+	// Denied says, of each organisation's sites, which are refused.
+	Denied map[string]bool
 }
 
 func snap(t *testing.T, s Store) snapshot {
 	t.Helper()
 	ctx := context.Background()
 	out := snapshot{Epoch: s.Epoch(), Resources: map[string]string{}, Sites: map[string][]cp.Site{}, SiteData: map[string]string{},
-		Audit: map[string][]string{}, Documents: map[string]protocol.DesiredState{}}
+		Audit: map[string][]string{}, Documents: map[string]protocol.DesiredState{}, Denied: map[string]bool{}}
 	var err error
 	if out.Orgs, err = s.Orgs(ctx); err != nil {
 		t.Fatal(err)
@@ -134,6 +159,9 @@ func snap(t *testing.T, s Store) snapshot {
 			t.Fatal(err)
 		}
 		out.Sites[org] = sites
+		for _, site := range []string{"site_a", "site_gone", "site_going"} {
+			out.Denied[org+"/"+site] = s.Decommissioned(org, site)
+		}
 		var ids []string
 		for _, site := range sites {
 			ids = append(ids, site.ID)
@@ -183,7 +211,7 @@ func TestMigrate(t *testing.T) {
 	if err := run(ctx, []string{"migrate", "--from-bolt", path, "--store-url", dsn}, &out, &errOut); err != nil {
 		t.Fatalf("migrate: %v\n%s", err, errOut.String())
 	}
-	if !strings.Contains(out.String(), "2 organisations, 2 security groups, 2 prefix lists, 8 sites, 6 audit events") {
+	if !strings.Contains(out.String(), "2 organisations, 2 security groups, 2 prefix lists, 10 sites, 10 audit events") {
 		t.Errorf("migrate said: %s", out.String())
 	}
 
@@ -204,14 +232,15 @@ func TestMigrate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if d := cmp.Diff(map[string][]string{"org_a": {"site_a", "site_b", "site_c"}, "org_b": {"site_a", "site_b", "site_c"}}, unpublished); d != "" {
+	if d := cmp.Diff(map[string][]string{"org_a": {"site_a", "site_b", "site_c", "site_going"}, "org_b": {"site_a", "site_b", "site_c", "site_going"}}, unpublished); d != "" {
 		t.Errorf("sites to republish after the copy (-want +got):\n%s", d)
 	}
 	want, got := snap(t, src), snap(t, dst)
 	if d := cmp.Diff(want, got); d != "" {
 		t.Fatalf("the PostgreSQL store differs from the bbolt one (-bbolt +postgres):\n%s", d)
 	}
-	if len(got.Resources) != 4 || len(got.Sites["org_a"]) != 4 || len(got.Audit["org_a"]) != 3 || len(got.Documents) != 6 {
+	if len(got.Resources) != 4 || len(got.Sites["org_a"]) != 5 || len(got.Audit["org_a"]) != 5 || len(got.Documents) != 8 ||
+		!got.Denied["org_a/site_gone"] || got.Denied["org_a/site_going"] {
 		t.Fatalf("the comparison compared too little: %d resources, %d sites, %d events, %d documents",
 			len(got.Resources), len(got.Sites["org_a"]), len(got.Audit["org_a"]), len(got.Documents))
 	}
@@ -232,6 +261,19 @@ func TestMigrate(t *testing.T) {
 		}
 		if st.Version != 2 {
 			t.Errorf("%s: version %d after the copy's 1", name, st.Version)
+		}
+	}
+	// Both still owe the forgotten sites' clearing; site_going is forgotten
+	// at its deadline, on both.
+	for name, s := range map[string]Store{"bbolt": src, "postgres": dst} {
+		refs, err := s.ForgetDecommissioned(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		slices.SortFunc(refs, func(a, b cp.SiteRef) int { return strings.Compare(a.OrgID+"/"+a.SiteID, b.OrgID+"/"+b.SiteID) })
+		want := []cp.SiteRef{{OrgID: "org_a", SiteID: "site_going"}, {OrgID: "org_a", SiteID: "site_gone"}, {OrgID: "org_b", SiteID: "site_going"}, {OrgID: "org_b", SiteID: "site_gone"}}
+		if d := cmp.Diff(want, refs); d != "" {
+			t.Errorf("%s: sites to clear (-want +got):\n%s", name, d)
 		}
 	}
 	want, got = snap(t, src), snap(t, dst)
@@ -381,4 +423,30 @@ func BenchmarkMigrate(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N)/float64(orgs*groups*sitesPerGroup), "µs/site")
+}
+
+// TestMigrateRefusesAFileInUse: a bbolt file a control plane still holds
+// is refused (bbolt's lock, after its timeout), saying why, and the
+// database is left empty.
+func TestMigrateRefusesAFileInUse(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), DBFile)
+	held, err := bolt.Open(path, bolt.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	dsn := pgtest.DSN(t)
+	err = run(ctx, []string{"migrate", "--from-bolt", path, "--store-url", dsn}, io.Discard, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "is a control plane still running on it?") {
+		t.Fatalf("migrate of a file in use: %v", err)
+	}
+	dst, err := postgres.OpenStore(ctx, dsn, postgres.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dst.Close()
+	if orgs, err := dst.Orgs(ctx); err != nil || len(orgs) != 0 {
+		t.Errorf("after a refused migrate the database holds %v (%v)", orgs, err)
+	}
 }

@@ -23,6 +23,30 @@ type Dump struct {
 	Sites []Site
 	// Audit is the organisation's audit trail, oldest first.
 	Audit []AuditEvent
+	// Decommissions are its sites' decommissions under way, and those
+	// done whose retained topics the MQTT side has not cleared yet;
+	// ordered by site id.
+	Decommissions []Decommission
+	// Denied are its forgotten sites, refused until enrolled again;
+	// ordered by site id.
+	Denied []DeniedSite
+}
+
+// Decommission is a site's decommission, under way or forgotten and not
+// yet cleared.
+type Decommission struct {
+	SiteID string
+	// Forgotten: the site is forgotten and its topics are still to be
+	// cleared; else it is decommissioning.
+	Forgotten bool
+}
+
+// DeniedSite is what is kept of a forgotten site.
+type DeniedSite struct {
+	Record cp.Decommissioned
+	// RevisionerData is the site's Revisioner bytes, kept so that its
+	// revisions go on where they were if it is enrolled again.
+	RevisionerData []byte
 }
 
 // Resource is a security group or prefix list as stored.

@@ -1,6 +1,7 @@
 package bolt
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -22,7 +23,7 @@ func (s *Store) Export(ctx context.Context, fn func(*store.Dump) error) (epoch s
 			if err := ctx.Err(); err != nil {
 				return err
 			}
-			d, err := exportOrg(tx.Bucket(bucketOrgs).Bucket(org), string(org))
+			d, err := exportOrg(tx, tx.Bucket(bucketOrgs).Bucket(org), string(org))
 			if err != nil {
 				return fmt.Errorf("organisation %s: %w", org, err)
 			}
@@ -35,8 +36,9 @@ func (s *Store) Export(ctx context.Context, fn func(*store.Dump) error) (epoch s
 	return s.epoch, nil
 }
 
-func exportOrg(ob *bolt.Bucket, org string) (*store.Dump, error) {
-	d := &store.Dump{Org: org, Groups: []store.Resource{}, Lists: []store.Resource{}, Sites: []store.Site{}, Audit: []store.AuditEvent{}}
+func exportOrg(tx *bolt.Tx, ob *bolt.Bucket, org string) (*store.Dump, error) {
+	d := &store.Dump{Org: org, Groups: []store.Resource{}, Lists: []store.Resource{}, Sites: []store.Site{}, Audit: []store.AuditEvent{},
+		Decommissions: []store.Decommission{}, Denied: []store.DeniedSite{}}
 	for _, kind := range []string{cp.KindSecurityGroup, cp.KindPrefixList} {
 		b := sub(ob, kindBucket(kind))
 		if b == nil {
@@ -101,6 +103,23 @@ func exportOrg(ob *bolt.Bucket, org string) (*store.Dump, error) {
 		})
 		if err != nil {
 			return nil, err
+		}
+	}
+	prefix := key(org, "")
+	if dec := tx.Bucket(bucketDecommissioning); dec != nil {
+		c := dec.Cursor()
+		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+			d.Decommissions = append(d.Decommissions, store.Decommission{SiteID: string(k[len(prefix):]), Forgotten: bytes.Equal(v, phaseForgotten)})
+		}
+	}
+	if den := tx.Bucket(bucketDenied); den != nil {
+		c := den.Cursor()
+		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+			var rec cp.Decommissioned
+			if err := json.Unmarshal(v, &rec); err != nil {
+				return nil, fmt.Errorf("decode decommissioned site %s: %w", k[len(prefix):], err)
+			}
+			d.Denied = append(d.Denied, store.DeniedSite{Record: rec, RevisionerData: slices.Clone(get(ob, bucketSiteData, rec.SiteID))})
 		}
 	}
 	return d, nil

@@ -54,14 +54,14 @@ func (db *DB) Import(ctx context.Context, epoch string, each func(put func(*stor
 		return fmt.Errorf("import store: lock: %w", err)
 	}
 	var orgs int
-	var sites, groups, lists, events bool
+	var other bool
 	err = tx.QueryRow(ctx, `SELECT (SELECT count(*) FROM orgs),
-		EXISTS (SELECT 1 FROM sites), EXISTS (SELECT 1 FROM security_groups), EXISTS (SELECT 1 FROM prefix_lists),
-		EXISTS (SELECT 1 FROM audit_events)`).Scan(&orgs, &sites, &groups, &lists, &events)
+		EXISTS (SELECT 1 FROM sites) OR EXISTS (SELECT 1 FROM security_groups) OR EXISTS (SELECT 1 FROM prefix_lists)
+		OR EXISTS (SELECT 1 FROM audit_events) OR EXISTS (SELECT 1 FROM site_decommissions) OR EXISTS (SELECT 1 FROM denied_sites)`).Scan(&orgs, &other)
 	if err != nil {
 		return fmt.Errorf("import store: check the database is empty: %w", err)
 	}
-	if orgs > 0 || sites || groups || lists || events {
+	if orgs > 0 || other {
 		return fmt.Errorf("import store: %w", &NotEmptyError{Orgs: orgs})
 	}
 	if _, err := tx.Exec(ctx, `UPDATE rampart_meta SET epoch = $1`, epoch); err != nil {
@@ -133,8 +133,23 @@ func importOrg(ctx context.Context, tx pgx.Tx, d *store.Dump) (uint64, error) {
 	if err := storeSites(ctx, tx, rows); err != nil {
 		return 0, err
 	}
-	var maxSeq uint64
 	b := &pgx.Batch{}
+	for _, dec := range d.Decommissions {
+		phase := "decommissioning"
+		if dec.Forgotten {
+			phase = "forgotten"
+		}
+		b.Queue(`INSERT INTO site_decommissions (org_id, site_id, phase) VALUES ($1, $2, $3)`, d.Org, dec.SiteID, phase)
+	}
+	for _, den := range d.Denied {
+		rec, err := json.Marshal(den.Record)
+		if err != nil {
+			return 0, fmt.Errorf("encode decommissioned site %s: %w", den.Record.SiteID, err)
+		}
+		b.Queue(`INSERT INTO denied_sites (org_id, site_id, record, revisioner_data) VALUES ($1, $2, $3, $4)`,
+			d.Org, den.Record.SiteID, string(rec), den.RevisionerData)
+	}
+	var maxSeq uint64
 	for _, e := range d.Audit {
 		var ev cp.AuditEvent
 		if err := json.Unmarshal(e.JSON, &ev); err != nil {
@@ -145,7 +160,7 @@ func importOrg(ctx context.Context, tx pgx.Tx, d *store.Dump) (uint64, error) {
 		maxSeq = max(maxSeq, binary.BigEndian.Uint64(e.Key[8:]))
 	}
 	if err := tx.SendBatch(ctx, b).Close(); err != nil {
-		return 0, fmt.Errorf("store audit events: %w", err)
+		return 0, fmt.Errorf("store decommissions and audit events: %w", err)
 	}
 	return maxSeq, nil
 }

@@ -41,6 +41,9 @@ type Store interface {
 	// Sweep fails every resource whose sync deadline passed and says how
 	// many it failed.
 	Sweep(ctx context.Context) (int, error)
+	// Decommissioned says a site was forgotten and not enrolled again
+	// (the broker refuses its connections).
+	Decommissioned(org, site string) bool
 }
 
 // Options is what a test asks of the store it opens. Zero fields mean the
@@ -102,6 +105,10 @@ var tests = []struct {
 	{"ForgedStatusRefused", testForgedStatusRefused},
 	{"ReportTextBounded", testReportTextBounded},
 	{"ReserveSiteAndCounts", testReserveSiteAndCounts},
+	// decommission.go
+	{"DecommissionAllOrNothing", testDecommissionAllOrNothing},
+	{"DecommissionDeadline", testDecommissionDeadline},
+	{"DecommissionQuota", testDecommissionQuota},
 }
 
 const org = "org_a"
