@@ -26,7 +26,9 @@ import (
 //	4  every organisation has the audit and auditres buckets (audit.go),
 //	   and sync records carry the resource's version (its ETag): a build
 //	   before it would drop versions as it rewrote them.
-const schemaVersion = 4
+//	5  every organisation has the history bucket (history.go): a build
+//	   before it would write sites without recording their transitions.
+const schemaVersion = 5
 
 var keySchema = []byte("schema")
 
@@ -36,12 +38,19 @@ var migrations = []func(tx *bolt.Tx) error{
 	migrateMembers,
 	migrateUnforge,
 	migrateAudit,
+	migrateHistory,
 }
 
 // migrateAudit (3 → 4) gives every organisation the audit buckets
 // (orgBucket creates what is missing); versions start at 0 and the next
 // write makes them 1.
 func migrateAudit(tx *bolt.Tx) error {
+	return eachOrg(tx, func(string, *bolt.Bucket) error { return nil })
+}
+
+// migrateHistory (4 → 5) gives every organisation the history bucket
+// (orgBucket creates what is missing); histories start empty.
+func migrateHistory(tx *bolt.Tx) error {
 	return eachOrg(tx, func(string, *bolt.Bucket) error { return nil })
 }
 
@@ -177,7 +186,9 @@ func migrateUnforge(tx *bolt.Tx) error {
 			if !changed {
 				continue
 			}
-			if err := storeSite(ob, rec); err != nil {
+			// A repair of the file, not a transition of the site: no
+			// history (putSite, not storeSite).
+			if err := putSite(ob.Bucket(bucketSites), id, &rec); err != nil {
 				return err
 			}
 			if last == (cp.LastReport{}) {

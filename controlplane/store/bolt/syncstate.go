@@ -65,7 +65,7 @@ func (s *Store) startSync(tx *bolt.Tx, ob *bolt.Bucket, org, kind, id string, pr
 	if err := setIndexes(tx, org, kind, id, prev, &st); err != nil {
 		return st, cp.Change{}, err
 	}
-	if err := touchSites(ob, affected, revs, &st); err != nil {
+	if err := touchSites(ob, affected, revs, &st, now); err != nil {
 		return st, cp.Change{}, err
 	}
 	return st, cp.Change{OrgID: org, Sites: sortedKeys(affected), Kind: kind, ID: id, Revisions: revs}, nil

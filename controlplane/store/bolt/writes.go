@@ -483,7 +483,7 @@ func (s *Store) deleted(tx *bolt.Tx, ob *bolt.Bucket, org, kind, id string, st *
 		return cp.Change{}, err
 	}
 	revs := revisions(docs)
-	if err := touchSites(ob, affected, revs, nil); err != nil {
+	if err := touchSites(ob, affected, revs, nil, s.opts.Now()); err != nil {
 		return cp.Change{}, err
 	}
 	return cp.Change{OrgID: org, Sites: sortedKeys(affected), Kind: kind, ID: id, Deleted: true, Revisions: revs, Documents: docs}, nil
@@ -525,7 +525,8 @@ func pick(revs map[string]uint64, sites []string) map[string]uint64 {
 
 // touchSites creates missing site records and records new desired
 // revisions; sites awaited by sync are marked syncing until its deadline.
-func touchSites(ob *bolt.Bucket, affected map[string]bool, revs map[string]uint64, sync *cp.SyncState) error {
+// now is when, for the sites' histories.
+func touchSites(ob *bolt.Bucket, affected map[string]bool, revs map[string]uint64, sync *cp.SyncState, now time.Time) error {
 	for _, id := range sortedKeys(affected) {
 		site, err := getSite(ob.Bucket(bucketSites), id)
 		if err != nil {
@@ -541,7 +542,7 @@ func touchSites(ob *bolt.Bucket, affected map[string]bool, revs map[string]uint6
 			_, awaited = sync.Awaiting[id]
 			deadline = sync.Deadline
 		}
-		if err := storeSite(ob, cp.AssignRevision(*site, revs[id], awaited, deadline)); err != nil {
+		if err := storeSite(ob, *site, cp.AssignRevision(*site, revs[id], awaited, deadline), now); err != nil {
 			return err
 		}
 	}
