@@ -133,6 +133,8 @@ func TestConsoleInBrowser(t *testing.T) {
 			chromedp.Click(`#new-resource`, chromedp.NodeVisible),
 			chromedp.WaitVisible(`#f-name`))
 	}
+	const historyRows = `[...document.querySelectorAll('#history-table tbody tr[data-seq]')].map(r =>
+		({from: r.querySelector('[data-col=from]').textContent, to: r.querySelector('[data-col=to]').textContent}))`
 	const siteStates = `[...document.querySelectorAll('#sites-table tbody tr[data-site] td[data-col=state] .badge')].map(e => e.textContent)`
 
 	// 1. The one-time link logs in; the token leaves the address bar.
@@ -272,7 +274,12 @@ func TestConsoleInBrowser(t *testing.T) {
 		chromedp.WaitVisible(`#site-props`),
 		waitJS(`[...document.querySelectorAll('#site-groups a')].some(a => a.textContent === 'Ping from anywhere')`),
 		// Its compiled policy holds the new rules, as the router gets them.
-		waitJS(`(t => t.includes('icmp (1)') && t.includes('Allow ping') && t.includes('Allow HTTPS'))(document.querySelector('#policy-rules tbody')?.textContent || '')`))
+		waitJS(`(t => t.includes('icmp (1)') && t.includes('Allow ping') && t.includes('Allow HTTPS'))(document.querySelector('#policy-rules tbody')?.textContent || '')`),
+		// Its state history shows the group's write arriving: syncing,
+		// then in_sync, newest first.
+		waitJS(`(rows => rows.length >= 2 && rows[0].to === 'in_sync' &&
+			rows.some((r, i) => r.from === 'syncing' && r.to === 'in_sync' && rows.slice(i + 1).some(o => o.to === 'syncing')))(`+historyRows+`)`))
+	accessible("site")
 
 	// A prefix list: a CIDR with host bits gets the API's error at that
 	// prefix, which says what was probably meant.

@@ -69,6 +69,10 @@ type Store interface {
 	// ListSitesPage is ListJSONPage for sites, decoded.
 	ListSitesPage(ctx context.Context, org, after string, limit int) ([]cp.Site, bool, error)
 	GetSite(ctx context.Context, org, id string) (cp.Site, error)
+	// SiteHistory answers a page of a site's state transitions, newest
+	// first, and whether more follow; NotFound when the organisation has
+	// no such site.
+	SiteHistory(ctx context.Context, org, site string, q cp.SiteHistoryQuery) ([]cp.SiteTransition, bool, error)
 	// ReserveSite makes a site known within the organisation's site quota:
 	// enrollment reserves a site before handing out its credentials, so an
 	// organisation gets credentials for at most its quota of sites.
@@ -175,6 +179,7 @@ func (s *Server) routes() {
 		s.handle("GET "+base+"/sites", s.listSites)
 		s.handle("GET "+base+"/sites/{siteId}", s.getSite)
 		s.handle("GET "+base+"/sites/{siteId}/policy", s.sitePolicy)
+		s.handle("GET "+base+"/sites/{siteId}/history", s.siteHistory)
 		s.handle("GET "+base+"/audit-events", s.auditEvents)
 		s.handle("GET "+base+"/security-groups/{securityGroupId}/versions", s.versions(cp.KindSecurityGroup, "securityGroupId"))
 		s.handle("GET "+base+"/prefix-lists/{prefixListId}/versions", s.versions(cp.KindPrefixList, "prefixListId"))
