@@ -2,8 +2,11 @@
 // through its binary API (port 8728): the wire protocol, login, the firewall
 // filter and address-list menus with RouterOS's semantics and error texts,
 // the interface and system menus the agent reads, and a packet evaluator over
-// the simulated firewall. Tests and benchmarks of the agent drive it with the
-// real client (github.com/go-routeros/routeros/v3) over TCP.
+// the simulated firewall. The IPv6 firewall (/ipv6/firewall/filter and
+// address-list, with its own defconf) is modelled beside the IPv4 one, and
+// the evaluator walks the table of the packet's family. Tests and
+// benchmarks of the agent drive it with the real client
+// (github.com/go-routeros/routeros/v3) over TCP.
 //
 // Fidelity rule: when the simulator and a real router disagree, the
 // simulator is wrong. Sources are those of /work/shared/reference/routeros.md
@@ -19,6 +22,11 @@
 //	// point the agent at r.Addr(); afterwards:
 //	for _, state := range r.History() {
 //		v := state.Evaluate(rossim.Packet{Chain: "input", InInterface: "ether1", ...})
+//		// an IPv6 packet walks /ipv6/firewall: a neighbour solicitation
+//		ns := rossim.Packet{Chain: "input", InInterface: "ether1",
+//			Src: netip.MustParseAddr("fe80::1"), Dst: netip.MustParseAddr("ff02::1:ff00:1"),
+//			Protocol: 58, ICMPType: 135, ConnState: "new"}
+//		v6 := state.Evaluate(ns)
 //	}
 //
 // Scripts run as on the router's terminal: r.Import(ctx, script, out), or
@@ -160,6 +168,41 @@
 //	/file lists Options.FilesDir (types script, tar file, directory)   [I] type names
 //	/log: time topics message; a container's output (logging=yes) is   [C] manual containers (logging=yes);
 //	  topics container,info                                               [I] topic names
+//	/ipv6/firewall/filter and /ipv6/firewall/address-list: verbs,      [C] manual cli-reference ipv6/firewall (menus,
+//	  ids, place-before, move and error texts of the IPv4 menus; own      properties as IPv4); [I] texts and id spaces
+//	  id spaces and list names (office may exist in both tables)          by analogy with the IPv4 menus
+//	IPv6 filter properties: the IPv4 set without ttl, ipv4-options,     [C] manual (menu); [3P] defconf hop-limit=;
+//	  fragment, hotspot, p2p, layer7-protocol, tls-host, psd; with         [I] the exact list
+//	  hop-limit and headers ("unknown parameter ttl")
+//	IPv6 actions: no tarpit ("input does not match any value of         [C] manual cli-reference ipv6/firewall/filter
+//	  action"); fasttrack-connection only from 7.18                       (action enum); [3P] 7.18 changelog "ipv6 -
+//	                                                                      added FastTrack support" (community.routeros
+//	                                                                      #380), terraform-provider-routeros #711
+//	IPv6 dummy rule while an IPv6 fasttrack rule exists (7.18+), as     [I] by analogy with IPv4
+//	  in IPv4, in the IPv6 table's id space
+//	IPv6 reject-with: icmp-no-route icmp-admin-prohibited               [C] manual; [3P] terraform-provider-routeros
+//	  icmp-not-neighbour icmp-address-unreachable icmp-port-unreachable   #810 (real router's REST: "input does not
+//	  tcp-reset icmp-err-src-routing-header icmp-headers-too-long         match any value of reject-with")
+//	IPv6 filter errors "no such item (4)", "failure: ports can be       [3P] jeff-nasseri/mikrotik-mcp#139 (live
+//	  specified if proto is tcp,udp,..." as in IPv4                       7.21.5, /ipv6 firewall filter)
+//	IPv6 addresses stored canonical (lower case, compressed, RFC        [3P] exports print ::1/128 for defconf's ::1
+//	  5952 as netip prints), host bits cleared, a single address as       and ::ffff:0.0.0.0/96 for ::ffff:0:0/96;
+//	  /128; no ranges, no zones                                           [I] host bits (reference 9: check), ranges
+//	an IPv4 address in an IPv6 menu (and an IPv6 one in an IPv4 menu):  [I] text as other bad values; address-list
+//	  "invalid value for argument <name>", also in address-lists          refusing instead of keeping a DNS name [I]
+//	  (and any text with a colon that is no address of the list's
+//	  family: no DNS name has one)
+//	icmp-options type[:code], each N or N-M in 0..255 (no names);       [3P] icmp-options=154:4-5 in 7.x exports;
+//	  IPv6: "failure: icmp-options can be specified if proto is           [I] the icmpv6 text, names not modelled
+//	  icmpv6"; bad value: "invalid value for argument icmp-options"
+//	IPv6 defconf: bad_ipv6 (9 prefixes), input (10 rules: established,  [3P] /system default-configuration print
+//	  invalid, ICMPv6, UDP traceroute, DHCPv6-client udp 546 from         dumps of 7.x (public repos, found by the
+//	  fe80::/10, IKE, AH, ESP, ipsec policy, drop !LAN), forward (12:      rule comments); mepley.net "MikroTik
+//	  established, invalid, bad_ipv6 src/dst, icmpv6 hop-limit=1,         RouterOS IPv6 firewall rules" (7.14 change);
+//	  ICMPv6, HIP 139, IKE, AH, ESP, ipsec policy, drop !LAN);            reference section 9
+//	  traceroute port= before 7.14, dst-port= from 7.14
+//	Evaluate: the packet's family (Src, else Dst) picks the table;      [C] separate /ip and /ipv6 firewalls;
+//	  icmp-options matches Packet.ICMPType/ICMPCode for icmp/icmpv6      RFC 4443/4861 for the type numbers
 //	Evaluate: rules in order, disabled/invalid skipped, accept drop   [C] Filter doc (chains, jump/return, implicit
 //	  reject decide (tarpit drops), jump/return, user chain falls       accept of built-in chains); [I] fasttrack is
 //	  through to the caller, built-in chain ends in accept;             treated as non-terminating (defconf accepts
@@ -170,8 +213,10 @@
 // Probe packets are never NATed (connection-nat-state=dstnat never matches,
 // !dstnat always does) and never IPsec (ipsec-policy=...,none matches,
 // ...,ipsec does not). A rule with a matcher the evaluator does not model
-// (limit, tcp-flags, connection-mark, ...) never matches, and the trace says
-// so. Address-list entries stored as DNS names match nothing.
+// (limit, tcp-flags, connection-mark, hop-limit, headers, ...) never
+// matches, and the trace says so: defconf's IPv6 forward rule "rfc4890 drop
+// hop-limit=1" never drops a probe. Address-list entries stored as DNS
+// names match nothing. A probe's ICMP type and code default to 0.
 //
 // # Faults and load
 //

@@ -8,14 +8,35 @@ import (
 	"strings"
 )
 
-// Packet is a probe packet for Evaluate.
+// Packet is a probe packet for Evaluate. Its family, from Src (or Dst when
+// Src is unset), picks the table: an IPv6 packet walks /ipv6/firewall/filter
+// with /ipv6/firewall/address-list, an IPv4 one /ip/firewall/... (an
+// IPv4-mapped IPv6 address is IPv6).
 type Packet struct {
 	Chain                     string // "input", "forward" or "output"
 	InInterface, OutInterface string // interface names; lists come from /interface/list/member
 	Src, Dst                  netip.Addr
-	Protocol                  int // IANA number
+	Protocol                  int // IANA number: 1 icmp, 6 tcp, 17 udp, 58 icmpv6, ...
 	SrcPort, DstPort          int
-	ConnState                 string // "new", "established", "related", "invalid", "untracked"
+	// ICMPType and ICMPCode, for protocol icmp (1) or icmpv6 (58), are what
+	// icmp-options matches: e.g. 135 neighbour solicitation, 136
+	// advertisement, 134 router advertisement, 128/129 echo, 130-132 and
+	// 143 MLD, 2 packet too big (RFC 4443, 4861, 3810).
+	ICMPType, ICMPCode int
+	ConnState          string // "new", "established", "related", "invalid", "untracked"
+}
+
+// family of the packet: IPv6 when its source (or, unset, its destination)
+// is an IPv6 address.
+func (p Packet) family() family {
+	a := p.Src
+	if !a.IsValid() {
+		a = p.Dst
+	}
+	if a.Is6() {
+		return fam6
+	}
+	return fam4
 }
 
 // Verdict is what the firewall does to a packet.
@@ -43,27 +64,35 @@ func (f Firewall) Evaluate(p Packet) Verdict { return f.Evaluator().Evaluate(p) 
 // a walk per packet, not a rebuild of the state. Not safe for concurrent use.
 type Evaluator struct {
 	f      Firewall
-	lists  map[string][]addrRange // sorted by lo, overlaps merged
-	chains map[string][]rule
-	addrs  map[string]addrRange // parsed address values
-	ports  map[string][][2]int  // parsed port values
+	lists  [2]map[string][]addrRange // per family (fi): sorted by lo, overlaps merged
+	chains [2]map[string][]rule      // per family (fi)
+	addrs  map[string]addrRange      // parsed address values
+	ports  map[string][][2]int       // parsed port values
+	icmp   map[string]icmpOptions    // parsed icmp-options values
 }
 
 // Evaluator indexes f for Evaluate and Action.
 func (f Firewall) Evaluator() *Evaluator {
-	e := &Evaluator{f: f, lists: f.addressLists(), chains: map[string][]rule{},
-		addrs: map[string]addrRange{}, ports: map[string][][2]int{}}
-	for _, it := range f.Filter {
+	return &Evaluator{f: f,
+		lists:  [2]map[string][]addrRange{addressLists(fam4, f.AddressList), addressLists(fam6, f.AddressList6)},
+		chains: [2]map[string][]rule{indexChains(f.Filter, filterProps), indexChains(f.Filter6, filterProps6)},
+		addrs:  map[string]addrRange{}, ports: map[string][][2]int{}, icmp: map[string]icmpOptions{}}
+}
+
+// indexChains groups a family's rules by chain, each with its matchers.
+func indexChains(filter []Item, props []propSpec) map[string][]rule {
+	chains := map[string][]rule{}
+	for _, it := range filter {
 		r := rule{it: it}
-		for _, spec := range filterProps {
+		for _, spec := range props {
 			if v, set := it[spec.name]; set && !nonMatchers[spec.name] {
 				neg, val := splitNeg(v)
 				r.matchers = append(r.matchers, matcher{spec.name, neg, val})
 			}
 		}
-		e.chains[it["chain"]] = append(e.chains[it["chain"]], r)
+		chains[it["chain"]] = append(chains[it["chain"]], r)
 	}
-	return e
+	return chains
 }
 
 // rule is a filter row with its matchers, in print order.
@@ -80,7 +109,7 @@ type matcher struct {
 
 // Evaluate is Firewall.Evaluate.
 func (e *Evaluator) Evaluate(p Packet) Verdict {
-	w := walker{Evaluator: e, p: p, tracing: true}
+	w := walker{Evaluator: e, p: p, fam: p.family(), tracing: true}
 	v, decided := w.walk(p.Chain, 0)
 	if !decided {
 		w.trace = append(w.trace, fmt.Sprintf("end of built-in chain %s: implicit accept", p.Chain))
@@ -93,7 +122,7 @@ func (e *Evaluator) Evaluate(p Packet) Verdict {
 // Action is Evaluate's action alone ("accept", "drop" or "reject"),
 // without building the trace: for probing many packets.
 func (e *Evaluator) Action(p Packet) string {
-	w := walker{Evaluator: e, p: p}
+	w := walker{Evaluator: e, p: p, fam: p.family()}
 	if v, decided := w.walk(p.Chain, 0); decided {
 		return v.Action
 	}
@@ -104,6 +133,7 @@ func (e *Evaluator) Action(p Packet) string {
 type walker struct {
 	*Evaluator
 	p       Packet
+	fam     family // the packet's: which table it walks
 	tracing bool
 	trace   []string
 }
@@ -118,13 +148,13 @@ func (w *walker) note(step func() string) {
 // binary search. Dynamic entries (with a timeout) match like static ones [C:
 // address-list doc]. Entries stored as DNS names (no address) match nothing:
 // the simulator does not resolve names.
-func (f Firewall) addressLists() map[string][]addrRange {
+func addressLists(fam family, entries []Item) map[string][]addrRange {
 	m := map[string][]addrRange{}
-	for _, it := range f.AddressList {
+	for _, it := range entries {
 		if it["disabled"] == "true" {
 			continue
 		}
-		if _, r, ok := normalizeAddr(it["address"]); ok {
+		if _, r, ok := normalizeAddrFam(fam, it["address"]); ok {
 			m[it["list"]] = append(m[it["list"]], r)
 		}
 	}
@@ -145,18 +175,18 @@ func (f Firewall) addressLists() map[string][]addrRange {
 	return m
 }
 
-// inAddressList reports whether a is in list name.
-func (e *Evaluator) inAddressList(name string, a netip.Addr) bool {
-	rs := e.lists[name]
+// inAddressList reports whether a is in list name of the walk's family.
+func (e *walker) inAddressList(name string, a netip.Addr) bool {
+	rs := e.lists[fi(e.fam)][name]
 	i := sort.Search(len(rs), func(i int) bool { return a.Less(rs[i].lo) })
 	return i > 0 && rs[i-1].contains(a)
 }
 
-func (e *Evaluator) addr(v string) (addrRange, bool) {
+func (e *walker) addr(v string) (addrRange, bool) {
 	if r, ok := e.addrs[v]; ok {
 		return r, true
 	}
-	_, r, ok := normalizeAddr(v)
+	_, r, ok := normalizeAddrFam(e.fam, v)
 	if ok {
 		e.addrs[v] = r
 	}
@@ -179,7 +209,7 @@ func (e *walker) walk(chain string, depth int) (Verdict, bool) {
 		e.note(func() string { return "jump depth limit reached in chain " + chain + ": treated as return" })
 		return Verdict{}, false
 	}
-	for _, r := range e.chains[chain] {
+	for _, r := range e.chains[fi(e.fam)][chain] {
 		it := r.it
 		if it["disabled"] == "true" || it["invalid"] == "true" {
 			continue
@@ -265,6 +295,16 @@ func (e *walker) match(r rule) (bool, string) {
 					break
 				}
 			}
+		case "icmp-options":
+			o, ok := e.icmp[val]
+			if !ok {
+				o, _ = parseICMPOptions(val)
+				e.icmp[val] = o
+			}
+			// the rule's protocol (checked on write) is the packet's:
+			// icmp in /ip, icmpv6 in /ipv6
+			m = (p.Protocol == 1 || p.Protocol == 58) &&
+				inRange(p.ICMPType, o.typ) && inRange(p.ICMPCode, o.code)
 		case "connection-state":
 			for _, s := range strings.Split(val, ",") {
 				if s == p.ConnState {

@@ -77,15 +77,19 @@ func verbs(s string) map[string]bool {
 var menus = map[string]menu{
 	"/ip/firewall/filter":       {tFilter, verbs("print getall listen add set unset remove enable disable move reset-counters reset-counters-all")},
 	"/ip/firewall/address-list": {tAddr, verbs("print getall listen add set unset remove enable disable")},
-	"/interface":                {tInterface, verbs("print getall listen")},
-	"/interface/list":           {tIfList, verbs("print getall listen add remove set")},
-	"/interface/veth":           {tVeth, verbs("print getall listen add set remove enable disable")},
-	"/interface/list/member":    {tIfMember, verbs("print getall listen add set unset remove enable disable")},
-	"/system/resource":          {-1, verbs("print getall")},
-	"/system/identity":          {-1, verbs("print getall set")},
+	// The IPv6 firewall menus, built in since 7.0, with the verbs of
+	// their IPv4 twins [C: manual cli-reference ipv6/firewall].
+	"/ipv6/firewall/filter":       {tFilter6, verbs("print getall listen add set unset remove enable disable move reset-counters reset-counters-all")},
+	"/ipv6/firewall/address-list": {tAddr6, verbs("print getall listen add set unset remove enable disable")},
+	"/interface":                  {tInterface, verbs("print getall listen")},
+	"/interface/list":             {tIfList, verbs("print getall listen add remove set")},
+	"/interface/veth":             {tVeth, verbs("print getall listen add set remove enable disable")},
+	"/interface/list/member":      {tIfMember, verbs("print getall listen add set unset remove enable disable")},
+	"/system/resource":            {-1, verbs("print getall")},
+	"/system/identity":            {-1, verbs("print getall set")},
 }
 
-var dirs = map[string]bool{"/ip": true, "/ip/firewall": true, "/system": true}
+var dirs = map[string]bool{"/ip": true, "/ip/firewall": true, "/ipv6": true, "/ipv6/firewall": true, "/system": true}
 
 func init() {
 	for p, m := range scriptMenus {
@@ -239,8 +243,8 @@ func (r *Router) execute(c *command) result {
 		var ret string
 		ret, trap = r.write(d, c, m.tab, verb)
 		if trap == nil {
-			if m.tab == tFilter {
-				d.syncDummy()
+			if m.tab == tFilter || m.tab == tFilter6 && r.minor >= 18 {
+				d.syncDummy(m.tab)
 			}
 			res = doneResult(ret)
 		}
@@ -351,7 +355,7 @@ func (r *Router) read(c *command, m menu, mpath, verb string) result {
 		// About what a row takes (a filter row ~300 bytes, an entry
 		// ~120), so the reply is rarely copied while it grows.
 		per := 160
-		if m.tab == tFilter {
+		if isFilter(m.tab) {
 			per = 400
 		}
 		raw = make([]byte, 0, 64+per*len(r.db.t[m.tab].rows))
@@ -519,7 +523,9 @@ func (r *Router) specFor(t tableID) map[string]propKind {
 	switch t {
 	case tFilter:
 		return filterSpec
-	case tAddr:
+	case tFilter6:
+		return filterSpec6
+	case tAddr, tAddr6:
 		return addrSpec
 	case tIfMember:
 		return memberSpec
@@ -540,7 +546,7 @@ func (r *Router) apply(t tableID, props map[string]string, attrs []kv, isAdd boo
 		switch {
 		case !isAdd && (k == ".id" || k == "numbers"):
 			continue
-		case isAdd && t == tFilter && k == "place-before":
+		case isAdd && isFilter(t) && k == "place-before":
 			// write-only, add only [3P: terraform-provider-routeros#223]
 			continue
 		case !isAdd && strings.HasPrefix(k, "!"):
@@ -561,8 +567,11 @@ func (r *Router) apply(t tableID, props map[string]string, attrs []kv, isAdd boo
 			continue
 		}
 		v := a.v
-		if t == tAddr && k == "address" {
-			v = normalizeListAddress(v)
+		if isAddrList(t) && k == "address" {
+			var trap *Trap
+			if v, trap = normalizeListAddress(familyOf(t), v); trap != nil {
+				return trap
+			}
 		} else {
 			var trap *Trap
 			if v, trap = r.db.normalize(k, kind, v); trap != nil {
@@ -576,12 +585,26 @@ func (r *Router) apply(t tableID, props map[string]string, attrs []kv, isAdd boo
 
 // normalizeListAddress: address-list entries normalise like filter addresses,
 // but text that is no address is kept as a DNS name without error [C:
-// address-list doc]. The simulator does not resolve names.
-func normalizeListAddress(v string) string {
-	if a, _, ok := normalizeAddr(v); ok {
-		return a
+// address-list doc]. The simulator does not resolve names. An address of
+// the other family (an IPv4 address in /ipv6/firewall/address-list or an
+// IPv6 one in /ip/...) is refused, "invalid value for argument address"
+// [I: text as for other badly typed values; that it is refused rather
+// than kept as a name is unverified].
+func normalizeListAddress(f family, v string) (string, *Trap) {
+	if a, _, ok := normalizeAddrFam(f, v); ok {
+		return a, nil
 	}
-	return v
+	other := fam6
+	if f == fam6 {
+		other = fam4
+	}
+	if _, _, ok := normalizeAddrFam(other, v); ok || strings.Contains(v, ":") {
+		// A colon is in no DNS name: text with one that is no
+		// address of this family (an IPv6 range, a bad IPv6
+		// address) is a bad value, not a name [I].
+		return "", errBadValue("address")
+	}
+	return v, nil
 }
 
 func (r *Router) check(t tableID, props map[string]string, self uint64) *Trap {
@@ -589,15 +612,24 @@ func (r *Router) check(t tableID, props map[string]string, self uint64) *Trap {
 	case tIPAddr, tNAT, tUserGroup, tUser, tService, tContainer, tEnvs, tMounts:
 		return r.checkMenuRow(t, props, self)
 	case tFilter:
-		return checkFilter(props)
-	case tAddr:
+		return checkFilter(fam4, props)
+	case tFilter6:
+		if props["action"] == "fasttrack-connection" && r.minor < 18 {
+			// IPv6 FastTrack came with 7.18 [3P: 7.18 changelog "ipv6 -
+			// added FastTrack support", quoted in community.routeros
+			// PR #380; terraform-provider-routeros PR #711 adds the
+			// action to its IPv6 filter in 2025].
+			return errNoMatch("action")
+		}
+		return checkFilter(fam6, props)
+	case tAddr, tAddr6:
 		if props["list"] == "" {
 			return &Trap{Message: "missing value(s) of argument(s) list"} // [3P CLI text, as for chain]
 		}
 		if props["address"] == "" {
 			return &Trap{Message: "missing value(s) of argument(s) address"}
 		}
-		if id, ok := r.db.addrKey[addrKeyOf(&row{props: props})]; ok && id != self {
+		if id, ok := r.db.addrKey[addrKeyOf(t, &row{props: props})]; ok && id != self {
 			// [C: REST-doc; reference section 3]
 			return &Trap{Message: "failure: already have such entry"}
 		}
@@ -651,7 +683,7 @@ func (r *Router) write(d *db, c *command, t tableID, verb string) (string, *Trap
 			return "", trap
 		}
 		idx := len(d.t[t].rows)
-		if pb, ok := c.get("place-before"); ok && t == tFilter {
+		if pb, ok := c.get("place-before"); ok && isFilter(t) {
 			id, ok := r.lookupID(t, pb)
 			if !ok {
 				return "", errNoSuchItem // needs an existing id [3P, reference 2.3]
@@ -662,7 +694,7 @@ func (r *Router) write(d *db, c *command, t tableID, verb string) (string, *Trap
 			idx = d.pos(t, id)
 		}
 		nr := &row{id: d.newID(t), props: props}
-		if t == tAddr {
+		if isAddrList(t) {
 			nr.created = creationTime(time.Now())
 			if props["timeout"] != "" {
 				// An entry with a timeout is dynamic [C: address-list doc].
@@ -709,7 +741,7 @@ func (r *Router) write(d *db, c *command, t tableID, verb string) (string, *Trap
 		rows := make([]*row, len(ids))
 		for i, id := range ids {
 			old := d.t[t].byID[id]
-			if old.builtin || (t == tFilter && old.dynamic) {
+			if old.builtin || (isFilter(t) && old.dynamic) {
 				return "", &Trap{Message: "failure: cannot change builtin"} // [3P: tik4net fake router]
 			}
 			nr := old.clone()

@@ -159,6 +159,7 @@ func New(opts Options) *Router {
 	r.serviceTime.Store(int64(opts.WriteServiceTime))
 	r.schema = schemaFor(r.minor)
 	r.db.defconf(opts.Board)
+	r.db.defconf6(r.minor)
 	r.db.defconfMenus(opts.User, opts.Password, opts.MaxSessions)
 	r.singles = map[string]map[string]string{
 		"/container/config":   {"registry-url": "https://lscr.io", "tmpdir": "", "ram-high": "0"},
@@ -431,10 +432,12 @@ func (r *Router) Exec(words ...string) ([]Item, error) {
 
 // Firewall is the firewall state at one moment: filter rows in global order
 // (the dynamic dummy first) and address-list entries, as the API prints
-// them, plus the interface-list membership that Evaluate needs.
+// them, of /ip/firewall and of /ipv6/firewall (Filter6, AddressList6),
+// plus the interface-list membership that Evaluate needs.
 type Firewall struct {
-	Filter, AddressList []Item
-	members             map[string][]string
+	Filter, AddressList   []Item
+	Filter6, AddressList6 []Item
+	members               map[string][]string
 }
 
 // Members returns the enabled members of each interface list in this state.
@@ -447,17 +450,25 @@ func (f Firewall) Members() map[string][]string {
 }
 
 func materialize(t *[nTables][]*row) Firewall {
-	p := &printer{filter: t[tFilter]}
+	p := &printer{filter: [2][]*row{t[tFilter], t[tFilter6]}}
 	f := Firewall{
-		Filter:      make([]Item, 0, len(t[tFilter])),
-		AddressList: make([]Item, 0, len(t[tAddr])),
-		members:     membership(t[tIfMember]),
+		Filter:       make([]Item, 0, len(t[tFilter])),
+		AddressList:  make([]Item, 0, len(t[tAddr])),
+		Filter6:      make([]Item, 0, len(t[tFilter6])),
+		AddressList6: make([]Item, 0, len(t[tAddr6])),
+		members:      membership(t[tIfMember]),
 	}
 	for _, x := range t[tFilter] {
-		f.Filter = append(f.Filter, toItem(p.printFilter(x)))
+		f.Filter = append(f.Filter, toItem(p.printFilter(fam4, x)))
 	}
 	for _, x := range t[tAddr] {
 		f.AddressList = append(f.AddressList, toItem(printAddr(x)))
+	}
+	for _, x := range t[tFilter6] {
+		f.Filter6 = append(f.Filter6, toItem(p.printFilter(fam6, x)))
+	}
+	for _, x := range t[tAddr6] {
+		f.AddressList6 = append(f.AddressList6, toItem(printAddr(x)))
 	}
 	return f
 }

@@ -80,11 +80,58 @@ func parseBool(s string) (string, bool) {
 	return "", false
 }
 
-// addrRange is an inclusive IPv4 range.
+// addrRange is an inclusive range of addresses of one family.
 type addrRange struct{ lo, hi netip.Addr }
 
+// contains: an address of the other family is never in the range (the
+// tables are separate; an IPv4-mapped IPv6 address is IPv6 here).
 func (r addrRange) contains(a netip.Addr) bool {
-	return a.Is4() && r.lo.Compare(a) <= 0 && a.Compare(r.hi) <= 0
+	return a.BitLen() == r.lo.BitLen() && r.lo.Compare(a) <= 0 && a.Compare(r.hi) <= 0
+}
+
+// family is 4 or 6: the IP version of a menu's table.
+type family int
+
+const (
+	fam4 family = 4
+	fam6 family = 6
+)
+
+// normalizeAddrFam is normalizeAddr for a menu's family.
+func normalizeAddrFam(f family, s string) (string, addrRange, bool) {
+	if f == fam6 {
+		return normalizeAddr6(s)
+	}
+	return normalizeAddr(s)
+}
+
+// normalizeAddr6 parses an IPv6 address or prefix and returns RouterOS's
+// stored form: canonical lower-case compressed text (RFC 5952, which
+// netip prints), host bits cleared [I: as IPv4, reference section 9 says
+// check], and always a prefix length, a single address as /128 [3P:
+// exports of routers whose defconf added address=::1 print
+// address=::1/128; the IPv4-mapped entry typed ::ffff:0:0/96 prints as
+// ::ffff:0.0.0.0/96, as netip prints it]. IPv6 ranges a-b, zones and
+// IPv4 addresses are refused [I].
+func normalizeAddr6(s string) (string, addrRange, bool) {
+	var p netip.Prefix
+	if strings.Contains(s, "/") {
+		var err error
+		if p, err = netip.ParsePrefix(s); err != nil {
+			return "", addrRange{}, false
+		}
+	} else {
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			return "", addrRange{}, false
+		}
+		p = netip.PrefixFrom(a, 128)
+	}
+	if !p.Addr().Is6() || p.Addr().Zone() != "" {
+		return "", addrRange{}, false
+	}
+	p = p.Masked()
+	return p.String(), prefixRange(p), true
 }
 
 // normalizeAddr parses an IPv4 address, prefix or range a-b and returns
@@ -127,15 +174,22 @@ func prefixString(p netip.Prefix) string {
 	return p.String()
 }
 
+// prefixRange is the first and last address of a masked prefix of
+// either family.
 func prefixRange(p netip.Prefix) addrRange {
-	lo := p.Addr().As4()
-	v := uint32(lo[0])<<24 | uint32(lo[1])<<16 | uint32(lo[2])<<8 | uint32(lo[3])
-	host := uint32(0)
-	if p.Bits() < 32 {
-		host = ^uint32(0) >> p.Bits()
+	b := p.Addr().AsSlice()
+	for i := range b {
+		// bits of byte i that belong to the network
+		net := p.Bits() - 8*i
+		switch {
+		case net <= 0:
+			b[i] = 0xff
+		case net < 8:
+			b[i] |= 0xff >> net
+		}
 	}
-	hi := v | host
-	return addrRange{p.Addr(), netip.AddrFrom4([4]byte{byte(hi >> 24), byte(hi >> 16), byte(hi >> 8), byte(hi)})}
+	hi, _ := netip.AddrFromSlice(b)
+	return addrRange{p.Addr(), hi}
 }
 
 func rangeAsPrefix(a, b netip.Addr) (netip.Prefix, bool) {
@@ -192,4 +246,41 @@ func parseID(s string) (uint64, bool) {
 	}
 	n, err := strconv.ParseUint(s[1:], 16, 64)
 	return n, err == nil
+}
+
+// icmpOptions is a parsed icmp-options value: type and code ranges; a
+// missing code matches any.
+type icmpOptions struct{ typ, code [2]int }
+
+// parseICMPOptions parses type[:code], each N or N-M within 0..255, as
+// RouterOS's icmp-options (e.g. icmp-options=154:4-5 in public 7.x
+// exports [3P]; names such as echo-request are not modelled [I]).
+func parseICMPOptions(s string) (icmpOptions, bool) {
+	rng := func(v string) ([2]int, bool) {
+		lo, hi, isRange := strings.Cut(v, "-")
+		a, err := strconv.Atoi(lo)
+		if err != nil || a < 0 || a > 255 {
+			return [2]int{}, false
+		}
+		b := a
+		if isRange {
+			if b, err = strconv.Atoi(hi); err != nil || b < a || b > 255 {
+				return [2]int{}, false
+			}
+		}
+		return [2]int{a, b}, true
+	}
+	t, c, hasCode := strings.Cut(s, ":")
+	var o icmpOptions
+	var ok bool
+	if o.typ, ok = rng(t); !ok {
+		return o, false
+	}
+	o.code = [2]int{0, 255}
+	if hasCode {
+		if o.code, ok = rng(c); !ok {
+			return o, false
+		}
+	}
+	return o, true
 }
