@@ -73,8 +73,17 @@ func storeSite(ob *bolt.Bucket, prev, rec cp.Site, at time.Time) error {
 	if err := putJSON(hb, string(historyKey(rec.ID, tr.Seq)), tr); err != nil {
 		return err
 	}
-	if tr.Seq > cp.SiteHistoryLimit {
-		return hb.Delete(historyKey(rec.ID, tr.Seq-cp.SiteHistoryLimit))
+	if tr.Seq <= cp.SiteHistoryLimit {
+		return nil
+	}
+	// Drop what falls out of the newest SiteHistoryLimit: one transition,
+	// or more once if a build keeps fewer than the one that wrote them.
+	cutoff := historyKey(rec.ID, tr.Seq-cp.SiteHistoryLimit)
+	c := hb.Cursor()
+	for k, _ := c.Seek(cutoff[:len(rec.ID)+1]); k != nil && bytes.Compare(k, cutoff) <= 0; k, _ = c.Seek(cutoff[:len(rec.ID)+1]) {
+		if err := c.Delete(); err != nil {
+			return err
+		}
 	}
 	return nil
 }
