@@ -101,6 +101,18 @@ func TestConsoleInFirefox(t *testing.T) {
 	click := func(sel string) func() error { return func() error { return ff.Click(ctx, sel) } }
 	typ := func(sel, text string) func() error { return func() error { return ff.Type(ctx, sel, text) } }
 	wait := func(expr string) func() error { return func() error { return ff.Wait(ctx, expr) } }
+	// accessible runs the Chromium test's checks (named controls, 4.5:1
+	// contrast) on the page as Firefox renders it.
+	accessible := func(where string) {
+		t.Helper()
+		var problems []string
+		if err := ff.Eval(ctx, a11yJS, &problems); err != nil {
+			t.Fatalf("%s: accessibility checks: %v", where, err)
+		}
+		for _, p := range problems {
+			t.Errorf("%s: %s", where, p)
+		}
+	}
 	visible := func(sel string) func() error {
 		return wait(`(e => e && e.offsetParent !== null)(document.querySelector('` + sel + `'))`)
 	}
@@ -109,6 +121,7 @@ func TestConsoleInFirefox(t *testing.T) {
 	step("login-link-fleet",
 		func() error { return ff.Navigate(ctx, link) },
 		visible(`#fleet-table tbody tr[data-site="site_demo3"]`))
+	accessible("fleet")
 	var loc string
 	if err := ff.Eval(ctx, `location.href`, &loc); err != nil || strings.Contains(loc, "login=") {
 		t.Errorf("address after login %q (%v): the token stayed", loc, err)
@@ -140,6 +153,7 @@ func TestConsoleInFirefox(t *testing.T) {
 	step("active-in-sync",
 		wait(`document.querySelector('#resource-status')?.textContent === 'active' &&
 			(s => s.length === 3 && s.every(x => x === 'in_sync'))(`+siteStatesJS+`)`))
+	accessible("group")
 	var statuses []string
 	if err := ff.Eval(ctx, `window.__statuses`, &statuses); err != nil || len(statuses) < 2 || statuses[0] != "syncing" || statuses[len(statuses)-1] != "active" {
 		t.Errorf("the group's status went %v (%v); want syncing first and active last", statuses, err)
@@ -156,6 +170,7 @@ func TestConsoleInFirefox(t *testing.T) {
 		visible(`#site-props`),
 		wait(`(document.querySelector('#policy-rules tbody')?.textContent || '').includes('Allow HTTPS')`),
 		wait(`(rows => rows.length >= 2 && rows[0].to === 'in_sync' && rows[1].to === 'syncing')(`+historyRowsJS+`)`))
+	accessible("site")
 	var marker string
 	if err := ff.Eval(ctx, `window.__marker`, &marker); err != nil || marker != "same page" {
 		t.Errorf("the page reloaded (marker %q, %v)", marker, err)
