@@ -104,6 +104,12 @@ type Options struct {
 	// in-process demo fleet, its benchmark) sees what the control plane
 	// sees without subscribing.
 	OnStatus func(protocol.SiteStatus)
+	// MaxSchema is the newest desired-state schema the agent reads; zero
+	// means protocol.SchemaVersion. A lower value makes the agent behave
+	// as one built before the later schemas (1: an agent that predates
+	// IPv6), which refuses a newer document whole and reports it failed,
+	// asking to be upgraded (protocol.SchemaTooNewError).
+	MaxSchema int
 	// OnApplyStart, if set, is called on the agent's goroutine when the
 	// first writes of a new revision are about to go to the router, with
 	// the number of writes planned, whether or not the apply is large
@@ -155,6 +161,13 @@ type Agent struct {
 		w     render.Wanted
 		r     render.Renderer // remembers the last document's prefix lists
 	}
+
+	// refused is the failed status of the newest document received when
+	// it was refused for its schema (too new for this agent); nil once a
+	// newer document is accepted. While set, it is the status reported
+	// (publish): the control plane's current revision is the refused one,
+	// and the held policy, still enforced, is not what it asked for.
+	refused *protocol.SiteStatus
 }
 
 // New makes an agent from cfg; Run starts it.
@@ -400,7 +413,7 @@ func (a *Agent) openCache() {
 	case err != nil:
 		a.log.Warn("cache unreadable; waiting for the broker", "err", err)
 	default:
-		if err := d.Validate(a.cfg.OrgID, a.cfg.SiteID); err != nil {
+		if err := d.ValidateMax(a.cfg.OrgID, a.cfg.SiteID, a.opts.MaxSchema); err != nil {
 			a.log.Warn("ignoring cached desired state", "err", err)
 			return
 		}
@@ -454,16 +467,22 @@ func (a *Agent) accept(b []byte) bool {
 		a.m.documents.WithLabelValues("invalid").Inc()
 		return false
 	}
-	if err := d.Validate(a.cfg.OrgID, a.cfg.SiteID); err != nil {
+	err := d.ValidateMax(a.cfg.OrgID, a.cfg.SiteID, a.opts.MaxSchema)
+	if tooNew, ok := errors.AsType[*protocol.SchemaTooNewError](err); ok && d.OrgID == a.cfg.OrgID && d.SiteID == a.cfg.SiteID {
+		a.refuse(&d, tooNew)
+		return false
+	}
+	if err != nil {
 		a.log.Warn("ignoring invalid desired state", "revision", d.Revision, "err", err)
 		a.m.documents.WithLabelValues("invalid").Inc()
 		return false
 	}
-	if a.desired != nil && !d.Newer(a.desired.Epoch, a.desired.Revision) {
+	if a.stale(&d) {
 		a.log.Debug("ignoring stale or duplicate desired state", "epoch", d.Epoch, "revision", d.Revision)
 		a.m.documents.WithLabelValues("stale").Inc()
 		return false
 	}
+	a.refused = nil
 	a.desired = &d
 	a.pendingApplied = true
 	a.published = false
@@ -477,6 +496,33 @@ func (a *Agent) accept(b []byte) bool {
 		a.log.Info("accepted desired state", "epoch", d.Epoch, "revision", d.Revision)
 	}
 	return true
+}
+
+// stale reports whether d is no newer than the document held, or than
+// the one last refused: what the control plane sent after it supersedes d.
+func (a *Agent) stale(d *protocol.DesiredState) bool {
+	if a.desired != nil && !d.Newer(a.desired.Epoch, a.desired.Revision) {
+		return true
+	}
+	return a.refused != nil && !d.Newer(a.refused.Epoch, a.refused.Revision)
+}
+
+// refuse handles a document addressed to this site in a schema newer than
+// the agent reads. Nothing of it reaches the router: the held policy stays
+// enforced (and repaired) as it was. The refusal is reported failed, with
+// the error's sentence (upgrade the agent), for the refused revision, and
+// stays the reported status until a newer document is accepted.
+func (a *Agent) refuse(d *protocol.DesiredState, err *protocol.SchemaTooNewError) {
+	a.m.documents.WithLabelValues("too_new").Inc()
+	if a.stale(d) && (a.refused == nil || a.refused.Epoch != d.Epoch || a.refused.Revision != d.Revision) {
+		a.log.Debug("ignoring stale desired state of a newer schema", "epoch", d.Epoch, "revision", d.Revision, "schema", d.Schema)
+		return
+	}
+	a.log.Error("refused desired state: "+err.Error(), "revision", d.Revision, "schema", d.Schema, "max_schema", err.Max)
+	st := a.newStatus(d, protocol.StateFailed)
+	st.Error = err.Error()
+	a.refused = &st
+	a.publish(context.Background())
 }
 
 // jitter spreads d over its upper half.

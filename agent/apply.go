@@ -243,7 +243,7 @@ func (a *Agent) render(d *protocol.DesiredState, guard netip.Addr) render.Wanted
 
 func (a *Agent) newStatus(d *protocol.DesiredState, state string) protocol.SiteStatus {
 	return protocol.SiteStatus{
-		Schema: protocol.SchemaVersion, OrgID: a.cfg.OrgID, SiteID: a.cfg.SiteID,
+		Schema: protocol.StatusSchema, OrgID: a.cfg.OrgID, SiteID: a.cfg.SiteID,
 		Epoch: d.Epoch, Revision: d.Revision, State: state,
 		AppliedAt: time.Now().UTC(), DriftRepairs: a.driftRepairs,
 		AgentVersion: agentVersion, RouterOSVersion: a.routerVersion, Board: a.routerBoard,
@@ -282,6 +282,11 @@ func (a *Agent) fail(ctx context.Context, d *protocol.DesiredState, start time.T
 }
 
 func (a *Agent) publish(_ context.Context) {
+	if a.refused != nil {
+		// Whatever the held policy's applies say, the revision the control
+		// plane asked for was refused (Agent.refuse).
+		a.status = *a.refused
+	}
 	if a.status.State == "" {
 		return
 	}

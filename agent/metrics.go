@@ -45,7 +45,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}),
 		documents: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "rampart_agent_desired_documents_total",
-			Help: "Desired-state documents received, by outcome (accepted, stale, invalid).",
+			Help: "Desired-state documents received, by outcome (accepted, stale, invalid, too_new: a schema newer than the agent reads).",
 		}, []string{"outcome"}),
 		desiredRevision: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "rampart_agent_desired_revision",
@@ -90,7 +90,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	for _, r := range []string{"applied", "failed"} {
 		m.applies.WithLabelValues(r)
 	}
-	for _, o := range []string{"accepted", "stale", "invalid"} {
+	for _, o := range []string{"accepted", "stale", "invalid", "too_new"} {
 		m.documents.WithLabelValues(o)
 	}
 	return m

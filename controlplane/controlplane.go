@@ -132,7 +132,8 @@ type FilterRule struct {
 	Protocol int `json:"protocol"`
 	// Port is "", "N", "N-M" or a comma list of those.
 	Port string `json:"port"`
-	// Address is an IPv4 CIDR or a prefix list id of the same organisation.
+	// Address is an IPv4 or IPv6 CIDR (IPv6 in canonical form) or a prefix
+	// list id of the same organisation.
 	Address     string `json:"address"`
 	Description string `json:"description"`
 }

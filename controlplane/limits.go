@@ -21,7 +21,8 @@ const (
 	// their commas are 179 characters.
 	MaxPortLength = 255
 	// MaxAddressLength bounds a rule's address (a prefix list id is 36
-	// characters, an IPv4 CIDR at most 18) and a prefix's cidr.
+	// characters, an IPv4 CIDR at most 18, an IPv6 CIDR at most 43) and a
+	// prefix's cidr.
 	MaxAddressLength = 64
 )
 

@@ -1,6 +1,7 @@
 package controlplane
 
 import (
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -12,6 +13,11 @@ import (
 // Validate checks a group write as a whole, in field order, and returns the
 // first problem as an *Error naming the field. Whether a referenced prefix
 // list exists is checked by the store, inside the write transaction.
+//
+// It also normalises what it accepts: an IPv6 address is stored in its
+// canonical form (2001:DB8:0::/32 becomes 2001:db8::/32), the form the
+// document carries and the agent compares with what a router prints, so
+// two spellings of one network are one rule.
 func (w *SecurityGroupWrite) Validate() error {
 	if err := checkLen("name", w.Name, 3, 255); err != nil {
 		return err
@@ -30,7 +36,8 @@ func (w *SecurityGroupWrite) Validate() error {
 	// Which rule holds each order, +1 (0: none): an array on the stack,
 	// since validate has bounded the order, not a map on the heap.
 	var orders [MaxOrder + 1]int
-	for i, r := range w.Rules {
+	for i := range w.Rules {
+		r := &w.Rules[i]
 		if err := r.validate(i); err != nil {
 			return err
 		}
@@ -67,17 +74,31 @@ func (r *FilterRuleWrite) validate(i int) error {
 			"%s.port must be \"\" for protocol %d: ports can only be given with protocol 6 (tcp), 17 (udp), 33 (dccp), 132 (sctp) or 136 (udp-lite).", path(), r.Protocol)
 	}
 	if n := utf8.RuneCountInString(r.Address); n > MaxAddressLength {
-		return Errorf(CodeInvalidAddress, path()+".address", "%s.address is %d characters long; at most %d are allowed (an IPv4 CIDR or a prefix list id).", path(), n, MaxAddressLength)
+		return Errorf(CodeInvalidAddress, path()+".address", "%s.address is %d characters long; at most %d are allowed (an IPv4 or IPv6 CIDR or a prefix list id).", path(), n, MaxAddressLength)
 	}
 	if strings.HasPrefix(r.Address, PrefixListIDPrefix) {
+		// A prefix list may hold both families: the rule applies in each
+		// family its list has CIDRs in, narrowed to its protocol's
+		// (protocol.Rule.Families), so icmp with a list is not refused.
 		if !ValidID(PrefixListIDPrefix, r.Address) {
 			return Errorf(CodePrefixListNotFound, path()+".address", "%s.address %q is not a prefix list id (prfx_lst_ followed by 27 letters and digits).", path(), r.Address)
 		}
-	} else if _, err := protocol.ParseCIDR(r.Address); err != nil {
-		if strings.Contains(err.Error(), "host bits") {
+	} else if p, err := protocol.ParseCIDR(r.Address); err != nil {
+		if _, ok := errors.AsType[*protocol.HostBitsError](err); ok {
 			return Errorf(CodeInvalidAddress, path()+".address", "%s.address: %v", path(), err)
 		}
 		return Errorf(CodeInvalidAddress, path()+".address", "%s.address: %v, or a prefix list id (prfx_lst_...).", path(), err)
+	} else {
+		if p.Addr().Is6() { // an IPv4 CIDR that parses is already canonical
+			r.Address = p.String()
+		}
+		f := protocol.IPv4
+		if p.Addr().Is6() {
+			f = protocol.IPv6
+		}
+		if err := protocol.CheckProtocolFamily(r.Protocol, f); err != nil {
+			return Errorf(CodeInvalidValue, path()+".protocol", "%s.protocol %d cannot be used with %s.address %q: %v.", path(), r.Protocol, path(), r.Address, err)
+		}
 	}
 	if checkLen("", r.Description, 0, 255) != nil {
 		return checkLen(path()+".description", r.Description, 0, 255)
@@ -102,15 +123,25 @@ func (w *PrefixListWrite) Validate() error {
 		return Errorf(CodeTooManyPrefixes, "prefixes", "prefixes has %d entries; a prefix list holds at most %d.", len(w.Prefixes), MaxPrefixes)
 	}
 	seen := make(map[string]int, len(w.Prefixes))
-	for i, p := range w.Prefixes {
+	for i := range w.Prefixes {
+		p := &w.Prefixes[i]
 		// The path only for an error, as for rules: Sprintf for every
 		// prefix was most of the allocations of a valid write.
 		path := func() string { return "prefixes[" + strconv.Itoa(i) + "]" }
 		if n := utf8.RuneCountInString(p.CIDR); n > MaxAddressLength {
 			return Errorf(CodeInvalidAddress, path()+".cidr", "%s.cidr is %d characters long; at most %d are allowed.", path(), n, MaxAddressLength)
 		}
-		if _, err := protocol.ParseCIDR(p.CIDR); err != nil {
+		// IPv4 and IPv6 may be mixed: the agent writes each family's
+		// CIDRs to its own table.
+		c, err := protocol.ParseCIDR(p.CIDR)
+		if err != nil {
+			if _, ok := errors.AsType[*protocol.HostBitsError](err); ok {
+				return Errorf(CodeInvalidAddress, path()+".cidr", "%s.cidr: %v", path(), err)
+			}
 			return Errorf(CodeInvalidAddress, path()+".cidr", "%s.cidr: %v.", path(), err)
+		}
+		if c.Addr().Is6() { // canonical, as for a rule's address
+			p.CIDR = c.String()
 		}
 		if j, dup := seen[p.CIDR]; dup {
 			return Errorf(CodeDuplicatePrefix, path()+".cidr", "%s.cidr %q is already listed as prefixes[%d]; list each CIDR once.", path(), p.CIDR, j)

@@ -12,6 +12,12 @@ type IPProtocol struct {
 	Keyword string // IANA keyword
 }
 
+// 58 is icmpv6 in /ipv6/firewall/filter, the name RouterOS's own IPv6
+// defconf uses (`/system default-configuration print`, dumped from
+// RouterOS 6.46.4: gist.github.com/ebababi/edad2fcc586961ae55b24686974176ad,
+// "accept ICMPv6" ... protocol=icmpv6). It exists in IPv6 only, as icmp (1)
+// exists in IPv4 only (ProtocolFamilies).
+//
 // IPProtocols is the one table of protocol names for the agent (which
 // reads what a router prints) and the API (GET /vpc/reference/protocols),
 // by number. rossim keeps its own copy as the judge of RouterOS, and

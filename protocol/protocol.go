@@ -10,6 +10,42 @@
 // would misread bumps SchemaVersion, and readers refuse documents with a schema
 // they do not know rather than guess.
 //
+// Schemas so far:
+//
+//	1  IPv4 only: every CIDR (a rule's address, a prefix list's cidrs) is IPv4.
+//	2  Dual stack: CIDRs may also be IPv6 (SchemaDualStack).
+//
+// A writer stamps each document with the LOWEST schema that carries its
+// content (DesiredState.NeededSchema, which Seal applies), not with the
+// newest it knows: a document without any IPv6 CIDR is schema 1, so fleets of
+// agents that predate IPv6 keep working with a newer control plane, and only
+// the sites whose policy needs schema 2 need an upgraded agent. Status and
+// resync documents carry nothing schema 2 added, so they stay schema 1
+// (StatusSchema).
+//
+// A reader accepts schemas 1 up to the newest it reads (SchemaVersion, or
+// less for an agent told to behave as an older one: ValidateMax). A document
+// with a higher schema is refused whole, with a *SchemaTooNewError whose
+// sentence tells the operator to upgrade the agent; nothing of it is applied.
+// The content hash covers the content only, never the schema, so a document's
+// hash does not change with the schema it is written in.
+//
+// # Address families
+//
+// The family rules live here so the control plane (which validates and
+// compiles) and the agent (which renders one table per family) share one
+// definition (Family, CIDRFamily, ProtocolFamilies, Rule.Families,
+// DesiredState.ForFamily):
+//
+//   - a rule whose address is an IPv4 CIDR applies in IPv4 only; an IPv6
+//     CIDR, in IPv6 only;
+//   - a rule whose address is a prefix list applies in each family in which
+//     that list has at least one CIDR (a list with no CIDRs in neither), so a
+//     list going from IPv4-only to dual stack adds the rule to IPv6;
+//   - protocol 1 (icmp) exists in IPv4 only and 58 (icmpv6) in IPv6 only, so
+//     such a rule applies only in its protocol's family (the API refuses icmp
+//     with an IPv6 CIDR and icmpv6 with an IPv4 CIDR: CheckProtocolFamily).
+//
 // # Topics
 //
 // For organisation O and site S under the topic root (DefaultTopicRoot unless
@@ -42,8 +78,21 @@ import (
 	"time"
 )
 
-// SchemaVersion is the version of every document this package defines.
-const SchemaVersion = 1
+// Schemas of the documents (see Versioning in the package doc).
+const (
+	// MinSchema is the oldest schema a reader accepts: the first one.
+	MinSchema = 1
+	// SchemaIPv4 is schema 1: every CIDR is IPv4.
+	SchemaIPv4 = 1
+	// SchemaDualStack is schema 2: CIDRs may be IPv6 too.
+	SchemaDualStack = 2
+	// SchemaVersion is the newest schema this build reads and writes.
+	SchemaVersion = SchemaDualStack
+	// StatusSchema is the schema of SiteStatus and ResyncRequest: they carry
+	// nothing schema 2 added, so they are written as schema 1 and control
+	// planes and agents of either age read them.
+	StatusSchema = SchemaIPv4
+)
 
 // DefaultTopicRoot is the topic prefix used unless configured otherwise.
 const DefaultTopicRoot = "rampart/v1"
@@ -104,13 +153,15 @@ type Rule struct {
 	Protocol int `json:"protocol"`
 	// Port is "", "N", "N-M" or a comma list of those.
 	Port string `json:"port"`
-	// Address is an IPv4 CIDR, or the id of a prefix list in the same
-	// document.
+	// Address is an IPv4 or IPv6 CIDR (canonical netip.Prefix form, no
+	// host bits; IPv6 needs schema 2), or the id of a prefix list in the
+	// same document.
 	Address     string `json:"address"`
 	Description string `json:"description"`
 }
 
-// PrefixList is a named set of CIDRs.
+// PrefixList is a named set of CIDRs, IPv4 and IPv6 mixed (canonical
+// forms; IPv6 needs schema 2).
 type PrefixList struct {
 	ID    string   `json:"id"`
 	Name  string   `json:"name"`
@@ -276,26 +327,98 @@ func parsePortNumber(s string) (int, error) {
 	return n, nil
 }
 
-// ParseCIDR parses an IPv4 prefix with no host bits set. A prefix with host
-// bits gets an error that names the network that was probably meant.
+// ParseCIDR parses an IPv4 or IPv6 prefix with no host bits set, in any form
+// netip reads (the canonical form is the result's String). A prefix with
+// host bits gets a *HostBitsError, which names the network that was probably
+// meant.
 func ParseCIDR(s string) (netip.Prefix, error) {
 	p, err := netip.ParsePrefix(s)
-	if err != nil || !p.Addr().Is4() {
-		return netip.Prefix{}, fmt.Errorf("%q is not an IPv4 CIDR such as 192.0.2.0/24", s)
+	if err != nil {
+		return netip.Prefix{}, fmt.Errorf("%q is not an IPv4 or IPv6 CIDR such as 192.0.2.0/24 or 2001:db8::/32", s)
+	}
+	if p.Addr().Is4In6() {
+		// RouterOS's IPv6 tables never see IPv4 packets in this form, so
+		// the rule would silently match nothing.
+		if p.Bits() >= 96 {
+			v4 := netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96).Masked()
+			return netip.Prefix{}, fmt.Errorf("%q is an IPv4-mapped IPv6 prefix, which matches no packet; write the IPv4 CIDR %q instead", s, v4.String())
+		}
+		return netip.Prefix{}, fmt.Errorf("%q is an IPv4-mapped IPv6 prefix, which matches no packet; write an IPv4 CIDR such as 192.0.2.0/24 instead", s)
 	}
 	if m := p.Masked(); m != p {
-		return netip.Prefix{}, fmt.Errorf("%q has host bits set; did you mean %q?", s, m.String())
+		return netip.Prefix{}, &HostBitsError{CIDR: s, Network: m}
 	}
 	return p, nil
 }
 
-// Validate checks a document as the agent receives it: the schema is known, it
-// is addressed to org and site, and every rule is one RouterOS can enforce.
-// A document that fails is ignored whole: nothing of it reaches a router.
+// HostBitsError is ParseCIDR's error for a prefix whose address has bits
+// set beyond its length, such as 10.0.0.1/24.
+type HostBitsError struct {
+	CIDR    string       // as given
+	Network netip.Prefix // the network probably meant: CIDR with the host bits cleared
+}
+
+func (e *HostBitsError) Error() string {
+	return fmt.Sprintf("%q has host bits set; did you mean %q?", e.CIDR, e.Network.String())
+}
+
+// SchemaTooNewError is the error for a document written in a schema newer
+// than the reader reads. An agent reports it as its failed state, so its
+// sentence is for the operator: upgrade the agent.
+type SchemaTooNewError struct {
+	Schema int // the document's
+	Max    int // the newest the reader reads
+}
+
+func (e *SchemaTooNewError) Error() string {
+	return fmt.Sprintf("the desired state has schema %d, newer than this agent reads (schemas %d to %d): the document needs a newer agent (schema 2 adds IPv6), so nothing of it was applied; upgrade the agent",
+		e.Schema, MinSchema, e.Max)
+}
+
+// NeededSchema is the lowest schema that carries d's content: SchemaDualStack
+// if any rule address or prefix list CIDR is IPv6, SchemaIPv4 otherwise.
+// Writers stamp it (Seal) so that IPv4-only policy stays readable by agents
+// that predate IPv6.
+func (d *DesiredState) NeededSchema() int {
+	for _, pl := range d.PrefixLists {
+		for _, c := range pl.CIDRs {
+			if CIDRFamily(c) == IPv6 {
+				return SchemaDualStack
+			}
+		}
+	}
+	for _, g := range d.SecurityGroups {
+		for _, r := range g.Rules {
+			if CIDRFamily(r.Address) == IPv6 {
+				return SchemaDualStack
+			}
+		}
+	}
+	return SchemaIPv4
+}
+
+// Validate checks a document as an agent of this build receives it; it is
+// ValidateMax with the newest schema, SchemaVersion.
 func (d *DesiredState) Validate(org, site string) error {
+	return d.ValidateMax(org, site, SchemaVersion)
+}
+
+// ValidateMax checks a document as an agent that reads schemas up to
+// maxSchema receives it (zero means SchemaVersion; a lower value makes an
+// agent behave as one that predates the later schemas): the schema is one
+// it reads (a higher one is a *SchemaTooNewError) and carries the content
+// (IPv6 needs schema 2), it is addressed to org and site, and every rule is
+// one RouterOS can enforce. A document that fails is refused whole: nothing
+// of it reaches a router.
+func (d *DesiredState) ValidateMax(org, site string, maxSchema int) error {
+	if maxSchema <= 0 || maxSchema > SchemaVersion {
+		maxSchema = SchemaVersion
+	}
 	switch {
-	case d.Schema != SchemaVersion:
-		return fmt.Errorf("schema %d is not supported (want %d)", d.Schema, SchemaVersion)
+	case d.Schema > maxSchema:
+		return &SchemaTooNewError{Schema: d.Schema, Max: maxSchema}
+	case d.Schema < MinSchema:
+		return fmt.Errorf("schema %d is not supported (want %d to %d)", d.Schema, MinSchema, maxSchema)
 	case d.OrgID != org || d.SiteID != site:
 		return fmt.Errorf("document is for %s/%s, not %s/%s", d.OrgID, d.SiteID, org, site)
 	case d.Epoch == "":
@@ -313,7 +436,7 @@ func (d *DesiredState) Validate(org, site string) error {
 		}
 		lists[pl.ID] = true
 		for j, c := range pl.CIDRs {
-			if _, err := ParseCIDR(c); err != nil {
+			if err := d.checkCIDR(c); err != nil {
 				return fmt.Errorf("prefix_lists[%d].cidrs[%d]: %w", i, j, err)
 			}
 		}
@@ -323,10 +446,31 @@ func (d *DesiredState) Validate(org, site string) error {
 			if err := r.validate(lists); err != nil {
 				return fmt.Errorf("security_groups[%d].rules[%d]: %w", i, j, err)
 			}
+			if !strings.HasPrefix(r.Address, PrefixListPrefix) {
+				if err := d.checkCIDR(r.Address); err != nil {
+					return fmt.Errorf("security_groups[%d].rules[%d]: address: %w", i, j, err)
+				}
+			}
 		}
 	}
 	if want := d.ContentHash(); d.Hash != want {
 		return fmt.Errorf("hash %q does not match the content (%q)", d.Hash, want)
+	}
+	return nil
+}
+
+// checkCIDR checks one CIDR of d: valid, canonical (what the agent compares
+// with what a router prints) and within d's schema.
+func (d *DesiredState) checkCIDR(c string) error {
+	p, err := ParseCIDR(c)
+	if err != nil {
+		return err
+	}
+	if p.String() != c {
+		return fmt.Errorf("%q is not in canonical form %q", c, p.String())
+	}
+	if p.Addr().Is6() && d.Schema < SchemaDualStack {
+		return fmt.Errorf("%q is IPv6, which schema %d does not carry (IPv6 needs schema %d)", c, d.Schema, SchemaDualStack)
 	}
 	return nil
 }
@@ -344,14 +488,8 @@ func (r Rule) validate(lists map[string]bool) error {
 	if _, ok := PortProtocols[r.Protocol]; r.Port != "" && !ok {
 		return fmt.Errorf("port %q needs protocol tcp, udp, udp-lite, dccp or sctp, not %d", r.Port, r.Protocol)
 	}
-	if strings.HasPrefix(r.Address, PrefixListPrefix) {
-		if !lists[r.Address] {
-			return fmt.Errorf("address %q names a prefix list the document does not carry", r.Address)
-		}
-		return nil
-	}
-	if _, err := ParseCIDR(r.Address); err != nil {
-		return fmt.Errorf("address: %w", err)
+	if strings.HasPrefix(r.Address, PrefixListPrefix) && !lists[r.Address] {
+		return fmt.Errorf("address %q names a prefix list the document does not carry", r.Address)
 	}
 	return nil
 }
@@ -538,9 +676,10 @@ func (w *canonicalWriter) str(s string) {
 	w.w.WriteByte('"')
 }
 
-// Seal canonicalizes d and sets Schema and Hash, ready to publish.
+// Seal canonicalizes d and sets Schema (the lowest that carries the
+// content, NeededSchema) and Hash, ready to publish.
 func (d *DesiredState) Seal() {
-	d.Schema = SchemaVersion
+	d.Schema = d.NeededSchema()
 	d.Canonicalize()
 	d.Hash = d.ContentHash()
 }

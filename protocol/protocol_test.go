@@ -101,7 +101,17 @@ func TestValidate(t *testing.T) {
 		wantErr string
 	}{
 		{"ok", func(*protocol.DesiredState) {}, ""},
-		{"schema", func(d *protocol.DesiredState) { d.Schema = 2 }, "schema 2"},
+		{"schema too new", func(d *protocol.DesiredState) { d.Schema = 3 }, "upgrade the agent"},
+		{"schema 0", func(d *protocol.DesiredState) { d.Schema = 0 }, "schema 0 is not supported (want 1 to 2)"},
+		{"ipv4 as schema 2", func(d *protocol.DesiredState) { d.Schema = 2 }, ""},
+		{"ipv6 as schema 1", func(d *protocol.DesiredState) {
+			d.PrefixLists[0].CIDRs = append(d.PrefixLists[0].CIDRs, "2001:db8::/32")
+			d.Seal()
+			d.Schema = 1
+		}, `"2001:db8::/32" is IPv6, which schema 1 does not carry`},
+		{"ipv6 not canonical", func(d *protocol.DesiredState) { d.SecurityGroups[0].Rules[0].Address = "2001:DB8::/32"; d.Seal() }, `not in canonical form "2001:db8::/32"`},
+		{"ipv6 host bits", func(d *protocol.DesiredState) { d.SecurityGroups[0].Rules[0].Address = "2001:db8::1/32"; d.Seal() }, `did you mean "2001:db8::/32"`},
+		{"ipv6 ok", func(d *protocol.DesiredState) { d.SecurityGroups[0].Rules[0].Address = "2001:db8::/32"; d.Seal() }, ""},
 		{"wrong site", func(d *protocol.DesiredState) { d.SiteID = "site_other" }, "not org_demo/site_hq"},
 		{"zero revision", func(d *protocol.DesiredState) { d.Revision = 0 }, "revision is 0"},
 		{"port without tcp", func(d *protocol.DesiredState) { d.SecurityGroups[0].Rules[0].Protocol = 1; d.Seal() }, "needs protocol tcp"},
@@ -176,7 +186,7 @@ func TestParseStatus(t *testing.T) {
 	}{
 		{name: "valid", payload: ok, want: protocol.SiteStatus{Schema: 1, OrgID: "org_demo", SiteID: "site_hq", Epoch: "e", Revision: 3, State: "applied"}},
 		{name: "not json", payload: `{`, wantErr: "parse status: unexpected end of JSON input"},
-		{name: "schema", payload: strings.Replace(ok, `"schema":1`, `"schema":2`, 1), wantErr: "parse status: schema 2 is not supported (want 1)"},
+		{name: "schema", payload: strings.Replace(ok, `"schema":1`, `"schema":3`, 1), wantErr: "parse status: schema 3 is not supported (want 1 to 2)"},
 		{name: "other site", payload: strings.Replace(ok, "site_hq", "site_b", 1), mismatch: true,
 			wantErr: "status names another site than its topic: org_demo/site_b on the topic of org_demo/site_hq"},
 		{name: "state", payload: strings.Replace(ok, "applied", "done", 1), wantErr: `parse status: state "done" is not one of applying, applied, failed`},
@@ -242,7 +252,7 @@ func TestMaxDesiredStateBytes(t *testing.T) {
 func TestBoundedStatusFits(t *testing.T) {
 	worst := strings.Repeat("\x01", 1<<20)
 	st := protocol.SiteStatus{
-		Schema: protocol.SchemaVersion, OrgID: "org_" + strings.Repeat("a", 124), SiteID: "site_" + strings.Repeat("b", 64),
+		Schema: protocol.StatusSchema, OrgID: "org_" + strings.Repeat("a", 124), SiteID: "site_" + strings.Repeat("b", 64),
 		Epoch: strings.Repeat("e", 64), Revision: ^uint64(0), State: protocol.StateFailed,
 		Error: worst, AgentVersion: worst, RouterOSVersion: worst, Board: worst,
 	}.Bounded()

@@ -85,8 +85,8 @@ func ParseStatus(b []byte, org, site string) (SiteStatus, error) {
 		return SiteStatus{}, fmt.Errorf("parse status: %w", err)
 	}
 	switch {
-	case st.Schema != SchemaVersion:
-		return SiteStatus{}, fmt.Errorf("parse status: schema %d is not supported (want %d)", st.Schema, SchemaVersion)
+	case st.Schema < MinSchema || st.Schema > SchemaVersion:
+		return SiteStatus{}, fmt.Errorf("parse status: schema %d is not supported (want %d to %d)", st.Schema, MinSchema, SchemaVersion)
 	case st.OrgID != org || st.SiteID != site:
 		return SiteStatus{}, fmt.Errorf("%w: %s/%s on the topic of %s/%s", ErrStatusMismatch, st.OrgID, st.SiteID, org, site)
 	case st.State != StateApplying && st.State != StateApplied && st.State != StateFailed:

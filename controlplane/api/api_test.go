@@ -398,6 +398,7 @@ func TestReferenceData(t *testing.T) {
 	for _, want := range []api.Protocol{
 		{0, "all", "ALL", false}, {1, "icmp", "ICMP", false}, {6, "tcp", "TCP", true}, {17, "udp", "UDP", true},
 		{33, "dccp", "DCCP", true}, {132, "sctp", "SCTP", true}, {136, "udp-lite", "UDPLite", true}, {47, "gre", "GRE", false},
+		{58, "icmpv6", "IPv6-ICMP", false},
 	} {
 		if d := cmp.Diff(want, byNum[want.Number]); d != "" {
 			t.Errorf("protocol %d (-want +got):\n%s", want.Number, d)

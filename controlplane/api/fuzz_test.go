@@ -30,6 +30,8 @@ func FuzzWrite(f *testing.F) {
 		`{"name":"abc","rules":[{"direction":"outbound","order":1,"protocol":17,"port":"53,123,1000-2000","address":"10.0.0.0/8","description":""}],"sites":[]}`,
 		`{"name":"abc","rules":[{"direction":"inbound","order":1,"protocol":1,"port":"","address":"prfx_lst_0ujsswThIGTUYm2K8FjOOfxcYpw","description":""}],"sites":[]}`,
 		`{"name":"Office","prefixes":[{"cidr":"203.0.113.0/24","description":"HQ"}],"sites":["site_hq"]}`,
+		`{"name":"Dual","prefixes":[{"cidr":"203.0.113.0/24"},{"cidr":"2001:DB8:0::/48","description":"v6"}],"sites":[]}`,
+		`{"name":"abc","rules":[{"direction":"inbound","order":1,"protocol":58,"port":"","address":"2001:db8::/32","description":""},{"direction":"inbound","order":2,"protocol":6,"port":"22","address":"::/0","description":""}],"sites":[]}`,
 		`{"name":"abc","rules":[{"order":1e400}],"sites":[]}`,
 		`{"name":"\ud800","rules":[],"sites":[]}`,
 		`{"name":"abc","rules":[],"sites":[],"name":"dup"}`,
@@ -87,8 +89,8 @@ func FuzzWrite(f *testing.F) {
 				t.Fatal(err)
 			}
 			for _, p := range l.Prefixes {
-				if _, err := protocol.ParseCIDR(p.CIDR); err != nil {
-					t.Fatalf("stored prefix %q: %v", p.CIDR, err)
+				if c, err := protocol.ParseCIDR(p.CIDR); err != nil || c.String() != p.CIDR {
+					t.Fatalf("stored prefix %q: %v, not canonical (%s)", p.CIDR, err, c)
 				}
 			}
 			e.clock.Advance(time.Hour) // past its sync deadline, if it has sites
@@ -118,8 +120,12 @@ func checkStoredRules(t *testing.T, g cp.SecurityGroup) {
 			t.Fatalf("stored port %q with protocol %d", r.Port, r.Protocol)
 		}
 		if !strings.HasPrefix(r.Address, cp.PrefixListIDPrefix) {
-			if _, err := protocol.ParseCIDR(r.Address); err != nil {
-				t.Fatalf("stored address %q: %v", r.Address, err)
+			c, err := protocol.ParseCIDR(r.Address)
+			if err != nil || c.String() != r.Address {
+				t.Fatalf("stored address %q: %v, not canonical (%s)", r.Address, err, c)
+			}
+			if err := protocol.CheckProtocolFamily(r.Protocol, protocol.CIDRFamily(r.Address)); err != nil {
+				t.Fatalf("stored protocol %d with address %q: %v", r.Protocol, r.Address, err)
 			}
 		}
 		if orders[r.Order] || r.Order < 1 || r.Order > 250 {

@@ -92,7 +92,10 @@ func TestSecurityGroupValidation(t *testing.T) {
 		{name: "port range reversed", change: setRule(0, "port", "90-80"), want: verdict{422, cp.CodeInvalidPort, "rules[0].port"}, hint: "80-90"},
 		{name: "port list with empty", change: setRule(0, "port", "80,,443"), want: verdict{422, cp.CodeInvalidPort, "rules[0].port"}},
 		{name: "cidr host bits", change: setRule(1, "address", "10.0.0.1/24"), want: verdict{422, cp.CodeInvalidAddress, "rules[1].address"}, hint: `did you mean "10.0.0.0/24"`},
-		{name: "cidr ipv6", change: setRule(1, "address", "2001:db8::/32"), want: verdict{422, cp.CodeInvalidAddress, "rules[1].address"}, hint: "IPv4 CIDR"},
+		{name: "cidr ipv6 host bits", change: setRule(1, "address", "2001:db8::1/32"), want: verdict{422, cp.CodeInvalidAddress, "rules[1].address"}, hint: `did you mean "2001:db8::/32"`},
+		{name: "icmp with ipv6", change: setRule(2, "address", "2001:db8::/32"), want: verdict{422, cp.CodeInvalidValue, "rules[2].protocol"}, hint: "use 58 (icmpv6)"},
+		{name: "icmpv6 with ipv4", change: setRule(2, "protocol", 58), want: verdict{422, cp.CodeInvalidValue, "rules[2].protocol"}, hint: "use 1 (icmp)"},
+		{name: "not a cidr", change: setRule(1, "address", "10.0.0.0/33"), want: verdict{422, cp.CodeInvalidAddress, "rules[1].address"}, hint: "an IPv4 or IPv6 CIDR such as 192.0.2.0/24 or 2001:db8::/32"},
 		{name: "bare address", change: setRule(1, "address", "10.0.0.1"), want: verdict{422, cp.CodeInvalidAddress, "rules[1].address"}, hint: "192.0.2.0/24"},
 		{name: "malformed prefix list id", change: setRule(1, "address", "prfx_lst_nope"), want: verdict{422, cp.CodePrefixListNotFound, "rules[1].address"}},
 		{name: "unknown prefix list", change: setRule(1, "address", "prfx_lst_0ujsswThIGTUYm2K8FjOOfxcYpw"), want: verdict{422, cp.CodePrefixListNotFound, "rules[1].address"}, hint: "POST /vpc/prefix-lists"},
@@ -168,6 +171,10 @@ func TestPrefixListValidation(t *testing.T) {
 		{"prefixes missing", func(b map[string]any) { delete(b, "prefixes") }, verdict{422, cp.CodeParameterMissing, "prefixes"}},
 		{"cidr missing", func(b map[string]any) { b["prefixes"] = []any{map[string]any{"description": "x"}} }, verdict{422, cp.CodeParameterMissing, "prefixes[0].cidr"}},
 		{"cidr host bits", func(b map[string]any) { b["prefixes"] = []any{map[string]any{"cidr": "203.0.113.7/24"}} }, verdict{422, cp.CodeInvalidAddress, "prefixes[0].cidr"}},
+		{"ipv6 host bits", func(b map[string]any) { b["prefixes"] = []any{map[string]any{"cidr": "2001:db8::1/32"}} }, verdict{422, cp.CodeInvalidAddress, "prefixes[0].cidr"}},
+		{"duplicate ipv6 in two spellings", func(b map[string]any) {
+			b["prefixes"] = []any{map[string]any{"cidr": "2001:db8::/32"}, map[string]any{"cidr": "2001:DB8::/32"}}
+		}, verdict{422, cp.CodeDuplicatePrefix, "prefixes[1].cidr"}},
 		{"duplicate cidr", func(b map[string]any) {
 			b["prefixes"] = []any{map[string]any{"cidr": "192.0.2.0/24"}, map[string]any{"cidr": "192.0.2.0/24"}}
 		}, verdict{422, cp.CodeDuplicatePrefix, "prefixes[1].cidr"}},

@@ -455,7 +455,7 @@ func (b *Bus) retry(ctx context.Context, name string, op func(context.Context) e
 
 // requestResync publishes a protocol.ResyncRequest.
 func (b *Bus) requestResync(ctx context.Context) error {
-	payload, err := json.Marshal(protocol.ResyncRequest{Schema: protocol.SchemaVersion, At: time.Now().UTC()})
+	payload, err := json.Marshal(protocol.ResyncRequest{Schema: protocol.StatusSchema, At: time.Now().UTC()})
 	if err != nil {
 		return fmt.Errorf("encode resync request: %w", err)
 	}

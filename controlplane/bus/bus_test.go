@@ -317,7 +317,7 @@ func TestMalformedReportsIgnoredAndCounted(t *testing.T) {
 		otherOrg := status("org_y", "site_a", 3, protocol.StateApplied)
 		badState := status("org_x", "site_a", 3, "done")
 		badSchema := status("org_x", "site_a", 3, protocol.StateApplied)
-		badSchema.Schema = 2
+		badSchema.Schema = protocol.SchemaVersion + 1
 		for _, payload := range [][]byte{
 			[]byte("not json"),
 			[]byte(`{"schema":1,"org_id":"org_x","site_id":"site_a","revision":"three"}`),

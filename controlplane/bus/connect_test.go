@@ -167,8 +167,8 @@ func TestResyncRequestTeachesStatus(t *testing.T) {
 			return len(s) == 1 && s[0].Revision == 7
 		})
 		r := <-asked
-		if r.Schema != protocol.SchemaVersion || r.At.Before(start.Add(-time.Second)) || r.At.After(time.Now()) {
-			t.Errorf("resync request %+v: want schema %d and the time it was sent", r, protocol.SchemaVersion)
+		if r.Schema != protocol.StatusSchema || r.At.Before(start.Add(-time.Second)) || r.At.After(time.Now()) {
+			t.Errorf("resync request %+v: want schema %d and the time it was sent", r, protocol.StatusSchema)
 		}
 		if got := testutil.ToFloat64(b.m.resyncs); got != 1 {
 			t.Errorf("resync requests = %v, want 1", got)

@@ -21,6 +21,13 @@
 // transaction and keeps (revision, hash) per site there; Stamp gives a
 // compiled document the stored revision when it is published.
 //
+// # Schema
+//
+// Each document is stamped with the lowest schema that carries its content
+// (protocol's Versioning): schema 1 while every CIDR it holds is IPv4,
+// schema 2 once one is IPv6. The hash covers content only, so an
+// IPv4-only document is the same, byte for byte, as before schema 2 existed.
+//
 // # Which sites
 //
 // The caller names the sites to compile (CompileSites): the store knows
@@ -122,6 +129,10 @@ type content struct {
 	groups []protocol.SecurityGroup
 	lists  []protocol.PrefixList
 	hash   string
+	// schema is the lowest that carries the content (protocol
+	// NeededSchema): 1 unless a CIDR is IPv6, so sites whose policy is
+	// IPv4 only keep working with agents that predate IPv6.
+	schema int
 }
 
 func (ix *index) content(groups, lists []string, memo map[string]*content) *content {
@@ -141,6 +152,7 @@ func (ix *index) content(groups, lists []string, memo map[string]*content) *cont
 	}
 	d := protocol.DesiredState{SecurityGroups: c.groups, PrefixLists: c.lists}
 	c.hash = d.ContentHash()
+	c.schema = d.NeededSchema()
 	memo[key] = c
 	return c
 }
@@ -156,7 +168,7 @@ func CompileSites(org string, p Policy, sites []string) map[string]protocol.Desi
 		g, l := ix.members(site)
 		c := ix.content(g, l, memo)
 		out[site] = protocol.DesiredState{
-			Schema:         protocol.SchemaVersion,
+			Schema:         c.schema,
 			OrgID:          org,
 			SiteID:         site,
 			Hash:           c.hash,

@@ -97,6 +97,10 @@ type Options struct {
 	// OnStatus is called with every status an agent published (i is the
 	// site's index, 0 to N-1), on that agent's goroutine: keep it short.
 	OnStatus func(i int, st protocol.SiteStatus)
+	// MaxSchema is the newest desired-state schema the agents read (see
+	// agent.Options.MaxSchema); zero means the build's. Lower simulates a
+	// fleet of older agents.
+	MaxSchema int
 	// StartParallel bounds how many sites start at once; zero means 64.
 	StartParallel int
 }
@@ -284,7 +288,7 @@ func (f *Fleet) startSite(ctx context.Context, i int, s *Site, u *url.URL) error
 		RouterOSAddr: r.Addr(), RouterOSUser: o.RouterUser, RouterOSPassword: o.RouterPassword,
 		StateDir: dir, ResyncInterval: o.ResyncInterval, WANList: o.WANList,
 	}, agent.Options{
-		Logger: o.Logger, Throttle: o.Throttle,
+		Logger: o.Logger, Throttle: o.Throttle, MaxSchema: o.MaxSchema,
 		// One session per agent: each costs a connection on both sides, and
 		// a policy of a few rules gains nothing from a pool.
 		RouterSessions: 1,
