@@ -146,10 +146,10 @@ type Agent struct {
 	status         protocol.SiteStatus
 	lastReported   protocol.SiteStatus // last status given to Options.OnStatus
 	lastRead       int                 // rows the last readTables returned
-	observed       *routerState        // the router as the last apply left it; nil: read it
+	observed       *reconcile.Observed // the router as the last apply left it; nil: read it
 	driftRepairs   int
 	failures       int
-	lastGuard      netip.Addr
+	lastGuard      [render.NumFamilies]netip.Addr
 	routerVersion  string
 	routerBoard    string
 	pendingApplied bool // a new revision whose writes have not started yet
@@ -157,7 +157,7 @@ type Agent struct {
 	held           bool // fail kept one
 	rendered       struct {
 		doc   *protocol.DesiredState
-		guard netip.Addr
+		guard [render.NumFamilies]netip.Addr
 		w     render.Wanted
 		r     render.Renderer // remembers the last document's prefix lists
 	}
@@ -582,39 +582,56 @@ func (a *Agent) serveMetrics() (func(), error) {
 	}, nil
 }
 
-// routerState is what the agent read from the router.
-type routerState struct {
-	filter []reconcile.Item
-	addrs  []reconcile.Entry
-}
-
-func (a *Agent) read(ctx context.Context) (routerState, error) {
-	return a.readTables(ctx, true, true)
-}
-
-// readTables reads the filter table and the address lists; query, if any,
-// selects the address lists to read (API query words).
-func (a *Agent) readTables(ctx context.Context, filter, lists bool, query ...string) (routerState, error) {
-	var st routerState
-	if filter {
-		if err := a.router.Stream(ctx, func(ps []proto.Pair) { st.filter = append(st.filter, filterItem(ps)) }, reconcile.FilterPath+"/print"); err != nil {
-			return st, fmt.Errorf("read firewall filter: %w", err)
-		}
+// read reads every table of every family: the agent always reads the
+// IPv6 tables too, even for an IPv4-only policy, so that what an earlier
+// dual-stack policy left there is found and removed (two more prints per
+// full read; an apply then plans nothing for a table with nothing managed).
+func (a *Agent) read(ctx context.Context) (reconcile.Observed, error) {
+	var all [render.NumFamilies]readSpec
+	for f := range all {
+		all[f] = readSpec{filter: true, lists: true}
 	}
-	defer func() { a.lastRead = max(a.lastRead, len(st.filter)+len(st.addrs)) }()
-	if lists {
-		intern := map[string]string{}
-		row := func(ps []proto.Pair) {
-			st.addrs = append(st.addrs, reconcile.EntryFromPairs(func(yield func(k, v string) bool) {
-				for _, p := range ps {
-					if !yield(p.Key, p.Value) {
-						return
-					}
-				}
-			}, intern))
+	return a.readTables(ctx, all)
+}
+
+// readSpec is what to read of one family: its filter table, its address
+// lists (query, if any, selects the lists to read: API query words).
+type readSpec struct {
+	filter, lists bool
+	query         []string
+}
+
+// readTables reads the tables spec names, family by family.
+func (a *Agent) readTables(ctx context.Context, spec [render.NumFamilies]readSpec) (reconcile.Observed, error) {
+	var st reconcile.Observed
+	defer func() {
+		n := 0
+		for _, t := range st {
+			n += len(t.Filter) + len(t.Entries)
 		}
-		if err := a.router.Stream(ctx, row, append([]string{reconcile.AddressListPath + "/print", "=.proplist=.id,list,address,comment,dynamic,disabled"}, query...)...); err != nil {
-			return st, fmt.Errorf("read address lists: %w", err)
+		a.lastRead = max(a.lastRead, n)
+	}()
+	for _, f := range render.Families {
+		menu, t := reconcile.Menus[f], &st[f]
+		if spec[f].filter {
+			if err := a.router.Stream(ctx, func(ps []proto.Pair) { t.Filter = append(t.Filter, filterItem(ps)) }, menu.Filter+"/print"); err != nil {
+				return st, fmt.Errorf("read %s firewall filter: %w", f, err)
+			}
+		}
+		if spec[f].lists {
+			intern := map[string]string{}
+			row := func(ps []proto.Pair) {
+				t.Entries = append(t.Entries, reconcile.EntryFromPairs(func(yield func(k, v string) bool) {
+					for _, p := range ps {
+						if !yield(p.Key, p.Value) {
+							return
+						}
+					}
+				}, intern))
+			}
+			if err := a.router.Stream(ctx, row, append([]string{menu.AddressList + "/print", "=.proplist=.id,list,address,comment,dynamic,disabled"}, spec[f].query...)...); err != nil {
+				return st, fmt.Errorf("read %s address lists: %w", f, err)
+			}
 		}
 	}
 	return st, nil
@@ -654,32 +671,59 @@ func filterItem(ps []proto.Pair) reconcile.Item {
 	return it
 }
 
-// guard finds the agent's own source address towards its broker: the local
-// address of the MQTT connection, else the address the kernel would use to
-// reach the broker (a UDP "connect" sends nothing), else the one already on
-// the router, else the last one known.
-func (a *Agent) guard(st routerState) netip.Addr {
+// guard finds the agent's own source addresses towards its broker, one per
+// family: the local address of the MQTT connection, else the address the
+// kernel would use to reach the broker in that family (a UDP "connect"
+// sends nothing), else the one already on the router in that family's
+// table, else the last one known. A family in which the agent has no
+// address towards its broker (no IPv6 on the container, a broker without
+// an AAAA record) has no guard: the agent cannot be using it, and should
+// it gain one, the next apply finds it, while Go's dialer falls back to
+// the other family meanwhile (DESIGN.md, "The guard").
+func (a *Agent) guard(st reconcile.Observed) [render.NumFamilies]netip.Addr {
+	var g [render.NumFamilies]netip.Addr
 	if a.mq != nil {
-		if ip := a.mq.LocalAddr(); ip.Is4() {
-			a.lastGuard = ip
-			return ip
+		if ip := a.mq.LocalAddr().Unmap(); ip.IsValid() {
+			g[familyOfAddr(ip)] = ip
 		}
 	}
 	host := a.cfg.MQTTURLs[0].Hostname()
-	if c, err := net.Dial("udp4", net.JoinHostPort(host, "9")); err == nil {
-		ap, perr := netip.ParseAddrPort(c.LocalAddr().String())
-		c.Close()
-		if perr == nil && ap.Addr().Unmap().Is4() {
-			a.lastGuard = ap.Addr().Unmap()
-			return a.lastGuard
+	for _, f := range render.Families {
+		if g[f].IsValid() {
+			a.lastGuard[f] = g[f]
+			continue
 		}
-	}
-	for _, it := range st.filter {
-		if key, _, ok := render.ParseComment(it["comment"]); ok && key == render.KeyOutGuard && it["chain"] == render.ChainOut {
-			if ip, err := netip.ParseAddr(it["src-address"]); err == nil {
-				return ip
+		network := "udp4"
+		if f == render.IPv6 {
+			network = "udp6"
+		}
+		if c, err := net.Dial(network, net.JoinHostPort(host, "9")); err == nil {
+			ap, perr := netip.ParseAddrPort(c.LocalAddr().String())
+			c.Close()
+			if ip := ap.Addr().Unmap(); perr == nil && familyOfAddr(ip) == f {
+				g[f], a.lastGuard[f] = ip, ip
+				continue
 			}
 		}
+		for _, it := range st[f].Filter {
+			if key, _, ok := render.ParseComment(it["comment"]); ok && key == render.KeyOutGuard && it["chain"] == render.ChainOut {
+				if p, err := netip.ParsePrefix(it["src-address"]); err == nil && p.IsSingleIP() {
+					g[f] = p.Addr() // an IPv6 table prints a host as /128
+				} else if ip, err := netip.ParseAddr(it["src-address"]); err == nil {
+					g[f] = ip
+				}
+			}
+		}
+		if !g[f].IsValid() {
+			g[f] = a.lastGuard[f]
+		}
 	}
-	return a.lastGuard
+	return g
+}
+
+func familyOfAddr(ip netip.Addr) render.Family {
+	if ip.Unmap().Is4() {
+		return render.IPv4
+	}
+	return render.IPv6
 }

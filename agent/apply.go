@@ -102,7 +102,7 @@ func (a *Agent) syncOnce(ctx context.Context, prior int) (int, error) {
 			return fail(0, err)
 		}
 	}
-	var st routerState
+	var st reconcile.Observed
 	if trusted {
 		st = *a.observed
 	} else {
@@ -110,15 +110,17 @@ func (a *Agent) syncOnce(ctx context.Context, prior int) (int, error) {
 		if st, err = a.read(ctx); err != nil {
 			return fail(0, err)
 		}
-		reconcile.SortEntries(st.addrs)
+		for f := range st {
+			reconcile.SortEntries(st[f].Entries)
+		}
 		a.m.routerConnected.Set(1)
 	}
 	guard := a.guard(st)
 	w := a.render(d, guard)
-	if len(w.Out) > 0 && !guard.Is4() {
-		a.log.Warn("outbound filtering without a guard: the agent's own IPv4 address towards the broker is unknown, so a policy could cut it off", "broker", a.cfg.MQTTURLs[0].Host)
+	if (len(w[render.IPv4].Out) > 0 || len(w[render.IPv6].Out) > 0) && !guard[render.IPv4].IsValid() && !guard[render.IPv6].IsValid() {
+		a.log.Warn("outbound filtering without a guard: the agent's own address towards the broker is unknown, so a policy could cut it off", "broker", a.cfg.MQTTURLs[0].Host)
 	}
-	ops := reconcile.Plan(st.filter, st.addrs, w)
+	ops := reconcile.Plan(st, w)
 	if len(ops) == 0 && !isNew && a.published {
 		a.observed = &st
 		return 0, nil // steady state: nothing to write, nothing new to say
@@ -156,44 +158,52 @@ func (a *Agent) syncOnce(ctx context.Context, prior int) (int, error) {
 	// after a one-entry change was most of its time (BENCHMARKS.md, "Small
 	// changes"). What was not read back is trusted as observed, as it is
 	// when planning.
-	filterOps := false
-	for _, op := range ops {
-		filterOps = filterOps || op.Path == reconcile.FilterPath
+	var spec [render.NumFamilies]readSpec
+	var written [render.NumFamilies][]string
+	some := [render.NumFamilies]bool{}
+	readBack := false
+	for _, f := range render.Families {
+		menu := reconcile.Menus[f]
+		for _, op := range ops {
+			spec[f].filter = spec[f].filter || op.Path == menu.Filter
+		}
+		written[f] = reconcile.WrittenLists(ops, menu.AddressList, st[f].Entries)
+		spec[f].lists = len(written[f]) > 0
+		if some[f] = spec[f].lists && len(written[f]) <= maxListQuery; some[f] {
+			spec[f].query = listQuery(written[f])
+		} else if spec[f].lists {
+			st[f].Entries = nil
+		}
+		readBack = readBack || spec[f].filter || spec[f].lists
 	}
-	written := reconcile.WrittenLists(ops, st.addrs)
 	big := len(ops) > bigRead
 	ops = nil // let a large plan go before the read-back allocates
 	if big {
 		debug.FreeOSMemory()
 	}
-	listOps := len(written) > 0
-	some := listOps && len(written) <= maxListQuery
-	var query []string
-	if some {
-		query = listQuery(written)
-	} else if listOps {
-		st.addrs = nil
-	}
-	if filterOps || listOps {
-		st2, err := a.readTables(ctx, filterOps, listOps, query...)
+	if readBack {
+		st2, err := a.readTables(ctx, spec)
 		if err != nil {
 			return fail(writes, err)
 		}
 		a.m.routerConnected.Set(1)
-		if filterOps {
-			st.filter = st2.filter
-		}
-		switch {
-		case some:
-			// The observed entries of the other lists stay; those of the
-			// lists written are replaced by what the router now holds.
-			st.addrs = reconcile.ReplaceLists(st.addrs, written, st2.addrs)
-		case listOps:
-			st.addrs = st2.addrs
-			reconcile.SortEntries(st.addrs)
+		for _, f := range render.Families {
+			if spec[f].filter {
+				st[f].Filter = st2[f].Filter
+			}
+			switch {
+			case some[f]:
+				// The observed entries of the other lists stay; those of
+				// the lists written are replaced by what the router now
+				// holds.
+				st[f].Entries = reconcile.ReplaceLists(st[f].Entries, written[f], st2[f].Entries)
+			case spec[f].lists:
+				st[f].Entries = st2[f].Entries
+				reconcile.SortEntries(st[f].Entries)
+			}
 		}
 	}
-	if rest := reconcile.Plan(st.filter, st.addrs, w); len(rest) > 0 {
+	if rest := reconcile.Plan(st, w); len(rest) > 0 {
 		return fail(writes, &mismatchError{writes: len(rest), first: rest[0].String()})
 	}
 	// What was just read back (and what was read before, for a table the
@@ -212,12 +222,12 @@ func (a *Agent) syncOnce(ctx context.Context, prior int) (int, error) {
 	a.m.applies.WithLabelValues("applied").Inc()
 	a.m.appliedRevision.Set(float64(d.Revision))
 	a.m.lastApplied.Set(float64(time.Now().Unix()))
-	a.m.managedRules.Set(float64(len(w.Rules())))
-	a.m.managedEntries.Set(float64(len(w.Entries)))
+	a.m.managedRules.Set(float64(w.Rules()))
+	a.m.managedEntries.Set(float64(w.Entries()))
 	st2 := a.newStatus(d, protocol.StateApplied)
 	st2.DurationMS = dur.Milliseconds()
-	st2.Rules = len(w.Rules())
-	st2.AddressEntries = len(w.Entries)
+	st2.Rules = w.Rules() // both families
+	st2.AddressEntries = w.Entries()
 	st2.Operations = writes
 	if !isNew && writes == 0 && a.status.State == protocol.StateApplied {
 		// Nothing happened (e.g. a reconnect): keep the last apply's figures.
@@ -233,10 +243,10 @@ func (a *Agent) syncOnce(ctx context.Context, prior int) (int, error) {
 // document and the guard address are the same (resyncs then allocate
 // nothing for a large policy), and the entries of unchanged prefix lists
 // otherwise.
-func (a *Agent) render(d *protocol.DesiredState, guard netip.Addr) render.Wanted {
+func (a *Agent) render(d *protocol.DesiredState, guard [render.NumFamilies]netip.Addr) render.Wanted {
 	if a.rendered.doc != d || a.rendered.guard != guard {
 		a.rendered.doc, a.rendered.guard = d, guard
-		a.rendered.w = a.rendered.r.Render(d, render.Options{WANList: a.cfg.WANList, Guard: guard})
+		a.rendered.w = a.rendered.r.Render(d, render.Options{WANList: a.cfg.WANList, Guards: guard})
 	}
 	return a.rendered.w
 }
@@ -391,7 +401,7 @@ func (a *Agent) execute(ctx context.Context, ops []reconcile.Op) (int, error) {
 	tolerate := func(op reconcile.Op, err error) bool {
 		// Someone (or an earlier, interrupted apply) added the entry; the
 		// read-back repairs its comment if needed.
-		return op.Kind == reconcile.Add && op.Path == reconcile.AddressListPath && errors.Is(err, routeros.ErrExists)
+		return op.Kind == reconcile.Add && reconcile.IsAddressList(op.Path) && errors.Is(err, routeros.ErrExists)
 	}
 	run := func(s *routeros.Session, i int) error {
 		op := ops[i]

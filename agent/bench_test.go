@@ -74,21 +74,22 @@ func naive(ctx context.Context, s *simAgent, d *protocol.DesiredState) error {
 	if err != nil {
 		return err
 	}
-	for _, it := range st.filter {
+	for _, it := range st[render.IPv4].Filter {
 		if strings.HasPrefix(it["comment"], render.CommentPrefix) || strings.HasPrefix(it["chain"], "rampart-") {
 			if _, _, err := s.router.Run(ctx, reconcile.FilterPath+"/remove", "=.id="+it[".id"]); err != nil {
 				return err
 			}
 		}
 	}
-	for _, it := range st.addrs {
+	for _, it := range st[render.IPv4].Entries {
 		if strings.HasPrefix(it.Comment, render.CommentPrefix) {
 			if _, _, err := s.router.Run(ctx, reconcile.AddressListPath+"/remove", "=.id="+it.ID); err != nil {
 				return err
 			}
 		}
 	}
-	w := render.Render(d, render.Options{WANList: "WAN", Guard: s.guard(st)})
+	// The benchmark's policies are IPv4 only.
+	w := render.Render(d, render.Options{WANList: "WAN", Guards: s.guard(st)})[render.IPv4]
 	if st, err = s.read(ctx); err != nil {
 		return err
 	}
@@ -112,7 +113,7 @@ func naive(ctx context.Context, s *simAgent, d *protocol.DesiredState) error {
 			words = append(words, "="+k+"="+v)
 		}
 		first := ""
-		for _, it := range st.filter {
+		for _, it := range st[render.IPv4].Filter {
 			if it["dynamic"] != "true" {
 				first = it[".id"]
 				break

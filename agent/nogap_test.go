@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/rampart-fw/rampart/agent/render"
 	"github.com/rampart-fw/rampart/protocol"
 	"github.com/rampart-fw/rampart/rossim"
 )
@@ -56,20 +57,38 @@ func (p policy) doc(rev uint64) protocol.DesiredState {
 	return doc(rev, groups, pls)
 }
 
-// Blocks of 198.18.0.0/15 (benchmarking space), nested so that rules can
-// narrow, widen and cover each other.
+// Blocks of 198.18.0.0/15 (benchmarking space) and of 3fff::/20 (IPv6
+// documentation space, RFC 9637; not 2001:db8::/32, which RouterOS's IPv6
+// defconf drops in forward as bad_ipv6), nested so that rules can narrow,
+// widen and cover each other, in each family.
 var (
-	wideBlocks   = []string{"0.0.0.0/0", "198.18.0.0/16", "198.18.0.0/22"}
-	midBlocks    = []string{"198.18.0.0/23", "198.18.2.0/23"}
-	narrowBlocks = []string{"198.18.0.0/24", "198.18.1.0/24", "198.18.2.0/24", "198.18.3.0/24", "198.18.0.128/25", "198.18.1.7/32", "198.18.4.0/24"}
-	listIDs      = []string{"prfx_lst_a", "prfx_lst_b", "prfx_lst_c"}
-	genPorts     = []string{"", "22", "80", "80,443", "1000-2000", "1500", "10249"}
-	genProtos    = []int{0, 6, 17, 1, 47}
+	wideBlocks    = []string{"0.0.0.0/0", "198.18.0.0/16", "198.18.0.0/22"}
+	midBlocks     = []string{"198.18.0.0/23", "198.18.2.0/23"}
+	narrowBlocks  = []string{"198.18.0.0/24", "198.18.1.0/24", "198.18.2.0/24", "198.18.3.0/24", "198.18.0.128/25", "198.18.1.7/32", "198.18.4.0/24"}
+	wideBlocks6   = []string{"::/0", "3fff::/32", "3fff::/46"}
+	midBlocks6    = []string{"3fff::/47", "3fff:0:2::/47"}
+	narrowBlocks6 = []string{"3fff::/48", "3fff:0:1::/48", "3fff:0:2::/48", "3fff:0:3::/48", "3fff::/49", "3fff:0:1::7/128", "3fff:0:4::/48"}
+	listIDs       = []string{"prfx_lst_a", "prfx_lst_b", "prfx_lst_c"}
+	genPorts      = []string{"", "22", "80", "80,443", "1000-2000", "1500", "10249"}
+	genProtos     = []int{0, 6, 17, 1, 47, 58}
 )
 
 type generator struct {
 	rnd  *rand.Rand
 	next int
+	// dual: the policies drawn may be dual stack; otherwise IPv4 only, as
+	// before IPv6 (a third of the seeds).
+	dual bool
+}
+
+// v6 draws whether the next block is IPv6.
+func (g *generator) v6() bool { return g.dual && g.rnd.IntN(2) == 0 }
+
+func (g *generator) narrow() string {
+	if g.v6() {
+		return pick(g.rnd, narrowBlocks6)
+	}
+	return pick(g.rnd, narrowBlocks)
 }
 
 func (g *generator) id() string {
@@ -80,13 +99,17 @@ func (g *generator) id() string {
 func pick[T any](rnd *rand.Rand, s []T) T { return s[rnd.IntN(len(s))] }
 
 func (g *generator) block() string {
+	wide, mid, narrow := wideBlocks, midBlocks, narrowBlocks
+	if g.v6() {
+		wide, mid, narrow = wideBlocks6, midBlocks6, narrowBlocks6
+	}
 	switch g.rnd.IntN(4) {
 	case 0:
-		return pick(g.rnd, wideBlocks)
+		return pick(g.rnd, wide)
 	case 1:
-		return pick(g.rnd, midBlocks)
+		return pick(g.rnd, mid)
 	}
-	return pick(g.rnd, narrowBlocks)
+	return pick(g.rnd, narrow)
 }
 
 // match draws what a rule matches: protocol, port and address.
@@ -114,7 +137,7 @@ func (g *generator) base() policy {
 	for _, id := range listIDs {
 		var cidrs []string
 		for range 1 + g.rnd.IntN(3) {
-			cidrs = append(cidrs, pick(g.rnd, narrowBlocks))
+			cidrs = append(cidrs, g.narrow())
 		}
 		slices.Sort(cidrs)
 		p.lists[id] = slices.Compact(cidrs)
@@ -186,12 +209,23 @@ var mutations = []mutation{
 		if g.rnd.IntN(2) == 0 {
 			wide, half, other = "0.0.0.0/0", "198.18.250.0/24", "198.18.251.0/24"
 		}
+		elsewhere := []string{"198.18.1.7/32", "198.18.4.0/24", other}
+		if g.v6() {
+			if proto == 1 {
+				proto = 58
+			}
+			wide, half, other = "3fff::/47", "3fff::/48", "3fff:0:1::/48"
+			if g.rnd.IntN(2) == 0 {
+				wide, half, other = "::/0", "3fff:0:fa::/48", "3fff:0:fb::/48"
+			}
+			elsewhere = []string{"3fff:0:1::7/128", "3fff:0:4::/48", other}
+		}
 		set := func(r *protocol.Rule, addr string) { r.Protocol, r.Port, r.Address = proto, port, addr }
 		set(&a.rules[i.a], wide)
 		set(&b.rules[i.b], half)
 		// The other rule (earlier or later, by order) starts elsewhere or
 		// narrower and ends covering the difference, or all of it.
-		set(&a.rules[j.a], pick(g.rnd, []string{"198.18.1.7/32", "198.18.4.0/24", other}))
+		set(&a.rules[j.a], pick(g.rnd, elsewhere))
 		if proto == 6 && g.rnd.IntN(3) == 0 {
 			a.rules[j.a].Port = "22"
 		}
@@ -210,7 +244,7 @@ var mutations = []mutation{
 	{"cidr-to-list-and-back", func(g *generator, a, b *policy) {
 		i, _ := g.pair(a, b)
 		l := pick(g.rnd, listIDs)
-		c := pick(g.rnd, narrowBlocks)
+		c := g.narrow()
 		from, to := a, b
 		fi, ti := i.a, i.b
 		if g.rnd.IntN(2) == 0 {
@@ -230,7 +264,7 @@ var mutations = []mutation{
 		l1, l2 := "prfx_lst_a", "prfx_lst_b"
 		a.rules[i.a].Address, a.rules[j.a].Address = l1, l2
 		b.rules[i.b].Address, b.rules[j.b].Address = l1, l2
-		c := pick(g.rnd, narrowBlocks)
+		c := g.narrow()
 		a.lists[l1] = append(slices.DeleteFunc(a.lists[l1], func(s string) bool { return s == c }), c)
 		a.lists[l2] = slices.DeleteFunc(a.lists[l2], func(s string) bool { return s == c })
 		b.lists[l1] = slices.DeleteFunc(b.lists[l1], func(s string) bool { return s == c })
@@ -298,10 +332,70 @@ var mutations = []mutation{
 				b.rules = append(b.rules, g.rule(pick(g.rnd, []string{protocol.Inbound, protocol.Outbound})))
 			case 3:
 				l := pick(g.rnd, listIDs)
-				b.lists[l] = []string{pick(g.rnd, narrowBlocks)}
+				b.lists[l] = []string{g.narrow()}
 			}
 		}
 		g.shuffleOrder(b)
+	}},
+	{"list-goes-dual-stack", func(g *generator, a, b *policy) {
+		// A prefix list used by rules of both directions goes from IPv4
+		// only to dual stack (or back): the rules using it arrive in (or
+		// leave) the IPv6 table, with its entries there.
+		if !g.dual {
+			return
+		}
+		l := pick(g.rnd, listIDs)
+		i, j := g.pair(a, b)
+		a.rules[i.a].Address, b.rules[i.b].Address = l, l
+		if g.rnd.IntN(2) == 0 {
+			a.rules[j.a].Address, b.rules[j.b].Address = l, l
+		}
+		if r := g.rule(protocol.Outbound); g.rnd.IntN(2) == 0 {
+			r.Address, r.Order = l, 3
+			a.rules, b.rules = append(a.rules, r), append(b.rules, r)
+		}
+		v4 := []string{pick(g.rnd, narrowBlocks)}
+		from, to := a, b
+		if g.rnd.IntN(3) == 0 {
+			from, to = b, a
+		}
+		from.lists[l] = v4
+		to.lists[l] = append(slices.Clone(v4), pick(g.rnd, narrowBlocks6), pick(g.rnd, narrowBlocks6))
+		if g.rnd.IntN(3) == 0 {
+			to.lists[l] = to.lists[l][1:] // and loses its IPv4 CIDR: IPv6 only
+		}
+	}},
+	{"ipv6-appears-or-disappears", func(g *generator, a, b *policy) {
+		// One end carries no IPv6 at all (an IPv4-only document, the IPv6
+		// table not managed), the other does.
+		if !g.dual {
+			return
+		}
+		from, to := a, b
+		if g.rnd.IntN(2) == 0 {
+			from, to = b, a
+		}
+		from.rules = slices.DeleteFunc(from.rules, func(r protocol.Rule) bool { return strings.Contains(r.Address, ":") })
+		for l, cidrs := range from.lists {
+			from.lists[l] = slices.DeleteFunc(slices.Clone(cidrs), func(c string) bool { return strings.Contains(c, ":") })
+		}
+		r := g.rule(pick(g.rnd, []string{protocol.Inbound, protocol.Outbound}))
+		r.Address, r.Order = pick(g.rnd, narrowBlocks6), 9
+		if r.Protocol == 1 {
+			r.Protocol = 58
+		}
+		to.rules = append(to.rules, r)
+	}},
+	{"rule-changes-family", func(g *generator, a, b *policy) {
+		if !g.dual {
+			return
+		}
+		i, _ := g.pair(a, b)
+		ra, rb := &a.rules[i.a], &b.rules[i.b]
+		ra.Address, rb.Address = pick(g.rnd, narrowBlocks), pick(g.rnd, narrowBlocks6)
+		if g.rnd.IntN(2) == 0 {
+			ra.Address, rb.Address = rb.Address, ra.Address
+		}
 	}},
 }
 
@@ -315,7 +409,9 @@ func adversarial(g *generator) (a, b policy, names []string) {
 		m.do(g, &a, &b)
 		names = append(names, m.name)
 	}
-	// Both ends valid: lists a rule names exist (an empty list is fine).
+	// Both ends valid: lists a rule names exist (an empty list is fine),
+	// icmp goes with IPv4 CIDRs and icmpv6 with IPv6 ones (the API refuses
+	// the other way round).
 	for _, p := range []*policy{&a, &b} {
 		for _, r := range p.rules {
 			if strings.HasPrefix(r.Address, protocol.PrefixListPrefix) && p.lists[r.Address] == nil {
@@ -324,6 +420,13 @@ func adversarial(g *generator) (a, b policy, names []string) {
 		}
 		orders := map[int]bool{}
 		for i := range p.rules {
+			r := &p.rules[i]
+			switch f := protocol.CIDRFamily(r.Address); {
+			case f == protocol.IPv6 && r.Protocol == 1:
+				r.Protocol = 58
+			case f == protocol.IPv4 && r.Protocol == 58:
+				r.Protocol = 1
+			}
 			if pr := p.rules[i].Protocol; pr != 6 && pr != 17 {
 				p.rules[i].Port = ""
 			}
@@ -337,9 +440,35 @@ func adversarial(g *generator) (a, b policy, names []string) {
 }
 
 var (
-	routerHost = netip.MustParseAddr("192.0.2.1")
-	lanPeer    = netip.MustParseAddr("192.168.88.10")
+	routerHost  = netip.MustParseAddr("192.0.2.1")
+	lanPeer     = netip.MustParseAddr("192.168.88.10")
+	routerHost6 = netip.MustParseAddr("3fff:fff::1")
+	lanPeer6    = netip.MustParseAddr("3fff:f88::10")
 )
+
+// uplinkProbes are what a router needs from its WAN to keep its IPv6
+// uplink, which no state of any policy may drop: neighbour solicitations
+// and advertisements, router advertisements, DHCPv6 replies (udp 547→546)
+// from link-local addresses, and a packet-too-big towards a LAN host. Each
+// in the connection states the router's tracker may give it: new, and
+// untracked (RouterOS defconf's order, established/related/untracked
+// accepted, then invalid dropped, then ICMPv6 accepted, implies neighbour
+// discovery is never invalid [I]).
+func uplinkProbes() []rossim.Packet {
+	peer := netip.MustParseAddr("fe80::1")
+	var out []rossim.Packet
+	for _, st := range []string{"new", "untracked"} {
+		for _, typ := range []int{135, 136, 134} {
+			out = append(out, rossim.Packet{Chain: "input", InInterface: "ether1", Src: peer, Dst: netip.MustParseAddr("ff02::1:ff00:1"), Protocol: 58, ICMPType: typ, ConnState: st})
+		}
+		out = append(out,
+			rossim.Packet{Chain: "input", InInterface: "ether1", Src: peer, Dst: netip.MustParseAddr("fe80::2"), Protocol: 58, ICMPType: 135, ConnState: st},
+			rossim.Packet{Chain: "input", InInterface: "ether1", Src: peer, Dst: netip.MustParseAddr("fe80::2"), Protocol: 17, SrcPort: 547, DstPort: 546, ConnState: st},
+			rossim.Packet{Chain: "forward", InInterface: "ether1", OutInterface: "bridge", Src: netip.MustParseAddr("3fff:77::1"), Dst: lanPeer6, Protocol: 58, ICMPType: 2, ConnState: st},
+		)
+	}
+	return out
+}
 
 // aimedProbes returns packets aimed at the match of every rule of the
 // documents and at its near misses (the addresses just outside each block,
@@ -379,7 +508,7 @@ func aimedProbes(perList int, docs ...protocol.DesiredState) []rossim.Packet {
 				if proto == 0 {
 					proto = 6
 				}
-				other := map[int]int{6: 17, 17: 6, 1: 6, 47: 1}[proto]
+				other := map[int]int{6: 17, 17: 6, 1: 6, 47: 1, 58: 6}[proto]
 				ports := []int{22}
 				if r.Port != "" {
 					ports = nil
@@ -401,6 +530,10 @@ func aimedProbes(perList int, docs ...protocol.DesiredState) []rossim.Packet {
 					first := pfx.Masked().Addr()
 					last := lastOf(pfx)
 					addrs := []netip.Addr{first, last, first.Prev(), last.Next()}
+					host, peer := routerHost, lanPeer
+					if first.Is6() {
+						host, peer = routerHost6, lanPeer6
+					}
 					emit := func(a netip.Addr, proto, port int) {
 						if !a.IsValid() || port < 0 || port > 65535 {
 							return
@@ -409,11 +542,11 @@ func aimedProbes(perList int, docs ...protocol.DesiredState) []rossim.Packet {
 							port = 0
 						}
 						if r.Direction == protocol.Outbound {
-							add(rossim.Packet{Chain: "forward", InInterface: "bridge", OutInterface: "ether1", Src: lanPeer, Dst: a, Protocol: proto, SrcPort: 40000, DstPort: port, ConnState: "new"})
+							add(rossim.Packet{Chain: "forward", InInterface: "bridge", OutInterface: "ether1", Src: peer, Dst: a, Protocol: proto, SrcPort: 40000, DstPort: port, ConnState: "new"})
 							return
 						}
-						add(rossim.Packet{Chain: "forward", InInterface: "ether1", OutInterface: "bridge", Src: a, Dst: lanPeer, Protocol: proto, SrcPort: 40000, DstPort: port, ConnState: "new"})
-						add(rossim.Packet{Chain: "input", InInterface: "ether1", Src: a, Dst: routerHost, Protocol: proto, SrcPort: 40000, DstPort: port, ConnState: "new"})
+						add(rossim.Packet{Chain: "forward", InInterface: "ether1", OutInterface: "bridge", Src: a, Dst: peer, Protocol: proto, SrcPort: 40000, DstPort: port, ConnState: "new"})
+						add(rossim.Packet{Chain: "input", InInterface: "ether1", Src: a, Dst: host, Protocol: proto, SrcPort: 40000, DstPort: port, ConnState: "new"})
 					}
 					for _, a := range addrs {
 						emit(a, proto, ports[0])
@@ -429,11 +562,14 @@ func aimedProbes(perList int, docs ...protocol.DesiredState) []rossim.Packet {
 	return out
 }
 
+// lastOf is the last address of p, in either family.
 func lastOf(p netip.Prefix) netip.Addr {
-	b := p.Masked().Addr().As4()
-	v := uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
-	v |= uint32(1)<<(32-p.Bits()) - 1
-	return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
+	b := p.Masked().Addr().AsSlice()
+	for i := p.Bits(); i < len(b)*8; i++ {
+		b[i/8] |= 0x80 >> (i % 8)
+	}
+	a, _ := netip.AddrFromSlice(b)
+	return a
 }
 
 // gapChecker holds the verdicts of the two ends of a transition.
@@ -454,9 +590,10 @@ func newGapChecker(probes []rossim.Packet, before, after rossim.Firewall) *gapCh
 }
 
 // check fails the test at the first state (of hist) that gives a probe a
-// verdict neither end gives it, drops the agent's own path, or has a jump
-// into an incomplete chain; it returns the number of states checked.
-func (c *gapChecker) check(t testing.TB, label string, hist []rossim.Firewall, guard netip.Addr) int {
+// verdict neither end gives it, drops the agent's own path or what the
+// router needs of its IPv6 uplink (uplinkProbes), or has a jump into an
+// incomplete chain; it returns the number of states checked.
+func (c *gapChecker) check(t testing.TB, label string, hist []rossim.Firewall, guard [render.NumFamilies]netip.Addr) int {
 	t.Helper()
 	for k, st := range hist {
 		ev := st.Evaluator()
@@ -468,8 +605,15 @@ func (c *gapChecker) check(t testing.TB, label string, hist []rossim.Firewall, g
 		if tt, ok := t.(*testing.T); ok {
 			checkJumpsComplete(tt, k, st)
 		}
-		if v := ev.Action(agentPath(guard)); v != "accept" {
-			t.Fatalf("%s: state %d blocks the agent's own path: %v", label, k, ev.Evaluate(agentPath(guard)).Trace)
+		for _, p := range agentPaths(guard) {
+			if v := ev.Action(p); v != "accept" {
+				t.Fatalf("%s: state %d blocks the agent's own path %v: %v", label, k, p.Src, ev.Evaluate(p).Trace)
+			}
+		}
+		for _, p := range uplinkProbes() {
+			if v := ev.Action(p); v != "accept" {
+				t.Fatalf("%s: state %d cuts the router off its IPv6 uplink: %s to %+v\ntrace: %v\nstate:\n%s", label, k, v, p, ev.Evaluate(p).Trace, dump(st))
+			}
 		}
 	}
 	return len(hist)
@@ -478,15 +622,21 @@ func (c *gapChecker) check(t testing.TB, label string, hist []rossim.Firewall, g
 // dump prints the managed rows of a state, for failure messages.
 func dump(f rossim.Firewall) string {
 	var b strings.Builder
-	for _, it := range f.Filter {
-		if strings.HasPrefix(it["chain"], "rampart-") || strings.HasPrefix(it["comment"], "rampart:") {
-			fmt.Fprintf(&b, "  %s %s %s proto=%s port=%s src=%s%s dst=%s%s %s\n", it[".id"], it["chain"], it["action"], it["protocol"], it["dst-port"],
-				it["src-address"], it["src-address-list"], it["dst-address"], it["dst-address-list"], it["comment"])
+	for i, table := range [][]rossim.Item{f.Filter, f.Filter6} {
+		fmt.Fprintf(&b, " %s filter:\n", render.Families[i])
+		for _, it := range table {
+			if strings.HasPrefix(it["chain"], "rampart-") || strings.HasPrefix(it["comment"], "rampart:") {
+				fmt.Fprintf(&b, "  %s %s %s proto=%s port=%s src=%s%s dst=%s%s %s\n", it[".id"], it["chain"], it["action"], it["protocol"], it["dst-port"],
+					it["src-address"], it["src-address-list"], it["dst-address"], it["dst-address-list"], it["comment"])
+			}
 		}
 	}
-	for _, it := range f.AddressList {
-		if strings.HasPrefix(it["list"], "rampart-") {
-			fmt.Fprintf(&b, "  %s %s %s\n", it[".id"], it["list"], it["address"])
+	for i, table := range [][]rossim.Item{f.AddressList, f.AddressList6} {
+		fmt.Fprintf(&b, " %s address lists:\n", render.Families[i])
+		for _, it := range table {
+			if strings.HasPrefix(it["list"], "rampart-") {
+				fmt.Fprintf(&b, "  %s %s %s\n", it[".id"], it["list"], it["address"])
+			}
 		}
 	}
 	return b.String()
@@ -548,6 +698,7 @@ func TestNoGapAdversarial(t *testing.T) {
 		transitions++
 	}
 	for seed := range n {
+		g.dual = seed%3 != 0
 		a, b, names := adversarial(g)
 		for _, nm := range names {
 			byShape[nm]++

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/rampart-fw/rampart/agent/render"
 	"github.com/rampart-fw/rampart/protocol"
 	"github.com/rampart-fw/rampart/rossim"
 )
@@ -20,7 +21,8 @@ import (
 // random policies share, reorder, add and drop rules like real revisions do.
 
 var (
-	cidrPool = []string{"0.0.0.0/0", "203.0.113.0/24", "198.51.100.0/25", "198.51.100.128/25", "192.0.2.7/32", "10.0.0.0/8", "192.168.88.0/24"}
+	cidrPool = []string{"0.0.0.0/0", "203.0.113.0/24", "198.51.100.0/25", "198.51.100.128/25", "192.0.2.7/32", "10.0.0.0/8", "192.168.88.0/24",
+		"3fff::/24", "3fff:0:1::7/128", "3fff:0:4::/48", "::/0"}
 	listPool = []string{"prfx_lst_a", "prfx_lst_b", "prfx_lst_c"}
 	portPool = []string{"", "22", "80,443", "1000-2000", "53"}
 )
@@ -39,6 +41,9 @@ func ruleByID(n int) protocol.Rule {
 		ru.Address = listPool[r.IntN(len(listPool))]
 	} else {
 		ru.Address = cidrPool[r.IntN(len(cidrPool))]
+		if ru.Protocol == 1 && protocol.CIDRFamily(ru.Address) == protocol.IPv6 {
+			ru.Protocol = 58 // the API refuses icmp with an IPv6 address
+		}
 	}
 	return ru
 }
@@ -84,7 +89,10 @@ func randomPolicy(r *rand.Rand, rev uint64) protocol.DesiredState {
 			continue
 		}
 		pl := protocol.PrefixList{ID: id, Name: id}
-		for _, c := range cidrPool[1:] {
+		for _, c := range cidrPool {
+			if strings.HasSuffix(c, "/0") {
+				continue
+			}
 			if r.IntN(3) == 0 {
 				pl.CIDRs = append(pl.CIDRs, c)
 			}
@@ -114,20 +122,47 @@ func probes() []rossim.Packet {
 		}
 	}
 	out = append(out, rossim.Packet{Chain: "input", InInterface: "bridge", Src: lanHost, Dst: netip.MustParseAddr("192.168.88.1"), Protocol: 6, SrcPort: 40000, DstPort: 8728, ConnState: "new"})
+	// The same in IPv6.
+	srcs6 := []string{"3fff::1", "3fff:0:1::7", "3fff:0:4::1", "3fff:0:fb::1", "3fff:100::1", "2001:db8::9", "fe80::9"}
+	for _, state := range []string{"new", "established", "invalid"} {
+		for _, s := range srcs6 {
+			src := netip.MustParseAddr(s)
+			for _, pp := range []struct {
+				proto, port int
+			}{{6, 22}, {6, 443}, {6, 1500}, {17, 53}, {58, 0}, {47, 0}} {
+				out = append(out,
+					rossim.Packet{Chain: "input", InInterface: "ether1", Src: src, Dst: routerHost6, Protocol: pp.proto, SrcPort: 40000, DstPort: pp.port, ICMPType: 128, ConnState: state},
+					rossim.Packet{Chain: "forward", InInterface: "ether1", OutInterface: "bridge", Src: src, Dst: lanHost6, Protocol: pp.proto, SrcPort: 40000, DstPort: pp.port, ICMPType: 128, ConnState: state},
+					rossim.Packet{Chain: "forward", InInterface: "bridge", OutInterface: "ether1", Src: lanHost6, Dst: src, Protocol: pp.proto, SrcPort: 40000, DstPort: pp.port, ICMPType: 128, ConnState: state},
+				)
+			}
+		}
+	}
 	return out
 }
 
-// agentPath is the agent's own connection to its broker (a new TCP
-// connection from its address out through the WAN), which no state may
-// ever drop.
-func agentPath(guard netip.Addr) rossim.Packet {
-	return rossim.Packet{Chain: "forward", InInterface: "bridge", OutInterface: "ether1", Src: guard, Dst: netip.MustParseAddr("198.51.100.77"), Protocol: 6, SrcPort: 50000, DstPort: 1883, ConnState: "new"}
+// agentPaths are the agent's own connections to its broker (a new TCP
+// connection from its address out through the WAN), one for each family
+// in which it has an address, which no state may ever drop.
+func agentPaths(guards [render.NumFamilies]netip.Addr) []rossim.Packet {
+	var out []rossim.Packet
+	for _, g := range guards {
+		if !g.IsValid() {
+			continue
+		}
+		broker := netip.MustParseAddr("198.51.100.77")
+		if g.Is6() {
+			broker = netip.MustParseAddr("3fff:77::77")
+		}
+		out = append(out, rossim.Packet{Chain: "forward", InInterface: "bridge", OutInterface: "ether1", Src: g, Dst: broker, Protocol: 6, SrcPort: 50000, DstPort: 1883, ConnState: "new"})
+	}
+	return out
 }
 
 // checkNoGap asserts that every state in hist gives every probe the verdict
 // of either `before` or `after`, never blocks the agent's path, and has no
 // jump into an incomplete chain.
-func checkNoGap(t *testing.T, label string, hist []rossim.Firewall, before, after rossim.Firewall, guard netip.Addr) {
+func checkNoGap(t *testing.T, label string, hist []rossim.Firewall, before, after rossim.Firewall, guard [render.NumFamilies]netip.Addr) {
 	t.Helper()
 	newGapChecker(probes(), before, after).check(t, label, hist, guard)
 }

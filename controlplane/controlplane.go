@@ -30,6 +30,14 @@
 // revisions writes give. Stores persist SyncState and Site records and call
 // these functions; they never decide a status or a site's state themselves.
 //
+// # Decommissioning a site
+//
+// DELETE /vpc/sites/{siteId} retires a router (decommission.go): the site
+// leaves every group and list in one transaction, reads decommissioning
+// until its agent applied the empty document or the deadline passed
+// (DecommissionDone), and is then forgotten; its credentials and reports
+// are refused until it is enrolled again.
+//
 // # Seams for the MQTT side
 //
 //   - Revisioner: called inside the store's write transaction with the
@@ -229,6 +237,11 @@ type Site struct {
 	// SyncDeadline is when a pending sync of this site stops counting as
 	// syncing; internal.
 	SyncDeadline time.Time `json:"-"`
+	// DecommissionRevision is, while the site is decommissioning, the
+	// revision of its empty document: once its agent applied it, the site
+	// is forgotten (DecommissionDone); SyncDeadline is then the deadline
+	// of the decommission. Internal.
+	DecommissionRevision uint64 `json:"-"`
 }
 
 // UnknownRevision is the revision recorded for a site when no Revisioner

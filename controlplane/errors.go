@@ -23,6 +23,8 @@ const (
 	// 409.
 	CodePrefixListInUse = "prefix_list_in_use"
 	CodeResourceLocked  = "resource_locked"
+	// CodeSiteDecommissioning: a write names a site on its way out.
+	CodeSiteDecommissioning = "site_decommissioning"
 	// 412: If-Match names a version that is no longer the stored one.
 	CodePreconditionFailed = "precondition_failed"
 	// 413.

@@ -34,6 +34,9 @@ type Quotas struct {
 	Sites          int
 	SecurityGroups int
 	PrefixLists    int
+	// Decommissioned bounds the organisation's decommissioned sites whose
+	// credentials stay refused (decommission.go).
+	Decommissioned int
 }
 
 // DefaultQuotas are the quotas unless the operator sets others. The site
@@ -42,7 +45,7 @@ type Quotas struct {
 // 45 µs a site on a 2-core machine (BENCHMARKS.md, "Cross-organisation
 // write delay"), so 2000 sites keep another organisation's wait under
 // ~100 ms. Groups and lists are well beyond what people maintain by hand.
-var DefaultQuotas = Quotas{Sites: 2000, SecurityGroups: 1000, PrefixLists: 1000}
+var DefaultQuotas = Quotas{Sites: 2000, SecurityGroups: 1000, PrefixLists: 1000, Decommissioned: DefaultDecommissioned}
 
 // WithDefaults returns q with every zero field set to its default.
 func (q Quotas) WithDefaults() Quotas {
@@ -54,6 +57,9 @@ func (q Quotas) WithDefaults() Quotas {
 	}
 	if q.PrefixLists <= 0 {
 		q.PrefixLists = DefaultQuotas.PrefixLists
+	}
+	if q.Decommissioned <= 0 {
+		q.Decommissioned = DefaultQuotas.Decommissioned
 	}
 	return q
 }

@@ -22,10 +22,13 @@ const (
 	// site was given in this epoch, which no honest agent can hold; it
 	// changes nothing (FoldStatus).
 	ReportRefused
+	// ReportDecommissioned: the site was decommissioned and forgotten; its
+	// agent's reports are dropped until it is enrolled again.
+	ReportDecommissioned
 )
 
 // ReportResults lists every ReportResult, for metrics.
-var ReportResults = []ReportResult{ReportTaken, ReportStale, ReportOtherEpoch, ReportRefused}
+var ReportResults = []ReportResult{ReportTaken, ReportStale, ReportOtherEpoch, ReportRefused, ReportDecommissioned}
 
 // String is the result as a metric label.
 func (r ReportResult) String() string {
@@ -38,6 +41,8 @@ func (r ReportResult) String() string {
 		return "other_epoch"
 	case ReportRefused:
 		return "refused"
+	case ReportDecommissioned:
+		return "decommissioned"
 	}
 	return "unknown"
 }

@@ -116,7 +116,7 @@ func FoldStatus(rec Site, last LastReport, st protocol.SiteStatus, rules SiteRul
 	default: // applying
 		if site.State != SiteFailed || st.Revision > site.AppliedRevision {
 			site.State = SiteSyncing
-			if deadline := now.Add(rules.SyncTimeout); site.SyncDeadline.Before(deadline) && site.DesiredRevision > site.AppliedRevision {
+			if deadline := now.Add(rules.SyncTimeout); site.SyncDeadline.Before(deadline) && site.DesiredRevision > site.AppliedRevision && rec.State != SiteDecommissioning {
 				// A site that is working on it is syncing, not unknown,
 				// until the usual deadline.
 				site.SyncDeadline = deadline
@@ -125,6 +125,9 @@ func FoldStatus(rec Site, last LastReport, st protocol.SiteStatus, rules SiteRul
 	}
 	if !site.Online && site.LastSeen != nil {
 		site.State = SiteOffline // until its presence says online
+	}
+	if rec.State == SiteDecommissioning {
+		site.State = SiteDecommissioning // until it is forgotten
 	}
 	return out
 }
@@ -144,6 +147,9 @@ func FoldPresence(rec Site, last LastReport, p protocol.Presence, epoch string, 
 	rec.Online = p.State == protocol.PresenceOnline
 	if rec.LastSeen == nil || at.After(*rec.LastSeen) {
 		rec.LastSeen = &at
+	}
+	if rec.State == SiteDecommissioning {
+		return rec // until it is forgotten
 	}
 	if !rec.Online {
 		rec.State = SiteOffline

@@ -32,13 +32,13 @@ func BenchmarkPlanConverged(b *testing.B) {
 	}
 	w := render.Render(&protocol.DesiredState{SecurityGroups: []protocol.SecurityGroup{g}, PrefixLists: lists}, render.Options{WANList: "WAN"})
 	rows := router(w)
-	addrs := make([]Entry, len(w.Entries))
-	for i, e := range w.Entries {
+	addrs := make([]Entry, len(w[render.IPv4].Entries))
+	for i, e := range w[render.IPv4].Entries {
 		addrs[i] = Entry{ID: fmt.Sprintf("*%X", 0x1000+i), List: e.List, Address: e.Address, Comment: e.Comment}
 	}
 	b.ReportAllocs()
 	for b.Loop() {
-		if ops := Plan(rows, addrs, w); len(ops) != 0 {
+		if ops := Plan(Observed{render.IPv4: {Filter: rows, Entries: addrs}}, w); len(ops) != 0 {
 			b.Fatalf("%d ops: %v", len(ops), ops[0])
 		}
 	}

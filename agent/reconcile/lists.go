@@ -228,7 +228,7 @@ func (p *planner) addressLists(addrs []Entry, want []render.Entry) map[string]*l
 			// Entry instead of Props: a first apply plans one op per entry,
 			// and tens of thousands of small maps would dominate the
 			// agent's memory.
-			p.emit(Op{Phase: PhaseListAdd, Kind: Add, Path: AddressListPath, Entry: e})
+			p.emit(Op{Phase: PhaseListAdd, Kind: Add, Path: p.menu.AddressList, Entry: e})
 			j++
 		default: // wanted and observed, maybe several times
 			e := &want[j]
@@ -255,7 +255,7 @@ func (p *planner) addressLists(addrs []Entry, want []render.Entry) map[string]*l
 						if o.e.Comment != e.Comment {
 							set["comment"] = e.Comment
 						}
-						p.emit(Op{Phase: PhaseListAdd, Kind: Set, Path: AddressListPath, ID: o.e.ID, Props: set, Key: e.List + " " + e.Address})
+						p.emit(Op{Phase: PhaseListAdd, Kind: Set, Path: p.menu.AddressList, ID: o.e.ID, Props: set, Key: e.List + " " + e.Address})
 					}
 				}
 			}
@@ -267,13 +267,13 @@ func (p *planner) addressLists(addrs []Entry, want []render.Entry) map[string]*l
 				if blocked {
 					phase = PhaseListReAdd
 				}
-				p.emit(Op{Phase: phase, Kind: Add, Path: AddressListPath, Entry: e})
+				p.emit(Op{Phase: phase, Kind: Add, Path: p.menu.AddressList, Entry: e})
 			}
 			j++
 		}
 	}
-	p.removeBatched(PhaseListPrune, AddressListPath, inRouterOrder(prune), "stale entries of rampart lists")
-	p.removeBatched(PhaseListRemove, AddressListPath, inRouterOrder(stale), "stale address-list entries")
+	p.removeBatched(PhaseListPrune, p.menu.AddressList, inRouterOrder(prune), "stale entries of rampart lists")
+	p.removeBatched(PhaseListRemove, p.menu.AddressList, inRouterOrder(stale), "stale address-list entries")
 	return lists
 }
 
@@ -302,10 +302,10 @@ func (p *planner) copyList(name string, addrs []string, lists map[string]*listIn
 		if have[a] {
 			continue
 		}
-		ids = append(ids, p.emit(Op{Phase: PhaseListCopy, Kind: Add, Path: AddressListPath,
+		ids = append(ids, p.emit(Op{Phase: PhaseListCopy, Kind: Add, Path: p.menu.AddressList,
 			Props: map[string]string{"list": name, "address": a, "comment": render.CommentPrefix + "copy"}, Key: name + " " + a}))
 	}
-	p.removeBatched(PhaseListRemove, AddressListPath, ids, "frozen list copy")
+	p.removeBatched(PhaseListRemove, p.menu.AddressList, ids, "frozen list copy")
 }
 
 // freezeOld returns a copy of list name as it is, for the rules that leave:
@@ -346,14 +346,15 @@ func content(lists map[string]*listInfo) listContent {
 	}
 }
 
-// WrittenLists returns the address lists a plan writes to, sorted: after the
-// writes only these need reading back (addrs is the observation the plan
-// was made from; a remove or set names entries by id).
-func WrittenLists(ops []Op, addrs []Entry) []string {
+// WrittenLists returns the address lists of menu a plan writes to, sorted:
+// after the writes only these need reading back (addrs is the observation
+// of that menu the plan was made from; a remove or set names entries by
+// id).
+func WrittenLists(ops []Op, menu string, addrs []Entry) []string {
 	lists := map[string]bool{}
 	ids := map[string]bool{}
 	for _, op := range ops {
-		if op.Path != AddressListPath {
+		if op.Path != menu {
 			continue
 		}
 		if op.Entry != nil {

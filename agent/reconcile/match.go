@@ -115,7 +115,7 @@ func matchOf(props map[string]string, lists listContent, at moment) match {
 				continue
 			}
 			if neg {
-				s = complement(s, v4Universe)
+				s = complement(s, universeOf(s))
 			}
 			m.setAddr(k == "src-address", s)
 		case "src-address-list", "dst-address-list":
@@ -248,8 +248,18 @@ func intersectProtos(a, b *[256]bool) *[256]bool {
 
 var (
 	v4Universe   = span{netip.IPv4Unspecified(), netip.AddrFrom4([4]byte{255, 255, 255, 255})}
+	v6Universe   = span{netip.IPv6Unspecified(), netip.AddrFrom16([16]byte{0: 0xff, 1: 0xff, 2: 0xff, 3: 0xff, 4: 0xff, 5: 0xff, 6: 0xff, 7: 0xff, 8: 0xff, 9: 0xff, 10: 0xff, 11: 0xff, 12: 0xff, 13: 0xff, 14: 0xff, 15: 0xff})}
 	portUniverse = span{portAddr(0), portAddr(65535)}
 )
+
+// universeOf is every address of the family of s (one parsed value): a
+// negated IPv6 block is the rest of IPv6, not of IPv4.
+func universeOf(s []span) span {
+	if len(s) > 0 && s[0].lo.Is6() {
+		return v6Universe
+	}
+	return v4Universe
+}
 
 func portAddr(p int) netip.Addr { return netip.AddrFrom4([4]byte{0, 0, byte(p >> 8), byte(p)}) }
 
@@ -329,7 +339,9 @@ func normalize(s []span) []span {
 	slices.SortFunc(s, func(a, b span) int { return a.lo.Compare(b.lo) })
 	out := s[:0]
 	for _, x := range s {
-		if n := len(out); n > 0 {
+		if n := len(out); n > 0 && out[n-1].hi.BitLen() == x.lo.BitLen() {
+			// Only within a family: the last IPv4 address has no Next, and
+			// must not swallow the IPv6 span after it.
 			last := &out[n-1]
 			if next := last.hi.Next(); !next.IsValid() || !next.Less(x.lo) {
 				if last.hi.Less(x.hi) {

@@ -38,6 +38,13 @@ func TestWithin(t *testing.T) {
 		{"other matcher added", Item{"protocol": "tcp"}, Item{"in-interface": "ether1", "protocol": "tcp"}, false},
 		{"unknown list", Item{"src-address-list": "office"}, Item{}, false},
 		{"empty port set (tcp with 70000) unreadable", Item{"protocol": "tcp", "dst-port": "70000"}, Item{}, false},
+		{"IPv6 block widened", Item{"src-address": "2001:db8:1::/48"}, Item{"src-address": "2001:db8::/32"}, true},
+		{"IPv6 block narrowed", Item{"src-address": "2001:db8::/32"}, Item{"src-address": "2001:db8:1::/48"}, false},
+		{"IPv6 host bare or /128", Item{"src-address": "2001:db8::7/128"}, Item{"src-address": "2001:db8::7"}, true},
+		{"outside an IPv6 negation", Item{"src-address": "2001:db9::/32"}, Item{"src-address": "!2001:db8::/32"}, true},
+		{"inside an IPv6 negation", Item{"src-address": "2001:db8:1::/48"}, Item{"src-address": "!2001:db8::/32"}, false},
+		{"IPv6 is not IPv4", Item{"src-address": "2001:db8::/32"}, Item{"src-address": "0.0.0.0/1"}, false},
+		{"icmpv6 by name or number", Item{"protocol": "icmpv6"}, Item{"protocol": "58"}, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -70,6 +77,15 @@ func TestSpans(t *testing.T) {
 	}
 	if !subset(s, union(s, c)) || subset(c, s) || len(intersect(s, c)) != 0 {
 		t.Error("set algebra broken")
+	}
+	// The last IPv4 address and the first IPv6 one are not neighbours.
+	s, _ = parseAddrs([]string{"255.255.255.0/24", "::/1", "8000::/1"})
+	if diff := cmp.Diff([]string{"255.255.255.0-255.255.255.255", "::-ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"}, str(s)); diff != "" {
+		t.Errorf("normalize across families (-want +got):\n%s", diff)
+	}
+	c = complement(s[1:], universeOf(s[1:]))
+	if len(c) != 0 {
+		t.Errorf("complement of all IPv6 = %v", str(c))
 	}
 }
 
@@ -145,7 +161,7 @@ func TestNarrowWhileAnotherWidens(t *testing.T) {
 		return render.Render(&protocol.DesiredState{SecurityGroups: []protocol.SecurityGroup{g}}, render.Options{WANList: "WAN"})
 	}
 	rows := router(policy("0.0.0.0/0", "198.19.251.0/25"))
-	ops := Plan(rows, nil, policy("198.19.250.0/24", "198.19.251.0/24"))
+	ops := Plan(Observed{render.IPv4: {Filter: rows}}, policy("198.19.250.0/24", "198.19.251.0/24"))
 	if diff := cmp.Diff([]string{"set fltr_later", "set fltr_first"}, summary(ops)); diff != "" {
 		t.Fatalf("plan (-want +got):\n%s", diff)
 	}
@@ -154,7 +170,7 @@ func TestNarrowWhileAnotherWidens(t *testing.T) {
 	}
 	// Two rules swapping what they match: neither set is safe alone.
 	rows = router(policy("198.19.250.0/24", "198.19.251.0/24"))
-	ops = Plan(rows, nil, policy("198.19.251.0/24", "198.19.250.0/24"))
+	ops = Plan(Observed{render.IPv4: {Filter: rows}}, policy("198.19.251.0/24", "198.19.250.0/24"))
 	if diff := cmp.Diff([]string{"add fltr_later", "add fltr_first", "remove stale rows of owned chains"}, summary(ops)); diff != "" {
 		t.Fatalf("swap (-want +got):\n%s", diff)
 	}
@@ -174,7 +190,7 @@ func TestWrittenListsAndReplaceLists(t *testing.T) {
 		{Kind: Remove, Path: AddressListPath, IDs: []string{"*4", "+1"}},
 		{Kind: Remove, Path: FilterPath, IDs: []string{"*3"}},
 	}
-	lists := WrittenLists(ops, observed)
+	lists := WrittenLists(ops, AddressListPath, observed)
 	if diff := cmp.Diff([]string{"office", "rampart-b", "rampart-d", "rampart-old-a"}, lists); diff != "" {
 		t.Errorf("written lists (-want +got):\n%s", diff)
 	}
@@ -210,7 +226,7 @@ func TestPlanUnsortedObservation(t *testing.T) {
 	}
 	sorted := slices.Clone(observed)
 	SortEntries(sorted)
-	got, want := Plan(nil, observed, w), Plan(nil, sorted, w)
+	got, want := Plan(Observed{render.IPv4: {Entries: observed}}, w), Plan(Observed{render.IPv4: {Entries: sorted}}, w)
 	if diff := cmp.Diff(summary(want), summary(got)); diff != "" {
 		t.Errorf("(-sorted +unsorted):\n%s", diff)
 	}

@@ -54,6 +54,15 @@
 // follow one timeline. Jumps into a chain that goes away leave first; jumps
 // are added only once their chain is complete.
 //
+// # Families
+//
+// IPv4 and IPv6 are separate tables on RouterOS, each with its own filter
+// and address lists (a Menu). Plan plans each table on its own, with the
+// same code, into one plan: a packet is of one family and meets only its
+// table, so each table's writes keep the argument above whatever the other
+// table's writes do in between. The two tables' writes of one phase are
+// sent together (an address-list phase is pipelined across both).
+//
 // # Ownership
 //
 // Dynamic rows are never touched. Outside the owned chains, only rows whose
@@ -72,14 +81,47 @@ import (
 	"github.com/rampart-fw/rampart/agent/render"
 )
 
-// API menus the plan writes to.
+// API menus of the IPv4 table.
 const (
 	FilterPath      = "/ip/firewall/filter"
 	AddressListPath = "/ip/firewall/address-list"
 )
 
+// Menu is one family's firewall on the API: its filter table and its
+// address lists.
+type Menu struct {
+	Filter, AddressList string
+}
+
+// Menus are the menus of each family, indexed by render.Family.
+var Menus = [render.NumFamilies]Menu{
+	render.IPv4: {FilterPath, AddressListPath},
+	render.IPv6: {"/ipv6/firewall/filter", "/ipv6/firewall/address-list"},
+}
+
+// IsAddressList reports whether path is the address-list menu of a family.
+func IsAddressList(path string) bool {
+	for _, m := range Menus {
+		if path == m.AddressList {
+			return true
+		}
+	}
+	return false
+}
+
 // Item is one row as the API prints it, ".id" included.
 type Item map[string]string
+
+// Table is what was read of one family's firewall: the filter rows in
+// global order and the address-list entries.
+type Table struct {
+	Filter  []Item
+	Entries []Entry
+}
+
+// Observed is what was read of every family's firewall, indexed by
+// render.Family.
+type Observed [render.NumFamilies]Table
 
 // Entry is one address-list entry as printed. Address lists are read as
 // these compact structs rather than Items: a router can hold tens of
@@ -265,21 +307,24 @@ func appendProps(w []string, p map[string]string) []string {
 // maxBatch bounds the ids of one remove, to keep sentences small.
 const maxBatch = 200
 
-// Plan returns the writes that make a router whose filter rows (in global
-// order) and address-list rows are filter and addrs equal to w. Of a filter
-// row outside the owned chains without a rampart: comment (someone else's)
-// it reads only .id, chain, comment, dynamic and builtin; the agent keeps no
-// more of such rows.
-func Plan(filter []Item, addrs []Entry, w render.Wanted) []Op {
+// Plan returns the writes that make a router whose tables are obs equal to
+// w, family by family. Of a filter row outside the owned chains without a
+// rampart: comment (someone else's) it reads only .id, chain, comment,
+// dynamic and builtin; the agent keeps no more of such rows.
+func Plan(obs Observed, w render.Wanted) []Op {
 	p := &planner{}
-	lists := p.addressLists(addrs, w.Entries)
-	p.filter(filter, w, lists)
+	for _, f := range render.Families {
+		p.menu = Menus[f]
+		lists := p.addressLists(obs[f].Entries, w[f].Entries)
+		p.filter(obs[f].Filter, w[f], lists)
+	}
 	return p.plan()
 }
 
 const numPhases = int(PhaseListRemove) + 1
 
 type planner struct {
+	menu    Menu // of the table being planned
 	buckets [numPhases][]Op
 	// locs[n] is where the op behind provisional ref "~n" was emitted.
 	locs []loc
@@ -339,7 +384,7 @@ type row struct {
 	item Item
 }
 
-func (p *planner) filter(filter []Item, w render.Wanted, lists map[string]*listInfo) {
+func (p *planner) filter(filter []Item, w render.Table, lists map[string]*listInfo) {
 	owned := map[string][]render.Rule{render.ChainIn: w.In, render.ChainOut: w.Out}
 	wantedJump := map[string]render.Rule{}
 	for _, j := range w.Jumps {
@@ -376,7 +421,7 @@ func (p *planner) filter(filter []Item, w render.Wanted, lists map[string]*listI
 		staleJumps = append(staleJumps, r.id)
 		removedEarly[r.id] = true
 	}
-	p.removeBatched(PhaseJumpRemove, FilterPath, staleJumps, "stale jumps")
+	p.removeBatched(PhaseJumpRemove, p.menu.Filter, staleJumps, "stale jumps")
 
 	removedLate := map[string]bool{}
 	for _, chain := range []string{render.ChainIn, render.ChainOut} {
@@ -393,7 +438,7 @@ func (p *planner) filter(filter []Item, w render.Wanted, lists map[string]*listI
 		}
 		staleChain = append(staleChain, stale...)
 	}
-	p.removeBatched(PhaseChainRemove, FilterPath, staleChain, "stale rows of owned chains")
+	p.removeBatched(PhaseChainRemove, p.menu.Filter, staleChain, "stale rows of owned chains")
 
 	p.jumps(w.Jumps, keptJump, static, removedEarly, removedLate)
 }
@@ -419,7 +464,7 @@ func (p *planner) repoint(rows []row, stale []string, lists map[string]*listInfo
 			if !l.filled && !neg {
 				// It matches nothing today; removing it now changes no
 				// verdict and saves the copy.
-				p.emit(Op{Phase: PhaseRepoint, Kind: Remove, Path: FilterPath, IDs: []string{r.id}, Key: "leaving rule on an empty list"})
+				p.emit(Op{Phase: PhaseRepoint, Kind: Remove, Path: p.menu.Filter, IDs: []string{r.id}, Key: "leaving rule on an empty list"})
 				gone[r.id] = true
 				break
 			}
@@ -427,7 +472,7 @@ func (p *planner) repoint(rows []row, stale []string, lists map[string]*listInfo
 			if neg {
 				cp = "!" + cp
 			}
-			p.emit(Op{Phase: PhaseRepoint, Kind: Set, Path: FilterPath, ID: r.id, Props: map[string]string{prop: cp}, Key: "leaving rule to " + cp})
+			p.emit(Op{Phase: PhaseRepoint, Kind: Set, Path: p.menu.Filter, ID: r.id, Props: map[string]string{prop: cp}, Key: "leaving rule to " + cp})
 		}
 	}
 	return gone
@@ -489,7 +534,7 @@ func (p *planner) ownedChain(chain string, rows []row, want []render.Rule, stati
 			stale = append(stale, r)
 			return true
 		}
-		p.emit(Op{Phase: phase, Kind: Set, Path: FilterPath, ID: r.id, Props: set, Key: key})
+		p.emit(Op{Phase: phase, Kind: Set, Path: p.menu.Filter, ID: r.id, Props: set, Key: key})
 		return false
 	})
 	slices.SortFunc(stale, func(a, b row) int { return a.pos - b.pos })
@@ -528,7 +573,7 @@ func (p *planner) ownedChain(chain string, rows []row, want []render.Rule, stati
 		wr := want[i]
 		if r, ok := kept[wr.Key]; ok {
 			if !stay[r.id] {
-				p.emit(Op{Phase: PhaseChains, Kind: Move, Path: FilterPath, ID: r.id, Before: anchor, Key: wr.Key})
+				p.emit(Op{Phase: PhaseChains, Kind: Move, Path: p.menu.Filter, ID: r.id, Before: anchor, Key: wr.Key})
 			}
 			anchor = r.id
 			continue
@@ -544,9 +589,9 @@ func (p *planner) ownedChain(chain string, rows []row, want []render.Rule, stati
 				props[prop] = p.freezeNew(props[prop], l, lists)
 			}
 		}
-		anchor = p.emit(Op{Phase: PhaseChains, Kind: Add, Path: FilterPath, Props: props, Before: anchor, Key: wr.Key})
+		anchor = p.emit(Op{Phase: PhaseChains, Kind: Add, Path: p.menu.Filter, Props: props, Before: anchor, Key: wr.Key})
 		if back != nil {
-			p.emit(Op{Phase: PhaseRepointBack, Kind: Set, Path: FilterPath, ID: anchor, Props: back, Key: wr.Key})
+			p.emit(Op{Phase: PhaseRepointBack, Kind: Set, Path: p.menu.Filter, ID: anchor, Props: back, Key: wr.Key})
 		}
 	}
 	return staleIDs
@@ -558,7 +603,7 @@ func (p *planner) jumps(want []render.Rule, kept map[string]row, static []row, r
 	for _, j := range want {
 		if r, ok := kept[j.Key]; ok {
 			if set := Diff(r.item, j); len(set) > 0 {
-				p.emit(Op{Phase: PhaseJumps, Kind: Set, Path: FilterPath, ID: r.id, Props: set, Key: j.Key})
+				p.emit(Op{Phase: PhaseJumps, Kind: Set, Path: p.menu.Filter, ID: r.id, Props: set, Key: j.Key})
 			}
 		}
 	}
@@ -589,11 +634,11 @@ func (p *planner) jumps(want []render.Rule, kept map[string]row, static []row, r
 			}
 			var id string
 			if exists {
-				p.emit(Op{Phase: PhaseJumps, Kind: Move, Path: FilterPath, ID: r.id, Before: before, Key: j.Key})
+				p.emit(Op{Phase: PhaseJumps, Kind: Move, Path: p.menu.Filter, ID: r.id, Before: before, Key: j.Key})
 				id = r.id
 				seq = slices.DeleteFunc(seq, func(s string) bool { return s == id })
 			} else {
-				id = p.emit(Op{Phase: PhaseJumps, Kind: Add, Path: FilterPath, Props: addProps(j), Before: before, Key: j.Key})
+				id = p.emit(Op{Phase: PhaseJumps, Kind: Add, Path: p.menu.Filter, Props: addProps(j), Before: before, Key: j.Key})
 			}
 			seq = slices.Insert(seq, min(pos, len(seq)), id)
 		}

@@ -34,11 +34,11 @@ func router(w render.Wanted) []Item {
 		}
 		out = append(out, it)
 	}
-	for _, j := range w.Jumps {
+	for _, j := range w[render.IPv4].Jumps {
 		add(j)
 	}
 	out = append(out, Item{".id": "*100", "chain": "input", "action": "drop", "in-interface-list": "!LAN", "comment": "defconf"})
-	for _, r := range w.In {
+	for _, r := range w[render.IPv4].In {
 		add(r)
 	}
 	return out
@@ -136,7 +136,7 @@ func TestPlanTable(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			rows := tt.rows()
-			ops := Plan(rows, nil, tt.want)
+			ops := Plan(Observed{render.IPv4: {Filter: rows}}, tt.want)
 			if diff := cmp.Diff(tt.plan, summary(ops)); diff != "" {
 				t.Errorf("plan (-want +got):\n%s", diff)
 			}
@@ -158,12 +158,12 @@ func TestPlanAddressLists(t *testing.T) {
 	d := &protocol.DesiredState{PrefixLists: []protocol.PrefixList{{ID: "prfx_lst_a", CIDRs: []string{"192.0.2.0/24", "198.51.100.7/32"}}}}
 	w := render.Render(d, render.Options{})
 	rows := []Entry{
-		{ID: "*1", List: "rampart-prfx_lst_a", Address: "192.0.2.0/24", Comment: w.Entries[0].Comment},
+		{ID: "*1", List: "rampart-prfx_lst_a", Address: "192.0.2.0/24", Comment: w[render.IPv4].Entries[0].Comment},
 		{ID: "*2", List: "rampart-prfx_lst_a", Address: "10.0.0.1"},
 		{ID: "*3", List: "office", Address: "10.0.0.1"},
 		{ID: "*4", List: "rampart-prfx_lst_gone", Address: "10.9.9.9", Comment: "rampart:00000000"},
 	}
-	ops := Plan(nil, rows, w)
+	ops := Plan(Observed{render.IPv4: {Entries: rows}}, w)
 	want := []string{"add rampart-prfx_lst_a 198.51.100.7", "remove stale entries of rampart lists"}
 	if diff := cmp.Diff(want, summary(ops)); diff != "" {
 		t.Fatalf("(-want +got):\n%s", diff)
@@ -190,5 +190,85 @@ func TestLIS(t *testing.T) {
 				t.Errorf("lis(%v) = %v is not increasing", tc.in, got)
 			}
 		}
+	}
+}
+
+// dual renders inbound rule fltr_a on prefix list a (cidrs) and rule
+// fltr_b on 2001:db8::/32 when withV6 is set.
+func dual(cidrs []string, withV6 bool) render.Wanted {
+	g := protocol.SecurityGroup{ID: "sec_grp_a", Rules: []protocol.Rule{
+		{ID: "fltr_a", Direction: "inbound", Order: 1, Protocol: 6, Port: "22", Address: "prfx_lst_a"},
+	}}
+	if withV6 {
+		g.Rules = append(g.Rules, protocol.Rule{ID: "fltr_b", Direction: "inbound", Order: 2, Protocol: 6, Port: "443", Address: "2001:db8::/32"})
+	}
+	return render.Render(&protocol.DesiredState{SecurityGroups: []protocol.SecurityGroup{g},
+		PrefixLists: []protocol.PrefixList{{ID: "prfx_lst_a", CIDRs: cidrs}}}, render.Options{WANList: "WAN"})
+}
+
+// laidOut is the router after a clean apply of w: each family's rows as
+// router lays them out, and its entries.
+func laidOut(w render.Wanted) Observed {
+	var obs Observed
+	for _, f := range render.Families {
+		if len(w[f].Rules()) > 0 {
+			var one render.Wanted
+			one[render.IPv4] = w[f]
+			obs[f].Filter = router(one)
+		}
+		for i, e := range w[f].Entries {
+			obs[f].Entries = append(obs[f].Entries, Entry{ID: fmt.Sprintf("*E%d", i), List: e.List, Address: e.Address, Comment: e.Comment})
+		}
+	}
+	return obs
+}
+
+// byFamily groups a plan's ops by the table they write, in plan order.
+func byFamily(ops []Op) map[render.Family][]string {
+	m := map[render.Family][]string{}
+	for _, o := range ops {
+		for _, f := range render.Families {
+			if o.Path == Menus[f].Filter || o.Path == Menus[f].AddressList {
+				m[f] = append(m[f], fmt.Sprintf("%s %s", o.Kind, o.Label()))
+			}
+		}
+	}
+	return m
+}
+
+// TestPlanDualStack: each family's table is planned by the same rules into
+// its own menus, and a table with nothing wanted and nothing managed is not
+// written.
+func TestPlanDualStack(t *testing.T) {
+	v4 := []string{"198.51.100.0/24"}
+	both := []string{"198.51.100.0/24", "2001:db8:a::/48"}
+	tests := []struct {
+		name     string
+		from, to render.Wanted
+		want     map[render.Family][]string
+	}{
+		{"IPv4 only: the IPv6 table is not touched", render.Wanted{}, dual(v4, false), map[render.Family][]string{render.IPv4: {
+			"add rampart-prfx_lst_a 198.51.100.0/24", "add in/drop", "add fltr_a", "add in/invalid", "add in/est", "add jump/input", "add jump/forward-in"}}},
+		{"a list goes dual stack: entries, then the chain, then the jumps", dual(v4, false), dual(both, false), map[render.Family][]string{render.IPv6: {
+			"add rampart-prfx_lst_a 2001:db8:a::/48", "add in/drop", "add fltr_a", "add in/dhcpv6", "add in/icmpv6", "add in/invalid", "add in/est", "add jump/input", "add jump/forward-in"}}},
+		{"an IPv6 rule arrives: one add", dual(both, false), dual(both, true), map[render.Family][]string{render.IPv6: {"add fltr_b"}}},
+		{"IPv6 gone: its jumps leave first, then the chain and the entries", dual(both, true), dual(v4, false), map[render.Family][]string{render.IPv6: {
+			"remove stale jumps", "remove stale rows of owned chains", "remove stale entries of rampart lists"}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ops := Plan(laidOut(tt.from), tt.to)
+			if diff := cmp.Diff(tt.want, byFamily(ops)); diff != "" {
+				t.Errorf("plan (-want +got):\n%s", diff)
+			}
+			for i := 1; i < len(ops); i++ {
+				if ops[i].Phase < ops[i-1].Phase {
+					t.Errorf("op %d (%s) in phase %d after phase %d", i, ops[i], ops[i].Phase, ops[i-1].Phase)
+				}
+			}
+			if rest := Plan(laidOut(tt.to), tt.to); len(rest) != 0 {
+				t.Errorf("the converged router still plans %v", summary(rest))
+			}
+		})
 	}
 }

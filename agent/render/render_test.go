@@ -2,6 +2,7 @@ package render
 
 import (
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 
@@ -42,7 +43,7 @@ func rows(rs []Rule) []row {
 }
 
 func TestRender(t *testing.T) {
-	w := Render(sample(), Options{WANList: "WAN", Guard: netip.MustParseAddr("172.17.0.2")})
+	w := Render(sample(), Options{WANList: "WAN", Guards: [NumFamilies]netip.Addr{IPv4: netip.MustParseAddr("172.17.0.2")}})
 	wantJumps := []row{
 		{KeyJumpInput, Props{"chain": "input", "action": "jump", "jump-target": ChainIn, "in-interface-list": "WAN"}},
 		{KeyJumpFwdIn, Props{"chain": "forward", "action": "jump", "jump-target": ChainIn, "in-interface-list": "WAN"}},
@@ -67,14 +68,14 @@ func TestRender(t *testing.T) {
 	for _, c := range []struct {
 		name      string
 		got, want []row
-	}{{"jumps", rows(w.Jumps), wantJumps}, {"in", rows(w.In), wantIn}, {"out", rows(w.Out), wantOut}} {
+	}{{"jumps", rows(w[IPv4].Jumps), wantJumps}, {"in", rows(w[IPv4].In), wantIn}, {"out", rows(w[IPv4].Out), wantOut}} {
 		if diff := cmp.Diff(c.want, c.got); diff != "" {
 			t.Errorf("%s (-want +got):\n%s", c.name, diff)
 		}
 	}
 	wantEntries := []string{"rampart-prfx_lst_unused 10.1.0.0/16", "rampart-prfx_lst_x 192.0.2.9", "rampart-prfx_lst_x 198.51.100.0/24"}
 	var got []string
-	for _, e := range w.Entries {
+	for _, e := range w[IPv4].Entries {
 		got = append(got, e.List+" "+e.Address)
 		if !strings.HasPrefix(e.Comment, CommentPrefix) {
 			t.Errorf("entry comment %q", e.Comment)
@@ -83,7 +84,10 @@ func TestRender(t *testing.T) {
 	if diff := cmp.Diff(wantEntries, got); diff != "" {
 		t.Errorf("entries (-want +got):\n%s", diff)
 	}
-	for _, r := range w.Rules() {
+	if diff := cmp.Diff(Table{}, w[IPv6]); diff != "" {
+		t.Errorf("an IPv4-only document renders IPv6 rows (-want +got):\n%s", diff)
+	}
+	for _, r := range w[IPv4].Rules() {
 		key, hash, ok := ParseComment(r.Comment)
 		if !ok || key != r.Key || hash != Hash(r.Props) {
 			t.Errorf("comment %q does not carry key %s and hash %s", r.Comment, r.Key, Hash(r.Props))
@@ -101,14 +105,14 @@ func TestRenderWithoutOutboundOrGroups(t *testing.T) {
 			g.Rules[i].Direction = "inbound"
 		}
 	}
-	w := Render(d, Options{WANList: "WAN", Guard: netip.MustParseAddr("172.17.0.2")})
-	if len(w.Out) != 0 || len(w.Jumps) != 2 {
-		t.Errorf("no outbound rules: out %d rows, %d jumps; want 0 and 2", len(w.Out), len(w.Jumps))
+	w := Render(d, Options{WANList: "WAN", Guards: [NumFamilies]netip.Addr{IPv4: netip.MustParseAddr("172.17.0.2")}})
+	if len(w[IPv4].Out) != 0 || len(w[IPv4].Jumps) != 2 {
+		t.Errorf("no outbound rules: out %d rows, %d jumps; want 0 and 2", len(w[IPv4].Out), len(w[IPv4].Jumps))
 	}
 	d.SecurityGroups = nil
 	w = Render(d, Options{WANList: "WAN"})
-	if len(w.In)+len(w.Out)+len(w.Jumps) != 0 || len(w.Entries) != 3 {
-		t.Errorf("no groups: %d rules, %d entries; want 0 and 3 (lists attached to the site stay)", len(w.Rules()), len(w.Entries))
+	if w.Rules() != 0 || w.Entries() != 3 {
+		t.Errorf("no groups: %d rules, %d entries; want 0 and 3 (lists attached to the site stay)", w.Rules(), w.Entries())
 	}
 }
 
@@ -175,11 +179,137 @@ func TestRendererMatchesRender(t *testing.T) {
 		{PrefixLists: []protocol.PrefixList{{ID: "prfx_lst_c", CIDRs: []string{"198.51.100.0/24"}}, {ID: "prfx_lst_a", CIDRs: []string{"10.0.0.1/32", "10.0.0.2/32"}}, {ID: "prfx_lst_b", CIDRs: []string{"192.0.2.7/32"}}}},
 		doc(map[string][]string{"prfx_lst_a": {"10.0.0.1/32", "10.0.0.2/32"}, "prfx_lst_c": {"198.51.100.0/24", "198.51.100.9/32"}}),
 		doc(map[string][]string{"prfx_lst_a": {"10.0.0.1/32", "10.0.0.2/32"}, "prfx_lst_b": {"192.0.2.7/32"}, "prfx_lst_c": {"198.51.100.0/24", "198.51.100.9/32"}}),
+		// A list going dual stack, then IPv6 only, then back.
+		doc(map[string][]string{"prfx_lst_a": {"10.0.0.1/32", "10.0.0.2/32", "2001:db8::/32"}, "prfx_lst_b": {"192.0.2.7/32"}}),
+		doc(map[string][]string{"prfx_lst_a": {"10.0.0.1/32", "10.0.0.2/32", "2001:db8::/32"}, "prfx_lst_b": {"192.0.2.7/32", "2001:db8:b::1/128"}}),
+		doc(map[string][]string{"prfx_lst_a": {"10.0.0.1/32", "10.0.0.2/32", "2001:db8::/32"}, "prfx_lst_b": {"192.0.2.7/32", "2001:db8:b::1/128"}}),
+		doc(map[string][]string{"prfx_lst_a": {"2001:db8::/32"}, "prfx_lst_b": {"192.0.2.7/32", "2001:db8:b::1/128"}}),
+		doc(map[string][]string{"prfx_lst_a": {"10.0.0.1/32"}, "prfx_lst_b": {"192.0.2.7/32"}}),
 	}
 	var r Renderer
 	for i, d := range seq {
 		if diff := cmp.Diff(Render(d, Options{}), r.Render(d, Options{})); diff != "" {
 			t.Errorf("document %d (-fresh +renderer):\n%s", i, diff)
 		}
+	}
+}
+
+func dualStack() *protocol.DesiredState {
+	d := &protocol.DesiredState{OrgID: "o", SiteID: "site_a", Epoch: "e", Revision: 1,
+		SecurityGroups: []protocol.SecurityGroup{{ID: "sec_grp_a", Rules: []protocol.Rule{
+			{ID: "fltr_list", Direction: "inbound", Order: 1, Protocol: 6, Port: "22", Address: "prfx_lst_dual"},
+			{ID: "fltr_v6", Direction: "inbound", Order: 2, Protocol: 6, Port: "443", Address: "2001:db8::/32"},
+			{ID: "fltr_any6", Direction: "inbound", Order: 3, Protocol: 17, Port: "500", Address: "::/0"},
+			{ID: "fltr_v4", Direction: "inbound", Order: 4, Protocol: 6, Port: "80", Address: "0.0.0.0/0"},
+			{ID: "fltr_ping", Direction: "inbound", Order: 5, Protocol: 1, Address: "prfx_lst_dual"},
+			{ID: "fltr_ping6", Direction: "inbound", Order: 6, Protocol: 58, Address: "prfx_lst_dual"},
+			{ID: "fltr_empty", Direction: "inbound", Order: 7, Protocol: 6, Address: "prfx_lst_empty"}, // in neither
+			{ID: "fltr_only6", Direction: "inbound", Order: 8, Protocol: 1, Address: "prfx_lst_six"},
+			{ID: "fltr_dns4", Direction: "outbound", Order: 1, Protocol: 17, Port: "53", Address: "192.0.2.53/32"},
+			{ID: "fltr_host6", Direction: "outbound", Order: 2, Protocol: 17, Port: "53", Address: "2001:db8::53/128"},
+		}}},
+		PrefixLists: []protocol.PrefixList{
+			{ID: "prfx_lst_dual", CIDRs: []string{"198.51.100.0/24", "2001:db8:1::/48", "2001:db8:2::7/128"}},
+			{ID: "prfx_lst_empty"},
+			{ID: "prfx_lst_six", CIDRs: []string{"2001:db8:6::/48"}},
+		},
+	}
+	d.Seal()
+	return d
+}
+
+// TestRenderDualStack: each rule lands in the tables of its family, each
+// list in each table holding that family's CIDRs, the IPv6 guards ahead of
+// every policy rule, and each table's outbound guard only of its family.
+func TestRenderDualStack(t *testing.T) {
+	guards := [NumFamilies]netip.Addr{IPv4: netip.MustParseAddr("172.17.0.2"), IPv6: netip.MustParseAddr("2001:db8:ff::2")}
+	w := Render(dualStack(), Options{WANList: "WAN", Guards: guards})
+	in := func(key string, p Props) row { p["chain"], p["action"] = ChainIn, "accept"; return row{key, p} }
+	out := func(key string, p Props) row { p["chain"], p["action"] = ChainOut, "accept"; return row{key, p} }
+	frame := func(chain, prefix string) []row {
+		return []row{
+			{prefix + "/est", Props{"chain": chain, "action": "accept", "connection-state": "established,related,untracked"}},
+			{prefix + "/invalid", Props{"chain": chain, "action": "drop", "connection-state": "invalid"}},
+		}
+	}
+	drop := func(chain, key string) row { return row{key, Props{"chain": chain, "action": "drop"}} }
+	want := map[Family][]row{
+		IPv4: append(append(frame(ChainIn, "in"),
+			in("fltr_list", Props{"protocol": "tcp", "dst-port": "22", "src-address-list": "rampart-prfx_lst_dual"}),
+			in("fltr_v4", Props{"protocol": "tcp", "dst-port": "80"}),
+			in("fltr_ping", Props{"protocol": "icmp", "src-address-list": "rampart-prfx_lst_dual"}),
+			drop(ChainIn, KeyInDrop)), append(frame(ChainOut, "out"),
+			out(KeyOutGuard, Props{"src-address": "172.17.0.2"}),
+			out("fltr_dns4", Props{"protocol": "udp", "dst-port": "53", "dst-address": "192.0.2.53"}),
+			drop(ChainOut, KeyOutDrop))...),
+		IPv6: append(append(frame(ChainIn, "in"),
+			in(KeyInICMPv6, Props{"protocol": "icmpv6"}),
+			in(KeyInDHCPv6, Props{"protocol": "udp", "dst-port": "546", "src-address": "fe80::/10"}),
+			in("fltr_list", Props{"protocol": "tcp", "dst-port": "22", "src-address-list": "rampart-prfx_lst_dual"}),
+			in("fltr_v6", Props{"protocol": "tcp", "dst-port": "443", "src-address": "2001:db8::/32"}),
+			in("fltr_any6", Props{"protocol": "udp", "dst-port": "500"}),
+			in("fltr_ping6", Props{"protocol": "icmpv6", "src-address-list": "rampart-prfx_lst_dual"}),
+			drop(ChainIn, KeyInDrop)), append(frame(ChainOut, "out"),
+			out(KeyOutGuard, Props{"src-address": "2001:db8:ff::2"}),
+			out("fltr_host6", Props{"protocol": "udp", "dst-port": "53", "dst-address": "2001:db8::53"}),
+			drop(ChainOut, KeyOutDrop))...),
+	}
+	wantEntries := map[Family][]string{
+		IPv4: {"rampart-prfx_lst_dual 198.51.100.0/24"},
+		IPv6: {"rampart-prfx_lst_dual 2001:db8:1::/48", "rampart-prfx_lst_dual 2001:db8:2::7", "rampart-prfx_lst_six 2001:db8:6::/48"},
+	}
+	for _, f := range Families {
+		if diff := cmp.Diff(want[f], rows(append(slices.Clone(w[f].In), w[f].Out...))); diff != "" {
+			t.Errorf("%s chains (-want +got):\n%s", f, diff)
+		}
+		if n := len(w[f].Jumps); n != 3 {
+			t.Errorf("%s: %d jumps, want 3", f, n)
+		}
+		var got []string
+		for _, e := range w[f].Entries {
+			got = append(got, e.List+" "+e.Address)
+		}
+		if diff := cmp.Diff(wantEntries[f], got); diff != "" {
+			t.Errorf("%s entries (-want +got):\n%s", f, diff)
+		}
+	}
+
+	// Without an IPv6 guard address, IPv6's rampart-out has no guard; an
+	// IPv6 address is never a guard in IPv4 and the other way round.
+	w = Render(dualStack(), Options{WANList: "WAN", Guards: [NumFamilies]netip.Addr{IPv4: guards[IPv6], IPv6: guards[IPv4]}})
+	for _, f := range Families {
+		for _, r := range w[f].Out {
+			if r.Key == KeyOutGuard {
+				t.Errorf("%s: guard %v from an address of the other family", f, r.Props)
+			}
+		}
+	}
+}
+
+// TestRenderWhenIPv6IsManaged: the IPv6 table is rendered exactly when the
+// document carries an IPv6 CIDR, and then its chains exist on IPv4's
+// conditions.
+func TestRenderWhenIPv6IsManaged(t *testing.T) {
+	for _, tc := range []struct {
+		name            string
+		rules           []protocol.Rule
+		lists           []protocol.PrefixList
+		wantIn, wantOut int // IPv6 rows
+	}{
+		{"IPv4 only", []protocol.Rule{{ID: "fltr_a", Direction: "outbound", Address: "10.0.0.0/8"}}, []protocol.PrefixList{{ID: "prfx_lst_a", CIDRs: []string{"10.1.0.0/16"}}}, 0, 0},
+		{"an unused list with an IPv6 CIDR", nil, []protocol.PrefixList{{ID: "prfx_lst_a", CIDRs: []string{"2001:db8::/32"}}}, 5, 0},
+		{"an IPv6 rule", []protocol.Rule{{ID: "fltr_a", Address: "2001:db8::/32", Direction: "inbound"}}, nil, 6, 0},
+		{"IPv4 outbound rules restrict IPv6 outbound too", []protocol.Rule{
+			{ID: "fltr_a", Address: "2001:db8::/32", Direction: "inbound"},
+			{ID: "fltr_b", Address: "10.0.0.0/8", Direction: "outbound"},
+		}, nil, 6, 3},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := &protocol.DesiredState{SecurityGroups: []protocol.SecurityGroup{{ID: "sec_grp_a", Rules: tc.rules}}, PrefixLists: tc.lists}
+			w := Render(d, Options{WANList: "WAN"})
+			if got := [2]int{len(w[IPv6].In), len(w[IPv6].Out)}; got != [2]int{tc.wantIn, tc.wantOut} {
+				t.Errorf("IPv6 in, out: %v rows, want %v\n%v", got, [2]int{tc.wantIn, tc.wantOut}, rows(w[IPv6].Rules()))
+			}
+		})
 	}
 }

@@ -142,6 +142,7 @@ func bindConfig(fs *flag.FlagSet, c *Config) {
 	fs.IntVar(&c.Quotas.Sites, "quota-sites", cp.DefaultQuotas.Sites, "sites each organisation may have (named by its groups and prefix lists, or enrolled)")
 	fs.IntVar(&c.Quotas.SecurityGroups, "quota-security-groups", cp.DefaultQuotas.SecurityGroups, "security groups each organisation may have")
 	fs.IntVar(&c.Quotas.PrefixLists, "quota-prefix-lists", cp.DefaultQuotas.PrefixLists, "prefix lists each organisation may have")
+	fs.IntVar(&c.Quotas.Decommissioned, "quota-decommissioned-sites", cp.DefaultQuotas.Decommissioned, "decommissioned sites each organisation may have whose credentials stay refused (re-enrolling one lifts its refusal)")
 	fs.DurationVar(&c.AuditRetention, "audit-retention", cp.DefaultAuditRetention, "how long audit events (GET /vpc/audit-events, versions) are kept")
 }
 

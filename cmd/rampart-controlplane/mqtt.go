@@ -213,11 +213,12 @@ func warnCleartext(log *slog.Logger, what, addr string) {
 func (m *Main) startMQTT(ctx context.Context) (stop func(), err error) {
 	c := m.Config
 	log := m.Logger.With("part", "mqtt")
-	sy := syncer.New(syncer.Options{Store: m.Store, Logger: log, Registry: m.Registry})
-	m.Store.OnChange(sy.Changed)
+	so := syncer.Options{Store: m.Store, Logger: log, Registry: m.Registry}
 
+	// The syncer is made once the broker is: it closes a decommissioned
+	// site's connections through the embedded broker.
+	var sy *syncer.Syncer
 	opts := bus.Options{
-		Ingester:  sy,
 		OnConnect: func(context.Context) { sy.RepublishAll() },
 		Logger:    log,
 		Registry:  m.Registry,
@@ -233,7 +234,7 @@ func (m *Main) startMQTT(ctx context.Context) (stop func(), err error) {
 		// in flight, and 64 slots instead of 1,024 save about 10 KB per
 		// connected site (BENCHMARKS.md, "End to end").
 		brk, err = broker.Start(broker.Options{Listen: embeddedListen(c, m.TLS != nil), TLS: m.TLS, TLSListen: c.MQTTSListen,
-			Key: m.Key, Logger: log, Registry: m.Registry, MaxPendingWrites: 64})
+			Key: m.Key, Logger: log, Registry: m.Registry, MaxPendingWrites: 64, Decommissioned: m.Store.Decommissioned})
 		if err != nil {
 			return nil, fmt.Errorf("start embedded MQTT broker: %w", err)
 		}
@@ -254,6 +255,12 @@ func (m *Main) startMQTT(ctx context.Context) (stop func(), err error) {
 	if m.TLS == nil {
 		warnCleartext(log, "the API", m.Addr.String())
 	}
+	if brk != nil {
+		so.Disconnect = brk.Disconnect
+	}
+	sy = syncer.New(so)
+	m.Store.OnChange(sy.Changed)
+	opts.Ingester = sy
 	b, err := bus.New(opts)
 	if err != nil {
 		if brk != nil {

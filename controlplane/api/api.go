@@ -42,6 +42,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	cp "github.com/rampart-fw/rampart/controlplane"
+	"github.com/rampart-fw/rampart/protocol"
 )
 
 // Store is what the API needs from storage. Groups and prefix lists come
@@ -73,6 +74,10 @@ type Store interface {
 	// first, and whether more follow; NotFound when the organisation has
 	// no such site.
 	SiteHistory(ctx context.Context, org, site string, q cp.SiteHistoryQuery) ([]cp.SiteTransition, bool, error)
+	// DecommissionSite starts a site's decommission (DELETE
+	// /vpc/sites/{siteId}) and answers with the site, decommissioning.
+	// The context carries the cp.WriteRequest, as for every write.
+	DecommissionSite(ctx context.Context, org, site string) (cp.Site, error)
 	// ReserveSite makes a site known within the organisation's site quota:
 	// enrollment reserves a site before handing out its credentials, so an
 	// organisation gets credentials for at most its quota of sites.
@@ -178,6 +183,7 @@ func (s *Server) routes() {
 		})
 		s.handle("GET "+base+"/sites", s.listSites)
 		s.handle("GET "+base+"/sites/{siteId}", s.getSite)
+		s.handle("DELETE "+base+"/sites/{siteId}", s.decommissionSite)
 		s.handle("GET "+base+"/sites/{siteId}/policy", s.sitePolicy)
 		s.handle("GET "+base+"/sites/{siteId}/history", s.siteHistory)
 		s.handle("GET "+base+"/audit-events", s.auditEvents)
@@ -379,6 +385,7 @@ var errorTable = map[string]struct {
 	cp.CodeMethodNotAllowed:     {http.StatusMethodNotAllowed, typeInvalidRequest},
 	cp.CodePrefixListInUse:      {http.StatusConflict, typeInvalidRequest},
 	cp.CodeResourceLocked:       {http.StatusConflict, typeInvalidRequest},
+	cp.CodeSiteDecommissioning:  {http.StatusConflict, typeInvalidRequest},
 	cp.CodePreconditionFailed:   {http.StatusPreconditionFailed, typeInvalidRequest},
 	cp.CodeBodyTooLarge:         {http.StatusRequestEntityTooLarge, typeInvalidRequest},
 	cp.CodeUnsupportedMediaType: {http.StatusUnsupportedMediaType, typeInvalidRequest},
@@ -583,6 +590,24 @@ func (s *Server) getSite(w http.ResponseWriter, r *http.Request, org string) err
 		return err
 	}
 	return writeJSON(w, http.StatusOK, site)
+}
+
+// decommissionSite answers DELETE /vpc/sites/{siteId}: 202 with the site,
+// decommissioning. What follows (the agent removes everything, then the
+// site is forgotten) happens after the answer (controlplane/decommission.go).
+func (s *Server) decommissionSite(w http.ResponseWriter, r *http.Request, org string) error {
+	id := r.PathValue("siteId")
+	if !protocol.ValidSiteID(id) {
+		return cp.NotFound(cp.KindSite, id)
+	}
+	if pre := cp.WriteRequestFrom(r.Context()).IfMatch; pre.Versions != nil {
+		return cp.Errorf(cp.CodeInvalidValue, "If-Match", "A site has no versions (no ETag): send DELETE /vpc/sites/%s without If-Match, or with If-Match: *.", id)
+	}
+	site, err := s.opts.Store.DecommissionSite(r.Context(), org, id)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusAccepted, site)
 }
 
 func sortStrings(s []string) { sort.Strings(s) }

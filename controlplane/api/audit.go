@@ -7,6 +7,7 @@ import (
 	"time"
 
 	cp "github.com/rampart-fw/rampart/controlplane"
+	"github.com/rampart-fw/rampart/protocol"
 )
 
 // The audit trail and versions (#16): GET /vpc/audit-events and GET
@@ -38,8 +39,8 @@ func (s *Server) auditEvents(w http.ResponseWriter, r *http.Request, org string)
 	}
 	v := r.URL.Query()
 	if id := v.Get("resource_id"); id != "" {
-		if !cp.ValidID(cp.SecurityGroupIDPrefix, id) && !cp.ValidID(cp.PrefixListIDPrefix, id) {
-			return cp.Errorf(cp.CodeInvalidValue, "resource_id", "resource_id %q is not the id of a security group (%s...) or a prefix list (%s...).", id, cp.SecurityGroupIDPrefix, cp.PrefixListIDPrefix)
+		if !cp.ValidID(cp.SecurityGroupIDPrefix, id) && !cp.ValidID(cp.PrefixListIDPrefix, id) && !protocol.ValidSiteID(id) {
+			return cp.Errorf(cp.CodeInvalidValue, "resource_id", "resource_id %q is not the id of a security group (%s...), a prefix list (%s...) or a site (site_...).", id, cp.SecurityGroupIDPrefix, cp.PrefixListIDPrefix)
 		}
 		q.ResourceID = id
 	}

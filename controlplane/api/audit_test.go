@@ -166,7 +166,7 @@ func TestAuditTrail(t *testing.T) {
 	if got := summarize(e.events(orgB, "/audit-events")); len(got) != 2 || got[1].Subject != "carol" {
 		t.Errorf("org_b's trail: %+v", got)
 	}
-	for _, q := range []string{"limit=0", "limit=1001", "starting_after=evt_nothex", "since=yesterday", "until=2026-13-01T00:00:00Z", "resource_id=site_a"} {
+	for _, q := range []string{"limit=0", "limit=1001", "starting_after=evt_nothex", "since=yesterday", "until=2026-13-01T00:00:00Z", "resource_id=hq"} {
 		if r := e.do("GET", "/vpc/audit-events?"+q, orgA, nil); r.status != http.StatusUnprocessableEntity {
 			t.Errorf("?%s: %d %s, want 422", q, r.status, r.body)
 		}

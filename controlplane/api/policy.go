@@ -20,6 +20,14 @@ func (s *Server) sitePolicy(w http.ResponseWriter, r *http.Request, org string) 
 	if !protocol.ValidSiteID(site) {
 		return cp.NotFound("site", site)
 	}
+	// A decommissioned site is forgotten, though its revision counter
+	// (what Published reads) stays: no record, no policy.
+	if _, err := s.opts.Store.GetSite(r.Context(), org, site); err != nil {
+		if cp.ErrorCode(err) == cp.CodeNotFound {
+			return noPolicy(site)
+		}
+		return err
+	}
 	var docs []protocol.DesiredState
 	var bad error
 	err := s.opts.Store.ViewPolicy(r.Context(), org, func(tx cp.PolicyTx) error {
@@ -34,7 +42,11 @@ func (s *Server) sitePolicy(w http.ResponseWriter, r *http.Request, org string) 
 		return fmt.Errorf("read policy of site %s: %w", site, err)
 	}
 	if len(docs) == 0 {
-		return cp.Errorf(cp.CodeNotFound, "", "The site %q has no policy: no security group or prefix list of your organisation was ever attached to it.", site)
+		return noPolicy(site)
 	}
 	return writeJSON(w, http.StatusOK, docs[0])
+}
+
+func noPolicy(site string) error {
+	return cp.Errorf(cp.CodeNotFound, "", "The site %q has no policy: no security group or prefix list of your organisation was ever attached to it.", site)
 }

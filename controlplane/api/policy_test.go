@@ -36,6 +36,15 @@ func (p *payloads) PublishDesired(_ context.Context, docs ...protocol.DesiredSta
 	return nil
 }
 
+// ClearSite forgets the site's payload, as the broker forgets a retained
+// message.
+func (p *payloads) ClearSite(_ context.Context, _, site string) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	delete(p.last, site)
+	return nil
+}
+
 // await waits until site's newest payload has revision rev.
 func (p *payloads) await(t *testing.T, site string, rev uint64) []byte {
 	t.Helper()

@@ -18,8 +18,9 @@
 // exactly <root>/org/site/status and <root>/org/site/presence, its last will
 // included. The control plane may subscribe to <root>/+/+/status and
 // <root>/+/+/presence (or any one site's, optionally as a $share
-// subscription) and publish any site's desired state. Everything else is
-// denied.
+// subscription) and publish any site's desired state, and on any site's
+// status and presence (the empty retained messages that clear a
+// decommissioned site's). Everything else is denied.
 //
 // The control plane also publishes the resync request
 // (protocol.ResyncTopic), which every site may read.
@@ -49,6 +50,14 @@
 //
 // Each refusal closes the connection and is counted in
 // rampart_broker_refused_total by reason.
+//
+// # Decommissioned sites
+//
+// A site's secret is derived from the key, so it cannot be revoked alone:
+// Options.Decommissioned names the sites whose credentials are refused
+// (the store's list of decommissioned sites). Their connections are
+// refused after the password check (reason "decommissioned"), and
+// Disconnect closes those still open, last will suppressed.
 //
 // # TLS
 //
@@ -167,6 +176,11 @@ type Options struct {
 	TLSListen string
 	// ConnectTimeout is DefaultConnectTimeout if zero.
 	ConnectTimeout time.Duration
+	// Decommissioned reports whether a site was decommissioned (the
+	// store's Decommissioned): its credentials, derived from the key like
+	// every site's, are refused. Nil refuses none. It is asked on every
+	// site's connection, so it must be quick and must not block.
+	Decommissioned func(org, site string) bool
 }
 
 // Sentinel errors.
@@ -243,11 +257,12 @@ func Start(opts Options) (*Broker, error) {
 	})
 	m := newMetrics(srv)
 	h := &aclHook{
-		root:   opts.TopicRoot,
-		key:    opts.Key,
-		cpPass: []byte(opts.Key.ControlPlaneMQTTPassword()),
-		log:    log,
-		m:      m,
+		root:           opts.TopicRoot,
+		key:            opts.Key,
+		cpPass:         []byte(opts.Key.ControlPlaneMQTTPassword()),
+		log:            log,
+		m:              m,
+		decommissioned: opts.Decommissioned,
 	}
 	if err := srv.AddHook(h, nil); err != nil {
 		return nil, fmt.Errorf("add broker hook: %w", err)
@@ -355,6 +370,27 @@ func (b *Broker) SubscribeReports(fn func(topic string, payload []byte, retained
 	}
 }
 
+// Disconnect closes every connection of a site, without its last will
+// (a decommissioned site's presence would otherwise be retained again
+// after its topics were cleared), and reports how many it closed. With
+// Options.Decommissioned saying so, the site cannot come back.
+func (b *Broker) Disconnect(org, site string) int {
+	user := protocol.SiteMQTTUser(org, site)
+	n := 0
+	for _, cl := range b.srv.Clients.GetAll() {
+		if cl.Net.Inline || string(cl.Properties.Username) != user {
+			continue
+		}
+		atomic.StoreUint32(&cl.Properties.Will.Flag, 0)
+		_ = b.srv.DisconnectClient(cl, packets.ErrNotAuthorized)
+		n++
+	}
+	if n > 0 {
+		b.log.Info("mqtt connections of a decommissioned site closed", "user", user, "connections", n)
+	}
+	return n
+}
+
 // Clients is the number of connected, authenticated clients.
 func (b *Broker) Clients() int64 { return atomic.LoadInt64(&b.srv.Info.ClientsConnected) }
 
@@ -397,9 +433,9 @@ func newMetrics(srv *mqtt.Server) *metrics {
 	}
 	m.refused = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "rampart_broker_refused_total",
-		Help: "MQTT connections the embedded broker closed before reading a packet it would not take, by reason: connect_timeout (no CONNECT in time), too_large_login (a packet before login above the login limit), too_large (a packet above the user's limit), malformed_length, status_too_large (a status or presence payload above its bound).",
+		Help: "MQTT connections the embedded broker closed before reading a packet it would not take, by reason: connect_timeout (no CONNECT in time), too_large_login (a packet before login above the login limit), too_large (a packet above the user's limit), malformed_length, status_too_large (a status or presence payload above its bound), decommissioned (a decommissioned site's credentials, refused at login).",
 	}, []string{"reason"})
-	for _, r := range []string{refusedConnectTimeout, refusedTooLargeLogin, refusedTooLarge, refusedMalformed, refusedStatusTooLarge} {
+	for _, r := range []string{refusedConnectTimeout, refusedTooLargeLogin, refusedTooLarge, refusedMalformed, refusedStatusTooLarge, refusedDecommissioned} {
 		m.refused.WithLabelValues(r)
 	}
 	m.aclDenied.WithLabelValues("read")
@@ -447,8 +483,11 @@ func allowed(root string, id identity, topic string, write bool) bool {
 		if topic == protocol.ResyncTopic(root) {
 			return true
 		}
-		_, _, kind, ok := protocol.ParseTopic(root, topic)
-		return ok && kind == protocol.KindDesired
+		// Any site's topics: desired state, and an empty retained status
+		// and presence that clear a decommissioned site's (it holds the
+		// key every site's secret comes from, so this gives it nothing).
+		_, _, _, ok := protocol.ParseTopic(root, topic)
+		return ok
 	}
 	// A $share/<group>/ prefix lets several control plane replicas split
 	// status ingestion (DESIGN.md section 11).
@@ -469,11 +508,12 @@ func allowed(root string, id identity, topic string, write bool) bool {
 // aclHook authenticates connections and enforces the ACL.
 type aclHook struct {
 	mqtt.HookBase
-	root   string
-	key    keys.Key
-	cpPass []byte
-	log    *slog.Logger
-	m      *metrics
+	root           string
+	key            keys.Key
+	cpPass         []byte
+	log            *slog.Logger
+	m              *metrics
+	decommissioned func(org, site string) bool // nil: none
 }
 
 func (h *aclHook) ID() string { return "rampart-acl" }
@@ -488,6 +528,13 @@ func (h *aclHook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool
 	if !ok {
 		h.m.authFailures.Inc()
 		h.log.Warn("mqtt connection refused", "user", user, "remote", cl.Net.Remote, "reason", reason)
+		return false
+	}
+	// After the password: only the holder of the site's real secret is
+	// counted as a decommissioned site coming back.
+	if id, _ := parseUser(user); !id.controlPlane && h.denied(id) {
+		h.m.refused.WithLabelValues(refusedDecommissioned).Inc()
+		h.log.Warn("mqtt connection refused: the site was decommissioned; enroll it again to let it in", "user", user, "remote", cl.Net.Remote)
 		return false
 	}
 	// Namespace the client id by user so that no client can take over
@@ -539,9 +586,15 @@ func (h *aclHook) authenticate(user string, pk packets.Packet) (bool, string) {
 	return true, ""
 }
 
+func (h *aclHook) denied(id identity) bool {
+	return h.decommissioned != nil && !id.controlPlane && h.decommissioned(id.org, id.site)
+}
+
 func (h *aclHook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 	id, err := parseUser(string(cl.Properties.Username))
-	if err == nil && allowed(h.root, id, topic, write) {
+	// A site decommissioned while connected is refused everything until
+	// Disconnect closes it.
+	if err == nil && allowed(h.root, id, topic, write) && !h.denied(id) {
 		return true
 	}
 	access := "read"

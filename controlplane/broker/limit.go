@@ -15,6 +15,7 @@ const (
 	refusedTooLarge       = "too_large"        // a packet after login above the user's limit
 	refusedMalformed      = "malformed_length" // a remaining length of more than four bytes
 	refusedStatusTooLarge = "status_too_large" // a status or presence payload above protocol.MaxStatusBytes
+	refusedDecommissioned = "decommissioned"   // a decommissioned site's credentials (Options.Decommissioned)
 )
 
 // ErrPacketTooLarge is the read error of a connection that announced a

@@ -604,6 +604,36 @@ func (b *Bus) PublishDesired(ctx context.Context, docs ...protocol.DesiredState)
 	return errors.Join(errs...)
 }
 
+// ClearSite publishes an empty retained message, at QoS 1, on a site's
+// desired, status and presence topics, which makes the broker forget what
+// it retained there (MQTT 3.1.1, 3.3.1.3), and waits for the broker's
+// acknowledgements or ctx. The control plane clears a decommissioned
+// site's topics once it is forgotten; an external broker's ACL must let
+// the control plane publish on the sites' status and presence for this.
+func (b *Bus) ClearSite(ctx context.Context, org, site string) error {
+	if b.closed.Load() {
+		return ErrClosed
+	}
+	if !protocol.ValidOrgID(org) || !protocol.ValidSiteID(site) {
+		return fmt.Errorf("%w: organisation %q or site %q is not a valid id", ErrInvalid, org, site)
+	}
+	root := b.opts.TopicRoot
+	for _, topic := range []string{protocol.DesiredTopic(root, org, site), protocol.StatusTopic(root, org, site), protocol.PresenceTopic(root, org, site)} {
+		tok := b.client.Publish(topic, 1, true, []byte{})
+		select {
+		case <-tok.Done():
+			if err := tok.Error(); err != nil {
+				return fmt.Errorf("clear %s: %w", topic, err)
+			}
+		case <-ctx.Done():
+			return fmt.Errorf("clear %s: %w", topic, ctx.Err())
+		case <-b.done:
+			return ErrClosed
+		}
+	}
+	return nil
+}
+
 func (b *Bus) encode(d *protocol.DesiredState) ([]byte, error) {
 	if !protocol.ValidOrgID(d.OrgID) || !protocol.ValidSiteID(d.SiteID) {
 		return nil, fmt.Errorf("%w: organisation %q or site %q is not a valid id", ErrInvalid, d.OrgID, d.SiteID)

@@ -98,8 +98,8 @@ func TestSiteCountsStayRight(t *testing.T) {
 			}
 		}
 		var b strings.Builder
-		b.WriteString("# HELP rampart_sites Sites known to the control plane, by state (in_sync, syncing, failed, offline, unknown).\n# TYPE rampart_sites gauge\n")
-		for _, state := range []cp.SiteState{cp.SiteFailed, cp.SiteInSync, cp.SiteOffline, cp.SiteSyncing, cp.SiteUnknown} {
+		b.WriteString("# HELP rampart_sites Sites known to the control plane, by state (in_sync, syncing, failed, offline, unknown, decommissioning).\n# TYPE rampart_sites gauge\n")
+		for _, state := range []cp.SiteState{cp.SiteDecommissioning, cp.SiteFailed, cp.SiteInSync, cp.SiteOffline, cp.SiteSyncing, cp.SiteUnknown} {
 			if listed[state] != want[state] {
 				t.Errorf("%s: the store lists %d %s sites, the test expects %d", step, listed[state], state, want[state])
 			}

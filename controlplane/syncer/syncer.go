@@ -56,6 +56,15 @@
 //
 // Publishes, broker clients and connection state are counted by packages bus
 // and broker.
+//
+// # Decommissioned sites
+//
+// Every Options.ForgetInterval the loop asks the store to forget the
+// decommissioning sites that are done (their agents applied the empty
+// document, or the deadline passed; controlplane/decommission.go), then
+// for each closes its broker connections (Options.Disconnect) and clears
+// its retained desired, status and presence (Publisher.ClearSite), in the
+// publishing loop so that nothing older is published after the clearing.
 package syncer
 
 import (
@@ -86,11 +95,18 @@ type Store interface {
 	// CountSites counts sites by state as GET /vpc/sites shows them, for
 	// metrics, without listing them.
 	CountSites(ctx context.Context) (map[cp.SiteState]int, error)
+	// ForgetDecommissioned forgets the decommissioning sites that are
+	// done and returns every forgotten site whose topics are still to be
+	// cleared; SiteCleared records that they were.
+	ForgetDecommissioned(ctx context.Context) ([]cp.SiteRef, error)
+	SiteCleared(ctx context.Context, org, site string) error
 }
 
 // Publisher sends desired-state documents (bus.Bus implements it).
 type Publisher interface {
 	PublishDesired(ctx context.Context, docs ...protocol.DesiredState) error
+	// ClearSite clears a site's retained desired, status and presence.
+	ClearSite(ctx context.Context, org, site string) error
 }
 
 // Defaults of Options.
@@ -108,8 +124,11 @@ const (
 	// the store: three per site (applying, applied, presence) for 20,000
 	// sites reporting at once.
 	DefaultMaxQueuedReports = 65536
-	propagationMaxAge       = time.Hour
-	propagationMaxCount     = 10000
+	// DefaultForgetInterval: a decommissioned site is forgotten within
+	// about a second of its agent's confirmation.
+	DefaultForgetInterval = time.Second
+	propagationMaxAge     = time.Hour
+	propagationMaxCount   = 10000
 )
 
 // Options configures New. Store is required; other zero values are usable.
@@ -141,6 +160,13 @@ type Options struct {
 	MaxQueuedReports int
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// ForgetInterval is how often decommissioning sites are checked and
+	// the forgotten ones cleared (DefaultForgetInterval).
+	ForgetInterval time.Duration
+	// Disconnect closes a forgotten site's broker connections before its
+	// topics are cleared (the embedded broker's Broker.Disconnect); nil
+	// with an external broker, which cannot be told.
+	Disconnect func(org, site string) int
 }
 
 // Syncer publishes desired state and ingests reports. Create it with New,
@@ -231,6 +257,9 @@ func New(opts Options) *Syncer {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+	if opts.ForgetInterval <= 0 {
+		opts.ForgetInterval = DefaultForgetInterval
+	}
 	s := &Syncer{
 		opts: opts, log: opts.Logger, epoch: opts.Store.Epoch(),
 		dirty: map[string]map[string]bool{}, settle: map[string]map[string]bool{}, ready: map[string]map[string]protocol.DesiredState{},
@@ -246,7 +275,7 @@ func New(opts Options) *Syncer {
 		}),
 		reports: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "rampart_status_reports_total",
-			Help: "Site status reports folded into the store, by result (taken, stale, other_epoch, refused: a revision the site was never given).",
+			Help: "Site status reports folded into the store, by result (taken, stale, other_epoch, refused: a revision the site was never given; decommissioned: a forgotten site's).",
 		}, []string{"result"}),
 		compileErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "rampart_desired_compile_errors_total",
@@ -417,11 +446,16 @@ func (s *Syncer) Run(ctx context.Context, pub Publisher) {
 		s.mu.Unlock()
 	}()
 	backoff := time.Duration(0)
+	forgetTick := time.NewTicker(s.opts.ForgetInterval)
+	defer forgetTick.Stop()
 	for {
+		forgetDue := false
 		select {
 		case <-ctx.Done():
 			return
 		case <-s.wake:
+		case <-forgetTick.C:
+			forgetDue = true
 		}
 		s.mu.Lock()
 		all, dirty, settle := s.all, s.dirty, s.settle
@@ -429,6 +463,9 @@ func (s *Syncer) Run(ctx context.Context, pub Publisher) {
 		s.busy = true
 		s.mu.Unlock()
 
+		if forgetDue {
+			s.forget(ctx, pub, dirty)
+		}
 		s.settleSites(ctx, settle)
 		s.checkPresence(ctx)
 		failed, err := s.publish(ctx, pub, all, dirty)
@@ -504,6 +541,42 @@ func (s *Syncer) settleSites(ctx context.Context, settle map[string]map[string]b
 				s.confirmPropagation(org, site, rec.AppliedRevision)
 			}
 		}
+	}
+}
+
+// forget forgets the decommissioning sites that are done
+// (Store.ForgetDecommissioned) and, for each forgotten site, drops what
+// was still to be published for it (dirty, this round's), closes its
+// broker connections and clears its retained topics, in that order: the
+// agent must not receive the cleared (empty) desired state, and nothing
+// older may be published after the clearing, which is why this runs in
+// the publishing loop. A site whose clearing failed stays with the store
+// and is tried again at the next tick.
+func (s *Syncer) forget(ctx context.Context, pub Publisher, dirty map[string]map[string]bool) {
+	refs, err := s.opts.Store.ForgetDecommissioned(ctx)
+	if err != nil {
+		s.log.Error("forget decommissioned sites", "error", err)
+		return
+	}
+	for _, ref := range refs {
+		s.mu.Lock()
+		delete(s.ready[ref.OrgID], ref.SiteID)
+		s.mu.Unlock()
+		delete(dirty[ref.OrgID], ref.SiteID)
+		if s.opts.Disconnect != nil {
+			s.opts.Disconnect(ref.OrgID, ref.SiteID)
+		}
+		cctx, cancel := context.WithTimeout(ctx, s.opts.PublishTimeout)
+		err := pub.ClearSite(cctx, ref.OrgID, ref.SiteID)
+		cancel()
+		if err == nil {
+			err = s.opts.Store.SiteCleared(ctx, ref.OrgID, ref.SiteID)
+		}
+		if err != nil {
+			s.log.Warn("clear a decommissioned site's topics; will retry", "org", ref.OrgID, "site", ref.SiteID, "error", err)
+			continue
+		}
+		s.log.Info("decommissioned site forgotten", "org", ref.OrgID, "site", ref.SiteID)
 	}
 }
 
@@ -824,7 +897,7 @@ type siteCollector struct {
 	log   *slog.Logger
 }
 
-var sitesDesc = prometheus.NewDesc("rampart_sites", "Sites known to the control plane, by state (in_sync, syncing, failed, offline, unknown).", []string{"state"}, nil)
+var sitesDesc = prometheus.NewDesc("rampart_sites", "Sites known to the control plane, by state (in_sync, syncing, failed, offline, unknown, decommissioning).", []string{"state"}, nil)
 
 func (c *siteCollector) Describe(ch chan<- *prometheus.Desc) { ch <- sitesDesc }
 
@@ -836,7 +909,7 @@ func (c *siteCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.NewInvalidMetric(sitesDesc, err)
 		return
 	}
-	for _, st := range []cp.SiteState{cp.SiteInSync, cp.SiteSyncing, cp.SiteFailed, cp.SiteOffline, cp.SiteUnknown} {
+	for _, st := range cp.SiteStates {
 		ch <- prometheus.MustNewConstMetric(sitesDesc, prometheus.GaugeValue, float64(counts[st]), string(st))
 	}
 }

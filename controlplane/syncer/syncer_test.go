@@ -3,6 +3,7 @@ package syncer_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"math"
 	"path/filepath"
@@ -19,6 +20,7 @@ import (
 	"github.com/rampart-fw/rampart/controlplane/compile"
 	"github.com/rampart-fw/rampart/controlplane/store/bolt"
 	"github.com/rampart-fw/rampart/controlplane/syncer"
+	"github.com/rampart-fw/rampart/internal/wait"
 	"github.com/rampart-fw/rampart/protocol"
 )
 
@@ -27,9 +29,27 @@ const org = "org_a"
 // recorder is a Publisher that keeps what it was given and can be told to
 // fail, as a broker that is away would.
 type recorder struct {
-	mu    sync.Mutex
-	fails int
-	docs  []protocol.DesiredState
+	mu      sync.Mutex
+	fails   int
+	docs    []protocol.DesiredState
+	cleared []string // org/site
+}
+
+func (r *recorder) ClearSite(_ context.Context, org, site string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.fails > 0 {
+		r.fails--
+		return errors.New("broker away")
+	}
+	r.cleared = append(r.cleared, org+"/"+site)
+	return nil
+}
+
+func (r *recorder) clearedSites() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]string(nil), r.cleared...)
 }
 
 func (r *recorder) PublishDesired(_ context.Context, docs ...protocol.DesiredState) error {
@@ -219,8 +239,9 @@ func TestMetrics(t *testing.T) {
 	}
 	expect := func(count int) string {
 		return `
-# HELP rampart_sites Sites known to the control plane, by state (in_sync, syncing, failed, offline, unknown).
+# HELP rampart_sites Sites known to the control plane, by state (in_sync, syncing, failed, offline, unknown, decommissioning).
 # TYPE rampart_sites gauge
+rampart_sites{state="decommissioning"} 0
 rampart_sites{state="failed"} 0
 rampart_sites{state="in_sync"} ` + string(rune('0'+count)) + `
 rampart_sites{state="offline"} 0
@@ -364,8 +385,9 @@ func TestForgedStatusCounted(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := `
-# HELP rampart_status_reports_total Site status reports folded into the store, by result (taken, stale, other_epoch, refused: a revision the site was never given).
+# HELP rampart_status_reports_total Site status reports folded into the store, by result (taken, stale, other_epoch, refused: a revision the site was never given; decommissioned: a forgotten site's).
 # TYPE rampart_status_reports_total counter
+rampart_status_reports_total{result="decommissioned"} 0
 rampart_status_reports_total{result="other_epoch"} 0
 rampart_status_reports_total{result="refused"} 1
 rampart_status_reports_total{result="stale"} 0
@@ -453,5 +475,63 @@ func TestLateChangeNeverRegresses(t *testing.T) {
 		if d.Revision < 6 {
 			t.Errorf("published revision %d after 6", d.Revision)
 		}
+	}
+}
+
+// TestDecommissionedSiteForgotten: once a decommissioning site applied its
+// empty document, the syncer has the store forget it, closes its broker
+// connections, then clears its retained topics; a clearing that fails is
+// tried again, and a cleared site is not cleared twice.
+func TestDecommissionedSiteForgotten(t *testing.T) {
+	pub := &recorder{}
+	var mu sync.Mutex
+	var order []string
+	st, _, _ := setup(t, pub, func(o *syncer.Options) {
+		o.ForgetInterval = 20 * time.Millisecond
+		o.Disconnect = func(org, site string) int {
+			mu.Lock()
+			defer mu.Unlock()
+			order = append(order, "disconnect "+org+"/"+site+fmt.Sprintf(" after %d clears", len(pub.clearedSites())))
+			return 1
+		}
+	})
+	ctx := context.Background()
+	if _, err := st.CreateSecurityGroup(ctx, org, group("443", "site_a", "site_b")); err != nil {
+		t.Fatal(err)
+	}
+	for site, d := range published(t, pub, "site_a", "site_b") {
+		st.Ingest(ctx, []cp.Report{{OrgID: org, SiteID: site, Status: &protocol.SiteStatus{Schema: 1, OrgID: org, SiteID: site,
+			Epoch: st.Epoch(), Revision: d.Revision, State: protocol.StateApplied}}})
+	}
+	site, err := st.DecommissionSite(ctx, org, "site_a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	docs := published(t, pub, "site_a")
+	if d := docs["site_a"]; d.Revision != site.DesiredRevision || len(d.SecurityGroups)+len(d.PrefixLists) != 0 {
+		t.Fatalf("site_a's document after the decommission: %+v, want revision %d and empty", d, site.DesiredRevision)
+	}
+	pub.mu.Lock()
+	pub.fails = 2 // the first clearings fail: the broker is away
+	pub.mu.Unlock()
+	st.Ingest(ctx, []cp.Report{{OrgID: org, SiteID: "site_a", Status: &protocol.SiteStatus{Schema: 1, OrgID: org, SiteID: "site_a",
+		Epoch: st.Epoch(), Revision: site.DesiredRevision, State: protocol.StateApplied}}})
+	wait.Until(t, 20*time.Second, "site_a cleared", func() string {
+		if got := pub.clearedSites(); len(got) != 1 || got[0] != org+"/site_a" {
+			return fmt.Sprintf("cleared %v", got)
+		}
+		return ""
+	})
+	if _, err := st.GetSite(ctx, org, "site_a"); cp.ErrorCode(err) != cp.CodeNotFound {
+		t.Errorf("site_a still known: %v", err)
+	}
+	time.Sleep(100 * time.Millisecond) // several ticks: nothing is cleared twice
+	if got := pub.clearedSites(); len(got) != 1 {
+		t.Errorf("cleared %v, want site_a once", got)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(order) < 1 || order[0] != "disconnect "+org+"/site_a after 0 clears" {
+		t.Errorf("disconnects %v: want site_a's before its topics were cleared", order)
 	}
 }

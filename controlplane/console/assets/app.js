@@ -154,7 +154,7 @@ function setNav(which) {
 
 // --- fleet ---
 
-const STATES = ['in_sync', 'syncing', 'failed', 'offline', 'unknown'];
+const STATES = ['in_sync', 'syncing', 'failed', 'offline', 'unknown', 'decommissioning'];
 const fleetState = { filter: '', search: '', page: 0, pageSize: 50 };
 
 function fleetView(view) {

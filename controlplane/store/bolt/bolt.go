@@ -20,6 +20,8 @@
 //	deadlines/<unixnano BE><org>\x00<kind>\x00<id>   syncing resources by deadline
 //	awaiting/<org>\x00<site>\x00<kind>\x00<id>       which resources wait for a site
 //	status/<org>\x00<kind>\x00<id>                   status, for metrics
+//	decommissioning/<org>\x00<site>   a site on its way out (decommission.go)
+//	denied/<org>\x00<site>            a decommissioned site: credentials refused
 //
 // Each group has a bucket of its own. bbolt keeps at least two keys in a
 // leaf, so with the 44 KB of a 250-rule group as values of one bucket,
@@ -69,6 +71,7 @@
 //	commit.go     group commit of concurrent writes
 //	audit.go      the audit trail: recorded in each write, read, pruned
 //	history.go    each site's state history: recorded with the record, read
+//	decommission.go  a site's decommission, forgetting it, refusing it
 package bolt
 
 import (
@@ -149,6 +152,7 @@ type Store struct {
 	reads    readCache
 	commits  *committer // nil with NoBatch
 	counts   *counts    // running counts for metrics (counts.go)
+	denied   *deniedSet // decommissioned sites (decommission.go)
 
 	stopPrune chan struct{}
 	stopOnce  sync.Once // Close may be called more than once
@@ -172,7 +176,7 @@ func Open(path string, opts Options) (*Store, error) {
 	}
 	s := &Store{db: db, opts: opts}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketMeta, bucketOrgs, bucketDeadlines, bucketAwaiting, bucketStatus} {
+		for _, b := range [][]byte{bucketMeta, bucketOrgs, bucketDeadlines, bucketAwaiting, bucketStatus, bucketDecommissioning, bucketDenied} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -197,6 +201,11 @@ func Open(path string, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("initialise database %s: %w", path, err)
 	}
 	if err := s.loadCounts(); err != nil { // apisec #13.7
+		db.Close()
+		return nil, err
+	}
+	if err := s.loadDenied(); err != nil {
+		allCounts.Delete(db)
 		db.Close()
 		return nil, err
 	}

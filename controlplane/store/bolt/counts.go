@@ -170,7 +170,25 @@ func putSite(b *bolt.Bucket, id string, rec *cp.Site) error {
 			c.addSite(next, 1)
 		})
 	}
-	return putJSON(b, id, siteRecord{Site: *rec, SyncDeadline: rec.SyncDeadline})
+	return putJSON(b, id, siteRecord{Site: *rec, SyncDeadline: rec.SyncDeadline, DecommissionRevision: rec.DecommissionRevision})
+}
+
+// deleteSite deletes a site's record (a decommissioned site, forgotten)
+// and takes it out of the counts.
+func deleteSite(b *bolt.Bucket, id string) error {
+	raw := b.Get([]byte(id))
+	if raw == nil {
+		return nil
+	}
+	if c := countsOf(b.Tx()); c != nil {
+		k := readSiteKey(raw)
+		b.Tx().OnCommit(func() {
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			c.addSite(k, -1)
+		})
+	}
+	return b.Delete([]byte(id))
 }
 
 // putStatus sets (or, with status "", deletes) a resource's entry of the

@@ -88,6 +88,19 @@ func storeSite(ob *bolt.Bucket, prev, rec cp.Site, at time.Time) error {
 	return nil
 }
 
+// deleteHistory deletes a site's whole history (a site forgotten after
+// its decommission).
+func deleteHistory(ob *bolt.Bucket, site string) error {
+	prefix := historyKey(site, 0)[:len(site)+1]
+	c := ob.Bucket(bucketHistory).Cursor()
+	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Seek(prefix) {
+		if err := c.Delete(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // SiteHistory answers a page of a site's transitions q selects, newest
 // first, and whether more follow; NotFound when the organisation has no
 // such site.

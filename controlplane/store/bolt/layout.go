@@ -238,14 +238,29 @@ func decodeGroupIndex(b []byte) (sites []string, rules []cp.FilterRule, err erro
 
 // setMembers moves a group or list (kind, id) from the sites remove to the
 // sites add in the members index.
+// Only the difference is written: a write that keeps most of a large
+// resource's sites (one that leaves a decommissioned site) touches few
+// keys.
 func setMembers(ob *bolt.Bucket, kind, id string, remove, add []string) error {
 	b := ob.Bucket(bucketMembers)
+	adding := make(map[string]bool, len(add))
+	for _, site := range add {
+		adding[site] = true
+	}
+	kept := make(map[string]bool, len(remove))
 	for _, site := range remove {
+		if adding[site] {
+			kept[site] = true
+			continue
+		}
 		if err := b.Delete(key(site, kind, id)); err != nil {
 			return err
 		}
 	}
 	for _, site := range add {
+		if kept[site] {
+			continue
+		}
 		if err := b.Put(key(site, kind, id), nil); err != nil {
 			return err
 		}

@@ -26,9 +26,12 @@ import (
 //	4  every organisation has the audit and auditres buckets (audit.go),
 //	   and sync records carry the resource's version (its ETag): a build
 //	   before it would drop versions as it rewrote them.
-//	5  every organisation has the history bucket (history.go): a build
+//	5  the decommissioning and denied buckets (decommission.go), which Open
+//	   creates: a build before it would let a decommissioned site's
+//	   credentials and reports in again.
+//	6  every organisation has the history bucket (history.go): a build
 //	   before it would write sites without recording their transitions.
-const schemaVersion = 5
+const schemaVersion = 6
 
 var keySchema = []byte("schema")
 
@@ -38,8 +41,13 @@ var migrations = []func(tx *bolt.Tx) error{
 	migrateMembers,
 	migrateUnforge,
 	migrateAudit,
+	migrateDecommission,
 	migrateHistory,
 }
+
+// migrateDecommission (4 → 5): the buckets exist already (Open creates
+// them); the version keeps older builds away.
+func migrateDecommission(*bolt.Tx) error { return nil }
 
 // migrateAudit (3 → 4) gives every organisation the audit buckets
 // (orgBucket creates what is missing); versions start at 0 and the next
@@ -48,7 +56,7 @@ func migrateAudit(tx *bolt.Tx) error {
 	return eachOrg(tx, func(string, *bolt.Bucket) error { return nil })
 }
 
-// migrateHistory (4 → 5) gives every organisation the history bucket
+// migrateHistory (5 → 6) gives every organisation the history bucket
 // (orgBucket creates what is missing); histories start empty.
 func migrateHistory(tx *bolt.Tx) error {
 	return eachOrg(tx, func(string, *bolt.Bucket) error { return nil })

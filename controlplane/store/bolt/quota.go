@@ -2,7 +2,6 @@ package bolt
 
 import (
 	"context"
-	"fmt"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -27,8 +26,11 @@ func (s *Store) checkQuota(ob *bolt.Bucket, kind string, create bool, sites []st
 	sb := ob.Bucket(bucketSites)
 	adding := 0
 	for _, site := range sites {
-		if sb.Get([]byte(site)) == nil {
+		raw := sb.Get([]byte(site))
+		if raw == nil {
 			adding++
+		} else if err := cp.CheckAttach(site, readSiteKey(raw).State); err != nil {
+			return err
 		}
 	}
 	if adding == 0 {
@@ -52,15 +54,21 @@ func countKeys(b *bolt.Bucket) int {
 // ReserveSite makes site known to the organisation (state unknown) if it is
 // not yet, within the site quota. Enrollment calls it before handing out a
 // site's credentials, so an organisation gets credentials for at most its
-// quota of sites.
+// quota of sites. A site being decommissioned is refused
+// (controlplane.CheckAttach); a decommissioned one is enrolled again: its
+// credentials are no longer refused (decommission.go).
 func (s *Store) ReserveSite(ctx context.Context, org, site string) error {
 	known := false
 	if err := s.db.View(func(tx *bolt.Tx) error {
 		ob, _ := orgBucket(tx, org, false)
-		known = sub(ob, bucketSites) != nil && sub(ob, bucketSites).Get([]byte(site)) != nil
-		return nil
+		raw := getSiteRaw(ob, site)
+		if raw == nil {
+			return nil
+		}
+		known = tx.Bucket(bucketDenied).Get(key(org, site)) == nil
+		return cp.CheckAttach(site, readSiteKey(raw).State)
 	}); err != nil {
-		return fmt.Errorf("reserve site: %w", err)
+		return wrap("reserve site", err)
 	}
 	if known {
 		return nil
@@ -70,14 +78,22 @@ func (s *Store) ReserveSite(ctx context.Context, org, site string) error {
 		if err != nil {
 			return err
 		}
+		was, err := s.undeny(tx, org, site)
+		if err != nil {
+			return err
+		}
 		sb := ob.Bucket(bucketSites)
-		if sb.Get([]byte(site)) != nil {
-			return nil
+		if raw := sb.Get([]byte(site)); raw != nil {
+			return cp.CheckAttach(site, readSiteKey(raw).State)
 		}
 		if err := s.opts.Quotas.WithDefaults().CheckSites(countKeys(sb), 1); err != nil {
 			return err
 		}
-		return putSite(sb, site, &cp.Site{ID: site, State: cp.SiteUnknown})
+		rec := cp.NewSite(site)
+		if was != nil {
+			rec = cp.Reenrolled(*was)
+		}
+		return putSite(sb, site, &rec)
 	})
 	return wrap("reserve site", err)
 }

@@ -47,7 +47,12 @@ func (s *Store) Ingest(ctx context.Context, reports []cp.Report) ([]cp.ReportRes
 	results := make([]cp.ReportResult, len(reports))
 	err := s.write(ctx, func(tx *bolt.Tx) error {
 		b := newSyncBatch(s, tx)
+		denied := tx.Bucket(bucketDenied)
 		for i, r := range reports {
+			if denied.Get(key(r.OrgID, r.SiteID)) != nil {
+				results[i] = cp.ReportDecommissioned // forgotten: nothing it says is taken
+				continue
+			}
 			var err error
 			switch {
 			case r.Status != nil:
@@ -261,14 +266,19 @@ func (s *Store) Settle(ctx context.Context, org string, sites []string) error {
 
 // getSiteRaw is a site's stored record, nil when there is none.
 func getSiteRaw(ob *bolt.Bucket, site string) []byte {
-	return sub(ob, bucketSites).Get([]byte(site))
+	sb := sub(ob, bucketSites)
+	if sb == nil {
+		return nil
+	}
+	return sb.Get([]byte(site))
 }
 
 // siteRecord stores the Site's internal fields too. Write one only through
 // putSite (counts.go), which keeps the metrics' running counts.
 type siteRecord struct {
 	cp.Site
-	SyncDeadline time.Time `json:"sync_deadline,omitzero"`
+	SyncDeadline         time.Time `json:"sync_deadline,omitzero"`
+	DecommissionRevision uint64    `json:"decommission_revision,omitempty"`
 }
 
 func getSite(b *bolt.Bucket, id string) (*cp.Site, error) {
@@ -276,7 +286,7 @@ func getSite(b *bolt.Bucket, id string) (*cp.Site, error) {
 	if err != nil || r == nil {
 		return nil, err
 	}
-	r.Site.SyncDeadline = r.SyncDeadline
+	r.Site.SyncDeadline, r.Site.DecommissionRevision = r.SyncDeadline, r.DecommissionRevision
 	return &r.Site, nil
 }
 

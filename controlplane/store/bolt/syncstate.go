@@ -47,16 +47,18 @@ func writableSync(ob *bolt.Bucket, kind, id string, now time.Time, pre cp.Precon
 }
 
 // startSync finishes a create or replace inside its transaction: the
-// resource starts a new sync awaiting revs from its sites, its status indexes
-// move from prev, and the affected sites record their new revisions. It
-// returns the sync state and the change to announce after commit.
-func (s *Store) startSync(tx *bolt.Tx, ob *bolt.Bucket, org, kind, id string, prev *cp.SyncState, await map[string]uint64, affected map[string]bool, revs map[string]uint64, now time.Time) (cp.SyncState, cp.Change, error) {
+// resource starts a new sync awaiting revs from its sites and its status
+// indexes move from prev. It returns the sync state and the change to
+// announce after commit; the caller then records the affected sites' new
+// revisions (touchSites), once for all the writes of its transaction.
+// standing caches the sites' standing revisions across those writes.
+func (s *Store) startSync(tx *bolt.Tx, ob *bolt.Bucket, org, kind, id string, prev *cp.SyncState, await map[string]uint64, affected map[string]bool, revs map[string]uint64, now time.Time, standing standingCache) (cp.SyncState, cp.Change, error) {
 	st := cp.NewSyncState(await, now, s.opts.SyncTimeout)
 	st.Version = 1
 	if prev != nil {
 		st.Version = prev.Version + 1
 	}
-	if err := confirmApplied(ob, &st); err != nil {
+	if err := confirmApplied(ob, &st, standing); err != nil {
 		return st, cp.Change{}, err
 	}
 	if err := writeSync(ob, kind, id, &st); err != nil {
@@ -65,10 +67,17 @@ func (s *Store) startSync(tx *bolt.Tx, ob *bolt.Bucket, org, kind, id string, pr
 	if err := setIndexes(tx, org, kind, id, prev, &st); err != nil {
 		return st, cp.Change{}, err
 	}
-	if err := touchSites(ob, affected, revs, &st, now); err != nil {
-		return st, cp.Change{}, err
-	}
 	return st, cp.Change{OrgID: org, Sites: sortedKeys(affected), Kind: kind, ID: id, Revisions: revs}, nil
+}
+
+// standingCache holds, within one transaction, each site's standing
+// revision (cp.StandingRevision) as read before the transaction's own
+// site writes, which change only desired revisions and states, never it.
+type standingCache map[string]standing
+
+type standing struct {
+	rev uint64
+	ok  bool
 }
 
 // confirmApplied confirms, in the write's own transaction, the sites st
@@ -77,21 +86,28 @@ func (s *Store) startSync(tx *bolt.Tx, ob *bolt.Bucket, org, kind, id string, pr
 // which its agent will not report again; confirming it here means the
 // write's own answer already reads active when no site has anything to do,
 // instead of syncing until Settle runs after the commit.
-func confirmApplied(ob *bolt.Bucket, st *cp.SyncState) error {
+func confirmApplied(ob *bolt.Bucket, st *cp.SyncState, cache standingCache) error {
 	if st.Status != cp.StatusSyncing {
 		return nil
 	}
 	for _, site := range slices.Sorted(maps.Keys(st.Awaiting)) {
 		want := st.Awaiting[site]
-		if want == cp.UnknownRevision || getSiteRaw(ob, site) == nil { // no Revisioner: only a report confirms
+		if want == cp.UnknownRevision { // no Revisioner: only a report confirms
 			continue
 		}
-		rec, last, err := readSite(ob, site)
-		if err != nil {
-			return err
+		sr, cached := cache[site]
+		if !cached {
+			if getSiteRaw(ob, site) != nil {
+				rec, last, err := readSite(ob, site)
+				if err != nil {
+					return err
+				}
+				sr.rev, sr.ok = cp.StandingRevision(rec, last)
+			}
+			cache[site] = sr
 		}
-		if rev, ok := cp.StandingRevision(rec, last); ok && rev >= want {
-			st.Confirm(site, rev, true, "")
+		if sr.ok && sr.rev >= want {
+			st.Confirm(site, sr.rev, true, "")
 		}
 	}
 	return nil
@@ -116,6 +132,9 @@ func setIndexes(tx *bolt.Tx, org, kind, id string, prev, next *cp.SyncState) err
 			}
 		}
 		for site := range prev.Awaiting {
+			if _, still := awaitingOf(next)[site]; still {
+				continue // only the difference is written
+			}
 			if err := aw.Delete(key(org, site, kind, id)); err != nil {
 				return err
 			}
@@ -130,11 +149,22 @@ func setIndexes(tx *bolt.Tx, org, kind, id string, prev, next *cp.SyncState) err
 		}
 	}
 	for site := range next.Awaiting {
+		if _, had := awaitingOf(prev)[site]; had {
+			continue
+		}
 		if err := aw.Put(key(org, site, kind, id), nil); err != nil {
 			return err
 		}
 	}
 	return putStatus(st, key(org, kind, id), kind, next.Status)
+}
+
+// awaitingOf is st's Awaiting; nil for no state.
+func awaitingOf(st *cp.SyncState) map[string]uint64 {
+	if st == nil {
+		return nil
+	}
+	return st.Awaiting
 }
 
 // updateSync applies fn to one resource's stored SyncState and keeps the

@@ -89,57 +89,118 @@ func (s *Store) tryPut(ctx context.Context, org string, create bool, w resourceW
 		w.prepare()
 	}
 	var change cp.Change
-	pre := cp.WriteRequestFrom(ctx).IfMatch
 	err := s.write(ctx, func(tx *bolt.Tx) error {
-		now := s.opts.Now()
-		ob, err := orgBucket(tx, org, true)
-		if err != nil {
-			return err
-		}
-		var prevSync *cp.SyncState
+		var err error
+		st, change, err = s.putTx(ctx, tx, org, create, w, inTx)
+		return err
+	})
+	return st, change, err
+}
+
+// putTx is the transaction of one create or replace: with inTx, read and
+// prepare run in it; without, they ran before and it only checks that the
+// stored resource is still the one read.
+func (s *Store) putTx(ctx context.Context, tx *bolt.Tx, org string, create bool, w resourceWrite, inTx bool) (cp.SyncState, cp.Change, error) {
+	sts, changes, err := s.putAllTx(ctx, tx, org, create, []resourceWrite{w}, inTx)
+	if err != nil {
+		return cp.SyncState{}, cp.Change{}, err
+	}
+	return sts[0], changes[0], nil
+}
+
+// putAllTx runs several writes of one organisation in tx as putTx runs
+// one, with one Revisioner call for the sites of them all, so a site that
+// several of them touch (a decommissioned one: decommission.go) is
+// compiled once, not once per write. Each write still checks, stores,
+// starts its own sync and records its own audit event.
+func (s *Store) putAllTx(ctx context.Context, tx *bolt.Tx, org string, create bool, ws []resourceWrite, inTx bool) ([]cp.SyncState, []cp.Change, error) {
+	pre := cp.WriteRequestFrom(ctx).IfMatch
+	now := s.opts.Now()
+	ob, err := orgBucket(tx, org, true)
+	if err != nil {
+		return nil, nil, err
+	}
+	type stored struct {
+		prevSync *cp.SyncState
+		affected map[string]bool
+		await    []string
+	}
+	done := make([]stored, len(ws))
+	all := map[string]bool{}
+	for i, w := range ws {
 		if !create {
 			if inTx {
 				found, err := w.read(ob)
 				if err != nil {
-					return err
+					return nil, nil, err
 				}
 				if !found {
-					return cp.NotFound(w.kind(), w.id())
+					return nil, nil, cp.NotFound(w.kind(), w.id())
 				}
 				w.prepare()
 			} else if !w.same(ob) {
-				return errConflict
+				return nil, nil, errConflict
 			}
 			prev, err := writableSync(ob, w.kind(), w.id(), now, pre)
 			if err != nil {
-				return err
+				return nil, nil, err
 			}
-			prevSync = &prev
+			done[i].prevSync = &prev
 		} else if inTx {
 			w.prepare()
 		}
 		// After existence and lock: a missing or syncing resource answers
 		// 404 or 409 first.
 		if err := s.checkQuota(ob, w.kind(), create, w.sites()); err != nil { // apisec #13.2: quota.go
-			return err
+			return nil, nil, err
 		}
 		affected, await, err := w.store(tx, ob)
 		if err != nil {
-			return err
+			return nil, nil, err
 		}
-		docs, err := s.revise(tx, ob, org, affected)
+		done[i].affected, done[i].await = affected, await
+		for site := range affected {
+			all[site] = true
+		}
+	}
+	// Revised once everything is stored: the Revisioner sees the policy
+	// as the transaction will commit it.
+	docs, err := s.revise(tx, ob, org, all)
+	if err != nil {
+		return nil, nil, err
+	}
+	revs := revisions(docs)
+	sts, changes := make([]cp.SyncState, len(ws)), make([]cp.Change, len(ws))
+	standing := standingCache{}
+	awaited := map[string]bool{}
+	for i, w := range ws {
+		st, change, err := s.startSync(tx, ob, org, w.kind(), w.id(), done[i].prevSync, pick(revs, done[i].await), done[i].affected, revs, now, standing)
 		if err != nil {
-			return err
+			return nil, nil, err
 		}
-		revs := revisions(docs)
-		st, change, err = s.startSync(tx, ob, org, w.kind(), w.id(), prevSync, pick(revs, await), affected, revs, now)
-		change.Documents = docs
-		if err != nil {
-			return err
+		for site := range st.Awaiting {
+			awaited[site] = true
 		}
-		return s.audit(ctx, ob, org, w.kind(), w.id(), st.Version, w.stored(), now)
-	})
-	return st, change, err
+		if len(ws) == 1 {
+			change.Documents = docs
+		} else if docs != nil {
+			change.Documents = make(map[string]protocol.DesiredState, len(done[i].affected))
+			for site := range done[i].affected {
+				change.Documents[site] = docs[site]
+			}
+			change.Revisions = pick(revs, sortedKeys(done[i].affected))
+		}
+		if err := s.audit(ctx, ob, org, w.kind(), w.id(), st.Version, w.stored(), now); err != nil {
+			return nil, nil, err
+		}
+		sts[i], changes[i] = st, change
+	}
+	// Every site once, however many of the writes touch it: awaited (so
+	// syncing until the deadline) when any of them awaits it.
+	if err := touchSites(ob, all, revs, awaited, now.Add(s.opts.SyncTimeout), now); err != nil {
+		return nil, nil, err
+	}
+	return sts, changes, nil
 }
 
 // CreateSecurityGroup stores a new group built from a validated write and
@@ -483,7 +544,7 @@ func (s *Store) deleted(tx *bolt.Tx, ob *bolt.Bucket, org, kind, id string, st *
 		return cp.Change{}, err
 	}
 	revs := revisions(docs)
-	if err := touchSites(ob, affected, revs, nil, s.opts.Now()); err != nil {
+	if err := touchSites(ob, affected, revs, nil, time.Time{}, s.opts.Now()); err != nil {
 		return cp.Change{}, err
 	}
 	return cp.Change{OrgID: org, Sites: sortedKeys(affected), Kind: kind, ID: id, Deleted: true, Revisions: revs, Documents: docs}, nil
@@ -524,9 +585,9 @@ func pick(revs map[string]uint64, sites []string) map[string]uint64 {
 }
 
 // touchSites creates missing site records and records new desired
-// revisions; sites awaited by sync are marked syncing until its deadline.
-// now is when, for the sites' histories.
-func touchSites(ob *bolt.Bucket, affected map[string]bool, revs map[string]uint64, sync *cp.SyncState, now time.Time) error {
+// revisions; sites in awaited are marked syncing until deadline. now is
+// when, for the sites' histories.
+func touchSites(ob *bolt.Bucket, affected map[string]bool, revs map[string]uint64, awaited map[string]bool, deadline, now time.Time) error {
 	for _, id := range sortedKeys(affected) {
 		site, err := getSite(ob.Bucket(bucketSites), id)
 		if err != nil {
@@ -536,13 +597,7 @@ func touchSites(ob *bolt.Bucket, affected map[string]bool, revs map[string]uint6
 			site = &cp.Site{}
 			*site = cp.NewSite(id)
 		}
-		var awaited bool
-		var deadline time.Time
-		if sync != nil {
-			_, awaited = sync.Awaiting[id]
-			deadline = sync.Deadline
-		}
-		if err := storeSite(ob, *site, cp.AssignRevision(*site, revs[id], awaited, deadline), now); err != nil {
+		if err := storeSite(ob, *site, cp.AssignRevision(*site, revs[id], awaited[id], deadline), now); err != nil {
 			return err
 		}
 	}
