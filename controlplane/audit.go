@@ -1,11 +1,14 @@
 package controlplane
 
 import (
+	"bytes"
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -67,6 +70,24 @@ func NewAuditEvent(wr WriteRequest, org, kind, id string, version uint64, body [
 	}
 	return AuditEvent{At: at.UTC(), OrgID: org, Subject: subject, RequestID: wr.RequestID, Method: method,
 		ResourceKind: kind, ResourceID: id, Version: version, Body: b}
+}
+
+// AppendJSON appends e's JSON, as the API answers it, to b. The body is
+// spliced in as stored, not re-encoded (json.Marshal would validate and
+// compact it): a 44 KB group is copied once in the write.
+func (e AuditEvent) AppendJSON(b []byte) ([]byte, error) {
+	body := e.Body
+	if len(body) == 0 {
+		body = json.RawMessage("null")
+	}
+	e.Body = json.RawMessage("null")
+	head, err := json.Marshal(e)
+	if err != nil {
+		return nil, fmt.Errorf("encode audit event: %w", err)
+	}
+	head = bytes.TrimSuffix(head, []byte("null}")) // Body is the last field
+	b = slices.Grow(b, len(head)+len(body)+1)
+	return append(append(append(b, head...), body...), '}'), nil
 }
 
 // AuditKey is the position of an event in its organisation's trail: the
@@ -148,6 +169,70 @@ const AuditPruneBatch = 100
 
 // AuditCutoff is the time before which events are pruned.
 func AuditCutoff(now time.Time, retention time.Duration) time.Time { return now.Add(-retention) }
+
+// AuditPruner deletes, in the background, the events older than the
+// retention period: at once and then every interval, AuditPruneBatch at a
+// time with a pause between batches, so a large backlog never holds a
+// store's writer for long (each batch is one short transaction; writes
+// waiting meanwhile go first). Every store runs one until it closes.
+type AuditPruner struct {
+	stop chan struct{}
+	once sync.Once
+	done sync.WaitGroup
+}
+
+// StartAuditPruner starts pruning through prune (a store's PruneAudit)
+// the events older than retention at now() (zero: DefaultAuditRetention),
+// every interval (zero: an hour). Errors go to logf (nil: dropped); the
+// next round retries.
+func StartAuditPruner(now func() time.Time, retention, interval time.Duration,
+	prune func(cutoff time.Time, max int) (int, error), logf func(error)) *AuditPruner {
+	if retention <= 0 {
+		retention = DefaultAuditRetention
+	}
+	if interval <= 0 {
+		interval = time.Hour
+	}
+	if logf == nil {
+		logf = func(error) {}
+	}
+	p := &AuditPruner{stop: make(chan struct{})}
+	p.done.Go(func() { p.run(now, retention, interval, prune, logf) })
+	return p
+}
+
+// Stop stops the pruner and waits for it; it may be called more than once.
+func (p *AuditPruner) Stop() {
+	p.once.Do(func() { close(p.stop) })
+	p.done.Wait()
+}
+
+func (p *AuditPruner) run(now func() time.Time, retention, interval time.Duration,
+	prune func(cutoff time.Time, max int) (int, error), logf func(error)) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		for {
+			n, err := prune(AuditCutoff(now(), retention), AuditPruneBatch)
+			if err != nil {
+				logf(err)
+			}
+			if err != nil || n < AuditPruneBatch {
+				break
+			}
+			select {
+			case <-p.stop:
+				return
+			case <-time.After(10 * time.Millisecond):
+			}
+		}
+		select {
+		case <-p.stop:
+			return
+		case <-t.C:
+		}
+	}
+}
 
 // Version is one earlier (or the current) version of a group or prefix
 // list, from its audit event: restoring it is a PUT of Body.

@@ -2,7 +2,8 @@
 // their filter rules, prefix lists, sites, the sync status of each resource,
 // the domain errors, and the seams through which the MQTT side (compiler,
 // publisher, status ingestion) joins the REST side. It imports no technology:
-// HTTP lives in api/, storage in store/ (store/bolt), authentication in auth/.
+// HTTP lives in api/, storage in store/ (store/bolt, store/postgres),
+// authentication in auth/.
 //
 // # Resources
 //
@@ -62,6 +63,8 @@
 package controlplane
 
 import (
+	"slices"
+	"sync"
 	"time"
 
 	"github.com/segmentio/ksuid"
@@ -291,6 +294,29 @@ type Change struct {
 	Documents map[string]protocol.DesiredState
 }
 
+// Revisions are the revisions of a Revisioner's documents; nil when docs
+// is (no Revisioner).
+func Revisions(docs map[string]protocol.DesiredState) map[string]uint64 {
+	if docs == nil {
+		return nil
+	}
+	revs := make(map[string]uint64, len(docs))
+	for site, d := range docs {
+		revs[site] = d.Revision
+	}
+	return revs
+}
+
+// Awaited is what a write's sync awaits: the revision each of sites must
+// confirm (UnknownRevision for a site revs does not name).
+func Awaited(revs map[string]uint64, sites []string) map[string]uint64 {
+	out := make(map[string]uint64, len(sites))
+	for _, site := range sites {
+		out[site] = revs[site]
+	}
+	return out
+}
+
 // Resource kinds, as used in Change.Kind and metrics.
 const (
 	KindSecurityGroup = "security_group"
@@ -300,3 +326,28 @@ const (
 // ChangeFunc receives a Change after every committed write. It is called
 // synchronously after commit, so it must not block for long.
 type ChangeFunc func(Change)
+
+// ChangeFeed is a store's list of ChangeFuncs: registered before serving,
+// each called with every Change after its write committed. It is safe for
+// concurrent use; its zero value is ready.
+type ChangeFeed struct {
+	mu  sync.Mutex
+	fns []ChangeFunc
+}
+
+// OnChange registers f.
+func (c *ChangeFeed) OnChange(f ChangeFunc) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.fns = append(c.fns, f)
+}
+
+// Notify calls every registered ChangeFunc with ch, in order.
+func (c *ChangeFeed) Notify(ch Change) {
+	c.mu.Lock()
+	fns := slices.Clone(c.fns)
+	c.mu.Unlock()
+	for _, f := range fns {
+		f(ch)
+	}
+}

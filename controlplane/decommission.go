@@ -168,6 +168,17 @@ func Reenrolled(d Decommissioned) Site {
 	return s
 }
 
+// DecommissionRequests are the write requests a decommission asked for by
+// wr records: each group's or prefix list's write is a PUT of it without
+// the site, with no precondition (the DELETE's If-Match is about the site,
+// which has no version); the site's own event is the DELETE.
+func DecommissionRequests(wr WriteRequest) (put, del WriteRequest) {
+	put, del = wr, wr
+	put.Method, put.IfMatch = "PUT", Precondition{}
+	del.Method = "DELETE"
+	return put, del
+}
+
 // SiteRef names a site of an organisation.
 type SiteRef struct {
 	OrgID, SiteID string

@@ -3,6 +3,7 @@ package controlplane
 import (
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -115,6 +116,24 @@ func Locked(kind, id string, retry time.Duration) *Error {
 		kindName(kind), id, int((retry+time.Second-1)/time.Second))
 	e.RetryAfter = retry
 	return e
+}
+
+// PrefixListInUse is the error for a delete of a prefix list that the
+// rules of groups (their ids) still use.
+func PrefixListInUse(id string, groups []string) *Error {
+	quoted := make([]string, len(groups))
+	for i, g := range groups {
+		quoted[i] = strconv.Quote(g)
+	}
+	return Errorf(CodePrefixListInUse, "", "The prefix list %q is used by the rules of security group %s; change those rules first.",
+		id, strings.Join(quoted, ", "))
+}
+
+// UnknownPrefixList is the error for rule i of a group write whose address
+// names a prefix list the organisation does not have.
+func UnknownPrefixList(i int, address string) *Error {
+	return Errorf(CodePrefixListNotFound, fmt.Sprintf("rules[%d].address", i),
+		"rules[%d].address %q names no prefix list of this organisation; create it first (POST /vpc/prefix-lists) or use a CIDR.", i, address)
 }
 
 func kindName(kind string) string {

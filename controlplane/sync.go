@@ -73,6 +73,25 @@ func (s *SyncState) Confirm(site string, revision uint64, applied bool, errMsg s
 	return true
 }
 
+// ConfirmStanding confirms site when it already applied the revision s
+// awaits of it and still stands by it (StandingRevision of its record rec
+// and newest report last). A write that leaves a site's content as it was
+// gives the site its current revision again, which its agent will not
+// report again: the write's own transaction confirms it, so the write's
+// answer already reads active when no site has anything to do. Without a
+// Revisioner (UnknownRevision awaited) only a report confirms. It reports
+// whether the state changed.
+func (s *SyncState) ConfirmStanding(site string, rec Site, last LastReport) bool {
+	want, ok := s.Awaiting[site]
+	if !ok || want == UnknownRevision {
+		return false
+	}
+	if rev, ok := StandingRevision(rec, last); ok && rev >= want {
+		return s.Confirm(site, rev, true, "")
+	}
+	return false
+}
+
 // Expire fails a sync whose deadline has passed with sites unconfirmed. It
 // reports whether the state changed.
 func (s *SyncState) Expire(now time.Time) bool {

@@ -37,6 +37,7 @@ import (
 	"github.com/rampart-fw/rampart/controlplane/keys"
 	"github.com/rampart-fw/rampart/internal/benchproc"
 	"github.com/rampart-fw/rampart/internal/fleet"
+	"github.com/rampart-fw/rampart/internal/pgtest"
 )
 
 const (
@@ -47,7 +48,7 @@ const (
 
 func TestMain(m *testing.M) {
 	benchproc.Serve(e2eFleetEnv, runE2EFleet)
-	os.Exit(m.Run())
+	os.Exit(pgtest.Main(m)) // the PostgreSQL server of the --store-url tests, stopped after them
 }
 
 // runE2EFleet runs sites first..first+n-1 and answers the parent on stdin:

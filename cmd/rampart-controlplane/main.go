@@ -1,5 +1,6 @@
 // Command rampart-controlplane serves the Security Groups REST API, stores
-// policy in bbolt, publishes each site's desired state over MQTT (an
+// policy in bbolt (or, with --store-url, in PostgreSQL shared by several
+// control planes), publishes each site's desired state over MQTT (an
 // embedded broker or an external one) and takes the sites' status back.
 //
 // Usage:
@@ -8,6 +9,7 @@
 //	rampart-controlplane token --data-dir D --org ORG    print a bearer token
 //	rampart-controlplane enroll --org ORG --site SITE    print a site's agent environment
 //	rampart-controlplane login-url --org ORG             print a one-time console login link
+//	rampart-controlplane migrate --from-bolt F --store-url U   copy a bbolt store into PostgreSQL
 //	rampart-controlplane <subcommand> -h                 help of a subcommand
 //
 // Every flag can also be set in the environment as RAMPART_<FLAG_IN_CAPS>
@@ -40,6 +42,7 @@ var subcommands = map[string]func(ctx context.Context, args []string, stdout, st
 	"token":     runToken,
 	"enroll":    runEnroll,
 	"login-url": runLoginURL,
+	"migrate":   runMigrate,
 }
 
 func main() {
@@ -87,6 +90,11 @@ func subcommandNames() []string {
 type Config struct {
 	HTTPAddr string
 	DataDir  string
+	// StoreURL is a PostgreSQL URL; empty means the bbolt file in DataDir.
+	StoreURL string
+	// ReplicaID names this control plane among those sharing StoreURL's
+	// database (the holder of its leases); empty means host name and pid.
+	ReplicaID string
 	// MQTTURL is the external broker, or the nodes of a clustered one
 	// separated by commas; empty means embedded.
 	MQTTURL string
@@ -125,6 +133,8 @@ const DefaultDataDir = "./rampart-data"
 func bindConfig(fs *flag.FlagSet, c *Config) {
 	fs.StringVar(&c.HTTPAddr, "http-addr", ":8080", "address of the REST API, /metrics and health checks")
 	fs.StringVar(&c.DataDir, "data-dir", DefaultDataDir, "directory of the bbolt database and the key file rampart.key")
+	fs.StringVar(&c.StoreURL, "store-url", "", "PostgreSQL URL (postgres://user@host:5432/db?sslmode=verify-full) to keep the policy in, shared by every control plane that names it; empty keeps it in the bbolt file in --data-dir")
+	fs.StringVar(&c.ReplicaID, "replica-id", "", "name of this control plane among those sharing --store-url, unique to each (default: host name and process id)")
 	fs.StringVar(&c.MQTTURL, "mqtt-url", "", "external MQTT broker (tcp://host:1883, ssl://host:8883), or the nodes of a cluster separated by commas; empty starts the embedded broker")
 	fs.StringVar(&c.MQTTListen, "mqtt-listen", "", "plain (tcp://) listen address of the embedded MQTT broker (default :1883, or 127.0.0.1:1883 with --tls-cert)")
 	fs.StringVar(&c.MQTTSListen, "mqtts-listen", broker.DefaultTLSListen, "ssl:// listen address of the embedded MQTT broker, with --tls-cert")

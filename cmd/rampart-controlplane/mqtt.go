@@ -260,6 +260,7 @@ func (m *Main) startMQTT(ctx context.Context) (stop func(), err error) {
 	}
 	sy = syncer.New(so)
 	m.Store.OnChange(sy.Changed)
+	m.runReplicaDuties(ctx, sy.Changed)
 	opts.Ingester = sy
 	b, err := bus.New(opts)
 	if err != nil {

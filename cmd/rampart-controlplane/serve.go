@@ -11,7 +11,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -21,10 +20,9 @@ import (
 
 	"github.com/rampart-fw/rampart/controlplane/api"
 	"github.com/rampart-fw/rampart/controlplane/auth"
-	"github.com/rampart-fw/rampart/controlplane/compile"
 	"github.com/rampart-fw/rampart/controlplane/console"
 	"github.com/rampart-fw/rampart/controlplane/keys"
-	"github.com/rampart-fw/rampart/controlplane/store/bolt"
+	"github.com/rampart-fw/rampart/controlplane/store/postgres"
 	"github.com/rampart-fw/rampart/internal/buildinfo"
 )
 
@@ -47,9 +45,12 @@ type Main struct {
 	SweepInterval time.Duration
 
 	// Set by Start.
-	Store *bolt.Store
-	Key   keys.Key
-	API   *api.Server
+	Store Store
+	// Replicas is Store when it is PostgreSQL's (--store-url), nil with
+	// bbolt: what several control planes on one database need beyond Store.
+	Replicas *postgres.Store
+	Key      keys.Key
+	API      *api.Server
 	// Console serves / and the session cookie in front of API (console.go).
 	Console *console.Console
 	// Addr is the HTTP listener's address (useful with port 0).
@@ -100,11 +101,7 @@ func (m *Main) Start(ctx context.Context) (err error) {
 	if m.Key, err = keys.LoadOrCreate(c.DataDir); err != nil {
 		return err
 	}
-	m.Store, err = bolt.Open(filepath.Join(c.DataDir, DBFile), bolt.Options{
-		SyncTimeout: c.SyncTimeout, Now: m.Now, Revisioner: compile.Revisioner{}, Quotas: c.Quotas,
-		AuditRetention: c.AuditRetention, OnPruneError: func(err error) { m.Logger.Error("prune audit events", "error", err) },
-	})
-	if err != nil {
+	if m.Store, err = m.openStore(ctx); err != nil {
 		return err
 	}
 
@@ -119,10 +116,7 @@ func (m *Main) Start(ctx context.Context) (err error) {
 	m.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	buildinfo.Register(m.Registry, "controlplane")
 	m.API, err = api.New(api.Options{Store: m.Store, Verifier: verifier, Logger: m.Logger, Registry: m.Registry,
-		Ready: []api.ReadyCheck{
-			{Name: "disk", Check: func(context.Context) error { return probeDisk(c.DataDir) }},
-			{Name: "broker", Check: m.brokerReady},
-		}})
+		Ready: m.readyChecks()})
 	if err != nil {
 		return err
 	}
@@ -172,7 +166,7 @@ func (m *Main) Start(ctx context.Context) (err error) {
 	if c.JWKSURL != "" {
 		auth = "tokens from " + c.JWKSURL
 	}
-	m.Logger.Info("control plane serving", "http_addr", m.Addr.String(), "https", m.TLS != nil, "data_dir", c.DataDir, "epoch", m.Store.Epoch(),
+	m.Logger.Info("control plane serving", "http_addr", m.Addr.String(), "https", m.TLS != nil, "data_dir", c.DataDir, "store", storeName(c), "epoch", m.Store.Epoch(),
 		"auth", auth, "sync_timeout", c.SyncTimeout.String(), "mqtt_url", redactURLs(c.MQTTURL), "mqtt_listen", m.MQTT.Listen, "mqtts_listen", m.MQTT.TLSListen, "demo", c.Demo)
 	return nil
 }
@@ -246,7 +240,7 @@ func (m *Main) Close() error {
 		if err := m.Store.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("close store: %w", err))
 		}
-		m.Store = nil
+		m.Store, m.Replicas = nil, nil
 	}
 	return errors.Join(errs...)
 }

@@ -16,6 +16,10 @@
 // read-only snapshot of the store (compile.CompileTx) and stamped with the
 // revision the Revisioner stored in the same snapshot (compile.Stamp).
 // A failed publish leaves the sites dirty and is retried with backoff.
+// When several control planes share one store, each publishes what its own
+// writes committed; a store that implements PublishFence (store/postgres)
+// then orders their publishes per site, and the syncer publishes through
+// it, so an older revision never lands after a newer one.
 // RepublishAll (called on every bus connection, the first included) marks
 // every known site dirty: documents are full state with stable revisions, so
 // republishing is idempotent and restores a broker that lost its retained
@@ -100,6 +104,15 @@ type Store interface {
 	// cleared; SiteCleared records that they were.
 	ForgetDecommissioned(ctx context.Context) ([]cp.SiteRef, error)
 	SiteCleared(ctx context.Context, org, site string) error
+}
+
+// PublishFence is implemented by a store that several control planes share
+// (store/postgres): Publish calls publish with the documents no replica has
+// published a newer revision of, holding their sites until it returns, so
+// one replica's older revision never lands after another's newer one. The
+// syncer publishes through it when its Store has it.
+type PublishFence interface {
+	Publish(ctx context.Context, org string, docs []protocol.DesiredState, publish func(context.Context, []protocol.DesiredState) error) error
 }
 
 // Publisher sends desired-state documents (bus.Bus implements it).
@@ -613,7 +626,13 @@ func (s *Syncer) publish(ctx context.Context, pub Publisher, all bool, dirty map
 				// be acknowledged; the retry (and the republish after the
 				// reconnection) sends it again.
 				pctx, cancel := context.WithTimeout(ctx, s.opts.PublishTimeout)
-				err = pub.PublishDesired(pctx, docs...)
+				if f, ok := s.opts.Store.(PublishFence); ok {
+					err = f.Publish(pctx, org, docs, func(ctx context.Context, docs []protocol.DesiredState) error {
+						return pub.PublishDesired(ctx, docs...)
+					})
+				} else {
+					err = pub.PublishDesired(pctx, docs...)
+				}
 				cancel()
 			}
 			if err == nil {

@@ -51,16 +51,10 @@ func recordAudit(ob *bolt.Bucket, e cp.AuditEvent) error {
 	}
 	k := cp.NewAuditKey(e.At, seq)
 	e.ID = k.ID()
-	body := e.Body
-	e.Body = json.RawMessage("null")
-	head, err := json.Marshal(e)
+	v, err := e.AppendJSON(append([]byte(e.ResourceID), 0))
 	if err != nil {
-		return fmt.Errorf("encode audit event: %w", err)
+		return err
 	}
-	head = bytes.TrimSuffix(head, []byte("null}")) // Body is the last field
-	v := make([]byte, 0, len(e.ResourceID)+1+len(head)+len(body)+1)
-	v = append(append(append(v, e.ResourceID...), 0), head...)
-	v = append(append(v, body...), '}')
 	eb, err := audit.CreateBucket(k[:])
 	if err != nil {
 		return err
@@ -190,35 +184,4 @@ func (s *Store) PruneAudit(ctx context.Context, cutoff time.Time, max int) (int,
 		})
 	})
 	return n, wrap("prune audit events", err)
-}
-
-// pruneAudit runs until stop closes: at once and then every interval it
-// deletes the events older than the retention period, a batch at a time
-// with a pause between batches, so a large backlog never holds the single
-// writer for long (each batch is one short transaction; writes waiting
-// meanwhile go first).
-func (s *Store) pruneAudit(stop <-chan struct{}, retention, interval time.Duration, logf func(error)) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		for {
-			n, err := s.PruneAudit(context.Background(), cp.AuditCutoff(s.opts.Now(), retention), cp.AuditPruneBatch)
-			if err != nil {
-				logf(err)
-			}
-			if err != nil || n < cp.AuditPruneBatch {
-				break
-			}
-			select {
-			case <-stop:
-				return
-			case <-time.After(10 * time.Millisecond):
-			}
-		}
-		select {
-		case <-stop:
-			return
-		case <-t.C:
-		}
-	}
 }

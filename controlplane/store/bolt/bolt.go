@@ -82,7 +82,6 @@ import (
 	"fmt"
 	"maps"
 	"slices"
-	"sync"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -147,16 +146,13 @@ type Store struct {
 	opts  Options
 	epoch string
 
-	mu       sync.Mutex
-	onChange []cp.ChangeFunc
-	reads    readCache
-	commits  *committer // nil with NoBatch
-	counts   *counts    // running counts for metrics (counts.go)
-	denied   *deniedSet // decommissioned sites (decommission.go)
+	changes cp.ChangeFeed
+	reads   readCache
+	commits *committer // nil with NoBatch
+	counts  *counts    // running counts for metrics (counts.go)
+	denied  *deniedSet // decommissioned sites (decommission.go)
 
-	stopPrune chan struct{}
-	stopOnce  sync.Once // Close may be called more than once
-	pruned    sync.WaitGroup
+	pruner *cp.AuditPruner
 }
 
 // Open opens (or creates) the database at path.
@@ -212,24 +208,15 @@ func Open(path string, opts Options) (*Store, error) {
 	if !opts.NoBatch {
 		s.commits = newCommitter(db, opts.MaxBatchDelay)
 	}
-	if opts.AuditRetention <= 0 {
-		opts.AuditRetention = cp.DefaultAuditRetention
-	}
-	if opts.AuditPruneInterval <= 0 {
-		opts.AuditPruneInterval = time.Hour
-	}
-	if opts.OnPruneError == nil {
-		opts.OnPruneError = func(error) {}
-	}
-	s.stopPrune = make(chan struct{})
-	s.pruned.Go(func() { s.pruneAudit(s.stopPrune, opts.AuditRetention, opts.AuditPruneInterval, opts.OnPruneError) })
+	s.pruner = cp.StartAuditPruner(opts.Now, opts.AuditRetention, opts.AuditPruneInterval, func(cutoff time.Time, max int) (int, error) {
+		return s.PruneAudit(context.Background(), cutoff, max)
+	}, opts.OnPruneError)
 	return s, nil
 }
 
 // Close closes the database.
 func (s *Store) Close() error {
-	s.stopOnce.Do(func() { close(s.stopPrune) })
-	s.pruned.Wait()
+	s.pruner.Stop()
 	if s.commits != nil {
 		s.commits.close()
 	}
@@ -243,20 +230,7 @@ func (s *Store) Epoch() string { return s.epoch }
 
 // OnChange registers f to receive a Change after every committed write.
 // Register before serving.
-func (s *Store) OnChange(f cp.ChangeFunc) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.onChange = append(s.onChange, f)
-}
-
-func (s *Store) notify(c cp.Change) {
-	s.mu.Lock()
-	fs := slices.Clone(s.onChange)
-	s.mu.Unlock()
-	for _, f := range fs {
-		f(c)
-	}
-}
+func (s *Store) OnChange(f cp.ChangeFunc) { s.changes.OnChange(f) }
 
 // Ping checks that the database takes a write: it rewrites the "ping" key
 // of meta in a transaction of its own, which bbolt commits with an fsync,

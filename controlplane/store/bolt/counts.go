@@ -86,7 +86,7 @@ var (
 // record is encoding/json's output of siteRecord, whose only fields named
 // state and sync_deadline are these top-level strings, and a JSON string
 // value cannot hold an unescaped quote, so the first match of `"state":"`
-// is the field (as spliceStatus relies on for resources). Records the
+// is the field (as controlplane.SpliceStatus relies on for resources). Records the
 // scan cannot read are decoded in full, and one that cannot be decoded
 // counts as unknown (consistently, at Open and when it is overwritten): a
 // damaged record must not stop the control plane from starting.

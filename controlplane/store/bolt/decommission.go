@@ -89,10 +89,7 @@ func (s *Store) Decommissioned(org, site string) bool { return s.denied.has(org,
 // decommissioning is answered as it is.
 func (s *Store) DecommissionSite(ctx context.Context, org, site string) (cp.Site, error) {
 	wr := cp.WriteRequestFrom(ctx)
-	// Each resource's write is a PUT of it without the site; the DELETE's
-	// If-Match is about the site, which has no version.
-	put := wr
-	put.Method, put.IfMatch = "PUT", cp.Precondition{}
+	put, del := cp.DecommissionRequests(wr)
 	putCtx := cp.WithWriteRequest(ctx, put)
 	var out cp.Site
 	var changes []cp.Change
@@ -138,11 +135,11 @@ func (s *Store) DecommissionSite(ctx context.Context, org, site string) (cp.Site
 			if docs, err = s.revise(tx, ob, org, affected); err != nil {
 				return err
 			}
-			if err := touchSites(ob, affected, revisions(docs), nil, time.Time{}, now); err != nil {
+			if err := touchSites(ob, affected, cp.Revisions(docs), nil, time.Time{}, now); err != nil {
 				return err
 			}
 		}
-		revs := revisions(docs)
+		revs := cp.Revisions(docs)
 		if docs != nil {
 			docs = map[string]protocol.DesiredState{site: docs[site]}
 			revs = map[string]uint64{site: revs[site]}
@@ -163,8 +160,6 @@ func (s *Store) DecommissionSite(ctx context.Context, org, site string) (cp.Site
 		if err != nil {
 			return fmt.Errorf("encode site: %w", err)
 		}
-		del := wr
-		del.Method = "DELETE"
 		if err := recordAudit(ob, cp.NewAuditEvent(del, org, cp.KindSite, site, 0, body, now)); err != nil {
 			return err
 		}
@@ -175,7 +170,7 @@ func (s *Store) DecommissionSite(ctx context.Context, org, site string) (cp.Site
 		return cp.Site{}, wrap("decommission site", err)
 	}
 	for _, c := range changes {
-		s.notify(c)
+		s.changes.Notify(c)
 	}
 	return out, nil
 }
@@ -205,14 +200,14 @@ func withoutSite(ob *bolt.Bucket, org, kind, id, site string, now time.Time) (re
 		return nil, err
 	}
 	if kind == cp.KindSecurityGroup {
-		g, err := decodeGroup(raw, org, st, now)
+		g, err := cp.DecodeSecurityGroup(raw, org, st, now)
 		if err != nil {
 			return nil, err
 		}
 		w := g.WithoutSite(site)
 		return &groupWrite{w: &w, org: org, gid: id}, nil
 	}
-	l, err := decodeList(raw, org, st, now)
+	l, err := cp.DecodePrefixList(raw, org, st, now)
 	if err != nil {
 		return nil, err
 	}

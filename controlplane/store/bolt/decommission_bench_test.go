@@ -46,7 +46,7 @@ func BenchmarkDecommission(b *testing.B) {
 		if b.N > len(names) {
 			b.Fatalf("at most %d decommissions: -benchtime %dx", len(names), len(names))
 		}
-		ctx := withSubject("bench")
+		ctx := cp.WithWriteRequest(context.Background(), cp.WriteRequest{Subject: "bench", Method: "DELETE"})
 		b.ResetTimer()
 		for i := range b.N {
 			clk.add(2 * time.Minute) // past the last write's sync deadline

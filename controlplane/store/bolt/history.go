@@ -101,6 +101,21 @@ func deleteHistory(ob *bolt.Bucket, site string) error {
 	return nil
 }
 
+// siteHistory is a site's whole history, oldest first (Export).
+func siteHistory(ob *bolt.Bucket, site string) ([]cp.SiteTransition, error) {
+	var out []cp.SiteTransition
+	prefix := historyKey(site, 0)[:len(site)+1]
+	c := ob.Bucket(bucketHistory).Cursor()
+	for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+		var tr cp.SiteTransition
+		if err := json.Unmarshal(v, &tr); err != nil {
+			return nil, fmt.Errorf("decode transition %x of %s: %w", k[len(prefix):], site, err)
+		}
+		out = append(out, tr)
+	}
+	return out, nil
+}
+
 // SiteHistory answers a page of a site's transitions q selects, newest
 // first, and whether more follow; NotFound when the organisation has no
 // such site.

@@ -24,28 +24,6 @@ func kindBucket(kind string) []byte {
 	return bucketLists
 }
 
-var statusField = []byte(`,"status":"`)
-
-// spliceStatus returns the stored JSON of a resource with its status
-// replaced. A JSON string cannot contain an unescaped quote, so the first
-// `,"status":"` is the top-level field (it follows id, name and
-// description, which the encoder writes first).
-func spliceStatus(raw []byte, st cp.Status) []byte {
-	i := bytes.Index(raw, statusField)
-	if i < 0 {
-		return slices.Clone(raw)
-	}
-	start := i + len(statusField)
-	end := bytes.IndexByte(raw[start:], '"')
-	if end < 0 {
-		return slices.Clone(raw)
-	}
-	out := make([]byte, 0, len(raw)+8)
-	out = append(out, raw[:start]...)
-	out = append(out, st...)
-	return append(out, raw[start+end:]...)
-}
-
 func orgBucket(tx *bolt.Tx, org string, create bool) (*bolt.Bucket, error) {
 	orgs := tx.Bucket(bucketOrgs)
 	if !create {

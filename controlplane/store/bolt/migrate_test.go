@@ -2,6 +2,7 @@ package bolt
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"math"
 	"path/filepath"
@@ -150,7 +151,7 @@ func TestMigrateSchema0(t *testing.T) {
 		if r.Rules[0].ID != prev.Rules[0].ID || r.Rules[1].ID == prev.Rules[1].ID {
 			t.Errorf("replace after migration: rule ids %s %s, want %s kept and a new one", r.Rules[0].ID, r.Rules[1].ID, prev.Rules[0].ID)
 		}
-		got, _ := s.GetSecurityGroup(ctx, "org_a", prev.ID)
+		got, _ := readGroup(ctx, s, "org_a", prev.ID)
 		if d := cmp.Diff(r.Rules, got.Rules); d != "" {
 			t.Errorf("rules after replace (-want +got):\n%s", d)
 		}
@@ -204,14 +205,25 @@ func createGroup(ctx context.Context, s *Store, org string, w *cp.SecurityGroupW
 	if err != nil {
 		return cp.SecurityGroup{}, err
 	}
-	return s.GetSecurityGroup(ctx, org, id)
+	return readGroup(ctx, s, org, id)
 }
 
 func replaceGroup(ctx context.Context, s *Store, org, id string, w *cp.SecurityGroupWrite) (cp.SecurityGroup, error) {
 	if _, err := s.ReplaceSecurityGroup(ctx, org, id, w); err != nil {
 		return cp.SecurityGroup{}, err
 	}
-	return s.GetSecurityGroup(ctx, org, id)
+	return readGroup(ctx, s, org, id)
+}
+
+// readGroup reads a group as the API does, and decodes it.
+func readGroup(ctx context.Context, s *Store, org, id string) (cp.SecurityGroup, error) {
+	st, err := s.GetJSON(ctx, org, cp.KindSecurityGroup, id)
+	if err != nil {
+		return cp.SecurityGroup{}, err
+	}
+	var g cp.SecurityGroup
+	err = json.Unmarshal(st.Body, &g)
+	return g, err
 }
 
 // TestMigrateUnforges: a file of schema 2 holding what a forged status left

@@ -75,7 +75,7 @@ func (s *Store) ListJSONPage(ctx context.Context, org, kind, after string, limit
 			if n > 0 {
 				out = append(out, ',')
 			}
-			out = append(out, spliceStatus(v, st.At(now).Status)...)
+			out = append(out, cp.SpliceStatus(v, st.At(now).Status)...)
 			last = string(k)
 			n++
 		}

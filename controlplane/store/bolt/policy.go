@@ -51,7 +51,7 @@ func (p policyTx) Policy(sites []string) ([]cp.SecurityGroup, []cp.PrefixList, e
 		if err != nil {
 			return nil, nil, err
 		}
-		g, err := decodeGroup(raw, p.org, st, p.now)
+		g, err := cp.DecodeSecurityGroup(raw, p.org, st, p.now)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -70,7 +70,7 @@ func (p policyTx) Policy(sites []string) ([]cp.SecurityGroup, []cp.PrefixList, e
 		if err != nil {
 			return nil, nil, err
 		}
-		l, err := decodeList(raw, p.org, st, p.now)
+		l, err := cp.DecodePrefixList(raw, p.org, st, p.now)
 		if err != nil {
 			return nil, nil, err
 		}

@@ -2,8 +2,6 @@ package bolt
 
 import (
 	"context"
-	"encoding/json"
-	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -13,124 +11,9 @@ import (
 	cp "github.com/rampart-fw/rampart/controlplane"
 )
 
-// This file reads groups and prefix lists: as the API's JSON (spliced
-// with the current status, cached until the next write) and decoded.
-
-// decodeGroup decodes a stored group and sets its status from sync at now.
-func decodeGroup(raw []byte, org string, sync cp.SyncState, now time.Time) (cp.SecurityGroup, error) {
-	var g cp.SecurityGroup
-	if err := json.Unmarshal(raw, &g); err != nil {
-		return g, fmt.Errorf("decode security group: %w", err)
-	}
-	g.OrgID = org
-	g.Sync = sync.At(now)
-	g.Status = g.Sync.Status
-	if g.Sites == nil {
-		g.Sites = []string{}
-	}
-	if g.Rules == nil {
-		g.Rules = []cp.FilterRule{}
-	}
-	return g, nil
-}
-
-func decodeList(raw []byte, org string, sync cp.SyncState, now time.Time) (cp.PrefixList, error) {
-	var l cp.PrefixList
-	if err := json.Unmarshal(raw, &l); err != nil {
-		return l, fmt.Errorf("decode prefix list: %w", err)
-	}
-	l.OrgID = org
-	l.Sync = sync.At(now)
-	l.Status = l.Sync.Status
-	if l.Sites == nil {
-		l.Sites = []string{}
-	}
-	if l.Prefixes == nil {
-		l.Prefixes = []cp.Prefix{}
-	}
-	return l, nil
-}
-
-// each calls fn with the stored JSON and sync state of every resource of a
-// kind, in id order.
-func each(ob *bolt.Bucket, kind string, fn func(id string, raw []byte, sync cp.SyncState) error) error {
-	b := sub(ob, kindBucket(kind))
-	if b == nil {
-		return nil
-	}
-	return b.ForEach(func(k, v []byte) error {
-		if v == nil { // a group in its own bucket
-			v = b.Bucket(k).Get(keyGroupJSON)
-		}
-		st, err := readSync(ob, kind, string(k))
-		if err != nil {
-			return err
-		}
-		return fn(string(k), v, st)
-	})
-}
-
-// ListSecurityGroups returns the organisation's groups ordered by id.
-func (s *Store) ListSecurityGroups(ctx context.Context, org string) ([]cp.SecurityGroup, error) {
-	out, err := listKind(s, org, cp.KindSecurityGroup, decodeGroup)
-	return out, wrap("list security groups", err)
-}
-
-// GetSecurityGroup returns one group; another organisation's id is not found.
-func (s *Store) GetSecurityGroup(ctx context.Context, org, id string) (cp.SecurityGroup, error) {
-	g, err := getKind(s, org, cp.KindSecurityGroup, id, decodeGroup)
-	return g, wrap("get security group", err)
-}
-
-// ListPrefixLists returns the organisation's prefix lists ordered by id.
-func (s *Store) ListPrefixLists(ctx context.Context, org string) ([]cp.PrefixList, error) {
-	out, err := listKind(s, org, cp.KindPrefixList, decodeList)
-	return out, wrap("list prefix lists", err)
-}
-
-// GetPrefixList returns one prefix list.
-func (s *Store) GetPrefixList(ctx context.Context, org, id string) (cp.PrefixList, error) {
-	l, err := getKind(s, org, cp.KindPrefixList, id, decodeList)
-	return l, wrap("get prefix list", err)
-}
-
-// listKind decodes every resource of one kind of the organisation, ordered
-// by id, each with its sync state as of now.
-func listKind[T any](s *Store, org, kind string, decode func(raw []byte, org string, st cp.SyncState, now time.Time) (T, error)) ([]T, error) {
-	out := []T{}
-	now := s.opts.Now()
-	err := s.db.View(func(tx *bolt.Tx) error {
-		ob, _ := orgBucket(tx, org, false)
-		return each(ob, kind, func(_ string, raw []byte, st cp.SyncState) error {
-			v, err := decode(raw, org, st, now)
-			out = append(out, v)
-			return err
-		})
-	})
-	if err != nil {
-		return nil, err
-	}
-	return out, nil
-}
-
-// getKind decodes one resource; another organisation's id is not found.
-func getKind[T any](s *Store, org, kind, id string, decode func(raw []byte, org string, st cp.SyncState, now time.Time) (T, error)) (T, error) {
-	var v T
-	err := s.db.View(func(tx *bolt.Tx) error {
-		ob, _ := orgBucket(tx, org, false)
-		raw := get(ob, kindBucket(kind), id)
-		if raw == nil {
-			return cp.NotFound(kind, id)
-		}
-		st, err := readSync(ob, kind, id)
-		if err != nil {
-			return err
-		}
-		v, err = decode(raw, org, st, s.opts.Now())
-		return err
-	})
-	return v, err
-}
+// This file reads groups and prefix lists as the API's JSON, spliced with
+// the current status and cached until the next write: the one read path
+// (writes and the PolicyTx decode with controlplane.DecodeSecurityGroup).
 
 // GetJSON returns one group or prefix list exactly as the API shows it,
 // without decoding it: the stored JSON with the current status. kind is
@@ -156,7 +39,7 @@ func (s *Store) GetJSON(ctx context.Context, org, kind, id string) (cp.Stored, e
 			return err
 		}
 		status := st.At(now).Status
-		out, version = withNewline(spliceStatus(raw, status)), st.Version
+		out, version = withNewline(cp.SpliceStatus(raw, status)), st.Version
 		s.reads.put(k, &readEntry{gen: gen, sync: st, status: status, body: out})
 		return nil
 	})

@@ -64,7 +64,7 @@ func (s *Store) put(ctx context.Context, org string, create bool, w resourceWrit
 	if err != nil {
 		return cp.Stored{}, wrap("store "+strings.ReplaceAll(w.kind(), "_", " "), err)
 	}
-	s.notify(change)
+	s.changes.Notify(change)
 	return cp.Stored{ID: w.id(), Body: w.answer(st.Status), Version: st.Version}, nil
 }
 
@@ -169,12 +169,12 @@ func (s *Store) putAllTx(ctx context.Context, tx *bolt.Tx, org string, create bo
 	if err != nil {
 		return nil, nil, err
 	}
-	revs := revisions(docs)
+	revs := cp.Revisions(docs)
 	sts, changes := make([]cp.SyncState, len(ws)), make([]cp.Change, len(ws))
 	standing := standingCache{}
 	awaited := map[string]bool{}
 	for i, w := range ws {
-		st, change, err := s.startSync(tx, ob, org, w.kind(), w.id(), done[i].prevSync, pick(revs, done[i].await), done[i].affected, revs, now, standing)
+		st, change, err := s.startSync(tx, ob, org, w.kind(), w.id(), done[i].prevSync, cp.Awaited(revs, done[i].await), done[i].affected, revs, now, standing)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -188,7 +188,7 @@ func (s *Store) putAllTx(ctx context.Context, tx *bolt.Tx, org string, create bo
 			for site := range done[i].affected {
 				change.Documents[site] = docs[site]
 			}
-			change.Revisions = pick(revs, sortedKeys(done[i].affected))
+			change.Revisions = cp.Awaited(revs, sortedKeys(done[i].affected))
 		}
 		if err := s.audit(ctx, ob, org, w.kind(), w.id(), st.Version, w.stored(), now); err != nil {
 			return nil, nil, err
@@ -289,8 +289,7 @@ func (gw *groupWrite) store(tx *bolt.Tx, ob *bolt.Bucket) (map[string]bool, []st
 	// more than the lookups).
 	for i := 0; len(gw.newRefs) > 0 && i < len(gw.g.Rules); i++ {
 		if a := gw.g.Rules[i].Address; strings.HasPrefix(a, cp.PrefixListIDPrefix) && lists.Get([]byte(a)) == nil {
-			return nil, nil, cp.Errorf(cp.CodePrefixListNotFound, fmt.Sprintf("rules[%d].address", i),
-				"rules[%d].address %q names no prefix list of this organisation; create it first (POST /vpc/prefix-lists) or use a CIDR.", i, a)
+			return nil, nil, cp.UnknownPrefixList(i, a)
 		}
 	}
 	if err := setRefs(ob, gw.gid, gw.oldRefs, gw.newRefs); err != nil {
@@ -319,7 +318,7 @@ func (gw *groupWrite) answer(st cp.Status) []byte {
 	if st == gw.g.Status {
 		return gw.data
 	}
-	return withNewline(spliceStatus(gw.data, st))
+	return withNewline(cp.SpliceStatus(gw.data, st))
 }
 
 // DeleteSecurityGroup deletes a group; its rules leave its sites
@@ -337,7 +336,7 @@ func (s *Store) DeleteSecurityGroup(ctx context.Context, org, id string) error {
 		if err != nil {
 			return err
 		}
-		prev, err := decodeGroup(raw, org, st, now)
+		prev, err := cp.DecodeSecurityGroup(raw, org, st, now)
 		if err != nil {
 			return err
 		}
@@ -356,7 +355,7 @@ func (s *Store) DeleteSecurityGroup(ctx context.Context, org, id string) error {
 	if err != nil {
 		return wrap("delete security group", err)
 	}
-	s.notify(change)
+	s.changes.Notify(change)
 	return nil
 }
 
@@ -469,7 +468,7 @@ func (lw *listWrite) store(tx *bolt.Tx, ob *bolt.Bucket) (map[string]bool, []str
 	return affected, pending, ob.Bucket(bucketLists).Put([]byte(lw.lid), lw.data)
 }
 
-func (lw *listWrite) answer(st cp.Status) []byte { return withNewline(spliceStatus(lw.data, st)) }
+func (lw *listWrite) answer(st cp.Status) []byte { return withNewline(cp.SpliceStatus(lw.data, st)) }
 
 func (lw *listWrite) stored() []byte { return lw.data }
 
@@ -488,10 +487,9 @@ func (s *Store) DeletePrefixList(ctx context.Context, org, id string) error {
 			return err
 		}
 		if users := referencingGroups(ob, id); len(users) > 0 {
-			return cp.Errorf(cp.CodePrefixListInUse, "", "The prefix list %q is used by the rules of security group %s; change those rules first.",
-				id, joinQuoted(users))
+			return cp.PrefixListInUse(id, users)
 		}
-		prev, err := decodeList(raw, org, st, now)
+		prev, err := cp.DecodePrefixList(raw, org, st, now)
 		if err != nil {
 			return err
 		}
@@ -507,19 +505,8 @@ func (s *Store) DeletePrefixList(ctx context.Context, org, id string) error {
 	if err != nil {
 		return wrap("delete prefix list", err)
 	}
-	s.notify(change)
+	s.changes.Notify(change)
 	return nil
-}
-
-func joinQuoted(ids []string) string {
-	var b bytes.Buffer
-	for i, id := range ids {
-		if i > 0 {
-			b.WriteString(", ")
-		}
-		fmt.Fprintf(&b, "%q", id)
-	}
-	return b.String()
 }
 
 // deleted finishes a delete inside its transaction: the resource's sync
@@ -543,7 +530,7 @@ func (s *Store) deleted(tx *bolt.Tx, ob *bolt.Bucket, org, kind, id string, st *
 	if err != nil {
 		return cp.Change{}, err
 	}
-	revs := revisions(docs)
+	revs := cp.Revisions(docs)
 	if err := touchSites(ob, affected, revs, nil, time.Time{}, s.opts.Now()); err != nil {
 		return cp.Change{}, err
 	}
@@ -561,27 +548,6 @@ func (s *Store) revise(tx *bolt.Tx, ob *bolt.Bucket, org string, affected map[st
 		return nil, fmt.Errorf("assign site revisions: %w", err)
 	}
 	return docs, nil
-}
-
-// revisions are the revisions of docs; nil when docs is.
-func revisions(docs map[string]protocol.DesiredState) map[string]uint64 {
-	if docs == nil {
-		return nil
-	}
-	revs := make(map[string]uint64, len(docs))
-	for site, d := range docs {
-		revs[site] = d.Revision
-	}
-	return revs
-}
-
-// pick returns the revision each of sites must confirm.
-func pick(revs map[string]uint64, sites []string) map[string]uint64 {
-	out := make(map[string]uint64, len(sites))
-	for _, site := range sites {
-		out[site] = revs[site] // UnknownRevision when absent
-	}
-	return out
 }
 
 // touchSites creates missing site records and records new desired

@@ -1,8 +1,75 @@
-// Package postgres is the groundwork of the PostgreSQL store (DESIGN.md
-// section 11): the schema, its migrations, and the lease by which one
-// replica at a time runs the sync deadline sweeper. The store interface
-// itself is not implemented here yet; it follows once the store interface
-// of the controlplane package settles.
+// Package postgres is the PostgreSQL store (DESIGN.md section 11): what
+// store/bolt is for one machine, for several control planes on one
+// database. Store implements the api package's Store and the syncer's
+// Store with the same behaviour as bolt.Store, by the same domain rules
+// (controlplane: Validate, NewSecurityGroup and KeepRuleIDs, SyncState,
+// FoldStatus, FoldPresence, AssignRevision, Settle, the audit events):
+// this package only reads rows, calls them and stores what they return.
+//
+// # Tables
+//
+// migrations/ holds the schema: a group or prefix list is its API JSON
+// (text, byte for byte) beside the relations a transaction must check or
+// find without decoding it (group_sites, list_sites, list_refs); a
+// resource's SyncState is a row of sync_states and one of sync_awaiting
+// per site it awaits; a site's record, newest report and Revisioner bytes
+// are one row of sites; audit_events is the audit trail. orgs lists the
+// organisations (and holds their write locks), site_published the newest
+// revision published of each site, site_decommissions and denied_sites
+// the decommissions under way and the forgotten sites whose credentials
+// are refused (controlplane/decommission.go).
+//
+// # Concurrency: row locks, in one order
+//
+// Every write is one READ COMMITTED transaction, all or nothing. Writes
+// that must not interleave take row locks (SELECT … FOR UPDATE) in one
+// order, so concurrent writes through different replicas wait for each
+// other instead of losing an update:
+//
+//  1. orgs: a policy write (a group or prefix list created, replaced or
+//     deleted, a site reserved or decommissioned) locks its
+//     organisation's row first. Policy
+//     writes of one organisation run one at a time, as in bbolt, so the
+//     quotas, the references between groups and lists, the rule ids a
+//     replace keeps and the Revisioner's per-site revisions are decided on
+//     a state nothing else changes: revisions stay monotonic per site.
+//  2. sites, by (organisation, id): a write locks the sites it affects
+//     before the Revisioner reads them; status ingestion and Settle lock
+//     the sites they fold reports into. Every replica may ingest every
+//     report: the second copy finds the first taken (ReportStale).
+//  3. sync_states, by (organisation, kind, id): a write replaces its own;
+//     ingestion confirms and the sweeper expires them, read whole under
+//     the lock.
+//
+// A transaction that finds a row another inserted meanwhile (a new site
+// both heard of) starts over; a lock not granted within the server's
+// lock_timeout is a *controlplane.StorageError (503, retry).
+//
+// Row locks rather than SERIALIZABLE: writes of one organisation touch the
+// same rows anyway (the sites, the quota counts), so under SERIALIZABLE
+// they would abort and redo their compile instead of waiting their turn;
+// locks queue them, each runs its Revisioner once, and nothing depends on
+// PostgreSQL's predicate locking of the queries. A transaction that
+// PostgreSQL still aborts (a deadlock, or a new site another inserted
+// first) starts over, a few times at most (Store.write).
+//
+// # Publishing across replicas
+//
+// The replica that commits a write announces its Change (OnChange) and
+// its syncer publishes the documents. Two replicas may then publish one
+// site's revisions 5 and 6 in either order; Publish (the syncer's
+// PublishFence) serialises a site's publishes on its row of
+// site_published and skips a document older than the one published, so
+// the broker keeps the newest. A replica that dies after a commit and
+// before its publish leaves the revision above the published one:
+// Unpublished finds such sites, and RunRepublisher, on one replica at a
+// time, hands them to a syncer to publish again.
+//
+// # Duties under leases
+//
+// RunSweeper (sync deadlines) and RunRepublisher run on the replica that
+// holds their lease (Lead), and the sweeper writes through WithLease. A
+// replica that dies is replaced within Options.LeaseTTL and a third.
 //
 // # Migrations
 //
@@ -36,9 +103,12 @@ import (
 	"regexp"
 	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	cp "github.com/rampart-fw/rampart/controlplane"
 )
 
 //go:embed migrations/*.sql
@@ -47,6 +117,11 @@ var migrationFiles embed.FS
 // migrationLockKey is the advisory lock Open takes while migrating: a
 // constant all replicas agree on ("rampart" in ASCII, as an int64).
 const migrationLockKey int64 = 0x72616d70617274
+
+// DefaultMaxConns is the connections a control plane opens at most, unless
+// its URL says otherwise (pool_max_conns=N): three replicas take 48 of
+// PostgreSQL's default 100.
+const DefaultMaxConns = 16
 
 // DB is an open PostgreSQL database with Rampart's schema at the version
 // this binary knows. It is safe for concurrent use.
@@ -72,6 +147,13 @@ func Open(ctx context.Context, url string) (*DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("parse PostgreSQL URL: %w", err)
 	}
+	if !strings.Contains(url, "pool_max_conns") {
+		// pgxpool's default is the number of CPUs (at least 4): a
+		// two-core control plane would queue its API writes behind a
+		// publish waiting on the broker (Publish holds a connection) and
+		// a batch of status reports. The URL's pool_max_conns overrides.
+		cfg.MaxConns = max(cfg.MaxConns, DefaultMaxConns)
+	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("connect to PostgreSQL %s: %w", cfg.ConnConfig.Host, err)
@@ -95,10 +177,16 @@ func (db *DB) Close() { db.pool.Close() }
 // the same for every replica.
 func (db *DB) Epoch() string { return db.epoch }
 
-// Ping checks that the database answers.
+// Ping checks that the database answers and takes writes: a standby (in
+// recovery after a failover, or a read replica) answers reads but not
+// writes, so it is not ready.
 func (db *DB) Ping(ctx context.Context) error {
-	if err := db.pool.Ping(ctx); err != nil {
-		return fmt.Errorf("ping PostgreSQL: %w", err)
+	var writable bool
+	if err := db.pool.QueryRow(ctx, `SELECT NOT pg_is_in_recovery() AND current_setting('transaction_read_only') = 'off'`).Scan(&writable); err != nil {
+		return &cp.StorageError{Op: "ping PostgreSQL", Err: err}
+	}
+	if !writable {
+		return &cp.StorageError{Op: "ping PostgreSQL", Err: errors.New("the database is read-only (a standby, or default_transaction_read_only is on)")}
 	}
 	return nil
 }

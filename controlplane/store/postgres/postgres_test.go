@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"errors"
+	"io/fs"
 	"os"
 	"strings"
 	"sync"
@@ -14,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	cp "github.com/rampart-fw/rampart/controlplane"
 	"github.com/rampart-fw/rampart/internal/pgtest"
 )
 
@@ -121,12 +123,12 @@ func TestOpenMigratesOnce(t *testing.T) {
 	dsn := pgtest.DSN(t)
 	a := open(t, dsn)
 	p := pool(t, dsn)
-	want := []appliedRow{{1, "0001_initial.sql"}}
+	want := []appliedRow{{1, "0001_initial.sql"}, {2, "0002_store.sql"}, {3, "0003_site_history.sql"}}
 	if d := cmp.Diff(want, applied(t, p)); d != "" {
 		t.Errorf("applied migrations (-want +got):\n%s", d)
 	}
-	wantTables := []string{"filter_rules", "group_sites", "leases", "list_refs", "list_sites", "prefix_lists",
-		"rampart_meta", "rampart_schema_migrations", "security_groups", "sites", "sync_awaiting", "sync_states"}
+	wantTables := []string{"audit_events", "denied_sites", "group_sites", "leases", "list_refs", "list_sites", "orgs", "prefix_lists",
+		"rampart_meta", "rampart_schema_migrations", "security_groups", "site_decommissions", "site_history", "site_published", "sites", "sync_awaiting", "sync_states"}
 	if d := cmp.Diff(wantTables, tables(t, p)); d != "" {
 		t.Errorf("tables (-want +got):\n%s", d)
 	}
@@ -175,7 +177,7 @@ func TestConcurrentOpens(t *testing.T) {
 	if len(epochs) != 1 {
 		t.Errorf("replicas see epochs %v; want one", epochs)
 	}
-	if d := cmp.Diff([]appliedRow{{1, "0001_initial.sql"}}, applied(t, pool(t, dsn))); d != "" {
+	if d := cmp.Diff([]appliedRow{{1, "0001_initial.sql"}, {2, "0002_store.sql"}, {3, "0003_site_history.sql"}}, applied(t, pool(t, dsn))); d != "" {
 		t.Errorf("applied migrations (-want +got):\n%s", d)
 	}
 }
@@ -236,7 +238,7 @@ func TestOpenBadURL(t *testing.T) {
 
 // TestSchemaKeepsRowsConsistent: the constraints of the schema, against the
 // real server: a prefix list still referred to cannot be deleted, deleting
-// a group takes its rules, sites and references along, a sync state's
+// a group takes its sites and references along, a sync state's
 // awaited sites go with it, and statuses and kinds outside the domain's are
 // refused.
 func TestSchemaKeepsRowsConsistent(t *testing.T) {
@@ -271,7 +273,6 @@ func TestSchemaKeepsRowsConsistent(t *testing.T) {
 	}
 	must(`INSERT INTO prefix_lists (org_id, id, doc) VALUES ('o', 'pl_1', '{}')`)
 	must(`INSERT INTO security_groups (org_id, id, doc) VALUES ('o', 'sg_1', '{}')`)
-	must(`INSERT INTO filter_rules VALUES ('o', 'sg_1', 'sgr_1', 0, 'inbound', 6, '22', 'pl_1')`)
 	must(`INSERT INTO group_sites VALUES ('o', 'sg_1', 'site_a')`)
 	must(`INSERT INTO list_refs VALUES ('o', 'pl_1', 'sg_1')`)
 	must(`INSERT INTO sync_states (org_id, kind, resource_id, status, started, deadline) VALUES ('o', 'security_group', 'sg_1', 'syncing', now(), now() + interval '1 minute')`)
@@ -283,8 +284,8 @@ func TestSchemaKeepsRowsConsistent(t *testing.T) {
 		{"referenced list", `DELETE FROM prefix_lists WHERE id = 'pl_1'`, "23503"},
 		{"reference to a missing list", `INSERT INTO list_refs VALUES ('o', 'pl_missing', 'sg_1')`, "23503"},
 		{"list of another org", `INSERT INTO list_refs VALUES ('other', 'pl_1', 'sg_1')`, "23503"},
-		{"rule of a missing group", `INSERT INTO filter_rules VALUES ('o', 'sg_missing', 'sgr_2', 0, 'inbound', 6, '22', '10.0.0.0/8')`, "23503"},
-		{"two rules at one position", `INSERT INTO filter_rules VALUES ('o', 'sg_1', 'sgr_3', 0, 'inbound', 6, '23', '10.0.0.0/8')`, "23505"},
+		{"site of a missing group", `INSERT INTO group_sites VALUES ('o', 'sg_missing', 'site_a')`, "23503"},
+		{"a short audit key", `INSERT INTO audit_events VALUES ('o', '\x00', 'sg_1', '{}')`, "23514"},
 		{"unknown status", `UPDATE sync_states SET status = 'done'`, "23514"},
 		{"syncing without deadline", `UPDATE sync_states SET deadline = NULL`, "23514"},
 		{"unknown kind", `INSERT INTO sync_states (org_id, kind, resource_id, status) VALUES ('o', 'firewall', 'x', 'active')`, "23514"},
@@ -298,7 +299,7 @@ func TestSchemaKeepsRowsConsistent(t *testing.T) {
 	}
 
 	must(`DELETE FROM security_groups WHERE id = 'sg_1'`)
-	for _, table := range []string{"filter_rules", "group_sites", "list_refs"} {
+	for _, table := range []string{"group_sites", "list_refs"} {
 		if n := count(table); n != 0 {
 			t.Errorf("%s has %d rows after the group's delete; want 0", table, n)
 		}
@@ -307,5 +308,60 @@ func TestSchemaKeepsRowsConsistent(t *testing.T) {
 	must(`DELETE FROM sync_states`)
 	if n := count("sync_awaiting"); n != 0 {
 		t.Errorf("sync_awaiting has %d rows after its sync state's delete; want 0", n)
+	}
+}
+
+// TestPoolSize: a control plane opens DefaultMaxConns connections at most
+// unless its URL says how many (pool_max_conns).
+func TestPoolSize(t *testing.T) {
+	dsn := pgtest.DSN(t)
+	sep := "?"
+	if strings.Contains(dsn, "?") {
+		sep = "&"
+	}
+	for _, tc := range []struct {
+		url  string
+		want int32
+	}{{dsn, DefaultMaxConns}, {dsn + sep + "pool_max_conns=3", 3}} {
+		if got := open(t, tc.url).pool.Config().MaxConns; got != tc.want {
+			t.Errorf("%s: %d connections at most; want %d", tc.url, got, tc.want)
+		}
+	}
+}
+
+// TestMigrateFromVersion1: a database the previous binary created (schema
+// 1: the epoch and leases in use, the policy tables empty) opens at the
+// current version with its epoch and leases, and takes a store's writes.
+func TestMigrateFromVersion1(t *testing.T) {
+	dsn := pgtest.DSN(t)
+	ctx := context.Background()
+	p := pool(t, dsn)
+	v1, err := fs.ReadFile(migrationFiles, "migrations/0001_initial.sql")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := migrate(ctx, p, fstest.MapFS{"migrations/0001_initial.sql": {Data: v1}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Exec(ctx, `INSERT INTO rampart_meta (epoch) VALUES ('0123456789abcdef');
+		INSERT INTO leases VALUES ('sweeper', 'old-replica', 7, now(), now() + interval '1 hour')`); err != nil {
+		t.Fatal(err)
+	}
+	s, err := OpenStore(ctx, dsn, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if d := cmp.Diff([]appliedRow{{1, "0001_initial.sql"}, {2, "0002_store.sql"}, {3, "0003_site_history.sql"}}, applied(t, p)); d != "" {
+		t.Errorf("applied migrations (-want +got):\n%s", d)
+	}
+	if s.Epoch() != "0123456789abcdef" {
+		t.Errorf("epoch %q; want the version-1 database's", s.Epoch())
+	}
+	if _, err := s.AcquireLease(ctx, "sweeper", "new-replica", time.Minute); !errors.Is(err, ErrLeaseHeld) {
+		t.Errorf("acquire the old replica's lease: %v; want it still held", err)
+	}
+	if _, err := s.CreatePrefixList(ctx, "org", &cp.PrefixListWrite{Name: "after", Prefixes: []cp.PrefixWrite{{CIDR: "192.0.2.0/24"}}}); err != nil {
+		t.Errorf("write after the migration: %v", err)
 	}
 }

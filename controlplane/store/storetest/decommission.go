@@ -1,9 +1,8 @@
-package bolt_test
+package storetest
 
 import (
 	"context"
 	"encoding/json"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -11,7 +10,6 @@ import (
 
 	cp "github.com/rampart-fw/rampart/controlplane"
 	"github.com/rampart-fw/rampart/controlplane/compile"
-	"github.com/rampart-fw/rampart/controlplane/store/bolt"
 	"github.com/rampart-fw/rampart/protocol"
 )
 
@@ -26,7 +24,7 @@ type decomState struct {
 	Events    int
 }
 
-func readDecomState(t *testing.T, s *bolt.Store, org, site string, res map[string]string) decomState {
+func readDecomState(t *testing.T, s Store, org, site string, res map[string]string) decomState {
 	t.Helper()
 	ctx := context.Background()
 	st := decomState{Resources: map[string]string{}, Versions: map[string]uint64{}}
@@ -53,15 +51,14 @@ func withSubject(sub string) context.Context {
 	return cp.WithWriteRequest(context.Background(), cp.WriteRequest{Subject: sub, RequestID: "req-decom", Method: "DELETE"})
 }
 
-// TestDecommissionAllOrNothing: a decommission takes the site out of
+// testDecommissionAllOrNothing: a decommission takes the site out of
 // every group and prefix list in one transaction, or, when one of them is
 // locked, changes nothing at all; then the site is forgotten once its
 // agent applied the empty document, and its reports are dropped until it
 // is enrolled again.
-func TestDecommissionAllOrNothing(t *testing.T) {
-	s, clk := compiled(t)
+func testDecommissionAllOrNothing(t *testing.T, open Opener) {
+	s, clk := compiled(t, open)
 	ctx := context.Background()
-	const org = "org_a"
 	a, err := createGroup(ctx, s, org, webGroup("443", "a", "site_1", "site_2"))
 	if err != nil {
 		t.Fatal(err)
@@ -96,7 +93,7 @@ func TestDecommissionAllOrNothing(t *testing.T) {
 	}
 
 	// Past b's deadline it is failed, which does not lock.
-	clk.Advance(2 * time.Minute)
+	clk.add(2 * time.Minute)
 	before = readDecomState(t, s, org, "site_1", res)
 	got, err := s.DecommissionSite(withSubject("alice"), org, "site_1")
 	if err != nil {
@@ -233,12 +230,11 @@ func TestDecommissionAllOrNothing(t *testing.T) {
 	}
 }
 
-// TestDecommissionDeadline: a site whose agent never answers is forgotten
+// testDecommissionDeadline: a site whose agent never answers is forgotten
 // at the sync deadline, and resources still waiting for it stop waiting.
-func TestDecommissionDeadline(t *testing.T) {
-	s, clk := compiled(t)
+func testDecommissionDeadline(t *testing.T, open Opener) {
+	s, clk := compiled(t, open)
 	ctx := context.Background()
-	const org = "org_a"
 	l, err := createList(ctx, s, org, &cp.PrefixListWrite{Name: "Office", Prefixes: []cp.PrefixWrite{{CIDR: "192.0.2.0/24", Description: "hq"}}})
 	if err != nil {
 		t.Fatal(err)
@@ -254,14 +250,14 @@ func TestDecommissionDeadline(t *testing.T) {
 	if _, err := replaceList(ctx, s, org, l.ID, &cp.PrefixListWrite{Name: "Office", Prefixes: []cp.PrefixWrite{{CIDR: "198.51.100.0/24", Description: "hq"}}}); err != nil {
 		t.Fatal(err)
 	}
-	clk.Advance(2 * time.Minute)
+	clk.add(2 * time.Minute)
 	if _, err := s.DecommissionSite(withSubject("alice"), org, "site_gone"); err != nil {
 		t.Fatal(err)
 	}
 	if refs, _ := s.ForgetDecommissioned(ctx); len(refs) != 0 {
 		t.Fatalf("forgotten before the deadline: %v", refs)
 	}
-	clk.Advance(time.Minute)
+	clk.add(time.Minute)
 	refs, err := s.ForgetDecommissioned(ctx)
 	if err != nil || len(refs) != 1 {
 		t.Fatalf("at the deadline: %v, %v", refs, err)
@@ -269,28 +265,22 @@ func TestDecommissionDeadline(t *testing.T) {
 	if _, err := s.GetSite(ctx, org, "site_gone"); cp.ErrorCode(err) != cp.CodeNotFound {
 		t.Errorf("site read after the deadline: %v", err)
 	}
-	cur, err := s.GetSecurityGroup(ctx, org, g.ID)
+	cur, err := getGroup(ctx, s, org, g.ID)
 	if err != nil || cur.Status != cp.StatusActive || len(cur.Sites) != 0 {
 		t.Errorf("group after its only site was decommissioned: %+v, %v", cur, err)
 	}
-	list, err := s.GetPrefixList(ctx, org, l.ID)
+	list, err := getList(ctx, s, org, l.ID)
 	if err != nil || list.Status != cp.StatusActive {
 		t.Errorf("prefix list that waited for the forgotten site: %+v, %v; want active", list, err)
 	}
 }
 
-// TestDecommissionQuota: past the quota of decommissioned sites a
+// testDecommissionQuota: past the quota of decommissioned sites a
 // decommission is refused, whole; enrolling one again makes room.
-func TestDecommissionQuota(t *testing.T) {
-	clk := &fakeClock{t: time.Date(2026, 11, 21, 10, 0, 0, 0, time.UTC)}
-	s, err := bolt.Open(filepath.Join(t.TempDir(), "rampart.db"), bolt.Options{Now: clk.Now, SyncTimeout: time.Minute,
-		Revisioner: compile.Revisioner{}, Quotas: cp.Quotas{Decommissioned: 1}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+func testDecommissionQuota(t *testing.T, open Opener) {
+	clk := newClock()
+	s := open(t, Options{Now: clk.Now, SyncTimeout: time.Minute, Revisioner: compile.Revisioner{}, Quotas: cp.Quotas{Decommissioned: 1}})
 	ctx := context.Background()
-	const org = "org_a"
 	for _, site := range []string{"site_1", "site_2"} {
 		if err := s.ReserveSite(ctx, org, site); err != nil {
 			t.Fatal(err)
@@ -302,7 +292,7 @@ func TestDecommissionQuota(t *testing.T) {
 	if _, err := s.DecommissionSite(withSubject("alice"), org, "site_2"); cp.ErrorCode(err) != cp.CodeQuotaExceeded {
 		t.Fatalf("over the quota: %v", err)
 	}
-	clk.Advance(2 * time.Minute)
+	clk.add(2 * time.Minute)
 	if refs, err := s.ForgetDecommissioned(ctx); err != nil || len(refs) != 1 {
 		t.Fatalf("forget: %v, %v", refs, err)
 	}

@@ -1,4 +1,4 @@
-package bolt_test
+package storetest
 
 import (
 	"context"
@@ -11,34 +11,35 @@ import (
 	"github.com/rampart-fw/rampart/protocol"
 )
 
-// TestSiteHistory walks a site through a write, its agent's presence and
+// testSiteHistory walks a site through a write, its agent's presence and
 // reports (through Ingest, as production does) and a second write, and
-// reads its history back newest first, a page at a time.
-func TestSiteHistory(t *testing.T) {
+// reads its history back newest first, a page at a time; another
+// organisation has no such site, nor this one a site nothing named.
+func testSiteHistory(t *testing.T, open Opener) {
 	ctx := context.Background()
-	s, clk := compiled(t)
+	s, clk := compiled(t, open)
 	t0 := clk.Now()
 	g, err := createGroup(ctx, s, org, webGroup("443", "", "site_a"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	ep := s.Epoch()
-	clk.Advance(time.Second)
+	clk.add(time.Second)
 	if err := setPresence(ctx, s, org, "site_a", protocol.Presence{State: protocol.PresenceOnline, At: clk.Now()}); err != nil {
 		t.Fatal(err)
 	}
-	clk.Advance(time.Second)
+	clk.add(time.Second)
 	for _, st := range []string{protocol.StateApplying, protocol.StateApplied} {
-		if _, err := reportStatus(ctx, s, org, "site_a", report(s, ep, 1, st, "")); err != nil {
+		if _, err := reportStatus(ctx, s, org, "site_a", report(ep, 1, st, "")); err != nil {
 			t.Fatal(err)
 		}
 	}
-	clk.Advance(time.Second)
+	clk.add(time.Second)
 	if _, err := replaceGroup(ctx, s, org, g.ID, webGroup("8443", "", "site_a")); err != nil {
 		t.Fatal(err)
 	}
-	clk.Advance(time.Second)
-	if _, err := reportStatus(ctx, s, org, "site_a", report(s, ep, 2, protocol.StateFailed, "the router said no")); err != nil {
+	clk.add(time.Second)
+	if _, err := reportStatus(ctx, s, org, "site_a", report(ep, 2, protocol.StateFailed, "the router said no")); err != nil {
 		t.Fatal(err)
 	}
 
@@ -77,8 +78,6 @@ func TestSiteHistory(t *testing.T) {
 		t.Errorf("paged history (-want +got):\n%s", diff)
 	}
 
-	// Another organisation has no such site, nor does this one a site no
-	// write or report named.
 	for _, c := range []struct{ org, site string }{{"org_b", "site_a"}, {org, "site_zz"}} {
 		if _, _, err := s.SiteHistory(ctx, c.org, c.site, cp.SiteHistoryQuery{Limit: 10}); cp.ErrorCode(err) != cp.CodeNotFound {
 			t.Errorf("history of %s in %s: %v, want not found", c.site, c.org, err)
@@ -86,21 +85,20 @@ func TestSiteHistory(t *testing.T) {
 	}
 }
 
-// TestSiteHistoryBounded: a site keeps its newest SiteHistoryLimit
-// transitions, numbered on.
-func TestSiteHistoryBounded(t *testing.T) {
+// testSiteHistoryBounded: a site keeps its newest SiteHistoryLimit
+// transitions, numbered on, also when one Ingest takes several of them.
+func testSiteHistoryBounded(t *testing.T, open Opener) {
 	ctx := context.Background()
-	s, clk := compiled(t)
+	s, clk := compiled(t, open)
 	if _, err := createGroup(ctx, s, org, webGroup("443", "", "site_a")); err != nil { // transition 1
 		t.Fatal(err)
 	}
-	const flaps = 80 // two transitions each
+	const flaps = 80 // two transitions each, in one Ingest
 	for range flaps {
-		for _, p := range []string{protocol.PresenceOnline, protocol.PresenceOffline} {
-			clk.Advance(time.Second)
-			if err := setPresence(ctx, s, org, "site_a", protocol.Presence{State: p}); err != nil {
-				t.Fatal(err)
-			}
+		clk.add(time.Second)
+		on, off := protocol.Presence{State: protocol.PresenceOnline}, protocol.Presence{State: protocol.PresenceOffline}
+		if _, err := s.Ingest(ctx, []cp.Report{{OrgID: org, SiteID: "site_a", Presence: &on}, {OrgID: org, SiteID: "site_a", Presence: &off}}); err != nil {
+			t.Fatal(err)
 		}
 	}
 	got, more, err := s.SiteHistory(ctx, org, "site_a", cp.SiteHistoryQuery{Limit: 1000})
@@ -118,11 +116,53 @@ func TestSiteHistoryBounded(t *testing.T) {
 	if diff := cmp.Diff(want, seqs); diff != "" {
 		t.Errorf("kept transitions (-want +got):\n%s", diff)
 	}
-	if last := got[0]; last.To != cp.SiteOffline || last.Online {
-		t.Errorf("newest transition %+v, want to offline", last)
+	if len(got) < 2 || got[0].To != cp.SiteOffline || got[0].Online || got[1].To != cp.SiteSyncing || !got[1].Online {
+		t.Errorf("newest transitions %+v, want to offline after back online (syncing)", got[:min(2, len(got))])
 	}
 	// Before a Seq older than any kept: nothing, not the kept ones.
 	if old, _, err := s.SiteHistory(ctx, org, "site_a", cp.SiteHistoryQuery{Before: 5, Limit: 10}); err != nil || len(old) != 0 {
 		t.Errorf("before a pruned seq: %v, %v; want none", old, err)
+	}
+}
+
+// testSiteHistoryDecommission: a decommission is a transition of the site;
+// forgetting the site drops its history with its record, so a site
+// enrolled again starts a new one (another site's stays).
+func testSiteHistoryDecommission(t *testing.T, open Opener) {
+	ctx := context.Background()
+	s, _ := compiled(t, open)
+	if _, err := createGroup(ctx, s, org, webGroup("443", "", "site_a", "site_b")); err != nil {
+		t.Fatal(err)
+	}
+	for _, site := range []string{"site_a", "site_b"} {
+		if err := confirm(ctx, s, org, site, 1, true, ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dec, err := s.DecommissionSite(ctx, org, "site_a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _, err := s.SiteHistory(ctx, org, "site_a", cp.SiteHistoryQuery{Limit: 10})
+	if err != nil || len(got) == 0 || got[0].From != cp.SiteInSync || got[0].To != cp.SiteDecommissioning || got[0].DesiredRevision != dec.DesiredRevision {
+		t.Fatalf("history after the decommission: %+v, %v; want in_sync → decommissioning at revision %d first", got, err, dec.DesiredRevision)
+	}
+	if err := confirm(ctx, s, org, "site_a", dec.DesiredRevision, true, ""); err != nil {
+		t.Fatal(err)
+	}
+	if refs, err := s.ForgetDecommissioned(ctx); err != nil || len(refs) != 1 {
+		t.Fatalf("forget: %v, %v", refs, err)
+	}
+	if _, _, err := s.SiteHistory(ctx, org, "site_a", cp.SiteHistoryQuery{Limit: 10}); cp.ErrorCode(err) != cp.CodeNotFound {
+		t.Errorf("history of a forgotten site: %v, want not found", err)
+	}
+	if err := s.ReserveSite(ctx, org, "site_a"); err != nil {
+		t.Fatal(err)
+	}
+	if got, _, err := s.SiteHistory(ctx, org, "site_a", cp.SiteHistoryQuery{Limit: 10}); err != nil || len(got) != 0 {
+		t.Errorf("history of the site enrolled again: %+v, %v; want a new, empty one", got, err)
+	}
+	if got, _, err := s.SiteHistory(ctx, org, "site_b", cp.SiteHistoryQuery{Limit: 10}); err != nil || len(got) != 2 {
+		t.Errorf("history of the other site: %+v, %v; want its 2 transitions", got, err)
 	}
 }
