@@ -33,17 +33,19 @@ func (w *SecurityGroupWrite) Validate() error {
 	if len(w.Rules) > MaxRules {
 		return Errorf(CodeTooManyRules, "rules", "rules has %d rules; a security group holds at most %d.", len(w.Rules), MaxRules)
 	}
-	orders := make(map[int]int, len(w.Rules))
+	// Which rule holds each order, +1 (0: none): an array on the stack,
+	// since validate has bounded the order, not a map on the heap.
+	var orders [MaxOrder + 1]int
 	for i := range w.Rules {
 		r := &w.Rules[i]
 		if err := r.validate(i); err != nil {
 			return err
 		}
-		if j, dup := orders[r.Order]; dup {
+		if j := orders[r.Order] - 1; j >= 0 {
 			return Errorf(CodeDuplicateOrder, fmt.Sprintf("rules[%d].order", i),
 				"rules[%d].order %d is already used by rules[%d]; each rule needs its own order from %d to %d.", i, r.Order, j, MinOrder, MaxOrder)
 		}
-		orders[r.Order] = i
+		orders[r.Order] = i + 1
 	}
 	return validateSites(w.Sites)
 }
@@ -123,28 +125,30 @@ func (w *PrefixListWrite) Validate() error {
 	seen := make(map[string]int, len(w.Prefixes))
 	for i := range w.Prefixes {
 		p := &w.Prefixes[i]
-		path := fmt.Sprintf("prefixes[%d]", i)
+		// The path only for an error, as for rules: Sprintf for every
+		// prefix was most of the allocations of a valid write.
+		path := func() string { return "prefixes[" + strconv.Itoa(i) + "]" }
 		if n := utf8.RuneCountInString(p.CIDR); n > MaxAddressLength {
-			return Errorf(CodeInvalidAddress, path+".cidr", "%s.cidr is %d characters long; at most %d are allowed.", path, n, MaxAddressLength)
+			return Errorf(CodeInvalidAddress, path()+".cidr", "%s.cidr is %d characters long; at most %d are allowed.", path(), n, MaxAddressLength)
 		}
 		// IPv4 and IPv6 may be mixed: the agent writes each family's
 		// CIDRs to its own table.
 		c, err := protocol.ParseCIDR(p.CIDR)
 		if err != nil {
 			if _, ok := errors.AsType[*protocol.HostBitsError](err); ok {
-				return Errorf(CodeInvalidAddress, path+".cidr", "%s.cidr: %v", path, err)
+				return Errorf(CodeInvalidAddress, path()+".cidr", "%s.cidr: %v", path(), err)
 			}
-			return Errorf(CodeInvalidAddress, path+".cidr", "%s.cidr: %v.", path, err)
+			return Errorf(CodeInvalidAddress, path()+".cidr", "%s.cidr: %v.", path(), err)
 		}
 		if c.Addr().Is6() { // canonical, as for a rule's address
 			p.CIDR = c.String()
 		}
 		if j, dup := seen[p.CIDR]; dup {
-			return Errorf(CodeDuplicatePrefix, path+".cidr", "%s.cidr %q is already listed as prefixes[%d]; list each CIDR once.", path, p.CIDR, j)
+			return Errorf(CodeDuplicatePrefix, path()+".cidr", "%s.cidr %q is already listed as prefixes[%d]; list each CIDR once.", path(), p.CIDR, j)
 		}
 		seen[p.CIDR] = i
-		if err := checkLen(path+".description", p.Description, 0, 255); err != nil {
-			return err
+		if checkLen("", p.Description, 0, 255) != nil {
+			return checkLen(path()+".description", p.Description, 0, 255)
 		}
 	}
 	return validateSites(w.Sites)
@@ -156,11 +160,12 @@ func validateSites(sites []string) error {
 	}
 	seen := make(map[string]int, len(sites))
 	for i, s := range sites {
-		path := fmt.Sprintf("sites[%d]", i)
 		if !protocol.ValidSiteID(s) {
+			path := "sites[" + strconv.Itoa(i) + "]" // only for an error
 			return Errorf(CodeInvalidSite, path, "%s %q is not a site id; use site_ followed by 1 to 64 letters and digits, such as site_hq1.", path, s)
 		}
 		if j, dup := seen[s]; dup {
+			path := "sites[" + strconv.Itoa(i) + "]"
 			return Errorf(CodeDuplicateSite, path, "%s %q is already listed as sites[%d]; list each site once.", path, s, j)
 		}
 		seen[s] = i

@@ -133,7 +133,6 @@ func TestConsoleInBrowser(t *testing.T) {
 			chromedp.Click(`#new-resource`, chromedp.NodeVisible),
 			chromedp.WaitVisible(`#f-name`))
 	}
-	const siteStates = `[...document.querySelectorAll('#sites-table tbody tr[data-site] td[data-col=state] .badge')].map(e => e.textContent)`
 
 	// 1. The one-time link logs in; the token leaves the address bar.
 	step("login-link-fleet",
@@ -205,7 +204,7 @@ func TestConsoleInBrowser(t *testing.T) {
 		chromedp.WaitVisible(`#resource-status .badge`))
 	step("active-in-sync",
 		waitJS(`document.querySelector('#resource-status')?.textContent === 'active' &&
-			(s => s.length === 3 && s.every(x => x === 'in_sync'))(`+siteStates+`)`))
+			(s => s.length === 3 && s.every(x => x === 'in_sync'))(`+siteStatesJS+`)`))
 	accessible("group")
 	if statuses := value(t, ctx, chromedp.Evaluate[[]string](`window.__statuses`)); len(statuses) < 2 || statuses[0] != "syncing" || statuses[len(statuses)-1] != "active" {
 		t.Errorf("the group's status went %v; want syncing first and active last", statuses)
@@ -272,7 +271,12 @@ func TestConsoleInBrowser(t *testing.T) {
 		chromedp.WaitVisible(`#site-props`),
 		waitJS(`[...document.querySelectorAll('#site-groups a')].some(a => a.textContent === 'Ping from anywhere')`),
 		// Its compiled policy holds the new rules, as the router gets them.
-		waitJS(`(t => t.includes('icmp (1)') && t.includes('Allow ping') && t.includes('Allow HTTPS'))(document.querySelector('#policy-rules tbody')?.textContent || '')`))
+		waitJS(`(t => t.includes('icmp (1)') && t.includes('Allow ping') && t.includes('Allow HTTPS'))(document.querySelector('#policy-rules tbody')?.textContent || '')`),
+		// Its state history shows the group's write arriving: syncing,
+		// then in_sync, newest first.
+		waitJS(`(rows => rows.length >= 2 && rows[0].to === 'in_sync' &&
+			rows.some((r, i) => r.from === 'syncing' && r.to === 'in_sync' && rows.slice(i + 1).some(o => o.to === 'syncing')))(`+historyRowsJS+`)`))
+	accessible("site")
 
 	// A prefix list: a CIDR with host bits gets the API's error at that
 	// prefix, which says what was probably meant.
@@ -385,6 +389,14 @@ func TestConsoleInBrowser(t *testing.T) {
 		chromedp.KeyEvent(kb.Enter),
 		chromedp.WaitVisible(`#fleet-table tbody tr[data-site="site_demo1"]`))
 }
+
+// JavaScript expressions of both browser tests: the states of the sites
+// a group's page lists, and a site's history rows, newest first.
+const (
+	siteStatesJS  = `[...document.querySelectorAll('#sites-table tbody tr[data-site] td[data-col=state] .badge')].map(e => e.textContent)`
+	historyRowsJS = `[...document.querySelectorAll('#history-table tbody tr[data-seq]')].map(r =>
+		({from: r.querySelector('[data-col=from]').textContent, to: r.querySelector('[data-col=to]').textContent}))`
+)
 
 // value runs one browser action and returns its result.
 func value[T any](t *testing.T, ctx context.Context, a chromedp.Action[T]) T {

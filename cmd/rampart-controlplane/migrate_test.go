@@ -122,13 +122,16 @@ type snapshot struct {
 	Counts    map[string]map[cp.Status]int
 	// Denied says, of each organisation's sites, which are refused.
 	Denied map[string]bool
+	// History is each site's state history, org/site → newest first.
+	History map[string][]cp.SiteTransition
 }
 
 func snap(t *testing.T, s Store) snapshot {
 	t.Helper()
 	ctx := context.Background()
 	out := snapshot{Epoch: s.Epoch(), Resources: map[string]string{}, Sites: map[string][]cp.Site{}, SiteData: map[string]string{},
-		Audit: map[string][]string{}, Documents: map[string]protocol.DesiredState{}, Denied: map[string]bool{}}
+		Audit: map[string][]string{}, Documents: map[string]protocol.DesiredState{}, Denied: map[string]bool{},
+		History: map[string][]cp.SiteTransition{}}
 	var err error
 	if out.Orgs, err = s.Orgs(ctx); err != nil {
 		t.Fatal(err)
@@ -165,6 +168,11 @@ func snap(t *testing.T, s Store) snapshot {
 		var ids []string
 		for _, site := range sites {
 			ids = append(ids, site.ID)
+			h, _, err := s.SiteHistory(ctx, org, site.ID, cp.SiteHistoryQuery{Limit: cp.SiteHistoryLimit})
+			if err != nil {
+				t.Fatal(err)
+			}
+			out.History[org+"/"+site.ID] = h
 		}
 		err = s.ViewPolicy(ctx, org, func(tx cp.PolicyTx) error {
 			for _, id := range ids {
@@ -240,9 +248,9 @@ func TestMigrate(t *testing.T) {
 		t.Fatalf("the PostgreSQL store differs from the bbolt one (-bbolt +postgres):\n%s", d)
 	}
 	if len(got.Resources) != 4 || len(got.Sites["org_a"]) != 5 || len(got.Audit["org_a"]) != 5 || len(got.Documents) != 8 ||
-		!got.Denied["org_a/site_gone"] || got.Denied["org_a/site_going"] {
-		t.Fatalf("the comparison compared too little: %d resources, %d sites, %d events, %d documents",
-			len(got.Resources), len(got.Sites["org_a"]), len(got.Audit["org_a"]), len(got.Documents))
+		!got.Denied["org_a/site_gone"] || got.Denied["org_a/site_going"] || len(got.History["org_a/site_a"]) < 2 {
+		t.Fatalf("the comparison compared too little: %d resources, %d sites, %d events, %d documents, %d transitions of site_a",
+			len(got.Resources), len(got.Sites["org_a"]), len(got.Audit["org_a"]), len(got.Documents), len(got.History["org_a/site_a"]))
 	}
 
 	// The same write on both stores does the same thing: the compiler's

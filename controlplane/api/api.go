@@ -70,6 +70,10 @@ type Store interface {
 	// ListSitesPage is ListJSONPage for sites, decoded.
 	ListSitesPage(ctx context.Context, org, after string, limit int) ([]cp.Site, bool, error)
 	GetSite(ctx context.Context, org, id string) (cp.Site, error)
+	// SiteHistory answers a page of a site's state transitions, newest
+	// first, and whether more follow; NotFound when the organisation has
+	// no such site.
+	SiteHistory(ctx context.Context, org, site string, q cp.SiteHistoryQuery) ([]cp.SiteTransition, bool, error)
 	// DecommissionSite starts a site's decommission (DELETE
 	// /vpc/sites/{siteId}) and answers with the site, decommissioning.
 	// The context carries the cp.WriteRequest, as for every write.
@@ -181,6 +185,7 @@ func (s *Server) routes() {
 		s.handle("GET "+base+"/sites/{siteId}", s.getSite)
 		s.handle("DELETE "+base+"/sites/{siteId}", s.decommissionSite)
 		s.handle("GET "+base+"/sites/{siteId}/policy", s.sitePolicy)
+		s.handle("GET "+base+"/sites/{siteId}/history", s.siteHistory)
 		s.handle("GET "+base+"/audit-events", s.auditEvents)
 		s.handle("GET "+base+"/security-groups/{securityGroupId}/versions", s.versions(cp.KindSecurityGroup, "securityGroupId"))
 		s.handle("GET "+base+"/prefix-lists/{prefixListId}/versions", s.versions(cp.KindPrefixList, "prefixListId"))

@@ -70,6 +70,9 @@ type Site struct {
 	// LastReport is the newest status report taken in, by which later
 	// ones are ordered; the zero value if none.
 	LastReport cp.LastReport
+	// History is its state history (controlplane.TransitionOf), oldest
+	// first, with the store's numbers (Seq): a copy carries them on.
+	History []cp.SiteTransition
 }
 
 // AuditEvent is one event of the trail.

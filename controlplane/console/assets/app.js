@@ -225,24 +225,52 @@ function fleetView(view) {
 
 async function siteView(view, id) {
   setNav('fleet');
-  const body = h('div');
-  main.replaceChildren(h('p', {}, h('a', { href: '#/fleet' }, '← Fleet')), h('h1', {}, id), errorBanner(view), body);
-  poll(view, async () => {
+  const props = h('div'), rest = h('div');
+  // The history keeps its own elements across polls, so its button keeps
+  // the focus; it reads one page of the newest, longer on request (a
+  // site keeps 100).
+  let historyLimit = 20;
+  const historyBody = h('tbody');
+  const older = h('button', { type: 'button', class: 'secondary', id: 'history-older', hidden: true }, 'Show older transitions');
+  const history = h('section', { id: 'site-history', 'aria-labelledby': 'site-history-title' },
+    h('h2', { id: 'site-history-title' }, 'State history'),
+    h('p', { class: 'meta' }, 'Newest first: each change of the site\'s state or presence, with its revisions after it.'),
+    h('div', { class: 'table-wrap' }, h('table', { id: 'history-table' },
+      h('caption', { class: 'visually-hidden' }, 'State transitions, newest first'),
+      h('thead', {}, h('tr', {}, ['When', 'From', 'To', 'Desired', 'Applied', 'Online', 'Error'].map((c) => h('th', { scope: 'col' }, c)))),
+      historyBody)),
+    older);
+  main.replaceChildren(h('p', {}, h('a', { href: '#/fleet' }, '← Fleet')), h('h1', {}, id), errorBanner(view), props, history, rest);
+  const path = `/vpc/sites/${encodeURIComponent(id)}`;
+  const load = async () => {
     await loadProtocols();
-    const [{ data: s }, groups, lists, policy] = await Promise.all([
-      get(`/vpc/sites/${encodeURIComponent(id)}`), listAll(KINDS.groups.path), listAll(KINDS.lists.path),
-      get(`/vpc/sites/${encodeURIComponent(id)}/policy`).then((r) => r.data).catch((e) => (e.status === 404 ? null : Promise.reject(e)))]);
-    const props = [['State', badge(s.state)], ['Online', s.online ? 'online' : 'offline'], ['Last seen', `${ago(s.last_seen)} (${fmtTime(s.last_seen)})`],
+    const [{ data: s }, groups, lists, policy, hist] = await Promise.all([
+      get(path), listAll(KINDS.groups.path), listAll(KINDS.lists.path),
+      get(`${path}/policy`).then((r) => r.data).catch((e) => (e.status === 404 ? null : Promise.reject(e))),
+      get(`${path}/history?limit=${historyLimit}`)]);
+    const rows = [['State', badge(s.state)], ['Online', s.online ? 'online' : 'offline'], ['Last seen', `${ago(s.last_seen)} (${fmtTime(s.last_seen)})`],
       ['Desired revision', s.desired_revision], ['Applied revision', s.applied_revision], ['Last error', s.last_error || '—'],
       ['Agent', s.agent_version || '—'], ['RouterOS', s.routeros_version || '—'], ['Board', s.board || '—']];
+    props.replaceChildren(h('dl', { class: 'props', id: 'site-props' }, rows.flatMap(([k, v]) => [h('dt', {}, k), h('dd', {}, v)])));
+    historyBody.replaceChildren(...or(hist.data.map((t) => h('tr', { 'data-seq': t.seq },
+      h('td', {}, h('time', { datetime: t.at, title: fmtTime(t.at) }, ago(t.at))),
+      h('td', { 'data-col': 'from' }, badge(t.from)), h('td', { 'data-col': 'to' }, badge(t.to)),
+      h('td', { class: 'num' }, t.desired_revision), h('td', { class: 'num' }, t.applied_revision),
+      h('td', {}, t.online ? 'online' : 'offline'), h('td', { class: 'err' }, t.error || ''))),
+    h('tr', {}, h('td', { colspan: 7 }, 'No transitions yet.'))));
+    older.hidden = !nextLink(hist.res.headers.get('Link')) || historyLimit >= 100;
     const mine = (k, items) => items.filter((r) => (r.sites || []).includes(id)).map((r) =>
       h('li', {}, h('a', { href: `#/${k}/${r.id}` }, r.name), ' ', badge(r.status)));
-    body.replaceChildren(
-      h('dl', { class: 'props', id: 'site-props' }, props.flatMap(([k, v]) => [h('dt', {}, k), h('dd', {}, v)])),
+    rest.replaceChildren(
       h('h2', {}, 'Security groups attached'), h('ul', { id: 'site-groups' }, or(mine('groups', groups), h('li', {}, 'none'))),
       h('h2', {}, 'Prefix lists attached directly'), h('ul', { id: 'site-lists' }, or(mine('lists', lists), h('li', {}, 'none'))),
       policyView(policy));
-  }, 3000);
+  };
+  older.addEventListener('click', () => {
+    historyLimit = Math.min(100, historyLimit + 40);
+    load().catch((e) => view.showError?.(e));
+  });
+  poll(view, load, 3000);
 }
 
 // policyView shows a site's compiled policy as published to its router:

@@ -16,6 +16,7 @@
 //	orgs/<org>/reports/<site>   JSON controlplane.LastReport: the newest status taken
 //	orgs/<org>/audit/<time BE><seq BE>   resource id, 0, JSON controlplane.AuditEvent
 //	orgs/<org>/auditres/<resource>\x00<time BE><seq BE>   a resource's events (its versions)
+//	orgs/<org>/history/<site>\x00<seq BE>   JSON controlplane.SiteTransition: its newest 100
 //	deadlines/<unixnano BE><org>\x00<kind>\x00<id>   syncing resources by deadline
 //	awaiting/<org>\x00<site>\x00<kind>\x00<id>       which resources wait for a site
 //	status/<org>\x00<kind>\x00<id>                   status, for metrics
@@ -69,6 +70,7 @@
 //	policy.go     the Revisioner's and syncer's PolicyTx
 //	commit.go     group commit of concurrent writes
 //	audit.go      the audit trail: recorded in each write, read, pruned
+//	history.go    each site's state history: recorded with the record, read
 //	decommission.go  a site's decommission, forgetting it, refusing it
 package bolt
 

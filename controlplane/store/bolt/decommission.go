@@ -135,7 +135,7 @@ func (s *Store) DecommissionSite(ctx context.Context, org, site string) (cp.Site
 			if docs, err = s.revise(tx, ob, org, affected); err != nil {
 				return err
 			}
-			if err := touchSites(ob, affected, cp.Revisions(docs), nil, time.Time{}); err != nil {
+			if err := touchSites(ob, affected, cp.Revisions(docs), nil, time.Time{}, now); err != nil {
 				return err
 			}
 		}
@@ -144,11 +144,12 @@ func (s *Store) DecommissionSite(ctx context.Context, org, site string) (cp.Site
 			docs = map[string]protocol.DesiredState{site: docs[site]}
 			revs = map[string]uint64{site: revs[site]}
 		}
-		if rec, _, err = readSite(ob, site); err != nil {
+		prev, _, err := readSite(ob, site)
+		if err != nil {
 			return err
 		}
-		rec, _ = cp.StartDecommission(rec, revs[site], now.Add(s.opts.SyncTimeout))
-		if err := storeSite(ob, rec); err != nil {
+		rec, _ = cp.StartDecommission(prev, revs[site], now.Add(s.opts.SyncTimeout))
+		if err := storeSite(ob, prev, rec, now); err != nil {
 			return err
 		}
 		if err := tx.Bucket(bucketDecommissioning).Put(key(org, site), nil); err != nil {
@@ -339,6 +340,9 @@ func (s *Store) forget(tx *bolt.Tx, ob *bolt.Bucket, ref cp.SiteRef, now time.Ti
 		return err
 	}
 	if err := ob.Bucket(bucketReports).Delete([]byte(site)); err != nil {
+		return err
+	}
+	if err := deleteHistory(ob, site); err != nil {
 		return err
 	}
 	if err := putJSON(tx.Bucket(bucketDenied), string(key(org, site)), cp.Forgotten(*rec, org, now)); err != nil {

@@ -75,6 +75,9 @@ func exportOrg(tx *bolt.Tx, ob *bolt.Bucket, org string) (*store.Dump, error) {
 					return fmt.Errorf("decode last report of %s: %w", k, err)
 				}
 			}
+			if rec.History, err = siteHistory(ob, string(k)); err != nil {
+				return err
+			}
 			d.Sites = append(d.Sites, rec)
 			return nil
 		})

@@ -29,7 +29,9 @@ import (
 //	5  the decommissioning and denied buckets (decommission.go), which Open
 //	   creates: a build before it would let a decommissioned site's
 //	   credentials and reports in again.
-const schemaVersion = 5
+//	6  every organisation has the history bucket (history.go): a build
+//	   before it would write sites without recording their transitions.
+const schemaVersion = 6
 
 var keySchema = []byte("schema")
 
@@ -40,6 +42,7 @@ var migrations = []func(tx *bolt.Tx) error{
 	migrateUnforge,
 	migrateAudit,
 	migrateDecommission,
+	migrateHistory,
 }
 
 // migrateDecommission (4 → 5): the buckets exist already (Open creates
@@ -50,6 +53,12 @@ func migrateDecommission(*bolt.Tx) error { return nil }
 // (orgBucket creates what is missing); versions start at 0 and the next
 // write makes them 1.
 func migrateAudit(tx *bolt.Tx) error {
+	return eachOrg(tx, func(string, *bolt.Bucket) error { return nil })
+}
+
+// migrateHistory (5 → 6) gives every organisation the history bucket
+// (orgBucket creates what is missing); histories start empty.
+func migrateHistory(tx *bolt.Tx) error {
 	return eachOrg(tx, func(string, *bolt.Bucket) error { return nil })
 }
 
@@ -185,7 +194,9 @@ func migrateUnforge(tx *bolt.Tx) error {
 			if !changed {
 				continue
 			}
-			if err := storeSite(ob, rec); err != nil {
+			// A repair of the file, not a transition of the site: no
+			// history (putSite, not storeSite).
+			if err := putSite(ob.Bucket(bucketSites), id, &rec); err != nil {
 				return err
 			}
 			if last == (cp.LastReport{}) {

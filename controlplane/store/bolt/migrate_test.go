@@ -249,7 +249,7 @@ func TestMigrateUnforges(t *testing.T) {
 			return err
 		}
 		rec.AppliedRevision, rec.State = forged, cp.SiteInSync
-		if err := storeSite(ob, rec); err != nil {
+		if err := putSite(ob.Bucket(bucketSites), "site_a", &rec); err != nil {
 			return err
 		}
 		if err := putJSON(ob.Bucket(bucketReports), "site_a", cp.LastReport{Epoch: epoch, Revision: forged, State: protocol.StateApplied}); err != nil {

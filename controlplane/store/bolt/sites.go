@@ -81,7 +81,8 @@ func (s *Store) ingestStatus(b *syncBatch, org, site string, st *protocol.SiteSt
 	if err != nil {
 		return 0, err
 	}
-	out := cp.FoldStatus(rec, last, *st, s.siteRules(), s.opts.Now())
+	now := s.opts.Now()
+	out := cp.FoldStatus(rec, last, *st, s.siteRules(), now)
 	if out.Result == cp.ReportRefused {
 		return out.Result, nil
 	}
@@ -95,7 +96,7 @@ func (s *Store) ingestStatus(b *syncBatch, org, site string, st *protocol.SiteSt
 			return 0, err
 		}
 	}
-	return out.Result, storeSite(ob, out.Site)
+	return out.Result, storeSite(ob, rec, out.Site, now)
 }
 
 // siteRules are the state machine's rules for this store.
@@ -121,12 +122,6 @@ func readSite(ob *bolt.Bucket, site string) (cp.Site, cp.LastReport, error) {
 		}
 	}
 	return *rec, last, nil
-}
-
-// storeSite stores a site's record (through putSite, which keeps the
-// running counts).
-func storeSite(ob *bolt.Bucket, rec cp.Site) error {
-	return putSite(ob.Bucket(bucketSites), rec.ID, &rec)
 }
 
 // syncBatch holds the sync records of resources that one transaction
@@ -219,7 +214,8 @@ func (s *Store) ingestPresence(tx *bolt.Tx, org, site string, p protocol.Presenc
 	if err != nil {
 		return err
 	}
-	return storeSite(ob, cp.FoldPresence(rec, last, p, s.epoch, s.opts.Now()))
+	now := s.opts.Now()
+	return storeSite(ob, rec, cp.FoldPresence(rec, last, p, s.epoch, now), now)
 }
 
 // Settle confirms, for each of sites, every group and prefix list waiting
@@ -238,7 +234,8 @@ func (s *Store) Settle(ctx context.Context, org string, sites []string) error {
 			return nil
 		}
 		b := newSyncBatch(s, tx)
-		deadline := s.opts.Now().Add(s.opts.SyncTimeout)
+		now := s.opts.Now()
+		deadline := now.Add(s.opts.SyncTimeout)
 		for _, site := range sites {
 			if getSiteRaw(ob, site) == nil {
 				continue
@@ -256,8 +253,8 @@ func (s *Store) Settle(ctx context.Context, org string, sites []string) error {
 					return err
 				}
 			}
-			if rec, changed := cp.Settle(rec, deadline); changed {
-				if err := storeSite(ob, rec); err != nil {
+			if next, changed := cp.Settle(rec, deadline); changed {
+				if err := storeSite(ob, rec, next, now); err != nil {
 					return err
 				}
 			}

@@ -197,7 +197,7 @@ func (s *Store) putAllTx(ctx context.Context, tx *bolt.Tx, org string, create bo
 	}
 	// Every site once, however many of the writes touch it: awaited (so
 	// syncing until the deadline) when any of them awaits it.
-	if err := touchSites(ob, all, revs, awaited, now.Add(s.opts.SyncTimeout)); err != nil {
+	if err := touchSites(ob, all, revs, awaited, now.Add(s.opts.SyncTimeout), now); err != nil {
 		return nil, nil, err
 	}
 	return sts, changes, nil
@@ -531,7 +531,7 @@ func (s *Store) deleted(tx *bolt.Tx, ob *bolt.Bucket, org, kind, id string, st *
 		return cp.Change{}, err
 	}
 	revs := cp.Revisions(docs)
-	if err := touchSites(ob, affected, revs, nil, time.Time{}); err != nil {
+	if err := touchSites(ob, affected, revs, nil, time.Time{}, s.opts.Now()); err != nil {
 		return cp.Change{}, err
 	}
 	return cp.Change{OrgID: org, Sites: sortedKeys(affected), Kind: kind, ID: id, Deleted: true, Revisions: revs, Documents: docs}, nil
@@ -551,8 +551,9 @@ func (s *Store) revise(tx *bolt.Tx, ob *bolt.Bucket, org string, affected map[st
 }
 
 // touchSites creates missing site records and records new desired
-// revisions; sites in awaited are marked syncing until deadline.
-func touchSites(ob *bolt.Bucket, affected map[string]bool, revs map[string]uint64, awaited map[string]bool, deadline time.Time) error {
+// revisions; sites in awaited are marked syncing until deadline. now is
+// when, for the sites' histories.
+func touchSites(ob *bolt.Bucket, affected map[string]bool, revs map[string]uint64, awaited map[string]bool, deadline, now time.Time) error {
 	for _, id := range sortedKeys(affected) {
 		site, err := getSite(ob.Bucket(bucketSites), id)
 		if err != nil {
@@ -562,7 +563,7 @@ func touchSites(ob *bolt.Bucket, affected map[string]bool, revs map[string]uint6
 			site = &cp.Site{}
 			*site = cp.NewSite(id)
 		}
-		if err := storeSite(ob, cp.AssignRevision(*site, revs[id], awaited[id], deadline)); err != nil {
+		if err := storeSite(ob, *site, cp.AssignRevision(*site, revs[id], awaited[id], deadline), now); err != nil {
 			return err
 		}
 	}

@@ -107,7 +107,7 @@ func (s *Store) DecommissionSite(ctx context.Context, org, site string) (cp.Site
 			if docs, err = s.revise(ctx, tx, org, rows, now); err != nil {
 				return err
 			}
-			touchSites(rows, cp.Revisions(docs), nil, time.Time{})
+			touchSites(rows, cp.Revisions(docs), nil, time.Time{}, now)
 			if err := storeSites(ctx, tx, rowsOf(rows)); err != nil {
 				return err
 			}
@@ -122,8 +122,8 @@ func (s *Store) DecommissionSite(ctx context.Context, org, site string) (cp.Site
 			return err
 		}
 		r := rows[site]
-		r.rec, _ = cp.StartDecommission(r.rec, revs[site], now.Add(s.opts.SyncTimeout))
-		r.dirty = true
+		next, _ := cp.StartDecommission(r.rec, revs[site], now.Add(s.opts.SyncTimeout))
+		r.set(next, now)
 		out = siteView(r, now)
 		body, err := json.Marshal(out)
 		if err != nil {
@@ -257,6 +257,7 @@ func (s *Store) ForgetDecommissioned(ctx context.Context) ([]cp.SiteRef, error) 
 				return fmt.Errorf("encode decommissioned site: %w", err)
 			}
 			b.Queue(`DELETE FROM sites WHERE org_id = $1 AND id = $2`, r.org, r.rec.ID)
+			b.Queue(`DELETE FROM site_history WHERE org_id = $1 AND site_id = $2`, r.org, r.rec.ID)
 			b.Queue(`INSERT INTO denied_sites (org_id, site_id, record, revisioner_data) VALUES ($1, $2, $3, $4)
 				ON CONFLICT (org_id, site_id) DO UPDATE SET record = excluded.record, revisioner_data = excluded.revisioner_data`,
 				r.org, r.rec.ID, string(record), r.data)

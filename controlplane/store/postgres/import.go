@@ -134,6 +134,14 @@ func importOrg(ctx context.Context, tx pgx.Tx, d *store.Dump) (uint64, error) {
 		return 0, err
 	}
 	b := &pgx.Batch{}
+	for _, s := range d.Sites {
+		// Their numbers as they were: pages continue across the copy.
+		for _, tr := range s.History {
+			b.Queue(`INSERT INTO site_history (org_id, site_id, seq, at, from_state, to_state, desired_revision, applied_revision, error, online)
+				VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`, d.Org, s.Site.ID, int64(tr.Seq), tr.At,
+				string(tr.From), string(tr.To), int64(tr.DesiredRevision), int64(tr.AppliedRevision), tr.Error, tr.Online)
+		}
+	}
 	for _, dec := range d.Decommissions {
 		phase := "decommissioning"
 		if dec.Forgotten {

@@ -123,12 +123,12 @@ func TestOpenMigratesOnce(t *testing.T) {
 	dsn := pgtest.DSN(t)
 	a := open(t, dsn)
 	p := pool(t, dsn)
-	want := []appliedRow{{1, "0001_initial.sql"}, {2, "0002_store.sql"}}
+	want := []appliedRow{{1, "0001_initial.sql"}, {2, "0002_store.sql"}, {3, "0003_site_history.sql"}}
 	if d := cmp.Diff(want, applied(t, p)); d != "" {
 		t.Errorf("applied migrations (-want +got):\n%s", d)
 	}
 	wantTables := []string{"audit_events", "denied_sites", "group_sites", "leases", "list_refs", "list_sites", "orgs", "prefix_lists",
-		"rampart_meta", "rampart_schema_migrations", "security_groups", "site_decommissions", "site_published", "sites", "sync_awaiting", "sync_states"}
+		"rampart_meta", "rampart_schema_migrations", "security_groups", "site_decommissions", "site_history", "site_published", "sites", "sync_awaiting", "sync_states"}
 	if d := cmp.Diff(wantTables, tables(t, p)); d != "" {
 		t.Errorf("tables (-want +got):\n%s", d)
 	}
@@ -177,7 +177,7 @@ func TestConcurrentOpens(t *testing.T) {
 	if len(epochs) != 1 {
 		t.Errorf("replicas see epochs %v; want one", epochs)
 	}
-	if d := cmp.Diff([]appliedRow{{1, "0001_initial.sql"}, {2, "0002_store.sql"}}, applied(t, pool(t, dsn))); d != "" {
+	if d := cmp.Diff([]appliedRow{{1, "0001_initial.sql"}, {2, "0002_store.sql"}, {3, "0003_site_history.sql"}}, applied(t, pool(t, dsn))); d != "" {
 		t.Errorf("applied migrations (-want +got):\n%s", d)
 	}
 }
@@ -352,7 +352,7 @@ func TestMigrateFromVersion1(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	if d := cmp.Diff([]appliedRow{{1, "0001_initial.sql"}, {2, "0002_store.sql"}}, applied(t, p)); d != "" {
+	if d := cmp.Diff([]appliedRow{{1, "0001_initial.sql"}, {2, "0002_store.sql"}, {3, "0003_site_history.sql"}}, applied(t, p)); d != "" {
 		t.Errorf("applied migrations (-want +got):\n%s", d)
 	}
 	if s.Epoch() != "0123456789abcdef" {

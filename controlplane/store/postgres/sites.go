@@ -31,6 +31,20 @@ type siteRow struct {
 	// exists says the row is stored (else it is inserted); dirty that it
 	// is to be written.
 	exists, dirty bool
+	// transitions are the changes set made to the record, in order, for
+	// the site's history (history.go).
+	transitions []cp.SiteTransition
+}
+
+// set makes next the row's record, to be written, and keeps the change
+// from the record it replaces if it is a transition
+// (controlplane.TransitionOf), as store/bolt's storeSite does for each
+// write of a record.
+func (r *siteRow) set(next cp.Site, now time.Time) {
+	if tr, ok := cp.TransitionOf(r.rec, next, now); ok {
+		r.transitions = append(r.transitions, tr)
+	}
+	r.rec, r.dirty = next, true
 }
 
 const siteCols = `org_id, id, online, last_seen, desired_revision, applied_revision, state, last_error,
@@ -199,6 +213,7 @@ func queueSites(b *pgx.Batch, rows []*siteRow) {
 			return nil
 		})
 	}
+	queueHistory(b, rows)
 }
 
 // siteColumns are site rows as column arrays, for unnest.
@@ -277,13 +292,14 @@ func (s *Store) Ingest(ctx context.Context, reports []cp.Report) ([]cp.ReportRes
 				if out.Result == cp.ReportRefused {
 					continue
 				}
-				row.rec, row.last, row.dirty = out.Site, out.Last, true
+				row.last = out.Last
+				row.set(out.Site, now)
 				if out.Confirm {
 					confirms = append(confirms, confirmation{site: siteKey{r.OrgID, r.SiteID}, revision: out.Revision, applied: out.Applied, errMsg: out.Error})
 				}
 			case r.Presence != nil:
 				results[i] = cp.ReportTaken
-				row.rec, row.dirty = cp.FoldPresence(row.rec, row.last, *r.Presence, s.epoch, now), true
+				row.set(cp.FoldPresence(row.rec, row.last, *r.Presence, s.epoch, now), now)
 			}
 		}
 		if err := confirm(ctx, tx, confirms); err != nil {
@@ -393,7 +409,8 @@ func (s *Store) Settle(ctx context.Context, org string, sites []string) error {
 		if err != nil {
 			return err
 		}
-		deadline := s.opts.Now().Add(s.opts.SyncTimeout)
+		now := s.opts.Now()
+		deadline := now.Add(s.opts.SyncTimeout)
 		var confirms []confirmation
 		for _, id := range sites {
 			row := rows[id]
@@ -407,7 +424,9 @@ func (s *Store) Settle(ctx context.Context, org string, sites []string) error {
 			if ok {
 				confirms = append(confirms, confirmation{site: siteKey{org, id}, revision: rev, applied: true})
 			}
-			row.rec, row.dirty = cp.Settle(row.rec, deadline)
+			if next, changed := cp.Settle(row.rec, deadline); changed {
+				row.set(next, now)
+			}
 		}
 		if err := confirm(ctx, tx, confirms); err != nil {
 			return err

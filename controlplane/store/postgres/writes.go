@@ -158,7 +158,7 @@ func (s *Store) putAllTx(ctx context.Context, tx pgx.Tx, org string, create bool
 	}
 	// Every site once, however many of the writes touch it: awaited (so
 	// syncing until the deadline) when any of them awaits it.
-	touchSites(sites, revs, awaited, now.Add(s.opts.SyncTimeout))
+	touchSites(sites, revs, awaited, now.Add(s.opts.SyncTimeout), now)
 	queueSites(b, rowsOf(sites))
 	if err := tx.SendBatch(ctx, b).Close(); err != nil {
 		return nil, nil, fmt.Errorf("store %s: %w", ws[0].kind(), err)
@@ -167,10 +167,11 @@ func (s *Store) putAllTx(ctx context.Context, tx pgx.Tx, org string, create bool
 }
 
 // touchSites records on each site the revision the writes gave it; sites
-// awaited read syncing until deadline (AssignRevision).
-func touchSites(sites map[string]*siteRow, revs map[string]uint64, awaited map[string]bool, deadline time.Time) {
+// awaited read syncing until deadline (AssignRevision). now is when, for
+// the sites' histories.
+func touchSites(sites map[string]*siteRow, revs map[string]uint64, awaited map[string]bool, deadline, now time.Time) {
 	for id, r := range sites {
-		r.rec, r.dirty = cp.AssignRevision(r.rec, revs[id], awaited[id], deadline), true
+		r.set(cp.AssignRevision(r.rec, revs[id], awaited[id], deadline), now)
 	}
 }
 
@@ -478,7 +479,7 @@ func (s *Store) del(ctx context.Context, org, kind, id string, check func(tx pgx
 			return err
 		}
 		revs := cp.Revisions(docs)
-		touchSites(sites, revs, nil, time.Time{})
+		touchSites(sites, revs, nil, time.Time{}, now)
 		b := &pgx.Batch{}
 		// Its awaited sites go with it (ON DELETE CASCADE).
 		b.Queue(`DELETE FROM sync_states WHERE org_id = $1 AND kind = $2 AND resource_id = $3`, org, kind, id)

@@ -105,6 +105,10 @@ var tests = []struct {
 	{"ForgedStatusRefused", testForgedStatusRefused},
 	{"ReportTextBounded", testReportTextBounded},
 	{"ReserveSiteAndCounts", testReserveSiteAndCounts},
+	// history.go
+	{"SiteHistory", testSiteHistory},
+	{"SiteHistoryBounded", testSiteHistoryBounded},
+	{"SiteHistoryDecommission", testSiteHistoryDecommission},
 	// decommission.go
 	{"DecommissionAllOrNothing", testDecommissionAllOrNothing},
 	{"DecommissionDeadline", testDecommissionDeadline},
