@@ -94,6 +94,8 @@ var tests = []struct {
 	{"VersionsAndIfMatch", testVersionsAndIfMatch},
 	{"AuditTrail", testAuditTrail},
 	{"Paging", testPaging},
+	// documents.go
+	{"DocumentTooLarge", testDocumentTooLarge},
 	// sites.go
 	{"FailedReportFailsAndRecovers", testFailedReportFailsAndRecovers},
 	{"SweeperFailsAtDeadline", testSweeperFailsAtDeadline},
