@@ -25,10 +25,18 @@ const (
 	// ReportDecommissioned: the site was decommissioned and forgotten; its
 	// agent's reports are dropped until it is enrolled again.
 	ReportDecommissioned
+	// ReportOverQuota: the site is not known to its organisation, and the
+	// record a report would create for it would take the organisation
+	// over its site quota (Quotas.CheckSites, as a write's or an
+	// enrollment's new site would): nothing it says is taken until a site
+	// is removed or the quota raised. Enrollment through the API reserves
+	// the site within the quota first; this bounds the sites of agents
+	// given credentials otherwise (the enroll subcommand needs no store).
+	ReportOverQuota
 )
 
 // ReportResults lists every ReportResult, for metrics.
-var ReportResults = []ReportResult{ReportTaken, ReportStale, ReportOtherEpoch, ReportRefused, ReportDecommissioned}
+var ReportResults = []ReportResult{ReportTaken, ReportStale, ReportOtherEpoch, ReportRefused, ReportDecommissioned, ReportOverQuota}
 
 // String is the result as a metric label.
 func (r ReportResult) String() string {
@@ -43,6 +51,8 @@ func (r ReportResult) String() string {
 		return "refused"
 	case ReportDecommissioned:
 		return "decommissioned"
+	case ReportOverQuota:
+		return "over_quota"
 	}
 	return "unknown"
 }

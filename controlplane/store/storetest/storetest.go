@@ -107,6 +107,7 @@ var tests = []struct {
 	{"ForgedStatusRefused", testForgedStatusRefused},
 	{"ReportTextBounded", testReportTextBounded},
 	{"ReserveSiteAndCounts", testReserveSiteAndCounts},
+	{"ReportsWithinSiteQuota", testReportsWithinSiteQuota},
 	// decommission.go
 	{"DecommissionAllOrNothing", testDecommissionAllOrNothing},
 	{"DecommissionDeadline", testDecommissionDeadline},
