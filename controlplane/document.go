@@ -32,8 +32,8 @@ func Revise(r Revisioner, tx PolicyTx, org string, sites []string) (map[string]p
 }
 
 // DocumentTooLarge is the error for a write that would make the document
-// of site bytes long, more than an agent takes; others more sites are
-// over too.
+// of site bytes long, more than an agent takes, and those of others more
+// sites too large as well.
 func DocumentTooLarge(site string, bytes, others int) *Error {
 	also := ""
 	if others > 0 {
