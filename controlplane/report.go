@@ -22,6 +22,13 @@ const (
 	// site was given in this epoch, which no honest agent can hold; it
 	// changes nothing (FoldStatus).
 	ReportRefused
+	// ReportBehind: the report was taken, as ReportTaken, and shows the
+	// site behind: an outcome (applied or failed) of an older revision than
+	// the one it was given in this epoch. Its agent is not working on that
+	// revision and may never have received it (a broker can lose a retained
+	// publish it acknowledged: nats-server 2.9.10 did, after a node died),
+	// so the site's document is to be published again (FoldStatus).
+	ReportBehind
 	// ReportDecommissioned: the site was decommissioned and forgotten; its
 	// agent's reports are dropped until it is enrolled again.
 	ReportDecommissioned
@@ -35,8 +42,12 @@ const (
 	ReportOverQuota
 )
 
+// Taken reports whether the report was folded in (ReportTaken or
+// ReportBehind).
+func (r ReportResult) Taken() bool { return r == ReportTaken || r == ReportBehind }
+
 // ReportResults lists every ReportResult, for metrics.
-var ReportResults = []ReportResult{ReportTaken, ReportStale, ReportOtherEpoch, ReportRefused, ReportDecommissioned, ReportOverQuota}
+var ReportResults = []ReportResult{ReportTaken, ReportStale, ReportOtherEpoch, ReportRefused, ReportBehind, ReportDecommissioned, ReportOverQuota}
 
 // String is the result as a metric label.
 func (r ReportResult) String() string {
@@ -49,6 +60,8 @@ func (r ReportResult) String() string {
 		return "other_epoch"
 	case ReportRefused:
 		return "refused"
+	case ReportBehind:
+		return "behind"
 	case ReportDecommissioned:
 		return "decommissioned"
 	case ReportOverQuota:

@@ -80,6 +80,11 @@ type StatusOutcome struct {
 //     "failed" makes it failed and fails them; "applying" makes it syncing,
 //     unless it is failed at a revision at least as new.
 //   - A site whose presence said offline stays offline.
+//   - A report taken that is an outcome (applied or failed) of an older
+//     revision than the site was given in this epoch is ReportBehind: its
+//     agent is not working on the site's revision and may never have
+//     received it, so the document is to be published again. An
+//     "applying" is not: that agent reports again when it is done.
 //
 // Text fields are cut to MaxSiteError and MaxSiteText.
 func FoldStatus(rec Site, last LastReport, st protocol.SiteStatus, rules SiteRules, now time.Time) StatusOutcome {
@@ -128,6 +133,9 @@ func FoldStatus(rec Site, last LastReport, st protocol.SiteStatus, rules SiteRul
 	}
 	if rec.State == SiteDecommissioning {
 		site.State = SiteDecommissioning // until it is forgotten
+	}
+	if st.State != protocol.StateApplying && st.Revision < site.DesiredRevision {
+		out.Result = ReportBehind
 	}
 	return out
 }

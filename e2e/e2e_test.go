@@ -24,6 +24,7 @@ import (
 
 	"github.com/go-routeros/routeros/v3"
 
+	"github.com/rampart-fw/rampart/internal/pgtest"
 	"github.com/rampart-fw/rampart/internal/syncbuf"
 	"github.com/rampart-fw/rampart/internal/wait"
 )
@@ -56,7 +57,9 @@ func run(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, "build the binaries:", err)
 		return 1
 	}
-	return m.Run()
+	// PostgreSQL, for the failover test, is started on first use and
+	// stopped here.
+	return pgtest.Main(m)
 }
 
 // proc is a started binary; its output goes to a buffer shown on failure.

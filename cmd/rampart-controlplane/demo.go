@@ -207,9 +207,9 @@ func (d *demo) serveRouters(m *Main) (string, error) {
 	return "http://" + ln.Addr().String() + "/routers", nil
 }
 
-// writeFirewall prints a router's filter rules and address lists the way
-// /ip/firewall/filter/print detail does (numbered, one row each, the
-// properties a person reads first), then the agent's last status.
+// writeFirewall prints the agent's last status, then a router's filter rules
+// and address lists, IPv4 then IPv6, the way /ip/firewall/filter/print
+// detail does (numbered, one row each, the properties a person reads first).
 func writeFirewall(w io.Writer, s *fleet.Site) {
 	fw := s.Router.Snapshot()
 	st := s.Status()
@@ -218,17 +218,23 @@ func writeFirewall(w io.Writer, s *fleet.Site) {
 	if st.Error != "" {
 		fmt.Fprintf(w, "# error: %s\n", st.Error)
 	}
-	fmt.Fprintln(w, "/ip firewall filter")
+	writeTable(w, "/ip", fw.Filter, fw.AddressList)
+	writeTable(w, "/ipv6", fw.Filter6, fw.AddressList6)
+}
+
+// writeTable prints one family's filter rules and address lists.
+func writeTable(w io.Writer, menu string, filter, lists []rossim.Item) {
+	fmt.Fprintln(w, menu+" firewall filter")
 	n := 0
-	for _, row := range fw.Filter {
+	for _, row := range filter {
 		if row["dynamic"] == "true" {
 			continue // the dummy rule RouterOS shows first
 		}
 		fmt.Fprintf(w, "%2d %s\n", n, formatRow(row, "chain", "action"))
 		n++
 	}
-	fmt.Fprintln(w, "/ip firewall address-list")
-	for i, row := range fw.AddressList {
+	fmt.Fprintln(w, menu+" firewall address-list")
+	for i, row := range lists {
 		fmt.Fprintf(w, "%2d %s\n", i, formatRow(row, "list", "address"))
 	}
 }

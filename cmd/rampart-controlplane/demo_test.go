@@ -115,7 +115,9 @@ func TestDemo(t *testing.T) {
 	if code != http.StatusOK {
 		t.Fatalf("router page: %d %s", code, fw)
 	}
-	for _, want := range []string{"dst-port=443", "dst-port=80", "dst-port=22", "203.0.113.0/24", `agent status "applied"`} {
+	for _, want := range []string{"dst-port=443", "dst-port=80", "dst-port=22", "203.0.113.0/24", `agent status "applied"`,
+		// Both families' tables, the IPv6 one as defconf left it.
+		"/ipv6 firewall filter", `comment="defconf: accept ICMPv6"`} {
 		if !strings.Contains(fw, want) {
 			t.Errorf("router page lacks %q:\n%s", want, fw)
 		}

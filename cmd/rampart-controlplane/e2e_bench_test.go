@@ -48,6 +48,7 @@ const (
 
 func TestMain(m *testing.M) {
 	benchproc.Serve(e2eFleetEnv, runE2EFleet)
+	benchproc.Serve(scaleFleetEnv, runScaleFleet)
 	os.Exit(pgtest.Main(m)) // the PostgreSQL server of the --store-url tests, stopped after them
 }
 

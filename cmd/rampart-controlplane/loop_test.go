@@ -55,6 +55,8 @@ type loop struct {
 	reg      *prometheus.Registry
 	token    string
 	external bool
+	// configure, if set, adjusts each Main before it starts.
+	configure func(*Main)
 }
 
 func randomOrg(t *testing.T) string {
@@ -64,10 +66,14 @@ func randomOrg(t *testing.T) string {
 }
 
 // newLoop starts a control plane; with external set it uses
-// RAMPART_TEST_MQTT_URL (the test is skipped without it).
-func newLoop(t *testing.T, external bool, syncTimeout time.Duration) *loop {
+// RAMPART_TEST_MQTT_URL (the test is skipped without it). configure, if
+// given, adjusts the Main before each start.
+func newLoop(t *testing.T, external bool, syncTimeout time.Duration, configure ...func(*Main)) *loop {
 	t.Helper()
 	l := &loop{t: t, dir: t.TempDir(), org: randomOrg(t), timeout: syncTimeout, http: "127.0.0.1:0", external: external}
+	if len(configure) > 0 {
+		l.configure = configure[0]
+	}
 	if external {
 		l.mqttURL = os.Getenv("RAMPART_TEST_MQTT_URL")
 		if l.mqttURL == "" {
@@ -96,6 +102,9 @@ func (l *loop) start() {
 	l.m = &Main{Config: Config{HTTPAddr: l.http, DataDir: l.dir, SyncTimeout: l.timeout, JWTOrgClaim: "org_id",
 		MQTTURL: l.mqttURL, MQTTListen: l.listen},
 		Logger: testLogger(l.t), Registry: l.reg, SweepInterval: 100 * time.Millisecond}
+	if l.configure != nil {
+		l.configure(l.m)
+	}
 	// After a restart the ports were free a moment ago; another test may
 	// race for them, so retry a little.
 	var err error
@@ -104,7 +113,8 @@ func (l *loop) start() {
 			return
 		}
 		time.Sleep(250 * time.Millisecond)
-		l.m = &Main{Config: l.m.Config, Logger: l.m.Logger, Registry: prometheus.NewRegistry(), SweepInterval: l.m.SweepInterval}
+		l.m = &Main{Config: l.m.Config, Logger: l.m.Logger, Registry: prometheus.NewRegistry(), SweepInterval: l.m.SweepInterval,
+			BehindInterval: l.m.BehindInterval}
 		l.reg = l.m.Registry
 	}
 	l.t.Fatal(err)

@@ -213,7 +213,7 @@ func warnCleartext(log *slog.Logger, what, addr string) {
 func (m *Main) startMQTT(ctx context.Context) (stop func(), err error) {
 	c := m.Config
 	log := m.Logger.With("part", "mqtt")
-	so := syncer.Options{Store: m.Store, Logger: log, Registry: m.Registry}
+	so := syncer.Options{Store: m.Store, Logger: log, Registry: m.Registry, BehindInterval: m.BehindInterval}
 
 	// The syncer is made once the broker is: it closes a decommissioned
 	// site's connections through the embedded broker.

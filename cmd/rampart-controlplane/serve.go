@@ -43,6 +43,10 @@ type Main struct {
 	// SweepInterval is how often sync deadlines are checked; zero means a
 	// second.
 	SweepInterval time.Duration
+	// BehindInterval is the least time between two republishes of a site
+	// that reports an older revision than it was given; zero means
+	// syncer.DefaultBehindInterval.
+	BehindInterval time.Duration
 
 	// Set by Start.
 	Store Store

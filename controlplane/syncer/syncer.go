@@ -43,6 +43,16 @@
 // embedded broker forgets retained presence when it restarts, and an agent
 // that died meanwhile leaves no last will.
 //
+// A report the store finds behind (controlplane.ReportBehind: an outcome of
+// an older revision than the site was given) makes the syncer publish the
+// site's document again: a broker may lose a retained publish it
+// acknowledged (nats-server 2.9.10 did, after a node died), and the agent,
+// which reports again when it reconnects, would otherwise never get it. A
+// site is republished so at most once per Options.BehindInterval; a report
+// within it is answered when the interval ends, so an agent that keeps
+// reporting an old revision costs one document per interval, not one per
+// report.
+//
 // After each change the syncer also asks the store to Settle the affected
 // sites: a write that leaves a site's content as it was gives it its current
 // revision again, which an agent that already applied it never reports
@@ -55,7 +65,7 @@
 //
 //	rampart_propagation_seconds          write commit → last affected site confirmed
 //	rampart_sites{state}                 sites by state (running counts)
-//	rampart_status_reports_total{result} taken, stale, other_epoch, refused (a forged revision), decommissioned, over_quota
+//	rampart_status_reports_total{result} taken, stale, other_epoch, refused (a forged revision), behind (republished), decommissioned, over_quota
 //	rampart_desired_compile_errors_total documents that could not be stamped
 //
 // Publishes, broker clients and connection state are counted by packages bus
@@ -137,6 +147,9 @@ const (
 	// the store: three per site (applying, applied, presence) for 20,000
 	// sites reporting at once.
 	DefaultMaxQueuedReports = 65536
+	// DefaultBehindInterval is the least time between two republishes of
+	// one site that reports behind.
+	DefaultBehindInterval = 10 * time.Second
 	// DefaultForgetInterval: a decommissioned site is forgotten within
 	// about a second of its agent's confirmation.
 	DefaultForgetInterval = time.Second
@@ -171,6 +184,9 @@ type Options struct {
 	// connection to an external broker), so a flood slows its sender
 	// instead of growing the control plane's memory, and nothing is lost.
 	MaxQueuedReports int
+	// BehindInterval is the least time between two republishes of a site
+	// whose reports are behind its revision (DefaultBehindInterval).
+	BehindInterval time.Duration
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 	// ForgetInterval is how often decommissioning sites are checked and
@@ -210,6 +226,11 @@ type Syncer struct {
 	heard       map[string]bool
 	connectGen  int
 	presenceDue int
+	// behind holds, per site ("org/site") that reported behind, when the
+	// syncer last republished it for that, and whether a republish waits
+	// for the interval to end; entries older than the interval are swept.
+	behind      map[string]*behindSite
+	behindSweep int
 	// inQ holds reports not yet in the store, in arrival order; inDone
 	// counts those taken (for Drain).
 	inMu     sync.Mutex
@@ -229,6 +250,11 @@ type Syncer struct {
 	running    bool
 
 	m metrics
+}
+
+type behindSite struct {
+	at      time.Time
+	pending bool
 }
 
 // propagation is one committed write waiting for its sites' confirmations.
@@ -267,6 +293,9 @@ func New(opts Options) *Syncer {
 	if opts.MaxQueuedReports <= 0 {
 		opts.MaxQueuedReports = DefaultMaxQueuedReports
 	}
+	if opts.BehindInterval <= 0 {
+		opts.BehindInterval = DefaultBehindInterval
+	}
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
@@ -276,7 +305,7 @@ func New(opts Options) *Syncer {
 	s := &Syncer{
 		opts: opts, log: opts.Logger, epoch: opts.Store.Epoch(),
 		dirty: map[string]map[string]bool{}, settle: map[string]map[string]bool{}, ready: map[string]map[string]protocol.DesiredState{},
-		sent:  map[string]map[string]uint64{},
+		sent: map[string]map[string]uint64{}, behind: map[string]*behindSite{}, behindSweep: 1024,
 		props: map[string][]*propagation{}, wake: make(chan struct{}, 1), inWake: make(chan struct{}, 1),
 	}
 	s.inCond = sync.NewCond(&s.inMu)
@@ -288,7 +317,7 @@ func New(opts Options) *Syncer {
 		}),
 		reports: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "rampart_status_reports_total",
-			Help: "Site status reports folded into the store, by result (taken, stale, other_epoch, refused: a revision the site was never given; decommissioned: a forgotten site's; over_quota: a site its organisation does not know, beyond its site quota).",
+			Help: "Site status reports folded into the store, by result (taken, stale, other_epoch, refused: a revision the site was never given; behind: taken, an outcome of an older revision than the site was given, so its document is published again; decommissioned: a forgotten site's; over_quota: a site its organisation does not know, beyond its site quota).",
 		}, []string{"result"}),
 		compileErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "rampart_desired_compile_errors_total",
@@ -479,9 +508,13 @@ func (s *Syncer) Run(ctx context.Context, pub Publisher) {
 		if forgetDue {
 			s.forget(ctx, pub, dirty)
 		}
+		// Documents first: settling reads every site of a change, one
+		// store read each (100,000 PostgreSQL round trips for a list that
+		// every site uses, about a minute), and a site waits for nothing
+		// of it.
+		failed, err := s.publish(ctx, pub, all, dirty)
 		s.settleSites(ctx, settle)
 		s.checkPresence(ctx)
-		failed, err := s.publish(ctx, pub, all, dirty)
 		if err != nil && ctx.Err() == nil {
 			s.m.publishErrors.Inc()
 			s.requeue(failed)
@@ -841,8 +874,11 @@ func (s *Syncer) ingestLoop(ctx context.Context) {
 			}
 			res := results[i]
 			s.m.reports.WithLabelValues(res.String()).Inc()
-			if res == cp.ReportTaken && r.Status.State == protocol.StateApplied {
+			if res.Taken() && r.Status.State == protocol.StateApplied {
 				s.confirmPropagation(r.OrgID, r.SiteID, r.Status.Revision)
+			}
+			if res == cp.ReportBehind {
+				s.republishBehind(r.OrgID, r.SiteID)
 			}
 		}
 		s.log.Debug("ingested site reports", "reports", n)
@@ -852,6 +888,62 @@ func (s *Syncer) ingestLoop(ctx context.Context) {
 		s.inCond.Broadcast()
 		s.inMu.Unlock()
 	}
+}
+
+// republishBehind publishes the site's document again, now if the site
+// was not republished so within Options.BehindInterval, else once the
+// interval ends (one pending republish per site, however many reports).
+func (s *Syncer) republishBehind(org, site string) {
+	k := org + "/" + site
+	now := s.opts.Now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	b := s.behind[k]
+	if b == nil {
+		if len(s.behind) >= s.behindSweep {
+			s.sweepBehind(now)
+		}
+		b = &behindSite{}
+		s.behind[k] = b
+	}
+	if b.pending {
+		return
+	}
+	if wait := b.at.Add(s.opts.BehindInterval).Sub(now); !b.at.IsZero() && wait > 0 {
+		b.pending = true
+		time.AfterFunc(wait, func() {
+			s.mu.Lock()
+			b.pending, b.at = false, s.opts.Now()
+			s.markDirtyLocked(org, site)
+			s.mu.Unlock()
+			s.signal()
+		})
+		return
+	}
+	b.at = now
+	s.markDirtyLocked(org, site)
+	s.signal()
+}
+
+// sweepBehind forgets sites last republished for being behind longer than
+// the interval ago; s.mu is held.
+func (s *Syncer) sweepBehind(now time.Time) {
+	for k, b := range s.behind {
+		if !b.pending && now.Sub(b.at) >= s.opts.BehindInterval {
+			delete(s.behind, k)
+		}
+	}
+	s.behindSweep = max(1024, 2*len(s.behind))
+}
+
+// markDirtyLocked marks a site to publish; s.mu is held.
+func (s *Syncer) markDirtyLocked(org, site string) {
+	d := s.dirty[org]
+	if d == nil {
+		d = map[string]bool{}
+		s.dirty[org] = d
+	}
+	d[site] = true
 }
 
 // addPropagation records a write to time; s.mu is held.

@@ -33,6 +33,8 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -63,7 +65,11 @@ type Options struct {
 	// First is the number of the first site; zero means 1. Several
 	// processes run one large fleet by giving each a range.
 	First int
-	// BrokerURL is where the agents connect (tcp://127.0.0.1:1883).
+	// BrokerURL is where the agents connect (tcp://127.0.0.1:1883), or
+	// the nodes of a clustered broker, comma-separated: each site is given
+	// every URL, starting at a different one (site i at URL i mod n), so
+	// the fleet spreads over the nodes as a real one would and every agent
+	// can fail over.
 	BrokerURL string
 	// MQTTCA is a PEM file of a CA the agents trust for an ssl:// BrokerURL
 	// (RAMPART_MQTT_CA); empty means the system's.
@@ -184,9 +190,13 @@ func Start(ctx context.Context, opts Options) (*Fleet, error) {
 	if opts.BrokerURL == "" {
 		return nil, errors.New("start fleet: BrokerURL is required")
 	}
-	u, err := url.Parse(opts.BrokerURL)
-	if err != nil {
-		return nil, fmt.Errorf("start fleet: parse broker URL: %w", err)
+	var urls []*url.URL
+	for _, raw := range strings.Split(opts.BrokerURL, ",") {
+		u, err := url.Parse(strings.TrimSpace(raw))
+		if err != nil {
+			return nil, fmt.Errorf("start fleet: parse broker URL: %w", err)
+		}
+		urls = append(urls, u)
 	}
 	if opts.Org == "" {
 		opts.Org = DefaultOrg
@@ -223,6 +233,7 @@ func Start(ctx context.Context, opts Options) (*Fleet, error) {
 	}
 	f := &Fleet{opts: opts, sites: make([]*Site, opts.N), changed: make(chan struct{})}
 	if opts.DataDir == "" {
+		var err error
 		if f.tmp, err = os.MkdirTemp("", "rampart-fleet-"); err != nil {
 			return nil, fmt.Errorf("start fleet: create state directory: %w", err)
 		}
@@ -249,7 +260,8 @@ func Start(ctx context.Context, opts Options) (*Fleet, error) {
 		go func() {
 			defer startWG.Done()
 			defer func() { <-sem }()
-			if err := f.startSite(runCtx, i, s, u); err != nil {
+			k := i % len(urls)
+			if err := f.startSite(runCtx, i, s, append(slices.Clone(urls[k:]), urls[:k]...)); err != nil {
 				startMu.Lock()
 				startErr = errors.Join(startErr, err)
 				startMu.Unlock()
@@ -264,7 +276,7 @@ func Start(ctx context.Context, opts Options) (*Fleet, error) {
 	return f, nil
 }
 
-func (f *Fleet) startSite(ctx context.Context, i int, s *Site, u *url.URL) error {
+func (f *Fleet) startSite(ctx context.Context, i int, s *Site, urls []*url.URL) error {
 	o := f.opts
 	r, err := rossim.Listen("127.0.0.1:0", rossim.Options{
 		User: o.RouterUser, Password: o.RouterPassword, Identity: s.ID, Latency: o.Latency,
@@ -284,7 +296,7 @@ func (f *Fleet) startSite(ctx context.Context, i int, s *Site, u *url.URL) error
 		return fmt.Errorf("create state directory of %s: %w", s.ID, err)
 	}
 	a, err := agent.New(agent.Config{
-		MQTTURLs: []*url.URL{u}, MQTTCA: o.MQTTCA, OrgID: o.Org, SiteID: s.ID, SiteSecret: o.Key.SiteSecret(o.Org, s.ID), TopicRoot: o.TopicRoot,
+		MQTTURLs: urls, MQTTCA: o.MQTTCA, OrgID: o.Org, SiteID: s.ID, SiteSecret: o.Key.SiteSecret(o.Org, s.ID), TopicRoot: o.TopicRoot,
 		RouterOSAddr: r.Addr(), RouterOSUser: o.RouterUser, RouterOSPassword: o.RouterPassword,
 		StateDir: dir, ResyncInterval: o.ResyncInterval, WANList: o.WANList,
 	}, agent.Options{

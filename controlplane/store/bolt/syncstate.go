@@ -122,22 +122,41 @@ func writeSync(ob *bolt.Bucket, kind, id string, st *cp.SyncState) error {
 
 // setIndexes replaces the status, deadline and awaiting entries of one
 // resource: prev is its stored sync state (nil when new), next the new one
-// (nil when deleted).
+// (nil when deleted). Only the awaiting entries that change are written, in
+// key order: a resource awaiting 100,000 sites is written once per ingest
+// batch, and rewriting its whole index each time (in a map's random order,
+// which makes bbolt move its nodes' entries on every insert) was most of
+// the control plane's CPU at that scale (BENCHMARKS.md, "Scale").
 func setIndexes(tx *bolt.Tx, org, kind, id string, prev, next *cp.SyncState) error {
 	dl, aw, st := tx.Bucket(bucketDeadlines), tx.Bucket(bucketAwaiting), tx.Bucket(bucketStatus)
+	var before, after map[string]uint64
 	if prev != nil {
+		before = prev.Awaiting
 		if !prev.Deadline.IsZero() {
 			if err := dl.Delete(deadlineKey(prev.Deadline, org, kind, id)); err != nil {
 				return err
 			}
 		}
-		for site := range prev.Awaiting {
-			if _, still := awaitingOf(next)[site]; still {
-				continue // only the difference is written
-			}
-			if err := aw.Delete(key(org, site, kind, id)); err != nil {
-				return err
-			}
+	}
+	if next != nil {
+		after = next.Awaiting
+	}
+	var gone, added []string
+	for site := range before {
+		if _, ok := after[site]; !ok {
+			gone = append(gone, site)
+		}
+	}
+	for site := range after {
+		if _, ok := before[site]; !ok {
+			added = append(added, site)
+		}
+	}
+	slices.Sort(gone)
+	slices.Sort(added)
+	for _, site := range gone {
+		if err := aw.Delete(key(org, site, kind, id)); err != nil {
+			return err
 		}
 	}
 	if next == nil {
@@ -148,23 +167,12 @@ func setIndexes(tx *bolt.Tx, org, kind, id string, prev, next *cp.SyncState) err
 			return err
 		}
 	}
-	for site := range next.Awaiting {
-		if _, had := awaitingOf(prev)[site]; had {
-			continue
-		}
+	for _, site := range added {
 		if err := aw.Put(key(org, site, kind, id), nil); err != nil {
 			return err
 		}
 	}
 	return putStatus(st, key(org, kind, id), kind, next.Status)
-}
-
-// awaitingOf is st's Awaiting; nil for no state.
-func awaitingOf(st *cp.SyncState) map[string]uint64 {
-	if st == nil {
-		return nil
-	}
-	return st.Awaiting
 }
 
 // updateSync applies fn to one resource's stored SyncState and keeps the
