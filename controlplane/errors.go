@@ -47,6 +47,9 @@ const (
 	CodeTooManyPrefixes    = "too_many_prefixes"
 	CodeTooManySites       = "too_many_sites"
 	CodeQuotaExceeded      = "quota_exceeded"
+	// CodeDocumentTooLarge: the write would make a site's document larger
+	// than an agent takes (protocol.MaxDesiredStateBytes).
+	CodeDocumentTooLarge = "document_too_large"
 	// 500.
 	CodeInternal = "internal_error"
 	// 503: the store cannot read or write (disk full, I/O error).

@@ -32,6 +32,14 @@ const (
 	// ReportDecommissioned: the site was decommissioned and forgotten; its
 	// agent's reports are dropped until it is enrolled again.
 	ReportDecommissioned
+	// ReportOverQuota: the site is not known to its organisation, and the
+	// record a report would create for it would take the organisation
+	// over its site quota (Quotas.CheckSites, as a write's or an
+	// enrollment's new site would): nothing it says is taken until a site
+	// is removed or the quota raised. Enrollment through the API reserves
+	// the site within the quota first; this bounds the sites of agents
+	// given credentials otherwise (the enroll subcommand needs no store).
+	ReportOverQuota
 )
 
 // Taken reports whether the report was folded in (ReportTaken or
@@ -39,7 +47,7 @@ const (
 func (r ReportResult) Taken() bool { return r == ReportTaken || r == ReportBehind }
 
 // ReportResults lists every ReportResult, for metrics.
-var ReportResults = []ReportResult{ReportTaken, ReportStale, ReportOtherEpoch, ReportRefused, ReportBehind, ReportDecommissioned}
+var ReportResults = []ReportResult{ReportTaken, ReportStale, ReportOtherEpoch, ReportRefused, ReportBehind, ReportDecommissioned, ReportOverQuota}
 
 // String is the result as a metric label.
 func (r ReportResult) String() string {
@@ -56,6 +64,8 @@ func (r ReportResult) String() string {
 		return "behind"
 	case ReportDecommissioned:
 		return "decommissioned"
+	case ReportOverQuota:
+		return "over_quota"
 	}
 	return "unknown"
 }

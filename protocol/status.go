@@ -22,6 +22,9 @@ const (
 	// filter chain evaluates at line rate [I]. The agent must hold the
 	// document it receives within its soft heap limit (16 MiB,
 	// agent/DESIGN.md), which a larger bound would not leave room for.
+	// The control plane refuses a write that would make a site's document
+	// larger (controlplane.Revise, document_too_large), so none is
+	// committed that could not be published.
 	MaxDesiredStateBytes = 4 << 20
 	// MaxStatusBytes bounds a SiteStatus's (and a Presence's) JSON. A status
 	// is a few hundred bytes of counts and versions plus Error, a sentence;

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/rampart-fw/rampart/controlplane/keys"
 	"github.com/rampart-fw/rampart/controlplane/store"
 	"github.com/rampart-fw/rampart/controlplane/store/bolt"
 	"github.com/rampart-fw/rampart/controlplane/store/postgres"
@@ -76,6 +77,27 @@ audit trail and the store's epoch. Then start the control planes with
 	}
 	defer dst.Close()
 
+	// The key beside the bbolt file is the one the sites' passwords were
+	// derived from: record it, so a control plane started on the database
+	// with another key is refused (checkKey). Before the copy, so a
+	// database a control plane with another key already started on is
+	// refused with nothing copied. Without a key file there, the first
+	// control plane to start records its own.
+	keyNote := "; no " + keys.KeyFile + " beside it: the first control plane to start records its key, and every other must hold the same"
+	if key, err := keys.Load(filepath.Dir(*from)); err == nil {
+		keyFile := filepath.Join(filepath.Dir(*from), keys.KeyFile)
+		err := dst.CheckKey(ctx, key.Fingerprint())
+		if mismatch := (*postgres.KeyMismatchError)(nil); errors.As(err, &mismatch) {
+			return fmt.Errorf("migrate: nothing was copied: %s: %w: a control plane with another key has started on this database; the sites' passwords are derived from %s, so copy into a database no control plane has started on (setup.sql creates one)", keyFile, err, keyFile)
+		}
+		if err != nil {
+			return fmt.Errorf("migrate: nothing was copied: %w", err)
+		}
+		keyNote = "; every control plane on it needs " + filepath.Join(filepath.Dir(*from), keys.KeyFile)
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("migrate: nothing was copied: %w", err)
+	}
+
 	var n copied
 	err = dst.Import(ctx, src.Epoch(), func(put func(*store.Dump) error) error {
 		_, err := src.Export(ctx, func(d *store.Dump) error {
@@ -87,7 +109,7 @@ audit trail and the store's epoch. Then start the control planes with
 	if err != nil {
 		return fmt.Errorf("migrate: nothing was copied: %w", err)
 	}
-	_, err = fmt.Fprintf(stdout, "copied %s into %s: %s; epoch %s\n", *from, redactStoreURL(*to), n, src.Epoch())
+	_, err = fmt.Fprintf(stdout, "copied %s into %s: %s; epoch %s%s\n", *from, redactStoreURL(*to), n, src.Epoch(), keyNote)
 	return err
 }
 

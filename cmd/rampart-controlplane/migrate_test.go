@@ -22,6 +22,7 @@ import (
 
 	cp "github.com/rampart-fw/rampart/controlplane"
 	"github.com/rampart-fw/rampart/controlplane/compile"
+	"github.com/rampart-fw/rampart/controlplane/keys"
 	"github.com/rampart-fw/rampart/controlplane/store/bolt"
 	"github.com/rampart-fw/rampart/controlplane/store/postgres"
 	"github.com/rampart-fw/rampart/internal/pgtest"
@@ -457,4 +458,98 @@ func TestMigrateRefusesAFileInUse(t *testing.T) {
 	if orgs, err := dst.Orgs(ctx); err != nil || len(orgs) != 0 {
 		t.Errorf("after a refused migrate the database holds %v (%v)", orgs, err)
 	}
+}
+
+// TestMigrateRecordsTheKey: migrate records the fingerprint of the
+// rampart.key beside the bbolt file (the key the sites' passwords were
+// derived from), so a control plane started on the database with another
+// key is refused; a database a control plane with another key already
+// started on is refused with nothing copied; without a key file there the
+// first control plane to start records its own.
+func TestMigrateRecordsTheKey(t *testing.T) {
+	ctx := context.Background()
+	clk := &migrateClock{t: time.Date(2026, 12, 4, 10, 0, 0, 0, time.UTC)}
+	other, err := keys.LoadOrCreate(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	fill := func(withKey bool) (string, keys.Key) {
+		t.Helper()
+		dir := t.TempDir()
+		path := filepath.Join(dir, DBFile)
+		fillBolt(t, path, clk.Now)
+		if !withKey {
+			return path, keys.Key{}
+		}
+		key, err := keys.LoadOrCreate(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return path, key
+	}
+	openDB := func(dsn string) *postgres.DB {
+		t.Helper()
+		db, err := postgres.Open(ctx, dsn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(db.Close)
+		return db
+	}
+	var mismatch *postgres.KeyMismatchError
+
+	t.Run("recorded", func(t *testing.T) {
+		path, key := fill(true)
+		dsn := pgtest.DSN(t)
+		var out, errOut bytes.Buffer
+		if err := run(ctx, []string{"migrate", "--from-bolt", path, "--store-url", dsn}, &out, &errOut); err != nil {
+			t.Fatalf("migrate: %v\n%s", err, errOut.String())
+		}
+		if want := "every control plane on it needs " + filepath.Join(filepath.Dir(path), keys.KeyFile); !strings.Contains(out.String(), want) {
+			t.Errorf("migrate said %q; want it to say %q", out.String(), want)
+		}
+		db := openDB(dsn)
+		if err := db.CheckKey(ctx, other.Fingerprint()); !errors.As(err, &mismatch) {
+			t.Errorf("a control plane with another key after migrate: %v; want a *postgres.KeyMismatchError", err)
+		}
+		if err := db.CheckKey(ctx, key.Fingerprint()); err != nil {
+			t.Errorf("a control plane with the bbolt file's key after migrate: %v", err)
+		}
+	})
+	t.Run("another key started first", func(t *testing.T) {
+		path, _ := fill(true)
+		dsn := pgtest.DSN(t)
+		db := openDB(dsn)
+		if err := db.CheckKey(ctx, other.Fingerprint()); err != nil {
+			t.Fatal(err)
+		}
+		var out, errOut bytes.Buffer
+		err := run(ctx, []string{"migrate", "--from-bolt", path, "--store-url", dsn}, &out, &errOut)
+		if !errors.As(err, &mismatch) || !strings.Contains(err.Error(), "nothing was copied") || !strings.Contains(err.Error(), "a control plane with another key has started on this database") {
+			t.Fatalf("migrate into a database another key started on: %v; want a refusal saying so", err)
+		}
+		dst, err := postgres.OpenStore(ctx, dsn, postgres.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer dst.Close()
+		if orgs, err := dst.Orgs(ctx); err != nil || len(orgs) != 0 {
+			t.Errorf("after the refused migrate the database holds organisations %v (%v)", orgs, err)
+		}
+	})
+	t.Run("no key file", func(t *testing.T) {
+		path, _ := fill(false)
+		dsn := pgtest.DSN(t)
+		var out, errOut bytes.Buffer
+		if err := run(ctx, []string{"migrate", "--from-bolt", path, "--store-url", dsn}, &out, &errOut); err != nil {
+			t.Fatalf("migrate: %v\n%s", err, errOut.String())
+		}
+		if !strings.Contains(out.String(), "the first control plane to start records its key") {
+			t.Errorf("migrate said %q; want it to say the first control plane records its key", out.String())
+		}
+		db := openDB(dsn)
+		if err := db.CheckKey(ctx, other.Fingerprint()); err != nil {
+			t.Errorf("the first control plane after a migrate without a key file: %v", err)
+		}
+	})
 }

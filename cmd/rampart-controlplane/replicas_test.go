@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"net/http"
@@ -17,6 +18,7 @@ import (
 	cp "github.com/rampart-fw/rampart/controlplane"
 	"github.com/rampart-fw/rampart/controlplane/auth"
 	"github.com/rampart-fw/rampart/controlplane/keys"
+	"github.com/rampart-fw/rampart/controlplane/store/postgres"
 	"github.com/rampart-fw/rampart/internal/pgtest"
 )
 
@@ -166,4 +168,65 @@ func TestStoreURLChecked(t *testing.T) {
 	if got := storeName(Config{StoreURL: "postgres://rampart:s3cret@db:5432/rampart"}); strings.Contains(got, "s3cret") || !strings.Contains(got, "db:5432") {
 		t.Errorf("store name %q", got)
 	}
+}
+
+// TestReplicasRefuseAnotherKey: the first control plane on a database
+// records its key's fingerprint; a second with the same rampart.key
+// starts; one with another key is refused at start with an error naming
+// its key file and saying what to do, and serves nothing.
+func TestReplicasRefuseAnotherKey(t *testing.T) {
+	ctx := context.Background()
+	dsn := pgtest.DSN(t)
+	cfg := func(id, dir string) *Main {
+		return &Main{Config: Config{HTTPAddr: "127.0.0.1:0", DataDir: dir, StoreURL: dsn, ReplicaID: id,
+			JWTOrgClaim: "org_id", MQTTListen: "127.0.0.1:0", MQTTSListen: "127.0.0.1:0", LogLevel: "info"},
+			Logger: slog.New(slog.DiscardHandler), Registry: prometheus.NewRegistry(), SweepInterval: 50 * time.Millisecond}
+	}
+	dirA, dirB, dirC := t.TempDir(), t.TempDir(), t.TempDir()
+	a := cfg("replica-a", dirA)
+	if err := a.Start(ctx); err != nil {
+		t.Fatalf("start replica a: %v", err)
+	}
+	defer a.Close()
+	key, err := os.ReadFile(filepath.Join(dirA, keys.KeyFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dirB, keys.KeyFile), key, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	b := cfg("replica-b", dirB)
+	if err := b.Start(ctx); err != nil {
+		t.Fatalf("start replica b with a's key: %v", err)
+	}
+	defer b.Close()
+
+	// c has no key file: it creates its own, which the database refuses.
+	c := cfg("replica-c", dirC)
+	err = c.Start(ctx)
+	if err == nil {
+		c.Close()
+		t.Fatal("replica c with another key started")
+	}
+	var mismatch *postgres.KeyMismatchError
+	if !errors.As(err, &mismatch) {
+		t.Fatalf("replica c: %v; want a *postgres.KeyMismatchError", err)
+	}
+	for _, want := range []string{filepath.Join(dirC, keys.KeyFile), "needs the same rampart.key", "copy rampart.key from a running control plane's --data-dir into " + dirC} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("replica c's error %q does not say %q", err, want)
+		}
+	}
+	if c.Addr != nil {
+		t.Errorf("replica c listens on %s", c.Addr)
+	}
+	// With a's key copied in, c starts.
+	if err := os.WriteFile(filepath.Join(dirC, keys.KeyFile), key, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c = cfg("replica-c", dirC)
+	if err := c.Start(ctx); err != nil {
+		t.Fatalf("start replica c with a's key: %v", err)
+	}
+	c.Close()
 }

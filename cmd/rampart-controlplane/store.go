@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/url"
 	"os"
@@ -12,6 +13,7 @@ import (
 	cp "github.com/rampart-fw/rampart/controlplane"
 	"github.com/rampart-fw/rampart/controlplane/api"
 	"github.com/rampart-fw/rampart/controlplane/compile"
+	"github.com/rampart-fw/rampart/controlplane/keys"
 	"github.com/rampart-fw/rampart/controlplane/store/bolt"
 	"github.com/rampart-fw/rampart/controlplane/store/postgres"
 	"github.com/rampart-fw/rampart/controlplane/syncer"
@@ -52,6 +54,10 @@ func (m *Main) openStore(ctx context.Context) (Store, error) {
 		if err != nil {
 			return nil, fmt.Errorf("open --store-url %s: %w", redactStoreURL(c.StoreURL), err)
 		}
+		if err := checkKey(ctx, pg.DB, m.Key, c.DataDir); err != nil {
+			pg.Close()
+			return nil, err
+		}
 		m.Replicas = pg
 		return pg, nil
 	}
@@ -59,6 +65,23 @@ func (m *Main) openStore(ctx context.Context) (Store, error) {
 		SyncTimeout: c.SyncTimeout, Now: m.Now, Revisioner: compile.Revisioner{}, Quotas: c.Quotas,
 		AuditRetention: c.AuditRetention, OnPruneError: onPrune,
 	})
+}
+
+// checkKey refuses to serve with a key other than the one the database's
+// control planes hold (the first to start, or migrate, recorded its
+// fingerprint): site MQTT passwords and API tokens are derived from the
+// key, so a replica with another would issue credentials the others
+// reject, and its own would be refused by them.
+func checkKey(ctx context.Context, db *postgres.DB, key keys.Key, dataDir string) error {
+	err := db.CheckKey(ctx, key.Fingerprint())
+	if mismatch := (*postgres.KeyMismatchError)(nil); errors.As(err, &mismatch) {
+		return fmt.Errorf("check %s against the database: %w: every control plane on one database needs the same %s (site passwords and API tokens are derived from it); copy %s from a running control plane's --data-dir into %s, then start again",
+			filepath.Join(dataDir, keys.KeyFile), err, keys.KeyFile, keys.KeyFile, dataDir)
+	}
+	if err != nil {
+		return fmt.Errorf("check %s against the database: %w", filepath.Join(dataDir, keys.KeyFile), err)
+	}
+	return nil
 }
 
 // republishAfter is how long a revision committed by a replica may stay

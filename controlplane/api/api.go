@@ -403,6 +403,7 @@ var errorTable = map[string]struct {
 	cp.CodeTooManyPrefixes:      {http.StatusUnprocessableEntity, typeInvalidRequest},
 	cp.CodeTooManySites:         {http.StatusUnprocessableEntity, typeInvalidRequest},
 	cp.CodeQuotaExceeded:        {http.StatusUnprocessableEntity, typeInvalidRequest},
+	cp.CodeDocumentTooLarge:     {http.StatusUnprocessableEntity, typeInvalidRequest},
 	cp.CodeInternal:             {http.StatusInternalServerError, typeAPI},
 	cp.CodeStorageUnavailable:   {http.StatusServiceUnavailable, typeAPI},
 }

@@ -422,3 +422,61 @@ func TestQuotaHoldsUnderConcurrentWrites(t *testing.T) {
 		t.Errorf("site counts %v, %v; want 10 syncing", counts, err)
 	}
 }
+
+// TestDocumentTooLarge: a POST that would make a site's policy document
+// larger than an agent takes (protocol.MaxDesiredStateBytes) is a 422
+// document_too_large naming the site and the limit, and creates nothing;
+// the groups before it stay, and the site keeps its revision.
+func TestDocumentTooLarge(t *testing.T) {
+	e := newEnv(t, func(e *env) { e.revise = true })
+	big := func(name string) cp.SecurityGroupWrite {
+		rules := make([]cp.FilterRuleWrite, cp.MaxRules)
+		for i := range rules {
+			// JSON escapes "<" to six bytes: about 450 KB a group.
+			rules[i] = cp.FilterRuleWrite{Direction: "inbound", Order: i + 1, Protocol: 6, Port: fmt.Sprint(1000 + i),
+				Address: "10.0.0.0/8", Description: strings.Repeat("<", 255)}
+		}
+		return cp.SecurityGroupWrite{Name: name, Rules: rules, Sites: []string{"site_a"}}
+	}
+	site := func() cp.Site {
+		t.Helper()
+		var s cp.Site
+		if r := e.do("GET", "/vpc/sites/site_a", orgA, nil); r.status != http.StatusOK {
+			t.Fatalf("GET site: %d %s", r.status, r.body)
+		} else {
+			r.decode(t, &s)
+		}
+		return s
+	}
+	var last response
+	created := 0
+	var before cp.Site
+	for i := range 12 {
+		if created > 0 {
+			before = site()
+		}
+		last = e.do("POST", "/vpc/security-groups", orgA, big(fmt.Sprintf("Big %02d", i)))
+		if last.status != http.StatusCreated {
+			break
+		}
+		created++
+	}
+	er := last.errorResponse(t)
+	if last.status != http.StatusUnprocessableEntity || er.Code != cp.CodeDocumentTooLarge || er.Type != "invalid_request_error" ||
+		!strings.HasSuffix(er.DocURL, "#document_too_large") {
+		t.Fatalf("after %d groups: %d %+v; want 422 document_too_large", created, last.status, er)
+	}
+	for _, want := range []string{`site "site_a"`, "4194304 bytes", "nothing was changed"} {
+		if !strings.Contains(er.Message, want) {
+			t.Errorf("message %q does not say %q", er.Message, want)
+		}
+	}
+	var groups []cp.SecurityGroup
+	e.do("GET", "/vpc/security-groups?limit=100", orgA, nil).decode(t, &groups)
+	if len(groups) != created || created < 5 {
+		t.Errorf("%d groups after the refusal; %d were created", len(groups), created)
+	}
+	if d := cmp.Diff(before, site()); d != "" {
+		t.Errorf("the refused write changed site_a (-before +after):\n%s", d)
+	}
+}

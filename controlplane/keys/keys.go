@@ -117,6 +117,13 @@ func (k Key) ControlPlaneMQTTPassword() string {
 	return base64.RawURLEncoding.EncodeToString(k.derive("rampart/mqtt-controlplane"))
 }
 
+// Fingerprint names the key without revealing it: an HMAC of a fixed
+// label under the key, in hex, so it can be stored and compared (every
+// control plane on one PostgreSQL database needs the same key) and shown
+// in an error. A plain hash of the key would do too, but the HMAC makes it
+// one more derived value, like the others, useless for anything else.
+func (k Key) Fingerprint() string { return hex.EncodeToString(k.derive("rampart/key-fingerprint")) }
+
 // RouterOSPassword is the password of the dedicated RouterOS user that a
 // site's agent logs in as (created by the `enroll` script): 43 URL-safe
 // characters. It is derived, not stored, so running enroll again prints the

@@ -1,6 +1,9 @@
 package keys_test
 
 import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"os"
 	"path/filepath"
 	"strings"
@@ -85,5 +88,23 @@ func TestRouterOSPassword(t *testing.T) {
 	}
 	if len(p) != 43 || strings.Trim(p, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_") != "" {
 		t.Errorf("RouterOSPassword %q: want 43 characters of [A-Za-z0-9_-]", p)
+	}
+}
+
+// TestFingerprint: a key's fingerprint is the same every time and for a
+// copy of the key, differs between keys, and is neither the key nor its
+// plain SHA-256 (it is stored in the database and shown in errors).
+func TestFingerprint(t *testing.T) {
+	secret := bytes.Repeat([]byte{7}, 32)
+	k, copied, other := keys.FromBytes(secret), keys.FromBytes(bytes.Clone(secret)), keys.FromBytes(make([]byte, 32))
+	fp := k.Fingerprint()
+	plain := sha256.Sum256(secret)
+	switch {
+	case fp != k.Fingerprint() || fp != copied.Fingerprint():
+		t.Errorf("one key, two fingerprints: %s, %s", fp, copied.Fingerprint())
+	case fp == other.Fingerprint():
+		t.Errorf("two keys, one fingerprint %s", fp)
+	case len(fp) != 64 || strings.Contains(fp, hex.EncodeToString(secret)) || fp == hex.EncodeToString(plain[:]):
+		t.Errorf("fingerprint %q reveals the key or is its plain hash", fp)
 	}
 }

@@ -65,7 +65,7 @@
 //
 //	rampart_propagation_seconds          write commit → last affected site confirmed
 //	rampart_sites{state}                 sites by state (running counts)
-//	rampart_status_reports_total{result} taken, stale, other_epoch, refused (a forged revision), behind (republished)
+//	rampart_status_reports_total{result} taken, stale, other_epoch, refused (a forged revision), behind (republished), decommissioned, over_quota
 //	rampart_desired_compile_errors_total documents that could not be stamped
 //
 // Publishes, broker clients and connection state are counted by packages bus
@@ -317,7 +317,7 @@ func New(opts Options) *Syncer {
 		}),
 		reports: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "rampart_status_reports_total",
-			Help: "Site status reports folded into the store, by result (taken, stale, other_epoch, refused: a revision the site was never given; behind: taken, an outcome of an older revision than the site was given, so its document is published again; decommissioned: a forgotten site's).",
+			Help: "Site status reports folded into the store, by result (taken, stale, other_epoch, refused: a revision the site was never given; behind: taken, an outcome of an older revision than the site was given, so its document is published again; decommissioned: a forgotten site's; over_quota: a site its organisation does not know, beyond its site quota).",
 		}, []string{"result"}),
 		compileErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "rampart_desired_compile_errors_total",

@@ -385,11 +385,12 @@ func TestForgedStatusCounted(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := `
-# HELP rampart_status_reports_total Site status reports folded into the store, by result (taken, stale, other_epoch, refused: a revision the site was never given; behind: taken, an outcome of an older revision than the site was given, so its document is published again; decommissioned: a forgotten site's).
+# HELP rampart_status_reports_total Site status reports folded into the store, by result (taken, stale, other_epoch, refused: a revision the site was never given; behind: taken, an outcome of an older revision than the site was given, so its document is published again; decommissioned: a forgotten site's; over_quota: a site its organisation does not know, beyond its site quota).
 # TYPE rampart_status_reports_total counter
 rampart_status_reports_total{result="behind"} 0
 rampart_status_reports_total{result="decommissioned"} 0
 rampart_status_reports_total{result="other_epoch"} 0
+rampart_status_reports_total{result="over_quota"} 0
 rampart_status_reports_total{result="refused"} 1
 rampart_status_reports_total{result="stale"} 0
 rampart_status_reports_total{result="taken"} 0

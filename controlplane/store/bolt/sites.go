@@ -48,10 +48,25 @@ func (s *Store) Ingest(ctx context.Context, reports []cp.Report) ([]cp.ReportRes
 	err := s.write(ctx, func(tx *bolt.Tx) error {
 		b := newSyncBatch(s, tx)
 		denied := tx.Bucket(bucketDenied)
+		q := s.opts.Quotas.WithDefaults()
+		counts := map[string]int{} // sites of each organisation with a new site in the batch
 		for i, r := range reports {
 			if denied.Get(key(r.OrgID, r.SiteID)) != nil {
 				results[i] = cp.ReportDecommissioned // forgotten: nothing it says is taken
 				continue
+			}
+			ob, _ := orgBucket(tx, r.OrgID, false)
+			isNew := getSiteRaw(ob, r.SiteID) == nil
+			if isNew {
+				n, ok := counts[r.OrgID]
+				if !ok {
+					n = countKeys(sub(ob, bucketSites))
+				}
+				counts[r.OrgID] = n
+				if q.CheckSites(n, 1) != nil {
+					results[i] = cp.ReportOverQuota
+					continue
+				}
 			}
 			var err error
 			switch {
@@ -62,6 +77,9 @@ func (s *Store) Ingest(ctx context.Context, reports []cp.Report) ([]cp.ReportRes
 			}
 			if err != nil {
 				return err
+			}
+			if isNew && results[i] != cp.ReportRefused { // a refused report stores nothing
+				counts[r.OrgID]++
 			}
 		}
 		return b.flush()

@@ -543,7 +543,7 @@ func (s *Store) revise(tx *bolt.Tx, ob *bolt.Bucket, org string, affected map[st
 	if s.opts.Revisioner == nil || len(affected) == 0 {
 		return nil, nil
 	}
-	docs, err := s.opts.Revisioner.Revise(policyTx{ob: ob, org: org, now: s.opts.Now()}, org, sortedKeys(affected))
+	docs, err := cp.Revise(s.opts.Revisioner, policyTx{ob: ob, org: org, now: s.opts.Now()}, org, sortedKeys(affected))
 	if err != nil {
 		return nil, fmt.Errorf("assign site revisions: %w", err)
 	}

@@ -176,7 +176,7 @@ func (s *Store) revise(ctx context.Context, tx pgx.Tx, org string, sites map[str
 	if s.opts.Revisioner == nil || len(sites) == 0 {
 		return nil, nil
 	}
-	docs, err := s.opts.Revisioner.Revise(&policyTx{ctx: ctx, tx: tx, org: org, now: now, sites: sites}, org, slices.Sorted(maps.Keys(sites)))
+	docs, err := cp.Revise(s.opts.Revisioner, &policyTx{ctx: ctx, tx: tx, org: org, now: now, sites: sites}, org, slices.Sorted(maps.Keys(sites)))
 	if err != nil {
 		return nil, fmt.Errorf("assign site revisions: %w", err)
 	}

@@ -208,6 +208,37 @@ func ensureEpoch(ctx context.Context, pool *pgxpool.Pool) (string, error) {
 	return epoch, nil
 }
 
+// CheckKey stores fingerprint as the database's key fingerprint if none is
+// stored yet, and otherwise refuses one that differs with a
+// *KeyMismatchError: every control plane on the database must hold the
+// same key (keys.Key.Fingerprint), or one would issue site and token
+// credentials the others reject. One statement: concurrent first starts
+// with different keys store one fingerprint, and the other is refused.
+func (db *DB) CheckKey(ctx context.Context, fingerprint string) error {
+	if fingerprint == "" {
+		return errors.New("check key: the fingerprint is empty")
+	}
+	var stored string
+	err := db.pool.QueryRow(ctx, `UPDATE rampart_meta SET key_fingerprint = coalesce(key_fingerprint, $1) RETURNING key_fingerprint`, fingerprint).Scan(&stored)
+	if err != nil {
+		return &cp.StorageError{Op: "check key fingerprint", Err: err}
+	}
+	if stored != fingerprint {
+		return &KeyMismatchError{Stored: stored, Given: fingerprint}
+	}
+	return nil
+}
+
+// KeyMismatchError is CheckKey's refusal: the database's control planes
+// hold a key with fingerprint Stored, this one a key with Given.
+type KeyMismatchError struct {
+	Stored, Given string
+}
+
+func (e *KeyMismatchError) Error() string {
+	return fmt.Sprintf("this key (fingerprint %.16s…) is not the one of the control planes on this database (fingerprint %.16s…)", e.Given, e.Stored)
+}
+
 type migration struct {
 	version int
 	name    string // file name, for errors and the migrations table

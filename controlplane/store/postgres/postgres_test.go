@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"strings"
@@ -123,7 +124,7 @@ func TestOpenMigratesOnce(t *testing.T) {
 	dsn := pgtest.DSN(t)
 	a := open(t, dsn)
 	p := pool(t, dsn)
-	want := []appliedRow{{1, "0001_initial.sql"}, {2, "0002_store.sql"}, {3, "0003_site_history.sql"}}
+	want := []appliedRow{{1, "0001_initial.sql"}, {2, "0002_store.sql"}, {3, "0003_site_history.sql"}, {4, "0004_key_fingerprint.sql"}}
 	if d := cmp.Diff(want, applied(t, p)); d != "" {
 		t.Errorf("applied migrations (-want +got):\n%s", d)
 	}
@@ -177,7 +178,7 @@ func TestConcurrentOpens(t *testing.T) {
 	if len(epochs) != 1 {
 		t.Errorf("replicas see epochs %v; want one", epochs)
 	}
-	if d := cmp.Diff([]appliedRow{{1, "0001_initial.sql"}, {2, "0002_store.sql"}, {3, "0003_site_history.sql"}}, applied(t, pool(t, dsn))); d != "" {
+	if d := cmp.Diff([]appliedRow{{1, "0001_initial.sql"}, {2, "0002_store.sql"}, {3, "0003_site_history.sql"}, {4, "0004_key_fingerprint.sql"}}, applied(t, pool(t, dsn))); d != "" {
 		t.Errorf("applied migrations (-want +got):\n%s", d)
 	}
 }
@@ -352,7 +353,7 @@ func TestMigrateFromVersion1(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	if d := cmp.Diff([]appliedRow{{1, "0001_initial.sql"}, {2, "0002_store.sql"}, {3, "0003_site_history.sql"}}, applied(t, p)); d != "" {
+	if d := cmp.Diff([]appliedRow{{1, "0001_initial.sql"}, {2, "0002_store.sql"}, {3, "0003_site_history.sql"}, {4, "0004_key_fingerprint.sql"}}, applied(t, p)); d != "" {
 		t.Errorf("applied migrations (-want +got):\n%s", d)
 	}
 	if s.Epoch() != "0123456789abcdef" {
@@ -364,4 +365,68 @@ func TestMigrateFromVersion1(t *testing.T) {
 	if _, err := s.CreatePrefixList(ctx, "org", &cp.PrefixListWrite{Name: "after", Prefixes: []cp.PrefixWrite{{CIDR: "192.0.2.0/24"}}}); err != nil {
 		t.Errorf("write after the migration: %v", err)
 	}
+}
+
+// TestCheckKey: the first control plane's key fingerprint is stored; the
+// same again is accepted (a restart, another replica); another is refused
+// with both fingerprints, and stays refused. Of replicas starting at once
+// with different keys, exactly the ones holding one key start.
+func TestCheckKey(t *testing.T) {
+	ctx := context.Background()
+	t.Run("sequential", func(t *testing.T) {
+		db := open(t, pgtest.DSN(t))
+		const a, b = "aaaaaaaaaaaaaaaaaaaaaaaa", "bbbbbbbbbbbbbbbbbbbbbbbb"
+		for i, tc := range []struct {
+			fp   string
+			want *KeyMismatchError
+		}{
+			{a, nil},
+			{a, nil},
+			{b, &KeyMismatchError{Stored: a, Given: b}},
+			{a, nil},
+		} {
+			err := db.CheckKey(ctx, tc.fp)
+			var got *KeyMismatchError
+			if err != nil && !errors.As(err, &got) {
+				t.Fatalf("check %d: %v; want nil or a *KeyMismatchError", i, err)
+			}
+			if d := cmp.Diff(tc.want, got); d != "" {
+				t.Errorf("check %d (%s) (-want +got):\n%s", i, tc.fp, d)
+			}
+			if got != nil && (!strings.Contains(err.Error(), "fingerprint aaaaaaaaaaaaaaaa…") || !strings.Contains(err.Error(), "fingerprint bbbbbbbbbbbbbbbb…")) {
+				t.Errorf("check %d says %q; want both fingerprints", i, err)
+			}
+		}
+		if err := db.CheckKey(ctx, ""); err == nil {
+			t.Error("an empty fingerprint was accepted")
+		}
+	})
+	t.Run("concurrent", func(t *testing.T) {
+		db := open(t, pgtest.DSN(t))
+		const replicas = 8
+		errs := make([]error, replicas)
+		var wg sync.WaitGroup
+		for i := range replicas {
+			wg.Go(func() { errs[i] = db.CheckKey(ctx, fmt.Sprintf("key-%d", i%2)) })
+		}
+		wg.Wait()
+		started := map[string]int{}
+		for i, err := range errs {
+			var mismatch *KeyMismatchError
+			switch {
+			case err == nil:
+				started[fmt.Sprintf("key-%d", i%2)]++
+			case !errors.As(err, &mismatch):
+				t.Errorf("replica %d: %v", i, err)
+			}
+		}
+		if len(started) != 1 {
+			t.Errorf("replicas started per key: %v; want those of one key only", started)
+		}
+		for _, n := range started {
+			if n != replicas/2 {
+				t.Errorf("replicas started per key: %v; want all %d of one key", started, replicas/2)
+			}
+		}
+	})
 }

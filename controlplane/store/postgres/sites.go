@@ -258,6 +258,12 @@ func (c *siteColumns) args() []any {
 // each read and written once per call however many of its sites report.
 func (s *Store) Ingest(ctx context.Context, reports []cp.Report) ([]cp.ReportResult, error) {
 	results := make([]cp.ReportResult, len(reports))
+	// Organisations with a site the batch would create: their site count
+	// must not change between counting and inserting, so their rows are
+	// locked, first, as a policy write locks them (the lock order). Found
+	// only once the sites are locked: the transaction then starts over
+	// with them, which costs nothing to the batches of known sites.
+	lockFirst := map[string]bool{}
 	err := s.write(ctx, "ingest site reports", func(tx pgx.Tx) error {
 		keys := make([]siteKey, 0, len(reports))
 		orgs := map[string]bool{}
@@ -268,6 +274,11 @@ func (s *Store) Ingest(ctx context.Context, reports []cp.Report) ([]cp.ReportRes
 		if err := knowOrgs(ctx, tx, sortedKeys(orgs)); err != nil {
 			return err
 		}
+		for _, org := range sortedKeys(lockFirst) {
+			if err := lockOrg(ctx, tx, org); err != nil {
+				return err
+			}
+		}
 		denied, err := deniedOf(ctx, tx, keys)
 		if err != nil {
 			return err
@@ -276,6 +287,20 @@ func (s *Store) Ingest(ctx context.Context, reports []cp.Report) ([]cp.ReportRes
 		if err != nil {
 			return err
 		}
+		again := false
+		for k, row := range sites {
+			if !row.exists && !denied[k] && !lockFirst[k.org] {
+				lockFirst[k.org], again = true, true
+			}
+		}
+		if again {
+			return errRetry
+		}
+		counts, err := siteCounts(ctx, tx, sortedKeys(lockFirst))
+		if err != nil {
+			return err
+		}
+		q := s.opts.Quotas.WithDefaults()
 		now := s.opts.Now()
 		var confirms []confirmation
 		for i, r := range reports {
@@ -285,6 +310,11 @@ func (s *Store) Ingest(ctx context.Context, reports []cp.Report) ([]cp.ReportRes
 				continue
 			}
 			row := sites[k]
+			isNew := !row.exists && !row.dirty
+			if isNew && q.CheckSites(counts[k.org], 1) != nil {
+				results[i] = cp.ReportOverQuota
+				continue
+			}
 			switch {
 			case r.Status != nil:
 				out := cp.FoldStatus(row.rec, row.last, *r.Status, s.siteRules(), now)
@@ -301,6 +331,9 @@ func (s *Store) Ingest(ctx context.Context, reports []cp.Report) ([]cp.ReportRes
 				results[i] = cp.ReportTaken
 				row.set(cp.FoldPresence(row.rec, row.last, *r.Presence, s.epoch, now), now)
 			}
+			if isNew && row.dirty {
+				counts[k.org]++
+			}
 		}
 		if err := confirm(ctx, tx, confirms); err != nil {
 			return err
@@ -311,6 +344,28 @@ func (s *Store) Ingest(ctx context.Context, reports []cp.Report) ([]cp.ReportRes
 		return nil, err
 	}
 	return results, nil
+}
+
+// siteCounts counts the sites of orgs.
+func siteCounts(ctx context.Context, tx pgx.Tx, orgs []string) (map[string]int, error) {
+	out := map[string]int{}
+	if len(orgs) == 0 {
+		return out, nil
+	}
+	rows, err := tx.Query(ctx, `SELECT org_id, count(*) FROM sites WHERE org_id = ANY($1) GROUP BY org_id`, orgs)
+	if err != nil {
+		return nil, fmt.Errorf("count sites: %w", err)
+	}
+	var org string
+	var n int
+	_, err = pgx.ForEachRow(rows, []any{&org, &n}, func() error {
+		out[org] = n
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("count sites: %w", err)
+	}
+	return out, nil
 }
 
 // deniedOf are the sites of keys that were decommissioned and forgotten.

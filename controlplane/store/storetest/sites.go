@@ -2,9 +2,11 @@ package storetest
 
 import (
 	"context"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -519,4 +521,94 @@ func testReserveSiteAndCounts(t *testing.T, open Opener) {
 	}
 	check("after a second reservation", map[cp.SiteState]int{cp.SiteUnknown: 3, cp.SiteOffline: 1, cp.SiteFailed: 1},
 		map[string]map[cp.Status]int{cp.KindSecurityGroup: {}, cp.KindPrefixList: {cp.StatusFailed: 1}})
+}
+
+// testReportsWithinSiteQuota: a report (status or presence) from a site
+// its organisation does not know creates the site's record only within
+// the site quota, as a write's new site would; beyond it the report is
+// ReportOverQuota and stores nothing. In one batch a new site admitted
+// counts for the next, and a second report of it is no new site; other
+// organisations are not counted; known sites report as ever.
+func testReportsWithinSiteQuota(t *testing.T, open Opener) {
+	ctx := context.Background()
+	s := open(t, Options{Quotas: cp.Quotas{Sites: 3}})
+	if _, err := createGroup(ctx, s, org, group("G", []string{"site_1", "site_2"})); err != nil {
+		t.Fatal(err)
+	}
+	online := protocol.Presence{State: protocol.PresenceOnline, At: epoch}
+	status := func(site string) *protocol.SiteStatus {
+		st := report(s.Epoch(), 0, protocol.StateApplying, "")
+		st.SiteID = site
+		return &st
+	}
+	batch := []cp.Report{
+		{OrgID: org, SiteID: "site_3", Presence: &online}, // the third site: within the quota
+		{OrgID: org, SiteID: "site_4", Status: status("site_4")},
+		{OrgID: org, SiteID: "site_3", Status: status("site_3")}, // known now
+		{OrgID: org, SiteID: "site_5", Presence: &online},
+		{OrgID: org, SiteID: "site_1", Presence: &online},
+		{OrgID: "org_b", SiteID: "site_9", Presence: &online},
+	}
+	results, err := s.Ingest(ctx, batch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, want := range map[int]cp.ReportResult{0: cp.ReportTaken, 1: cp.ReportOverQuota, 3: cp.ReportOverQuota, 4: cp.ReportTaken, 5: cp.ReportTaken} {
+		if results[i] != want {
+			t.Errorf("report %d (%s/%s): %v, want %v", i, batch[i].OrgID, batch[i].SiteID, results[i], want)
+		}
+	}
+	if results[2] == cp.ReportOverQuota {
+		t.Errorf("the second report of site_3 was refused as a new site")
+	}
+	ids := func(org string) []string {
+		t.Helper()
+		sites, err := s.ListSites(ctx, org)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, st := range sites {
+			out = append(out, st.ID)
+		}
+		return out
+	}
+	if d := cmp.Diff([]string{"site_1", "site_2", "site_3"}, ids(org)); d != "" {
+		t.Errorf("sites of %s (-want +got):\n%s", org, d)
+	}
+	if d := cmp.Diff([]string{"site_9"}, ids("org_b")); d != "" {
+		t.Errorf("sites of org_b (-want +got):\n%s", d)
+	}
+	if _, err := s.GetSite(ctx, org, "site_4"); cp.ErrorCode(err) != cp.CodeNotFound {
+		t.Errorf("site_4 over the quota: %v; want not found", err)
+	}
+	// Still over the quota alone, in a batch of its own.
+	if res, err := reportStatus(ctx, s, org, "site_4", *status("site_4")); err != nil || res != cp.ReportOverQuota {
+		t.Errorf("site_4 again: %v, %v; want over quota", res, err)
+	}
+
+	// New sites reporting at once (through several replicas, on
+	// PostgreSQL) take exactly the quota's places.
+	var wg sync.WaitGroup
+	taken := make([]bool, 8)
+	for i := range taken {
+		wg.Go(func() {
+			res, err := s.Ingest(ctx, []cp.Report{{OrgID: "org_c", SiteID: fmt.Sprintf("site_%d", i), Presence: &online}})
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			taken[i] = res[0] == cp.ReportTaken
+		})
+	}
+	wg.Wait()
+	n := 0
+	for _, ok := range taken {
+		if ok {
+			n++
+		}
+	}
+	if got := ids("org_c"); n != 3 || len(got) != 3 {
+		t.Errorf("8 new sites reporting at once: %d taken, sites %v; want 3 of each", n, got)
+	}
 }

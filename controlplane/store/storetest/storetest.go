@@ -94,6 +94,8 @@ var tests = []struct {
 	{"VersionsAndIfMatch", testVersionsAndIfMatch},
 	{"AuditTrail", testAuditTrail},
 	{"Paging", testPaging},
+	// documents.go
+	{"DocumentTooLarge", testDocumentTooLarge},
 	// sites.go
 	{"FailedReportFailsAndRecovers", testFailedReportFailsAndRecovers},
 	{"SweeperFailsAtDeadline", testSweeperFailsAtDeadline},
@@ -105,6 +107,7 @@ var tests = []struct {
 	{"ForgedStatusRefused", testForgedStatusRefused},
 	{"ReportTextBounded", testReportTextBounded},
 	{"ReserveSiteAndCounts", testReserveSiteAndCounts},
+	{"ReportsWithinSiteQuota", testReportsWithinSiteQuota},
 	// history.go
 	{"SiteHistory", testSiteHistory},
 	{"SiteHistoryBounded", testSiteHistoryBounded},
