@@ -579,6 +579,33 @@ type gapChecker struct {
 	beforeFirewall rossim.Firewall
 }
 
+// checkedTransition brings s from what r holds to d, with the API
+// connection dropped after drop commands (none if drop is negative) and up
+// to five tries, and checks every state r passed through against probes
+// (gapChecker.check): the number of states checked.
+func checkedTransition(ctx context.Context, t *testing.T, r *rossim.Router, s *simAgent, label string, d protocol.DesiredState, probes []rossim.Packet, drop int) int {
+	t.Helper()
+	before := r.Snapshot()
+	r.ForgetHistory()
+	s.desired = &d
+	if drop >= 0 {
+		r.DropAfter(drop)
+	}
+	var err error
+	for try := 0; try < 5; try++ {
+		// As the Run loop does: a new document is planned from the last
+		// observation, a retry from a fresh read.
+		if err = s.update(ctx); err == nil {
+			break
+		}
+	}
+	r.DropAfter(-1)
+	if err != nil {
+		t.Fatalf("%s: never converged: %v", label, err)
+	}
+	return newGapChecker(probes, before, r.Snapshot()).check(t, label, r.History(), s.lastGuard)
+}
+
 func newGapChecker(probes []rossim.Packet, before, after rossim.Firewall) *gapChecker {
 	c := &gapChecker{probes: probes, beforeFirewall: before}
 	eb, ea := before.Evaluator(), after.Evaluator()
@@ -675,26 +702,7 @@ func TestNoGapAdversarial(t *testing.T) {
 	byShape := map[string]int{}
 	apply := func(label string, d protocol.DesiredState, probes []rossim.Packet, drop int) {
 		t.Helper()
-		before := r.Snapshot()
-		r.ForgetHistory()
-		s.desired = &d
-		if drop >= 0 {
-			r.DropAfter(drop)
-		}
-		var err error
-		for try := 0; try < 5; try++ {
-			// As the Run loop does: a new document is planned from the
-			// last observation, a retry from a fresh read.
-			if err = s.update(ctx); err == nil {
-				break
-			}
-		}
-		r.DropAfter(-1)
-		if err != nil {
-			t.Fatalf("%s: never converged: %v", label, err)
-		}
-		after := r.Snapshot()
-		states += newGapChecker(probes, before, after).check(t, label, r.History(), s.lastGuard)
+		states += checkedTransition(ctx, t, r, s, label, d, probes, drop)
 		transitions++
 	}
 	for seed := range n {

@@ -72,25 +72,12 @@ func TestIPv6UplinkSurvivesAnyPolicy(t *testing.T) {
 	states := 0
 	for i := range n {
 		d := restrictive(rnd, uint64(i+2))
-		before := r.Snapshot()
-		r.ForgetHistory()
-		r.ResetStats()
+		label, drop := fmt.Sprintf("transition %d", i), -1
 		if i%5 == 4 {
-			r.DropAfter(rnd.IntN(12))
+			drop = rnd.IntN(12)
+			label += fmt.Sprintf(" (dropped after %d commands)", drop)
 		}
-		s.desired = &d
-		var err error
-		for try := 0; try < 5; try++ {
-			if err = s.update(ctx); err == nil {
-				break
-			}
-		}
-		r.DropAfter(-1)
-		if err != nil {
-			t.Fatalf("transition %d: never converged: %v", i, err)
-		}
-		label := fmt.Sprintf("transition %d (%d commands)", i, r.Stats().Commands)
-		states += newGapChecker(aimedProbes(8, prev, d), before, r.Snapshot()).check(t, label, r.History(), s.lastGuard)
+		states += checkedTransition(ctx, t, r, s, label, d, aimedProbes(8, prev, d), drop)
 		prev = d
 	}
 	if rest := s.remaining(t); len(rest) > 0 {

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"math"
 	"time"
+
+	"github.com/rampart-fw/rampart/protocol"
 )
 
 // Decommissioning a site (DELETE /vpc/sites/{siteId}, #16 item 4): the
@@ -119,6 +121,21 @@ func StartDecommission(rec Site, rev uint64, deadline time.Time) (Site, bool) {
 	rec.DecommissionRevision = rev
 	rec.SyncDeadline = deadline
 	return rec, true
+}
+
+// DecommissionChange is the change the decommission of site announces
+// once its writes are done, docs being the documents they gave (nil
+// without a Revisioner): the site deleted, carrying its own document only,
+// since the other sites' documents went out with the writes that changed
+// them. Its Revisions[site] is the revision StartDecommission awaits
+// (UnknownRevision without a Revisioner).
+func DecommissionChange(org, site string, docs map[string]protocol.DesiredState) Change {
+	c := Change{OrgID: org, Sites: []string{site}, Kind: KindSite, ID: site, Deleted: true}
+	if docs != nil {
+		c.Documents = map[string]protocol.DesiredState{site: docs[site]}
+		c.Revisions = map[string]uint64{site: docs[site].Revision}
+	}
+	return c
 }
 
 // DecommissionDone reports whether a decommissioning site is to be

@@ -79,6 +79,33 @@ func TestWithoutSite(t *testing.T) {
 }
 
 // TestSyncStateForget: a forgotten site no longer holds a resource back.
+// TestDecommissionChange: the decommission announces the site's own
+// document only (the other sites' went out with the writes), and without a
+// Revisioner no document and UnknownRevision.
+func TestDecommissionChange(t *testing.T) {
+	docs := map[string]protocol.DesiredState{"site_a": {Revision: 7}, "site_b": {Revision: 3}}
+	tests := []struct {
+		name string
+		docs map[string]protocol.DesiredState
+		want cp.Change
+	}{
+		{"documents", docs, cp.Change{OrgID: "org_a", Sites: []string{"site_a"}, Kind: cp.KindSite, ID: "site_a", Deleted: true,
+			Revisions: map[string]uint64{"site_a": 7}, Documents: map[string]protocol.DesiredState{"site_a": {Revision: 7}}}},
+		{"no Revisioner", nil, cp.Change{OrgID: "org_a", Sites: []string{"site_a"}, Kind: cp.KindSite, ID: "site_a", Deleted: true}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := cp.DecommissionChange("org_a", "site_a", tt.docs)
+			if d := cmp.Diff(tt.want, got); d != "" {
+				t.Errorf("change (-want +got):\n%s", d)
+			}
+			if rev := got.Revisions["site_a"]; tt.docs == nil && rev != cp.UnknownRevision {
+				t.Errorf("revision without a Revisioner: %d, want UnknownRevision", rev)
+			}
+		})
+	}
+}
+
 func TestSyncStateForget(t *testing.T) {
 	st := cp.NewSyncState(map[string]uint64{"site_a": 3, "site_b": 2}, t0, time.Minute)
 	st.Expire(t0.Add(time.Minute))

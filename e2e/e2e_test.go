@@ -204,13 +204,20 @@ func (c *controlPlane) start() {
 	if c.mqttURL == "" {
 		c.mqttListen = strings.TrimPrefix(c.p.logged(c.t, "mqtt started", "broker"), "tcp://")
 	}
-	eventually(c.t, converge, "control plane ready", func() string {
+	c.p.waitReady(c.t, "control plane", c.httpAddr)
+}
+
+// waitReady waits for the control plane p, serving HTTP on httpAddr, to
+// answer /readyz; it fails the test at once should p exit meanwhile.
+func (p *proc) waitReady(t *testing.T, name, httpAddr string) {
+	t.Helper()
+	eventually(t, converge, name+" ready", func() string {
 		select {
-		case <-c.p.done:
-			c.t.Fatalf("control plane exited:\n%s", c.p.out.String())
+		case <-p.done:
+			t.Fatalf("%s exited:\n%s", name, tail(p.out.String(), 4096))
 		default:
 		}
-		resp, err := http.Get("http://" + c.httpAddr + "/readyz")
+		resp, err := http.Get("http://" + httpAddr + "/readyz")
 		if err != nil {
 			return err.Error()
 		}
@@ -315,8 +322,16 @@ func startSite(t *testing.T, id, envLines string) *site {
 	return s
 }
 
-// filter prints the router's firewall filter through the RouterOS API.
+// filter prints the router's firewall filter and address lists through the
+// RouterOS API.
 func (s *site) filter(t *testing.T) []map[string]string {
+	t.Helper()
+	return s.print(t, "/ip/firewall/filter/print", "/ip/firewall/address-list/print")
+}
+
+// print runs each print command on the router through the RouterOS API and
+// returns their rows, in order.
+func (s *site) print(t *testing.T, menus ...string) []map[string]string {
 	t.Helper()
 	c, err := routeros.DialTimeout(s.router, routerUser, routerPassword, 10*time.Second)
 	if err != nil {
@@ -324,7 +339,7 @@ func (s *site) filter(t *testing.T) []map[string]string {
 	}
 	defer c.Close()
 	var rows []map[string]string
-	for _, menu := range []string{"/ip/firewall/filter/print", "/ip/firewall/address-list/print"} {
+	for _, menu := range menus {
 		r, err := c.RunArgs([]string{menu})
 		if err != nil {
 			t.Fatalf("%s on %s: %v", menu, s.id, err)

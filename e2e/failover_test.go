@@ -90,7 +90,7 @@ func TestFailover(t *testing.T) {
 		reps[i] = r
 	}
 	for _, r := range reps {
-		waitReady(t, r)
+		r.p.waitReady(t, r.name, r.httpAddr)
 	}
 	key, err := keys.Load(reps[0].dir)
 	if err != nil {
@@ -303,26 +303,6 @@ func usage(t *testing.T) string {
 	cmd.Env = cleanEnv()
 	out, _ := cmd.CombinedOutput() // -h exits 2 after printing
 	return string(out)
-}
-
-func waitReady(t *testing.T, r *replica) {
-	t.Helper()
-	eventually(t, converge, r.name+" ready", func() string {
-		select {
-		case <-r.p.done:
-			t.Fatalf("%s exited:\n%s", r.name, tail(r.p.out.String(), 4096))
-		default:
-		}
-		resp, err := http.Get("http://" + r.httpAddr + "/readyz")
-		if err != nil {
-			return err.Error()
-		}
-		resp.Body.Close()
-		if resp.StatusCode != 200 {
-			return resp.Status
-		}
-		return ""
-	})
 }
 
 func mustJSON(v any) string {

@@ -4,31 +4,13 @@ import (
 	"fmt"
 	"strings"
 	"testing"
-	"time"
-
-	"github.com/go-routeros/routeros/v3"
 )
 
 // ipv6Rows prints the router's IPv6 filter and address lists through the
 // RouterOS API.
 func (s *site) ipv6Rows(t *testing.T) []map[string]string {
 	t.Helper()
-	c, err := routeros.DialTimeout(s.router, routerUser, routerPassword, 10*time.Second)
-	if err != nil {
-		t.Fatalf("dial router of %s: %v", s.id, err)
-	}
-	defer c.Close()
-	var rows []map[string]string
-	for _, menu := range []string{"/ipv6/firewall/filter/print", "/ipv6/firewall/address-list/print"} {
-		r, err := c.RunArgs([]string{menu})
-		if err != nil {
-			t.Fatalf("%s on %s: %v", menu, s.id, err)
-		}
-		for _, re := range r.Re {
-			rows = append(rows, re.Map)
-		}
-	}
-	return rows
+	return s.print(t, "/ipv6/firewall/filter/print", "/ipv6/firewall/address-list/print")
 }
 
 // TestIPv6AcrossProcesses: a dual-stack policy written through the API of

@@ -79,6 +79,42 @@ func runErr(t testing.TB, c *routeros.Client, words ...string) string {
 	return de.Sentence.Map["message"]
 }
 
+// trapCase is a command that must fail, and the trap's message it must
+// fail with.
+type trapCase struct {
+	words []string
+	want  string
+}
+
+// checkTraps runs each failing command on c and checks its trap's message,
+// then that none of them changed r's firewall (every write all or nothing).
+func checkTraps(t *testing.T, r *Router, c *routeros.Client, tests []trapCase) {
+	t.Helper()
+	before := r.Snapshot()
+	for _, tt := range tests {
+		if got := runErr(t, c, tt.words...); got != tt.want {
+			t.Errorf("%v: trap %q, want %q", tt.words, got, tt.want)
+		}
+	}
+	if d := cmp.Diff(before, r.Snapshot(), cmp.AllowUnexported(Firewall{})); d != "" {
+		t.Fatalf("failed commands changed the firewall:\n%s", d)
+	}
+}
+
+// mustExec runs one command on r's API surface (Exec) and returns the
+// id an add answers with ("" for other commands).
+func mustExec(t *testing.T, r *Router, words ...string) string {
+	t.Helper()
+	out, err := r.Exec(words...)
+	if err != nil {
+		t.Fatalf("%v: %v", words, err)
+	}
+	if len(out) == 1 {
+		return out[0]["ret"]
+	}
+	return ""
+}
+
 func rows(rep *routeros.Reply) []map[string]string {
 	var out []map[string]string
 	for _, s := range rep.Re {

@@ -46,31 +46,20 @@ func TestEvaluateDefconf(t *testing.T) {
 // rules, reject and ports.
 func TestEvaluateChains(t *testing.T) {
 	r := New(Options{})
-	ex := func(words ...string) string {
-		t.Helper()
-		out, err := r.Exec(words...)
-		if err != nil {
-			t.Fatalf("%v: %v", words, err)
-		}
-		if len(out) == 1 {
-			return out[0]["ret"]
-		}
-		return ""
-	}
-	ex("/ip/firewall/address-list/add", "=list=office", "=address=203.0.113.0/24")
+	mustExec(t, r, "/ip/firewall/address-list/add", "=list=office", "=address=203.0.113.0/24")
 	// rampart-in: est/rel accept, drop invalid, https from anywhere,
 	// ssh from office, a disabled accept-all, a sub-chain with return, drop.
-	ex("/ip/firewall/filter/add", "=chain=rampart-in", "=action=accept", "=connection-state=established,related,untracked")
-	ex("/ip/firewall/filter/add", "=chain=rampart-in", "=action=drop", "=connection-state=invalid")
-	https := ex("/ip/firewall/filter/add", "=chain=rampart-in", "=action=accept", "=protocol=tcp", "=dst-port=443")
-	ssh := ex("/ip/firewall/filter/add", "=chain=rampart-in", "=action=accept", "=protocol=6", "=dst-port=22", "=src-address-list=office")
-	ex("/ip/firewall/filter/add", "=chain=rampart-in", "=action=accept", "=disabled=yes")
-	sub := ex("/ip/firewall/filter/add", "=chain=rampart-in", "=action=jump", "=jump-target=sub")
-	ex("/ip/firewall/filter/add", "=chain=sub", "=action=return", "=protocol=udp")
-	rej := ex("/ip/firewall/filter/add", "=chain=sub", "=action=reject", "=protocol=tcp", "=dst-port=8080-8090")
-	ghost := ex("/ip/firewall/filter/add", "=chain=rampart-in", "=action=jump", "=jump-target=nowhere")
-	last := ex("/ip/firewall/filter/add", "=chain=rampart-in", "=action=drop")
-	jump := ex("/ip/firewall/filter/add", "=chain=input", "=action=jump", "=jump-target=rampart-in", "=in-interface-list=WAN", "=place-before=*1")
+	mustExec(t, r, "/ip/firewall/filter/add", "=chain=rampart-in", "=action=accept", "=connection-state=established,related,untracked")
+	mustExec(t, r, "/ip/firewall/filter/add", "=chain=rampart-in", "=action=drop", "=connection-state=invalid")
+	https := mustExec(t, r, "/ip/firewall/filter/add", "=chain=rampart-in", "=action=accept", "=protocol=tcp", "=dst-port=443")
+	ssh := mustExec(t, r, "/ip/firewall/filter/add", "=chain=rampart-in", "=action=accept", "=protocol=6", "=dst-port=22", "=src-address-list=office")
+	mustExec(t, r, "/ip/firewall/filter/add", "=chain=rampart-in", "=action=accept", "=disabled=yes")
+	sub := mustExec(t, r, "/ip/firewall/filter/add", "=chain=rampart-in", "=action=jump", "=jump-target=sub")
+	mustExec(t, r, "/ip/firewall/filter/add", "=chain=sub", "=action=return", "=protocol=udp")
+	rej := mustExec(t, r, "/ip/firewall/filter/add", "=chain=sub", "=action=reject", "=protocol=tcp", "=dst-port=8080-8090")
+	ghost := mustExec(t, r, "/ip/firewall/filter/add", "=chain=rampart-in", "=action=jump", "=jump-target=nowhere")
+	last := mustExec(t, r, "/ip/firewall/filter/add", "=chain=rampart-in", "=action=drop")
+	jump := mustExec(t, r, "/ip/firewall/filter/add", "=chain=input", "=action=jump", "=jump-target=rampart-in", "=in-interface-list=WAN", "=place-before=*1")
 
 	f := r.Snapshot()
 	if f.Filter[1][".id"] != jump {
@@ -106,7 +95,7 @@ func TestEvaluateChains(t *testing.T) {
 
 	// Interface-list membership is part of the state: put ether1 in LAN
 	// and WAN traffic is no longer dropped by defconf's !LAN rule.
-	ex("/interface/list/member/add", "=list=LAN", "=interface=ether2")
+	mustExec(t, r, "/interface/list/member/add", "=list=LAN", "=interface=ether2")
 	v := r.Snapshot().Evaluate(pkt("input", "ether2", "", "198.51.100.7", "192.0.2.1", 6, 22, "new"))
 	if v.Action != "accept" || v.RuleID != "" {
 		t.Fatalf("ether2 in LAN: %+v", v)

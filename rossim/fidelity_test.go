@@ -21,10 +21,7 @@ func TestErrorTexts(t *testing.T) {
 	c := dial(t, r, "admin", "")
 	const f = "/ip/firewall/filter/"
 	id := run(t, c, f+"add", "=chain=x", "=action=accept").Done.Map["ret"]
-	tests := []struct {
-		words []string
-		want  string
-	}{
+	tests := []trapCase{
 		{[]string{f + "add", "=chain=input", "=dst-port=80"}, "failure: ports can be specified if proto is tcp,udp,udp-lite,dccp,sctp"},
 		{[]string{f + "add", "=chain=input", "=protocol=icmp", "=dst-port=80"}, "failure: ports can be specified if proto is tcp,udp,udp-lite,dccp,sctp"},
 		{[]string{f + "add", "=chain=input", "=protocol=!tcp", "=dst-port=80"}, "failure: ports can be specified if proto is tcp,udp,udp-lite,dccp,sctp"},
@@ -60,15 +57,7 @@ func TestErrorTexts(t *testing.T) {
 		{[]string{"/ip/firewal/filter/print"}, "no such command prefix"},
 		{[]string{"/ip/firewall/filter/frobnicate"}, "no such command prefix"},
 	}
-	before := r.Snapshot()
-	for _, tt := range tests {
-		if got := runErr(t, c, tt.words...); got != tt.want {
-			t.Errorf("%v: trap %q, want %q", tt.words, got, tt.want)
-		}
-	}
-	if d := cmp.Diff(before, r.Snapshot(), cmp.AllowUnexported(Firewall{})); d != "" {
-		t.Fatalf("failed commands changed the firewall:\n%s", d)
-	}
+	checkTraps(t, r, c, tests)
 	// Nothing of a failed multi-id remove happened: *1 is still there.
 	if n := len(run(t, c, f+"print", "?.id=*1").Re); n != 1 {
 		t.Fatal("*1 removed by a failing remove")

@@ -132,10 +132,7 @@ func TestIPv6ErrorTexts(t *testing.T) {
 	c := dial(t, r, "admin", "")
 	id := run(t, c, f6+"add", "=chain=x", "=action=accept").Done.Map["ret"]
 	run(t, c, a6+"add", "=list=l", "=address=2001:db8::/48")
-	tests := []struct {
-		words []string
-		want  string
-	}{
+	tests := []trapCase{
 		{[]string{f6 + "add", "=chain=input", "=dst-port=546"}, "failure: ports can be specified if proto is tcp,udp,udp-lite,dccp,sctp"},
 		{[]string{f6 + "add", "=chain=input", "=protocol=icmpv6", "=dst-port=546"}, "failure: ports can be specified if proto is tcp,udp,udp-lite,dccp,sctp"},
 		{[]string{f6 + "add", "=chain=input", "=colour=red"}, "unknown parameter colour"},
@@ -166,15 +163,7 @@ func TestIPv6ErrorTexts(t *testing.T) {
 		{[]string{"/ip/firewall/address-list/add", "=list=l", "=address=2001:db8::/32"}, "invalid value for argument address"},
 		{[]string{"/ipv6/firewal/filter/print"}, "no such command prefix"},
 	}
-	before := r.Snapshot()
-	for _, tt := range tests {
-		if got := runErr(t, c, tt.words...); got != tt.want {
-			t.Errorf("%v: trap %q, want %q", tt.words, got, tt.want)
-		}
-	}
-	if d := cmp.Diff(before, r.Snapshot(), cmp.AllowUnexported(Firewall{})); d != "" {
-		t.Fatalf("failed commands changed the firewall:\n%s", d)
-	}
+	checkTraps(t, r, c, tests)
 }
 
 // TestIPv6AddressListNormalisation: entries are stored canonical (lower
@@ -314,23 +303,12 @@ func TestEvaluateIPv6Defconf(t *testing.T) {
 func TestEvaluateIPv6Chains(t *testing.T) {
 	r := New(Options{})
 	defer r.Close()
-	ex := func(words ...string) string {
-		t.Helper()
-		out, err := r.Exec(words...)
-		if err != nil {
-			t.Fatalf("%v: %v", words, err)
-		}
-		if len(out) == 1 {
-			return out[0]["ret"]
-		}
-		return ""
-	}
-	ex(a6+"add", "=list=ops", "=address=2001:db8:77::/48")
-	ex("/ip/firewall/address-list/add", "=list=ops", "=address=203.0.113.0/24")
-	jump := ex(f6+"add", "=chain=input", "=action=jump", "=jump-target=rampart-in", "=place-before=*1")
-	ex(f6+"add", "=chain=rampart-in", "=action=accept", "=protocol=tcp", "=dst-port=22", "=src-address-list=ops")
-	ex(f6+"add", "=chain=rampart-in", "=action=return", "=protocol=icmpv6", "=icmp-options=128:0")
-	ex(f6+"add", "=chain=rampart-in", "=action=drop")
+	mustExec(t, r, a6+"add", "=list=ops", "=address=2001:db8:77::/48")
+	mustExec(t, r, "/ip/firewall/address-list/add", "=list=ops", "=address=203.0.113.0/24")
+	jump := mustExec(t, r, f6+"add", "=chain=input", "=action=jump", "=jump-target=rampart-in", "=place-before=*1")
+	mustExec(t, r, f6+"add", "=chain=rampart-in", "=action=accept", "=protocol=tcp", "=dst-port=22", "=src-address-list=ops")
+	mustExec(t, r, f6+"add", "=chain=rampart-in", "=action=return", "=protocol=icmpv6", "=icmp-options=128:0")
+	mustExec(t, r, f6+"add", "=chain=rampart-in", "=action=drop")
 	const (
 		wanLL = "fe80::1"
 		mine  = "2001:470:2::1"
@@ -372,8 +350,8 @@ func TestEvaluateIPv6Chains(t *testing.T) {
 		t.Fatalf("without guards (-want +got):\n%s", d)
 	}
 	// The guards of the wire contract, before the jump.
-	g1 := ex(f6+"add", "=chain=input", "=action=accept", "=protocol=icmpv6", "=place-before="+jump)
-	g2 := ex(f6+"add", "=chain=input", "=action=accept", "=protocol=udp", "=dst-port=546", "=src-address=fe80::/10", "=place-before="+jump)
+	g1 := mustExec(t, r, f6+"add", "=chain=input", "=action=accept", "=protocol=icmpv6", "=place-before="+jump)
+	g2 := mustExec(t, r, f6+"add", "=chain=input", "=action=accept", "=protocol=udp", "=dst-port=546", "=src-address=fe80::/10", "=place-before="+jump)
 	want = map[string]string{
 		"NS": "accept " + g1, "NA": "accept " + g1, "RA": "accept " + g1, "MLDv2 report": "accept " + g1,
 		"packet too big": "accept " + g1, "DHCPv6 reply": "accept " + g2,

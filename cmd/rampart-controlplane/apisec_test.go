@@ -73,18 +73,12 @@ func TestQuotaFlags(t *testing.T) {
 		t.Fatal(err)
 	}
 	post := func(sites string) (int, api.ErrorResponse) {
-		req, _ := http.NewRequest("POST", "http://"+m.Addr.String()+"/vpc/security-groups",
-			strings.NewReader(`{"name":"quota","rules":[],"sites":[`+sites+`]}`))
-		req.Header.Set("Authorization", "Bearer "+tok)
-		req.Header.Set("Content-Type", "application/json")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
+		t.Helper()
+		st, _, b := apiRequest(t, http.DefaultClient, "http://"+m.Addr.String()+"/vpc/security-groups", tok,
+			"POST", `{"name":"quota","rules":[],"sites":[`+sites+`]}`)
 		var er api.ErrorResponse
-		json.NewDecoder(resp.Body).Decode(&er)
-		return resp.StatusCode, er
+		json.Unmarshal(b, &er)
+		return st, er
 	}
 	if st, er := post(`"site_a","site_b"`); st != http.StatusCreated {
 		t.Fatalf("two sites: %d %+v", st, er)

@@ -7,10 +7,10 @@ import (
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
-	"github.com/prometheus/client_golang/prometheus"
 
 	cp "github.com/rampart-fw/rampart/controlplane"
 	"github.com/rampart-fw/rampart/controlplane/keys"
+	"github.com/rampart-fw/rampart/internal/metrictest"
 	"github.com/rampart-fw/rampart/protocol"
 )
 
@@ -135,30 +135,7 @@ func testRepublishWhenSiteBehind(t *testing.T, external bool) {
 	if s.State != cp.SiteInSync || s.AppliedRevision != want {
 		t.Errorf("site %s, applied %d; want in_sync at %d", s.State, s.AppliedRevision, want)
 	}
-	if n := counter(t, l.reg, "rampart_status_reports_total", "behind"); n < 6 {
+	if n := metrictest.Counter(t, l.reg, "rampart_status_reports_total", "result", "behind"); n < 6 {
 		t.Errorf("rampart_status_reports_total{result=\"behind\"} = %v, want at least 6", n)
 	}
-}
-
-// counter is the value of the counter name{result=result} in reg.
-func counter(t *testing.T, reg *prometheus.Registry, name, result string) float64 {
-	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			for _, lp := range m.GetLabel() {
-				if lp.GetName() == "result" && lp.GetValue() == result {
-					return m.GetCounter().GetValue()
-				}
-			}
-		}
-	}
-	t.Fatalf("no %s{result=%q}", name, result)
-	return 0
 }

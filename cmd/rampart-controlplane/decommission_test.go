@@ -14,6 +14,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	cp "github.com/rampart-fw/rampart/controlplane"
+	"github.com/rampart-fw/rampart/internal/metrictest"
 	"github.com/rampart-fw/rampart/protocol"
 	"github.com/rampart-fw/rampart/rossim"
 )
@@ -59,12 +60,7 @@ func TestDecommissionEndToEnd(t *testing.T) {
 		}
 		return ""
 	})
-	eventually(t, gone+" forgotten", func() string {
-		if st := l.call("GET", "/vpc/sites/"+gone, "", nil); st != 404 {
-			return fmt.Sprintf("GET %d", st)
-		}
-		return ""
-	})
+	l.waitGone("/vpc/sites/" + gone)
 	// None of rampart's rows is left, in either family.
 	if rows := rampartRows(f.Router(0).Snapshot()); len(rows) > 0 {
 		t.Errorf("%s keeps managed rows: %v", gone, rows)
@@ -106,7 +102,9 @@ func TestDecommissionEndToEnd(t *testing.T) {
 	}
 
 	// Its old credentials are refused by the embedded broker, and counted.
-	refused := func() float64 { return refusedCount(t, l, "decommissioned") }
+	refused := func() float64 {
+		return metrictest.Counter(t, l.reg, "rampart_broker_refused_total", "reason", "decommissioned")
+	}
 	n0 := refused()
 	// dialSite logs in with the secret derived from the key: the old one.
 	if _, err := dialSite(t, l.m.MQTT.AgentURL, l.m.Key, l.org, gone, nil); err == nil {
@@ -182,29 +180,6 @@ func rampartRows(fw rossim.Firewall) []string {
 	return out
 }
 
-// refusedCount is rampart_broker_refused_total{reason}.
-func refusedCount(t *testing.T, l *loop, reason string) float64 {
-	t.Helper()
-	mfs, err := l.reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != "rampart_broker_refused_total" {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			for _, lp := range m.GetLabel() {
-				if lp.GetName() == "reason" && lp.GetValue() == reason {
-					return m.GetCounter().GetValue()
-				}
-			}
-		}
-	}
-	t.Fatalf("no rampart_broker_refused_total{reason=%q}", reason)
-	return 0
-}
-
 // TestDecommissionUnansweredSite: a router that is already gone never
 // confirms its empty document; its site is forgotten at the sync
 // deadline, across a restart of the control plane, and its credentials
@@ -221,17 +196,12 @@ func TestDecommissionUnansweredSite(t *testing.T) {
 	if st := l.call("GET", "/vpc/sites/site_ghost", "", &s); st == 200 && s.State != cp.SiteDecommissioning {
 		t.Errorf("after a restart: %+v", s)
 	}
-	eventually(t, "site_ghost forgotten at the deadline", func() string {
-		if st := l.call("GET", "/vpc/sites/site_ghost", "", nil); st != 404 {
-			return fmt.Sprintf("GET %d", st)
-		}
-		return ""
-	})
+	l.waitGone("/vpc/sites/site_ghost") // at the deadline
 	l.restart()
 	if _, err := dialSite(t, l.m.MQTT.AgentURL, l.m.Key, l.org, "site_ghost", nil); err == nil {
 		t.Fatal("a decommissioned site's secret logged in after a restart")
 	}
-	if n := refusedCount(t, l, "decommissioned"); n != 1 {
+	if n := metrictest.Counter(t, l.reg, "rampart_broker_refused_total", "reason", "decommissioned"); n != 1 {
 		t.Errorf("rampart_broker_refused_total{reason=\"decommissioned\"} = %v, want 1", n)
 	}
 	var cur cp.SecurityGroup
@@ -255,12 +225,7 @@ func TestDecommissionExternalBroker(t *testing.T) {
 	l.must(201, "POST", "/vpc/security-groups", groupBody("443", "192.0.2.0/24", ids...), &g)
 	l.waitStatus("/vpc/security-groups/"+g.ID, cp.StatusActive)
 	l.must(202, "DELETE", "/vpc/sites/"+gone, "", nil)
-	eventually(t, gone+" forgotten", func() string {
-		if st := l.call("GET", "/vpc/sites/"+gone, "", nil); st != 404 {
-			return fmt.Sprintf("GET %d", st)
-		}
-		return ""
-	})
+	l.waitGone("/vpc/sites/" + gone)
 	if rows := rampartRows(f.Router(0).Snapshot()); len(rows) > 0 {
 		t.Errorf("%s keeps managed rows: %v", gone, rows)
 	}

@@ -156,17 +156,7 @@ func startE2EShards(b *testing.B, url, org, keyDir string, n int) []*benchproc.P
 // Give Mosquitto "max_queued_messages 0": at 10,000 sites the control
 // plane's subscription otherwise overflows its queue (BENCHMARKS.md).
 func BenchmarkEndToEnd(b *testing.B) {
-	sizes := []int{100, 1000, 10000}
-	if s := os.Getenv("RAMPART_BENCH_SITES"); s != "" {
-		sizes = nil
-		for _, f := range strings.Split(s, ",") {
-			n, err := strconv.Atoi(f)
-			if err != nil {
-				b.Fatal(err)
-			}
-			sizes = append(sizes, n)
-		}
-	}
+	sizes := benchSizes(b, 100, 1000, 10000)
 	for _, target := range []string{"embedded", "mosquitto"} {
 		b.Run(target, func(b *testing.B) {
 			for _, n := range sizes {
@@ -221,37 +211,12 @@ func benchEndToEnd(b *testing.B, target string, n int) {
 	// sites are spread over groups that all use one prefix list, and a
 	// write is a PUT of that list (its one CIDR changes), which reaches
 	// every site, as a PUT of one group attached to every site did.
-	list := func(port int) []byte {
-		body, _ := json.Marshal(map[string]any{"name": "Office", "description": "end-to-end benchmark",
-			"prefixes": []map[string]any{{"cidr": fmt.Sprintf("10.%d.%d.0/24", port/256%256, port%256), "description": "office"}}})
-		return body
+	list := func(port int) string { return benchListBody("end-to-end benchmark", port) }
+	group := func(sites []string, list string) string {
+		return benchGroupBody("Bench", "end-to-end benchmark", sites, list)
 	}
-	group := func(sites []string, list string) []byte {
-		body, _ := json.Marshal(map[string]any{
-			"name": "Bench", "description": "end-to-end benchmark", "sites": sites,
-			"rules": []map[string]any{
-				{"direction": "inbound", "order": 10, "protocol": 6, "port": "443", "address": "0.0.0.0/0", "description": "Allow HTTPS"},
-				{"direction": "inbound", "order": 20, "protocol": 6, "port": "80", "address": "0.0.0.0/0", "description": "Allow HTTP"},
-				{"direction": "inbound", "order": 30, "protocol": 6, "port": "22", "address": list, "description": "Allow SSH from Office"},
-			}})
-		return body
-	}
-	do := func(method, path string, body []byte) (int, map[string]any) {
-		req, _ := http.NewRequest(method, api+path, bytes.NewReader(body))
-		req.Header.Set("Authorization", "Bearer "+tok)
-		req.Header.Set("Content-Type", "application/json")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer resp.Body.Close()
-		var v map[string]any
-		raw, _ := io.ReadAll(resp.Body)
-		json.Unmarshal(raw, &v)
-		if resp.StatusCode >= 300 {
-			b.Fatalf("%s %s: %d %s", method, path, resp.StatusCode, raw)
-		}
-		return resp.StatusCode, v
+	do := func(method, path, body string) map[string]any {
+		return benchDo(b, http.DefaultClient, api+path, tok, method, body)
 	}
 	// write sends one group write and returns when every site applied it:
 	// per-site latencies, and when the API showed the group active.
@@ -269,39 +234,18 @@ func benchEndToEnd(b *testing.B, target string, n int) {
 		t0 := time.Now()
 		watch := []string{"/vpc/prefix-lists/" + id}
 		if id == "" { // the warm-up: the list, then the groups
-			_, v := do("POST", "/vpc/prefix-lists", list(port))
-			id, _ = v["id"].(string)
+			id, _ = do("POST", "/vpc/prefix-lists", list(port))["id"].(string)
 			watch = nil
 			for i := 0; i < n; i += cp.MaxSitesPerResource {
-				_, v := do("POST", "/vpc/security-groups", group(sites[i:min(i+cp.MaxSitesPerResource, n)], id))
-				gid, _ := v["id"].(string)
+				gid, _ := do("POST", "/vpc/security-groups", group(sites[i:min(i+cp.MaxSitesPerResource, n)], id))["id"].(string)
 				watch = append(watch, "/vpc/security-groups/"+gid)
 			}
 		} else {
 			do("PUT", "/vpc/prefix-lists/"+id, list(port))
 		}
 		answered = append(answered, float64(time.Since(t0)))
-		for deadline := time.Now().Add(25 * time.Minute); ; {
-			for len(watch) > 0 {
-				_, v := do("GET", watch[0], nil)
-				if v["status"] != "active" {
-					if v["status"] == "failed" || time.Now().After(deadline) {
-						b.Fatalf("%s is %v", watch[0], v["status"])
-					}
-					break
-				}
-				watch = watch[1:]
-			}
-			if len(watch) == 0 {
-				active = time.Since(t0)
-				break
-			}
-			// Every GET returns the group with all its sites: at 10,000
-			// sites, polling every 5 ms would cost this process (the control
-			// plane's) a good part of a core. 5 ms per 1,000 sites keeps the
-			// resolution at 0.5 % of the measured time.
-			time.Sleep(time.Duration(max(1, n/1000)) * 5 * time.Millisecond)
-		}
+		awaitActive(b, do, watch, n, 25*time.Minute)
+		active = time.Since(t0)
 		cpCPU = append(cpCPU, float64(processCPU()-cpu0))
 		for _, s := range shards {
 			for _, f := range strings.Fields(strings.TrimPrefix(s.Ask(b, "wait", "done"), "done")) {
@@ -371,6 +315,81 @@ func processCPU() time.Duration {
 		return 0
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// benchSizes is the fleet sizes a benchmark runs: RAMPART_BENCH_SITES
+// (comma-separated), else def.
+func benchSizes(b *testing.B, def ...int) []int {
+	s := os.Getenv("RAMPART_BENCH_SITES")
+	if s == "" {
+		return def
+	}
+	var sizes []int
+	for _, f := range strings.Split(s, ",") {
+		n, err := strconv.Atoi(f)
+		if err != nil {
+			b.Fatalf("RAMPART_BENCH_SITES=%q: want sizes separated by commas: %v", s, err)
+		}
+		sizes = append(sizes, n)
+	}
+	return sizes
+}
+
+// benchListBody is the benchmarks' prefix list: one CIDR, 10.x.y.0/24,
+// that changes with v.
+func benchListBody(desc string, v int) string {
+	body, _ := json.Marshal(map[string]any{"name": "Office", "description": desc,
+		"prefixes": []map[string]any{{"cidr": fmt.Sprintf("10.%d.%d.0/24", v/256%256, v%256), "description": "office"}}})
+	return string(body)
+}
+
+// benchGroupBody is the benchmarks' group for sites: HTTPS and HTTP from
+// anywhere, SSH from the prefix list with id list.
+func benchGroupBody(name, desc string, sites []string, list string) string {
+	body, _ := json.Marshal(map[string]any{
+		"name": name, "description": desc, "sites": sites,
+		"rules": []map[string]any{
+			{"direction": "inbound", "order": 10, "protocol": 6, "port": "443", "address": "0.0.0.0/0", "description": "Allow HTTPS"},
+			{"direction": "inbound", "order": 20, "protocol": 6, "port": "80", "address": "0.0.0.0/0", "description": "Allow HTTP"},
+			{"direction": "inbound", "order": 30, "protocol": 6, "port": "22", "address": list, "description": "Allow SSH from Office"},
+		}})
+	return string(body)
+}
+
+// benchDo sends one API request (apiRequest) and decodes the answer's
+// object; any status from 300 up fails the benchmark.
+func benchDo(b *testing.B, hc *http.Client, url, tok, method, body string) map[string]any {
+	b.Helper()
+	st, _, raw := apiRequest(b, hc, url, tok, method, body)
+	if st >= 300 {
+		b.Fatalf("%s %s: %d %s", method, url, st, raw)
+	}
+	var v map[string]any
+	json.Unmarshal(raw, &v)
+	return v
+}
+
+// awaitActive polls each group or prefix list of watch (paths, through
+// do) in turn until it is active; one failed, or still pending past
+// within, fails the benchmark. n is the sites they await.
+func awaitActive(b *testing.B, do func(method, path, body string) map[string]any, watch []string, n int, within time.Duration) {
+	b.Helper()
+	for deadline := time.Now().Add(within); len(watch) > 0; {
+		st := do("GET", watch[0], "")["status"]
+		if st == "active" {
+			watch = watch[1:]
+			continue
+		}
+		if st == "failed" || time.Now().After(deadline) {
+			b.Fatalf("%s is %v", watch[0], st)
+		}
+		// Each GET decodes the resource's sync record (every site it
+		// awaits): at 10,000 sites, polling every 5 ms would cost the
+		// control plane's process a good part of a core. 5 ms per 1,000
+		// sites keeps the polling a small part of the measured time and
+		// CPU, at 0.5 % resolution.
+		time.Sleep(time.Duration(max(1, n/1000)) * 5 * time.Millisecond)
+	}
 }
 
 func mintToken(b *testing.B, dir, org string) string {

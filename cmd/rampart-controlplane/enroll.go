@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"io/fs"
@@ -26,19 +25,14 @@ import (
 // never started there) would be printed as if valid and fail on every
 // router. An uninitialised data directory is an error that says so.
 func runEnroll(_ context.Context, args []string, stdout, stderr io.Writer) error {
-	fset := flag.NewFlagSet("enroll", flag.ContinueOnError)
-	fset.SetOutput(stderr)
-	fset.Usage = func() {
-		fmt.Fprintf(stderr, `Usage: rampart-controlplane enroll --data-dir D --org ORG --site SITE [--agent-mqtt-url URL] [--rsc --routeros-version V] [flags]
+	fset := subcommandFlags("enroll", stderr, fmt.Sprintf(`Usage: rampart-controlplane enroll --data-dir D --org ORG --site SITE [--agent-mqtt-url URL] [--rsc --routeros-version V] [flags]
 
 Prints the agent's environment for the site (KEY=value lines), or with --rsc
 the RouterOS script that installs the agent container on a router running
 RouterOS V (%s; /system/resource/print shows it). The script names only
 what exists on that version. The output contains the site's secrets.
 
-`, container.SupportedRouterOS)
-		fset.PrintDefaults()
-	}
+`, container.SupportedRouterOS))
 	dataDir := fset.String("data-dir", DefaultDataDir, "data directory of the control plane (holds rampart.key)")
 	org := fset.String("org", "", "organisation id (required)")
 	site := fset.String("site", "", "site id, e.g. site_hq (required)")

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -18,8 +17,7 @@ import (
 // data directory the control plane never started on, since no server
 // could redeem the link.
 func runLoginURL(_ context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("login-url", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := subcommandFlags("login-url", stderr, "")
 	dataDir := fs.String("data-dir", DefaultDataDir, "data directory of the control plane (holds rampart.key)")
 	org := fs.String("org", "", "organisation to log in to (required)")
 	ttl := fs.Duration("ttl", console.DefaultLinkTTL, fmt.Sprintf("how long the link can be opened (at most %s); it logs in once", console.MaxLinkTTL))

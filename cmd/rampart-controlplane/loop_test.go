@@ -157,23 +157,37 @@ func (l *loop) fleet(n int, prefix string) *fleet.Fleet {
 
 func (l *loop) call(method, path, body string, out any) int {
 	l.t.Helper()
-	req, _ := http.NewRequest(method, "http://"+l.m.Addr.String()+path, strings.NewReader(body))
-	req.Header.Set("Authorization", "Bearer "+l.token)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		l.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	if out != nil && resp.StatusCode < 300 {
+	st, _, b := apiRequest(l.t, http.DefaultClient, "http://"+l.m.Addr.String()+path, l.token, method, body)
+	if out != nil && st < 300 {
 		if err := json.Unmarshal(b, out); err != nil {
 			l.t.Fatalf("%s %s: %v in %s", method, path, err, b)
 		}
-	} else if resp.StatusCode >= 300 {
-		l.t.Logf("%s %s: %d %s", method, path, resp.StatusCode, b)
+	} else if st >= 300 {
+		l.t.Logf("%s %s: %d %s", method, path, st, b)
 	}
-	return resp.StatusCode
+	return st
+}
+
+// apiRequest sends one request to the API at url, with tok as bearer and
+// body as JSON, through hc: the answer's status, headers and body.
+func apiRequest(t testing.TB, hc *http.Client, url, tok, method, body string) (int, http.Header, []byte) {
+	t.Helper()
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+tok)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := hc.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, url, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("%s %s: read the answer: %v", method, url, err)
+	}
+	return resp.StatusCode, resp.Header, b
 }
 
 // must calls and fails the test unless the answer has status want.
@@ -193,6 +207,17 @@ func eventually(t *testing.T, what string, cond func() string) {
 func eventuallyFor(t *testing.T, within time.Duration, what string, cond func() string) {
 	t.Helper()
 	wait.Until(t, within, what, cond)
+}
+
+// waitGone waits for the API to forget path (404).
+func (l *loop) waitGone(path string) {
+	l.t.Helper()
+	eventually(l.t, path+" gone", func() string {
+		if st := l.call("GET", path, "", nil); st != 404 {
+			return fmt.Sprintf("GET %d", st)
+		}
+		return ""
+	})
 }
 
 // waitStatus waits for a group or prefix list (path) to reach status.

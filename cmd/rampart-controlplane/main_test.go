@@ -94,16 +94,7 @@ func TestServeTokenCreateUpdate(t *testing.T) {
 	base := "http://" + m.Addr.String()
 	call := func(method, path, body string) (int, http.Header, []byte) {
 		t.Helper()
-		req, _ := http.NewRequest(method, base+path, strings.NewReader(body))
-		req.Header.Set("Authorization", "Bearer "+tok)
-		req.Header.Set("Content-Type", "application/json")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, resp.Header, b
+		return apiRequest(t, http.DefaultClient, base+path, tok, method, body)
 	}
 	st, _, b := call("POST", "/vpc/prefix-lists", `{"name":"Office","prefixes":[{"cidr":"203.0.113.0/24","description":"HQ"}]}`)
 	var list cp.PrefixList

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"io/fs"
@@ -30,10 +29,7 @@ import (
 // before any control plane starts on it (one that started already has the
 // database's own new epoch in memory).
 func runMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fset := flag.NewFlagSet("migrate", flag.ContinueOnError)
-	fset.SetOutput(stderr)
-	fset.Usage = func() {
-		fmt.Fprintf(stderr, `Usage: rampart-controlplane migrate --from-bolt FILE --store-url postgres://…
+	fset := subcommandFlags("migrate", stderr, `Usage: rampart-controlplane migrate --from-bolt FILE --store-url postgres://…
 
 Copies a bbolt store (the control plane stopped) into an empty PostgreSQL
 database, all or nothing, keeping ids, versions, statuses, revisions, the
@@ -41,8 +37,6 @@ audit trail and the store's epoch. Then start the control planes with
 --store-url.
 
 `)
-		fset.PrintDefaults()
-	}
 	from := fset.String("from-bolt", "", "the bbolt file to copy, as the stopped control plane left it (its --data-dir/"+DBFile+")")
 	to := fset.String("store-url", "", "the PostgreSQL database to copy into (postgres://…); it must hold no Rampart data yet")
 	timeout := fset.Duration("timeout", 30*time.Minute, "give up (and change nothing) after this long")

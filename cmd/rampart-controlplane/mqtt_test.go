@@ -111,16 +111,8 @@ func apiClient(t *testing.T, base string, k keys.Key, org string, hc *http.Clien
 	}
 	return func(method, path, body string) (int, string) {
 		t.Helper()
-		req, _ := http.NewRequest(method, base+path, strings.NewReader(body))
-		req.Header.Set("Authorization", "Bearer "+tok)
-		req.Header.Set("Content-Type", "application/json")
-		resp, err := hc.Do(req)
-		if err != nil {
-			t.Fatalf("%s %s: %v", method, path, err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(b)
+		st, _, b := apiRequest(t, hc, base+path, tok, method, body)
+		return st, string(b)
 	}
 }
 

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"io"
 	"log/slog"
 	"net/http"
 	"os"
@@ -65,16 +64,8 @@ func TestReplicasShareOneDatabase(t *testing.T) {
 	}
 	call := func(m *Main, method, path, body string) (int, http.Header, string) {
 		t.Helper()
-		req, _ := http.NewRequest(method, "http://"+m.Addr.String()+path, strings.NewReader(body))
-		req.Header.Set("Authorization", "Bearer "+tok)
-		req.Header.Set("Content-Type", "application/json")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		out, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, resp.Header, string(out)
+		st, h, out := apiRequest(t, http.DefaultClient, "http://"+m.Addr.String()+path, tok, method, body)
+		return st, h, string(out)
 	}
 	group := `{"name":"Web","rules":[{"direction":"inbound","order":1,"protocol":6,"port":"443","address":"0.0.0.0/0","description":"web"}],"sites":["site_a"]}`
 	st, h, created := call(a, "POST", "/vpc/security-groups", group)

@@ -26,7 +26,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -38,12 +37,12 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sync/errgroup"
 
 	cp "github.com/rampart-fw/rampart/controlplane"
 	"github.com/rampart-fw/rampart/controlplane/keys"
@@ -126,15 +125,10 @@ func runScaleFleet(spec string) error {
 	}
 	conns := (n + perConn - 1) / perConn
 	clients := make([]paho.Client, conns)
-	sem := make(chan struct{}, 32)
-	var wg sync.WaitGroup
-	var failed atomic.Value
+	var connect errgroup.Group
+	connect.SetLimit(32)
 	for ci := range conns {
-		sem <- struct{}{}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
+		connect.Go(func() error {
 			lo, hi := ci*perConn, min((ci+1)*perConn, n)
 			o := paho.NewClientOptions().AddBroker(url).SetProtocolVersion(4).SetCleanSession(true).
 				SetClientID(fmt.Sprintf("scale-%s-%d-%d", org, first, ci)).SetConnectTimeout(2 * time.Minute).
@@ -147,8 +141,7 @@ func runScaleFleet(spec string) error {
 			}
 			c := paho.NewClient(o)
 			if tok := c.Connect(); !tok.WaitTimeout(5*time.Minute) || tok.Error() != nil {
-				failed.Store(fmt.Errorf("connect %d: %v", ci, tok.Error()))
-				return
+				return fmt.Errorf("connect %d: %v", ci, tok.Error())
 			}
 			clients[ci] = c
 			filters := map[string]byte{}
@@ -167,12 +160,12 @@ func runScaleFleet(spec string) error {
 				answer(c, num-first, m.Payload())
 			})
 			if !tok.WaitTimeout(5*time.Minute) || tok.Error() != nil {
-				failed.Store(fmt.Errorf("subscribe %d: %v", ci, tok.Error()))
+				return fmt.Errorf("subscribe %d: %v", ci, tok.Error())
 			}
-		}()
+			return nil
+		})
 	}
-	wg.Wait()
-	if err, _ := failed.Load().(error); err != nil {
+	if err := connect.Wait(); err != nil {
 		return err
 	}
 	fmt.Println(benchproc.Ready)
@@ -226,17 +219,7 @@ func runScaleFleet(spec string) error {
 // process over the measured writes. Give Mosquitto "max_queued_messages 0"
 // (BENCHMARKS.md, "End to end").
 func BenchmarkScale(b *testing.B) {
-	sizes := []int{1000, 10000, 100000}
-	if s := os.Getenv("RAMPART_BENCH_SITES"); s != "" {
-		sizes = nil
-		for _, f := range strings.Split(s, ",") {
-			n, err := strconv.Atoi(f)
-			if err != nil {
-				b.Fatal(err)
-			}
-			sizes = append(sizes, n)
-		}
-	}
+	sizes := benchSizes(b, 1000, 10000, 100000)
 	for _, target := range []string{"embedded", "external"} {
 		b.Run(target, func(b *testing.B) {
 			for _, n := range sizes {
@@ -409,38 +392,13 @@ func benchScale(b *testing.B, target string, n int) {
 	for i := range sites {
 		sites[i] = scaleSite + strconv.Itoa(i+1)
 	}
-	list := func(v int) []byte {
-		body, _ := json.Marshal(map[string]any{"name": "Office", "description": "scale benchmark",
-			"prefixes": []map[string]any{{"cidr": fmt.Sprintf("10.%d.%d.0/24", v/256%256, v%256), "description": "office"}}})
-		return body
-	}
-	group := func(sites []string, list string) []byte {
-		body, _ := json.Marshal(map[string]any{
-			"name": "Scale", "description": "scale benchmark", "sites": sites,
-			"rules": []map[string]any{
-				{"direction": "inbound", "order": 10, "protocol": 6, "port": "443", "address": "0.0.0.0/0", "description": "Allow HTTPS"},
-				{"direction": "inbound", "order": 20, "protocol": 6, "port": "80", "address": "0.0.0.0/0", "description": "Allow HTTP"},
-				{"direction": "inbound", "order": 30, "protocol": 6, "port": "22", "address": list, "description": "Allow SSH from Office"},
-			}})
-		return body
+	list := func(v int) string { return benchListBody("scale benchmark", v) }
+	group := func(sites []string, list string) string {
+		return benchGroupBody("Scale", "scale benchmark", sites, list)
 	}
 	hc := &http.Client{Timeout: 10 * time.Minute}
-	do := func(method, path string, body []byte) map[string]any {
-		req, _ := http.NewRequest(method, api+path, bytes.NewReader(body))
-		req.Header.Set("Authorization", "Bearer "+tok)
-		req.Header.Set("Content-Type", "application/json")
-		resp, err := hc.Do(req)
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer resp.Body.Close()
-		raw, _ := io.ReadAll(resp.Body)
-		if resp.StatusCode >= 300 {
-			b.Fatalf("%s %s: %d %s", method, path, resp.StatusCode, raw)
-		}
-		var v map[string]any
-		json.Unmarshal(raw, &v)
-		return v
+	do := func(method, path, body string) map[string]any {
+		return benchDo(b, hc, api+path, tok, method, body)
 	}
 	var id string
 	var cpCPU, fleetCPU, brokerCPU, dbCPU, puts []float64
@@ -463,20 +421,7 @@ func benchScale(b *testing.B, target string, n int) {
 			watch = []string{"/vpc/prefix-lists/" + id}
 		}
 		puts = append(puts, float64(time.Since(t0)))
-		for deadline := time.Now().Add(30 * time.Minute); len(watch) > 0; {
-			st := do("GET", watch[0], nil)["status"]
-			if st == "active" {
-				watch = watch[1:]
-				continue
-			}
-			if st == "failed" || time.Now().After(deadline) {
-				b.Fatalf("%s is %v", watch[0], st)
-			}
-			// Each GET decodes the list's sync record (every site it
-			// awaits): 5 ms per 1,000 sites keeps the polling a small part
-			// of the measured CPU, at 0.5 % resolution.
-			time.Sleep(time.Duration(max(1, n/1000)) * 5 * time.Millisecond)
-		}
+		awaitActive(b, do, watch, n, 30*time.Minute)
 		active = time.Since(t0)
 		cpCPU = append(cpCPU, float64(processCPU()-cpu0))
 		brokerCPU = append(brokerCPU, float64(serversCPU("mosquitto", false)-broker0))

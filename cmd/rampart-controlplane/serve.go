@@ -251,6 +251,21 @@ func (m *Main) Close() error {
 
 func newFlagSet() *flag.FlagSet { return flag.NewFlagSet("rampart-controlplane", flag.ContinueOnError) }
 
+// subcommandFlags is the flag set of subcommand name: errors and -h go to
+// stderr, and -h prints usage (its synopsis and what it does), if any,
+// above the flags.
+func subcommandFlags(name string, stderr io.Writer, usage string) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	if usage != "" {
+		fs.Usage = func() {
+			fmt.Fprint(stderr, usage)
+			fs.PrintDefaults()
+		}
+	}
+	return fs
+}
+
 func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet()
 	fs.SetOutput(stderr)

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -16,8 +15,7 @@ import (
 // key file beside the database, never the database, so it works while the
 // server runs on the same data directory.
 func runToken(_ context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("token", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := subcommandFlags("token", stderr, "")
 	dataDir := fs.String("data-dir", DefaultDataDir, "data directory of the control plane (holds rampart.key)")
 	org := fs.String("org", "", "organisation the token is for (required)")
 	ttl := fs.Duration("ttl", 24*time.Hour, "lifetime of the token")

@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/rampart-fw/rampart/controlplane/keys"
+	"github.com/rampart-fw/rampart/internal/metrictest"
 	"github.com/rampart-fw/rampart/protocol"
 )
 
@@ -237,7 +238,7 @@ func TestSiteWritesOnlyItsOwnStatusAndPresence(t *testing.T) {
 			t.Errorf("control plane received %s: %q from a site that may not publish it", m.Topic(), m.Payload())
 		}
 	}
-	if got := counterValue(t, reg, "rampart_broker_acl_denied_total", "write"); got < 6 {
+	if got := metrictest.Counter(t, reg, "rampart_broker_acl_denied_total", "access", "write"); got < 6 {
 		t.Errorf("rampart_broker_acl_denied_total{access=write} = %v, want at least 6", got)
 	}
 
@@ -398,28 +399,6 @@ rampart_broker_clients %d
 		}
 	}
 	t.Fatal(err)
-}
-
-func counterValue(t *testing.T, reg *prometheus.Registry, name, access string) float64 {
-	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			for _, l := range m.GetLabel() {
-				if l.GetName() == "access" && l.GetValue() == access {
-					return m.GetCounter().GetValue()
-				}
-			}
-		}
-	}
-	t.Fatalf("metric %s{access=%q} not found", name, access)
-	return 0
 }
 
 func TestStartValidatesOptions(t *testing.T) {

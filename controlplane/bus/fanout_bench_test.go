@@ -21,11 +21,11 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/rampart-fw/rampart/controlplane/broker"
 	"github.com/rampart-fw/rampart/controlplane/keys"
@@ -58,16 +58,11 @@ func runFleet(spec string) error {
 		cond  = sync.NewCond(&mu)
 	)
 	revKey := []byte(`"revision":`)
-	sem := make(chan struct{}, 64)
-	var wg sync.WaitGroup
-	var failed atomic.Value
+	var connect errgroup.Group
+	connect.SetLimit(64)
 	clients := make([]paho.Client, n)
 	for i := range n {
-		sem <- struct{}{}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
+		connect.Go(func() error {
 			site := fleetSite(i)
 			o := paho.NewClientOptions().AddBroker(url).SetProtocolVersion(4).
 				SetClientID("bench-" + site).SetConnectTimeout(60 * time.Second).SetKeepAlive(5 * time.Minute).
@@ -77,8 +72,7 @@ func runFleet(spec string) error {
 			}
 			c := paho.NewClient(o)
 			if tok := c.Connect(); !tok.WaitTimeout(2*time.Minute) || tok.Error() != nil {
-				failed.Store(fmt.Errorf("connect %s: %v", site, tok.Error()))
-				return
+				return fmt.Errorf("connect %s: %v", site, tok.Error())
 			}
 			clients[i] = c
 			tok := c.Subscribe(protocol.DesiredTopic(root, "org_bench", site), 1, func(_ paho.Client, m paho.Message) {
@@ -112,12 +106,12 @@ func runFleet(spec string) error {
 				}
 			})
 			if !tok.WaitTimeout(2*time.Minute) || tok.Error() != nil {
-				failed.Store(fmt.Errorf("subscribe %s: %v", site, tok.Error()))
+				return fmt.Errorf("subscribe %s: %v", site, tok.Error())
 			}
-		}()
+			return nil
+		})
 	}
-	wg.Wait()
-	if err, _ := failed.Load().(error); err != nil {
+	if err := connect.Wait(); err != nil {
 		return err
 	}
 	fmt.Println(benchproc.Ready)

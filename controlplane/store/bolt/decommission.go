@@ -139,16 +139,12 @@ func (s *Store) DecommissionSite(ctx context.Context, org, site string) (cp.Site
 				return err
 			}
 		}
-		revs := cp.Revisions(docs)
-		if docs != nil {
-			docs = map[string]protocol.DesiredState{site: docs[site]}
-			revs = map[string]uint64{site: revs[site]}
-		}
+		change := cp.DecommissionChange(org, site, docs)
 		prev, _, err := readSite(ob, site)
 		if err != nil {
 			return err
 		}
-		rec, _ = cp.StartDecommission(prev, revs[site], now.Add(s.opts.SyncTimeout))
+		rec, _ = cp.StartDecommission(prev, change.Revisions[site], now.Add(s.opts.SyncTimeout))
 		if err := storeSite(ob, prev, rec, now); err != nil {
 			return err
 		}
@@ -163,7 +159,7 @@ func (s *Store) DecommissionSite(ctx context.Context, org, site string) (cp.Site
 		if err := recordAudit(ob, cp.NewAuditEvent(del, org, cp.KindSite, site, 0, body, now)); err != nil {
 			return err
 		}
-		changes = append(changes, cp.Change{OrgID: org, Sites: []string{site}, Kind: cp.KindSite, ID: site, Deleted: true, Revisions: revs, Documents: docs})
+		changes = append(changes, change)
 		return nil
 	})
 	if err != nil {

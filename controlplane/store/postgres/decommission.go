@@ -112,17 +112,13 @@ func (s *Store) DecommissionSite(ctx context.Context, org, site string) (cp.Site
 				return err
 			}
 		}
-		revs := cp.Revisions(docs)
-		if docs != nil {
-			docs = map[string]protocol.DesiredState{site: docs[site]}
-			revs = map[string]uint64{site: revs[site]}
-		}
+		change := cp.DecommissionChange(org, site, docs)
 		// Read again: the writes changed its revision and state.
 		if rows, err = orgSites(ctx, tx, org, []string{site}); err != nil {
 			return err
 		}
 		r := rows[site]
-		next, _ := cp.StartDecommission(r.rec, revs[site], now.Add(s.opts.SyncTimeout))
+		next, _ := cp.StartDecommission(r.rec, change.Revisions[site], now.Add(s.opts.SyncTimeout))
 		r.set(next, now)
 		out = siteView(r, now)
 		body, err := json.Marshal(out)
@@ -139,7 +135,7 @@ func (s *Store) DecommissionSite(ctx context.Context, org, site string) (cp.Site
 		if err := tx.SendBatch(ctx, b).Close(); err != nil {
 			return fmt.Errorf("store decommission: %w", err)
 		}
-		changes = append(changes, cp.Change{OrgID: org, Sites: []string{site}, Kind: cp.KindSite, ID: site, Deleted: true, Revisions: revs, Documents: docs})
+		changes = append(changes, change)
 		return nil
 	})
 	if err != nil {
