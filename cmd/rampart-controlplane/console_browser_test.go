@@ -46,37 +46,8 @@ func TestConsoleInBrowser(t *testing.T) {
 	if _, err := os.Stat(chromiumPath); err != nil {
 		t.Skipf("skipping the console's browser test: %s is missing (apt-get install chromium; .ci/run installs it)", chromiumPath)
 	}
-	shots := os.Getenv("RAMPART_CONSOLE_SCREENSHOTS")
-	if shots == "" {
-		var err error
-		if shots, err = os.MkdirTemp("", "rampart-console-screenshots-"); err != nil {
-			t.Fatal(err)
-		}
-	} else if err := os.MkdirAll(shots, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("screenshots in %s", shots)
-
-	demoStdout = io.Discard
-	defer func() { demoStdout = os.Stdout }()
-	dir := t.TempDir()
-	m := &Main{Config: Config{HTTPAddr: "127.0.0.1:0", DataDir: dir, MQTTListen: "127.0.0.1:0", JWTOrgClaim: "org_id",
-		SyncTimeout: time.Minute, Demo: 3, LogLevel: "info"},
-		Logger: slog.New(slog.DiscardHandler), Registry: prometheus.NewRegistry(), SweepInterval: 100 * time.Millisecond}
-	if err := m.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
+	m, link, shots := consoleDemo(t, "")
 	base := "http://" + m.Addr.String()
-
-	var out bytes.Buffer
-	if err := run(context.Background(), []string{"login-url", "--data-dir", dir, "--org", DemoOrg, "--url", base}, &out, io.Discard); err != nil {
-		t.Fatal(err)
-	}
-	link := strings.TrimSpace(out.String())
-	if !strings.HasPrefix(link, base+"/#login=") {
-		t.Fatalf("login-url printed %q", link)
-	}
 
 	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(),
 		chromedp.ExecPath(chromiumPath), chromedp.Headless, chromedp.NoSandbox, chromedp.DisableGPU,
@@ -376,8 +347,8 @@ func TestConsoleInBrowser(t *testing.T) {
 
 	// 7. Log in again with a pasted token, by keyboard alone: the login
 	// page puts the focus in the token box; Tab reaches the button.
-	out.Reset()
-	if err := run(context.Background(), []string{"token", "--data-dir", dir, "--org", DemoOrg}, &out, io.Discard); err != nil {
+	var out bytes.Buffer
+	if err := run(context.Background(), []string{"token", "--data-dir", m.Config.DataDir, "--org", DemoOrg}, &out, io.Discard); err != nil {
 		t.Fatal(err)
 	}
 	if f := value(t, ctx, chromedp.Evaluate[string](`document.activeElement.id`)); f != "token" {
@@ -565,3 +536,46 @@ const a11yJS = `(() => {
 	}
 	return problems;
 })()`
+
+// consoleDemo starts a control plane with the --demo setup (three simulated
+// routers and their real agents) for a browser test, and answers it, a
+// one-time login link from the login-url subcommand, and the folder
+// for the test's screenshots: $RAMPART_CONSOLE_SCREENSHOTS/browser (default:
+// a new temporary directory, named in the log).
+func consoleDemo(t *testing.T, browser string) (m *Main, link, shots string) {
+	t.Helper()
+	shots = os.Getenv("RAMPART_CONSOLE_SCREENSHOTS")
+	if shots == "" {
+		var err error
+		if shots, err = os.MkdirTemp("", "rampart-console-screenshots-"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	shots = filepath.Join(shots, browser)
+	if err := os.MkdirAll(shots, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("screenshots in %s", shots)
+
+	demoStdout = io.Discard
+	t.Cleanup(func() { demoStdout = os.Stdout })
+	dir := t.TempDir()
+	m = &Main{Config: Config{HTTPAddr: "127.0.0.1:0", DataDir: dir, MQTTListen: "127.0.0.1:0", JWTOrgClaim: "org_id",
+		SyncTimeout: time.Minute, Demo: 3, LogLevel: "info"},
+		Logger: slog.New(slog.DiscardHandler), Registry: prometheus.NewRegistry(), SweepInterval: 100 * time.Millisecond}
+	if err := m.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	base := "http://" + m.Addr.String()
+
+	var out bytes.Buffer
+	if err := run(context.Background(), []string{"login-url", "--data-dir", dir, "--org", DemoOrg, "--url", base}, &out, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	link = strings.TrimSpace(out.String())
+	if !strings.HasPrefix(link, base+"/#login=") {
+		t.Fatalf("login-url printed %q", link)
+	}
+	return m, link, shots
+}

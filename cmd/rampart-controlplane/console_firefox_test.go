@@ -1,19 +1,14 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"fmt"
-	"io"
-	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/rampart-fw/rampart/internal/bidi"
 )
@@ -34,35 +29,7 @@ func TestConsoleInFirefox(t *testing.T) {
 	if _, err := os.Stat(firefoxPath); err != nil {
 		t.Skipf("skipping the console's Firefox test: %s is missing (apt-get install firefox-esr)", firefoxPath)
 	}
-	shots := os.Getenv("RAMPART_CONSOLE_SCREENSHOTS")
-	if shots == "" {
-		var err error
-		if shots, err = os.MkdirTemp("", "rampart-console-screenshots-"); err != nil {
-			t.Fatal(err)
-		}
-	}
-	shots = filepath.Join(shots, "firefox")
-	if err := os.MkdirAll(shots, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("screenshots in %s", shots)
-
-	demoStdout = io.Discard
-	defer func() { demoStdout = os.Stdout }()
-	dir := t.TempDir()
-	m := &Main{Config: Config{HTTPAddr: "127.0.0.1:0", DataDir: dir, MQTTListen: "127.0.0.1:0", JWTOrgClaim: "org_id",
-		SyncTimeout: time.Minute, Demo: 3, LogLevel: "info"},
-		Logger: slog.New(slog.DiscardHandler), Registry: prometheus.NewRegistry(), SweepInterval: 100 * time.Millisecond}
-	if err := m.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
-	base := "http://" + m.Addr.String()
-	var out bytes.Buffer
-	if err := run(context.Background(), []string{"login-url", "--data-dir", dir, "--org", DemoOrg, "--url", base}, &out, io.Discard); err != nil {
-		t.Fatal(err)
-	}
-	link := strings.TrimSpace(out.String())
+	_, link, shots := consoleDemo(t, "firefox")
 
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Second)
 	defer cancel()
