@@ -345,25 +345,12 @@ func (s *Syncer) Changed(c cp.Change) {
 		return
 	}
 	s.mu.Lock()
-	d := s.dirty[c.OrgID]
-	if d == nil {
-		d = map[string]bool{}
-		s.dirty[c.OrgID] = d
-	}
-	st := s.settle[c.OrgID]
-	if st == nil {
-		st = map[string]bool{}
-		s.settle[c.OrgID] = st
-	}
+	d, st := orgMap(s.dirty, c.OrgID), orgMap(s.settle, c.OrgID)
 	for _, site := range c.Sites {
 		d[site], st[site] = true, true
 	}
 	for site, doc := range c.Documents {
-		r := s.ready[c.OrgID]
-		if r == nil {
-			r = map[string]protocol.DesiredState{}
-			s.ready[c.OrgID] = r
-		}
+		r := orgMap(s.ready, c.OrgID)
 		// Changes may arrive out of commit order: keep the newest, and
 		// nothing older than what was published.
 		if cur, ok := r[site]; doc.Revision > s.sent[c.OrgID][site] && (!ok || doc.Revision >= cur.Revision) {
@@ -563,12 +550,7 @@ func (s *Syncer) requeue(w work) {
 		s.all = true
 	}
 	for org, sites := range w.dirty {
-		d := s.dirty[org]
-		if d == nil {
-			d = map[string]bool{}
-			s.dirty[org] = d
-		}
-		maps.Copy(d, sites)
+		maps.Copy(orgMap(s.dirty, org), sites)
 	}
 }
 
@@ -638,11 +620,7 @@ func (s *Syncer) publish(ctx context.Context, pub Publisher, all bool, dirty map
 			if err != nil {
 				return work{all: true, dirty: dirty}, err
 			}
-			d := dirty[org]
-			if d == nil {
-				d = map[string]bool{}
-				dirty[org] = d
-			}
+			d := orgMap(dirty, org)
 			for _, site := range sites {
 				d[site.ID] = true
 			}
@@ -720,11 +698,7 @@ func (s *Syncer) documents(ctx context.Context, org string, sites []string) ([]p
 func (s *Syncer) published(org string, docs []protocol.DesiredState) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	r, sent := s.ready[org], s.sent[org]
-	if sent == nil {
-		sent = map[string]uint64{}
-		s.sent[org] = sent
-	}
+	r, sent := s.ready[org], orgMap(s.sent, org)
 	for _, d := range docs {
 		sent[d.SiteID] = max(sent[d.SiteID], d.Revision)
 		if cur, ok := r[d.SiteID]; ok && cur.Revision <= d.Revision {
@@ -938,12 +912,17 @@ func (s *Syncer) sweepBehind(now time.Time) {
 
 // markDirtyLocked marks a site to publish; s.mu is held.
 func (s *Syncer) markDirtyLocked(org, site string) {
-	d := s.dirty[org]
-	if d == nil {
-		d = map[string]bool{}
-		s.dirty[org] = d
+	orgMap(s.dirty, org)[site] = true
+}
+
+// orgMap returns m's map of org, creating it if missing.
+func orgMap[V any](m map[string]map[string]V, org string) map[string]V {
+	inner := m[org]
+	if inner == nil {
+		inner = map[string]V{}
+		m[org] = inner
 	}
-	d[site] = true
+	return inner
 }
 
 // addPropagation records a write to time; s.mu is held.
