@@ -99,10 +99,18 @@ func (m *Main) startDemo(ctx context.Context) (func(), error) {
 }
 
 func loopbackIfAny(host string) string {
-	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+	if anyHost(host) {
 		return "127.0.0.1"
 	}
 	return host
+}
+
+// anyHost says whether a listen address's host means every interface ("",
+// 0.0.0.0, ::), which a client cannot dial: an address to hand out needs
+// a name in its place.
+func anyHost(host string) bool {
+	ip := net.ParseIP(host)
+	return host == "" || ip != nil && ip.IsUnspecified()
 }
 
 func hostPort(a net.Addr) string {

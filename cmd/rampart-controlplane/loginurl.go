@@ -40,7 +40,7 @@ func runLoginURL(_ context.Context, args []string, stdout, stderr io.Writer) err
 		if err != nil {
 			return fmt.Errorf("login-url: parse --http-addr %q: %w", *httpAddr, err)
 		}
-		if host == "" || net.ParseIP(host) != nil && net.ParseIP(host).IsUnspecified() {
+		if anyHost(host) {
 			host = "localhost"
 		}
 		scheme := "http"

@@ -181,7 +181,7 @@ func DefaultAgentMQTTURL(mqttURL, mqttListen, tlsListen string) string {
 	if err != nil {
 		return ""
 	}
-	if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
+	if anyHost(host) {
 		if h, err := os.Hostname(); err == nil && h != "" {
 			host = h
 		} else {
