@@ -103,7 +103,7 @@ audit trail and the store's epoch. Then start the control planes with
 	if err != nil {
 		return fmt.Errorf("migrate: nothing was copied: %w", err)
 	}
-	_, err = fmt.Fprintf(stdout, "copied %s into %s: %s; epoch %s%s\n", *from, redactStoreURL(*to), n, src.Epoch(), keyNote)
+	_, err = fmt.Fprintf(stdout, "copied %s into %s: %s; epoch %s%s\n", *from, redactURL(*to), n, src.Epoch(), keyNote)
 	return err
 }
 

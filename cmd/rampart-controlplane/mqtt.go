@@ -85,9 +85,7 @@ func brokerURLs(raw string) (urls []string, user, password string, err error) {
 func redactURLs(raw string) string {
 	parts := strings.Split(raw, ",")
 	for i, one := range parts {
-		if p, err := url.Parse(strings.TrimSpace(one)); err == nil {
-			parts[i] = p.Redacted()
-		}
+		parts[i] = redactURL(strings.TrimSpace(one))
 	}
 	return strings.Join(parts, ",")
 }

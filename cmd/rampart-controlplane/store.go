@@ -52,7 +52,7 @@ func (m *Main) openStore(ctx context.Context) (Store, error) {
 			AuditRetention: c.AuditRetention, OnPruneError: onPrune, ReplicaID: replicaID(c),
 		})
 		if err != nil {
-			return nil, fmt.Errorf("open --store-url %s: %w", redactStoreURL(c.StoreURL), err)
+			return nil, fmt.Errorf("open --store-url %s: %w", redactURL(c.StoreURL), err)
 		}
 		if err := checkKey(ctx, pg.DB, m.Key, c.DataDir); err != nil {
 			pg.Close()
@@ -135,7 +135,7 @@ func (m *Main) readyChecks() []api.ReadyCheck {
 // the URL's password).
 func storeName(c Config) string {
 	if c.StoreURL != "" {
-		return "postgres " + redactStoreURL(c.StoreURL)
+		return "postgres " + redactURL(c.StoreURL)
 	}
 	return "bbolt " + filepath.Join(c.DataDir, DBFile)
 }
@@ -145,13 +145,13 @@ func storeName(c Config) string {
 func checkStoreURL(raw string) error {
 	u, err := url.Parse(raw)
 	if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") || u.Host == "" {
-		return fmt.Errorf("--store-url %q: want a PostgreSQL URL such as postgres://rampart@db.example:5432/rampart?sslmode=verify-full (the password is best given in PGPASSWORD or ~/.pgpass); leave it empty for the bbolt file in --data-dir", redactStoreURL(raw))
+		return fmt.Errorf("--store-url %q: want a PostgreSQL URL such as postgres://rampart@db.example:5432/rampart?sslmode=verify-full (the password is best given in PGPASSWORD or ~/.pgpass); leave it empty for the bbolt file in --data-dir", redactURL(raw))
 	}
 	return nil
 }
 
-// redactStoreURL hides a URL's password, for logs and errors.
-func redactStoreURL(raw string) string {
+// redactURL hides a URL's password, for logs and errors.
+func redactURL(raw string) string {
 	u, err := url.Parse(raw)
 	if err != nil {
 		if i := strings.LastIndex(raw, "@"); i >= 0 {
