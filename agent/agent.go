@@ -684,7 +684,7 @@ func (a *Agent) guard(st reconcile.Observed) [render.NumFamilies]netip.Addr {
 	var g [render.NumFamilies]netip.Addr
 	if a.mq != nil {
 		if ip := a.mq.LocalAddr().Unmap(); ip.IsValid() {
-			g[familyOfAddr(ip)] = ip
+			g[render.AddrFamily(ip)] = ip
 		}
 	}
 	host := a.cfg.MQTTURLs[0].Hostname()
@@ -700,7 +700,7 @@ func (a *Agent) guard(st reconcile.Observed) [render.NumFamilies]netip.Addr {
 		if c, err := net.Dial(network, net.JoinHostPort(host, "9")); err == nil {
 			ap, perr := netip.ParseAddrPort(c.LocalAddr().String())
 			c.Close()
-			if ip := ap.Addr().Unmap(); perr == nil && familyOfAddr(ip) == f {
+			if ip := ap.Addr().Unmap(); perr == nil && render.AddrFamily(ip) == f {
 				g[f], a.lastGuard[f] = ip, ip
 				continue
 			}
@@ -719,11 +719,4 @@ func (a *Agent) guard(st reconcile.Observed) [render.NumFamilies]netip.Addr {
 		}
 	}
 	return g
-}
-
-func familyOfAddr(ip netip.Addr) render.Family {
-	if ip.Unmap().Is4() {
-		return render.IPv4
-	}
-	return render.IPv6
 }

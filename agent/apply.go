@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/netip"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -160,13 +161,11 @@ func (a *Agent) syncOnce(ctx context.Context, prior int) (int, error) {
 	// when planning.
 	var spec [render.NumFamilies]readSpec
 	var written [render.NumFamilies][]string
-	some := [render.NumFamilies]bool{}
+	var some [render.NumFamilies]bool
 	readBack := false
 	for _, f := range render.Families {
 		menu := reconcile.Menus[f]
-		for _, op := range ops {
-			spec[f].filter = spec[f].filter || op.Path == menu.Filter
-		}
+		spec[f].filter = slices.ContainsFunc(ops, func(op reconcile.Op) bool { return op.Path == menu.Filter })
 		written[f] = reconcile.WrittenLists(ops, menu.AddressList, st[f].Entries)
 		spec[f].lists = len(written[f]) > 0
 		if some[f] = spec[f].lists && len(written[f]) <= maxListQuery; some[f] {

@@ -1,6 +1,7 @@
 package reconcile
 
 import (
+	"maps"
 	"slices"
 	"strings"
 
@@ -376,13 +377,7 @@ func WrittenLists(ops []Op, menu string, addrs []Entry) []string {
 			}
 		}
 	}
-	return slices.Sorted(func(yield func(string) bool) {
-		for l := range lists {
-			if !yield(l) {
-				return
-			}
-		}
-	})
+	return slices.Sorted(maps.Keys(lists))
 }
 
 // SortEntries sorts entries by list and address, keeping the router's order

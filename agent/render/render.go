@@ -151,6 +151,15 @@ func FamilyOf(addr string) Family {
 	return IPv4
 }
 
+// AddrFamily returns the family of ip; an IPv4-mapped IPv6 address is
+// IPv4, as the kernel uses it.
+func AddrFamily(ip netip.Addr) Family {
+	if ip.Unmap().Is4() {
+		return IPv4
+	}
+	return IPv6
+}
+
 // Table is the rendered state of one family's firewall.
 type Table struct {
 	// Jumps in the order they must appear: jump/input, jump/forward-in,
@@ -309,7 +318,7 @@ func (rr *Renderer) Render(d *protocol.DesiredState, opts Options) Wanted {
 			t.Out = append(t.Out,
 				rule(KeyOutEst, "", Props{"chain": ChainOut, "action": "accept", "connection-state": stateAllowed}),
 				rule(KeyOutInvalid, "", Props{"chain": ChainOut, "action": "drop", "connection-state": stateInvalid}))
-			if g := opts.Guards[f].Unmap(); g.IsValid() && (g.Is4() == (f == IPv4)) {
+			if g := opts.Guards[f].Unmap(); g.IsValid() && AddrFamily(g) == f {
 				t.Out = append(t.Out, rule(KeyOutGuard, "agent's own traffic",
 					Props{"chain": ChainOut, "action": "accept", "src-address": g.String()}))
 			}
