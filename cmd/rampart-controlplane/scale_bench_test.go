@@ -219,14 +219,7 @@ func runScaleFleet(spec string) error {
 // process over the measured writes. Give Mosquitto "max_queued_messages 0"
 // (BENCHMARKS.md, "End to end").
 func BenchmarkScale(b *testing.B) {
-	sizes := benchSizes(b, 1000, 10000, 100000)
-	for _, target := range []string{"embedded", "external"} {
-		b.Run(target, func(b *testing.B) {
-			for _, n := range sizes {
-				b.Run(fmt.Sprintf("sites=%d", n), func(b *testing.B) { benchScale(b, target, n) })
-			}
-		})
-	}
+	benchEachTarget(b, []string{"embedded", "external"}, benchSizes(b, 1000, 10000, 100000), benchScale)
 }
 
 // scaleShard bounds the connections of one fleet process (its file
