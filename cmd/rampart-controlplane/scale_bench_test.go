@@ -348,13 +348,7 @@ func benchScale(b *testing.B, target string, n int) {
 	for i := range replicas {
 		rdir := b.TempDir()
 		if i > 0 {
-			key, err := os.ReadFile(filepath.Join(mains[0].Config.DataDir, keys.KeyFile))
-			if err != nil {
-				b.Fatal(err)
-			}
-			if err := os.WriteFile(filepath.Join(rdir, keys.KeyFile), key, 0o600); err != nil {
-				b.Fatal(err)
-			}
+			copyKey(b, mains[0].Config.DataDir, rdir)
 		}
 		rargs := append(slices.Clone(args), "--data-dir", rdir)
 		if replicas > 1 {
