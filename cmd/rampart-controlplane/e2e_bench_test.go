@@ -156,14 +156,7 @@ func startE2EShards(b *testing.B, url, org, keyDir string, n int) []*benchproc.P
 // Give Mosquitto "max_queued_messages 0": at 10,000 sites the control
 // plane's subscription otherwise overflows its queue (BENCHMARKS.md).
 func BenchmarkEndToEnd(b *testing.B) {
-	sizes := benchSizes(b, 100, 1000, 10000)
-	for _, target := range []string{"embedded", "mosquitto"} {
-		b.Run(target, func(b *testing.B) {
-			for _, n := range sizes {
-				b.Run(fmt.Sprintf("sites=%d", n), func(b *testing.B) { benchEndToEnd(b, target, n) })
-			}
-		})
-	}
+	benchEachTarget(b, []string{"embedded", "mosquitto"}, benchSizes(b, 100, 1000, 10000), benchEndToEnd)
 }
 
 func e2eHeap() uint64 {
@@ -315,6 +308,18 @@ func processCPU() time.Duration {
 		return 0
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// benchEachTarget runs bench as a sub-benchmark per target (the broker
+// the control plane uses) and, inside it, per fleet size: target/sites=n.
+func benchEachTarget(b *testing.B, targets []string, sizes []int, bench func(b *testing.B, target string, n int)) {
+	for _, target := range targets {
+		b.Run(target, func(b *testing.B) {
+			for _, n := range sizes {
+				b.Run(fmt.Sprintf("sites=%d", n), func(b *testing.B) { bench(b, target, n) })
+			}
+		})
+	}
 }
 
 // benchSizes is the fleet sizes a benchmark runs: RAMPART_BENCH_SITES

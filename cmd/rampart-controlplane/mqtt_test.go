@@ -228,11 +228,7 @@ func TestTLS(t *testing.T) {
 // TestTLSFlagsGoTogether: one of --tls-cert and --tls-key alone is refused
 // with a message that says what is needed.
 func TestTLSFlagsGoTogether(t *testing.T) {
-	m := &Main{Config: Config{HTTPAddr: "127.0.0.1:0", DataDir: t.TempDir(), TLSCert: "cert.pem"}, Logger: slog.New(slog.DiscardHandler)}
-	if err := m.Start(context.Background()); err == nil || !strings.Contains(err.Error(), "--tls-cert and --tls-key go together") {
-		m.Close()
-		t.Fatalf("start with --tls-cert alone: %v", err)
-	}
+	startRefused(t, Config{HTTPAddr: "127.0.0.1:0", DataDir: t.TempDir(), TLSCert: "cert.pem"}, "--tls-cert and --tls-key go together")
 }
 
 // TestEnrollPrintsSSLWithTLS: enroll hands out ssl:// on --mqtts-listen
@@ -352,11 +348,7 @@ func TestWarnsOfCleartextBrokerURLs(t *testing.T) {
 }
 
 func TestMQTTCAWithoutExternalBroker(t *testing.T) {
-	m := &Main{Config: Config{HTTPAddr: "127.0.0.1:0", DataDir: t.TempDir(), MQTTCA: "ca.pem"}, Logger: slog.New(slog.DiscardHandler)}
-	if err := m.Start(context.Background()); err == nil || !strings.Contains(err.Error(), "--mqtt-ca is for an external ssl:// broker") {
-		m.Close()
-		t.Fatalf("start with --mqtt-ca and the embedded broker: %v", err)
-	}
+	startRefused(t, Config{HTTPAddr: "127.0.0.1:0", DataDir: t.TempDir(), MQTTCA: "ca.pem"}, "--mqtt-ca is for an external ssl:// broker")
 }
 
 // TestReadyzFullDisk reproduces #13 item 9's other half: /readyz answered
@@ -458,5 +450,16 @@ func TestTLSWholeLoop(t *testing.T) {
 		if !hasRule(f.Router(i), "443", "0.0.0.0/0") {
 			t.Errorf("%s has no rule for 443", f.SiteIDs()[i])
 		}
+	}
+}
+
+// startRefused: a control plane with cfg does not start, and its error
+// says want.
+func startRefused(t *testing.T, cfg Config, want string) {
+	t.Helper()
+	m := &Main{Config: cfg, Logger: slog.New(slog.DiscardHandler)}
+	if err := m.Start(context.Background()); err == nil || !strings.Contains(err.Error(), want) {
+		m.Close()
+		t.Fatalf("start: %v; want an error saying %q", err, want)
 	}
 }

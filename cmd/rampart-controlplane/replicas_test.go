@@ -45,13 +45,7 @@ func TestReplicasShareOneDatabase(t *testing.T) {
 	a := start("replica-a", dirA)
 	defer func() { a.Close() }()
 	// Every replica needs the same key: copied, as an operator would.
-	key, err := os.ReadFile(filepath.Join(dirA, keys.KeyFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dirB, keys.KeyFile), key, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	copyKey(t, dirA, dirB)
 	b := start("replica-b", dirB)
 	defer func() { b.Close() }()
 	if a.Store.Epoch() != b.Store.Epoch() {
@@ -179,13 +173,7 @@ func TestReplicasRefuseAnotherKey(t *testing.T) {
 		t.Fatalf("start replica a: %v", err)
 	}
 	defer a.Close()
-	key, err := os.ReadFile(filepath.Join(dirA, keys.KeyFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dirB, keys.KeyFile), key, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	copyKey(t, dirA, dirB)
 	b := cfg("replica-b", dirB)
 	if err := b.Start(ctx); err != nil {
 		t.Fatalf("start replica b with a's key: %v", err)
@@ -194,7 +182,7 @@ func TestReplicasRefuseAnotherKey(t *testing.T) {
 
 	// c has no key file: it creates its own, which the database refuses.
 	c := cfg("replica-c", dirC)
-	err = c.Start(ctx)
+	err := c.Start(ctx)
 	if err == nil {
 		c.Close()
 		t.Fatal("replica c with another key started")
@@ -212,12 +200,23 @@ func TestReplicasRefuseAnotherKey(t *testing.T) {
 		t.Errorf("replica c listens on %s", c.Addr)
 	}
 	// With a's key copied in, c starts.
-	if err := os.WriteFile(filepath.Join(dirC, keys.KeyFile), key, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	copyKey(t, dirA, dirC)
 	c = cfg("replica-c", dirC)
 	if err := c.Start(ctx); err != nil {
 		t.Fatalf("start replica c with a's key: %v", err)
 	}
 	c.Close()
+}
+
+// copyKey copies the control plane's key from one data directory into
+// another, as an operator starting a replica does.
+func copyKey(tb testing.TB, fromDir, toDir string) {
+	tb.Helper()
+	key, err := os.ReadFile(filepath.Join(fromDir, keys.KeyFile))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(toDir, keys.KeyFile), key, 0o600); err != nil {
+		tb.Fatal(err)
+	}
 }

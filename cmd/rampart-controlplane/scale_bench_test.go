@@ -219,14 +219,7 @@ func runScaleFleet(spec string) error {
 // process over the measured writes. Give Mosquitto "max_queued_messages 0"
 // (BENCHMARKS.md, "End to end").
 func BenchmarkScale(b *testing.B) {
-	sizes := benchSizes(b, 1000, 10000, 100000)
-	for _, target := range []string{"embedded", "external"} {
-		b.Run(target, func(b *testing.B) {
-			for _, n := range sizes {
-				b.Run(fmt.Sprintf("sites=%d", n), func(b *testing.B) { benchScale(b, target, n) })
-			}
-		})
-	}
+	benchEachTarget(b, []string{"embedded", "external"}, benchSizes(b, 1000, 10000, 100000), benchScale)
 }
 
 // scaleShard bounds the connections of one fleet process (its file
@@ -355,13 +348,7 @@ func benchScale(b *testing.B, target string, n int) {
 	for i := range replicas {
 		rdir := b.TempDir()
 		if i > 0 {
-			key, err := os.ReadFile(filepath.Join(mains[0].Config.DataDir, keys.KeyFile))
-			if err != nil {
-				b.Fatal(err)
-			}
-			if err := os.WriteFile(filepath.Join(rdir, keys.KeyFile), key, 0o600); err != nil {
-				b.Fatal(err)
-			}
+			copyKey(b, mains[0].Config.DataDir, rdir)
 		}
 		rargs := append(slices.Clone(args), "--data-dir", rdir)
 		if replicas > 1 {

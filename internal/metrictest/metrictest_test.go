@@ -1,10 +1,11 @@
 package metrictest
 
 import (
-	"fmt"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/rampart-fw/rampart/internal/tbfail"
 )
 
 func TestCounter(t *testing.T) {
@@ -18,29 +19,8 @@ func TestCounter(t *testing.T) {
 			t.Errorf("things_total{result=%q} = %v, want %v", result, got, want)
 		}
 	}
-	r := &recorder{TB: t}
-	func() {
-		defer func() {
-			if p := recover(); p != nil && p != r {
-				panic(p)
-			}
-		}()
-		Counter(r, reg, "things_total", "result", "unknown")
-	}()
-	if want := `no things_total{result="unknown"}`; r.failed != want {
-		t.Errorf("missing series: failure %q, want %q", r.failed, want)
+	failed := tbfail.Fatalf(t, func(tb testing.TB) { Counter(tb, reg, "things_total", "result", "unknown") })
+	if want := `no things_total{result="unknown"}`; failed != want {
+		t.Errorf("missing series: failure %q, want %q", failed, want)
 	}
-}
-
-// recorder is a testing.TB that records a failure instead of stopping the
-// test, so the helper's failure path can be checked.
-type recorder struct {
-	testing.TB
-	failed string
-}
-
-func (r *recorder) Helper() {}
-func (r *recorder) Fatalf(format string, args ...any) {
-	r.failed = fmt.Sprintf(format, args...)
-	panic(r)
 }

@@ -1,24 +1,12 @@
 package wait
 
 import (
-	"fmt"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/rampart-fw/rampart/internal/tbfail"
 )
-
-// recorder is a testing.TB that records a failure instead of stopping the
-// test, so the helper's failure path can be checked.
-type recorder struct {
-	testing.TB
-	failed string
-}
-
-func (r *recorder) Helper() {}
-func (r *recorder) Fatalf(format string, args ...any) {
-	r.failed = fmt.Sprintf(format, args...)
-	panic(r)
-}
 
 func TestUntilReturnsOnceTrue(t *testing.T) {
 	n := 0
@@ -35,16 +23,8 @@ func TestUntilReturnsOnceTrue(t *testing.T) {
 }
 
 func TestForFailsAfterBound(t *testing.T) {
-	r := &recorder{TB: t}
-	func() {
-		defer func() {
-			if p := recover(); p != r {
-				panic(p)
-			}
-		}()
-		For(r, 30*time.Millisecond, "never", func() bool { return false })
-	}()
-	if !strings.Contains(r.failed, "never: not within 30ms") {
-		t.Fatalf("failure message %q does not name the condition and the bound", r.failed)
+	failed := tbfail.Fatalf(t, func(tb testing.TB) { For(tb, 30*time.Millisecond, "never", func() bool { return false }) })
+	if !strings.Contains(failed, "never: not within 30ms") {
+		t.Fatalf("failure message %q does not name the condition and the bound", failed)
 	}
 }

@@ -27,6 +27,20 @@ type clock struct {
 func (c *clock) Now() time.Time      { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
 func (c *clock) add(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unlock() }
 
+// openClocked opens a store in the test's temporary directory, compiling
+// with the real Revisioner, on a clock the test moves; it is closed when
+// the test ends.
+func openClocked(tb testing.TB) (*bolt.Store, *clock) {
+	tb.Helper()
+	clk := &clock{t: time.Date(2026, 11, 21, 10, 0, 0, 0, time.UTC)}
+	s, err := bolt.Open(filepath.Join(tb.TempDir(), "r.db"), bolt.Options{Revisioner: compile.Revisioner{}, Now: clk.Now, SyncTimeout: time.Minute})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { s.Close() })
+	return s, clk
+}
+
 func webGroup(port, desc string, sites ...string) *cp.SecurityGroupWrite {
 	return &cp.SecurityGroupWrite{Name: "Web", Description: &desc, Sites: sites, Rules: []cp.FilterRuleWrite{
 		{Direction: "inbound", Order: 10, Protocol: 6, Port: port, Address: "0.0.0.0/0", Description: "web"}}}

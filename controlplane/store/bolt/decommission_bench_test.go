@@ -3,12 +3,10 @@ package bolt_test
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"testing"
 	"time"
 
 	cp "github.com/rampart-fw/rampart/controlplane"
-	"github.com/rampart-fw/rampart/controlplane/compile"
 	"github.com/rampart-fw/rampart/controlplane/store/bolt"
 )
 
@@ -22,12 +20,7 @@ import (
 func BenchmarkDecommission(b *testing.B) {
 	const groups, sites = 20, cp.MaxSitesPerResource
 	setup := func(b *testing.B) (*bolt.Store, *clock, []string, []string) {
-		clk := &clock{t: time.Date(2026, 11, 21, 10, 0, 0, 0, time.UTC)}
-		s, err := bolt.Open(filepath.Join(b.TempDir(), "r.db"), bolt.Options{Revisioner: compile.Revisioner{}, Now: clk.Now, SyncTimeout: time.Minute})
-		if err != nil {
-			b.Fatal(err)
-		}
-		b.Cleanup(func() { s.Close() })
+		s, clk := openClocked(b)
 		var ids, names []string
 		for i := range sites {
 			names = append(names, fmt.Sprintf("site_%d", i))

@@ -3,16 +3,12 @@ package bolt_test
 import (
 	"context"
 	"encoding/json"
-	"path/filepath"
 	"testing"
-	"time"
 
 	"github.com/google/go-cmp/cmp"
 
 	cp "github.com/rampart-fw/rampart/controlplane"
-	"github.com/rampart-fw/rampart/controlplane/compile"
 	"github.com/rampart-fw/rampart/controlplane/store"
-	"github.com/rampart-fw/rampart/controlplane/store/bolt"
 	"github.com/rampart-fw/rampart/protocol"
 )
 
@@ -22,12 +18,7 @@ import (
 // the audit trail oldest first.
 func TestExport(t *testing.T) {
 	ctx := context.Background()
-	clk := &clock{t: time.Date(2026, 11, 21, 10, 0, 0, 0, time.UTC)}
-	s, err := bolt.Open(filepath.Join(t.TempDir(), "r.db"), bolt.Options{Revisioner: compile.Revisioner{}, Now: clk.Now, SyncTimeout: time.Minute})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s, _ := openClocked(t)
 	l, err := s.CreatePrefixList(ctx, org, &cp.PrefixListWrite{Name: "L", Prefixes: []cp.PrefixWrite{{CIDR: "192.0.2.0/24"}}})
 	if err != nil {
 		t.Fatal(err)

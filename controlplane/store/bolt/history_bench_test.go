@@ -3,13 +3,9 @@ package bolt_test
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"testing"
-	"time"
 
 	cp "github.com/rampart-fw/rampart/controlplane"
-	"github.com/rampart-fw/rampart/controlplane/compile"
-	"github.com/rampart-fw/rampart/controlplane/store/bolt"
 	"github.com/rampart-fw/rampart/protocol"
 )
 
@@ -25,12 +21,7 @@ func BenchmarkWriteToSitesInSync(b *testing.B) {
 	for _, n := range []int{1, 1000} {
 		b.Run(fmt.Sprintf("sites=%d", n), func(b *testing.B) {
 			ctx := context.Background()
-			clk := &clock{t: time.Date(2026, 11, 21, 10, 0, 0, 0, time.UTC)}
-			s, err := bolt.Open(filepath.Join(b.TempDir(), "r.db"), bolt.Options{Revisioner: compile.Revisioner{}, Now: clk.Now, SyncTimeout: time.Minute})
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer s.Close()
+			s, _ := openClocked(b)
 			sites := make([]string, n)
 			for i := range sites {
 				sites[i] = fmt.Sprintf("site_%d", i)

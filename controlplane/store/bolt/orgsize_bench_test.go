@@ -3,13 +3,10 @@ package bolt_test
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"testing"
 	"time"
 
 	cp "github.com/rampart-fw/rampart/controlplane"
-	"github.com/rampart-fw/rampart/controlplane/compile"
-	"github.com/rampart-fw/rampart/controlplane/store/bolt"
 )
 
 // BenchmarkWriteInLargeOrg is the cost of one write (a replace of a
@@ -26,12 +23,7 @@ func BenchmarkWriteInLargeOrg(b *testing.B) {
 		for _, touched := range []int{1, 50} {
 			b.Run(fmt.Sprintf("groups=%d/lists=%d/sites=%d", size.groups, size.lists, touched), func(b *testing.B) {
 				ctx := context.Background()
-				clk := &clock{t: time.Date(2026, 11, 21, 10, 0, 0, 0, time.UTC)}
-				s, err := bolt.Open(filepath.Join(b.TempDir(), "r.db"), bolt.Options{Revisioner: compile.Revisioner{}, Now: clk.Now, SyncTimeout: time.Minute})
-				if err != nil {
-					b.Fatal(err)
-				}
-				defer s.Close()
+				s, clk := openClocked(b)
 				lists := make([]string, size.lists)
 				for i := range lists {
 					w := &cp.PrefixListWrite{Name: fmt.Sprint("list ", i), Prefixes: []cp.PrefixWrite{{CIDR: fmt.Sprintf("10.%d.%d.0/24", i/256, i%256)}}}
