@@ -1,6 +1,7 @@
 package rossim
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -655,7 +656,7 @@ func binary(op string, l, r val) val {
 	case "<", ">", "<=", ">=":
 		c := strings.Compare(toStr(l), toStr(r))
 		if numeric {
-			c = cmpInt(ln, rn)
+			c = cmp.Compare(ln, rn)
 		}
 		return op == "<" && c < 0 || op == ">" && c > 0 || op == "<=" && c <= 0 || op == ">=" && c >= 0
 	case "~":
@@ -670,16 +671,6 @@ func binary(op string, l, r val) val {
 		return false
 	}
 	return nil
-}
-
-func cmpInt(a, b int64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 func truthy(v val) bool {
