@@ -237,6 +237,16 @@ func (in *interp) positional(c *cmd) []expr {
 	return out
 }
 
+// iterate runs one pass of a :for or :foreach body, counted as a step,
+// with the loop variable name bound to v in a scope of its own.
+func (in *interp) iterate(body expr, name string, v val, sc *scope) error {
+	if err := in.tick(); err != nil {
+		return err
+	}
+	_, err := in.runCode(body, &scope{vars: map[string]val{name: v}, parent: sc})
+	return err
+}
+
 // runCode runs a code value (a { } literal) in a child scope of sc.
 func (in *interp) runCode(e expr, sc *scope) (val, error) {
 	if cl, ok := e.(*codeLit); ok {
@@ -377,11 +387,7 @@ func (in *interp) builtin(c *cmd, sc *scope) (val, error) {
 		}
 		body, _ := in.named(c, "do")
 		for i := from; step > 0 && i <= to || step < 0 && i >= to; i += step {
-			if err := in.tick(); err != nil {
-				return nil, err
-			}
-			ls := &scope{vars: map[string]val{toStr(nameV): i}, parent: sc}
-			if _, err := in.runCode(body, ls); err != nil {
+			if err := in.iterate(body, toStr(nameV), i, sc); err != nil {
 				return nil, err
 			}
 		}
@@ -395,11 +401,7 @@ func (in *interp) builtin(c *cmd, sc *scope) (val, error) {
 		}
 		body, _ := in.named(c, "do")
 		for _, x := range toArray(list) {
-			if err := in.tick(); err != nil {
-				return nil, err
-			}
-			ls := &scope{vars: map[string]val{toStr(nameV): x}, parent: sc}
-			if _, err := in.runCode(body, ls); err != nil {
+			if err := in.iterate(body, toStr(nameV), x, sc); err != nil {
 				return nil, err
 			}
 		}
