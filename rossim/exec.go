@@ -66,6 +66,8 @@ type menu struct {
 	verbs map[string]bool
 }
 
+// verbs is the set of the space-separated words of s: a menu's verbs, or
+// the argument names a script command accepts.
 func verbs(s string) map[string]bool {
 	m := map[string]bool{}
 	for _, v := range strings.Fields(s) {

@@ -762,25 +762,18 @@ func (p *parser) checkArgs(c *cmd) {
 	} else if c.menu != "" {
 		spec = propsIn(singleProps[c.menu], p.r.minor)
 	}
-	allowed := func(names ...string) map[string]bool {
-		s := map[string]bool{}
-		for _, n := range names {
-			s[n] = true
-		}
-		return s
-	}
 	var ok map[string]bool
 	positional := 1
 	switch c.name {
 	case "import":
-		ok, positional = allowed("file-name", "verbose", "dry-run"), 1
+		ok, positional = verbs("file-name verbose dry-run"), 1
 	case "add":
-		ok, positional = allowed("place-before", "copy-from", "disabled", "comment"), 0
+		ok, positional = verbs("place-before copy-from disabled comment"), 0
 		for k := range spec {
 			ok[k] = true
 		}
 	case "set", "update":
-		ok = allowed("numbers", "disabled", "comment")
+		ok = verbs("numbers disabled comment")
 		for k := range spec {
 			ok[k] = true
 		}
@@ -788,19 +781,19 @@ func (p *parser) checkArgs(c *cmd) {
 			positional = 0
 		}
 	case "get":
-		ok, positional = allowed("number", "value-name"), 2
+		ok, positional = verbs("number value-name"), 2
 	case "find":
 		return // property names in find are not checked at load [I: reference 8, still open]
 	case "print":
 		ok, positional = printArgs, 99
 	case "move":
-		ok, positional = allowed("numbers", "destination"), 2
+		ok, positional = verbs("numbers destination"), 2
 	case "unset":
-		ok = allowed("numbers", "value-name")
+		ok = verbs("numbers value-name")
 	case "export":
-		ok, positional = allowed("file", "verbose", "compact", "terse", "show-sensitive"), 0
+		ok, positional = verbs("file verbose compact terse show-sensitive"), 0
 	default: // remove enable disable start stop reset-counters
-		ok = allowed("numbers")
+		ok = verbs("numbers")
 	}
 	n := 0
 	for _, a := range c.args {

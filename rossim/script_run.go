@@ -1,6 +1,7 @@
 package rossim
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -236,6 +237,16 @@ func (in *interp) positional(c *cmd) []expr {
 	return out
 }
 
+// iterate runs one pass of a :for or :foreach body, counted as a step,
+// with the loop variable name bound to v in a scope of its own.
+func (in *interp) iterate(body expr, name string, v val, sc *scope) error {
+	if err := in.tick(); err != nil {
+		return err
+	}
+	_, err := in.runCode(body, &scope{vars: map[string]val{name: v}, parent: sc})
+	return err
+}
+
 // runCode runs a code value (a { } literal) in a child scope of sc.
 func (in *interp) runCode(e expr, sc *scope) (val, error) {
 	if cl, ok := e.(*codeLit); ok {
@@ -376,11 +387,7 @@ func (in *interp) builtin(c *cmd, sc *scope) (val, error) {
 		}
 		body, _ := in.named(c, "do")
 		for i := from; step > 0 && i <= to || step < 0 && i >= to; i += step {
-			if err := in.tick(); err != nil {
-				return nil, err
-			}
-			ls := &scope{vars: map[string]val{toStr(nameV): i}, parent: sc}
-			if _, err := in.runCode(body, ls); err != nil {
+			if err := in.iterate(body, toStr(nameV), i, sc); err != nil {
 				return nil, err
 			}
 		}
@@ -394,11 +401,7 @@ func (in *interp) builtin(c *cmd, sc *scope) (val, error) {
 		}
 		body, _ := in.named(c, "do")
 		for _, x := range toArray(list) {
-			if err := in.tick(); err != nil {
-				return nil, err
-			}
-			ls := &scope{vars: map[string]val{toStr(nameV): x}, parent: sc}
-			if _, err := in.runCode(body, ls); err != nil {
+			if err := in.iterate(body, toStr(nameV), x, sc); err != nil {
 				return nil, err
 			}
 		}
@@ -655,7 +658,7 @@ func binary(op string, l, r val) val {
 	case "<", ">", "<=", ">=":
 		c := strings.Compare(toStr(l), toStr(r))
 		if numeric {
-			c = cmpInt(ln, rn)
+			c = cmp.Compare(ln, rn)
 		}
 		return op == "<" && c < 0 || op == ">" && c > 0 || op == "<=" && c <= 0 || op == ">=" && c >= 0
 	case "~":
@@ -670,16 +673,6 @@ func binary(op string, l, r val) val {
 		return false
 	}
 	return nil
-}
-
-func cmpInt(a, b int64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 func truthy(v val) bool {
