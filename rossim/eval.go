@@ -68,7 +68,14 @@ type Evaluator struct {
 	chains [2]map[string][]rule      // per family (fi)
 	addrs  map[string]addrRange      // parsed address values
 	ports  map[string][][2]int       // parsed port values
-	icmp   map[string]icmpOptions    // parsed icmp-options values
+	icmp   map[string]parsedICMP     // parsed icmp-options values
+}
+
+// parsedICMP is an icmp-options value as parsed once per Evaluator; ok is
+// false for a value the evaluator cannot read.
+type parsedICMP struct {
+	icmpOptions
+	ok bool
 }
 
 // Evaluator indexes f for Evaluate and Action.
@@ -76,7 +83,7 @@ func (f Firewall) Evaluator() *Evaluator {
 	return &Evaluator{f: f,
 		lists:  [2]map[string][]addrRange{addressLists(fam4, f.AddressList), addressLists(fam6, f.AddressList6)},
 		chains: [2]map[string][]rule{indexChains(f.Filter, filterProps), indexChains(f.Filter6, filterProps6)},
-		addrs:  map[string]addrRange{}, ports: map[string][][2]int{}, icmp: map[string]icmpOptions{}}
+		addrs:  map[string]addrRange{}, ports: map[string][][2]int{}, icmp: map[string]parsedICMP{}}
 }
 
 // indexChains groups a family's rules by chain, each with its matchers.
@@ -296,10 +303,20 @@ func (e *walker) match(r rule) (bool, string) {
 				}
 			}
 		case "icmp-options":
-			o, ok := e.icmp[val]
-			if !ok {
-				o, _ = parseICMPOptions(val)
+			o, seen := e.icmp[val]
+			if !seen {
+				o.icmpOptions, o.ok = parseICMPOptions(val)
 				e.icmp[val] = o
+			}
+			if !o.ok {
+				// /ip keeps icmp-options as free text (a name such as
+				// echo-request, say), which the evaluator does not
+				// model: skip the rule, as for any matcher it does not
+				// know, rather than match type 0 code 0.
+				if !e.tracing {
+					return false, ""
+				}
+				return false, fmt.Sprintf("%s skipped: icmp-options %q is not modelled", it[".id"], val)
 			}
 			// the rule's protocol (checked on write) is the packet's:
 			// icmp in /ip, icmpv6 in /ipv6

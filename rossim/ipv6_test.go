@@ -487,3 +487,25 @@ func TestIPv6JumpInvalidPerTable(t *testing.T) {
 		t.Fatalf("verdict %s by %s, want reject by rampart-in; trace %q", v.Action, v.RuleID, v.Trace)
 	}
 }
+
+// TestICMPOptionsUnreadSkipped: /ip keeps icmp-options as free text, so a
+// value the evaluator cannot read (a type name) skips its rule, as any
+// matcher it does not model does, instead of matching type 0 code 0.
+func TestICMPOptionsUnreadSkipped(t *testing.T) {
+	r := New(Options{})
+	defer r.Close()
+	if _, err := r.Exec("/ip/firewall/filter/add", "=chain=probe", "=action=accept", "=protocol=icmp", "=icmp-options=echo-request", "=comment=named"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Exec("/ip/firewall/filter/add", "=chain=probe", "=action=drop"); err != nil {
+		t.Fatal(err)
+	}
+	e := r.Snapshot().Evaluator()
+	for _, typ := range []int{0, 8} {
+		p := pkt("probe", "ether1", "", "192.0.2.1", "192.0.2.2", 1, 0, "new")
+		p.ICMPType = typ
+		if v := e.Evaluate(p); v.Action != "drop" {
+			t.Errorf("icmp type %d: %s by %s; want the rule with icmp-options=echo-request skipped and the drop; trace %q", typ, v.Action, v.RuleID, v.Trace)
+		}
+	}
+}
