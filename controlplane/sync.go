@@ -27,6 +27,16 @@ type SyncState struct {
 	Version uint64 `json:"version,omitempty"`
 }
 
+// WriteStatus is the status a write has when it commits, before any site
+// reports: syncing while some of sites must confirm it, active when none
+// must. NewSyncState reaches the same status once the revisions are known.
+func WriteStatus(sites []string) Status {
+	if len(sites) == 0 {
+		return StatusActive
+	}
+	return StatusSyncing
+}
+
 // NewSyncState starts a sync for a write at now that must be confirmed by
 // every site in revisions. With no sites the resource is active at once.
 func NewSyncState(revisions map[string]uint64, now time.Time, timeout time.Duration) SyncState {

@@ -214,3 +214,18 @@ func TestNewSecurityGroupKeepsAndDraws(t *testing.T) {
 		t.Error("NewSecurityGroup shares the write's sites")
 	}
 }
+
+// TestWriteStatusAgreesWithNewSyncState checks the status a store gives a
+// write as it commits against the sync state the same sites start.
+func TestWriteStatusAgreesWithNewSyncState(t *testing.T) {
+	for _, sites := range [][]string{nil, {}, {"site_a"}, {"site_a", "site_b"}} {
+		revs := map[string]uint64{}
+		for _, s := range sites {
+			revs[s] = 1
+		}
+		want := cp.NewSyncState(revs, t0, time.Minute).Status
+		if diff := cmp.Diff(want, cp.WriteStatus(sites)); diff != "" {
+			t.Errorf("WriteStatus(%q) (-NewSyncState +WriteStatus):\n%s", sites, diff)
+		}
+	}
+}

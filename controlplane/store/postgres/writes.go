@@ -300,12 +300,8 @@ func (gw *groupWrite) read(raw []byte) error {
 
 func (gw *groupWrite) store(ctx context.Context, tx pgx.Tx, org string) ([]string, []string, error) {
 	g := gw.w.NewSecurityGroup(org, gw.gid, gw.prev.Rules)
-	// The status the write has: syncing when it has sites (they must
-	// confirm), active otherwise; reads splice in the sync state's.
-	g.Status = cp.StatusActive
-	if len(g.Sites) > 0 {
-		g.Status = cp.StatusSyncing
-	}
+	// Reads splice in the sync state's status.
+	g.Status = cp.WriteStatus(g.Sites)
 	refs := g.ReferencedPrefixLists()
 	if len(refs) > 0 {
 		rows, err := tx.Query(ctx, `SELECT id FROM prefix_lists WHERE org_id = $1 AND id = ANY($2)`, org, refs)
@@ -394,10 +390,7 @@ func (lw *listWrite) store(ctx context.Context, tx pgx.Tx, org string) ([]string
 		return nil, nil, fmt.Errorf("read sites of referring groups: %w", err)
 	}
 	pending := union(l.Sites, viaGroups)
-	l.Status = cp.StatusActive
-	if len(pending) > 0 {
-		l.Status = cp.StatusSyncing
-	}
+	l.Status = cp.WriteStatus(pending)
 	if lw.data, err = json.Marshal(&l); err != nil {
 		return nil, nil, fmt.Errorf("encode prefix list: %w", err)
 	}
