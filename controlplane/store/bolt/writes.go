@@ -283,9 +283,9 @@ func (gw *groupWrite) store(tx *bolt.Tx, ob *bolt.Bucket) (map[string]bool, []st
 	// newRefs lists every address that names a prefix list: without one,
 	// the rules need no look (250 of them in bbolt's single writer cost
 	// more than the lookups).
-	for i := 0; len(gw.newRefs) > 0 && i < len(gw.g.Rules); i++ {
-		if a := gw.g.Rules[i].Address; strings.HasPrefix(a, cp.PrefixListIDPrefix) && lists.Get([]byte(a)) == nil {
-			return nil, nil, cp.UnknownPrefixList(i, a)
+	if len(gw.newRefs) > 0 {
+		if err := gw.g.CheckPrefixLists(func(id string) bool { return lists.Get([]byte(id)) != nil }); err != nil {
+			return nil, nil, err
 		}
 	}
 	if err := setRefs(ob, gw.gid, gw.oldRefs, gw.newRefs); err != nil {

@@ -312,10 +312,8 @@ func (gw *groupWrite) store(ctx context.Context, tx pgx.Tx, org string) ([]strin
 		if err != nil {
 			return nil, nil, fmt.Errorf("read referenced prefix lists: %w", err)
 		}
-		for i, r := range g.Rules {
-			if strings.HasPrefix(r.Address, cp.PrefixListIDPrefix) && !slices.Contains(found, r.Address) {
-				return nil, nil, cp.UnknownPrefixList(i, r.Address)
-			}
+		if err := g.CheckPrefixLists(func(id string) bool { return slices.Contains(found, id) }); err != nil {
+			return nil, nil, err
 		}
 	}
 	var err error
