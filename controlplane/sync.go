@@ -92,14 +92,19 @@ func (s *SyncState) Confirm(site string, revision uint64, applied bool, errMsg s
 // Revisioner (UnknownRevision awaited) only a report confirms. It reports
 // whether the state changed.
 func (s *SyncState) ConfirmStanding(site string, rec Site, last LastReport) bool {
-	want, ok := s.Awaiting[site]
-	if !ok || want == UnknownRevision {
+	rev, ok := StandingRevision(rec, last)
+	return s.ConfirmStandingRevision(site, rev, ok)
+}
+
+// ConfirmStandingRevision is ConfirmStanding for a caller that already
+// has the site's StandingRevision (rev, ok), as store/bolt caches it
+// across the writes of one transaction.
+func (s *SyncState) ConfirmStandingRevision(site string, rev uint64, ok bool) bool {
+	want, awaited := s.Awaiting[site]
+	if !awaited || want == UnknownRevision || !ok || rev < want {
 		return false
 	}
-	if rev, ok := StandingRevision(rec, last); ok && rev >= want {
-		return s.Confirm(site, rev, true, "")
-	}
-	return false
+	return s.Confirm(site, rev, true, "")
 }
 
 // Expire fails a sync whose deadline has passed with sites unconfirmed. It

@@ -85,14 +85,15 @@ type standing struct {
 // leaves a site's content as it was gives it its current revision again,
 // which its agent will not report again; confirming it here means the
 // write's own answer already reads active when no site has anything to do,
-// instead of syncing until Settle runs after the commit.
+// instead of syncing until Settle runs after the commit. The rule is the
+// domain's (SyncState.ConfirmStanding); this only reads and caches the
+// standing revisions.
 func confirmApplied(ob *bolt.Bucket, st *cp.SyncState, cache standingCache) error {
 	if st.Status != cp.StatusSyncing {
 		return nil
 	}
 	for _, site := range slices.Sorted(maps.Keys(st.Awaiting)) {
-		want := st.Awaiting[site]
-		if want == cp.UnknownRevision { // no Revisioner: only a report confirms
+		if st.Awaiting[site] == cp.UnknownRevision { // no Revisioner: only a report confirms; skip the read
 			continue
 		}
 		sr, cached := cache[site]
@@ -106,9 +107,7 @@ func confirmApplied(ob *bolt.Bucket, st *cp.SyncState, cache standingCache) erro
 			}
 			cache[site] = sr
 		}
-		if sr.ok && sr.rev >= want {
-			st.Confirm(site, sr.rev, true, "")
-		}
+		st.ConfirmStandingRevision(site, sr.rev, sr.ok)
 	}
 	return nil
 }
