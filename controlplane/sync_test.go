@@ -229,3 +229,35 @@ func TestWriteStatusAgreesWithNewSyncState(t *testing.T) {
 		}
 	}
 }
+
+// TestConfirmStandingRevision checks which standing revisions confirm a
+// site at once in a write's own transaction.
+func TestConfirmStandingRevision(t *testing.T) {
+	tests := []struct {
+		name     string
+		awaiting map[string]uint64
+		rev      uint64
+		ok       bool
+		want     bool // confirmed
+	}{
+		{"standing at awaited", map[string]uint64{"s": 5}, 5, true, true},
+		{"standing past awaited", map[string]uint64{"s": 5}, 7, true, true},
+		{"standing behind awaited", map[string]uint64{"s": 5}, 4, true, false},
+		{"no standing revision", map[string]uint64{"s": 5}, 5, false, false},
+		{"no Revisioner: only a report confirms", map[string]uint64{"s": cp.UnknownRevision}, 5, true, false},
+		{"site not awaited", map[string]uint64{"other": 5}, 5, true, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			st := cp.NewSyncState(tt.awaiting, t0, time.Minute)
+			changed := st.ConfirmStandingRevision("s", tt.rev, tt.ok)
+			_, still := st.Awaiting["s"]
+			if diff := cmp.Diff(tt.want, changed); diff != "" {
+				t.Errorf("changed (-want +got):\n%s", diff)
+			}
+			if tt.want && still {
+				t.Errorf("site s still awaited after a confirmation: %v", st.Awaiting)
+			}
+		})
+	}
+}
