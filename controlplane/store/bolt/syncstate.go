@@ -54,10 +54,7 @@ func writableSync(ob *bolt.Bucket, kind, id string, now time.Time, pre cp.Precon
 // standing caches the sites' standing revisions across those writes.
 func (s *Store) startSync(tx *bolt.Tx, ob *bolt.Bucket, org, kind, id string, prev *cp.SyncState, await map[string]uint64, affected map[string]bool, revs map[string]uint64, now time.Time, standing standingCache) (cp.SyncState, cp.Change, error) {
 	st := cp.NewSyncState(await, now, s.opts.SyncTimeout)
-	st.Version = 1
-	if prev != nil {
-		st.Version = prev.Version + 1
-	}
+	st.Version = cp.NextVersion(prev)
 	if err := confirmApplied(ob, &st, standing); err != nil {
 		return st, cp.Change{}, err
 	}

@@ -127,10 +127,7 @@ func (s *Store) putAllTx(ctx context.Context, tx pgx.Tx, org string, create bool
 	b := &pgx.Batch{}
 	for i, w := range ws {
 		st := cp.NewSyncState(cp.Awaited(revs, done[i].await), now, s.opts.SyncTimeout)
-		st.Version = 1
-		if done[i].prev != nil {
-			st.Version = done[i].prev.Version + 1
-		}
+		st.Version = cp.NextVersion(done[i].prev)
 		for _, site := range sortedKeys(st.Awaiting) {
 			if r := sites[site]; r.exists {
 				st.ConfirmStanding(site, r.rec, r.last)
