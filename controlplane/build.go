@@ -131,6 +131,19 @@ func (w *PrefixListWrite) NewPrefixList(org, id string, prev []Prefix) PrefixLis
 	return l
 }
 
+// CheckPrefixLists answers UnknownPrefixList for the first rule whose
+// address names a prefix list that exists does not know, nil when every
+// one is known. Each store asks its own storage, in the write's
+// transaction; the rule and its error are the domain's.
+func (g *SecurityGroup) CheckPrefixLists(exists func(id string) bool) error {
+	for i, r := range g.Rules {
+		if strings.HasPrefix(r.Address, PrefixListIDPrefix) && !exists(r.Address) {
+			return UnknownPrefixList(i, r.Address)
+		}
+	}
+	return nil
+}
+
 // ReferencedPrefixLists returns the prefix list ids a group's rules use,
 // sorted and unique.
 func (g *SecurityGroup) ReferencedPrefixLists() []string {

@@ -27,6 +27,16 @@ type SyncState struct {
 	Version uint64 `json:"version,omitempty"`
 }
 
+// WriteStatus is the status a write has when it commits, before any site
+// reports: syncing while some of sites must confirm it, active when none
+// must. NewSyncState reaches the same status once the revisions are known.
+func WriteStatus(sites []string) Status {
+	if len(sites) == 0 {
+		return StatusActive
+	}
+	return StatusSyncing
+}
+
 // NewSyncState starts a sync for a write at now that must be confirmed by
 // every site in revisions. With no sites the resource is active at once.
 func NewSyncState(revisions map[string]uint64, now time.Time, timeout time.Duration) SyncState {
@@ -82,14 +92,19 @@ func (s *SyncState) Confirm(site string, revision uint64, applied bool, errMsg s
 // Revisioner (UnknownRevision awaited) only a report confirms. It reports
 // whether the state changed.
 func (s *SyncState) ConfirmStanding(site string, rec Site, last LastReport) bool {
-	want, ok := s.Awaiting[site]
-	if !ok || want == UnknownRevision {
+	rev, ok := StandingRevision(rec, last)
+	return s.ConfirmStandingRevision(site, rev, ok)
+}
+
+// ConfirmStandingRevision is ConfirmStanding for a caller that already
+// has the site's StandingRevision (rev, ok), as store/bolt caches it
+// across the writes of one transaction.
+func (s *SyncState) ConfirmStandingRevision(site string, rev uint64, ok bool) bool {
+	want, awaited := s.Awaiting[site]
+	if !awaited || want == UnknownRevision || !ok || rev < want {
 		return false
 	}
-	if rev, ok := StandingRevision(rec, last); ok && rev >= want {
-		return s.Confirm(site, rev, true, "")
-	}
-	return false
+	return s.Confirm(site, rev, true, "")
 }
 
 // Expire fails a sync whose deadline has passed with sites unconfirmed. It

@@ -214,3 +214,50 @@ func TestNewSecurityGroupKeepsAndDraws(t *testing.T) {
 		t.Error("NewSecurityGroup shares the write's sites")
 	}
 }
+
+// TestWriteStatusAgreesWithNewSyncState checks the status a store gives a
+// write as it commits against the sync state the same sites start.
+func TestWriteStatusAgreesWithNewSyncState(t *testing.T) {
+	for _, sites := range [][]string{nil, {}, {"site_a"}, {"site_a", "site_b"}} {
+		revs := map[string]uint64{}
+		for _, s := range sites {
+			revs[s] = 1
+		}
+		want := cp.NewSyncState(revs, t0, time.Minute).Status
+		if diff := cmp.Diff(want, cp.WriteStatus(sites)); diff != "" {
+			t.Errorf("WriteStatus(%q) (-NewSyncState +WriteStatus):\n%s", sites, diff)
+		}
+	}
+}
+
+// TestConfirmStandingRevision checks which standing revisions confirm a
+// site at once in a write's own transaction.
+func TestConfirmStandingRevision(t *testing.T) {
+	tests := []struct {
+		name     string
+		awaiting map[string]uint64
+		rev      uint64
+		ok       bool
+		want     bool // confirmed
+	}{
+		{"standing at awaited", map[string]uint64{"s": 5}, 5, true, true},
+		{"standing past awaited", map[string]uint64{"s": 5}, 7, true, true},
+		{"standing behind awaited", map[string]uint64{"s": 5}, 4, true, false},
+		{"no standing revision", map[string]uint64{"s": 5}, 5, false, false},
+		{"no Revisioner: only a report confirms", map[string]uint64{"s": cp.UnknownRevision}, 5, true, false},
+		{"site not awaited", map[string]uint64{"other": 5}, 5, true, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			st := cp.NewSyncState(tt.awaiting, t0, time.Minute)
+			changed := st.ConfirmStandingRevision("s", tt.rev, tt.ok)
+			_, still := st.Awaiting["s"]
+			if diff := cmp.Diff(tt.want, changed); diff != "" {
+				t.Errorf("changed (-want +got):\n%s", diff)
+			}
+			if tt.want && still {
+				t.Errorf("site s still awaited after a confirmation: %v", st.Awaiting)
+			}
+		})
+	}
+}

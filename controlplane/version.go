@@ -27,6 +27,16 @@ type Stored struct {
 // ETag is the entity tag of s's version.
 func (s Stored) ETag() string { return ETag(s.Version) }
 
+// NextVersion is the version a write gives a resource whose stored sync
+// state is prev (nil for a create): 1 for a new resource, and one more
+// than prev's otherwise (a version 0 from before versions existed makes 1).
+func NextVersion(prev *SyncState) uint64 {
+	if prev == nil {
+		return 1
+	}
+	return prev.Version + 1
+}
+
 // ETag is the strong entity tag of a version of a resource: it names the
 // content as written, not the status, which moves as sites confirm without
 // a write (a client holding the tag of its PUT can still DELETE once the

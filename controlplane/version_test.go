@@ -77,3 +77,22 @@ func TestNewAuditEventMethod(t *testing.T) {
 		t.Errorf("(-want +got)\n%s", diff)
 	}
 }
+
+// TestNextVersion checks the versions writes give: 1 on create, one more
+// on each later write, 1 for a state stored before versions existed.
+func TestNextVersion(t *testing.T) {
+	tests := []struct {
+		name string
+		prev *SyncState
+		want uint64
+	}{
+		{"create", nil, 1},
+		{"stored before versions", &SyncState{}, 1},
+		{"replace", &SyncState{Version: 7}, 8},
+	}
+	for _, tt := range tests {
+		if diff := cmp.Diff(tt.want, NextVersion(tt.prev)); diff != "" {
+			t.Errorf("%s (-want +got):\n%s", tt.name, diff)
+		}
+	}
+}

@@ -54,10 +54,7 @@ func writableSync(ob *bolt.Bucket, kind, id string, now time.Time, pre cp.Precon
 // standing caches the sites' standing revisions across those writes.
 func (s *Store) startSync(tx *bolt.Tx, ob *bolt.Bucket, org, kind, id string, prev *cp.SyncState, await map[string]uint64, affected map[string]bool, revs map[string]uint64, now time.Time, standing standingCache) (cp.SyncState, cp.Change, error) {
 	st := cp.NewSyncState(await, now, s.opts.SyncTimeout)
-	st.Version = 1
-	if prev != nil {
-		st.Version = prev.Version + 1
-	}
+	st.Version = cp.NextVersion(prev)
 	if err := confirmApplied(ob, &st, standing); err != nil {
 		return st, cp.Change{}, err
 	}
@@ -85,14 +82,15 @@ type standing struct {
 // leaves a site's content as it was gives it its current revision again,
 // which its agent will not report again; confirming it here means the
 // write's own answer already reads active when no site has anything to do,
-// instead of syncing until Settle runs after the commit.
+// instead of syncing until Settle runs after the commit. The rule is the
+// domain's (SyncState.ConfirmStanding); this only reads and caches the
+// standing revisions.
 func confirmApplied(ob *bolt.Bucket, st *cp.SyncState, cache standingCache) error {
 	if st.Status != cp.StatusSyncing {
 		return nil
 	}
 	for _, site := range slices.Sorted(maps.Keys(st.Awaiting)) {
-		want := st.Awaiting[site]
-		if want == cp.UnknownRevision { // no Revisioner: only a report confirms
+		if st.Awaiting[site] == cp.UnknownRevision { // no Revisioner: only a report confirms; skip the read
 			continue
 		}
 		sr, cached := cache[site]
@@ -106,9 +104,7 @@ func confirmApplied(ob *bolt.Bucket, st *cp.SyncState, cache standingCache) erro
 			}
 			cache[site] = sr
 		}
-		if sr.ok && sr.rev >= want {
-			st.Confirm(site, sr.rev, true, "")
-		}
+		st.ConfirmStandingRevision(site, sr.rev, sr.ok)
 	}
 	return nil
 }

@@ -271,12 +271,8 @@ func decodePrev(prev *cp.SecurityGroup, idx []byte) error {
 
 func (gw *groupWrite) prepare() {
 	gw.g = gw.w.NewSecurityGroup(gw.org, gw.gid, gw.prev.Rules)
-	// The status the write will have is known now: syncing when it has
-	// sites (they must confirm), active otherwise.
-	gw.g.Status = cp.StatusActive
-	if len(gw.g.Sites) > 0 {
-		gw.g.Status = cp.StatusSyncing
-	}
+	// The status the write will have is known now.
+	gw.g.Status = cp.WriteStatus(gw.g.Sites)
 	gw.data = withNewline(appendGroupJSON(make([]byte, 0, groupJSONSize(&gw.g)), &gw.g))
 	gw.newRefs, gw.oldRefs = gw.g.ReferencedPrefixLists(), gw.prev.ReferencedPrefixLists()
 	gw.index = encodeGroupIndex(&gw.g)
@@ -287,9 +283,9 @@ func (gw *groupWrite) store(tx *bolt.Tx, ob *bolt.Bucket) (map[string]bool, []st
 	// newRefs lists every address that names a prefix list: without one,
 	// the rules need no look (250 of them in bbolt's single writer cost
 	// more than the lookups).
-	for i := 0; len(gw.newRefs) > 0 && i < len(gw.g.Rules); i++ {
-		if a := gw.g.Rules[i].Address; strings.HasPrefix(a, cp.PrefixListIDPrefix) && lists.Get([]byte(a)) == nil {
-			return nil, nil, cp.UnknownPrefixList(i, a)
+	if len(gw.newRefs) > 0 {
+		if err := gw.g.CheckPrefixLists(func(id string) bool { return lists.Get([]byte(id)) != nil }); err != nil {
+			return nil, nil, err
 		}
 	}
 	if err := setRefs(ob, gw.gid, gw.oldRefs, gw.newRefs); err != nil {
@@ -454,10 +450,7 @@ func (lw *listWrite) store(tx *bolt.Tx, ob *bolt.Bucket) (map[string]bool, []str
 	for _, site := range pending {
 		affected[site] = true
 	}
-	lw.l.Status = cp.StatusActive
-	if len(pending) > 0 {
-		lw.l.Status = cp.StatusSyncing
-	}
+	lw.l.Status = cp.WriteStatus(pending)
 	if err := setMembers(ob, cp.KindPrefixList, lw.lid, lw.prev.Sites, lw.l.Sites); err != nil {
 		return nil, nil, err
 	}

@@ -1,6 +1,7 @@
 package postgres
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -80,10 +81,7 @@ func scanSite(row pgx.Row) (*siteRow, error) {
 // dirty.
 func lockSites(ctx context.Context, tx pgx.Tx, keys []siteKey) (map[siteKey]*siteRow, error) {
 	slices.SortFunc(keys, func(a, b siteKey) int {
-		if a.org != b.org {
-			return compare(a.org, b.org)
-		}
-		return compare(a.id, b.id)
+		return cmp.Or(cmp.Compare(a.org, b.org), cmp.Compare(a.id, b.id))
 	})
 	keys = slices.Compact(keys)
 	out := make(map[siteKey]*siteRow, len(keys))

@@ -1,6 +1,7 @@
 package postgres
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"maps"
@@ -79,13 +80,7 @@ type lockedSync struct {
 // out.
 func lockSyncs(ctx context.Context, tx pgx.Tx, keys []resKey) (map[resKey]*lockedSync, error) {
 	slices.SortFunc(keys, func(a, b resKey) int {
-		if a.org != b.org {
-			return compare(a.org, b.org)
-		}
-		if a.kind != b.kind {
-			return compare(a.kind, b.kind)
-		}
-		return compare(a.id, b.id)
+		return cmp.Or(cmp.Compare(a.org, b.org), cmp.Compare(a.kind, b.kind), cmp.Compare(a.id, b.id))
 	})
 	keys = slices.Compact(keys)
 	out := make(map[resKey]*lockedSync, len(keys))
@@ -144,16 +139,6 @@ func lockSyncs(ctx context.Context, tx pgx.Tx, keys []resKey) (map[resKey]*locke
 		e.prev.Awaiting = maps.Clone(e.cur.Awaiting)
 	}
 	return out, nil
-}
-
-func compare(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // flushSyncs writes the sync states of locked that changed: the domain's

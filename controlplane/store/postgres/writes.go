@@ -127,10 +127,7 @@ func (s *Store) putAllTx(ctx context.Context, tx pgx.Tx, org string, create bool
 	b := &pgx.Batch{}
 	for i, w := range ws {
 		st := cp.NewSyncState(cp.Awaited(revs, done[i].await), now, s.opts.SyncTimeout)
-		st.Version = 1
-		if done[i].prev != nil {
-			st.Version = done[i].prev.Version + 1
-		}
+		st.Version = cp.NextVersion(done[i].prev)
 		for _, site := range sortedKeys(st.Awaiting) {
 			if r := sites[site]; r.exists {
 				st.ConfirmStanding(site, r.rec, r.last)
@@ -300,12 +297,8 @@ func (gw *groupWrite) read(raw []byte) error {
 
 func (gw *groupWrite) store(ctx context.Context, tx pgx.Tx, org string) ([]string, []string, error) {
 	g := gw.w.NewSecurityGroup(org, gw.gid, gw.prev.Rules)
-	// The status the write has: syncing when it has sites (they must
-	// confirm), active otherwise; reads splice in the sync state's.
-	g.Status = cp.StatusActive
-	if len(g.Sites) > 0 {
-		g.Status = cp.StatusSyncing
-	}
+	// Reads splice in the sync state's status.
+	g.Status = cp.WriteStatus(g.Sites)
 	refs := g.ReferencedPrefixLists()
 	if len(refs) > 0 {
 		rows, err := tx.Query(ctx, `SELECT id FROM prefix_lists WHERE org_id = $1 AND id = ANY($2)`, org, refs)
@@ -316,10 +309,8 @@ func (gw *groupWrite) store(ctx context.Context, tx pgx.Tx, org string) ([]strin
 		if err != nil {
 			return nil, nil, fmt.Errorf("read referenced prefix lists: %w", err)
 		}
-		for i, r := range g.Rules {
-			if strings.HasPrefix(r.Address, cp.PrefixListIDPrefix) && !slices.Contains(found, r.Address) {
-				return nil, nil, cp.UnknownPrefixList(i, r.Address)
-			}
+		if err := g.CheckPrefixLists(func(id string) bool { return slices.Contains(found, id) }); err != nil {
+			return nil, nil, err
 		}
 	}
 	var err error
@@ -394,10 +385,7 @@ func (lw *listWrite) store(ctx context.Context, tx pgx.Tx, org string) ([]string
 		return nil, nil, fmt.Errorf("read sites of referring groups: %w", err)
 	}
 	pending := union(l.Sites, viaGroups)
-	l.Status = cp.StatusActive
-	if len(pending) > 0 {
-		l.Status = cp.StatusSyncing
-	}
+	l.Status = cp.WriteStatus(pending)
 	if lw.data, err = json.Marshal(&l); err != nil {
 		return nil, nil, fmt.Errorf("encode prefix list: %w", err)
 	}
